@@ -1,0 +1,100 @@
+//! Command-line interface: clap-derived raw arguments per subcommand, each
+//! turned into a validated configuration by the subcommand's own module.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub mod annotate;
+pub mod baseline;
+pub mod cache;
+pub mod compare;
+pub mod data;
+pub mod embed;
+pub mod evaluate;
+pub mod info;
+pub mod models;
+pub mod train;
+
+/// Pfam family annotation of proteins by transfer learning from protein language models.
+#[derive(Debug, Parser)]
+#[command(name = "protfam", version, about, long_about = None)]
+pub struct Cli {
+    /// More log output (repeat for more); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Inspect datasets (Pfam split CSV shards).
+    #[command(subcommand)]
+    Data(data::DataCommand),
+    /// Embed sequences with a protein language model into the cache or a file.
+    Embed(embed::EmbedArgs),
+    /// Inspect, merge or export the embedding cache.
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
+    /// List or fetch embedding models.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
+    /// Train one classifier on cached embeddings.
+    Train(train::TrainArgs),
+    /// Train and test classifiers on a split and report error rates.
+    Evaluate(evaluate::EvaluateArgs),
+    /// Predict Pfam families for the sequences of a FASTA file.
+    Annotate(annotate::AnnotateArgs),
+    /// Compare embedding models and classifiers in one report with plots.
+    Compare(compare::CompareArgs),
+    /// Run the HMM (HMMER) or BLAST baseline on a split.
+    #[command(subcommand)]
+    Baseline(baseline::BaselineCommand),
+    /// Show what a trained classifier directory holds.
+    Info(info::InfoArgs),
+}
+
+/// Parses the process arguments and runs the chosen subcommand.
+pub fn run() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match cli.command {
+        Command::Data(cmd) => data::run(cmd),
+        Command::Embed(args) => embed::run(args),
+        Command::Cache(cmd) => cache::run(cmd),
+        Command::Models(cmd) => models::run(cmd),
+        Command::Train(args) => train::run(args),
+        Command::Evaluate(args) => evaluate::run(args),
+        Command::Annotate(args) => annotate::run(args),
+        Command::Compare(args) => compare::run(args),
+        Command::Baseline(cmd) => baseline::run(cmd),
+        Command::Info(args) => info::run(args),
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "protfam=info",
+        1 => "protfam=debug",
+        _ => "protfam=trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// A progress bar on stderr that hides itself when stderr is not a terminal.
+pub fn progress_bar(len: u64, unit: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(len)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let template = format!("{{spinner}} [{{elapsed_precise}}] {{bar:40}} {{pos}}/{{len}} {unit} ({{per_sec}}, ETA {{eta}}) {{msg}}");
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&template) {
+        bar.set_style(style);
+    }
+    bar
+}

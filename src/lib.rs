@@ -1,0 +1,22 @@
+//! protfam: Pfam family annotation of proteins by transfer learning.
+//!
+//! Raw sequences go through a protein language model ([`models`]) that turns each
+//! one into a per-protein vector (the mean of its residue embeddings); vectors are
+//! kept in a content-addressed on-disk [`cache`]; simple [`classify`] models
+//! (1-NN, kNN ensembles, MLPs) trained on them predict the family, and
+//! [`evaluate`] measures them against HMM and BLAST [`baseline`]s.
+
+pub mod annotate;
+pub mod baseline;
+pub mod cache;
+pub mod classify;
+pub mod cli;
+pub mod compare;
+pub mod embedder;
+pub mod evaluate;
+pub mod io;
+pub mod metrics;
+pub mod models;
+pub mod pipeline;
+pub mod residue;
+pub mod vectors;
