@@ -1,1 +1,180 @@
-//! (to be written)
+//! Classification metrics with scikit-learn's definitions: error rate, and
+//! precision / recall / F1 averaged over classes weighted by support
+//! (`average="weighted"`, `zero_division=0`).
+//!
+//! A missing prediction (`None`: no HMM hit, no BLAST hit, abstention) counts
+//! as an error and as a prediction of no class.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Error rate and weighted precision / recall / F1 of one set of predictions.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    pub n: usize,
+    pub errors: usize,
+    pub error_rate: f64,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+}
+
+/// Scores predictions against true class labels (any comparable label type).
+pub fn score<L: Ord + Clone>(truth: &[L], predicted: &[Option<L>]) -> Metrics {
+    assert_eq!(truth.len(), predicted.len(), "one prediction per true label");
+    let n = truth.len();
+    #[derive(Default)]
+    struct Counts {
+        support: usize,
+        true_positive: usize,
+        predicted: usize,
+    }
+    let mut per_class: BTreeMap<L, Counts> = BTreeMap::new();
+    let mut errors = 0;
+    for (t, p) in truth.iter().zip(predicted) {
+        per_class.entry(t.clone()).or_default().support += 1;
+        match p {
+            Some(p) => {
+                per_class.entry(p.clone()).or_default().predicted += 1;
+                if p == t {
+                    per_class.get_mut(t).expect("inserted above").true_positive += 1;
+                } else {
+                    errors += 1;
+                }
+            }
+            None => errors += 1,
+        }
+    }
+    // scikit-learn weights by support, so classes only ever predicted (support 0)
+    // contribute nothing but still lower other classes' precision.
+    let (mut precision, mut recall, mut f1) = (0.0, 0.0, 0.0);
+    for c in per_class.values() {
+        if c.support == 0 {
+            continue;
+        }
+        let p = if c.predicted == 0 { 0.0 } else { c.true_positive as f64 / c.predicted as f64 };
+        let r = c.true_positive as f64 / c.support as f64;
+        let f = if p + r == 0.0 { 0.0 } else { 2.0 * p * r / (p + r) };
+        let w = c.support as f64;
+        precision += w * p;
+        recall += w * r;
+        f1 += w * f;
+    }
+    let total = n.max(1) as f64;
+    Metrics {
+        n,
+        errors,
+        error_rate: errors as f64 / total,
+        precision: precision / total,
+        recall: recall / total,
+        f1: f1 / total,
+    }
+}
+
+/// Training-family size bins of the paper's few-shot analysis.
+pub const SIZE_BINS: [(usize, usize, &str); 5] =
+    [(1, 1, "1"), (2, 4, "2-4"), (5, 9, "5-9"), (10, 49, "10-49"), (50, usize::MAX, "50+")];
+
+/// Error rate among test items whose family has a given number of training examples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SizeBinError {
+    /// Bin label (`1`, `2-4`, `5-9`, `10-49`, `50+`, or `0` for families absent from training).
+    pub bin: String,
+    pub n: usize,
+    pub errors: usize,
+    pub error_rate: f64,
+}
+
+/// Error rate per training-family-size bin; `train_sizes(label)` gives how many
+/// training examples the true family of a test item has.
+pub fn error_by_family_size<L: Ord + Clone>(
+    truth: &[L],
+    predicted: &[Option<L>],
+    train_size: impl Fn(&L) -> usize,
+) -> Vec<SizeBinError> {
+    let mut bins: Vec<(String, usize, usize)> = Vec::new();
+    let mut absent = (0usize, 0usize);
+    let mut counts = vec![(0usize, 0usize); SIZE_BINS.len()];
+    for (t, p) in truth.iter().zip(predicted) {
+        let wrong = p.as_ref() != Some(t);
+        let size = train_size(t);
+        let slot = if size == 0 {
+            &mut absent
+        } else {
+            let i = SIZE_BINS.iter().position(|(lo, hi, _)| size >= *lo && size <= *hi).expect("bins cover 1..");
+            &mut counts[i]
+        };
+        slot.0 += 1;
+        slot.1 += usize::from(wrong);
+    }
+    if absent.0 > 0 {
+        bins.push(("0".to_string(), absent.0, absent.1));
+    }
+    for ((_, _, label), (n, e)) in SIZE_BINS.iter().zip(counts) {
+        bins.push((label.to_string(), n, e));
+    }
+    bins.into_iter()
+        .map(|(bin, n, errors)| SizeBinError {
+            bin,
+            n,
+            errors,
+            error_rate: if n == 0 { 0.0 } else { errors as f64 / n as f64 },
+        })
+        .collect()
+}
+
+/// One row of an evaluation report (the JSON format shared by `evaluate`,
+/// `baseline` and `compare`). Baselines use classifier `hmm` / `blast` and
+/// embedding `none`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportRow {
+    pub embedding: String,
+    pub classifier: String,
+    pub n: usize,
+    pub errors: usize,
+    pub error_rate: f64,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    pub train_seconds: f64,
+    pub predict_seconds: f64,
+    #[serde(default)]
+    pub by_family_size: Vec<SizeBinError>,
+}
+
+impl ReportRow {
+    pub fn new(embedding: &str, classifier: &str, metrics: Metrics, train_seconds: f64, predict_seconds: f64) -> Self {
+        ReportRow {
+            embedding: embedding.to_string(),
+            classifier: classifier.to_string(),
+            n: metrics.n,
+            errors: metrics.errors,
+            error_rate: metrics.error_rate,
+            precision: metrics.precision,
+            recall: metrics.recall,
+            f1: metrics.f1,
+            train_seconds,
+            predict_seconds,
+            by_family_size: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_hand_computed_weighted_scores() {
+        // truth a a b c; pred a b b (none)
+        let truth = ["a", "a", "b", "c"];
+        let pred = [Some("a"), Some("b"), Some("b"), None];
+        let m = score(&truth, &pred);
+        assert_eq!(m.errors, 2);
+        // a: p=1 r=.5 f=2/3 (w2); b: p=.5 r=1 f=2/3 (w1); c: 0 (w1)
+        assert!((m.precision - (2.0 * 1.0 + 0.5) / 4.0).abs() < 1e-12);
+        assert!((m.recall - (2.0 * 0.5 + 1.0) / 4.0).abs() < 1e-12);
+        assert!((m.f1 - (3.0 * 2.0 / 3.0) / 4.0).abs() < 1e-12);
+    }
+}
