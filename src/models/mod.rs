@@ -3,6 +3,10 @@
 //!
 //! `config.json`'s `model_type` picks the architecture for HF directories
 //! (`esm`, `t5`, `bert`); UniRep, NEAR and one-hot have their own layouts.
+//! [`weights`] reads and checks HF weight files and computes the weights
+//! digest; [`window`] embeds sequences longer than a model's limit in
+//! overlapping windows; [`parse_device`] / [`parse_dtype`] turn `--device` /
+//! `--dtype` values into Candle's types.
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +21,8 @@ pub mod onehot;
 pub mod registry;
 pub mod t5;
 pub mod unirep;
+pub mod weights;
+pub mod window;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -62,7 +68,118 @@ pub fn load(model: &str, opts: &LoadOptions) -> Result<Box<dyn Embedder>, ModelE
 }
 
 /// Loads a Hugging Face-layout directory, dispatching on `config.json`'s `model_type`.
+/// `name` (the registry name) defaults to the directory's name.
 pub fn load_dir(dir: &Path, name: Option<&str>, opts: &LoadOptions) -> Result<Box<dyn Embedder>, ModelError> {
-    let _ = (dir, name, opts);
-    Err(ModelError::Other("HF directory loading is not written yet".into()))
+    let config_path = dir.join("config.json");
+    if !config_path.is_file() {
+        return Err(ModelError::File {
+            path: dir.to_path_buf(),
+            message: "no config.json: not a Hugging Face model directory (expected config.json next to \
+                      model.safetensors or pytorch_model.bin)"
+                .into(),
+        });
+    }
+    let text = std::fs::read_to_string(&config_path)
+        .map_err(|e| ModelError::File { path: config_path.clone(), message: e.to_string() })?;
+    let config: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| ModelError::File { path: config_path.clone(), message: format!("invalid JSON: {e}") })?;
+    let model_type = config.get("model_type").and_then(|v| v.as_str()).ok_or_else(|| ModelError::File {
+        path: config_path.clone(),
+        message: "no \"model_type\" key: cannot tell the architecture (esm, t5, bert)".into(),
+    })?;
+    let dir_name = dir
+        .canonicalize()
+        .ok()
+        .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| dir.display().to_string());
+    let name = name.unwrap_or(&dir_name);
+    match model_type {
+        "esm" => esm::load_embedder(dir, name, opts),
+        // The ProtT5 and ProtBert loaders (`t5::load_embedder`, `bert::load_embedder`, same signature
+        // as `esm::load_embedder`) come from the t5bert branch; these arms call them once it is merged.
+        "t5" | "bert" => Err(ModelError::File {
+            path: config_path,
+            message: format!("model_type {model_type:?} is recognised but this build has no {model_type} loader yet"),
+        }),
+        other => Err(ModelError::File {
+            path: config_path,
+            message: format!("model_type {other:?} is not supported (esm, t5, bert)"),
+        }),
+    }
+}
+
+/// Parses `--device`: `cpu`, `cuda` (= `cuda:0`) or `cuda:N`. CUDA needs the `cuda` feature.
+pub fn parse_device(s: &str) -> Result<Device, ModelError> {
+    let s = s.trim().to_ascii_lowercase();
+    if s == "cpu" {
+        return Ok(Device::Cpu);
+    }
+    let ordinal = match s.strip_prefix("cuda") {
+        Some("") => 0,
+        Some(rest) => rest.strip_prefix(':').and_then(|n| n.parse::<usize>().ok()).ok_or_else(|| {
+            ModelError::Other(format!("bad device {s:?}: expected cpu, cuda or cuda:N (N = GPU number)"))
+        })?,
+        None => return Err(ModelError::Other(format!("bad device {s:?}: expected cpu, cuda or cuda:N"))),
+    };
+    if !candle_core::utils::cuda_is_available() {
+        return Err(ModelError::Other(format!(
+            "device {s}: this protfam was built without the `cuda` feature (cargo build --release --features cuda)"
+        )));
+    }
+    Device::new_cuda(ordinal).map_err(|e| ModelError::Other(format!("device {s}: {e}")))
+}
+
+/// Parses `--dtype`: `f32`, `f16` or `bf16` (`auto`: f32 on CPU, f16 on CUDA). Half precision is for
+/// CUDA; on CPU it is refused, because Candle's CPU kernels are slower and less exact in it.
+pub fn parse_dtype(s: &str, device: &Device) -> Result<DType, ModelError> {
+    let dtype = match s.trim().to_ascii_lowercase().as_str() {
+        "auto" => return Ok(if device.is_cuda() { DType::F16 } else { DType::F32 }),
+        "f32" | "float32" => DType::F32,
+        "f16" | "float16" | "half" => DType::F16,
+        "bf16" | "bfloat16" => DType::BF16,
+        other => return Err(ModelError::Other(format!("bad dtype {other:?}: expected f32, f16, bf16 or auto"))),
+    };
+    if dtype != DType::F32 && device.is_cpu() {
+        return Err(ModelError::Other(format!("dtype {s} needs a CUDA device (--device cuda:N); CPU runs in f32")));
+    }
+    Ok(dtype)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_parse() {
+        assert!(parse_device("cpu").unwrap().is_cpu());
+        assert!(parse_device("CPU").unwrap().is_cpu());
+        for bad in ["gpu", "cuda:x", "cuda:", "cuda0"] {
+            assert!(parse_device(bad).is_err(), "{bad}");
+        }
+        if !candle_core::utils::cuda_is_available() {
+            let err = parse_device("cuda:0").unwrap_err().to_string();
+            assert!(err.contains("cuda` feature"), "{err}");
+        }
+    }
+
+    #[test]
+    fn dtypes_parse() {
+        assert_eq!(parse_dtype("f32", &Device::Cpu).unwrap(), DType::F32);
+        assert_eq!(parse_dtype("auto", &Device::Cpu).unwrap(), DType::F32);
+        assert!(parse_dtype("f16", &Device::Cpu).is_err());
+        assert!(parse_dtype("f64", &Device::Cpu).is_err());
+    }
+
+    #[test]
+    fn directory_without_config_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = load_dir(dir.path(), None, &LoadOptions::default()).unwrap_err().to_string();
+        assert!(err.contains("no config.json") && err.contains(&dir.path().display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn unknown_model_name_is_reported() {
+        let err = load("no_such_model_xyz", &LoadOptions::default()).unwrap_err().to_string();
+        assert!(err.contains("no_such_model_xyz") && err.contains("protfam models list"), "{err}");
+    }
 }
