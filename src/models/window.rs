@@ -25,7 +25,10 @@ impl WindowPolicy {
     /// Windows of `max_len` residues overlapping by at least `max_len / 4`.
     pub fn new(max_len: usize) -> Self {
         assert!(max_len > 0, "a window holds at least one residue");
-        WindowPolicy { max_len, min_overlap: max_len / 4 }
+        WindowPolicy {
+            max_len,
+            min_overlap: max_len / 4,
+        }
     }
 
     /// The windows covering `0..len`: one `0..len` when it fits, else `n` windows of exactly
@@ -83,7 +86,11 @@ where
         pieces.extend(windows.iter().map(|w| &seq[w.clone()]));
     }
     if windowed > 0 {
-        tracing::info!("{model}: {windowed} sequence(s) longer than {} residues: {}", policy.max_len, policy.describe());
+        tracing::info!(
+            "{model}: {windowed} sequence(s) longer than {} residues: {}",
+            policy.max_len,
+            policy.describe()
+        );
     }
     let embedded = embed(&pieces)?;
     if embedded.len() != pieces.len() {
@@ -108,7 +115,12 @@ where
             if m.len != w.len() || m.dim != dim {
                 return Err(EmbedError::Model {
                     model: model.to_string(),
-                    message: format!("window {w:?} came back as {}x{}, expected {}x{dim}", m.len, m.dim, w.len()),
+                    message: format!(
+                        "window {w:?} came back as {}x{}, expected {}x{dim}",
+                        m.len,
+                        m.dim,
+                        w.len()
+                    ),
                 });
             }
             for (r, pos) in w.clone().enumerate() {
@@ -138,7 +150,10 @@ mod tests {
         for pair in w.windows(2) {
             assert!(pair[1].start > pair[0].start);
             // Rounding the evenly spread starts may cost one residue of overlap.
-            assert!(pair[0].end >= pair[1].start + policy.min_overlap.saturating_sub(1), "{w:?}");
+            assert!(
+                pair[0].end >= pair[1].start + policy.min_overlap.saturating_sub(1),
+                "{w:?}"
+            );
         }
         for r in &w {
             assert!(r.len() <= policy.max_len);
@@ -165,7 +180,10 @@ mod tests {
     fn overlaps_are_averaged() {
         // A fake "model" whose residue embedding is (position-in-window, 1): overlapping residues
         // must get the mean of their positions in the windows that hold them.
-        let policy = WindowPolicy { max_len: 4, min_overlap: 2 };
+        let policy = WindowPolicy {
+            max_len: 4,
+            min_overlap: 2,
+        };
         let seq = "ABCDEFG";
         let out = embed_windowed(&[seq, "AB"], &policy, "test", |pieces| {
             Ok(pieces
