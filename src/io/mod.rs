@@ -51,3 +51,29 @@ impl Record {
         }
     }
 }
+
+/// A read failure, always naming the file and, where known, the line and record.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}{}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default(), record.as_ref().map(|r| format!(" (record {r})")).unwrap_or_default())]
+pub struct ReadError {
+    pub path: String,
+    pub line: Option<usize>,
+    pub record: Option<String>,
+    pub message: String,
+}
+
+impl ReadError {
+    pub fn new(path: impl AsRef<std::path::Path>, message: impl Into<String>) -> Self {
+        ReadError { path: path.as_ref().display().to_string(), line: None, record: None, message: message.into() }
+    }
+
+    pub fn at_line(mut self, line: usize) -> Self {
+        self.line = Some(line);
+        self
+    }
+
+    pub fn in_record(mut self, record: impl Into<String>) -> Self {
+        self.record = Some(record.into());
+        self
+    }
+}
