@@ -23,7 +23,8 @@ pub enum BaselineCommand {
 
 #[derive(Debug, clap::Args)]
 pub struct BaselineArgs {
-    /// Root of the Pfam split data (holding `<split>/train` and `<split>/test`); default $PROTFAM_DATA.
+    /// Root of the Pfam split data (holding `<split>/train` and `<split>/test`); default $PROTFAM_DATA,
+    /// else ../shared/data/pfam35-uniprot20k or data/pfam35-uniprot20k.
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Split directory under the data root.
@@ -58,7 +59,7 @@ impl BaselineArgs {
     fn validate(self) -> anyhow::Result<BaselineConfig> {
         let data = match self.data {
             Some(d) => d,
-            None => std::env::var_os("PROTFAM_DATA").map(PathBuf::from).context(
+            None => default_data_root().context(
                 "no data root: pass --data <dir> (the directory holding clustered_split/ and random_split/) or set PROTFAM_DATA",
             )?,
         };
@@ -70,6 +71,14 @@ impl BaselineArgs {
         options.hmm_max = self.max;
         Ok(BaselineConfig { data, split: self.split, report_dir: self.report_dir, options })
     }
+}
+
+/// `$PROTFAM_DATA`, else the bundled data next to the checkout or under `data/`.
+fn default_data_root() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("PROTFAM_DATA") {
+        return Some(PathBuf::from(dir));
+    }
+    ["../shared/data/pfam35-uniprot20k", "data/pfam35-uniprot20k"].iter().map(PathBuf::from).find(|p| p.is_dir())
 }
 
 pub fn run(cmd: BaselineCommand) -> anyhow::Result<ExitCode> {
@@ -86,7 +95,7 @@ pub fn run(cmd: BaselineCommand) -> anyhow::Result<ExitCode> {
         let written = write_reports(&config.report_dir, kind, &config.split, &run.row, &run.predictions)?;
         let no_hit = run.predictions.iter().filter(|p| p.predicted.is_none()).count();
         tracing::info!(
-            "{kind}: {} errors in {} test sequences ({:.2}%), {no_hit} without any hit; {} database {}; reports: {}",
+            "{kind}: {} errors in {} test sequences ({:.2}%), {no_hit} without any hit; {} database {} {}; reports: {}",
             run.row.errors,
             run.row.n,
             100.0 * run.row.error_rate,
