@@ -30,6 +30,9 @@ pub fn install_hint(package: &str) -> String {
     )
 }
 
+/// Writes a child's standard input.
+pub type StdinFeeder<'a> = &'a mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>;
+
 /// An external program resolved to a path.
 #[derive(Debug, Clone)]
 pub struct Tool {
@@ -83,7 +86,7 @@ impl Tool {
     pub fn run<S: AsRef<OsStr>>(
         &self,
         args: &[S],
-        stdin: Option<&mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>>,
+        stdin: Option<StdinFeeder<'_>>,
         stdout_to: Option<&Path>,
         log: &Path,
     ) -> Result<(), BaselineError> {
