@@ -17,7 +17,7 @@
 //! use protfam::io::stockholm;
 //!
 //! let text = "\
-//! # STOCKHOLM 1.0
+//! ## STOCKHOLM 1.0
 //! #=GF ID   fn3
 //! #=GF AC   PF00041.20
 //! #=GS A/1-5 DE first
