@@ -289,10 +289,12 @@ pub fn split_stats(config: &StatsConfig) -> anyhow::Result<SplitStats> {
     let mut parts = Vec::new();
     for part in PARTS {
         let reader = pfam_csv::read_part(&config.root, &config.split, part)?;
-        let mut records = alphabet::checked(reader, config.lenient);
+        let bar = spinner(&format!("reading {}/{part}", config.split));
+        let mut records = alphabet::checked(reader.inspect(|_| bar.inc(1)), config.lenient);
         let mut stats = part_stats(part, records.by_ref(), config.top)
             .with_context(|| format!("reading the {part} part of {}", config.split))?;
         stats.skipped = records.into_report();
+        bar.finish_and_clear();
         if stats.skipped.skipped > 0 {
             tracing::warn!("{part}: {}", stats.skipped);
         }
@@ -306,6 +308,21 @@ pub fn split_stats(config: &StatsConfig) -> anyhow::Result<SplitStats> {
         parts,
         few_shot,
     })
+}
+
+/// A record counter on stderr, hidden when stderr is not a terminal (the full
+/// Pfam 32 training part has 1.3M records).
+fn spinner(message: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg}: {human_pos} records ({per_sec})") {
+        bar.set_style(style);
+    }
+    bar.set_message(message.to_string());
+    bar
 }
 
 /// `1234567` -> `1,234,567`.
