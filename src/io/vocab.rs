@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::Family;
+use super::{Family, Record};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VocabError {
@@ -37,6 +37,43 @@ impl LabelVocab {
         families.sort_by(|a, b| (&a.accession, &a.family_id).cmp(&(&b.accession, &b.family_id)));
         families.dedup();
         Self::from_sorted(families)
+    }
+
+    /// Builds the vocabulary from the labelled records of a training set
+    /// (records without a family are ignored).
+    ///
+    /// ```
+    /// use protfam::io::{vocab::LabelVocab, Family, Record};
+    ///
+    /// let mut a = Record::new("a/1-9", "MKV");
+    /// a.family = Some(Family::new("Pkinase", "PF00069.25"));
+    /// let vocab = LabelVocab::from_records([&a, &Record::new("unlabelled", "MK")]);
+    /// assert_eq!(vocab.len(), 1);
+    /// assert_eq!(vocab.index_of_family_id("Pkinase"), Some(0));
+    /// ```
+    pub fn from_records<'a>(records: impl IntoIterator<Item = &'a Record>) -> Self {
+        Self::from_families(records.into_iter().filter_map(|r| r.family.as_ref()))
+    }
+
+    /// Whether the family (by accession or family id) has a class index.
+    pub fn contains(&self, family: &Family) -> bool {
+        self.index_of(family).is_some()
+    }
+
+    /// Families with the same `family_id` under different accessions (or the
+    /// reverse) make indices ambiguous; this names the first such pair.
+    pub fn check_consistent(&self) -> Result<(), String> {
+        let mut by_id: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut by_acc: BTreeMap<&str, &str> = BTreeMap::new();
+        for f in &self.families {
+            if let Some(first) = by_id.insert(&f.family_id, &f.accession) {
+                return Err(format!("family {} appears with accessions {first} and {}", f.family_id, f.accession));
+            }
+            if let Some(first) = by_acc.insert(&f.accession, &f.family_id) {
+                return Err(format!("accession {} appears with family ids {first} and {}", f.accession, f.family_id));
+            }
+        }
+        Ok(())
     }
 
     fn from_sorted(families: Vec<Family>) -> Self {
@@ -121,5 +158,20 @@ mod tests {
         let path = dir.path().join("labels.json");
         vocab.save(&path).unwrap();
         assert_eq!(LabelVocab::load(&path).unwrap(), vocab);
+    }
+
+    #[test]
+    fn from_records_and_consistency() {
+        let mut records = vec![Record::new("a", "MK"), Record::new("b", "MK"), Record::new("c", "MK")];
+        records[0].family = Some(Family::new("B", "PF2.1"));
+        records[1].family = Some(Family::new("A", "PF1.1"));
+        let vocab = LabelVocab::from_records(&records);
+        assert_eq!(vocab.len(), 2);
+        assert_eq!(vocab.family(0).family_id, "A");
+        assert!(vocab.contains(&Family::new("B", "PF2")));
+        assert!(vocab.check_consistent().is_ok());
+        records[2].family = Some(Family::new("A", "PF3"));
+        let clash = LabelVocab::from_records(&records).check_consistent().unwrap_err();
+        assert_eq!(clash, "family A appears with accessions PF1 and PF3");
     }
 }
