@@ -24,8 +24,9 @@
 //!
 //! Read errors and invalid records stop the run with an error naming the file
 //! and record, after what was embedded so far has been written to the cache;
-//! with [`EmbedOptions::lenient`] they are skipped, counted and reported
-//! instead. [`WorkShard`] selects a deterministic 1/N of the records by
+//! with [`EmbedOptions::lenient`] invalid records (bad residues, empty
+//! sequences: [`ReadError::is_skippable`]) are skipped, counted and reported
+//! instead, while a file that cannot be read or parsed still stops the run. [`WorkShard`] selects a deterministic 1/N of the records by
 //! sequence hash, so N independent workers (a Slurm job array, a Kubernetes
 //! Indexed Job) cover a dataset exactly once between them.
 
@@ -288,6 +289,16 @@ struct Pending {
     records: u64,
 }
 
+/// Why a chunk ended.
+enum ChunkEnd {
+    /// The residue budget was reached; more input may follow.
+    Full,
+    /// The input ended.
+    Exhausted,
+    /// A record or the file was bad (and not skippable).
+    Failed(PipelineError),
+}
+
 struct Run<'a> {
     embedder: &'a dyn Embedder,
     cache: &'a mut ModelCache,
@@ -369,10 +380,13 @@ impl Run<'_> {
         I: Iterator<Item = Result<Record, ReadError>>,
     {
         loop {
-            let (chunk, more) = self.read_chunk(&mut records)?;
+            // Records read before a failure are still embedded and saved.
+            let (chunk, end) = self.read_chunk(&mut records);
             self.resolve_chunk(chunk)?;
-            if !more {
-                return Ok(());
+            match end {
+                ChunkEnd::Full => continue,
+                ChunkEnd::Exhausted => return Ok(()),
+                ChunkEnd::Failed(e) => return Err(e),
             }
         }
     }
@@ -391,8 +405,8 @@ impl Run<'_> {
     }
 
     /// Reads records until the chunk's residue budget is reached; returns the
-    /// new distinct sequences of the chunk and whether input remains.
-    fn read_chunk<I>(&mut self, records: &mut I) -> Result<(Vec<Pending>, bool), PipelineError>
+    /// new distinct sequences of the chunk and why reading stopped.
+    fn read_chunk<I>(&mut self, records: &mut I) -> (Vec<Pending>, ChunkEnd)
     where
         I: Iterator<Item = Result<Record, ReadError>>,
     {
@@ -400,20 +414,24 @@ impl Run<'_> {
         let mut in_chunk: HashMap<u32, usize> = HashMap::new();
         let mut residues = 0usize;
         while residues < self.opts.chunk_residues {
-            let Some(item) = records.next() else { return Ok((chunk, false)) };
+            let Some(item) = records.next() else { return (chunk, ChunkEnd::Exhausted) };
             let record = match item {
                 Ok(r) => r,
-                Err(e) => {
-                    self.reject(PipelineError::Read(e))?;
+                // Lenient mode skips a bad record, never a broken file.
+                Err(e) if e.is_skippable() => {
+                    if let Err(e) = self.reject(PipelineError::Read(e)) {
+                        return (chunk, ChunkEnd::Failed(e));
+                    }
                     continue;
                 }
+                Err(e) => return (chunk, ChunkEnd::Failed(PipelineError::Read(e))),
             };
             if let Err(message) = alphabet::check(&record.sequence) {
-                self.reject(PipelineError::InvalidRecord {
-                    source_name: self.source.to_string(),
-                    record: record.id.clone(),
-                    message,
-                })?;
+                let error =
+                    PipelineError::InvalidRecord { source_name: self.source.to_string(), record: record.id.clone(), message };
+                if let Err(e) = self.reject(error) {
+                    return (chunk, ChunkEnd::Failed(e));
+                }
                 continue;
             }
             let hash = sequence_hash(&record.sequence);
@@ -457,7 +475,7 @@ impl Run<'_> {
                 self.order.push((record.id, record.family, slot));
             }
         }
-        Ok((chunk, true))
+        (chunk, ChunkEnd::Full)
     }
 
     fn fill(&mut self, slot: u32, vector: &[f32]) {

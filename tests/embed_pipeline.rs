@@ -181,35 +181,44 @@ fn invalid_records_stop_a_strict_run_after_saving_work_and_are_skipped_when_leni
     let mut input: Vec<Result<Record, ReadError>> = dev_records().into_iter().take(60).map(Ok).collect();
     input.insert(40, Ok(Record::new("bad_residue", "MKV7LA")));
     input.insert(45, Ok(Record::new("empty_record", "")));
-    input.insert(50, Err(ReadError::new("in.csv", "malformed CSV row").at_line(51)));
+    input.insert(50, Err(ReadError::new("in.csv", "empty sequence").at_line(51).in_record("x/1-9").invalid_record()));
 
-    // Small chunks so that the first 40 records are embedded before the bad one is read.
-    let strict = EmbedOptions { chunk_residues: 500, ..Default::default() };
-    let err = pipeline::embed_records(&embedder, input.iter().map(clone_item), "input.fa", &cache, &strict).unwrap_err();
+    let strict = EmbedOptions::default();
+    let err = pipeline::embed_records(&embedder, input.iter().cloned(), "input.fa", &cache, &strict).unwrap_err();
     assert!(matches!(err, PipelineError::InvalidRecord { .. }), "{err}");
     let message = err.to_string();
     assert!(message.contains("input.fa") && message.contains("bad_residue") && message.contains("'7'"), "{message}");
     let saved = all_vectors(&cache, embedder.spec());
-    assert!(!saved.is_empty() && saved.len() <= 40, "work done before the error is kept: {}", saved.len());
+    let first_40: std::collections::HashSet<String> = dev_records().into_iter().take(40).map(|r| r.sequence).collect();
+    assert_eq!(saved.len(), first_40.len(), "the records read before the bad one are embedded and kept");
 
     let lenient = EmbedOptions { lenient: true, ..Default::default() };
     let (vectors, summary) =
-        pipeline::embed_to_vectors(&embedder, input.iter().map(clone_item), "input.fa", &cache, &lenient).unwrap();
+        pipeline::embed_to_vectors(&embedder, input.iter().cloned(), "input.fa", &cache, &lenient).unwrap();
     assert_eq!(summary.skipped, 3);
     assert_eq!(vectors.len(), 60);
     assert!(!vectors.ids.iter().any(|id| id == "bad_residue" || id == "empty_record"));
     assert_eq!(summary.problems.len(), 3);
-    assert!(summary.problems[0].contains("input.fa: record bad_residue: invalid residue '7' at position 4"), "{:?}", summary.problems);
+    assert!(summary.problems[0].contains("input.fa: record bad_residue: invalid residue digit '7' at position 4"), "{:?}", summary.problems);
     assert!(summary.problems[1].contains("record empty_record: empty sequence"), "{:?}", summary.problems);
-    assert!(summary.problems[2].contains("in.csv:51"), "{:?}", summary.problems);
+    assert!(summary.problems[2].contains("in.csv:51 (record x/1-9): empty sequence"), "{:?}", summary.problems);
     assert_eq!(summary.cached, saved.len(), "the strict run's vectors are reused");
 }
 
-fn clone_item(item: &Result<Record, ReadError>) -> Result<Record, ReadError> {
-    match item {
-        Ok(r) => Ok(r.clone()),
-        Err(e) => Err(ReadError { path: e.path.clone(), line: e.line, record: e.record.clone(), message: e.message.clone() }),
-    }
+#[test]
+fn a_broken_file_stops_even_a_lenient_run_and_keeps_the_work_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::new(dir.path());
+    let embedder = CompositionEmbedder::new();
+    let mut input: Vec<Result<Record, ReadError>> = dev_records().into_iter().take(30).map(Ok).collect();
+    input.push(Err(ReadError::new("part/data-00000-of-00001", "expected 5 fields, found 3 (truncated row?)").at_line(32)));
+    input.extend(dev_records().into_iter().skip(30).take(10).map(Ok));
+    let opts = EmbedOptions { lenient: true, ..Default::default() };
+    let err = pipeline::embed_records(&embedder, input, "part", &cache, &opts).unwrap_err();
+    assert!(err.to_string().starts_with("part/data-00000-of-00001:32: expected 5 fields"), "{err}");
+    // The 30 records read before the broken row were embedded and saved.
+    let distinct: std::collections::HashSet<String> = dev_records().into_iter().take(30).map(|r| r.sequence).collect();
+    assert_eq!(all_vectors(&cache, embedder.spec()).len(), distinct.len());
 }
 
 #[test]

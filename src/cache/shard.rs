@@ -8,9 +8,9 @@
 //! headers at once; [`ShardFile::verify`] recomputes the checksums, so a file
 //! damaged after it was written is detected before a single value is used.
 //!
-//! Tensors are stored in the order given, each starting at a multiple of 8
-//! bytes from the data start (callers list wide types first, as safetensors
-//! itself does), so `f32` data can be read in place.
+//! Tensors are stored in the order given, each aligned to its element size
+//! (callers list wide types first, as safetensors itself does), so data can
+//! be read in place from the memory map.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -119,9 +119,11 @@ fn header_for(tensors: &[TensorData<'_>], metadata: &BTreeMap<String, String>) -
         let sum = sha256_hex(&t.bytes);
         meta.insert(format!("{CHECKSUM_PREFIX}{}", t.name), sum.clone());
         sums.insert(t.name.clone(), sum);
-        // Keep every tensor 8-byte aligned; safetensors requires contiguous
-        // offsets, so a misaligned tensor would need padding it cannot express.
-        if offset % 8 != 0 {
+        // Keep every tensor aligned to its element size (the data section starts
+        // 8-byte aligned); safetensors offsets are contiguous, so a misaligned
+        // tensor would need padding the format cannot express.
+        let align = (t.dtype.bitsize() / 8).max(1);
+        if offset % align != 0 {
             return Err(format!("tensor {} would start at unaligned offset {offset}; list wider dtypes first", t.name));
         }
         header.insert(
