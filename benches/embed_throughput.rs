@@ -34,7 +34,9 @@ fn data_root() -> PathBuf {
 }
 
 fn models_dir() -> PathBuf {
-    std::env::var_os("PROTFAM_MODELS").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models"))
+    std::env::var_os("PROTFAM_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models"))
 }
 
 #[derive(Debug, Default, Clone)]
@@ -50,15 +52,26 @@ fn run_peer(script: &str, args: &[String]) -> Result<Measure, String> {
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peers").join(script);
     let started = Instant::now();
-    let out = Command::new(&python).arg(&path).args(args).output().map_err(|e| format!("cannot run {python}: {e}"))?;
+    let out = Command::new(&python)
+        .arg(&path)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run {python}: {e}"))?;
     let wall = started.elapsed().as_secs_f64();
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
-        return Err(format!("{script} failed: {}", tail.into_iter().rev().collect::<Vec<_>>().join(" | ")));
+        return Err(format!(
+            "{script} failed: {}",
+            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+        ));
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().rev().find(|l| l.trim_start().starts_with('{')).ok_or("no JSON line from peer")?;
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .ok_or("no JSON line from peer")?;
     let v: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
     Ok(Measure {
         residues_per_s: v["residues_per_s"].as_f64().unwrap_or(0.0),
@@ -88,7 +101,8 @@ fn run_protfam(model: &str, fasta: &Path, cache: &Path, work: &Path) -> Result<M
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
     }
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
     let s = &v[0];
     let seconds = s["seconds"].as_f64().unwrap_or(0.0);
     let residues = s["residues_embedded"].as_f64().unwrap_or(0.0);
@@ -102,7 +116,10 @@ fn run_protfam(model: &str, fasta: &Path, cache: &Path, work: &Path) -> Result<M
 
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument selects nothing here.
-    let n: usize = std::env::var("BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(500);
+    let n: usize = std::env::var("BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500);
     let wanted = std::env::var("BENCH_MODELS").unwrap_or_else(|_| "esm,unirep,near".into());
     let wanted: Vec<&str> = wanted.split(',').map(str::trim).collect();
     let work = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-embed");
@@ -120,33 +137,42 @@ fn main() {
     let fasta = work.join("bench.fa");
     let text: String = records.iter().map(|r| format!(">{}\n{}\n", r.id, r.sequence)).collect();
     std::fs::write(&fasta, text).expect("write bench FASTA");
-    println!("embed_throughput: {} domains, {residues} residues from {}/clustered_split/test", records.len(), root.display());
+    println!(
+        "embed_throughput: {} domains, {residues} residues from {}/clustered_split/test",
+        records.len(),
+        root.display()
+    );
     println!();
     println!(
         "{:<14} {:>14} {:>14} {:>8} {:>14} {:>12}  peer",
         "model", "protfam res/s", "peer res/s", "ratio", "protfam MiB", "peer MiB"
     );
-    let n_arg = vec!["--n".to_string(), n.to_string(), "--data".to_string(), root.display().to_string()];
+    let n_arg = vec![
+        "--n".to_string(),
+        n.to_string(),
+        "--data".to_string(),
+        root.display().to_string(),
+    ];
     let mut unirep_first: Option<Measure> = None;
 
-    let mut row = |label: &str, protfam: Result<Measure, String>, peer: Result<Measure, String>, peer_name: &str| {
-        match (&protfam, &peer) {
-            (Ok(p), Ok(q)) => println!(
-                "{label:<14} {:>14.0} {:>14.0} {:>8.2} {:>14.0} {:>12.0}  {peer_name}",
-                p.residues_per_s,
-                q.residues_per_s,
-                p.residues_per_s / q.residues_per_s,
-                p.peak_rss_mb,
-                q.peak_rss_mb
-            ),
-            _ => {
-                println!("{label:<14} not measured: {peer_name}");
-                if let Err(e) = &protfam {
-                    println!("    protfam: {e}");
-                }
-                if let Err(e) = &peer {
-                    println!("    peer: {e}");
-                }
+    let mut row = |label: &str, protfam: Result<Measure, String>, peer: Result<Measure, String>, peer_name: &str| match (
+        &protfam, &peer,
+    ) {
+        (Ok(p), Ok(q)) => println!(
+            "{label:<14} {:>14.0} {:>14.0} {:>8.2} {:>14.0} {:>12.0}  {peer_name}",
+            p.residues_per_s,
+            q.residues_per_s,
+            p.residues_per_s / q.residues_per_s,
+            p.peak_rss_mb,
+            q.peak_rss_mb
+        ),
+        _ => {
+            println!("{label:<14} not measured: {peer_name}");
+            if let Err(e) = &protfam {
+                println!("    protfam: {e}");
+            }
+            if let Err(e) = &peer {
+                println!("    peer: {e}");
             }
         }
     };
@@ -157,12 +183,22 @@ fn main() {
         args.extend(["--save-model".to_string(), model_dir.display().to_string()]);
         let peer = run_peer("esm_peer.py", &args);
         let protfam = if model_dir.join("config.json").is_file() {
-            run_protfam(model_dir.to_str().expect("utf-8 path"), &fasta, &work.join("cache-esm"), &work)
-                .map_err(|e| format!("ESM could not run in this build ({e})"))
+            run_protfam(
+                model_dir.to_str().expect("utf-8 path"),
+                &fasta,
+                &work.join("cache-esm"),
+                &work,
+            )
+            .map_err(|e| format!("ESM could not run in this build ({e})"))
         } else {
             Err("the peer did not write the model (torch + transformers missing?)".to_string())
         };
-        row("esm2_t12_35M", protfam, peer, "transformers EsmModel (PyTorch CPU, fair-esm batches)");
+        row(
+            "esm2_t12_35M",
+            protfam,
+            peer,
+            "transformers EsmModel (PyTorch CPU, fair-esm batches)",
+        );
     }
     if wanted.contains(&"unirep") {
         let mut args = n_arg.clone();

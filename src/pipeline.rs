@@ -44,7 +44,11 @@ pub enum PipelineError {
     #[error(transparent)]
     Read(#[from] ReadError),
     #[error("{source_name}: record {record}: {message}")]
-    InvalidRecord { source_name: String, record: String, message: String },
+    InvalidRecord {
+        source_name: String,
+        record: String,
+        message: String,
+    },
     #[error(transparent)]
     Embed(#[from] EmbedError),
     #[error(transparent)]
@@ -80,8 +84,14 @@ impl std::str::FromStr for WorkShard {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let (k, n) = s.split_once('/').ok_or_else(|| format!("shard {s:?}: expected K/N, e.g. 0/3"))?;
-        let parse = |v: &str| v.trim().parse::<usize>().map_err(|_| format!("shard {s:?}: {v:?} is not a number"));
+        let (k, n) = s
+            .split_once('/')
+            .ok_or_else(|| format!("shard {s:?}: expected K/N, e.g. 0/3"))?;
+        let parse = |v: &str| {
+            v.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("shard {s:?}: {v:?} is not a number"))
+        };
         WorkShard::new(parse(k)?, parse(n)?)
     }
 }
@@ -183,7 +193,12 @@ impl std::fmt::Display for EmbedSummary {
         if self.other_shard > 0 {
             write!(f, ", {} left to other shards", self.other_shard)?;
         }
-        write!(f, " in {:.1} s, {:.0} residues/s", self.seconds, self.residues_per_second())?;
+        write!(
+            f,
+            " in {:.1} s, {:.0} residues/s",
+            self.seconds,
+            self.residues_per_second()
+        )?;
         if let Some(peak) = self.peak_memory_bytes {
             write!(f, ", peak memory {:.0} MiB", peak as f64 / (1024.0 * 1024.0))?;
         }
@@ -356,11 +371,17 @@ where
     let flushed = state.cache.flush();
     outcome?;
     flushed?;
-    state.summary.problems.extend(state.cache.problems()[problems_before..].iter().cloned());
+    state
+        .summary
+        .problems
+        .extend(state.cache.problems()[problems_before..].iter().cloned());
     state.summary.seconds = state.started.elapsed().as_secs_f64();
     state.summary.peak_memory_bytes = peak_memory_bytes();
     let vectors = collect.then(|| {
-        let mut set = VectorSet { dim, ..Default::default() };
+        let mut set = VectorSet {
+            dim,
+            ..Default::default()
+        };
         set.ids.reserve(state.order.len());
         set.data.reserve(state.order.len() * dim);
         for (id, family, slot) in state.order.drain(..) {
@@ -414,7 +435,9 @@ impl Run<'_> {
         let mut in_chunk: HashMap<u32, usize> = HashMap::new();
         let mut residues = 0usize;
         while residues < self.opts.chunk_residues {
-            let Some(item) = records.next() else { return (chunk, ChunkEnd::Exhausted) };
+            let Some(item) = records.next() else {
+                return (chunk, ChunkEnd::Exhausted);
+            };
             let record = match item {
                 Ok(r) => r,
                 // Lenient mode skips a bad record, never a broken file.
@@ -427,8 +450,11 @@ impl Run<'_> {
                 Err(e) => return (chunk, ChunkEnd::Failed(PipelineError::Read(e))),
             };
             if let Err(message) = alphabet::check(&record.sequence) {
-                let error =
-                    PipelineError::InvalidRecord { source_name: self.source.to_string(), record: record.id.clone(), message };
+                let error = PipelineError::InvalidRecord {
+                    source_name: self.source.to_string(),
+                    record: record.id.clone(),
+                    message,
+                };
                 if let Err(e) = self.reject(error) {
                     return (chunk, ChunkEnd::Failed(e));
                 }
@@ -505,8 +531,12 @@ impl Run<'_> {
         }
         // Longest first: similar lengths share a batch (little padding) and the
         // largest batches, which need the most memory, run before hours are spent.
-        misses.sort_by(|a, b| b.sequence.len().cmp(&a.sequence.len()));
-        let budget = self.opts.batch_tokens.unwrap_or_else(|| self.embedder.default_batch_tokens()).max(1);
+        misses.sort_by_key(|p| std::cmp::Reverse(p.sequence.len()));
+        let budget = self
+            .opts
+            .batch_tokens
+            .unwrap_or_else(|| self.embedder.default_batch_tokens())
+            .max(1);
         let mut start = 0;
         while start < misses.len() {
             let longest = misses[start].sequence.len().max(1);

@@ -31,7 +31,11 @@ fn models_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
     let weights = dir.join("unirep64/model_weights.npz");
-    assert!(weights.is_file(), "{} is missing: run `make models` first", weights.display());
+    assert!(
+        weights.is_file(),
+        "{} is missing: run `make models` first",
+        weights.display()
+    );
     dir
 }
 
@@ -43,7 +47,11 @@ fn protfam() -> Command {
 
 fn embed(model: &str, cache: &Path, extra: &[&str]) -> Command {
     let mut cmd = protfam();
-    cmd.args(["embed", "--model", model, "--cache"]).arg(cache).arg("--models-dir").arg(models_dir()).args(extra);
+    cmd.args(["embed", "--model", model, "--cache"])
+        .arg(cache)
+        .arg("--models-dir")
+        .arg(models_dir())
+        .args(extra);
     cmd
 }
 
@@ -80,7 +88,11 @@ fn read_output(path: &Path) -> (Vec<String>, usize, Vec<f32>, HashMap<String, St
     assert_eq!(t.dtype(), safetensors::Dtype::F32);
     let ids: Vec<String> = serde_json::from_str(&meta["ids"]).unwrap();
     assert_eq!(t.shape()[0], ids.len());
-    let data = t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let data = t
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
     (ids, t.shape()[1], data, meta)
 }
 
@@ -110,7 +122,9 @@ fn shard_files(cache: &Path) -> Vec<PathBuf> {
         if let Ok(entries) = std::fs::read_dir(dir.join("shards")) {
             for e in entries {
                 let p = e.unwrap().path();
-                if p.extension().is_some_and(|x| x == "safetensors") && !p.file_name().unwrap().to_string_lossy().starts_with('.') {
+                if p.extension().is_some_and(|x| x == "safetensors")
+                    && !p.file_name().unwrap().to_string_lossy().starts_with('.')
+                {
                     files.push(p);
                 }
             }
@@ -125,18 +139,33 @@ fn killed_run_restarts_and_matches_an_uninterrupted_run() {
     let tmp = tempfile::tempdir().unwrap();
     let (killed_cache, clean_cache) = (tmp.path().join("killed"), tmp.path().join("clean"));
     let mut args: Vec<String> = split_args("dev,test");
-    args.extend(["--flush-rows".into(), "40".into(), "--batch-tokens".into(), "2048".into()]);
+    args.extend([
+        "--flush-rows".into(),
+        "40".into(),
+        "--batch-tokens".into(),
+        "2048".into(),
+    ]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
 
-    let mut child = embed("unirep64", &killed_cache, &args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = embed("unirep64", &killed_cache, &args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     // Kill -9 as soon as the first shard is on disk: the run is then midway.
     let started = Instant::now();
     loop {
-        assert!(child.try_wait().unwrap().is_none(), "the run finished before it could be killed; make it longer");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run finished before it could be killed; make it longer"
+        );
         if !shard_files(&killed_cache).is_empty() {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(300), "no shard written after 300 s");
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "no shard written after 300 s"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     child.kill().unwrap(); // SIGKILL
@@ -178,9 +207,16 @@ fn killed_run_restarts_and_matches_an_uninterrupted_run() {
     for (key, vectors) in &clean {
         assert_eq!(killed[key].len(), vectors.len());
     }
-    let stats = run_ok(protfam().args(["cache", "stats", "--json", "--cache"]).arg(&killed_cache));
+    let stats = run_ok(
+        protfam()
+            .args(["cache", "stats", "--json", "--cache"])
+            .arg(&killed_cache),
+    );
     let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
-    assert_eq!(stats[0]["rows"], stats[0]["vectors"], "no sequence embedded twice: {stats}");
+    assert_eq!(
+        stats[0]["rows"], stats[0]["vectors"],
+        "no sequence embedded twice: {stats}"
+    );
     run_ok(protfam().args(["cache", "verify", "--cache"]).arg(&killed_cache));
 }
 
@@ -200,7 +236,11 @@ fn three_shard_workers_merged_equal_a_single_process() {
             let shard = format!("{k}/3");
             let mut a = args.clone();
             a.extend(["--shard", shard.as_str()]);
-            embed("unirep64", dir, &a).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+            embed("unirep64", dir, &a)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
         })
         .collect();
     for child in children {
@@ -209,7 +249,13 @@ fn three_shard_workers_merged_equal_a_single_process() {
         assert!(String::from_utf8_lossy(&out.stdout).contains("left to other shards"));
     }
     let merged = tmp.path().join("merged");
-    let out = run_ok(protfam().args(["cache", "merge"]).args(&workers).arg("--into").arg(&merged));
+    let out = run_ok(
+        protfam()
+            .args(["cache", "merge"])
+            .args(&workers)
+            .arg("--into")
+            .arg(&merged),
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("vectors added"));
 
     let (a, b) = (cache_vectors(&merged), cache_vectors(&single));
@@ -236,7 +282,9 @@ fn bad_fasta_records_are_reported_and_the_rest_embedded_when_lenient() {
     let cache = tmp.path().join("cache");
     let out = tmp.path().join("out.safetensors");
 
-    let strict = embed("onehot", &cache, &["--fasta", fasta.to_str().unwrap()]).output().unwrap();
+    let strict = embed("onehot", &cache, &["--fasta", fasta.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(!strict.status.success());
     let stderr = String::from_utf8_lossy(&strict.stderr);
     assert!(stderr.contains("in.fa") && stderr.contains("bad_residue"), "{stderr}");
@@ -244,17 +292,32 @@ fn bad_fasta_records_are_reported_and_the_rest_embedded_when_lenient() {
     let lenient = run_ok(&mut embed(
         "onehot",
         &cache,
-        &["--fasta", fasta.to_str().unwrap(), "--lenient", "--output", out.to_str().unwrap()],
+        &[
+            "--fasta",
+            fasta.to_str().unwrap(),
+            "--lenient",
+            "--output",
+            out.to_str().unwrap(),
+        ],
     ));
-    let text = format!("{}{}", String::from_utf8_lossy(&lenient.stdout), String::from_utf8_lossy(&lenient.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&lenient.stdout),
+        String::from_utf8_lossy(&lenient.stderr)
+    );
     assert!(text.contains("2 skipped"), "{text}");
-    assert!(text.contains("bad_residue") && text.contains("empty_record") && text.contains("in.fa"), "{text}");
+    assert!(
+        text.contains("bad_residue") && text.contains("empty_record") && text.contains("in.fa"),
+        "{text}"
+    );
     let (ids, dim, data, meta) = read_output(&out);
     assert_eq!(ids, ["good1", "good2", "good3"]);
     assert_eq!(meta["model"], "onehot");
     // One-hot: check the encoding of good2 (lower case, split lines, trailing `*`) directly.
     let row = &data[dim..2 * dim];
-    let expected = protfam::models::onehot::OneHot::new("onehot", dim / 21).unwrap().encode("MKVLAAGIVGLLLAQW");
+    let expected = protfam::models::onehot::OneHot::new("onehot", dim / 21)
+        .unwrap()
+        .encode("MKVLAAGIVGLLLAQW");
     assert_eq!(row, &expected[..]);
 }
 
@@ -279,16 +342,26 @@ fn a_damaged_cache_shard_is_reported_and_re_embedded() {
     bytes[i] ^= 1;
     std::fs::write(&shards[1], &bytes).unwrap();
 
-    let verify = protfam().args(["cache", "verify", "--cache"]).arg(&cache).output().unwrap();
+    let verify = protfam()
+        .args(["cache", "verify", "--cache"])
+        .arg(&cache)
+        .output()
+        .unwrap();
     assert_eq!(verify.status.code(), Some(1));
     let report = String::from_utf8_lossy(&verify.stdout);
-    assert!(report.contains(&shards[0].display().to_string()) && report.contains(&shards[1].display().to_string()), "{report}");
+    assert!(
+        report.contains(&shards[0].display().to_string()) && report.contains(&shards[1].display().to_string()),
+        "{report}"
+    );
 
     let second_out = tmp.path().join("second.safetensors");
     let mut a = args.clone();
     a.extend(["--output", second_out.to_str().unwrap()]);
     let rerun = run_ok(&mut embed("onehot", &cache, &a));
-    assert!(!String::from_utf8_lossy(&rerun.stdout).contains(" 0 embedded"), "the lost vectors are embedded again");
+    assert!(
+        !String::from_utf8_lossy(&rerun.stdout).contains(" 0 embedded"),
+        "the lost vectors are embedded again"
+    );
     assert_eq!(read_output(&first_out).2, read_output(&second_out).2);
     run_ok(protfam().args(["cache", "verify", "--cache"]).arg(&cache));
 }
@@ -298,15 +371,23 @@ fn export_writes_npy_and_ids() {
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
     let prefix = tmp.path().join("export/dev");
-    let mut args = vec!["cache".to_string(), "export".into(), "--model".into(), "onehot128".into(), "--out".into()];
+    let mut args = vec![
+        "cache".to_string(),
+        "export".into(),
+        "--model".into(),
+        "onehot128".into(),
+        "--out".into(),
+    ];
     args.push(prefix.display().to_string());
     args.extend(split_args("dev"));
     args.extend(["--cache".into(), cache.display().to_string()]);
     run_ok(protfam().args(&args));
     let npy = std::fs::read(tmp.path().join("export/dev.npy")).unwrap();
     let npy = npyz::NpyFile::new(&npy[..]).unwrap();
-    let records: Vec<_> =
-        protfam::io::pfam_csv::read_part(&data_root(), "clustered_split", "dev").unwrap().map(Result::unwrap).collect();
+    let records: Vec<_> = protfam::io::pfam_csv::read_part(&data_root(), "clustered_split", "dev")
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(npy.shape(), &[records.len() as u64, 128 * 21]);
     let values: Vec<f32> = npy.into_vec().unwrap();
     let tsv = std::fs::read_to_string(tmp.path().join("export/dev.ids.tsv")).unwrap();
@@ -317,7 +398,10 @@ fn export_writes_npy_and_ids() {
     for (i, r) in records.iter().enumerate() {
         let fam = r.family.as_ref().unwrap();
         assert_eq!(lines[i + 1], format!("{}\t{}\t{}", r.id, fam.family_id, fam.accession));
-        assert_eq!(&values[i * 128 * 21..(i + 1) * 128 * 21], &encoder.encode(&r.sequence)[..]);
+        assert_eq!(
+            &values[i * 128 * 21..(i + 1) * 128 * 21],
+            &encoder.encode(&r.sequence)[..]
+        );
     }
     let stats = run_ok(protfam().args(["cache", "stats", "--cache"]).arg(&cache));
     assert!(String::from_utf8_lossy(&stats.stdout).contains("onehot128"));

@@ -49,7 +49,10 @@ impl Embedder for CompositionEmbedder {
     }
 
     fn embed_residues(&self, batch: &[&str]) -> Result<Vec<ResidueMatrix>, EmbedError> {
-        self.batches.lock().unwrap().push(batch.iter().map(|s| s.len()).collect());
+        self.batches
+            .lock()
+            .unwrap()
+            .push(batch.iter().map(|s| s.len()).collect());
         let dim = self.spec.dim;
         batch
             .iter()
@@ -65,7 +68,11 @@ impl Embedder for CompositionEmbedder {
                     let prev = if i > 0 { bytes[i - 1] as usize } else { 0 };
                     data[i * dim + LETTERS.len() + (prev * 31 + b as usize) % 16] = 1.0;
                 }
-                Ok(ResidueMatrix { len: bytes.len(), dim, data })
+                Ok(ResidueMatrix {
+                    len: bytes.len(),
+                    dim,
+                    data,
+                })
             })
             .collect()
     }
@@ -87,7 +94,10 @@ fn data_root() -> PathBuf {
 }
 
 fn dev_records() -> Vec<Record> {
-    pfam_csv::read_part(&data_root(), "clustered_split", "dev").unwrap().map(Result::unwrap).collect()
+    pfam_csv::read_part(&data_root(), "clustered_split", "dev")
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
 }
 
 fn ok(records: Vec<Record>) -> impl Iterator<Item = Result<Record, ReadError>> {
@@ -97,10 +107,11 @@ fn ok(records: Vec<Record>) -> impl Iterator<Item = Result<Record, ReadError>> {
 fn all_vectors(cache: &Cache, spec: &EmbedderSpec) -> HashMap<cache::SeqHash, Vec<f32>> {
     let mut model = cache.open_model(spec).unwrap();
     let mut out = HashMap::new();
-    model.for_each_vector(|h, v| {
-        out.insert(*h, v);
-    })
-    .unwrap();
+    model
+        .for_each_vector(|h, v| {
+            out.insert(*h, v);
+        })
+        .unwrap();
     out
 }
 
@@ -109,7 +120,10 @@ fn dev_part_is_embedded_once_then_served_from_cache() {
     let dir = tempfile::tempdir().unwrap();
     let cache = Cache::new(dir.path());
     let embedder = CompositionEmbedder::new();
-    let opts = EmbedOptions { flush_rows: 100, ..Default::default() };
+    let opts = EmbedOptions {
+        flush_rows: 100,
+        ..Default::default()
+    };
     let root = data_root();
     let first = pipeline::load_vectors(&embedder, &cache, &root, "clustered_split", "dev", &opts).unwrap();
     let records = dev_records();
@@ -123,7 +137,11 @@ fn dev_part_is_embedded_once_then_served_from_cache() {
     }
     let distinct: std::collections::HashSet<&str> = records.iter().map(|r| r.sequence.as_str()).collect();
     let calls_first = embedder.embedded_lengths().iter().map(Vec::len).sum::<usize>() - records.len();
-    assert_eq!(calls_first, distinct.len(), "each distinct sequence is embedded exactly once");
+    assert_eq!(
+        calls_first,
+        distinct.len(),
+        "each distinct sequence is embedded exactly once"
+    );
     // Several shards were written (flush_rows = 100).
     let stats = cache.open_model(embedder.spec()).unwrap().stats();
     assert_eq!(stats.vectors, distinct.len());
@@ -133,7 +151,11 @@ fn dev_part_is_embedded_once_then_served_from_cache() {
     let (second, summary) = pipeline::embed_to_vectors(&embedder, ok(records.clone()), "dev", &cache, &opts).unwrap();
     assert_eq!(second, first);
     assert_eq!((summary.cached, summary.embedded), (distinct.len(), 0));
-    assert_eq!(embedder.embedded_lengths().len(), before, "a fully cached run embeds nothing");
+    assert_eq!(
+        embedder.embedded_lengths().len(),
+        before,
+        "a fully cached run embeds nothing"
+    );
 }
 
 #[test]
@@ -144,7 +166,11 @@ fn batches_respect_the_token_budget_and_output_keeps_input_order() {
     let mut records = dev_records();
     records.truncate(120);
     // Duplicated sequences under new ids, interleaved.
-    let dups: Vec<Record> = records.iter().step_by(7).map(|r| Record::new(format!("{}-copy", r.id), r.sequence.clone())).collect();
+    let dups: Vec<Record> = records
+        .iter()
+        .step_by(7)
+        .map(|r| Record::new(format!("{}-copy", r.id), r.sequence.clone()))
+        .collect();
     let mut input = Vec::new();
     for (i, r) in records.iter().enumerate() {
         input.push(r.clone());
@@ -153,7 +179,10 @@ fn batches_respect_the_token_budget_and_output_keeps_input_order() {
         }
     }
     let budget = 1500;
-    let opts = EmbedOptions { batch_tokens: Some(budget), ..Default::default() };
+    let opts = EmbedOptions {
+        batch_tokens: Some(budget),
+        ..Default::default()
+    };
     let (vectors, summary) = pipeline::embed_to_vectors(&embedder, ok(input.clone()), "mixed", &cache, &opts).unwrap();
     assert_eq!(vectors.ids, input.iter().map(|r| r.id.clone()).collect::<Vec<_>>());
     for (i, r) in input.iter().enumerate() {
@@ -167,10 +196,16 @@ fn batches_respect_the_token_budget_and_output_keeps_input_order() {
     assert!(summary.unique < input.len());
     for b in &batches {
         let longest = *b.iter().max().unwrap();
-        assert!(b.len() == 1 || b.len() * longest <= budget, "batch {b:?} exceeds {budget}");
+        assert!(
+            b.len() == 1 || b.len() * longest <= budget,
+            "batch {b:?} exceeds {budget}"
+        );
         assert!(b.windows(2).all(|w| w[0] >= w[1]), "batch {b:?} is not length-sorted");
     }
-    assert!(batches.iter().any(|b| b.len() > 1), "some batches hold several sequences");
+    assert!(
+        batches.iter().any(|b| b.len() > 1),
+        "some batches hold several sequences"
+    );
 }
 
 #[test]
@@ -181,27 +216,55 @@ fn invalid_records_stop_a_strict_run_after_saving_work_and_are_skipped_when_leni
     let mut input: Vec<Result<Record, ReadError>> = dev_records().into_iter().take(60).map(Ok).collect();
     input.insert(40, Ok(Record::new("bad_residue", "MKV7LA")));
     input.insert(45, Ok(Record::new("empty_record", "")));
-    input.insert(50, Err(ReadError::new("in.csv", "empty sequence").at_line(51).in_record("x/1-9").invalid_record()));
+    input.insert(
+        50,
+        Err(ReadError::new("in.csv", "empty sequence")
+            .at_line(51)
+            .in_record("x/1-9")
+            .invalid_record()),
+    );
 
     let strict = EmbedOptions::default();
     let err = pipeline::embed_records(&embedder, input.iter().cloned(), "input.fa", &cache, &strict).unwrap_err();
     assert!(matches!(err, PipelineError::InvalidRecord { .. }), "{err}");
     let message = err.to_string();
-    assert!(message.contains("input.fa") && message.contains("bad_residue") && message.contains("'7'"), "{message}");
+    assert!(
+        message.contains("input.fa") && message.contains("bad_residue") && message.contains("'7'"),
+        "{message}"
+    );
     let saved = all_vectors(&cache, embedder.spec());
     let first_40: std::collections::HashSet<String> = dev_records().into_iter().take(40).map(|r| r.sequence).collect();
-    assert_eq!(saved.len(), first_40.len(), "the records read before the bad one are embedded and kept");
+    assert_eq!(
+        saved.len(),
+        first_40.len(),
+        "the records read before the bad one are embedded and kept"
+    );
 
-    let lenient = EmbedOptions { lenient: true, ..Default::default() };
+    let lenient = EmbedOptions {
+        lenient: true,
+        ..Default::default()
+    };
     let (vectors, summary) =
         pipeline::embed_to_vectors(&embedder, input.iter().cloned(), "input.fa", &cache, &lenient).unwrap();
     assert_eq!(summary.skipped, 3);
     assert_eq!(vectors.len(), 60);
     assert!(!vectors.ids.iter().any(|id| id == "bad_residue" || id == "empty_record"));
     assert_eq!(summary.problems.len(), 3);
-    assert!(summary.problems[0].contains("input.fa: record bad_residue: invalid residue digit '7' at position 4"), "{:?}", summary.problems);
-    assert!(summary.problems[1].contains("record empty_record: empty sequence"), "{:?}", summary.problems);
-    assert!(summary.problems[2].contains("in.csv:51 (record x/1-9): empty sequence"), "{:?}", summary.problems);
+    assert!(
+        summary.problems[0].contains("input.fa: record bad_residue: invalid residue digit '7' at position 4"),
+        "{:?}",
+        summary.problems
+    );
+    assert!(
+        summary.problems[1].contains("record empty_record: empty sequence"),
+        "{:?}",
+        summary.problems
+    );
+    assert!(
+        summary.problems[2].contains("in.csv:51 (record x/1-9): empty sequence"),
+        "{:?}",
+        summary.problems
+    );
     assert_eq!(summary.cached, saved.len(), "the strict run's vectors are reused");
 }
 
@@ -211,11 +274,22 @@ fn a_broken_file_stops_even_a_lenient_run_and_keeps_the_work_done() {
     let cache = Cache::new(dir.path());
     let embedder = CompositionEmbedder::new();
     let mut input: Vec<Result<Record, ReadError>> = dev_records().into_iter().take(30).map(Ok).collect();
-    input.push(Err(ReadError::new("part/data-00000-of-00001", "expected 5 fields, found 3 (truncated row?)").at_line(32)));
+    input.push(Err(ReadError::new(
+        "part/data-00000-of-00001",
+        "expected 5 fields, found 3 (truncated row?)",
+    )
+    .at_line(32)));
     input.extend(dev_records().into_iter().skip(30).take(10).map(Ok));
-    let opts = EmbedOptions { lenient: true, ..Default::default() };
+    let opts = EmbedOptions {
+        lenient: true,
+        ..Default::default()
+    };
     let err = pipeline::embed_records(&embedder, input, "part", &cache, &opts).unwrap_err();
-    assert!(err.to_string().starts_with("part/data-00000-of-00001:32: expected 5 fields"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("part/data-00000-of-00001:32: expected 5 fields"),
+        "{err}"
+    );
     // The 30 records read before the broken row were embedded and saved.
     let distinct: std::collections::HashSet<String> = dev_records().into_iter().take(30).map(|r| r.sequence).collect();
     assert_eq!(all_vectors(&cache, embedder.spec()).len(), distinct.len());
@@ -233,7 +307,10 @@ fn three_work_shards_merged_equal_one_process() {
     let mut workers = Vec::new();
     for k in 0..3 {
         let cache = Cache::new(root.path().join(format!("worker-{k}")));
-        let opts = EmbedOptions { shard: Some(WorkShard::new(k, 3).unwrap()), ..Default::default() };
+        let opts = EmbedOptions {
+            shard: Some(WorkShard::new(k, 3).unwrap()),
+            ..Default::default()
+        };
         let summary = pipeline::embed_records(&embedder, ok(records.clone()), "dev", &cache, &opts).unwrap();
         assert_eq!(summary.records + summary.other_shard, records.len());
         per_worker.push(summary.unique);
@@ -245,8 +322,15 @@ fn three_work_shards_merged_equal_one_process() {
     let sources: Vec<&Path> = sources.iter().map(PathBuf::as_path).collect();
     let reports = cache::merge(&sources, &merged, 50).unwrap();
     assert_eq!(reports.len(), 1);
-    assert_eq!(reports[0].added, per_worker.iter().sum::<usize>(), "the workers' shares are disjoint");
-    assert_eq!(all_vectors(&merged, embedder.spec()), all_vectors(&single, embedder.spec()));
+    assert_eq!(
+        reports[0].added,
+        per_worker.iter().sum::<usize>(),
+        "the workers' shares are disjoint"
+    );
+    assert_eq!(
+        all_vectors(&merged, embedder.spec()),
+        all_vectors(&single, embedder.spec())
+    );
     // Merging again adds nothing.
     let again = cache::merge(&sources, &merged, 50).unwrap();
     assert_eq!((again[0].added, again[0].present), (0, reports[0].added));
@@ -258,23 +342,37 @@ fn a_damaged_shard_is_reported_moved_aside_and_re_embedded() {
     let cache = Cache::new(dir.path());
     let embedder = CompositionEmbedder::new();
     let records = dev_records();
-    let opts = EmbedOptions { flush_rows: 150, ..Default::default() };
+    let opts = EmbedOptions {
+        flush_rows: 150,
+        ..Default::default()
+    };
     let (reference, _) = pipeline::embed_to_vectors(&embedder, ok(records.clone()), "dev", &cache, &opts).unwrap();
     let shards_dir = cache.model_dir(embedder.spec()).join("shards");
-    let mut shards: Vec<PathBuf> = std::fs::read_dir(&shards_dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut shards: Vec<PathBuf> = std::fs::read_dir(&shards_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     shards.sort();
     assert!(shards.len() >= 2);
     let mut bytes = std::fs::read(&shards[0]).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
     std::fs::write(&shards[0], &bytes).unwrap();
-    let rows_in_damaged = safetensors::SafeTensors::deserialize(&bytes).unwrap().tensor("embeddings").unwrap().shape()[0];
+    let rows_in_damaged = safetensors::SafeTensors::deserialize(&bytes)
+        .unwrap()
+        .tensor("embeddings")
+        .unwrap()
+        .shape()[0];
 
     let (again, summary) = pipeline::embed_to_vectors(&embedder, ok(records), "dev", &cache, &opts).unwrap();
     assert_eq!(again, reference, "no damaged value is served");
     assert_eq!(summary.embedded, rows_in_damaged);
     assert_eq!(summary.problems.len(), 1);
-    assert!(summary.problems[0].contains(&shards[0].display().to_string()), "{:?}", summary.problems);
+    assert!(
+        summary.problems[0].contains(&shards[0].display().to_string()),
+        "{:?}",
+        summary.problems
+    );
     assert!(!shards[0].exists());
     let corrupt = cache.model_dir(embedder.spec()).join("corrupt");
     assert_eq!(std::fs::read_dir(corrupt).unwrap().count(), 1);

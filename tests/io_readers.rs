@@ -35,8 +35,15 @@ fn readme_table(root: &Path) -> HashMap<(String, String), (usize, usize)> {
     for line in readme.lines() {
         let cells: Vec<&str> = line.split('|').map(str::trim).filter(|c| !c.is_empty()).collect();
         if cells.len() == 4 && cells[0].ends_with("_split") {
-            let number = |s: &str| s.replace(',', "").parse::<usize>().expect("a number in the README table");
-            table.insert((cells[0].to_string(), cells[1].to_string()), (number(cells[2]), number(cells[3])));
+            let number = |s: &str| {
+                s.replace(',', "")
+                    .parse::<usize>()
+                    .expect("a number in the README table")
+            };
+            table.insert(
+                (cells[0].to_string(), cells[1].to_string()),
+                (number(cells[2]), number(cells[3])),
+            );
         }
     }
     table
@@ -69,9 +76,17 @@ fn every_shard_of_the_bundled_dataset_parses_and_totals_match_the_readme() {
             for record in pfam_csv::read_part(&root, split, part).unwrap() {
                 let record = record.unwrap();
                 let family = record.family.expect("Pfam CSV rows are labelled");
-                assert!(family.accession.starts_with("PF") && !family.accession.contains('.'), "{family:?}");
+                assert!(
+                    family.accession.starts_with("PF") && !family.accession.contains('.'),
+                    "{family:?}"
+                );
                 // The raw sequence is the aligned one without gaps, upper-cased.
-                let ungapped: String = record.aligned.unwrap().chars().filter(|c| *c != '.' && *c != '-').collect();
+                let ungapped: String = record
+                    .aligned
+                    .unwrap()
+                    .chars()
+                    .filter(|c| *c != '.' && *c != '-')
+                    .collect();
                 assert_eq!(ungapped.to_ascii_uppercase(), record.sequence, "{}", record.id);
                 families.insert(family);
                 records += 1;
@@ -103,7 +118,9 @@ fn read_maybe_gz(path: &Path) -> String {
     let bytes = std::fs::read(path).unwrap();
     if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut text = String::new();
-        flate2::read::MultiGzDecoder::new(&bytes[..]).read_to_string(&mut text).unwrap();
+        flate2::read::MultiGzDecoder::new(&bytes[..])
+            .read_to_string(&mut text)
+            .unwrap();
         text
     } else {
         String::from_utf8(bytes).unwrap()
@@ -117,7 +134,11 @@ fn stockholm_files(dir: &Path, found: &mut Vec<PathBuf>) {
             stockholm_files(&path, found);
         } else {
             let name = path.file_name().unwrap().to_string_lossy();
-            if [".sto", ".sto.gz", ".stk", ".stk.gz"].iter().any(|ext| name.ends_with(ext)) || name.starts_with("stockholm.good") {
+            if [".sto", ".sto.gz", ".stk", ".stk.gz"]
+                .iter()
+                .any(|ext| name.ends_with(ext))
+                || name.starts_with("stockholm.good")
+            {
                 found.push(path);
             }
         }
@@ -150,10 +171,22 @@ fn every_stockholm_file_of_hmmer_examples_parses_with_the_right_counts() {
         ("testsuite/Patched.sto.gz", &[10], Some(("Patched", "PF02460"))),
         ("testsuite/RRM_1.sto.gz", &[79], Some(("RRM_1", "PF00076"))),
         ("testsuite/SMC_N.sto.gz", &[29], Some(("SMC_N", "PF02463"))),
-        ("easel/demotic/examples/example-single.sto.gz", &[158], Some(("SecY", "PF00344"))),
-        ("easel/demotic/examples/example.sto.gz", &[105, 122], Some(("Orn_DAP_Arg_deC", "PF00278"))),
+        (
+            "easel/demotic/examples/example-single.sto.gz",
+            &[158],
+            Some(("SecY", "PF00344")),
+        ),
+        (
+            "easel/demotic/examples/example.sto.gz",
+            &[105, 122],
+            Some(("Orn_DAP_Arg_deC", "PF00278")),
+        ),
         ("easel/testsuite/trna-5.stk", &[5], None),
-        ("easel/esl_msa_testfiles/stockholm/stockholm.good.1", &[7], Some(("14-3-3", "PF00244"))),
+        (
+            "easel/esl_msa_testfiles/stockholm/stockholm.good.1",
+            &[7],
+            Some(("14-3-3", "PF00244")),
+        ),
     ];
     let mut found = Vec::new();
     stockholm_files(examples, &mut found);
@@ -169,12 +202,26 @@ fn every_stockholm_file_of_hmmer_examples_parses_with_the_right_counts() {
         let mut families = Vec::new();
         while let Some(alignment) = reader.next_alignment() {
             let alignment = alignment.unwrap_or_else(|e| panic!("{e}"));
-            let width = alignment.records.first().and_then(|r| r.as_ref().ok()).and_then(|r| r.aligned.as_ref()).map(String::len);
+            let width = alignment
+                .records
+                .first()
+                .and_then(|r| r.as_ref().ok())
+                .and_then(|r| r.aligned.as_ref())
+                .map(String::len);
             for record in &alignment.records {
                 let record = record.as_ref().unwrap_or_else(|e| panic!("{e}"));
                 assert!(!record.sequence.is_empty());
-                assert!(record.sequence.bytes().all(|b| b.is_ascii_uppercase()), "{relative}: {}", record.id);
-                assert_eq!(record.aligned.as_ref().map(String::len), width, "{relative}: ragged row {}", record.id);
+                assert!(
+                    record.sequence.bytes().all(|b| b.is_ascii_uppercase()),
+                    "{relative}: {}",
+                    record.id
+                );
+                assert_eq!(
+                    record.aligned.as_ref().map(String::len),
+                    width,
+                    "{relative}: ragged row {}",
+                    record.id
+                );
             }
             counts.push(alignment.records.len());
             families.push(alignment.family);
@@ -185,7 +232,9 @@ fn every_stockholm_file_of_hmmer_examples_parses_with_the_right_counts() {
             panic!("{relative}: a Stockholm file this test does not know yet ({counts:?} sequences); add it to `known`")
         });
         assert_eq!(&counts[..], *expected, "{relative}");
-        let first = families[0].as_ref().map(|f| (f.family_id.as_str(), f.accession.as_str()));
+        let first = families[0]
+            .as_ref()
+            .map(|f| (f.family_id.as_str(), f.accession.as_str()));
         assert_eq!(first, *family, "{relative}");
         checked += 1;
     }
@@ -209,7 +258,10 @@ fn easels_bad_stockholm_files_are_all_rejected() {
         let results: Vec<_> = stockholm::open(&path).unwrap().collect();
         let error = results.iter().find_map(|r| r.as_ref().err());
         let error = error.unwrap_or_else(|| panic!("{} was accepted", path.display()));
-        assert!(error.to_string().starts_with(&format!("{}:", path.display())), "{error}");
+        assert!(
+            error.to_string().starts_with(&format!("{}:", path.display())),
+            "{error}"
+        );
         assert!(error.line.is_some(), "{error}");
         bad += 1;
     }
@@ -224,14 +276,22 @@ fn first_error(results: impl IntoIterator<Item = Result<Record, ReadError>>) -> 
 fn truncated_csv_row_names_file_and_line() {
     let path = fixture("truncated.csv");
     let error = first_error(pfam_csv::ShardReader::open(&path).unwrap());
-    assert_eq!(error.to_string(), format!("{}:3: expected 5 fields, found 4 (truncated row?)", path.display()));
+    assert_eq!(
+        error.to_string(),
+        format!("{}:3: expected 5 fields, found 4 (truncated row?)", path.display())
+    );
 }
 
 #[test]
 fn csv_with_wrong_header_names_file_and_line() {
     let path = fixture("wrong_header.csv");
     let error = pfam_csv::ShardReader::open(&path).err().expect("wrong header rejected");
-    assert!(error.to_string().starts_with(&format!("{}:1: wrong CSV header", path.display())), "{error}");
+    assert!(
+        error
+            .to_string()
+            .starts_with(&format!("{}:1: wrong CSV header", path.display())),
+        "{error}"
+    );
 }
 
 #[test]
@@ -240,7 +300,10 @@ fn fasta_with_digits_names_file_line_and_record() {
     let error = first_error(fasta::open(&path).unwrap());
     assert_eq!(
         error.to_string(),
-        format!("{}:6 (record sp|P2|B_HUMAN): invalid residue digit '3' at position 8", path.display())
+        format!(
+            "{}:6 (record sp|P2|B_HUMAN): invalid residue digit '3' at position 8",
+            path.display()
+        )
     );
 }
 
@@ -248,10 +311,18 @@ fn fasta_with_digits_names_file_line_and_record() {
 fn empty_fasta_record_and_empty_id_name_file_and_line() {
     let path = fixture("empty_record.fa");
     let error = first_error(fasta::open(&path).unwrap());
-    assert_eq!(error.to_string(), format!("{}:3 (record sp|P2|EMPTY_HUMAN): empty sequence", path.display()));
+    assert_eq!(
+        error.to_string(),
+        format!("{}:3 (record sp|P2|EMPTY_HUMAN): empty sequence", path.display())
+    );
     let path = fixture("empty_id.fa");
     let error = first_error(fasta::open(&path).unwrap());
-    assert!(error.to_string().starts_with(&format!("{}:1: header has no id", path.display())), "{error}");
+    assert!(
+        error
+            .to_string()
+            .starts_with(&format!("{}:1: header has no id", path.display())),
+        "{error}"
+    );
 }
 
 #[test]
@@ -314,7 +385,11 @@ fn fasta_files_of_hmmer_examples_parse() {
         let path = examples.join(name);
         let text = std::fs::read_to_string(&path).unwrap();
         let headers = text.lines().filter(|l| l.starts_with('>')).count();
-        let residues: usize = text.lines().filter(|l| !l.starts_with('>')).map(|l| l.trim().len()).sum();
+        let residues: usize = text
+            .lines()
+            .filter(|l| !l.starts_with('>'))
+            .map(|l| l.trim().len())
+            .sum();
         let mut reader = fasta::open(&path).unwrap();
         let records: Vec<Record> = reader.records().map(|r| r.unwrap_or_else(|e| panic!("{e}"))).collect();
         assert_eq!(records.len(), headers, "{name}");
@@ -343,7 +418,9 @@ fn random_and_mutated_input_never_panics() {
     for round in 0..3000 {
         let input: Vec<u8> = match round % 3 {
             0 => (0..rng.gen_range(0..400)).map(|_| rng.gen()).collect(),
-            1 => (0..rng.gen_range(0..400)).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())]).collect(),
+            1 => (0..rng.gen_range(0..400))
+                .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())])
+                .collect(),
             _ => {
                 let mut bytes = seeds[rng.gen_range(0..seeds.len())].clone();
                 for _ in 0..rng.gen_range(1..8) {
@@ -369,7 +446,9 @@ fn random_and_mutated_input_never_panics() {
             assert!(shard.take(limit + 1).count() <= limit);
         }
         for lenient in [false, true] {
-            let _ = alphabet::checked(fasta::Reader::new(&input[..]), lenient).take(limit + 1).count();
+            let _ = alphabet::checked(fasta::Reader::new(&input[..]), lenient)
+                .take(limit + 1)
+                .count();
         }
     }
 }
@@ -382,7 +461,10 @@ fn corrupt_gzip_is_an_error_naming_the_file() {
     bytes.truncate(bytes.len() / 2);
     std::fs::write(&path, &bytes).unwrap();
     let results: Vec<_> = fasta::open(&path).unwrap().collect();
-    let error = results.iter().find_map(|r| r.as_ref().err()).expect("truncated gzip is an error");
+    let error = results
+        .iter()
+        .find_map(|r| r.as_ref().err())
+        .expect("truncated gzip is an error");
     assert!(error.to_string().starts_with(&path.display().to_string()), "{error}");
     assert!(!error.is_skippable());
 }

@@ -46,7 +46,10 @@ pub fn unique_tag() -> String {
 
 /// The temporary path [`write_atomic`] writes before renaming onto `target`.
 pub fn temp_path_for(target: &Path) -> PathBuf {
-    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     target.with_file_name(format!("{TEMP_PREFIX}{}-{name}", unique_tag()))
 }
 
@@ -118,9 +121,15 @@ pub fn remove_stale_temp_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
     for entry in entries {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(TEMP_PREFIX) else { continue };
-        let Some(rest) = rest.strip_prefix(&format!("{host}-")) else { continue };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        let Some(rest) = name.strip_prefix(TEMP_PREFIX) else {
+            continue;
+        };
+        let Some(rest) = rest.strip_prefix(&format!("{host}-")) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
         if pid != std::process::id() && !process_alive(pid) {
             let path = entry.path();
             if std::fs::remove_file(&path).is_ok() {
@@ -149,7 +158,10 @@ mod tests {
         });
         assert!(err.is_err());
         assert_eq!(std::fs::read(&target).unwrap(), b"second");
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("index.json")]);
     }
 
@@ -158,9 +170,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let host = host_name();
         // A pid above the kernel's pid_max never names a live process.
-        let dead = dir.path().join(format!("{TEMP_PREFIX}{host}-99999999-00ff-shard.safetensors"));
-        let mine = dir.path().join(format!("{TEMP_PREFIX}{host}-{}-00ff-shard.safetensors", std::process::id()));
-        let other_host = dir.path().join(format!("{TEMP_PREFIX}elsewhere-1-00ff-shard.safetensors"));
+        let dead = dir
+            .path()
+            .join(format!("{TEMP_PREFIX}{host}-99999999-00ff-shard.safetensors"));
+        let mine = dir.path().join(format!(
+            "{TEMP_PREFIX}{host}-{}-00ff-shard.safetensors",
+            std::process::id()
+        ));
+        let other_host = dir
+            .path()
+            .join(format!("{TEMP_PREFIX}elsewhere-1-00ff-shard.safetensors"));
         for p in [&dead, &mine, &other_host] {
             std::fs::write(p, b"x").unwrap();
         }

@@ -112,7 +112,10 @@ pub enum CacheError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
-    move |source| CacheError::Io { path: path.to_path_buf(), source }
+    move |source| CacheError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// A cache root holding one [`ModelCache`] per embedder identity.
@@ -147,7 +150,12 @@ impl Cache {
         let entries = match std::fs::read_dir(&self.root) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(dirs),
-            Err(e) => return Err(CacheError::Io { path: self.root.clone(), source: e }),
+            Err(e) => {
+                return Err(CacheError::Io {
+                    path: self.root.clone(),
+                    source: e,
+                })
+            }
         };
         for entry in entries {
             let entry = entry.map_err(io_err(&self.root))?;
@@ -162,7 +170,10 @@ impl Cache {
 
     /// Opens every embedder's vectors found under the root.
     pub fn models(&self) -> Result<Vec<ModelCache>, CacheError> {
-        self.model_dirs()?.iter().map(|d| ModelCache::open_existing(d)).collect()
+        self.model_dirs()?
+            .iter()
+            .map(|d| ModelCache::open_existing(d))
+            .collect()
     }
 }
 
@@ -240,7 +251,12 @@ impl ModelCache {
                 let json = serde_json::to_vec_pretty(spec).expect("spec serialises");
                 atomic::write_bytes_atomic(&spec_path, &json).map_err(io_err(&spec_path))?;
             }
-            Err(e) => return Err(CacheError::Io { path: spec_path, source: e }),
+            Err(e) => {
+                return Err(CacheError::Io {
+                    path: spec_path,
+                    source: e,
+                })
+            }
         }
         Self::load(dir, spec.clone())
     }
@@ -249,8 +265,10 @@ impl ModelCache {
     pub fn open_existing(dir: &Path) -> Result<Self, CacheError> {
         let spec_path = dir.join("spec.json");
         let bytes = std::fs::read(&spec_path).map_err(io_err(&spec_path))?;
-        let spec: EmbedderSpec = serde_json::from_slice(&bytes)
-            .map_err(|e| CacheError::Invalid { path: spec_path.clone(), message: format!("unreadable embedder spec: {e}") })?;
+        let spec: EmbedderSpec = serde_json::from_slice(&bytes).map_err(|e| CacheError::Invalid {
+            path: spec_path.clone(),
+            message: format!("unreadable embedder spec: {e}"),
+        })?;
         std::fs::create_dir_all(dir.join("shards")).map_err(io_err(dir))?;
         Self::load(dir, spec)
     }
@@ -258,7 +276,10 @@ impl ModelCache {
     fn load(dir: &Path, spec: EmbedderSpec) -> Result<Self, CacheError> {
         let shards_dir = dir.join("shards");
         for removed in atomic::remove_stale_temp_files(&shards_dir).map_err(io_err(&shards_dir))? {
-            tracing::info!("removed unfinished shard {} left by an interrupted run", removed.display());
+            tracing::info!(
+                "removed unfinished shard {} left by an interrupted run",
+                removed.display()
+            );
         }
         let _ = atomic::remove_stale_temp_files(dir);
         let mut cache = ModelCache {
@@ -300,7 +321,10 @@ impl ModelCache {
         match self.check_structure(path) {
             Ok((file, rows)) => {
                 let info = ShardInfo {
-                    file: path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                    file: path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
                     bytes: file.len_bytes(),
                     sha256: [EMBEDDINGS, HASHES]
                         .iter()
@@ -317,7 +341,13 @@ impl ModelCache {
                         self.map.entry(h).or_insert((index, row as u32));
                     }
                 }
-                self.shards.push(LoadedShard { file, rows, verified, info, live: true });
+                self.shards.push(LoadedShard {
+                    file,
+                    rows,
+                    verified,
+                    info,
+                    live: true,
+                });
                 true
             }
             Err(e) => {
@@ -331,12 +361,19 @@ impl ModelCache {
         let file = ShardFile::open(path)?;
         let meta = file.metadata();
         if meta.get("format").map(String::as_str) != Some(FORMAT) {
-            return Err(ShardError::new(path, format!("not a protfam cache shard (format {:?})", meta.get("format"))));
+            return Err(ShardError::new(
+                path,
+                format!("not a protfam cache shard (format {:?})", meta.get("format")),
+            ));
         }
         if meta.get("spec_key") != Some(&self.key) {
             return Err(ShardError::new(
                 path,
-                format!("belongs to embedder {:?}, not to this directory's {}", meta.get("spec_key"), self.key),
+                format!(
+                    "belongs to embedder {:?}, not to this directory's {}",
+                    meta.get("spec_key"),
+                    self.key
+                ),
             ));
         }
         let shape = file.shape(EMBEDDINGS)?.to_vec();
@@ -344,7 +381,10 @@ impl ModelCache {
         if shape.len() != 2 || shape[1] != self.spec.dim || hash_shape != [shape[0], 32] {
             return Err(ShardError::new(
                 path,
-                format!("tensor shapes {shape:?} / {hash_shape:?} do not fit dimension {}", self.spec.dim),
+                format!(
+                    "tensor shapes {shape:?} / {hash_shape:?} do not fit dimension {}",
+                    self.spec.dim
+                ),
             ));
         }
         file.bytes(EMBEDDINGS, Dtype::F32)?;
@@ -366,7 +406,10 @@ impl ModelCache {
                 path.display(),
                 target.display()
             ),
-            Err(e) => format!("corrupt cache shard {}: {message}; not used (could not move it aside: {e})", path.display()),
+            Err(e) => format!(
+                "corrupt cache shard {}: {message}; not used (could not move it aside: {e})",
+                path.display()
+            ),
         };
         tracing::warn!("{line}");
         self.problems.push(line);
@@ -461,8 +504,12 @@ impl ModelCache {
         // Verify first: a failing shard changes the map (another shard may hold
         // the same sequence), so repeat until every needed shard is verified.
         loop {
-            let mut needed: Vec<usize> =
-                hashes.iter().filter_map(|h| self.map.get(h)).map(|&(s, _)| s as usize).filter(|&s| !self.shards[s].verified).collect();
+            let mut needed: Vec<usize> = hashes
+                .iter()
+                .filter_map(|h| self.map.get(h))
+                .map(|&(s, _)| s as usize)
+                .filter(|&s| !self.shards[s].verified)
+                .collect();
             needed.sort_unstable();
             needed.dedup();
             if needed.is_empty() {
@@ -490,7 +537,11 @@ impl ModelCache {
     /// A sequence already cached is ignored.
     pub fn insert(&mut self, hash: SeqHash, vector: &[f32]) -> Result<(), CacheError> {
         if vector.len() != self.spec.dim {
-            return Err(CacheError::Dimension { dir: self.dir.clone(), expected: self.spec.dim, got: vector.len() });
+            return Err(CacheError::Dimension {
+                dir: self.dir.clone(),
+                expected: self.spec.dim,
+                got: vector.len(),
+            });
         }
         if self.contains(&hash) {
             return Ok(());
@@ -515,7 +566,10 @@ impl ModelCache {
         let rows = self.pending_hashes.len();
         let name = format!(
             "shard-{:013}-{}.safetensors",
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0),
             atomic::unique_tag()
         );
         let path = self.dir.join("shards").join(name);
@@ -523,7 +577,10 @@ impl ModelCache {
         let mut meta = BTreeMap::new();
         meta.insert("format".to_string(), FORMAT.to_string());
         meta.insert("spec_key".to_string(), self.key.clone());
-        meta.insert("spec".to_string(), serde_json::to_string(&self.spec).expect("spec serialises"));
+        meta.insert(
+            "spec".to_string(),
+            serde_json::to_string(&self.spec).expect("spec serialises"),
+        );
         meta.insert("rows".to_string(), rows.to_string());
         meta.insert("dim".to_string(), self.spec.dim.to_string());
         shard::write_shard(
@@ -539,7 +596,10 @@ impl ModelCache {
         self.pending_index.clear();
         // Written from memory just now: its checksums describe exactly these bytes.
         if !self.add_shard_file(&path, true) {
-            return Err(CacheError::Invalid { path, message: "shard unreadable right after writing".into() });
+            return Err(CacheError::Invalid {
+                path,
+                message: "shard unreadable right after writing".into(),
+            });
         }
         self.write_index()?;
         tracing::debug!("wrote {rows} vectors to {}", path.display());
@@ -583,7 +643,9 @@ impl ModelCache {
     /// Counts and sizes.
     pub fn stats(&self) -> ModelStats {
         let live: Vec<&LoadedShard> = self.shards.iter().filter(|s| s.live).collect();
-        let quarantined = std::fs::read_dir(self.dir.join("corrupt")).map(|d| d.count()).unwrap_or(0);
+        let quarantined = std::fs::read_dir(self.dir.join("corrupt"))
+            .map(|d| d.count())
+            .unwrap_or(0);
         ModelStats {
             key: self.key.clone(),
             name: self.spec.name.clone(),
@@ -600,12 +662,19 @@ impl ModelCache {
     fn index_json(&self) -> Result<Vec<u8>, CacheError> {
         // Shards written meanwhile by other processes are listed too (from
         // their headers), so a concurrent writer's index never hides ours.
-        let known: HashMap<&str, &LoadedShard> =
-            self.shards.iter().filter(|s| s.live).map(|s| (s.info.file.as_str(), s)).collect();
+        let known: HashMap<&str, &LoadedShard> = self
+            .shards
+            .iter()
+            .filter(|s| s.live)
+            .map(|s| (s.info.file.as_str(), s))
+            .collect();
         let mut entries = Vec::new();
         let mut total = 0usize;
         for path in self.shard_paths()? {
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let (rows, info) = match known.get(name.as_str()) {
                 Some(s) => (s.rows, s.info.clone()),
                 None => match self.check_structure(&path) {
@@ -617,7 +686,14 @@ impl ModelCache {
                                 (t.to_string(), file.metadata().get(&key).cloned().unwrap_or_default())
                             })
                             .collect();
-                        (rows, ShardInfo { file: name.clone(), bytes: file.len_bytes(), sha256 })
+                        (
+                            rows,
+                            ShardInfo {
+                                file: name.clone(),
+                                bytes: file.len_bytes(),
+                                sha256,
+                            },
+                        )
                     }
                     Err(_) => continue,
                 },
@@ -664,7 +740,10 @@ impl Drop for ModelCache {
     fn drop(&mut self) {
         if !self.pending_hashes.is_empty() {
             if let Err(e) = self.flush() {
-                tracing::error!("could not write {} buffered vectors to the cache: {e}", self.pending_hashes.len());
+                tracing::error!(
+                    "could not write {} buffered vectors to the cache: {e}",
+                    self.pending_hashes.len()
+                );
             }
         }
     }
@@ -691,7 +770,10 @@ pub fn merge(sources: &[&Path], into: &Cache, flush_rows: usize) -> Result<Vec<M
     let dest_root = std::fs::canonicalize(into.root()).ok();
     for source in sources {
         if !source.is_dir() {
-            return Err(CacheError::Invalid { path: source.to_path_buf(), message: "no such cache directory".into() });
+            return Err(CacheError::Invalid {
+                path: source.to_path_buf(),
+                message: "no such cache directory".into(),
+            });
         }
         if dest_root.is_some() && std::fs::canonicalize(source).ok() == dest_root {
             tracing::warn!("{}: is the destination itself, skipped", source.display());
@@ -765,7 +847,10 @@ mod tests {
     }
 
     fn shard_files(dir: &Path) -> Vec<PathBuf> {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("shards")).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("shards"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         v.sort();
         v
     }
@@ -788,10 +873,14 @@ mod tests {
         }
         let mut m = cache.open_model(&s).unwrap();
         assert_eq!(m.len(), 2);
-        assert_eq!(m.get_many(&[b, a, sequence_hash("W")]).unwrap(), vec![Some(vec![4.0, 5.0, 6.0]), Some(vec![1.0, 2.0, 3.0]), None]);
+        assert_eq!(
+            m.get_many(&[b, a, sequence_hash("W")]).unwrap(),
+            vec![Some(vec![4.0, 5.0, 6.0]), Some(vec![1.0, 2.0, 3.0]), None]
+        );
         let stats = m.stats();
         assert_eq!((stats.vectors, stats.shards, stats.dim), (2, 2, 3));
-        let index: serde_json::Value = serde_json::from_slice(&std::fs::read(m.dir().join("index.json")).unwrap()).unwrap();
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(m.dir().join("index.json")).unwrap()).unwrap();
         assert_eq!(index["rows"], 2);
         assert_eq!(index["shards"].as_array().unwrap().len(), 2);
         // Another spec never sees these vectors.
@@ -844,7 +933,11 @@ mod tests {
         let s = spec(2);
         let dir = cache.model_dir(&s);
         std::fs::create_dir_all(dir.join("shards")).unwrap();
-        let stale = dir.join("shards").join(format!("{}{}-99999999-ab-shard-1.safetensors", atomic::TEMP_PREFIX, atomic::host_name()));
+        let stale = dir.join("shards").join(format!(
+            "{}{}-99999999-ab-shard-1.safetensors",
+            atomic::TEMP_PREFIX,
+            atomic::host_name()
+        ));
         std::fs::write(&stale, b"half a shard").unwrap();
         let m = cache.open_model(&s).unwrap();
         assert!(m.is_empty() && m.problems().is_empty());

@@ -35,7 +35,10 @@ pub struct ShardError {
 
 impl ShardError {
     pub fn new(path: &Path, message: impl Into<String>) -> Self {
-        ShardError { path: path.to_path_buf(), message: message.into() }
+        ShardError {
+            path: path.to_path_buf(),
+            message: message.into(),
+        }
     }
 }
 
@@ -52,30 +55,55 @@ impl<'a> TensorData<'a> {
     /// An f32 tensor from host values (stored little-endian).
     pub fn f32(name: &str, shape: Vec<usize>, values: &[f32]) -> Self {
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        TensorData { name: name.to_string(), dtype: Dtype::F32, shape, bytes: bytes.into() }
+        TensorData {
+            name: name.to_string(),
+            dtype: Dtype::F32,
+            shape,
+            bytes: bytes.into(),
+        }
     }
 
     /// An f16 tensor (stored little-endian).
     pub fn f16(name: &str, shape: Vec<usize>, values: &[half::f16]) -> Self {
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        TensorData { name: name.to_string(), dtype: Dtype::F16, shape, bytes: bytes.into() }
+        TensorData {
+            name: name.to_string(),
+            dtype: Dtype::F16,
+            shape,
+            bytes: bytes.into(),
+        }
     }
 
     /// A u8 tensor borrowing its bytes.
     pub fn u8(name: &str, shape: Vec<usize>, values: &'a [u8]) -> Self {
-        TensorData { name: name.to_string(), dtype: Dtype::U8, shape, bytes: values.into() }
+        TensorData {
+            name: name.to_string(),
+            dtype: Dtype::U8,
+            shape,
+            bytes: values.into(),
+        }
     }
 
     /// A u32 tensor (stored little-endian).
     pub fn u32(name: &str, shape: Vec<usize>, values: &[u32]) -> Self {
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        TensorData { name: name.to_string(), dtype: Dtype::U32, shape, bytes: bytes.into() }
+        TensorData {
+            name: name.to_string(),
+            dtype: Dtype::U32,
+            shape,
+            bytes: bytes.into(),
+        }
     }
 
     /// A u64 tensor (stored little-endian).
     pub fn u64(name: &str, shape: Vec<usize>, values: &[u64]) -> Self {
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        TensorData { name: name.to_string(), dtype: Dtype::U64, shape, bytes: bytes.into() }
+        TensorData {
+            name: name.to_string(),
+            dtype: Dtype::U64,
+            shape,
+            bytes: bytes.into(),
+        }
     }
 }
 
@@ -96,7 +124,10 @@ pub struct ShardInfo {
 
 /// Builds the safetensors header (JSON padded with spaces to a multiple of 8)
 /// for `tensors` in the given order, with per-tensor checksums added to `metadata`.
-fn header_for(tensors: &[TensorData<'_>], metadata: &BTreeMap<String, String>) -> Result<(Vec<u8>, BTreeMap<String, String>), String> {
+fn header_for(
+    tensors: &[TensorData<'_>],
+    metadata: &BTreeMap<String, String>,
+) -> Result<(Vec<u8>, BTreeMap<String, String>), String> {
     let mut meta = metadata.clone();
     let mut sums = BTreeMap::new();
     let mut header = serde_json::Map::new();
@@ -123,8 +154,11 @@ fn header_for(tensors: &[TensorData<'_>], metadata: &BTreeMap<String, String>) -
         // 8-byte aligned); safetensors offsets are contiguous, so a misaligned
         // tensor would need padding the format cannot express.
         let align = (t.dtype.bitsize() / 8).max(1);
-        if offset % align != 0 {
-            return Err(format!("tensor {} would start at unaligned offset {offset}; list wider dtypes first", t.name));
+        if !offset.is_multiple_of(align) {
+            return Err(format!(
+                "tensor {} would start at unaligned offset {offset}; list wider dtypes first",
+                t.name
+            ));
         }
         header.insert(
             t.name.clone(),
@@ -136,7 +170,10 @@ fn header_for(tensors: &[TensorData<'_>], metadata: &BTreeMap<String, String>) -
         );
         offset += t.bytes.len();
     }
-    header.insert("__metadata__".to_string(), serde_json::to_value(&meta).expect("string map serialises"));
+    header.insert(
+        "__metadata__".to_string(),
+        serde_json::to_value(&meta).expect("string map serialises"),
+    );
     let mut bytes = serde_json::to_vec(&serde_json::Value::Object(header)).expect("header serialises");
     bytes.resize(bytes.len().next_multiple_of(8), b' ');
     Ok((bytes, sums))
@@ -147,7 +184,11 @@ fn header_for(tensors: &[TensorData<'_>], metadata: &BTreeMap<String, String>) -
 /// `metadata` goes into `__metadata__` together with a `sha256.<name>` entry
 /// per tensor. Tensors are written in the order given; list wider dtypes
 /// first so that every tensor stays 8-byte aligned.
-pub fn write_shard(path: &Path, tensors: &[TensorData<'_>], metadata: &BTreeMap<String, String>) -> Result<ShardInfo, ShardError> {
+pub fn write_shard(
+    path: &Path,
+    tensors: &[TensorData<'_>],
+    metadata: &BTreeMap<String, String>,
+) -> Result<ShardInfo, ShardError> {
     let (header, sums) = header_for(tensors, metadata).map_err(|m| ShardError::new(path, m))?;
     atomic::write_atomic(path, |w| {
         w.write_all(&(header.len() as u64).to_le_bytes())?;
@@ -159,8 +200,15 @@ pub fn write_shard(path: &Path, tensors: &[TensorData<'_>], metadata: &BTreeMap<
     })
     .map_err(|e| ShardError::new(path, format!("cannot write shard: {e}")))?;
     let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    let file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    Ok(ShardInfo { file, bytes, sha256: sums })
+    let file = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(ShardInfo {
+        file,
+        bytes,
+        sha256: sums,
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -182,7 +230,10 @@ pub struct ShardFile {
 
 impl std::fmt::Debug for ShardFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ShardFile").field("path", &self.path).field("bytes", &self.map.len()).finish()
+        f.debug_struct("ShardFile")
+            .field("path", &self.path)
+            .field("bytes", &self.map.len())
+            .finish()
     }
 }
 
@@ -193,9 +244,14 @@ impl ShardFile {
         let file = File::open(path).map_err(|e| ShardError::new(path, format!("cannot open shard: {e}")))?;
         // SAFETY: shards are never modified in place (they are replaced by
         // rename or moved aside), so the mapping stays valid while we hold it.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| ShardError::new(path, format!("cannot map shard: {e}")))?;
-        let (n, meta) = safetensors::SafeTensors::read_metadata(&map)
-            .map_err(|e| ShardError::new(path, format!("not a complete safetensors file (truncated or damaged header): {e:?}")))?;
+        let map = unsafe { memmap2::Mmap::map(&file) }
+            .map_err(|e| ShardError::new(path, format!("cannot map shard: {e}")))?;
+        let (n, meta) = safetensors::SafeTensors::read_metadata(&map).map_err(|e| {
+            ShardError::new(
+                path,
+                format!("not a complete safetensors file (truncated or damaged header): {e:?}"),
+            )
+        })?;
         let data_start = 8 + n;
         let mut tensors = HashMap::new();
         for (name, info) in meta.tensors() {
@@ -210,7 +266,12 @@ impl ShardFile {
             );
         }
         let metadata = meta.metadata().clone().unwrap_or_default();
-        Ok(ShardFile { path: path.to_path_buf(), map, tensors, metadata })
+        Ok(ShardFile {
+            path: path.to_path_buf(),
+            map,
+            tensors,
+            metadata,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -233,7 +294,9 @@ impl ShardFile {
     }
 
     fn entry(&self, name: &str) -> Result<&TensorEntry, ShardError> {
-        self.tensors.get(name).ok_or_else(|| ShardError::new(&self.path, format!("missing tensor {name:?}")))
+        self.tensors
+            .get(name)
+            .ok_or_else(|| ShardError::new(&self.path, format!("missing tensor {name:?}")))
     }
 
     /// Shape of a tensor.
@@ -245,7 +308,10 @@ impl ShardFile {
     pub fn bytes(&self, name: &str, dtype: Dtype) -> Result<&[u8], ShardError> {
         let e = self.entry(name)?;
         if e.dtype != dtype {
-            return Err(ShardError::new(&self.path, format!("tensor {name:?} is {:?}, expected {dtype:?}", e.dtype)));
+            return Err(ShardError::new(
+                &self.path,
+                format!("tensor {name:?} is {:?}, expected {dtype:?}", e.dtype),
+            ));
         }
         Ok(&self.map[e.start..e.end])
     }
@@ -255,13 +321,22 @@ impl ShardFile {
         let e = self.entry(name)?;
         let bytes = self.bytes(name, Dtype::F32)?;
         let [rows, cols] = e.shape[..] else {
-            return Err(ShardError::new(&self.path, format!("tensor {name:?} is not 2-D: {:?}", e.shape)));
+            return Err(ShardError::new(
+                &self.path,
+                format!("tensor {name:?} is not 2-D: {:?}", e.shape),
+            ));
         };
         if row >= rows {
-            return Err(ShardError::new(&self.path, format!("row {row} out of range for {name:?} with {rows} rows")));
+            return Err(ShardError::new(
+                &self.path,
+                format!("row {row} out of range for {name:?} with {rows} rows"),
+            ));
         }
         let slice = &bytes[row * cols * 4..(row + 1) * cols * 4];
-        Ok(slice.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        Ok(slice
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
     }
 
     /// Recomputes every tensor's SHA-256 and compares it with the
@@ -280,7 +355,9 @@ impl ShardFile {
             if &actual != expected {
                 return Err(ShardError::new(
                     &self.path,
-                    format!("checksum mismatch in tensor {name:?}: stored {expected}, computed {actual} (file damaged)"),
+                    format!(
+                        "checksum mismatch in tensor {name:?}: stored {expected}, computed {actual} (file damaged)"
+                    ),
                 ));
             }
         }
@@ -300,7 +377,10 @@ mod tests {
         meta.insert("format".to_string(), "test".to_string());
         write_shard(
             &path,
-            &[TensorData::f32("embeddings", vec![3, 4], &values), TensorData::u8("hashes", vec![3, 32], &ids)],
+            &[
+                TensorData::f32("embeddings", vec![3, 4], &values),
+                TensorData::u8("hashes", vec![3, 32], &ids),
+            ],
             &meta,
         )
         .unwrap();

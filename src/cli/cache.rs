@@ -18,6 +18,7 @@ use crate::cache::{self, atomic, Cache};
 use crate::vectors::VectorSet;
 
 #[derive(Debug, clap::Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum CacheCommand {
     /// Vectors, dimension, shards and bytes per cached model.
     Stats {
@@ -78,17 +79,35 @@ pub fn run(cmd: CacheCommand) -> anyhow::Result<ExitCode> {
             let sources: Vec<&Path> = sources.iter().map(PathBuf::as_path).collect();
             let reports = cache::merge(&sources, &Cache::new(&into), 4096)?;
             for r in &reports {
-                println!("{} ({}): {} vectors added, {} already present", r.name, r.key, r.added, r.present);
+                println!(
+                    "{} ({}): {} vectors added, {} already present",
+                    r.name, r.key, r.added, r.present
+                );
                 for p in &r.problems {
                     eprintln!("  {p}");
                 }
             }
             if reports.is_empty() {
-                println!("no cached models found in {}", sources.iter().map(|s| s.display().to_string()).collect::<Vec<_>>().join(", "));
+                println!(
+                    "no cached models found in {}",
+                    sources
+                        .iter()
+                        .map(|s| s.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
-        CacheCommand::Export { model, data, split, parts, fasta, out, common } => {
+        CacheCommand::Export {
+            model,
+            data,
+            split,
+            parts,
+            fasta,
+            out,
+            common,
+        } => {
             let input = Input::from_args(data.as_deref(), &split, &parts, fasta.as_deref())?;
             let opts = common.pipeline_options()?;
             let embedder = common.load_model(&model)?;
@@ -96,7 +115,13 @@ pub fn run(cmd: CacheCommand) -> anyhow::Result<ExitCode> {
             let (vectors, _) = embed_input(embedder.as_ref(), &input, &cache, opts, true)?;
             let vectors = vectors.expect("collected");
             let (npy, tsv) = export(&vectors, &out)?;
-            println!("wrote {} vectors of dimension {} to {} and {}", vectors.len(), vectors.dim, npy.display(), tsv.display());
+            println!(
+                "wrote {} vectors of dimension {} to {} and {}",
+                vectors.len(),
+                vectors.dim,
+                npy.display(),
+                tsv.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -114,7 +139,10 @@ fn stats(root: &Path, json: bool) -> anyhow::Result<ExitCode> {
         println!("{}: empty cache", root.display());
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<32} {:<10} {:>7} {:>10} {:>7} {:>12} {:>8}", "model key", "arch", "dim", "vectors", "shards", "MiB", "corrupt");
+    println!(
+        "{:<32} {:<10} {:>7} {:>10} {:>7} {:>12} {:>8}",
+        "model key", "arch", "dim", "vectors", "shards", "MiB", "corrupt"
+    );
     for s in &stats {
         println!(
             "{:<32} {:<10} {:>7} {:>10} {:>7} {:>12.1} {:>8}",
@@ -137,7 +165,11 @@ fn verify(root: &Path) -> anyhow::Result<ExitCode> {
         let opened = model.problems().to_vec();
         let (checked, problems) = model.verify_all();
         let n = opened.len() + problems.len();
-        println!("{}: {checked} shards checked, {} vectors, {n} damaged", model.key(), model.stats().vectors);
+        println!(
+            "{}: {checked} shards checked, {} vectors, {n} damaged",
+            model.key(),
+            model.stats().vectors
+        );
         for p in opened.iter().chain(&problems) {
             println!("  {p}");
         }
@@ -160,7 +192,10 @@ pub fn export(vectors: &VectorSet, prefix: &Path) -> anyhow::Result<(PathBuf, Pa
     atomic::write_atomic(&tsv, |w| {
         writeln!(w, "id\tfamily_id\tfamily_accession")?;
         for (id, family) in vectors.ids.iter().zip(&vectors.families) {
-            let (f, a) = family.as_ref().map(|f| (f.family_id.as_str(), f.accession.as_str())).unwrap_or(("", ""));
+            let (f, a) = family
+                .as_ref()
+                .map(|f| (f.family_id.as_str(), f.accession.as_str()))
+                .unwrap_or(("", ""));
             writeln!(w, "{id}\t{f}\t{a}")?;
         }
         Ok(())

@@ -21,8 +21,8 @@ use anyhow::{bail, Context};
 use serde::Serialize;
 
 use crate::io::alphabet::{self, SkipReport};
-use crate::io::pfam_csv::{self, PARTS};
 use crate::io::input::{Format, SequenceReader};
+use crate::io::pfam_csv::{self, PARTS};
 use crate::io::{Family, ReadError, Record};
 
 #[derive(Debug, clap::Subcommand)]
@@ -71,7 +71,12 @@ pub struct FileSummary {
 }
 
 /// Reads a whole file through the residue policy and summarises it.
-pub fn check_file(path: &std::path::Path, format: Option<Format>, lenient: bool, reject_duplicates: bool) -> anyhow::Result<FileSummary> {
+pub fn check_file(
+    path: &std::path::Path,
+    format: Option<Format>,
+    lenient: bool,
+    reject_duplicates: bool,
+) -> anyhow::Result<FileSummary> {
     let reader = match SequenceReader::open(path, format)? {
         SequenceReader::Fasta(fasta) => SequenceReader::Fasta(fasta.reject_duplicates(reject_duplicates)),
         other => other,
@@ -81,7 +86,11 @@ pub fn check_file(path: &std::path::Path, format: Option<Format>, lenient: bool,
     let stats = part_stats("file", records.by_ref(), 0)?;
     let duplicate_ids = records.get_ref().duplicates().iter().map(|d| d.id.clone()).collect();
     let skipped = records.into_report();
-    let file = if path.as_os_str() == "-" { "<stdin>".to_string() } else { path.display().to_string() };
+    let file = if path.as_os_str() == "-" {
+        "<stdin>".to_string()
+    } else {
+        path.display().to_string()
+    };
     Ok(FileSummary {
         file,
         format,
@@ -134,10 +143,16 @@ impl TryFrom<StatsArgs> for StatsConfig {
 
     fn try_from(args: StatsArgs) -> anyhow::Result<Self> {
         if !args.root.is_dir() {
-            bail!("dataset root {} is not a directory (run `make data` or pass the path to pfam35-uniprot20k)", args.root.display());
+            bail!(
+                "dataset root {} is not a directory (run `make data` or pass the path to pfam35-uniprot20k)",
+                args.root.display()
+            );
         }
         if args.split.is_empty() || args.split.contains(['/', '\\']) {
-            bail!("--split must be a split directory name such as clustered_split, not {:?}", args.split);
+            bail!(
+                "--split must be a split directory name such as clustered_split, not {:?}",
+                args.split
+            );
         }
         if args.few_shot == 0 {
             bail!("--few-shot must be at least 1");
@@ -224,7 +239,11 @@ pub fn part_stats(
     };
     let mut largest: Vec<FamilyCount> = counts
         .iter()
-        .map(|(f, &n)| FamilyCount { family_id: f.family_id.clone(), accession: f.accession.clone(), records: n })
+        .map(|(f, &n)| FamilyCount {
+            family_id: f.family_id.clone(),
+            accession: f.accession.clone(),
+            records: n,
+        })
         .collect();
     largest.sort_by(|a, b| b.records.cmp(&a.records).then_with(|| a.accession.cmp(&b.accession)));
     largest.truncate(top);
@@ -281,7 +300,12 @@ pub fn split_stats(config: &StatsConfig) -> anyhow::Result<SplitStats> {
     }
     let train = &parts[0];
     let few_shot = parts[1..].iter().map(|p| few_shot(p, train, config.few_shot)).collect();
-    Ok(SplitStats { root: config.root.display().to_string(), split: config.split.clone(), parts, few_shot })
+    Ok(SplitStats {
+        root: config.root.display().to_string(),
+        split: config.split.clone(),
+        parts,
+        few_shot,
+    })
 }
 
 /// `1234567` -> `1,234,567`.
@@ -301,7 +325,11 @@ pub fn thousands(n: usize) -> String {
 pub fn render(stats: &SplitStats) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{} of {}", stats.split, stats.root);
-    let _ = writeln!(out, "{:<6} {:>10} {:>9} {:>8} {:>8} {:>8} {:>8}", "part", "records", "families", "min len", "median", "max len", "skipped");
+    let _ = writeln!(
+        out,
+        "{:<6} {:>10} {:>9} {:>8} {:>8} {:>8} {:>8}",
+        "part", "records", "families", "min len", "median", "max len", "skipped"
+    );
     for p in &stats.parts {
         let _ = writeln!(
             out,
@@ -408,7 +436,10 @@ mod tests {
         assert_eq!((stats.records, stats.families), (4, 3));
         assert_eq!((stats.length_min, stats.length_median, stats.length_max), (2, 5.5, 10));
         assert_eq!(stats.largest.len(), 2);
-        assert_eq!((stats.largest[0].family_id.as_str(), stats.largest[0].records), ("a", 2));
+        assert_eq!(
+            (stats.largest[0].family_id.as_str(), stats.largest[0].records),
+            ("a", 2)
+        );
         assert_eq!(stats.largest[1].family_id, "b");
         let odd = part_stats("dev", vec![rec("a", 4), rec("b", 10), rec("a", 2)], 10).unwrap();
         assert_eq!(odd.length_median, 4.0);
@@ -418,9 +449,17 @@ mod tests {
     fn few_shot_counts_absent_families_too() {
         let train: Vec<_> = (0..5).map(|_| rec("big", 3)).chain([rec("small", 3)]).collect();
         let train = part_stats("train", train, 10).unwrap();
-        let test = part_stats("test", vec![rec("big", 3), rec("small", 3), rec("small", 3), rec("new", 3)], 10).unwrap();
+        let test = part_stats(
+            "test",
+            vec![rec("big", 3), rec("small", 3), rec("small", 3), rec("new", 3)],
+            10,
+        )
+        .unwrap();
         let f = few_shot(&test, &train, 5);
-        assert_eq!((f.families, f.few_shot_families, f.absent_from_train, f.few_shot_records), (3, 2, 1, 3));
+        assert_eq!(
+            (f.families, f.few_shot_families, f.absent_from_train, f.few_shot_records),
+            (3, 2, 1, 3)
+        );
     }
 
     #[test]

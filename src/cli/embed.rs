@@ -96,7 +96,8 @@ pub fn parse_device(spec: &str) -> anyhow::Result<Device> {
         "cpu" => Ok(Device::Cpu),
         "cuda" => Device::new_cuda(0).context("cannot open CUDA device 0 (built without the `cuda` feature?)"),
         other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
-            Some(Ok(n)) => Device::new_cuda(n).with_context(|| format!("cannot open CUDA device {n} (built without the `cuda` feature?)")),
+            Some(Ok(n)) => Device::new_cuda(n)
+                .with_context(|| format!("cannot open CUDA device {n} (built without the `cuda` feature?)")),
             _ => bail!("unknown device {other:?}: use cpu, cuda or cuda:N"),
         },
     }
@@ -133,7 +134,7 @@ impl EmbedCommon {
     }
 
     pub fn pipeline_options(&self) -> anyhow::Result<EmbedOptions> {
-        if self.flush_rows == 0 || !(self.flush_seconds > 0.0) {
+        if self.flush_rows == 0 || self.flush_seconds.is_nan() || self.flush_seconds <= 0.0 {
             bail!("--flush-rows and --flush-seconds must be positive");
         }
         if self.batch_tokens == Some(0) {
@@ -153,7 +154,11 @@ impl EmbedCommon {
 /// Where records come from: split parts or one FASTA file.
 #[derive(Debug, Clone)]
 pub enum Input {
-    Split { root: PathBuf, split: String, parts: Vec<String> },
+    Split {
+        root: PathBuf,
+        split: String,
+        parts: Vec<String>,
+    },
     Fasta(PathBuf),
 }
 
@@ -175,7 +180,11 @@ impl Input {
                 bail!("unknown part {part:?}: use train, dev, test");
             }
         }
-        Ok(Input::Split { root, split: split.to_string(), parts: parts.to_vec() })
+        Ok(Input::Split {
+            root,
+            split: split.to_string(),
+            parts: parts.to_vec(),
+        })
     }
 
     /// (source name, record stream) pairs, one per part or file.
@@ -224,17 +233,26 @@ pub fn embed_input(
     collect: bool,
 ) -> anyhow::Result<(Option<VectorSet>, Vec<EmbedSummary>)> {
     use std::io::IsTerminal;
-    let total = if std::io::stderr().is_terminal() { input.count_records() } else { None };
+    let total = if std::io::stderr().is_terminal() {
+        input.count_records()
+    } else {
+        None
+    };
     let bar = super::progress_bar(total.unwrap_or(0), "sequences");
     if total.is_none() {
         bar.set_length(u64::MAX);
-        if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {pos} sequences ({per_sec}) {msg}") {
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {pos} sequences ({per_sec}) {msg}")
+        {
             bar.set_style(style);
         }
     }
     opts.progress = bar.clone();
     let mut model_cache = cache.open_model(embedder.spec())?;
-    let mut all = collect.then(|| VectorSet { dim: embedder.spec().dim, ..Default::default() });
+    let mut all = collect.then(|| VectorSet {
+        dim: embedder.spec().dim,
+        ..Default::default()
+    });
     let mut summaries = Vec::new();
     for (source, records) in input.sources()? {
         let result = if collect {
@@ -274,7 +292,11 @@ pub fn write_output(path: &Path, vectors: &VectorSet, embedder: &dyn Embedder) -
     let mut meta = BTreeMap::new();
     meta.insert("ids".to_string(), serde_json::to_string(&vectors.ids)?);
     if vectors.families.iter().any(Option::is_some) {
-        let families: Vec<Option<&str>> = vectors.families.iter().map(|f| f.as_ref().map(|f| f.family_id.as_str())).collect();
+        let families: Vec<Option<&str>> = vectors
+            .families
+            .iter()
+            .map(|f| f.as_ref().map(|f| f.family_id.as_str()))
+            .collect();
         meta.insert("families".to_string(), serde_json::to_string(&families)?);
     }
     meta.insert("model".to_string(), embedder.spec().name.clone());
@@ -282,7 +304,15 @@ pub fn write_output(path: &Path, vectors: &VectorSet, embedder: &dyn Embedder) -
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    shard::write_shard(path, &[TensorData::f32("embeddings", vec![vectors.len(), vectors.dim], &vectors.data)], &meta)?;
+    shard::write_shard(
+        path,
+        &[TensorData::f32(
+            "embeddings",
+            vec![vectors.len(), vectors.dim],
+            &vectors.data,
+        )],
+        &meta,
+    )?;
     Ok(())
 }
 
@@ -300,11 +330,17 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<ExitCode> {
     let (vectors, summaries) = embed_input(embedder.as_ref(), &input, &cache, opts, args.output.is_some())?;
     if let Some(path) = &args.summary_json {
         let json = serde_json::to_vec_pretty(&summaries)?;
-        crate::cache::atomic::write_bytes_atomic(path, &json).with_context(|| format!("cannot write {}", path.display()))?;
+        crate::cache::atomic::write_bytes_atomic(path, &json)
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     if let (Some(path), Some(vectors)) = (&args.output, vectors) {
         write_output(path, &vectors, embedder.as_ref())?;
-        println!("wrote {} vectors of dimension {} to {}", vectors.len(), vectors.dim, path.display());
+        println!(
+            "wrote {} vectors of dimension {} to {}",
+            vectors.len(),
+            vectors.dim,
+            path.display()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

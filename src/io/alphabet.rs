@@ -135,7 +135,13 @@ pub fn checked<I>(records: I, lenient: bool) -> Checked<I::IntoIter>
 where
     I: IntoIterator<Item = Result<Record, ReadError>>,
 {
-    Checked { inner: records.into_iter(), lenient, source: "<records>".to_string(), report: SkipReport::default(), finished: false }
+    Checked {
+        inner: records.into_iter(),
+        lenient,
+        source: "<records>".to_string(),
+        report: SkipReport::default(),
+        finished: false,
+    }
 }
 
 impl<I> Checked<I> {
@@ -182,7 +188,9 @@ impl<I: Iterator<Item = Result<Record, ReadError>>> Iterator for Checked<I> {
             let error = match item {
                 Ok(record) => match check(&record.sequence) {
                     Ok(()) => return Some(Ok(record)),
-                    Err(message) => ReadError::new(&self.source, message).in_record(record.id).invalid_record(),
+                    Err(message) => ReadError::new(&self.source, message)
+                        .in_record(record.id)
+                        .invalid_record(),
                 },
                 Err(error) => error,
             };
@@ -229,7 +237,10 @@ mod tests {
         let out: Vec<_> = checked(input, false).with_source("x.fa").collect();
         assert_eq!(out.len(), 2);
         let err = out[1].as_ref().unwrap_err();
-        assert_eq!(err.to_string(), "x.fa (record b): invalid residue digit '1' at position 2");
+        assert_eq!(
+            err.to_string(),
+            "x.fa (record b): invalid residue digit '1' at position 2"
+        );
     }
 
     #[test]

@@ -93,7 +93,11 @@ pub struct DuplicateId {
 /// Opens a FASTA file for reading: a path, `-` for standard input, gzip or plain.
 pub fn open(path: &Path) -> Result<Reader<Box<dyn BufRead>>, ReadError> {
     let input = super::open_input(path)?;
-    let name = if path.as_os_str() == "-" { "<stdin>".to_string() } else { path.display().to_string() };
+    let name = if path.as_os_str() == "-" {
+        "<stdin>".to_string()
+    } else {
+        path.display().to_string()
+    };
     Ok(Reader::with_name(input, name))
 }
 
@@ -196,7 +200,10 @@ impl<R: BufRead> Reader<R> {
                 if let Some(rest) = self.line.strip_prefix(b">") {
                     break (self.line_no, rest.to_vec());
                 }
-                return Err(self.error(self.line_no, "sequence data before the first '>' header (not a FASTA file?)"));
+                return Err(self.error(
+                    self.line_no,
+                    "sequence data before the first '>' header (not a FASTA file?)",
+                ));
             },
         };
 
@@ -210,7 +217,12 @@ impl<R: BufRead> Reader<R> {
                 break;
             }
             let before = sequence.len();
-            sequence.extend(self.line.iter().filter(|b| !b.is_ascii_whitespace()).map(u8::to_ascii_uppercase));
+            sequence.extend(
+                self.line
+                    .iter()
+                    .filter(|b| !b.is_ascii_whitespace())
+                    .map(u8::to_ascii_uppercase),
+            );
             if sequence.len() > before {
                 line_starts.push((before, self.line_no));
             }
@@ -223,11 +235,19 @@ impl<R: BufRead> Reader<R> {
         };
         if id.is_empty() {
             let err = self.error(header_line, "header has no id (the id must follow '>' directly)");
-            let err = if description.is_empty() { err } else { err.in_record(description) };
+            let err = if description.is_empty() {
+                err
+            } else {
+                err.in_record(description)
+            };
             return Err(err.invalid_record());
         }
         if let Some(&first_line) = self.seen.get(&id) {
-            let duplicate = DuplicateId { id: id.clone(), first_line, line: header_line };
+            let duplicate = DuplicateId {
+                id: id.clone(),
+                first_line,
+                line: header_line,
+            };
             if self.reject_duplicates {
                 return Err(self
                     .error(header_line, format!("duplicate id (first seen on line {first_line})"))
@@ -235,7 +255,13 @@ impl<R: BufRead> Reader<R> {
                     .invalid_record());
             }
             if self.duplicates.len() < LOGGED_DUPLICATES {
-                tracing::warn!("{}:{}: duplicate id {} (first seen on line {})", self.name, header_line, id, first_line);
+                tracing::warn!(
+                    "{}:{}: duplicate id {} (first seen on line {})",
+                    self.name,
+                    header_line,
+                    id,
+                    first_line
+                );
             }
             self.duplicates.push(duplicate);
         } else {
@@ -249,12 +275,25 @@ impl<R: BufRead> Reader<R> {
             return Err(self.error(header_line, "empty sequence").in_record(id).invalid_record());
         }
         if let Some((position, byte)) = alphabet::find_invalid(&sequence) {
-            let line = line_starts.iter().rev().find(|(start, _)| *start <= position).map_or(header_line, |&(_, l)| l);
-            return Err(self.error(line, alphabet::describe_invalid(byte, position)).in_record(id).invalid_record());
+            let line = line_starts
+                .iter()
+                .rev()
+                .find(|(start, _)| *start <= position)
+                .map_or(header_line, |&(_, l)| l);
+            return Err(self
+                .error(line, alphabet::describe_invalid(byte, position))
+                .in_record(id)
+                .invalid_record());
         }
         // Only accepted ASCII letters remain, so this cannot fail.
         let sequence = String::from_utf8(sequence).map_err(|e| self.error(header_line, e.to_string()))?;
-        Ok(Some(Record { id, description, sequence, family: None, aligned: None }))
+        Ok(Some(Record {
+            id,
+            description,
+            sequence,
+            family: None,
+            aligned: None,
+        }))
     }
 }
 
@@ -352,7 +391,10 @@ mod tests {
         let out = read(">\nMK\n> orphan\nMK\n>e\n>f\nMK\n");
         assert_eq!(out.len(), 4);
         let e0 = out[0].as_ref().unwrap_err();
-        assert_eq!(e0.to_string(), "t.fa:1: header has no id (the id must follow '>' directly)");
+        assert_eq!(
+            e0.to_string(),
+            "t.fa:1: header has no id (the id must follow '>' directly)"
+        );
         assert!(e0.is_skippable());
         assert_eq!(out[1].as_ref().unwrap_err().line, Some(3));
         let e2 = out[2].as_ref().unwrap_err();
@@ -387,9 +429,22 @@ mod tests {
         let text = ">a\nMK\n>b\nMK\n>a second\nMK\n";
         let mut reader = Reader::with_name(text.as_bytes(), "t.fa");
         assert_eq!(reader.records().filter(|r| r.is_ok()).count(), 3);
-        assert_eq!(reader.duplicates(), [DuplicateId { id: "a".into(), first_line: 1, line: 5 }]);
-        let out: Vec<_> = Reader::with_name(text.as_bytes(), "t.fa").reject_duplicates(true).collect();
-        assert!(out[2].as_ref().unwrap_err().to_string().contains("t.fa:5 (record a): duplicate id"));
+        assert_eq!(
+            reader.duplicates(),
+            [DuplicateId {
+                id: "a".into(),
+                first_line: 1,
+                line: 5
+            }]
+        );
+        let out: Vec<_> = Reader::with_name(text.as_bytes(), "t.fa")
+            .reject_duplicates(true)
+            .collect();
+        assert!(out[2]
+            .as_ref()
+            .unwrap_err()
+            .to_string()
+            .contains("t.fa:5 (record a): duplicate id"));
     }
 
     #[test]
@@ -421,7 +476,13 @@ mod tests {
 
     #[test]
     fn writer_round_trips() {
-        let records = vec![Record { description: "d e".into(), ..Record::new("x", "M".repeat(130)) }, Record::new("y", "K")];
+        let records = vec![
+            Record {
+                description: "d e".into(),
+                ..Record::new("x", "M".repeat(130))
+            },
+            Record::new("y", "K"),
+        ];
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("o.fa");
         write_file(&path, &records).unwrap();

@@ -40,7 +40,10 @@ impl std::fmt::Display for Format {
 /// Recognises a format from the first bytes of (decompressed) content.
 pub fn detect(start: &[u8]) -> Option<Format> {
     let start = start.strip_prefix(b"\xef\xbb\xbf").unwrap_or(start);
-    let first = start.iter().position(|b| !b.is_ascii_whitespace()).map(|i| &start[i..])?;
+    let first = start
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .map(|i| &start[i..])?;
     if first.starts_with(b"# STOCKHOLM") {
         Some(Format::Stockholm)
     } else if first.starts_with(b">") || first.starts_with(b";") {
@@ -63,20 +66,31 @@ impl SequenceReader {
     /// Opens a path (`-` is standard input, gzip is decompressed); `format`
     /// `None` detects it from the content.
     pub fn open(path: &Path, format: Option<Format>) -> Result<Self, ReadError> {
-        let name = if path.as_os_str() == "-" { "<stdin>".to_string() } else { path.display().to_string() };
+        let name = if path.as_os_str() == "-" {
+            "<stdin>".to_string()
+        } else {
+            path.display().to_string()
+        };
         Self::from_reader(super::open_input(path)?, name, format)
     }
 
     /// Reads from an already opened input named `name` in errors.
-    pub fn from_reader(mut input: Box<dyn BufRead>, name: impl Into<String>, format: Option<Format>) -> Result<Self, ReadError> {
+    pub fn from_reader(
+        mut input: Box<dyn BufRead>,
+        name: impl Into<String>,
+        format: Option<Format>,
+    ) -> Result<Self, ReadError> {
         let name = name.into();
         let format = match format {
             Some(format) => format,
             None => {
                 let start = input.fill_buf().map_err(|e| ReadError::io(&name, "cannot read", &e))?;
                 detect(start).ok_or_else(|| {
-                    ReadError::new(&name, "unknown format: expected FASTA ('>'), Stockholm ('# STOCKHOLM 1.0') or a Pfam split CSV shard")
-                        .at_line(1)
+                    ReadError::new(
+                        &name,
+                        "unknown format: expected FASTA ('>'), Stockholm ('# STOCKHOLM 1.0') or a Pfam split CSV shard",
+                    )
+                    .at_line(1)
                 })?
             }
         };
@@ -125,14 +139,19 @@ mod tests {
         assert_eq!(detect(b"\n\n>x\nMK\n"), Some(Format::Fasta));
         assert_eq!(detect(b";c\n>x\n"), Some(Format::Fasta));
         assert_eq!(detect(b"\xef\xbb\xbf# STOCKHOLM 1.0\n"), Some(Format::Stockholm));
-        assert_eq!(detect(b"family_id,sequence_name,family_accession,aligned_sequence,sequence\r\n"), Some(Format::PfamCsv));
+        assert_eq!(
+            detect(b"family_id,sequence_name,family_accession,aligned_sequence,sequence\r\n"),
+            Some(Format::PfamCsv)
+        );
         assert_eq!(detect(b"ID   7LESS_DROME"), None);
         assert_eq!(detect(b""), None);
     }
 
     #[test]
     fn unknown_content_is_an_error() {
-        let e = SequenceReader::from_reader(Box::new(&b"hello"[..]), "x", None).err().unwrap();
+        let e = SequenceReader::from_reader(Box::new(&b"hello"[..]), "x", None)
+            .err()
+            .unwrap();
         assert!(e.to_string().starts_with("x:1: unknown format"), "{e}");
         let forced = SequenceReader::from_reader(Box::new(&b">a\nMK\n"[..]), "x", Some(Format::Fasta)).unwrap();
         assert_eq!(forced.count(), 1);

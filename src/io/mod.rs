@@ -22,7 +22,10 @@ impl Family {
     /// Builds a label, stripping a version suffix (`PF00069.25` -> `PF00069`).
     pub fn new(family_id: impl Into<String>, accession: &str) -> Self {
         let accession = accession.split('.').next().unwrap_or(accession).to_string();
-        Family { family_id: family_id.into(), accession }
+        Family {
+            family_id: family_id.into(),
+            accession,
+        }
     }
 }
 
@@ -120,7 +123,10 @@ impl ReadError {
 
     /// A [`ReadErrorKind::Io`] error about `path`.
     pub fn io(path: impl AsRef<std::path::Path>, context: &str, source: &std::io::Error) -> Self {
-        ReadError { kind: ReadErrorKind::Io, ..ReadError::new(path, format!("{context}: {source}")) }
+        ReadError {
+            kind: ReadErrorKind::Io,
+            ..ReadError::new(path, format!("{context}: {source}"))
+        }
     }
 
     pub fn at_line(mut self, line: usize) -> Self {

@@ -36,7 +36,13 @@ use super::alphabet;
 use super::{Family, ReadError, Record};
 
 /// The published column order; any other header is rejected.
-pub const HEADER: [&str; 5] = ["family_id", "sequence_name", "family_accession", "aligned_sequence", "sequence"];
+pub const HEADER: [&str; 5] = [
+    "family_id",
+    "sequence_name",
+    "family_accession",
+    "aligned_sequence",
+    "sequence",
+];
 
 /// The three parts of a split.
 pub const PARTS: [&str; 3] = ["train", "dev", "test"];
@@ -64,13 +70,21 @@ pub fn shard_paths(root: &Path, split: &str, part: &str) -> Result<Vec<PathBuf>,
     if !split_dir.is_dir() {
         let mut found: Vec<String> = std::fs::read_dir(root)
             .map(|entries| {
-                entries.filter_map(|e| e.ok()).filter(|e| e.path().is_dir()).map(|e| e.file_name().to_string_lossy().into_owned()).collect()
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter(|e| e.path().is_dir())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
             })
             .unwrap_or_default();
         found.sort();
         return Err(ReadError::new(
             &split_dir,
-            format!("no such split directory (found under {}: {})", root.display(), found.join(", ")),
+            format!(
+                "no such split directory (found under {}: {})",
+                root.display(),
+                found.join(", ")
+            ),
         ));
     }
     let dir = split_dir.join(part);
@@ -82,7 +96,10 @@ pub fn shard_paths(root: &Path, split: &str, part: &str) -> Result<Vec<PathBuf>,
         match parse_shard_name(&name) {
             Some((index, count)) => shards.push((index, count, entry.path())),
             None if name.starts_with("data-") => {
-                return Err(ReadError::new(entry.path(), "shard name is not of the form data-NNNNN-of-NNNNN"))
+                return Err(ReadError::new(
+                    entry.path(),
+                    "shard name is not of the form data-NNNNN-of-NNNNN",
+                ))
             }
             None => {}
         }
@@ -93,21 +110,35 @@ pub fn shard_paths(root: &Path, split: &str, part: &str) -> Result<Vec<PathBuf>,
     shards.sort();
     let count = shards[0].1;
     if let Some(other) = shards.iter().find(|s| s.1 != count) {
-        return Err(ReadError::new(&other.2, format!("shard count differs from the other shards' {count}")));
+        return Err(ReadError::new(
+            &other.2,
+            format!("shard count differs from the other shards' {count}"),
+        ));
     }
     for (expected, (index, _, path)) in shards.iter().enumerate() {
         if *index != expected {
-            let problem = if *index < expected { "duplicate shard" } else { "missing shard" };
+            let problem = if *index < expected {
+                "duplicate shard"
+            } else {
+                "missing shard"
+            };
             return Err(ReadError::new(
                 &dir,
-                format!("{problem} data-{expected:05}-of-{count:05} (next found: {})", path.display()),
+                format!(
+                    "{problem} data-{expected:05}-of-{count:05} (next found: {})",
+                    path.display()
+                ),
             ));
         }
     }
     if shards.len() != count {
         return Err(ReadError::new(
             &dir,
-            format!("missing shard(s): found {} of {count}, data-{:05}-of-{count:05} onwards absent", shards.len(), shards.len()),
+            format!(
+                "missing shard(s): found {} of {count}, data-{:05}-of-{count:05} onwards absent",
+                shards.len(),
+                shards.len()
+            ),
         ));
     }
     Ok(shards.into_iter().map(|(_, _, path)| path).collect())
@@ -115,7 +146,11 @@ pub fn shard_paths(root: &Path, split: &str, part: &str) -> Result<Vec<PathBuf>,
 
 /// Streams the records of one part across all its shards.
 pub fn read_part(root: &Path, split: &str, part: &str) -> Result<PartReader, ReadError> {
-    Ok(PartReader { shards: shard_paths(root, split, part)?.into_iter(), current: None, finished: false })
+    Ok(PartReader {
+        shards: shard_paths(root, split, part)?.into_iter(),
+        current: None,
+        finished: false,
+    })
 }
 
 /// Iterator over all records of a part; see [`read_part`]. It ends after an
@@ -181,15 +216,31 @@ impl<R: std::io::Read> ShardReader<R> {
     /// Reads a shard from any reader; errors name it `name`.
     pub fn from_reader(reader: R, name: impl Into<String>) -> Result<Self, ReadError> {
         let name = name.into();
-        let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(reader);
-        let header = reader.headers().map_err(|e| ReadError::new(&name, format!("cannot read CSV header: {e}")).at_line(1))?;
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(true)
+            .from_reader(reader);
+        let header = reader
+            .headers()
+            .map_err(|e| ReadError::new(&name, format!("cannot read CSV header: {e}")).at_line(1))?;
         let found: Vec<&str> = header.iter().collect();
         if found != HEADER {
-            let shown = if found.iter().all(|f| f.is_empty()) { "an empty file".to_string() } else { format!("{:?}", found.join(",")) };
-            return Err(ReadError::new(&name, format!("wrong CSV header: found {shown}, expected {:?}", HEADER.join(",")))
-                .at_line(1));
+            let shown = if found.iter().all(|f| f.is_empty()) {
+                "an empty file".to_string()
+            } else {
+                format!("{:?}", found.join(","))
+            };
+            return Err(ReadError::new(
+                &name,
+                format!("wrong CSV header: found {shown}, expected {:?}", HEADER.join(",")),
+            )
+            .at_line(1));
         }
-        Ok(ShardReader { name, rows: reader.into_records(), finished: false })
+        Ok(ShardReader {
+            name,
+            rows: reader.into_records(),
+            finished: false,
+        })
     }
 
     fn error(&self, line: usize, message: impl Into<String>) -> ReadError {
@@ -222,8 +273,15 @@ impl<R: std::io::Read> Iterator for ShardReader<R> {
         if row.len() != HEADER.len() {
             // A short row is what a shard cut off mid-write looks like; nothing after it is trustworthy.
             self.finished = true;
-            let why = if row.len() < HEADER.len() { "truncated row?" } else { "unquoted comma?" };
-            return Some(Err(self.error(line, format!("expected {} fields, found {} ({why})", HEADER.len(), row.len()))));
+            let why = if row.len() < HEADER.len() {
+                "truncated row?"
+            } else {
+                "unquoted comma?"
+            };
+            return Some(Err(self.error(
+                line,
+                format!("expected {} fields, found {} ({why})", HEADER.len(), row.len()),
+            )));
         }
         let (family_id, name, accession, aligned, sequence) = (&row[0], &row[1], &row[2], &row[3], &row[4]);
         let record_error = |message: String| {
@@ -234,7 +292,11 @@ impl<R: std::io::Read> Iterator for ShardReader<R> {
                 err.in_record(name)
             }
         };
-        for (value, column) in [(family_id, "family_id"), (name, "sequence_name"), (accession, "family_accession")] {
+        for (value, column) in [
+            (family_id, "family_id"),
+            (name, "sequence_name"),
+            (accession, "family_accession"),
+        ] {
             if value.trim().is_empty() {
                 return Some(Err(record_error(format!("empty {column}"))));
             }
@@ -250,7 +312,11 @@ impl<R: std::io::Read> Iterator for ShardReader<R> {
             description: String::new(),
             sequence: sequence.to_ascii_uppercase(),
             family: Some(Family::new(family_id.trim(), accession.trim())),
-            aligned: if aligned.is_empty() { None } else { Some(aligned.to_string()) },
+            aligned: if aligned.is_empty() {
+                None
+            } else {
+                Some(aligned.to_string())
+            },
         }))
     }
 }
@@ -307,8 +373,14 @@ mod tests {
     fn empty_fields_and_bad_residues_are_record_errors() {
         let out = read(",n1,PF1,MK,MK\nA,n2,PF1,,\nA,n3,PF1,M1,M1\nA,n4,PF1,MK,MK\n");
         assert_eq!(out.len(), 4);
-        assert_eq!(out[0].as_ref().unwrap_err().to_string(), "shard:2 (record n1): empty family_id");
-        assert_eq!(out[1].as_ref().unwrap_err().to_string(), "shard:3 (record n2): empty sequence");
+        assert_eq!(
+            out[0].as_ref().unwrap_err().to_string(),
+            "shard:2 (record n1): empty family_id"
+        );
+        assert_eq!(
+            out[1].as_ref().unwrap_err().to_string(),
+            "shard:3 (record n2): empty sequence"
+        );
         assert!(out[2].as_ref().unwrap_err().message.contains("digit '1'"));
         assert!(out.iter().take(3).all(|r| r.as_ref().unwrap_err().is_skippable()));
         assert_eq!(out[3].as_ref().unwrap().id, "n4");
@@ -331,15 +403,33 @@ mod tests {
     #[test]
     fn shard_set_is_checked() {
         let dir = tempfile::tempdir().unwrap();
-        write_part(dir.path(), "train", &["data-00001-of-00003", "data-00000-of-00003", "data-00002-of-00003"]);
-        let ids: Vec<String> = read_part(dir.path(), "s", "train").unwrap().map(|r| r.unwrap().id).collect();
-        assert_eq!(ids, ["data-00000-of-00003/1-2", "data-00001-of-00003/1-2", "data-00002-of-00003/1-2"]);
+        write_part(
+            dir.path(),
+            "train",
+            &["data-00001-of-00003", "data-00000-of-00003", "data-00002-of-00003"],
+        );
+        let ids: Vec<String> = read_part(dir.path(), "s", "train")
+            .unwrap()
+            .map(|r| r.unwrap().id)
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                "data-00000-of-00003/1-2",
+                "data-00001-of-00003/1-2",
+                "data-00002-of-00003/1-2"
+            ]
+        );
 
         write_part(dir.path(), "dev", &["data-00000-of-00003", "data-00002-of-00003"]);
         let e = read_part(dir.path(), "s", "dev").err().unwrap();
         assert!(e.message.contains("missing shard data-00001-of-00003"), "{e}");
         write_part(dir.path(), "test", &["data-00000-of-00002"]);
-        assert!(read_part(dir.path(), "s", "test").err().unwrap().message.contains("found 1 of 2"));
+        assert!(read_part(dir.path(), "s", "test")
+            .err()
+            .unwrap()
+            .message
+            .contains("found 1 of 2"));
         let e = read_part(dir.path(), "nosplit", "train").err().unwrap();
         assert!(e.message.contains("no such split directory (found under"), "{e}");
         assert!(e.message.contains(": s"), "{e}");
@@ -354,6 +444,10 @@ mod tests {
         std::fs::write(part.join("data-00001-of-00002"), format!("{HEAD}F,n/1-2,PF1,MK,MK\n")).unwrap();
         let out: Vec<_> = read_part(dir.path(), "s", "train").unwrap().collect();
         assert_eq!(out.len(), 1);
-        assert!(out[0].as_ref().unwrap_err().to_string().contains("data-00000-of-00002:1: wrong CSV header"));
+        assert!(out[0]
+            .as_ref()
+            .unwrap_err()
+            .to_string()
+            .contains("data-00000-of-00002:1: wrong CSV header"));
     }
 }

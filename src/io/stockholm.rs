@@ -49,7 +49,11 @@ use super::{Family, ReadError, Record};
 /// Opens a Stockholm file: a path, `-` for standard input, gzip or plain.
 pub fn open(path: &Path) -> Result<Reader<Box<dyn BufRead>>, ReadError> {
     let input = super::open_input(path)?;
-    let name = if path.as_os_str() == "-" { "<stdin>".to_string() } else { path.display().to_string() };
+    let name = if path.as_os_str() == "-" {
+        "<stdin>".to_string()
+    } else {
+        path.display().to_string()
+    };
     Ok(Reader::with_name(input, name))
 }
 
@@ -93,7 +97,14 @@ impl<R: BufRead> Reader<R> {
 
     /// Reads from `reader`; errors name the input `name` (usually its path).
     pub fn with_name(reader: R, name: impl Into<String>) -> Self {
-        Reader { reader, name: name.into(), line_no: 0, line: Vec::new(), queue: VecDeque::new(), finished: false }
+        Reader {
+            reader,
+            name: name.into(),
+            line_no: 0,
+            line: Vec::new(),
+            queue: VecDeque::new(),
+            finished: false,
+        }
     }
 
     fn error(&self, line: usize, message: impl Into<String>) -> ReadError {
@@ -141,7 +152,10 @@ impl<R: BufRead> Reader<R> {
             if line.starts_with(b"# STOCKHOLM 1.") {
                 break;
             }
-            return Err(self.error(self.line_no, "expected '# STOCKHOLM 1.0' header (not a Stockholm file?)"));
+            return Err(self.error(
+                self.line_no,
+                "expected '# STOCKHOLM 1.0' header (not a Stockholm file?)",
+            ));
         }
         let header_line = self.line_no;
 
@@ -217,7 +231,12 @@ impl<R: BufRead> Reader<R> {
                         }
                     }
                     "#=GC" => {}
-                    _ => return Err(self.error(self.line_no, format!("unknown markup {markup} (expected #=GF, #=GS, #=GR or #=GC)"))),
+                    _ => {
+                        return Err(self.error(
+                            self.line_no,
+                            format!("unknown markup {markup} (expected #=GF, #=GS, #=GR or #=GC)"),
+                        ))
+                    }
                 }
                 continue;
             }
@@ -231,7 +250,10 @@ impl<R: BufRead> Reader<R> {
                 return Err(self.error(self.line_no, format!("sequence line for `{name}` has no residues")));
             };
             if fields.next().is_some() {
-                return Err(self.error(self.line_no, format!("sequence line for `{name}` has spaces inside the sequence")));
+                return Err(self.error(
+                    self.line_no,
+                    format!("sequence line for `{name}` has spaces inside the sequence"),
+                ));
             }
             if !in_block {
                 in_block = true;
@@ -242,11 +264,18 @@ impl<R: BufRead> Reader<R> {
                 if let Some(&first) = index.get(&name) {
                     return Err(self.error(
                         self.line_no,
-                        format!("`{name}` appears twice in the first block (also on line {})", rows[first].line),
+                        format!(
+                            "`{name}` appears twice in the first block (also on line {})",
+                            rows[first].line
+                        ),
                     ));
                 }
                 index.insert(name.clone(), rows.len());
-                rows.push(Row { name, line: self.line_no, aligned: residues.as_bytes().to_vec() });
+                rows.push(Row {
+                    name,
+                    line: self.line_no,
+                    aligned: residues.as_bytes().to_vec(),
+                });
             } else {
                 let Some(expected) = rows.get(block_row) else {
                     return Err(self.error(
@@ -258,10 +287,17 @@ impl<R: BufRead> Reader<R> {
                     ));
                 };
                 if expected.name != name {
-                    let what = if index.contains_key(&name) { "out of order" } else { "unknown name" };
+                    let what = if index.contains_key(&name) {
+                        "out of order"
+                    } else {
+                        "unknown name"
+                    };
                     return Err(self.error(
                         self.line_no,
-                        format!("{what}: found `{name}` where `{}` was expected (same order in every block)", expected.name),
+                        format!(
+                            "{what}: found `{name}` where `{}` was expected (same order in every block)",
+                            expected.name
+                        ),
                     ));
                 }
                 rows[block_row].aligned.extend_from_slice(residues.as_bytes());
@@ -273,7 +309,10 @@ impl<R: BufRead> Reader<R> {
             return Err(self.error(header_line, "alignment has no sequences"));
         }
         if let Some((name, line)) = annotated.iter().find(|(name, _)| !index.contains_key(name)) {
-            return Err(self.error(*line, format!("annotation for `{name}`, which has no sequence in this alignment")));
+            return Err(self.error(
+                *line,
+                format!("annotation for `{name}`, which has no sequence in this alignment"),
+            ));
         }
         let width = rows[0].aligned.len();
         if let Some(row) = rows.iter().find(|r| r.aligned.len() != width) {
@@ -306,7 +345,10 @@ impl<R: BufRead> Reader<R> {
                     .map(u8::to_ascii_uppercase)
                     .collect();
                 if sequence.is_empty() {
-                    return Err(self.error(row.line, "empty sequence (only gaps)").in_record(row.name).invalid_record());
+                    return Err(self
+                        .error(row.line, "empty sequence (only gaps)")
+                        .in_record(row.name)
+                        .invalid_record());
                 }
                 if let Some((position, byte)) = alphabet::find_invalid(&sequence) {
                     return Err(self
@@ -324,7 +366,13 @@ impl<R: BufRead> Reader<R> {
                 })
             })
             .collect();
-        Ok(Some(Alignment { id, accession, family, line: header_line, records }))
+        Ok(Some(Alignment {
+            id,
+            accession,
+            family,
+            line: header_line,
+            records,
+        }))
     }
 }
 
@@ -404,9 +452,15 @@ mod tests {
         assert!(e.message.contains("not terminated"), "{e}");
         assert!(first_error("# STOCKHOLM 1.0\n//\n").message.contains("no sequences"));
         assert!(first_error("# STOCKHOLM 1.0\na\n//\n").message.contains("no residues"));
-        assert!(first_error("# STOCKHOLM 1.0\n#=GF ID\na M\n//\n").message.contains("without a value"));
-        assert!(first_error("# STOCKHOLM 1.0\n#=GF \na M\n//\n").message.contains("without a tag"));
-        assert!(first_error("# STOCKHOLM 1.0\n#=GFX tag\na M\n//\n").message.contains("unknown markup #=GFX"));
+        assert!(first_error("# STOCKHOLM 1.0\n#=GF ID\na M\n//\n")
+            .message
+            .contains("without a value"));
+        assert!(first_error("# STOCKHOLM 1.0\n#=GF \na M\n//\n")
+            .message
+            .contains("without a tag"));
+        assert!(first_error("# STOCKHOLM 1.0\n#=GFX tag\na M\n//\n")
+            .message
+            .contains("unknown markup #=GFX"));
         let e = first_error("# STOCKHOLM 1.0\n#=GS a WT 1\n#=GS b WT 1\na M\n//\n");
         assert_eq!(e.line, Some(3));
         assert!(e.message.contains("annotation for `b`"), "{e}");
@@ -418,7 +472,10 @@ mod tests {
         assert_eq!(out.len(), 3);
         let e = out[0].as_ref().unwrap_err();
         assert!(e.is_skippable());
-        assert_eq!(e.to_string(), "t.sto:2 (record a): invalid residue digit '1' at position 2");
+        assert_eq!(
+            e.to_string(),
+            "t.sto:2 (record a): invalid residue digit '1' at position 2"
+        );
         assert!(out[1].as_ref().unwrap_err().message.contains("only gaps"));
         assert_eq!(out[2].as_ref().unwrap().sequence, "MK");
     }

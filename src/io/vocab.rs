@@ -15,7 +15,12 @@ pub enum VocabError {
     #[error("{path}: invalid label vocabulary JSON: {source}")]
     Json { path: String, source: serde_json::Error },
     #[error("{path}: family {family_id} appears with accessions {first} and {second}")]
-    Inconsistent { path: String, family_id: String, first: String, second: String },
+    Inconsistent {
+        path: String,
+        family_id: String,
+        first: String,
+        second: String,
+    },
 }
 
 /// Families sorted by accession, then family id; the class index of a family is
@@ -67,19 +72,37 @@ impl LabelVocab {
         let mut by_acc: BTreeMap<&str, &str> = BTreeMap::new();
         for f in &self.families {
             if let Some(first) = by_id.insert(&f.family_id, &f.accession) {
-                return Err(format!("family {} appears with accessions {first} and {}", f.family_id, f.accession));
+                return Err(format!(
+                    "family {} appears with accessions {first} and {}",
+                    f.family_id, f.accession
+                ));
             }
             if let Some(first) = by_acc.insert(&f.accession, &f.family_id) {
-                return Err(format!("accession {} appears with family ids {first} and {}", f.accession, f.family_id));
+                return Err(format!(
+                    "accession {} appears with family ids {first} and {}",
+                    f.accession, f.family_id
+                ));
             }
         }
         Ok(())
     }
 
     fn from_sorted(families: Vec<Family>) -> Self {
-        let by_accession = families.iter().enumerate().map(|(i, f)| (f.accession.clone(), i)).collect();
-        let by_family_id = families.iter().enumerate().map(|(i, f)| (f.family_id.clone(), i)).collect();
-        LabelVocab { families, by_accession, by_family_id }
+        let by_accession = families
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.accession.clone(), i))
+            .collect();
+        let by_family_id = families
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.family_id.clone(), i))
+            .collect();
+        LabelVocab {
+            families,
+            by_accession,
+            by_family_id,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -113,14 +136,23 @@ impl LabelVocab {
 
     pub fn save(&self, path: &Path) -> Result<(), VocabError> {
         let p = path.display().to_string();
-        let json = serde_json::to_string_pretty(self).map_err(|source| VocabError::Json { path: p.clone(), source })?;
+        let json = serde_json::to_string_pretty(self).map_err(|source| VocabError::Json {
+            path: p.clone(),
+            source,
+        })?;
         std::fs::write(path, json).map_err(|source| VocabError::Io { path: p, source })
     }
 
     pub fn load(path: &Path) -> Result<Self, VocabError> {
         let p = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| VocabError::Io { path: p.clone(), source })?;
-        let raw: LabelVocab = serde_json::from_str(&text).map_err(|source| VocabError::Json { path: p.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| VocabError::Io {
+            path: p.clone(),
+            source,
+        })?;
+        let raw: LabelVocab = serde_json::from_str(&text).map_err(|source| VocabError::Json {
+            path: p.clone(),
+            source,
+        })?;
         let vocab = Self::from_sorted(raw.families);
         if vocab.by_family_id.len() != vocab.families.len() {
             let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
