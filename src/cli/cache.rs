@@ -109,6 +109,7 @@ pub fn run(cmd: CacheCommand) -> anyhow::Result<ExitCode> {
             common,
         } => {
             let input = Input::from_args(data.as_deref(), &split, &parts, fasta.as_deref())?;
+            input.check()?;
             let opts = common.pipeline_options()?;
             let embedder = common.load_model(&model)?;
             let cache = Cache::new(&common.cache);

@@ -187,6 +187,23 @@ impl Input {
         })
     }
 
+    /// Fails early (before a model is loaded) if a part or file does not exist.
+    pub fn check(&self) -> anyhow::Result<()> {
+        match self {
+            Input::Split { root, split, parts } => {
+                for part in parts {
+                    crate::io::pfam_csv::shard_paths(root, split, part)?;
+                }
+            }
+            Input::Fasta(path) => {
+                if path.as_os_str() != "-" && !path.is_file() {
+                    bail!("{}: no such file", path.display());
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// (source name, record stream) pairs, one per part or file.
     #[allow(clippy::type_complexity)]
     pub fn sources(&self) -> anyhow::Result<Vec<(String, Box<dyn Iterator<Item = Result<Record, ReadError>>>)>> {
@@ -318,6 +335,7 @@ pub fn write_output(path: &Path, vectors: &VectorSet, embedder: &dyn Embedder) -
 
 pub fn run(args: EmbedArgs) -> anyhow::Result<ExitCode> {
     let input = Input::from_args(args.data.as_deref(), &args.split, &args.parts, args.fasta.as_deref())?;
+    input.check()?;
     let opts = args.common.pipeline_options()?;
     let embedder = args.common.load_model(&args.model)?;
     let cache = Cache::new(&args.common.cache);
