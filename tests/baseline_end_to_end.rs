@@ -27,7 +27,11 @@ fn options(work: &Path) -> BaselineOptions {
 fn checked_errors(kind: &str) -> usize {
     let text = std::fs::read_to_string(fixtures().join("check.txt")).unwrap();
     let line = text.lines().find(|l| l.starts_with(&format!("{kind} "))).unwrap();
-    line.split_whitespace().find_map(|f| f.strip_prefix("errors=")).unwrap().parse().unwrap()
+    line.split_whitespace()
+        .find_map(|f| f.strip_prefix("errors="))
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 #[test]
@@ -39,7 +43,10 @@ fn hmm_baseline_matches_raw_hmmscan_and_reuses_its_database() {
     assert!(!first.reused_database);
     assert_eq!(first.row.n, 12);
     assert_eq!(first.row.errors, checked_errors("hmm"));
-    assert_eq!((first.row.classifier.as_str(), first.row.embedding.as_str()), ("hmm", "none"));
+    assert_eq!(
+        (first.row.classifier.as_str(), first.row.embedding.as_str()),
+        ("hmm", "none")
+    );
 
     // The top family of every test sequence equals the best model of an independent hmmscan run.
     let scan = read_tblout(&fixtures().join("hmmscan.tbl")).unwrap();
@@ -52,15 +59,27 @@ fn hmm_baseline_matches_raw_hmmscan_and_reuses_its_database() {
     }
     for (i, p) in first.predictions.iter().enumerate() {
         let expected = best.get(&i).map(|(_, acc)| acc.as_str());
-        assert_eq!(p.predicted.as_ref().map(|f| f.accession.as_str()), expected, "test sequence {}", p.name);
+        assert_eq!(
+            p.predicted.as_ref().map(|f| f.accession.as_str()),
+            expected,
+            "test sequence {}",
+            p.name
+        );
         if let (Some(score), Some((s, _))) = (p.score, best.get(&i)) {
             assert!((score - s).abs() < 0.051, "{}: {score} vs {s}", p.name);
         }
     }
     // Predicted families carry their names, and the pressed database is in the cache.
-    assert!(first.predictions.iter().filter_map(|p| p.predicted.as_ref()).all(|f| !f.family_id.is_empty()));
+    assert!(first
+        .predictions
+        .iter()
+        .filter_map(|p| p.predicted.as_ref())
+        .all(|f| !f.family_id.is_empty()));
     for ext in ["", ".h3m", ".h3i", ".h3f", ".h3p"] {
-        assert!(first.database_dir.join(format!("pfam.hmm{ext}")).is_file(), "pfam.hmm{ext}");
+        assert!(
+            first.database_dir.join(format!("pfam.hmm{ext}")).is_file(),
+            "pfam.hmm{ext}"
+        );
     }
 
     let second = run_baseline_detailed(BaselineKind::Hmm, &root, "clustered_split", &opts).unwrap();
@@ -74,7 +93,8 @@ fn hmm_baseline_matches_raw_hmmscan_and_reuses_its_database() {
 fn blast_baseline_matches_the_independent_scoring_and_writes_reports() {
     let work = tempfile::tempdir().unwrap();
     let root = fixtures().join("tiny");
-    let (row, predictions) = run_baseline(BaselineKind::Blast, &root, "clustered_split", &options(work.path())).unwrap();
+    let (row, predictions) =
+        run_baseline(BaselineKind::Blast, &root, "clustered_split", &options(work.path())).unwrap();
     assert_eq!(row.errors, checked_errors("blast"));
     assert_eq!(predictions.len(), 12);
     assert_eq!(predictions.iter().filter(|p| !p.is_correct()).count(), row.errors);
@@ -92,18 +112,47 @@ fn blast_baseline_matches_the_independent_scoring_and_writes_reports() {
 }
 
 #[test]
+fn max_mode_gives_every_sequence_a_family() {
+    let work = tempfile::tempdir().unwrap();
+    let mut opts = options(work.path());
+    let root = fixtures().join("tiny");
+    let filtered = run_baseline_detailed(BaselineKind::Hmm, &root, "clustered_split", &opts).unwrap();
+    opts.hmm_max = true;
+    let unfiltered = run_baseline_detailed(BaselineKind::Hmm, &root, "clustered_split", &opts).unwrap();
+    // Same profiles (the cache key does not depend on search options), every sequence scored against every profile.
+    assert!(unfiltered.reused_database);
+    assert!(unfiltered.predictions.iter().all(|p| p.predicted.is_some()));
+    // Without the filters a sequence's best hit can only score the same or higher.
+    for (f, u) in filtered.predictions.iter().zip(&unfiltered.predictions) {
+        if let (Some(fs), Some(us)) = (f.score, u.score) {
+            assert!(us >= fs - 0.05, "{}: {us} < {fs}", f.name);
+        }
+    }
+}
+
+#[test]
 fn unequal_alignment_rows_name_the_family() {
     let data = tempfile::tempdir().unwrap();
     for part in ["train", "dev", "test"] {
         let dir = data.path().join("clustered_split").join(part);
         std::fs::create_dir_all(&dir).unwrap();
-        let src = fixtures().join("tiny/clustered_split").join(part).join("data-00000-of-00001");
+        let src = fixtures()
+            .join("tiny/clustered_split")
+            .join(part)
+            .join("data-00000-of-00001");
         let mut text = std::fs::read_to_string(src).unwrap();
         if part == "train" {
             // Drop the last alignment column of one Bet_v_1 row only.
             let line = text.lines().find(|l| l.starts_with("Bet_v_1,")).unwrap().to_string();
             let fields: Vec<&str> = line.split(',').collect();
-            let shortened = format!("{},{},{},{},{}", fields[0], fields[1], fields[2], &fields[3][..fields[3].len() - 1], fields[4]);
+            let shortened = format!(
+                "{},{},{},{},{}",
+                fields[0],
+                fields[1],
+                fields[2],
+                &fields[3][..fields[3].len() - 1],
+                fields[4]
+            );
             text = text.replacen(&line, &shortened, 1);
         }
         std::fs::write(dir.join("data-00000-of-00001"), text).unwrap();
@@ -121,7 +170,15 @@ fn cli_prints_the_table_and_writes_reports() {
     let work = tempfile::tempdir().unwrap();
     let output = Command::cargo_bin("protfam")
         .unwrap()
-        .args(["baseline", "all", "--threads", "2", "--split", "clustered_split", "--data"])
+        .args([
+            "baseline",
+            "all",
+            "--threads",
+            "2",
+            "--split",
+            "clustered_split",
+            "--data",
+        ])
         .arg(fixtures().join("tiny"))
         .arg("--work-dir")
         .arg(work.path().join("baselines"))
@@ -131,11 +188,20 @@ fn cli_prints_the_table_and_writes_reports() {
         .unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains(&format!("| none | hmm | 12 | {} |", checked_errors("hmm"))), "{stdout}");
-    assert!(stdout.contains(&format!("| none | blast | 12 | {} |", checked_errors("blast"))), "{stdout}");
+    assert!(
+        stdout.contains(&format!("| none | hmm | 12 | {} |", checked_errors("hmm"))),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("| none | blast | 12 | {} |", checked_errors("blast"))),
+        "{stdout}"
+    );
     for kind in ["hmm", "blast"] {
         for suffix in [".json", ".csv", "-predictions.tsv"] {
-            let path = work.path().join("reports").join(format!("baseline-{kind}-clustered_split{suffix}"));
+            let path = work
+                .path()
+                .join("reports")
+                .join(format!("baseline-{kind}-clustered_split{suffix}"));
             assert!(path.is_file(), "{}", path.display());
         }
     }
@@ -156,5 +222,26 @@ fn missing_tools_say_how_to_install_them() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("hmmbuild") && stderr.contains("apt-get install -y hmmer"), "{stderr}");
+    assert!(
+        stderr.contains("hmmbuild") && stderr.contains("apt-get install -y hmmer"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_damaged_cache_is_rebuilt() {
+    let work = tempfile::tempdir().unwrap();
+    let opts = options(work.path());
+    let root = fixtures().join("tiny");
+    let (row, predictions) = run_baseline(BaselineKind::Blast, &root, "clustered_split", &opts).unwrap();
+    let dir = std::fs::read_dir(work.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .unwrap();
+    std::fs::remove_file(dir.join("train.psq")).unwrap();
+    let again = run_baseline_detailed(BaselineKind::Blast, &root, "clustered_split", &opts).unwrap();
+    assert!(!again.reused_database);
+    assert_eq!(again.predictions, predictions);
+    assert_eq!(again.row.errors, row.errors);
 }

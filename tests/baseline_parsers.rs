@@ -14,7 +14,11 @@ fn fixtures() -> PathBuf {
 }
 
 fn data_lines(path: &Path) -> usize {
-    std::fs::read_to_string(path).unwrap().lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).count()
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .count()
 }
 
 fn labels(name: &str) -> BTreeMap<String, String> {
@@ -32,7 +36,11 @@ fn labels(name: &str) -> BTreeMap<String, String> {
 fn checked_errors(kind: &str) -> usize {
     let text = std::fs::read_to_string(fixtures().join("check.txt")).unwrap();
     let line = text.lines().find(|l| l.starts_with(&format!("{kind} "))).unwrap();
-    line.split_whitespace().find_map(|f| f.strip_prefix("errors=")).unwrap().parse().unwrap()
+    line.split_whitespace()
+        .find_map(|f| f.strip_prefix("errors="))
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 #[test]
@@ -43,14 +51,20 @@ fn hmmscan_and_hmmsearch_tables_agree_on_every_score() {
     assert_eq!(search.len(), data_lines(&fixtures().join("hmmsearch.tbl")));
     assert!(!scan.is_empty());
     // hmmscan: target = model, query = sequence; hmmsearch the other way round.
-    let mut a: Vec<(String, String, String)> =
-        scan.iter().map(|h| (h.query_name.clone(), h.target_name.clone(), format!("{:.1}", h.score))).collect();
-    let mut b: Vec<(String, String, String)> =
-        search.iter().map(|h| (h.target_name.clone(), h.query_name.clone(), format!("{:.1}", h.score))).collect();
+    let mut a: Vec<(String, String, String)> = scan
+        .iter()
+        .map(|h| (h.query_name.clone(), h.target_name.clone(), format!("{:.1}", h.score)))
+        .collect();
+    let mut b: Vec<(String, String, String)> = search
+        .iter()
+        .map(|h| (h.target_name.clone(), h.query_name.clone(), format!("{:.1}", h.score)))
+        .collect();
     a.sort();
     b.sort();
     assert_eq!(a, b);
-    assert!(scan.iter().all(|h| h.score.is_finite() && h.evalue >= 0.0 && h.query_name.starts_with('q')));
+    assert!(scan
+        .iter()
+        .all(|h| h.score.is_finite() && h.evalue >= 0.0 && h.query_name.starts_with('q')));
 }
 
 #[test]
@@ -76,7 +90,9 @@ fn blast_top_hit_errors_match_the_independent_scoring() {
     let truth = labels("test_labels.tsv");
     let hits = read_outfmt6(&fixtures().join("blastp.outfmt6")).unwrap();
     assert_eq!(hits.len(), data_lines(&fixtures().join("blastp.outfmt6")));
-    assert!(hits.iter().all(|h| h.bitscore > 0.0 && h.query_start <= h.query_end && h.percent_identity <= 100.0));
+    assert!(hits
+        .iter()
+        .all(|h| h.bitscore > 0.0 && h.query_start <= h.query_end && h.percent_identity <= 100.0));
     let best = blast_best(hits.iter(), &train, truth.len(), Path::new("blastp.outfmt6")).unwrap();
     let errors = (0..truth.len())
         .filter(|i| best[*i].as_ref().map(|h| h.accession.as_str()) != Some(truth[&format!("q{i}")].as_str()))

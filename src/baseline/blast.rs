@@ -47,7 +47,10 @@ pub struct BlastTools {
 
 impl BlastTools {
     pub fn find(tool_dir: Option<&Path>) -> Result<Self, BaselineError> {
-        Ok(BlastTools { makeblastdb: Tool::find("makeblastdb", tool_dir)?, blastp: Tool::find("blastp", tool_dir)? })
+        Ok(BlastTools {
+            makeblastdb: Tool::find("makeblastdb", tool_dir)?,
+            blastp: Tool::find("blastp", tool_dir)?,
+        })
     }
 }
 
@@ -86,7 +89,10 @@ pub fn search(
     tools: &BlastTools,
     opts: &BaselineOptions,
 ) -> Result<Vec<Option<Hit>>, BaselineError> {
-    let scratch = tempfile::Builder::new().prefix("blastp-").tempdir_in(dir).map_err(|e| io_error(dir, e))?;
+    let scratch = tempfile::Builder::new()
+        .prefix("blastp-")
+        .tempdir_in(dir)
+        .map_err(|e| io_error(dir, e))?;
     let database = dir.join(DATABASE).display().to_string();
     let indices: Vec<usize> = (0..test.names.len()).collect();
     let chunk_size = opts.chunk_size(indices.len());
@@ -100,7 +106,11 @@ pub fn search(
             .map(|(c, chunk)| {
                 let out = scratch.path().join(format!("chunk-{c:05}.tsv"));
                 let mut args: Vec<String> = BLASTP_ARGS.iter().map(|s| s.to_string()).collect();
-                args.extend(["-num_threads", "1", "-query", "-", "-db"].iter().map(|s| s.to_string()));
+                args.extend(
+                    ["-num_threads", "1", "-query", "-", "-db"]
+                        .iter()
+                        .map(|s| s.to_string()),
+                );
                 args.push(database.clone());
                 let mut feed = |w: &mut dyn Write| -> std::io::Result<()> {
                     for &i in chunk.iter() {
@@ -108,7 +118,12 @@ pub fn search(
                     }
                     Ok(())
                 };
-                tools.blastp.run(&args, Some(&mut feed), Some(&out), &scratch.path().join(format!("chunk-{c:05}.log")))?;
+                tools.blastp.run(
+                    &args,
+                    Some(&mut feed),
+                    Some(&out),
+                    &scratch.path().join(format!("chunk-{c:05}.log")),
+                )?;
                 let hits = read_outfmt6(&out)?;
                 let _ = std::fs::remove_file(&out);
                 bar.inc(chunk.len() as u64);
@@ -135,12 +150,18 @@ pub fn best_hits<'a>(
     };
     let mut best: Vec<Option<Hit>> = vec![None; n_queries];
     for row in rows {
-        let q = parse_index(&row.query, 'q').filter(|&i| i < n_queries).ok_or_else(|| unknown("query", &row.query))?;
+        let q = parse_index(&row.query, 'q')
+            .filter(|&i| i < n_queries)
+            .ok_or_else(|| unknown("query", &row.query))?;
         let s = subject_index(&row.subject)
             .filter(|&i| i < train.sequences.len())
             .ok_or_else(|| unknown("subject", &row.subject))?;
         let family = &train.families[train.sequences[s].1].family;
-        let candidate = Hit { accession: family.accession.clone(), score: row.bitscore, evalue: row.evalue };
+        let candidate = Hit {
+            accession: family.accession.clone(),
+            score: row.bitscore,
+            evalue: row.evalue,
+        };
         // Strictly better only: an equal row later in BLAST's order does not replace the earlier one.
         let better = match &best[q] {
             None => true,
@@ -186,7 +207,11 @@ pub fn read_outfmt6(path: &Path) -> Result<Vec<BlastHit>, BaselineError> {
 pub fn parse_outfmt6(reader: impl BufRead, path: &Path) -> Result<Vec<BlastHit>, BaselineError> {
     let mut hits = Vec::new();
     for (i, line) in reader.lines().enumerate() {
-        let bad = |message: String| BaselineError::Parse { path: path.display().to_string(), line: i + 1, message };
+        let bad = |message: String| BaselineError::Parse {
+            path: path.display().to_string(),
+            line: i + 1,
+            message,
+        };
         let line = line.map_err(|e| bad(e.to_string()))?;
         if line.trim().is_empty() || line.starts_with('#') {
             continue;
@@ -196,10 +221,14 @@ pub fn parse_outfmt6(reader: impl BufRead, path: &Path) -> Result<Vec<BlastHit>,
             return Err(bad(format!("expected 12 tab-separated columns, found {}", f.len())));
         }
         let real = |k: usize, what: &str| -> Result<f64, BaselineError> {
-            f[k].trim().parse::<f64>().map_err(|_| bad(format!("column {} ({what}) is not a number: {:?}", k + 1, f[k])))
+            f[k].trim()
+                .parse::<f64>()
+                .map_err(|_| bad(format!("column {} ({what}) is not a number: {:?}", k + 1, f[k])))
         };
         let int = |k: usize, what: &str| -> Result<u64, BaselineError> {
-            f[k].trim().parse::<u64>().map_err(|_| bad(format!("column {} ({what}) is not a count: {:?}", k + 1, f[k])))
+            f[k].trim()
+                .parse::<u64>()
+                .map_err(|_| bad(format!("column {} ({what}) is not a count: {:?}", k + 1, f[k])))
         };
         hits.push(BlastHit {
             query: f[0].to_string(),
@@ -232,17 +261,25 @@ mod tests {
         assert_eq!(hits.len(), 1);
         assert_eq!((hits[0].query.as_str(), hits[0].subject.as_str()), ("q0", "t6810"));
         assert_eq!((hits[0].evalue, hits[0].bitscore, hits[0].length), (3.87e-16, 63.5, 34));
-        let err = parse_outfmt6("q0\tt1\t1\n".as_bytes(), Path::new("x.tsv")).unwrap_err().to_string();
-        assert!(err.contains("x.tsv:1") && err.contains("12"), "{err}");
-        let err = parse_outfmt6("q0\tt1\t9\t3\t0\t0\t1\t3\t1\t3\tlow\t5.0\n".as_bytes(), Path::new("y.tsv"))
+        let err = parse_outfmt6("q0\tt1\t1\n".as_bytes(), Path::new("x.tsv"))
             .unwrap_err()
             .to_string();
+        assert!(err.contains("x.tsv:1") && err.contains("12"), "{err}");
+        let err = parse_outfmt6(
+            "q0\tt1\t9\t3\t0\t0\t1\t3\t1\t3\tlow\t5.0\n".as_bytes(),
+            Path::new("y.tsv"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("y.tsv:1") && err.contains("evalue"), "{err}");
     }
 
     #[test]
     fn top_hit_is_highest_bitscore_and_first_among_equals() {
-        let fam = |id: &str, acc: &str| FamilyRows { family: Family::new(id, acc), rows: vec![] };
+        let fam = |id: &str, acc: &str| FamilyRows {
+            family: Family::new(id, acc),
+            rows: vec![],
+        };
         let train = TrainingSet {
             families: vec![fam("A", "PF1"), fam("B", "PF2"), fam("C", "PF3")],
             sequences: vec![("M".into(), 0), ("M".into(), 1), ("M".into(), 2)],

@@ -40,29 +40,51 @@ impl TrainingSet {
             let record = record?;
             let family = record.family.clone().expect("Pfam CSV records carry a family");
             let aligned = record.aligned.clone().unwrap_or_default();
-            for field in [&family.accession, &family.family_id, &record.id, &aligned, &record.sequence] {
+            for field in [
+                &family.accession,
+                &family.family_id,
+                &record.id,
+                &aligned,
+                &record.sequence,
+            ] {
                 hasher.update(field.as_bytes());
                 hasher.update([0u8]);
             }
             hasher.update([b'\n']);
             by_accession
                 .entry(family.accession.clone())
-                .or_insert_with(|| FamilyRows { family: family.clone(), rows: Vec::new() })
+                .or_insert_with(|| FamilyRows {
+                    family: family.clone(),
+                    rows: Vec::new(),
+                })
                 .rows
                 .push((record.id.clone(), aligned));
             raw.push((record.sequence, family.accession));
         }
         if raw.is_empty() {
-            return Err(BaselineError::Data(format!("{}: no training records", root.join(split).join("train").display())));
+            return Err(BaselineError::Data(format!(
+                "{}: no training records",
+                root.join(split).join("train").display()
+            )));
         }
         let index: BTreeMap<&str, usize> = by_accession.keys().enumerate().map(|(i, a)| (a.as_str(), i)).collect();
-        let sequences = raw.iter().map(|(seq, acc)| (seq.clone(), index[acc.as_str()])).collect();
-        Ok(TrainingSet { families: by_accession.into_values().collect(), sequences, digest: hex::encode(hasher.finalize()) })
+        let sequences = raw
+            .iter()
+            .map(|(seq, acc)| (seq.clone(), index[acc.as_str()]))
+            .collect();
+        Ok(TrainingSet {
+            families: by_accession.into_values().collect(),
+            sequences,
+            digest: hex::encode(hasher.finalize()),
+        })
     }
 
     /// Number of training examples per family accession.
     pub fn family_sizes(&self) -> BTreeMap<String, usize> {
-        self.families.iter().map(|f| (f.family.accession.clone(), f.rows.len())).collect()
+        self.families
+            .iter()
+            .map(|f| (f.family.accession.clone(), f.rows.len()))
+            .collect()
     }
 }
 
@@ -81,8 +103,13 @@ impl FamilyRows {
             if row.is_empty() {
                 return Err(bad(format!("row {name} has an empty aligned_sequence")));
             }
-            if let Some(c) = row.chars().find(|c| !(c.is_ascii_alphabetic() || *c == '.' || *c == '-')) {
-                return Err(bad(format!("row {name}: aligned_sequence has character {c:?} (expected letters and `.`/`-` gaps)")));
+            if let Some(c) = row
+                .chars()
+                .find(|c| !(c.is_ascii_alphabetic() || *c == '.' || *c == '-'))
+            {
+                return Err(bad(format!(
+                    "row {name}: aligned_sequence has character {c:?} (expected letters and `.`/`-` gaps)"
+                )));
             }
             if row.len() != width {
                 return Err(bad(format!(
@@ -99,7 +126,10 @@ impl FamilyRows {
     /// join the rows into one sequence.
     pub fn to_stockholm(&self) -> String {
         let mut out = String::from("# STOCKHOLM 1.0\n");
-        out.push_str(&format!("#=GF ID {}\n#=GF AC {}\n", self.family.accession, self.family.accession));
+        out.push_str(&format!(
+            "#=GF ID {}\n#=GF AC {}\n",
+            self.family.accession, self.family.accession
+        ));
         out.push_str(&format!("#=GF DE {}\n", self.family.family_id));
         let names: Vec<String> = self
             .rows
@@ -127,15 +157,23 @@ pub struct TestSet {
 impl TestSet {
     /// Reads `<root>/<split>/test`.
     pub fn read(root: &Path, split: &str) -> Result<TestSet, BaselineError> {
-        let mut set = TestSet { names: Vec::new(), sequences: Vec::new(), truth: Vec::new() };
+        let mut set = TestSet {
+            names: Vec::new(),
+            sequences: Vec::new(),
+            truth: Vec::new(),
+        };
         for record in read_part(root, split, "test")? {
             let record = record?;
-            set.truth.push(record.family.clone().expect("Pfam CSV records carry a family"));
+            set.truth
+                .push(record.family.clone().expect("Pfam CSV records carry a family"));
             set.names.push(record.id);
             set.sequences.push(record.sequence);
         }
         if set.names.is_empty() {
-            return Err(BaselineError::Data(format!("{}: no test records", root.join(split).join("test").display())));
+            return Err(BaselineError::Data(format!(
+                "{}: no test records",
+                root.join(split).join("test").display()
+            )));
         }
         Ok(set)
     }
@@ -167,7 +205,10 @@ mod tests {
 
     #[test]
     fn unequal_rows_name_the_family_and_row() {
-        let err = family(&[("A/1-4", "AC.DE"), ("B/1-3", "AC.D")]).check_alignment().unwrap_err().to_string();
+        let err = family(&[("A/1-4", "AC.DE"), ("B/1-3", "AC.D")])
+            .check_alignment()
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("Kinase_X") && err.contains("PF99999"), "{err}");
         assert!(err.contains("B/1-3") && err.contains("unequal lengths"), "{err}");
     }

@@ -50,7 +50,10 @@ pub const HMMBUILD_ARGS: [&str; 3] = ["--amino", "--cpu", "0"];
 
 /// The recipe string that, with the training digest, keys the cache.
 pub fn recipe() -> String {
-    format!("hmmbuild {} -n <accession> (fast, symfrac 0.5); Stockholm rows in file order", HMMBUILD_ARGS.join(" "))
+    format!(
+        "hmmbuild {} -n <accession> (fast, symfrac 0.5); Stockholm rows in file order",
+        HMMBUILD_ARGS.join(" ")
+    )
 }
 
 /// The programs the HMM baseline needs.
@@ -99,11 +102,14 @@ pub fn build_database(
                 let mut args: Vec<String> = HMMBUILD_ARGS.iter().map(|s| s.to_string()).collect();
                 args.extend(["-n".into(), accession.clone(), "-o".into(), "/dev/null".into()]);
                 args.extend([partial.display().to_string(), sto.display().to_string()]);
-                tools.hmmbuild.run(&args, None, None, &log).map_err(|e| BaselineError::Family {
-                    family: family.family.family_id.clone(),
-                    accession: accession.clone(),
-                    source: Box::new(e),
-                })?;
+                tools
+                    .hmmbuild
+                    .run(&args, None, None, &log)
+                    .map_err(|e| BaselineError::Family {
+                        family: family.family.family_id.clone(),
+                        accession: accession.clone(),
+                        source: Box::new(e),
+                    })?;
                 std::fs::rename(&partial, &model).map_err(|e| io_error(&model, e))?;
                 let _ = std::fs::remove_file(&sto);
                 let _ = std::fs::remove_file(&log);
@@ -130,7 +136,12 @@ pub fn build_database(
     drop(out);
     let index_path = dir.join(MODEL_INDEX);
     std::fs::write(&index_path, index).map_err(|e| io_error(&index_path, e))?;
-    tools.hmmpress.run(&["-f".to_string(), database.display().to_string()], None, None, &dir.join("hmmpress.log"))?;
+    tools.hmmpress.run(
+        &["-f".to_string(), database.display().to_string()],
+        None,
+        None,
+        &dir.join("hmmpress.log"),
+    )?;
     let _ = std::fs::remove_file(dir.join("hmmpress.log"));
     std::fs::remove_dir_all(&families_dir).map_err(|e| io_error(&families_dir, e))?;
     Ok(())
@@ -145,7 +156,11 @@ pub fn read_model_index(dir: &Path) -> Result<Vec<(String, u64, u64)>, BaselineE
         .map(|(i, line)| {
             let fields: Vec<&str> = line.split('\t').collect();
             let parsed = match fields.as_slice() {
-                [acc, start, end] => start.parse().ok().zip(end.parse().ok()).map(|(s, e)| (acc.to_string(), s, e)),
+                [acc, start, end] => start
+                    .parse()
+                    .ok()
+                    .zip(end.parse().ok())
+                    .map(|(s, e)| (acc.to_string(), s, e)),
                 _ => None,
             };
             parsed.ok_or_else(|| BaselineError::Parse {
@@ -174,7 +189,9 @@ pub fn search(
     let queries = scratch.path().join("test.fasta");
     {
         let mut out = BufWriter::new(File::create(&queries).map_err(|e| io_error(&queries, e))?);
-        test.write_fasta(&mut out).and_then(|_| out.flush()).map_err(|e| io_error(&queries, e))?;
+        test.write_fasta(&mut out)
+            .and_then(|_| out.flush())
+            .map_err(|e| io_error(&queries, e))?;
     }
     let chunk_size = opts.chunk_size(models.len());
     let chunks: Vec<&[(String, u64, u64)]> = models.chunks(chunk_size).collect();
@@ -193,7 +210,12 @@ pub fn search(
                 if opts.hmm_max {
                     args.push("--max".into());
                 }
-                args.extend(["-o".into(), "/dev/null".into(), "--tblout".into(), tbl.display().to_string()]);
+                args.extend([
+                    "-o".into(),
+                    "/dev/null".into(),
+                    "--tblout".into(),
+                    tbl.display().to_string(),
+                ]);
                 args.extend(["-".into(), queries.display().to_string()]);
                 let (start, end) = (chunk[0].1, chunk[chunk.len() - 1].2);
                 let mut feed = |w: &mut dyn Write| -> std::io::Result<()> {
@@ -202,7 +224,12 @@ pub fn search(
                     std::io::copy(&mut file.take(end - start), w)?;
                     Ok(())
                 };
-                tools.hmmsearch.run(&args, Some(&mut feed), None, &scratch.path().join(format!("chunk-{c:05}.log")))?;
+                tools.hmmsearch.run(
+                    &args,
+                    Some(&mut feed),
+                    None,
+                    &scratch.path().join(format!("chunk-{c:05}.log")),
+                )?;
                 let hits = read_tblout(&tbl)?;
                 let _ = std::fs::remove_file(&tbl);
                 bar.inc(chunk.len() as u64);
@@ -225,12 +252,18 @@ pub fn best_hits<'a>(
 ) -> Result<Vec<Option<Hit>>, BaselineError> {
     let mut best: Vec<Option<Hit>> = vec![None; n_queries];
     for row in rows {
-        let i = parse_index(&row.target_name, 'q').filter(|&i| i < n_queries).ok_or_else(|| BaselineError::Parse {
-            path: context.display().to_string(),
-            line: 0,
-            message: format!("hmmsearch reported unknown test sequence {:?}", row.target_name),
-        })?;
-        let candidate = Hit { accession: row.query_name.clone(), score: row.score, evalue: row.evalue };
+        let i = parse_index(&row.target_name, 'q')
+            .filter(|&i| i < n_queries)
+            .ok_or_else(|| BaselineError::Parse {
+                path: context.display().to_string(),
+                line: 0,
+                message: format!("hmmsearch reported unknown test sequence {:?}", row.target_name),
+            })?;
+        let candidate = Hit {
+            accession: row.query_name.clone(),
+            score: row.score,
+            evalue: row.evalue,
+        };
         if best[i].as_ref().is_none_or(|b| candidate.beats(b)) {
             best[i] = Some(candidate);
         }
@@ -267,7 +300,11 @@ pub fn read_tblout(path: &Path) -> Result<Vec<TblHit>, BaselineError> {
 pub fn parse_tblout(reader: impl BufRead, path: &Path) -> Result<Vec<TblHit>, BaselineError> {
     let mut hits = Vec::new();
     for (i, line) in reader.lines().enumerate() {
-        let bad = |message: String| BaselineError::Parse { path: path.display().to_string(), line: i + 1, message };
+        let bad = |message: String| BaselineError::Parse {
+            path: path.display().to_string(),
+            line: i + 1,
+            message,
+        };
         let line = line.map_err(|e| bad(e.to_string()))?;
         let trimmed = line.trim();
         if trimmed.is_empty() || trimmed.starts_with('#') {
@@ -278,7 +315,9 @@ pub fn parse_tblout(reader: impl BufRead, path: &Path) -> Result<Vec<TblHit>, Ba
             return Err(bad(format!("expected at least 18 columns, found {}", columns.len())));
         }
         let number = |k: usize, what: &str| -> Result<f64, BaselineError> {
-            columns[k].parse::<f64>().map_err(|_| bad(format!("column {} ({what}) is not a number: {:?}", k + 1, columns[k])))
+            columns[k]
+                .parse::<f64>()
+                .map_err(|_| bad(format!("column {} ({what}) is not a number: {:?}", k + 1, columns[k])))
         };
         hits.push(TblHit {
             target_name: columns[0].to_string(),
@@ -343,9 +382,13 @@ q7                   -          PF00005              -                2.1   -1.5
     #[test]
     fn malformed_rows_name_file_and_line() {
         let text = "# comment\nq1 - PF1 - 1e-5 notanumber 0.1 1e-5 20 0.1 1 1 0 0 1 1 1 1 -\n";
-        let err = parse_tblout(text.as_bytes(), Path::new("bad.tbl")).unwrap_err().to_string();
+        let err = parse_tblout(text.as_bytes(), Path::new("bad.tbl"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("bad.tbl:2") && err.contains("notanumber"), "{err}");
-        let err = parse_tblout("q1 - PF1 -\n".as_bytes(), Path::new("short.tbl")).unwrap_err().to_string();
+        let err = parse_tblout("q1 - PF1 -\n".as_bytes(), Path::new("short.tbl"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("short.tbl:1") && err.contains("18 columns"), "{err}");
     }
 

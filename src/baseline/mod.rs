@@ -63,6 +63,28 @@ impl BaselineKind {
         }
     }
 
+    /// Files of a complete cached database that `dir` lacks.
+    fn missing_database_files(self, dir: &Path) -> Vec<String> {
+        let files: &[&str] = match self {
+            BaselineKind::Hmm => &[
+                hmm::DATABASE,
+                hmm::MODEL_INDEX,
+                "pfam.hmm.h3m",
+                "pfam.hmm.h3i",
+                "pfam.hmm.h3f",
+                "pfam.hmm.h3p",
+            ],
+            // Large databases come in volumes listed by an alias file instead.
+            BaselineKind::Blast if dir.join("train.pal").is_file() => &["train.pal"],
+            BaselineKind::Blast => &["train.pin", "train.phr", "train.psq"],
+        };
+        files
+            .iter()
+            .filter(|f| !dir.join(f).is_file())
+            .map(|f| f.to_string())
+            .collect()
+    }
+
     fn recipe(self) -> String {
         match self {
             BaselineKind::Hmm => hmm::recipe(),
@@ -84,7 +106,9 @@ impl FromStr for BaselineKind {
         match s.trim().to_ascii_lowercase().as_str() {
             "hmm" | "hmmer" => Ok(BaselineKind::Hmm),
             "blast" | "blastp" => Ok(BaselineKind::Blast),
-            other => Err(BaselineError::Options(format!("unknown baseline {other:?} (expected `hmm` or `blast`)"))),
+            other => Err(BaselineError::Options(format!(
+                "unknown baseline {other:?} (expected `hmm` or `blast`)"
+            ))),
         }
     }
 }
@@ -118,7 +142,13 @@ pub struct BaselineOptions {
 
 impl BaselineOptions {
     pub fn new(work_dir: impl Into<PathBuf>) -> Self {
-        BaselineOptions { work_dir: work_dir.into(), threads: 0, tool_dir: None, hmm_max: false, progress: true }
+        BaselineOptions {
+            work_dir: work_dir.into(),
+            threads: 0,
+            tool_dir: None,
+            hmm_max: false,
+            progress: true,
+        }
     }
 
     /// The number of parallel workers actually used.
@@ -184,7 +214,9 @@ pub struct BaselinePrediction {
 
 impl BaselinePrediction {
     pub fn is_correct(&self) -> bool {
-        self.predicted.as_ref().is_some_and(|p| p.accession == self.truth.accession)
+        self.predicted
+            .as_ref()
+            .is_some_and(|p| p.accession == self.truth.accession)
     }
 }
 
@@ -213,13 +245,29 @@ pub enum BaselineError {
     #[error("{0}")]
     Data(String),
     #[error("family {family} ({accession}): {message}")]
-    Alignment { family: String, accession: String, message: String },
+    Alignment {
+        family: String,
+        accession: String,
+        message: String,
+    },
     #[error("family {family} ({accession}): {source}")]
-    Family { family: String, accession: String, source: Box<BaselineError> },
+    Family {
+        family: String,
+        accession: String,
+        source: Box<BaselineError>,
+    },
     #[error("`{tool}` not found in {searched}: {hint}")]
-    MissingTool { tool: String, searched: String, hint: String },
+    MissingTool {
+        tool: String,
+        searched: String,
+        hint: String,
+    },
     #[error("`{tool}` failed: {message}\n  command: {command}")]
-    ToolFailed { tool: String, command: String, message: String },
+    ToolFailed {
+        tool: String,
+        command: String,
+        message: String,
+    },
     #[error("{path}:{line}: {message}")]
     Parse { path: String, line: usize, message: String },
     #[error("{path}: {message}")]
@@ -229,7 +277,10 @@ pub enum BaselineError {
 }
 
 fn io_error(path: &Path, e: impl fmt::Display) -> BaselineError {
-    BaselineError::Io { path: path.display().to_string(), message: e.to_string() }
+    BaselineError::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
 }
 
 /// What a cached database directory records about itself; its presence marks the build complete.
@@ -308,9 +359,17 @@ pub fn run_baseline_detailed(
         Tools::Blast(t) => blast::build_database(&train, partial, t),
     })?;
     if reused {
-        tracing::info!("reusing {kind} database {} (built in {:.1} s)", dir.display(), manifest.build_seconds);
+        tracing::info!(
+            "reusing {kind} database {} (built in {:.1} s)",
+            dir.display(),
+            manifest.build_seconds
+        );
     } else {
-        tracing::info!("built {kind} database {} in {:.1} s", dir.display(), manifest.build_seconds);
+        tracing::info!(
+            "built {kind} database {} in {:.1} s",
+            dir.display(),
+            manifest.build_seconds
+        );
     }
 
     let started = Instant::now();
@@ -320,8 +379,11 @@ pub fn run_baseline_detailed(
     };
     let predict_seconds = started.elapsed().as_secs_f64();
 
-    let families: std::collections::BTreeMap<&str, &Family> =
-        train.families.iter().map(|f| (f.family.accession.as_str(), &f.family)).collect();
+    let families: std::collections::BTreeMap<&str, &Family> = train
+        .families
+        .iter()
+        .map(|f| (f.family.accession.as_str(), &f.family))
+        .collect();
     let predictions: Vec<BaselinePrediction> = hits
         .into_iter()
         .enumerate()
@@ -329,7 +391,10 @@ pub fn run_baseline_detailed(
             name: test.names[i].clone(),
             truth: test.truth[i].clone(),
             predicted: hit.as_ref().map(|h| {
-                families.get(h.accession.as_str()).map(|f| (*f).clone()).unwrap_or_else(|| Family::new("", &h.accession))
+                families
+                    .get(h.accession.as_str())
+                    .map(|f| (*f).clone())
+                    .unwrap_or_else(|| Family::new("", &h.accession))
             }),
             score: hit.as_ref().map(|h| h.score),
             evalue: hit.as_ref().map(|h| h.evalue),
@@ -356,10 +421,18 @@ pub fn report_row(
     predict_seconds: f64,
 ) -> ReportRow {
     let truth: Vec<String> = predictions.iter().map(|p| p.truth.accession.clone()).collect();
-    let predicted: Vec<Option<String>> =
-        predictions.iter().map(|p| p.predicted.as_ref().map(|f| f.accession.clone())).collect();
+    let predicted: Vec<Option<String>> = predictions
+        .iter()
+        .map(|p| p.predicted.as_ref().map(|f| f.accession.clone()))
+        .collect();
     let sizes = train.family_sizes();
-    let mut row = ReportRow::new("none", kind.name(), score(&truth, &predicted), train_seconds, predict_seconds);
+    let mut row = ReportRow::new(
+        "none",
+        kind.name(),
+        score(&truth, &predicted),
+        train_seconds,
+        predict_seconds,
+    );
     row.by_family_size = error_by_family_size(&truth, &predicted, |acc| sizes.get(acc).copied().unwrap_or(0));
     row
 }
@@ -376,8 +449,21 @@ fn ensure_database(
     if manifest_path.exists() {
         let text = std::fs::read_to_string(&manifest_path).map_err(|e| io_error(&manifest_path, e))?;
         match serde_json::from_str::<Manifest>(&text) {
-            Ok(m) if m.training_digest == train.digest && m.kind == kind => return Ok((m, true)),
-            Ok(_) => tracing::warn!("{}: does not match the training data; rebuilding", manifest_path.display()),
+            Ok(m) if m.training_digest == train.digest && m.kind == kind => {
+                let missing = kind.missing_database_files(dir);
+                if missing.is_empty() {
+                    return Ok((m, true));
+                }
+                tracing::warn!(
+                    "{}: database files missing ({}); rebuilding",
+                    dir.display(),
+                    missing.join(", ")
+                );
+            }
+            Ok(_) => tracing::warn!(
+                "{}: does not match the training data; rebuilding",
+                manifest_path.display()
+            ),
             Err(e) => tracing::warn!("{}: unreadable ({e}); rebuilding", manifest_path.display()),
         }
     }
@@ -429,9 +515,15 @@ pub fn write_reports(
     let csv_path = report_dir.join(format!("{stem}.csv"));
     write_atomically(&csv_path, rows_csv(std::slice::from_ref(row)).as_bytes())?;
     let tsv_path = report_dir.join(format!("{stem}-predictions.tsv"));
-    let mut tsv = String::from("sequence_name\ttrue_accession\ttrue_family\tpredicted_accession\tpredicted_family\tscore\tevalue\tcorrect\n");
+    let mut tsv = String::from(
+        "sequence_name\ttrue_accession\ttrue_family\tpredicted_accession\tpredicted_family\tscore\tevalue\tcorrect\n",
+    );
     for p in predictions {
-        let (acc, id) = p.predicted.as_ref().map(|f| (f.accession.as_str(), f.family_id.as_str())).unwrap_or(("", ""));
+        let (acc, id) = p
+            .predicted
+            .as_ref()
+            .map(|f| (f.accession.as_str(), f.family_id.as_str()))
+            .unwrap_or(("", ""));
         tsv.push_str(&format!(
             "{}\t{}\t{}\t{acc}\t{id}\t{}\t{}\t{}\n",
             p.name,
@@ -462,7 +554,8 @@ pub fn rows_csv(rows: &[ReportRow]) -> String {
             }
         }
     }
-    let mut out = String::from("embedding,classifier,n,errors,error_rate,precision,recall,f1,train_seconds,predict_seconds");
+    let mut out =
+        String::from("embedding,classifier,n,errors,error_rate,precision,recall,f1,train_seconds,predict_seconds");
     for b in &bins {
         out.push_str(&format!(",error_rate_train_size_{b}"));
     }
@@ -518,7 +611,9 @@ pub fn markdown_table(rows: &[ReportRow]) -> String {
 
 /// Error rate by training family size as a Markdown table, one column per row.
 pub fn markdown_size_table(rows: &[ReportRow]) -> String {
-    let Some(first) = rows.first() else { return String::new() };
+    let Some(first) = rows.first() else {
+        return String::new();
+    };
     let mut out = String::from("| training examples of the family | test n |");
     for r in rows {
         out.push_str(&format!(" {} error % |", r.classifier));
@@ -545,8 +640,14 @@ mod tests {
 
     #[test]
     fn kinds_parse_from_lists() {
-        assert_eq!(parse_kinds("hmm,blast").unwrap(), vec![BaselineKind::Hmm, BaselineKind::Blast]);
-        assert_eq!(parse_kinds("BLAST, hmm,blast").unwrap(), vec![BaselineKind::Blast, BaselineKind::Hmm]);
+        assert_eq!(
+            parse_kinds("hmm,blast").unwrap(),
+            vec![BaselineKind::Hmm, BaselineKind::Blast]
+        );
+        assert_eq!(
+            parse_kinds("BLAST, hmm,blast").unwrap(),
+            vec![BaselineKind::Blast, BaselineKind::Hmm]
+        );
         let err = parse_kinds("hmm,psiblast").unwrap_err().to_string();
         assert!(err.contains("psiblast"), "{err}");
     }
@@ -564,7 +665,11 @@ mod tests {
 
     #[test]
     fn hit_order_is_score_then_evalue_then_accession() {
-        let h = |a: &str, s: f64, e: f64| Hit { accession: a.into(), score: s, evalue: e };
+        let h = |a: &str, s: f64, e: f64| Hit {
+            accession: a.into(),
+            score: s,
+            evalue: e,
+        };
         assert!(h("PF2", 10.0, 1.0).beats(&h("PF1", 9.0, 0.1)));
         assert!(h("PF2", 10.0, 0.5).beats(&h("PF1", 10.0, 1.0)));
         assert!(h("PF1", 10.0, 1.0).beats(&h("PF2", 10.0, 1.0)));

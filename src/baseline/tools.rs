@@ -25,7 +25,9 @@ pub fn package_of(program: &str) -> &'static str {
 /// How to install a package, for error messages.
 pub fn install_hint(package: &str) -> String {
     let conda = if package == "ncbi-blast+" { "blast" } else { package };
-    format!("install it with `sudo apt-get install -y {package}` (Debian/Ubuntu) or `conda install -c bioconda {conda}`")
+    format!(
+        "install it with `sudo apt-get install -y {package}` (Debian/Ubuntu) or `conda install -c bioconda {conda}`"
+    )
 }
 
 /// An external program resolved to a path.
@@ -40,7 +42,9 @@ impl Tool {
     pub fn find(name: &'static str, tool_dir: Option<&Path>) -> Result<Tool, BaselineError> {
         let candidates: Vec<PathBuf> = match tool_dir {
             Some(dir) => vec![dir.to_path_buf()],
-            None => std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default(),
+            None => std::env::var_os("PATH")
+                .map(|p| std::env::split_paths(&p).collect())
+                .unwrap_or_default(),
         };
         for dir in &candidates {
             let path = dir.join(name);
@@ -52,14 +56,20 @@ impl Tool {
             Some(dir) => dir.display().to_string(),
             None => "PATH".to_string(),
         };
-        Err(BaselineError::MissingTool { tool: name.to_string(), searched, hint: install_hint(package_of(name)) })
+        Err(BaselineError::MissingTool {
+            tool: name.to_string(),
+            searched,
+            hint: install_hint(package_of(name)),
+        })
     }
 
     /// The first line that names a version (`# HMMER 3.3.2 ...`, `blastp: 2.12.0+`), for cache manifests and logs.
     pub fn version(&self) -> String {
         let flag = if self.name.starts_with("hmm") { "-h" } else { "-version" };
         let output = Command::new(&self.path).arg(flag).stdin(Stdio::null()).output();
-        let Ok(output) = output else { return "unknown".to_string() };
+        let Ok(output) = output else {
+            return "unknown".to_string();
+        };
         let text = String::from_utf8_lossy(&output.stdout).to_string();
         text.lines()
             .find(|l| l.contains("HMMER 3") || l.contains(": 2.") || l.contains("blast"))
@@ -80,9 +90,15 @@ impl Tool {
         let command_line = format!(
             "{} {}",
             self.path.display(),
-            args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
+            args.iter()
+                .map(|a| a.as_ref().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
         );
-        let io_err = |path: &Path, e: std::io::Error| BaselineError::Io { path: path.display().to_string(), message: e.to_string() };
+        let io_err = |path: &Path, e: std::io::Error| BaselineError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
         let stderr = File::create(log).map_err(|e| io_err(log, e))?;
         let stdout = match stdout_to {
             Some(path) => Stdio::from(File::create(path).map_err(|e| io_err(path, e))?),
@@ -123,7 +139,11 @@ impl Tool {
             if !tail.is_empty() {
                 message.push_str(&format!("; stderr:\n{}", tail.join("\n")));
             }
-            return Err(BaselineError::ToolFailed { tool: self.name.to_string(), command: command_line, message });
+            return Err(BaselineError::ToolFailed {
+                tool: self.name.to_string(),
+                command: command_line,
+                message,
+            });
         }
         Ok(())
     }
@@ -131,7 +151,9 @@ impl Tool {
 
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    path.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    path.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
 }
 
 #[cfg(test)]
@@ -151,9 +173,15 @@ mod tests {
     #[test]
     fn failing_tool_reports_its_stderr() {
         let dir = tempfile::tempdir().unwrap();
-        let sh = Tool { name: "sh", path: PathBuf::from("/bin/sh") };
+        let sh = Tool {
+            name: "sh",
+            path: PathBuf::from("/bin/sh"),
+        };
         let log = dir.path().join("log");
-        let err = sh.run(&["-c", "echo broken alignment >&2; exit 3"], None, None, &log).unwrap_err().to_string();
+        let err = sh
+            .run(&["-c", "echo broken alignment >&2; exit 3"], None, None, &log)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("broken alignment"), "{err}");
         assert!(err.contains("exit status: 3"), "{err}");
     }
@@ -161,10 +189,14 @@ mod tests {
     #[test]
     fn feeds_stdin_and_captures_stdout() {
         let dir = tempfile::tempdir().unwrap();
-        let cat = Tool { name: "cat", path: PathBuf::from("/bin/cat") };
+        let cat = Tool {
+            name: "cat",
+            path: PathBuf::from("/bin/cat"),
+        };
         let out = dir.path().join("out");
         let mut feed = |w: &mut dyn Write| w.write_all(b"hello\n");
-        cat.run::<&str>(&[], Some(&mut feed), Some(&out), &dir.path().join("log")).unwrap();
+        cat.run::<&str>(&[], Some(&mut feed), Some(&out), &dir.path().join("log"))
+            .unwrap();
         assert_eq!(std::fs::read_to_string(out).unwrap(), "hello\n");
     }
 }

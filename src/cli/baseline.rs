@@ -64,12 +64,21 @@ impl BaselineArgs {
             )?,
         };
         let split_dir = data.join(&self.split);
-        anyhow::ensure!(split_dir.is_dir(), "{}: no such split directory (check --data and --split)", split_dir.display());
+        anyhow::ensure!(
+            split_dir.is_dir(),
+            "{}: no such split directory (check --data and --split)",
+            split_dir.display()
+        );
         let mut options = BaselineOptions::new(self.work_dir);
         options.threads = self.threads;
         options.tool_dir = self.tool_dir;
         options.hmm_max = self.max;
-        Ok(BaselineConfig { data, split: self.split, report_dir: self.report_dir, options })
+        Ok(BaselineConfig {
+            data,
+            split: self.split,
+            report_dir: self.report_dir,
+            options,
+        })
     }
 }
 
@@ -78,7 +87,10 @@ fn default_data_root() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("PROTFAM_DATA") {
         return Some(PathBuf::from(dir));
     }
-    ["../shared/data/pfam35-uniprot20k", "data/pfam35-uniprot20k"].iter().map(PathBuf::from).find(|p| p.is_dir())
+    ["../shared/data/pfam35-uniprot20k", "data/pfam35-uniprot20k"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_dir())
 }
 
 pub fn run(cmd: BaselineCommand) -> anyhow::Result<ExitCode> {
@@ -102,7 +114,11 @@ pub fn run(cmd: BaselineCommand) -> anyhow::Result<ExitCode> {
             run.tool_version,
             if run.reused_database { "reused from" } else { "built in" },
             run.database_dir.display(),
-            written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            written
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         rows.push(run.row);
     }
