@@ -34,7 +34,8 @@ pub enum ClassifyError {
 /// optional labelled dev set for early stopping) give a fitted model.
 pub trait Fit {
     type Model: Predict;
-    fn fit(&self, train: &VectorSet, dev: Option<&VectorSet>, vocab: &LabelVocab) -> Result<Self::Model, ClassifyError>;
+    fn fit(&self, train: &VectorSet, dev: Option<&VectorSet>, vocab: &LabelVocab)
+        -> Result<Self::Model, ClassifyError>;
 }
 
 /// Prediction for every row of `queries`, in order.
