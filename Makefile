@@ -12,7 +12,7 @@ REPORTS ?= data/reports
 CARGO   ?= cargo
 PROTFAM := target/release/protfam
 
-.PHONY: pfam32 all build test test-deps lint data models embed evaluate compare baselines bench clean-cache help
+.PHONY: baseline-check pfam32 all build test test-deps lint data models embed evaluate compare baselines bench clean-cache help
 
 all: build
 
@@ -70,8 +70,11 @@ evaluate: build models
 	$(PROTFAM) evaluate --data $(DATA) --split $(SPLIT) --models $(MODELS) --classifiers $(CLASSIFIERS) --cache $(CACHE) --report-dir $(REPORTS)
 
 baselines: build test-deps
-	$(PROTFAM) baseline hmm --data $(DATA) --split $(SPLIT) --report-dir $(REPORTS)
-	$(PROTFAM) baseline blast --data $(DATA) --split $(SPLIT) --report-dir $(REPORTS)
+	$(PROTFAM) baseline all --data $(DATA) --split $(SPLIT) --report-dir $(REPORTS) --work-dir data/baselines
+
+# Independent re-run of the same recipe with the raw tools; prints the same error counts as `make baselines`.
+baseline-check: test-deps
+	bash scripts/baseline_check.sh $(DATA) $(SPLIT) data/baseline-check
 
 compare: build models
 	$(PROTFAM) compare --data $(DATA) --split $(SPLIT) --models $(MODELS) --classifiers $(CLASSIFIERS) --cache $(CACHE) --report-dir $(REPORTS)
