@@ -28,11 +28,21 @@ use protfam::io::vocab::LabelVocab;
 use protfam::vectors::VectorSet;
 
 fn write_npy_f32(path: &Path, rows: usize, cols: usize, data: &[f32]) {
-    write_npy(path, "<f4", &format!("({rows}, {cols})"), &data.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>());
+    write_npy(
+        path,
+        "<f4",
+        &format!("({rows}, {cols})"),
+        &data.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>(),
+    );
 }
 
 fn write_npy_i64(path: &Path, data: &[i64]) {
-    write_npy(path, "<i8", &format!("({},)", data.len()), &data.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>());
+    write_npy(
+        path,
+        "<i8",
+        &format!("({},)", data.len()),
+        &data.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>(),
+    );
 }
 
 fn write_npy(path: &Path, descr: &str, shape: &str, bytes: &[u8]) {
@@ -53,13 +63,26 @@ fn read_npy_i64(path: &Path) -> Vec<i64> {
     let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
     let header = String::from_utf8_lossy(&bytes[10..10 + header_len]);
     assert!(header.contains("'<i8'"), "unexpected npy dtype: {header}");
-    bytes[10 + header_len..].chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect()
+    bytes[10 + header_len..]
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+        .collect()
 }
 
 fn peer(script: &str, args: &[String]) -> serde_json::Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/peers").join(script);
-    let out = Command::new("python3").arg(&path).args(args).output().expect("python3 runs");
-    assert!(out.status.success(), "{script} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("benches/peers")
+        .join(script);
+    let out = Command::new("python3")
+        .arg(&path)
+        .args(args)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(stdout.lines().last().unwrap_or("")).expect("peer prints one JSON line")
 }
@@ -75,7 +98,11 @@ fn vectors() -> (String, VectorSet, VectorSet, VectorSet) {
     };
     let mut source = protfam::cli::evaluate::CacheSource::new(&data, protfam::classify::default_device());
     let loaded = (|| -> Result<_, protfam::evaluate::EvaluateError> {
-        Ok((source.vectors(&model, "train")?.1, source.vectors(&model, "dev")?.1, source.vectors(&model, "test")?.1))
+        Ok((
+            source.vectors(&model, "train")?.1,
+            source.vectors(&model, "dev")?.1,
+            source.vectors(&model, "test")?.1,
+        ))
     })();
     match loaded {
         Ok((train, dev, test)) => (model, train, dev, test),
@@ -92,11 +119,17 @@ fn main() {
     let (model, train, dev, test) = vectors();
     let vocab = LabelVocab::from_families(train.families.iter().flatten());
     let labels = class_indices(&train, &vocab).unwrap();
-    let test_labels: Vec<i64> =
-        test.families.iter().map(|f| f.as_ref().and_then(|f| vocab.index_of(f)).map_or(-1, |i| i as i64)).collect();
+    let test_labels: Vec<i64> = test
+        .families
+        .iter()
+        .map(|f| f.as_ref().and_then(|f| vocab.index_of(f)).map_or(-1, |i| i as i64))
+        .collect();
     let dir = tempfile::tempdir().unwrap();
     write_npy_f32(&dir.path().join("train_x.npy"), train.len(), train.dim, &train.data);
-    write_npy_i64(&dir.path().join("train_y.npy"), &labels.iter().map(|&l| l as i64).collect::<Vec<_>>());
+    write_npy_i64(
+        &dir.path().join("train_y.npy"),
+        &labels.iter().map(|&l| l as i64).collect::<Vec<_>>(),
+    );
     write_npy_f32(&dir.path().join("test_x.npy"), test.len(), test.dim, &test.data);
     write_npy_i64(&dir.path().join("test_y.npy"), &test_labels);
     println!(
@@ -122,9 +155,21 @@ fn main() {
     let sk_seconds = sk["predict_seconds"].as_f64().unwrap();
     let sk_pred = read_npy_i64(&dir.path().join("sklearn_pred.npy"));
     let sk_nb = read_npy_i64(&dir.path().join("sklearn_neighbour.npy"));
-    let same_class = preds.iter().zip(&sk_pred).filter(|(p, s)| p.class as i64 == **s).count();
-    let same_nb = preds.iter().zip(&sk_nb).filter(|(p, s)| p.nearest.unwrap().0 as i64 == **s).count();
-    let errors = preds.iter().zip(&test_labels).filter(|(p, t)| p.class as i64 != **t).count();
+    let same_class = preds
+        .iter()
+        .zip(&sk_pred)
+        .filter(|(p, s)| p.class as i64 == **s)
+        .count();
+    let same_nb = preds
+        .iter()
+        .zip(&sk_nb)
+        .filter(|(p, s)| p.nearest.unwrap().0 as i64 == **s)
+        .count();
+    let errors = preds
+        .iter()
+        .zip(&test_labels)
+        .filter(|(p, t)| p.class as i64 != **t)
+        .count();
     println!(
         "1-NN predict: protfam {best:.3} s, scikit-learn {} brute {sk_seconds:.3} s, ratio {:.2}x; \
          identical predictions {same_class}/{} (same neighbour {same_nb}); test error {:.2}%",
@@ -136,8 +181,12 @@ fn main() {
     for (i, (p, (&s, &sn))) in preds.iter().zip(sk_pred.iter().zip(&sk_nb)).enumerate() {
         if p.class as i64 != s {
             let ours = p.nearest.unwrap();
-            let d_sk: f64 =
-                test.row(i).iter().zip(train.row(sn as usize)).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum();
+            let d_sk: f64 = test
+                .row(i)
+                .iter()
+                .zip(train.row(sn as usize))
+                .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+                .sum();
             println!(
                 "  differs at test row {i}: protfam neighbour {} (d={:.9}), scikit-learn neighbour {sn} (d={:.9})",
                 ours.0,
@@ -148,20 +197,47 @@ fn main() {
     }
 
     // 2. MLP per epoch
-    let epochs: usize = std::env::var("PROTFAM_BENCH_EPOCHS").ok().and_then(|e| e.parse().ok()).unwrap_or(3);
-    let params = MlpParams { max_epochs: epochs, activation: Activation::Identity, ..Default::default() };
+    let epochs: usize = std::env::var("PROTFAM_BENCH_EPOCHS")
+        .ok()
+        .and_then(|e| e.parse().ok())
+        .unwrap_or(3);
+    let params = MlpParams {
+        max_epochs: epochs,
+        activation: Activation::Identity,
+        ..Default::default()
+    };
     let batch = params.batch.rows(train.len());
     let t = Instant::now();
-    let mlp = MlpParams { batch: BatchSize::Rows(batch), ..params.clone() }.fit(&train, None, &vocab).unwrap();
+    let mlp = MlpParams {
+        batch: BatchSize::Rows(batch),
+        ..params.clone()
+    }
+    .fit(&train, None, &vocab)
+    .unwrap();
     let total = t.elapsed().as_secs_f64();
     let per_epoch = mlp.epochs.iter().map(|e| e.seconds).sum::<f64>() / mlp.epochs.len() as f64;
     let mlp_preds = mlp.predict(&test).unwrap();
-    let mlp_err = mlp_preds.iter().zip(&test_labels).filter(|(p, t)| p.class as i64 != **t).count() as f64
+    let mlp_err = mlp_preds
+        .iter()
+        .zip(&test_labels)
+        .filter(|(p, t)| p.class as i64 != **t)
+        .count() as f64
         / test.len() as f64;
-    let hidden = params.hidden.iter().map(|h| h.to_string()).collect::<Vec<_>>().join(",");
+    let hidden = params
+        .hidden
+        .iter()
+        .map(|h| h.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
     let sk = peer(
         "mlp_peer.py",
-        &[dir.path().display().to_string(), epochs.to_string(), batch.to_string(), hidden.clone(), "identity".into()],
+        &[
+            dir.path().display().to_string(),
+            epochs.to_string(),
+            batch.to_string(),
+            hidden.clone(),
+            "identity".into(),
+        ],
     );
     let sk_epoch = sk["seconds_per_epoch"].as_f64().unwrap();
     let sk_err = sk["test_error"].as_f64().unwrap();

@@ -37,7 +37,10 @@ pub enum EvaluateError {
 }
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> EvaluateError {
-    EvaluateError::Io { path: path.display().to_string(), message: e.to_string() }
+    EvaluateError::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
 }
 
 /// Gives the labelled vectors of one part (`train`, `dev`, `test`) of a split for one model.
@@ -92,12 +95,27 @@ pub fn evaluate_classifier(
     let predictions = classifier.predict(spec, test)?;
     let predict_seconds = started.elapsed().as_secs_f64();
     let rows = prediction_rows(&classifier, test, &predictions);
-    let row = score_rows(&spec.name, &params.label(), &rows, &family_sizes(train), train_seconds, predict_seconds);
-    Ok(Evaluation { row, predictions: rows, classifier })
+    let row = score_rows(
+        &spec.name,
+        &params.label(),
+        &rows,
+        &family_sizes(train),
+        train_seconds,
+        predict_seconds,
+    );
+    Ok(Evaluation {
+        row,
+        predictions: rows,
+        classifier,
+    })
 }
 
 /// Pairs predictions with the truth and family names.
-pub fn prediction_rows(classifier: &SavedClassifier, test: &VectorSet, predictions: &[Prediction]) -> Vec<PredictionRow> {
+pub fn prediction_rows(
+    classifier: &SavedClassifier,
+    test: &VectorSet,
+    predictions: &[Prediction],
+) -> Vec<PredictionRow> {
     test.ids
         .iter()
         .zip(&test.families)
@@ -136,7 +154,13 @@ pub fn score_rows(
         .iter()
         .map(|r| (!r.predicted_accession.is_empty()).then(|| r.predicted_accession.clone()))
         .collect();
-    let mut row = ReportRow::new(embedding, classifier, score(&truth, &predicted), train_seconds, predict_seconds);
+    let mut row = ReportRow::new(
+        embedding,
+        classifier,
+        score(&truth, &predicted),
+        train_seconds,
+        predict_seconds,
+    );
     row.by_family_size = error_by_family_size(&truth, &predicted, |acc| train_sizes.get(acc).copied().unwrap_or(0));
     row
 }
@@ -159,12 +183,24 @@ pub fn write_predictions(path: &Path, rows: &[PredictionRow]) -> Result<(), Eval
 /// Reads a predictions CSV written by [`write_predictions`].
 pub fn read_predictions(path: &Path) -> Result<Vec<PredictionRow>, EvaluateError> {
     let mut r = csv::Reader::from_path(path).map_err(|e| io_err(path, e))?;
-    r.deserialize().collect::<Result<Vec<PredictionRow>, _>>().map_err(|e| io_err(path, e))
+    r.deserialize()
+        .collect::<Result<Vec<PredictionRow>, _>>()
+        .map_err(|e| io_err(path, e))
 }
 
 /// File name stem of a pair's outputs.
 pub fn pair_stem(embedding: &str, classifier: &str) -> String {
-    let clean = |s: &str| s.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect::<String>();
+    let clean = |s: &str| {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect::<String>()
+    };
     format!("{}__{}", clean(embedding), clean(classifier))
 }
 
@@ -176,7 +212,9 @@ pub struct ReportPaths {
 
 impl ReportPaths {
     pub fn new(report_dir: &Path, split: &str) -> Self {
-        ReportPaths { dir: report_dir.join(split) }
+        ReportPaths {
+            dir: report_dir.join(split),
+        }
     }
     pub fn json(&self) -> PathBuf {
         self.dir.join("evaluate.json")
@@ -188,7 +226,9 @@ impl ReportPaths {
         self.dir.join("evaluate.md")
     }
     pub fn predictions(&self, embedding: &str, classifier: &str) -> PathBuf {
-        self.dir.join("predictions").join(format!("{}.csv", pair_stem(embedding, classifier)))
+        self.dir
+            .join("predictions")
+            .join(format!("{}.csv", pair_stem(embedding, classifier)))
     }
 }
 
@@ -202,9 +242,16 @@ pub fn read_report(path: &Path) -> Result<Vec<ReportRow>, EvaluateError> {
 /// replaces) and rewrites the JSON, CSV and Markdown reports; returns all rows.
 pub fn write_report(paths: &ReportPaths, new: &[ReportRow]) -> Result<Vec<ReportRow>, EvaluateError> {
     std::fs::create_dir_all(&paths.dir).map_err(|e| io_err(&paths.dir, e))?;
-    let mut rows = if paths.json().exists() { read_report(&paths.json())? } else { Vec::new() };
+    let mut rows = if paths.json().exists() {
+        read_report(&paths.json())?
+    } else {
+        Vec::new()
+    };
     for row in new {
-        match rows.iter_mut().find(|r| r.embedding == row.embedding && r.classifier == row.classifier) {
+        match rows
+            .iter_mut()
+            .find(|r| r.embedding == row.embedding && r.classifier == row.classifier)
+        {
             Some(old) => *old = row.clone(),
             None => rows.push(row.clone()),
         }
@@ -212,7 +259,10 @@ pub fn write_report(paths: &ReportPaths, new: &[ReportRow]) -> Result<Vec<Report
     let json = serde_json::to_string_pretty(&rows).map_err(|e| io_err(&paths.json(), e))?;
     write_text(&paths.json(), &json)?;
     write_text(&paths.csv(), &csv_table(&rows))?;
-    write_text(&paths.markdown(), &format!("{}\n{}", markdown_table(&rows), markdown_size_table(&rows)))?;
+    write_text(
+        &paths.markdown(),
+        &format!("{}\n{}", markdown_table(&rows), markdown_size_table(&rows)),
+    )?;
     Ok(rows)
 }
 
@@ -306,7 +356,13 @@ pub fn markdown_size_table(rows: &[ReportRow]) -> String {
             }
         }
     }
-    let order = |b: &String| if b == "0" { 0 } else { 1 + SIZE_BINS.iter().position(|x| x.2 == b).unwrap_or(99) };
+    let order = |b: &String| {
+        if b == "0" {
+            0
+        } else {
+            1 + SIZE_BINS.iter().position(|x| x.2 == b).unwrap_or(99)
+        }
+    };
     bins.sort_by_key(order);
     let mut s = String::from("Error rate (%) by number of training examples of the true family (test items in brackets):\n\n| method | embedding |");
     for b in &bins {
@@ -369,7 +425,8 @@ pub fn run(
             let eval = evaluate_classifier(params, &spec, &train, Some(&dev), &test, &config.source)?;
             write_predictions(&paths.predictions(&spec.name, &kind), &eval.predictions)?;
             if let Some(dir) = &config.save_classifiers {
-                eval.classifier.save(&dir.join(&config.split).join(pair_stem(&spec.name, &kind)))?;
+                eval.classifier
+                    .save(&dir.join(&config.split).join(pair_stem(&spec.name, &kind)))?;
             }
             tracing::info!(
                 embedding = %spec.name,

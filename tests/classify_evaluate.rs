@@ -14,7 +14,12 @@ use common::{part_vectors, CompositionSource};
 #[test]
 fn evaluate_writes_reports_breakdown_and_predictions() {
     let dir = tempfile::tempdir().unwrap();
-    let mlp = MlpParams { hidden: vec![64], max_epochs: 3, batch: BatchSize::Fraction(0.02), ..Default::default() };
+    let mlp = MlpParams {
+        hidden: vec![64],
+        max_epochs: 3,
+        batch: BatchSize::Fraction(0.02),
+        ..Default::default()
+    };
     let config = EvaluateConfig {
         split: "clustered_split".into(),
         models: vec!["composition".into()],
@@ -27,7 +32,9 @@ fn evaluate_writes_reports_breakdown_and_predictions() {
         save_classifiers: Some(dir.path().join("classifiers")),
         source: "bundled".into(),
     };
-    let mut source = CompositionSource { split: "clustered_split".into() };
+    let mut source = CompositionSource {
+        split: "clustered_split".into(),
+    };
     let rows = run(&config, &mut source, &[]).unwrap();
     assert_eq!(rows.len(), 3);
     let paths = ReportPaths::new(dir.path(), "clustered_split");
@@ -55,7 +62,10 @@ fn evaluate_writes_reports_breakdown_and_predictions() {
     let back = read_report(&paths.json()).unwrap();
     assert_eq!(back.len(), rows.len());
     for (a, b) in back.iter().zip(&rows) {
-        assert_eq!((&a.embedding, &a.classifier, a.n, a.errors), (&b.embedding, &b.classifier, b.n, b.errors));
+        assert_eq!(
+            (&a.embedding, &a.classifier, a.n, a.errors),
+            (&b.embedding, &b.classifier, b.n, b.errors)
+        );
         assert!((a.f1 - b.f1).abs() < 1e-12 && (a.error_rate - b.error_rate).abs() < 1e-12);
         assert_eq!(a.by_family_size.len(), b.by_family_size.len());
     }
@@ -72,11 +82,21 @@ fn evaluate_writes_reports_breakdown_and_predictions() {
         // Per-query predictions agree with the row.
         let preds = read_predictions(&paths.predictions("composition", &row.classifier)).unwrap();
         assert_eq!(preds.len(), row.n);
-        assert_eq!(preds.iter().filter(|p| p.predicted_accession != p.true_accession).count(), row.errors);
+        assert_eq!(
+            preds
+                .iter()
+                .filter(|p| p.predicted_accession != p.true_accession)
+                .count(),
+            row.errors
+        );
         assert!(preds.iter().zip(&test.ids).all(|(p, id)| &p.id == id));
     }
     // Composition 1-NN is weak on the clustered split but far better than chance.
-    assert!(rows[0].error_rate > 0.3 && rows[0].error_rate < 0.99, "{}", rows[0].error_rate);
+    assert!(
+        rows[0].error_rate > 0.3 && rows[0].error_rate < 0.99,
+        "{}",
+        rows[0].error_rate
+    );
 
     // 1-NN agrees with an independent f64 brute force on the first queries.
     let train = part_vectors("clustered_split", "train");
@@ -84,27 +104,53 @@ fn evaluate_writes_reports_breakdown_and_predictions() {
     for q in 0..60 {
         let (mut best, mut best_i) = (f64::INFINITY, 0);
         for t in 0..train.len() {
-            let d: f64 = test.row(q).iter().zip(train.row(t)).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum();
+            let d: f64 = test
+                .row(q)
+                .iter()
+                .zip(train.row(t))
+                .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+                .sum();
             if d < best {
                 best = d;
                 best_i = t;
             }
         }
         assert_eq!(preds[q].nearest_id, train.ids[best_i], "query {q}");
-        assert_eq!(preds[q].predicted_accession, train.families[best_i].as_ref().unwrap().accession);
+        assert_eq!(
+            preds[q].predicted_accession,
+            train.families[best_i].as_ref().unwrap().accession
+        );
         assert!((preds[q].nearest_distance.unwrap() as f64 - best.sqrt()).abs() < 1e-5);
     }
 
     // Saved classifiers reproduce the evaluation's predictions.
-    let saved = SavedClassifier::load(&dir.path().join("classifiers/clustered_split/composition__knn"), &candle_core::Device::Cpu).unwrap();
+    let saved = SavedClassifier::load(
+        &dir.path().join("classifiers/clustered_split/composition__knn"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
     let again = saved.predict(&common::composition_spec(), &test).unwrap();
-    assert!(again.iter().zip(&preds).all(|(p, r)| saved.vocab.family(p.class).accession == r.predicted_accession));
+    assert!(again
+        .iter()
+        .zip(&preds)
+        .all(|(p, r)| saved.vocab.family(p.class).accession == r.predicted_accession));
 
     // A second run for another pair merges into the same report.
-    let config2 = EvaluateConfig { classifiers: vec![ClassifierParams::Knn(protfam::classify::KnnParams { k: 3, ..Default::default() })], save_classifiers: None, ..config };
+    let config2 = EvaluateConfig {
+        classifiers: vec![ClassifierParams::Knn(protfam::classify::KnnParams {
+            k: 3,
+            ..Default::default()
+        })],
+        save_classifiers: None,
+        ..config
+    };
     let second = run(&config2, &mut source, &[]).unwrap();
     assert_eq!(second[0].classifier, "knn-k3");
     assert_eq!(read_report(&paths.json()).unwrap().len(), 4, "a new pair adds a row");
     protfam::evaluate::write_report(&paths, &[rows[0].clone()]).unwrap();
-    assert_eq!(read_report(&paths.json()).unwrap().len(), 4, "a rerun pair replaces its row");
+    assert_eq!(
+        read_report(&paths.json()).unwrap().len(),
+        4,
+        "a rerun pair replaces its row"
+    );
 }

@@ -32,7 +32,11 @@ fn weighted_scores_match_scikit_learn_fixtures() {
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
     paths.sort();
-    assert!(paths.len() >= 5, "expected the scikit-learn fixtures in {}", dir.display());
+    assert!(
+        paths.len() >= 5,
+        "expected the scikit-learn fixtures in {}",
+        dir.display()
+    );
     for path in paths {
         let case: Case = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         let m = score(&case.truth, &case.predicted);
@@ -45,7 +49,11 @@ fn weighted_scores_match_scikit_learn_fixtures() {
             ("recall", m.recall, e.recall),
             ("f1", m.f1, e.f1),
         ] {
-            assert!((got - want).abs() < 1e-12, "{}: {what} {got} != scikit-learn {want}", case.name);
+            assert!(
+                (got - want).abs() < 1e-12,
+                "{}: {what} {got} != scikit-learn {want}",
+                case.name
+            );
         }
     }
 }

@@ -24,7 +24,12 @@ fn few_families(set: &VectorSet, n: usize) -> VectorSet {
 }
 
 fn small_mlp() -> MlpParams {
-    MlpParams { hidden: vec![32, 16], max_epochs: 4, batch: BatchSize::Fraction(0.05), ..Default::default() }
+    MlpParams {
+        hidden: vec![32, 16],
+        max_epochs: 4,
+        batch: BatchSize::Fraction(0.05),
+        ..Default::default()
+    }
 }
 
 fn round_trip(params: ClassifierParams, train: &VectorSet, dev: &VectorSet, test: &VectorSet) {
@@ -44,7 +49,10 @@ fn round_trip(params: ClassifierParams, train: &VectorSet, dev: &VectorSet, test
     assert_eq!(before, after, "{} predictions changed after save/load", params.kind());
     let mut other = spec.clone();
     other.name = "esm2_t6_8M".into();
-    assert!(matches!(loaded.predict(&other, test), Err(ClassifyError::EmbedderMismatch { .. })));
+    assert!(matches!(
+        loaded.predict(&other, test),
+        Err(ClassifyError::EmbedderMismatch { .. })
+    ));
 }
 
 #[test]
@@ -63,11 +71,22 @@ fn mlp_kinds_round_trip_bit_exactly_with_epoch_log() {
     let dev = few_families(&part_vectors("random_split", "dev"), 40);
     let test = few_families(&part_vectors("random_split", "test"), 40);
     let spec = composition_spec();
-    let mlp = ClassifierParams::Mlp(MlpParams { standardize: true, ..small_mlp() });
+    let mlp = ClassifierParams::Mlp(MlpParams {
+        standardize: true,
+        ..small_mlp()
+    });
     round_trip(mlp.clone(), &train, &dev, &test);
-    let ens = ClassifierParams::MlpEnsemble(MlpEnsembleParams { members: 3, mlp: small_mlp(), ..MlpEnsembleParams::disjoint() });
+    let ens = ClassifierParams::MlpEnsemble(MlpEnsembleParams {
+        members: 3,
+        mlp: small_mlp(),
+        ..MlpEnsembleParams::disjoint()
+    });
     round_trip(ens, &train, &dev, &test);
-    let full = ClassifierParams::MlpEnsemble(MlpEnsembleParams { members: 2, mlp: small_mlp(), ..MlpEnsembleParams::full() });
+    let full = ClassifierParams::MlpEnsemble(MlpEnsembleParams {
+        members: 2,
+        mlp: small_mlp(),
+        ..MlpEnsembleParams::full()
+    });
     assert_eq!(full.kind(), ClassifierKind::MlpEnsembleFull);
     round_trip(full, &train, &dev, &test);
 
@@ -79,7 +98,9 @@ fn mlp_kinds_round_trip_bit_exactly_with_epoch_log() {
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("classifier.json")).unwrap()).unwrap();
     let epochs = json["training_log"][0]["epochs"].as_array().unwrap();
     assert_eq!(epochs.len(), 4);
-    assert!(epochs.iter().all(|e| e["dev_error"].as_f64().is_some_and(|d| (0.0..=1.0).contains(&d))));
+    assert!(epochs
+        .iter()
+        .all(|e| e["dev_error"].as_f64().is_some_and(|d| (0.0..=1.0).contains(&d))));
     assert_eq!(json["classifier"], "mlp");
     assert_eq!(json["embedder"]["name"], "composition");
 }
@@ -88,7 +109,14 @@ fn mlp_kinds_round_trip_bit_exactly_with_epoch_log() {
 fn corrupt_or_mismatched_files_are_clear_errors() {
     let train = part_vectors("clustered_split", "dev");
     let spec = composition_spec();
-    let trained = SavedClassifier::train(&ClassifierParams::defaults(ClassifierKind::Knn), &spec, &train, None, "t").unwrap();
+    let trained = SavedClassifier::train(
+        &ClassifierParams::defaults(ClassifierKind::Knn),
+        &spec,
+        &train,
+        None,
+        "t",
+    )
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     trained.save(dir.path()).unwrap();
     std::fs::write(dir.path().join("weights.safetensors"), b"not safetensors").unwrap();
@@ -100,5 +128,12 @@ fn corrupt_or_mismatched_files_are_clear_errors() {
     // Training vectors of the wrong width for the embedder are refused.
     let mut wide = spec.clone();
     wide.dim = 1900;
-    assert!(SavedClassifier::train(&ClassifierParams::defaults(ClassifierKind::Knn), &wide, &train, None, "t").is_err());
+    assert!(SavedClassifier::train(
+        &ClassifierParams::defaults(ClassifierKind::Knn),
+        &wide,
+        &train,
+        None,
+        "t"
+    )
+    .is_err());
 }

@@ -51,7 +51,11 @@ pub struct KnnEnsembleParams {
 
 impl Default for KnnEnsembleParams {
     fn default() -> Self {
-        KnnEnsembleParams { members: 10, seed: 0, knn: KnnParams::default() }
+        KnnEnsembleParams {
+            members: 10,
+            seed: 0,
+            knn: KnnParams::default(),
+        }
     }
 }
 
@@ -59,7 +63,9 @@ impl KnnEnsembleParams {
     pub fn check(&self, n_train: usize) -> Result<(), ClassifyError> {
         self.knn.check()?;
         if self.members < 2 {
-            return Err(ClassifyError::InvalidParams("an ensemble needs at least 2 members".into()));
+            return Err(ClassifyError::InvalidParams(
+                "an ensemble needs at least 2 members".into(),
+            ));
         }
         if n_train < self.members {
             return Err(ClassifyError::Data(format!(
@@ -83,7 +89,12 @@ pub struct KnnEnsemble {
 impl Fit for KnnEnsembleParams {
     type Model = KnnEnsemble;
 
-    fn fit(&self, train: &VectorSet, _dev: Option<&VectorSet>, vocab: &LabelVocab) -> Result<KnnEnsemble, ClassifyError> {
+    fn fit(
+        &self,
+        train: &VectorSet,
+        _dev: Option<&VectorSet>,
+        vocab: &LabelVocab,
+    ) -> Result<KnnEnsemble, ClassifyError> {
         self.check(train.len())?;
         let labels = class_indices(train, vocab)?;
         let parts = disjoint_parts(train.len(), self.members, self.seed);
@@ -127,8 +138,11 @@ impl KnnEnsemble {
 
 impl Predict for KnnEnsemble {
     fn predict(&self, queries: &VectorSet) -> Result<Vec<Prediction>, ClassifyError> {
-        let per_member: Vec<Vec<Prediction>> =
-            self.members.iter().map(|m| m.predict(queries)).collect::<Result<_, _>>()?;
+        let per_member: Vec<Vec<Prediction>> = self
+            .members
+            .iter()
+            .map(|m| m.predict(queries))
+            .collect::<Result<_, _>>()?;
         let n_members = self.members.len() as f32;
         Ok((0..queries.len())
             .map(|q| {
@@ -150,9 +164,17 @@ impl Predict for KnnEnsemble {
                     }
                 }
                 tally.sort_by(|a, b| b.1.cmp(&a.1).then(a.2.total_cmp(&b.2)).then(a.3.cmp(&b.3)));
-                let nearest = tally.iter().map(|t| (t.3, t.2)).min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+                let nearest = tally
+                    .iter()
+                    .map(|t| (t.3, t.2))
+                    .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
                 let top: Vec<(usize, f32)> = tally.iter().map(|t| (t.0, t.1 as f32 / n_members)).collect();
-                Prediction { class: top[0].0, score: top[0].1, top, nearest }
+                Prediction {
+                    class: top[0].0,
+                    score: top[0].1,
+                    top,
+                    nearest,
+                }
             })
             .collect())
     }
@@ -180,18 +202,30 @@ pub struct MlpEnsembleParams {
 impl MlpEnsembleParams {
     /// 10 MLPs on disjoint parts (Table 1).
     pub fn disjoint() -> Self {
-        MlpEnsembleParams { members: 10, mode: EnsembleMode::Disjoint, seed: 0, mlp: MlpParams::default() }
+        MlpEnsembleParams {
+            members: 10,
+            mode: EnsembleMode::Disjoint,
+            seed: 0,
+            mlp: MlpParams::default(),
+        }
     }
 
     /// 5 MLPs on all data (Table 2's best figure).
     pub fn full() -> Self {
-        MlpEnsembleParams { members: 5, mode: EnsembleMode::Full, seed: 0, mlp: MlpParams::default() }
+        MlpEnsembleParams {
+            members: 5,
+            mode: EnsembleMode::Full,
+            seed: 0,
+            mlp: MlpParams::default(),
+        }
     }
 
     pub fn check(&self, n_train: usize) -> Result<(), ClassifyError> {
         self.mlp.check()?;
         if self.members < 2 {
-            return Err(ClassifyError::InvalidParams("an ensemble needs at least 2 members".into()));
+            return Err(ClassifyError::InvalidParams(
+                "an ensemble needs at least 2 members".into(),
+            ));
         }
         if self.mode == EnsembleMode::Disjoint && n_train < self.members {
             return Err(ClassifyError::Data(format!(
@@ -212,7 +246,12 @@ pub struct MlpEnsemble {
 impl Fit for MlpEnsembleParams {
     type Model = MlpEnsemble;
 
-    fn fit(&self, train: &VectorSet, dev: Option<&VectorSet>, vocab: &LabelVocab) -> Result<MlpEnsemble, ClassifyError> {
+    fn fit(
+        &self,
+        train: &VectorSet,
+        dev: Option<&VectorSet>,
+        vocab: &LabelVocab,
+    ) -> Result<MlpEnsemble, ClassifyError> {
         self.check(train.len())?;
         class_indices(train, vocab)?;
         let mut members = Vec::with_capacity(self.members);
@@ -221,7 +260,10 @@ impl Fit for MlpEnsembleParams {
             EnsembleMode::Full => None,
         };
         for m in 0..self.members {
-            let params = MlpParams { seed: self.seed.wrapping_add(m as u64), ..self.mlp.clone() };
+            let params = MlpParams {
+                seed: self.seed.wrapping_add(m as u64),
+                ..self.mlp.clone()
+            };
             tracing::info!(member = m + 1, of = self.members, "training ensemble member");
             let member = match &parts {
                 Some(parts) => params.fit(&train.select(&parts[m]), dev, vocab)?,
@@ -229,14 +271,20 @@ impl Fit for MlpEnsembleParams {
             };
             members.push(member);
         }
-        Ok(MlpEnsemble { params: self.clone(), members })
+        Ok(MlpEnsemble {
+            params: self.clone(),
+            members,
+        })
     }
 }
 
 impl Predict for MlpEnsemble {
     fn predict(&self, queries: &VectorSet) -> Result<Vec<Prediction>, ClassifyError> {
-        let probs: Vec<Vec<Vec<f32>>> =
-            self.members.iter().map(|m| m.predict_proba(queries)).collect::<Result<_, _>>()?;
+        let probs: Vec<Vec<Vec<f32>>> = self
+            .members
+            .iter()
+            .map(|m| m.predict_proba(queries))
+            .collect::<Result<_, _>>()?;
         let n_members = self.members.len() as f32;
         Ok((0..queries.len())
             .map(|q| {
@@ -251,7 +299,12 @@ impl Predict for MlpEnsemble {
                     votes[top_classes(row, 1)[0].0] += 1;
                 }
                 let mut voted: Vec<usize> = (0..n_classes).filter(|&c| votes[c] > 0).collect();
-                voted.sort_by(|&a, &b| votes[b].cmp(&votes[a]).then(mean[b].total_cmp(&mean[a])).then(a.cmp(&b)));
+                voted.sort_by(|&a, &b| {
+                    votes[b]
+                        .cmp(&votes[a])
+                        .then(mean[b].total_cmp(&mean[a]))
+                        .then(a.cmp(&b))
+                });
                 let mut top: Vec<(usize, f32)> = voted.iter().map(|&c| (c, mean[c])).collect();
                 // Fill the runners-up with the best classes by mean probability that got no vote.
                 for (c, p) in top_classes(&mean, TOP_CLASSES + voted.len()) {
@@ -262,7 +315,12 @@ impl Predict for MlpEnsemble {
                         top.push((c, p));
                     }
                 }
-                Prediction { class: top[0].0, score: top[0].1, top, nearest: None }
+                Prediction {
+                    class: top[0].0,
+                    score: top[0].1,
+                    top,
+                    nearest: None,
+                }
             })
             .collect())
     }

@@ -29,7 +29,7 @@ use candle_core::Tensor;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{check_finite, ComputeDevice, class_indices, ClassifyError, Fit, Predict, Prediction};
+use super::{check_finite, class_indices, ClassifyError, ComputeDevice, Fit, Predict, Prediction};
 use crate::io::vocab::LabelVocab;
 use crate::vectors::VectorSet;
 
@@ -65,7 +65,13 @@ pub struct KnnParams {
 
 impl Default for KnnParams {
     fn default() -> Self {
-        KnnParams { k: 1, weighting: Weighting::Uniform, query_block: 1024, train_block: 4096, device: ComputeDevice::default() }
+        KnnParams {
+            k: 1,
+            weighting: Weighting::Uniform,
+            query_block: 1024,
+            train_block: 4096,
+            device: ComputeDevice::default(),
+        }
     }
 }
 
@@ -75,7 +81,9 @@ impl KnnParams {
             return Err(ClassifyError::InvalidParams("k must be at least 1".into()));
         }
         if self.query_block == 0 || self.train_block == 0 {
-            return Err(ClassifyError::InvalidParams("kNN block sizes must be at least 1".into()));
+            return Err(ClassifyError::InvalidParams(
+                "kNN block sizes must be at least 1".into(),
+            ));
         }
         Ok(())
     }
@@ -140,7 +148,9 @@ impl Knn {
             )));
         }
         if let Some(bad) = labels.iter().find(|&&l| l as usize >= n_classes) {
-            return Err(ClassifyError::Data(format!("class index {bad} outside the {n_classes} classes")));
+            return Err(ClassifyError::Data(format!(
+                "class index {bad} outside the {n_classes} classes"
+            )));
         }
         check_finite(&train, dim, "training")?;
         let n = labels.len();
@@ -153,10 +163,24 @@ impl Knn {
         let centre: Vec<f32> = mean.iter().map(|m| (m / n as f64) as f32).collect();
         let sq_norms: Vec<f32> = train
             .par_chunks_exact(dim)
-            .map(|row| row.iter().zip(&centre).map(|(&v, &c)| ((v - c) as f64).powi(2)).sum::<f64>() as f32)
+            .map(|row| {
+                row.iter()
+                    .zip(&centre)
+                    .map(|(&v, &c)| ((v - c) as f64).powi(2))
+                    .sum::<f64>() as f32
+            })
             .collect();
         let max_norm = sq_norms.iter().fold(0f64, |m, &s| m.max((s as f64).sqrt()));
-        Ok(Knn { params, n_classes, dim, train, labels, centre, sq_norms, max_norm })
+        Ok(Knn {
+            params,
+            n_classes,
+            dim,
+            train,
+            labels,
+            centre,
+            sq_norms,
+            max_norm,
+        })
     }
 
     pub fn dim(&self) -> usize {
@@ -204,13 +228,18 @@ impl Knn {
         let device = &self.params.device.0;
 
         let mut centred = vec![0f32; nq * d];
-        centred.par_chunks_exact_mut(d).zip(queries.par_chunks_exact(d)).for_each(|(out, q)| {
-            for ((o, &v), &c) in out.iter_mut().zip(q).zip(&self.centre) {
-                *o = v - c;
-            }
-        });
-        let q_sq_norms: Vec<f32> =
-            centred.par_chunks_exact(d).map(|row| row.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() as f32).collect();
+        centred
+            .par_chunks_exact_mut(d)
+            .zip(queries.par_chunks_exact(d))
+            .for_each(|(out, q)| {
+                for ((o, &v), &c) in out.iter_mut().zip(q).zip(&self.centre) {
+                    *o = v - c;
+                }
+            });
+        let q_sq_norms: Vec<f32> = centred
+            .par_chunks_exact(d)
+            .map(|row| row.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() as f32)
+            .collect();
         let qb = self.params.query_block;
         let mut q_blocks = Vec::new();
         for start in (0..nq).step_by(qb) {
@@ -226,26 +255,32 @@ impl Knn {
         for t_start in (0..n).step_by(tb) {
             let t_len = tb.min(n - t_start);
             let src = &self.train[t_start * d..(t_start + t_len) * d];
-            block[..t_len * d].par_chunks_exact_mut(d).zip(src.par_chunks_exact(d)).for_each(|(out, t)| {
-                for ((o, &v), &c) in out.iter_mut().zip(t).zip(&self.centre) {
-                    *o = v - c;
-                }
-            });
+            block[..t_len * d]
+                .par_chunks_exact_mut(d)
+                .zip(src.par_chunks_exact(d))
+                .for_each(|(out, t)| {
+                    for ((o, &v), &c) in out.iter_mut().zip(t).zip(&self.centre) {
+                        *o = v - c;
+                    }
+                });
             let train_t = Tensor::from_slice(&block[..t_len * d], (t_len, d), device)?;
             let train_tt = train_t.t()?;
             let t_norms = &self.sq_norms[t_start..t_start + t_len];
             for (q_start, q_len, q) in &q_blocks {
                 let dots: Vec<f32> = q.matmul(&train_tt)?.flatten_all()?.to_vec1()?;
-                candidates[*q_start..q_start + q_len].par_iter_mut().enumerate().for_each(|(i, cand)| {
-                    let row = &dots[i * t_len..(i + 1) * t_len];
-                    let qn = q_sq_norms[q_start + i];
-                    for (j, (&dot, &tn)) in row.iter().zip(t_norms).enumerate() {
-                        let approx = qn + tn - 2.0 * dot;
-                        if approx < cand.worst() {
-                            cand.insert(approx, (t_start + j) as u32);
+                candidates[*q_start..q_start + q_len]
+                    .par_iter_mut()
+                    .enumerate()
+                    .for_each(|(i, cand)| {
+                        let row = &dots[i * t_len..(i + 1) * t_len];
+                        let qn = q_sq_norms[q_start + i];
+                        for (j, (&dot, &tn)) in row.iter().zip(t_norms).enumerate() {
+                            let approx = qn + tn - 2.0 * dot;
+                            if approx < cand.worst() {
+                                cand.insert(approx, (t_start + j) as u32);
+                            }
                         }
-                    }
-                });
+                    });
             }
         }
 
@@ -261,7 +296,10 @@ impl Knn {
                 let mut exact: Vec<Neighbour> = cand
                     .items
                     .iter()
-                    .map(|&(_, idx)| Neighbour { index: idx as usize, sq_distance: self.exact_sq_distance(q, idx as usize) })
+                    .map(|&(_, idx)| Neighbour {
+                        index: idx as usize,
+                        sq_distance: self.exact_sq_distance(q, idx as usize),
+                    })
                     .collect();
                 sort_neighbours(&mut exact);
                 exact.truncate(k);
@@ -290,8 +328,12 @@ impl Knn {
     }
 
     fn exhaustive(&self, q: &[f32], k: usize) -> Vec<Neighbour> {
-        let mut all: Vec<Neighbour> =
-            (0..self.len()).map(|i| Neighbour { index: i, sq_distance: self.exact_sq_distance(q, i) }).collect();
+        let mut all: Vec<Neighbour> = (0..self.len())
+            .map(|i| Neighbour {
+                index: i,
+                sq_distance: self.exact_sq_distance(q, i),
+            })
+            .collect();
         let k = k.min(all.len());
         if k < all.len() {
             all.select_nth_unstable_by(k - 1, cmp_neighbours);
@@ -307,7 +349,10 @@ impl Knn {
             Weighting::Uniform => vec![1.0; neighbours.len()],
             Weighting::Distance => {
                 if neighbours.iter().any(|n| n.sq_distance == 0.0) {
-                    neighbours.iter().map(|n| if n.sq_distance == 0.0 { 1.0 } else { 0.0 }).collect()
+                    neighbours
+                        .iter()
+                        .map(|n| if n.sq_distance == 0.0 { 1.0 } else { 0.0 })
+                        .collect()
                 } else {
                     neighbours.iter().map(|n| 1.0 / n.sq_distance.sqrt()).collect()
                 }
@@ -326,7 +371,12 @@ impl Knn {
         let total: f64 = weights.iter().sum::<f64>().max(f64::MIN_POSITIVE);
         let top: Vec<(usize, f32)> = tally.iter().map(|&(c, w, _)| (c, (w / total) as f32)).collect();
         let nearest = neighbours.first().map(|n| (n.index, n.distance()));
-        Prediction { class: top[0].0, score: top[0].1, top, nearest }
+        Prediction {
+            class: top[0].0,
+            score: top[0].1,
+            top,
+            nearest,
+        }
     }
 }
 
@@ -354,7 +404,10 @@ struct Candidates {
 
 impl Candidates {
     fn new(cap: usize) -> Self {
-        Candidates { cap, items: Vec::with_capacity(cap + 1) }
+        Candidates {
+            cap,
+            items: Vec::with_capacity(cap + 1),
+        }
     }
 
     #[inline]
@@ -380,7 +433,9 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     fn labelled(rows: &[Vec<f32>], classes: &[usize]) -> (VectorSet, LabelVocab) {
-        let fams: Vec<Family> = (0..10).map(|i| Family::new(format!("F{i}"), &format!("PF{i:05}"))).collect();
+        let fams: Vec<Family> = (0..10)
+            .map(|i| Family::new(format!("F{i}"), &format!("PF{i:05}")))
+            .collect();
         let mut set = VectorSet::default();
         for (i, (r, &c)) in rows.iter().zip(classes).enumerate() {
             set.push(format!("s{i}"), Some(fams[c].clone()), r);
@@ -390,7 +445,17 @@ mod tests {
 
     fn brute(train: &VectorSet, q: &[f32], k: usize) -> Vec<usize> {
         let mut d: Vec<(f64, usize)> = (0..train.len())
-            .map(|i| (train.row(i).iter().zip(q).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum(), i))
+            .map(|i| {
+                (
+                    train
+                        .row(i)
+                        .iter()
+                        .zip(q)
+                        .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+                        .sum(),
+                    i,
+                )
+            })
             .collect();
         d.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         d.iter().take(k).map(|x| x.1).collect()
@@ -400,14 +465,21 @@ mod tests {
     fn matches_f64_brute_force_with_large_offsets_and_small_blocks() {
         // Vectors far from the origin: the naive f32 expansion would lose the ordering.
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-        let rows: Vec<Vec<f32>> =
-            (0..300).map(|_| (0..37).map(|_| 1000.0 + rng.gen_range(-1.0f32..1.0)).collect()).collect();
+        let rows: Vec<Vec<f32>> = (0..300)
+            .map(|_| (0..37).map(|_| 1000.0 + rng.gen_range(-1.0f32..1.0)).collect())
+            .collect();
         let classes: Vec<usize> = (0..300).map(|i| i % 10).collect();
         let (train, vocab) = labelled(&rows, &classes);
-        let params = KnnParams { k: 5, query_block: 7, train_block: 13, ..Default::default() };
+        let params = KnnParams {
+            k: 5,
+            query_block: 7,
+            train_block: 13,
+            ..Default::default()
+        };
         let knn = params.fit(&train, None, &vocab).unwrap();
-        let queries: Vec<Vec<f32>> =
-            (0..50).map(|_| (0..37).map(|_| 1000.0 + rng.gen_range(-1.0f32..1.0)).collect()).collect();
+        let queries: Vec<Vec<f32>> = (0..50)
+            .map(|_| (0..37).map(|_| 1000.0 + rng.gen_range(-1.0f32..1.0)).collect())
+            .collect();
         let (qset, _) = labelled(&queries, &vec![0; 50]);
         let got = knn.kneighbors(&qset, 5).unwrap();
         for (i, q) in queries.iter().enumerate() {
@@ -428,7 +500,12 @@ mod tests {
         assert_eq!(p.nearest.unwrap().0, 0);
         assert!((p.nearest.unwrap().1 - 0.1).abs() < 1e-6);
         // k = 2: one vote each; the class of the nearer neighbour (index 0, class 3) wins.
-        let knn2 = KnnParams { k: 2, ..Default::default() }.fit(&train, None, &vocab).unwrap();
+        let knn2 = KnnParams {
+            k: 2,
+            ..Default::default()
+        }
+        .fit(&train, None, &vocab)
+        .unwrap();
         let p2 = &knn2.predict(&q).unwrap()[0];
         assert_eq!(p2.class, 3);
         assert_eq!(p2.top.len(), 2);
@@ -441,10 +518,20 @@ mod tests {
         let rows = vec![vec![0.1], vec![1.0], vec![1.1], vec![50.0]];
         let (train, vocab) = labelled(&rows, &[1, 2, 2, 1]);
         let (q, _) = labelled(&[vec![0.0]], &[0]);
-        let majority = KnnParams { k: 3, ..Default::default() }.fit(&train, None, &vocab).unwrap();
+        let majority = KnnParams {
+            k: 3,
+            ..Default::default()
+        }
+        .fit(&train, None, &vocab)
+        .unwrap();
         assert_eq!(majority.predict(&q).unwrap()[0].class, 2);
-        let weighted =
-            KnnParams { k: 3, weighting: Weighting::Distance, ..Default::default() }.fit(&train, None, &vocab).unwrap();
+        let weighted = KnnParams {
+            k: 3,
+            weighting: Weighting::Distance,
+            ..Default::default()
+        }
+        .fit(&train, None, &vocab)
+        .unwrap();
         let p = &weighted.predict(&q).unwrap()[0];
         assert_eq!(p.class, 1);
         let expected = 10.0 / (10.0 + 1.0 + 1.0 / 1.1);
@@ -459,7 +546,13 @@ mod tests {
         let rows: Vec<Vec<f32>> = (0..40).map(|_| vec![0.5, 0.25, 3.0]).collect();
         let classes: Vec<usize> = (0..40).map(|i| (i * 7) % 10).collect();
         let (train, vocab) = labelled(&rows, &classes);
-        let knn = KnnParams { k: 3, train_block: 5, ..Default::default() }.fit(&train, None, &vocab).unwrap();
+        let knn = KnnParams {
+            k: 3,
+            train_block: 5,
+            ..Default::default()
+        }
+        .fit(&train, None, &vocab)
+        .unwrap();
         let (q, _) = labelled(&[vec![0.0, 0.0, 0.0]], &[0]);
         let nb = knn.kneighbors(&q, 3).unwrap();
         assert_eq!(nb[0].iter().map(|n| n.index).collect::<Vec<_>>(), vec![0, 1, 2]);
@@ -475,19 +568,35 @@ mod tests {
         rows.extend((0..60).map(|_| (0..3).map(|_| rng.gen_range(-1e-3f32..1e-3)).collect::<Vec<f32>>()));
         let classes: Vec<usize> = (0..rows.len()).map(|i| i % 10).collect();
         let (train, vocab) = labelled(&rows, &classes);
-        let knn = KnnParams { k: 2, ..Default::default() }.fit(&train, None, &vocab).unwrap();
-        let queries: Vec<Vec<f32>> = (0..20).map(|_| (0..3).map(|_| rng.gen_range(-1e-3f32..1e-3)).collect()).collect();
+        let knn = KnnParams {
+            k: 2,
+            ..Default::default()
+        }
+        .fit(&train, None, &vocab)
+        .unwrap();
+        let queries: Vec<Vec<f32>> = (0..20)
+            .map(|_| (0..3).map(|_| rng.gen_range(-1e-3f32..1e-3)).collect())
+            .collect();
         let (qset, _) = labelled(&queries, &vec![0; 20]);
         let got = knn.kneighbors(&qset, 2).unwrap();
         for (i, q) in queries.iter().enumerate() {
-            assert_eq!(got[i].iter().map(|n| n.index).collect::<Vec<_>>(), brute(&train, q, 2), "query {i}");
+            assert_eq!(
+                got[i].iter().map(|n| n.index).collect::<Vec<_>>(),
+                brute(&train, q, 2),
+                "query {i}"
+            );
         }
     }
 
     #[test]
     fn rejects_bad_input() {
         let (train, vocab) = labelled(&[vec![0.0, 1.0]], &[0]);
-        assert!(KnnParams { k: 0, ..Default::default() }.fit(&train, None, &vocab).is_err());
+        assert!(KnnParams {
+            k: 0,
+            ..Default::default()
+        }
+        .fit(&train, None, &vocab)
+        .is_err());
         let knn = KnnParams::default().fit(&train, None, &vocab).unwrap();
         let (q, _) = labelled(&[vec![0.0, 1.0, 2.0]], &[0]);
         assert!(knn.predict(&q).is_err());

@@ -26,7 +26,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{check_finite, ComputeDevice, class_indices, ClassifyError, Fit, Predict, Prediction};
+use super::{check_finite, class_indices, ClassifyError, ComputeDevice, Fit, Predict, Prediction};
 use crate::io::vocab::LabelVocab;
 use crate::vectors::VectorSet;
 
@@ -161,8 +161,15 @@ impl Scaler {
                 *s += (v as f64 - m).powi(2);
             }
         }
-        let scale = var.iter().map(|s| (s / n).sqrt()).map(|s| if s > 1e-12 { s as f32 } else { 1.0 }).collect();
-        Scaler { mean: mean.into_iter().map(|m| m as f32).collect(), scale }
+        let scale = var
+            .iter()
+            .map(|s| (s / n).sqrt())
+            .map(|s| if s > 1e-12 { s as f32 } else { 1.0 })
+            .collect();
+        Scaler {
+            mean: mean.into_iter().map(|m| m as f32).collect(),
+            scale,
+        }
     }
 
     pub fn apply(&self, data: &[f32]) -> Vec<f32> {
@@ -203,7 +210,10 @@ struct Adam {
 
 impl Adam {
     fn new(vars: &[Var], p: &MlpParams) -> candle_core::Result<Adam> {
-        let zeros = vars.iter().map(|v| v.zeros_like()).collect::<candle_core::Result<Vec<_>>>()?;
+        let zeros = vars
+            .iter()
+            .map(|v| v.zeros_like())
+            .collect::<candle_core::Result<Vec<_>>>()?;
         Ok(Adam {
             lr: p.learning_rate,
             beta1: p.beta1,
@@ -253,8 +263,11 @@ impl Fit for MlpParams {
                 }
                 check_finite(&d.data, d.dim, "dev")?;
                 // Dev families absent from training can never be predicted: they count as errors.
-                let truth: Vec<Option<u32>> =
-                    d.families.iter().map(|f| f.as_ref().and_then(|f| vocab.index_of(f)).map(|i| i as u32)).collect();
+                let truth: Vec<Option<u32>> = d
+                    .families
+                    .iter()
+                    .map(|f| f.as_ref().and_then(|f| vocab.index_of(f)).map(|i| i as u32))
+                    .collect();
                 Some((d, truth))
             }
             _ => None,
@@ -332,13 +345,19 @@ fn train_mlp(
                     None => var.zeros_like()?,
                 };
                 let is_weight = vi % 2 == 0;
-                gs.push(if is_weight && l2 > 0.0 { (g + (var.as_tensor() * l2)?)? } else { g });
+                gs.push(if is_weight && l2 > 0.0 {
+                    (g + (var.as_tensor() * l2)?)?
+                } else {
+                    g
+                });
             }
             adam.step(&vars, &gs)?;
         }
         let train_loss = loss_sum / n as f64;
         if !train_loss.is_finite() {
-            return Err(ClassifyError::Data(format!("MLP training diverged at epoch {epoch} (loss {train_loss})")));
+            return Err(ClassifyError::Data(format!(
+                "MLP training diverged at epoch {epoch} (loss {train_loss})"
+            )));
         }
         let dev_error = match (&dev, &dev_x) {
             (Some((_, truth)), Some(x)) => {
@@ -351,10 +370,18 @@ fn train_mlp(
         };
         let seconds = started.elapsed().as_secs_f64();
         tracing::info!(epoch, train_loss, dev_error, seconds, "MLP epoch");
-        epochs.push(EpochLog { epoch, train_loss, dev_error, seconds });
+        epochs.push(EpochLog {
+            epoch,
+            train_loss,
+            dev_error,
+            seconds,
+        });
         if let Some(err) = dev_error {
             if best.as_ref().is_none_or(|b| err < b.0) {
-                let snapshot = vars.iter().map(|v| v.as_tensor().copy()).collect::<candle_core::Result<Vec<_>>>()?;
+                let snapshot = vars
+                    .iter()
+                    .map(|v| v.as_tensor().copy())
+                    .collect::<candle_core::Result<Vec<_>>>()?;
                 best = Some((err, epoch, snapshot));
                 since_best = 0;
             } else {
@@ -368,14 +395,32 @@ fn train_mlp(
     }
     let (weights, best_epoch) = match best {
         Some((_, epoch, snapshot)) => (snapshot, epoch),
-        None => (vars.iter().map(|v| v.as_tensor().copy()).collect::<candle_core::Result<Vec<_>>>()?, epochs.len()),
+        None => (
+            vars.iter()
+                .map(|v| v.as_tensor().copy())
+                .collect::<candle_core::Result<Vec<_>>>()?,
+            epochs.len(),
+        ),
     };
-    let layers = weights.chunks_exact(2).map(|wb| (wb[0].clone(), wb[1].clone())).collect();
-    Ok(Mlp { params: p.clone(), dim, n_classes, layers, scaler, epochs, best_epoch })
+    let layers = weights
+        .chunks_exact(2)
+        .map(|wb| (wb[0].clone(), wb[1].clone()))
+        .collect();
+    Ok(Mlp {
+        params: p.clone(),
+        dim,
+        n_classes,
+        layers,
+        scaler,
+        epochs,
+        best_epoch,
+    })
 }
 
 fn layer_tensors(vars: &[Var]) -> Vec<(Tensor, Tensor)> {
-    vars.chunks_exact(2).map(|wb| (wb[0].as_tensor().clone(), wb[1].as_tensor().clone())).collect()
+    vars.chunks_exact(2)
+        .map(|wb| (wb[0].as_tensor().clone(), wb[1].as_tensor().clone()))
+        .collect()
 }
 
 fn forward(layers: &[(Tensor, Tensor)], activation: Activation, x: &Tensor) -> candle_core::Result<Tensor> {
@@ -455,7 +500,12 @@ impl Predict for Mlp {
             .iter()
             .map(|p| {
                 let top = top_classes(p, TOP_CLASSES);
-                Prediction { class: top[0].0, score: top[0].1, top, nearest: None }
+                Prediction {
+                    class: top[0].0,
+                    score: top[0].1,
+                    top,
+                    nearest: None,
+                }
             })
             .collect())
     }
@@ -468,13 +518,16 @@ mod tests {
 
     /// Three Gaussian blobs in 8 dimensions, labelled by blob.
     fn blobs(n_per: usize, seed: u64) -> (VectorSet, LabelVocab) {
-        let fams: Vec<Family> = (0..3).map(|i| Family::new(format!("F{i}"), &format!("PF{i:05}"))).collect();
+        let fams: Vec<Family> = (0..3)
+            .map(|i| Family::new(format!("F{i}"), &format!("PF{i:05}")))
+            .collect();
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut set = VectorSet::default();
         for c in 0..3 {
             for i in 0..n_per {
-                let v: Vec<f32> =
-                    (0..8).map(|d| if d == c { 3.0 } else { 0.0 } + rng.gen_range(-1.0f32..1.0)).collect();
+                let v: Vec<f32> = (0..8)
+                    .map(|d| if d == c { 3.0 } else { 0.0 } + rng.gen_range(-1.0f32..1.0))
+                    .collect();
                 set.push(format!("{c}-{i}"), Some(fams[c].clone()), &v);
             }
         }
@@ -482,7 +535,12 @@ mod tests {
     }
 
     fn small() -> MlpParams {
-        MlpParams { hidden: vec![16, 8], batch: BatchSize::Rows(10), max_epochs: 15, ..Default::default() }
+        MlpParams {
+            hidden: vec![16, 8],
+            batch: BatchSize::Rows(10),
+            max_epochs: 15,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -535,12 +593,27 @@ mod tests {
     fn rejects_invalid_hyper_parameters() {
         let (train, vocab) = blobs(2, 5);
         for bad in [
-            MlpParams { hidden: vec![0], ..small() },
-            MlpParams { learning_rate: 0.0, ..small() },
-            MlpParams { batch: BatchSize::Fraction(0.0), ..small() },
-            MlpParams { max_epochs: 0, ..small() },
+            MlpParams {
+                hidden: vec![0],
+                ..small()
+            },
+            MlpParams {
+                learning_rate: 0.0,
+                ..small()
+            },
+            MlpParams {
+                batch: BatchSize::Fraction(0.0),
+                ..small()
+            },
+            MlpParams {
+                max_epochs: 0,
+                ..small()
+            },
         ] {
-            assert!(matches!(bad.fit(&train, None, &vocab), Err(ClassifyError::InvalidParams(_))));
+            assert!(matches!(
+                bad.fit(&train, None, &vocab),
+                Err(ClassifyError::InvalidParams(_))
+            ));
         }
     }
 

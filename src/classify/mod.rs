@@ -46,7 +46,8 @@ pub enum ClassifyError {
 /// optional labelled dev set for early stopping) give a fitted model.
 pub trait Fit {
     type Model: Predict;
-    fn fit(&self, train: &VectorSet, dev: Option<&VectorSet>, vocab: &LabelVocab) -> Result<Self::Model, ClassifyError>;
+    fn fit(&self, train: &VectorSet, dev: Option<&VectorSet>, vocab: &LabelVocab)
+        -> Result<Self::Model, ClassifyError>;
 }
 
 /// Prediction for every row of `queries`, in order.
@@ -61,9 +62,14 @@ pub fn class_indices(set: &VectorSet, vocab: &LabelVocab) -> Result<Vec<u32>, Cl
         .iter()
         .zip(&set.families)
         .map(|(id, family)| {
-            let family = family.as_ref().ok_or_else(|| ClassifyError::Data(format!("vector {id} has no family label")))?;
+            let family = family
+                .as_ref()
+                .ok_or_else(|| ClassifyError::Data(format!("vector {id} has no family label")))?;
             vocab.index_of(family).map(|i| i as u32).ok_or_else(|| {
-                ClassifyError::Data(format!("vector {id}: family {} is not in the label vocabulary", family.accession))
+                ClassifyError::Data(format!(
+                    "vector {id}: family {} is not in the label vocabulary",
+                    family.accession
+                ))
             })
         })
         .collect()
@@ -72,7 +78,10 @@ pub fn class_indices(set: &VectorSet, vocab: &LabelVocab) -> Result<Vec<u32>, Cl
 /// Rejects NaN and infinite values, naming the first offending row.
 pub fn check_finite(data: &[f32], dim: usize, what: &str) -> Result<(), ClassifyError> {
     if let Some(pos) = data.iter().position(|v| !v.is_finite()) {
-        return Err(ClassifyError::Data(format!("{what} vector {} holds a non-finite value", pos / dim.max(1))));
+        return Err(ClassifyError::Data(format!(
+            "{what} vector {} holds a non-finite value",
+            pos / dim.max(1)
+        )));
     }
     Ok(())
 }

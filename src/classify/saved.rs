@@ -82,10 +82,13 @@ impl std::str::FromStr for ClassifierKind {
     type Err = ClassifyError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        ClassifierKind::ALL.into_iter().find(|k| k.name() == s.trim()).ok_or_else(|| {
-            let names: Vec<&str> = ClassifierKind::ALL.iter().map(|k| k.name()).collect();
-            ClassifyError::InvalidParams(format!("unknown classifier {s:?}; known: {}", names.join(", ")))
-        })
+        ClassifierKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s.trim())
+            .ok_or_else(|| {
+                let names: Vec<&str> = ClassifierKind::ALL.iter().map(|k| k.name()).collect();
+                ClassifyError::InvalidParams(format!("unknown classifier {s:?}; known: {}", names.join(", ")))
+            })
     }
 }
 
@@ -184,7 +187,11 @@ impl Predict for Model {
 impl Model {
     /// Per-member training logs of MLP kinds (empty for kNN).
     pub fn training_logs(&self) -> Vec<MemberLog> {
-        let log = |m: &Mlp| MemberLog { seed: m.params.seed, best_epoch: m.best_epoch, epochs: m.epochs.clone() };
+        let log = |m: &Mlp| MemberLog {
+            seed: m.params.seed,
+            best_epoch: m.best_epoch,
+            epochs: m.epochs.clone(),
+        };
         match self {
             Model::Mlp(m) => vec![log(m)],
             Model::MlpEnsemble(e) => e.members.iter().map(log).collect(),
@@ -252,7 +259,13 @@ pub fn training_digest(set: &VectorSet) -> String {
     for i in 0..set.len() {
         h.update(set.ids[i].as_bytes());
         h.update([0]);
-        h.update(set.families[i].as_ref().map(|f| f.accession.as_str()).unwrap_or("").as_bytes());
+        h.update(
+            set.families[i]
+                .as_ref()
+                .map(|f| f.accession.as_str())
+                .unwrap_or("")
+                .as_bytes(),
+        );
         h.update([0]);
         for v in set.row(i) {
             h.update(v.to_le_bytes());
@@ -262,7 +275,10 @@ pub fn training_digest(set: &VectorSet) -> String {
 }
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> ClassifyError {
-    ClassifyError::Io { path: path.display().to_string(), message: e.to_string() }
+    ClassifyError::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
 }
 
 impl SavedClassifier {
@@ -302,8 +318,17 @@ impl SavedClassifier {
             calibration: None,
             created_by: format!("protfam {}", env!("CARGO_PKG_VERSION")),
         };
-        let train_ids = if params.kind().is_neighbour_method() { train.ids.clone() } else { Vec::new() };
-        Ok(SavedClassifier { meta, vocab, model, train_ids })
+        let train_ids = if params.kind().is_neighbour_method() {
+            train.ids.clone()
+        } else {
+            Vec::new()
+        };
+        Ok(SavedClassifier {
+            meta,
+            vocab,
+            model,
+            train_ids,
+        })
     }
 
     pub fn kind(&self) -> ClassifierKind {
@@ -339,7 +364,10 @@ impl SavedClassifier {
         };
         match &self.model {
             Model::Knn(k) => {
-                tensors.insert("train.vectors".into(), Tensor::from_slice(k.train_vectors(), (k.len(), k.dim()), &cpu)?);
+                tensors.insert(
+                    "train.vectors".into(),
+                    Tensor::from_slice(k.train_vectors(), (k.len(), k.dim()), &cpu)?,
+                );
                 tensors.insert("train.labels".into(), Tensor::new(k.labels(), &cpu)?);
             }
             Model::KnnEnsemble(e) => {
@@ -371,11 +399,15 @@ impl SavedClassifier {
         let tmp = dir.join(".weights.safetensors.tmp");
         candle_core::safetensors::save(&tensors, &tmp).map_err(|e| io_err(&tmp, e))?;
         std::fs::rename(&tmp, &weights).map_err(|e| io_err(&weights, e))?;
-        write_atomic(&dir.join("labels.json"), |p| self.vocab.save(p).map_err(|e| io_err(p, e)))?;
+        write_atomic(&dir.join("labels.json"), |p| {
+            self.vocab.save(p).map_err(|e| io_err(p, e))
+        })?;
         if !self.train_ids.is_empty() {
             let mut text = self.train_ids.join("\n");
             text.push('\n');
-            write_atomic(&dir.join("train_ids.txt"), |p| std::fs::write(p, &text).map_err(|e| io_err(p, e)))?;
+            write_atomic(&dir.join("train_ids.txt"), |p| {
+                std::fs::write(p, &text).map_err(|e| io_err(p, e))
+            })?;
         }
         self.save_meta(dir)
     }
@@ -383,22 +415,31 @@ impl SavedClassifier {
     /// Rewrites only `classifier.json` (e.g. after adding a calibration).
     pub fn save_meta(&self, dir: &Path) -> Result<(), ClassifyError> {
         let json = serde_json::to_string_pretty(&self.meta).map_err(|e| io_err(dir, e))?;
-        write_atomic(&dir.join("classifier.json"), |p| std::fs::write(p, &json).map_err(|e| io_err(p, e)))
+        write_atomic(&dir.join("classifier.json"), |p| {
+            std::fs::write(p, &json).map_err(|e| io_err(p, e))
+        })
     }
 
     /// Reads only `classifier.json`.
     pub fn load_meta(dir: &Path) -> Result<ClassifierMeta, ClassifyError> {
         let path = dir.join("classifier.json");
         let text = std::fs::read_to_string(&path).map_err(|e| io_err(&path, e))?;
-        let meta: ClassifierMeta = serde_json::from_str(&text).map_err(|e| io_err(&path, format!("invalid JSON: {e}")))?;
+        let meta: ClassifierMeta =
+            serde_json::from_str(&text).map_err(|e| io_err(&path, format!("invalid JSON: {e}")))?;
         if meta.format_version != FORMAT_VERSION {
             return Err(io_err(
                 &path,
-                format!("format version {} (this protfam reads {FORMAT_VERSION})", meta.format_version),
+                format!(
+                    "format version {} (this protfam reads {FORMAT_VERSION})",
+                    meta.format_version
+                ),
             ));
         }
         if meta.params.kind() != meta.classifier {
-            return Err(io_err(&path, format!("classifier {} does not match its parameters", meta.classifier)));
+            return Err(io_err(
+                &path,
+                format!("classifier {} does not match its parameters", meta.classifier),
+            ));
         }
         Ok(meta)
     }
@@ -412,11 +453,16 @@ impl SavedClassifier {
         if vocab.len() != meta.training.n_classes {
             return Err(io_err(
                 &labels_path,
-                format!("{} families, classifier.json says {}", vocab.len(), meta.training.n_classes),
+                format!(
+                    "{} families, classifier.json says {}",
+                    vocab.len(),
+                    meta.training.n_classes
+                ),
             ));
         }
         let weights_path = dir.join("weights.safetensors");
-        let tensors = candle_core::safetensors::load(&weights_path, &Device::Cpu).map_err(|e| io_err(&weights_path, e))?;
+        let tensors =
+            candle_core::safetensors::load(&weights_path, &Device::Cpu).map_err(|e| io_err(&weights_path, e))?;
         let get = |name: &str| tensor(&tensors, &weights_path, name);
         let wrong = |name: &str, e: candle_core::Error| io_err(&weights_path, format!("tensor {name}: {e}"));
         let (n, dim, n_classes) = (meta.training.n, meta.training.dim, meta.training.n_classes);
@@ -430,13 +476,22 @@ impl SavedClassifier {
                 let w = get(&wn)?;
                 let b = get(&bn)?;
                 if w.dims() != [out, fan_in] || b.dims() != [out] {
-                    return Err(io_err(&weights_path, format!("{wn} is {:?}, expected [{out}, {fan_in}]", w.dims())));
+                    return Err(io_err(
+                        &weights_path,
+                        format!("{wn} is {:?}, expected [{out}, {fan_in}]", w.dims()),
+                    ));
                 }
                 layers.push((w.to_device(device)?, b.to_device(device)?));
                 fan_in = out;
             }
-            let scaler = match (tensors.get(&format!("{prefix}scaler.mean")), tensors.get(&format!("{prefix}scaler.scale"))) {
-                (Some(m), Some(s)) => Some(Scaler { mean: m.to_vec1()?, scale: s.to_vec1()? }),
+            let scaler = match (
+                tensors.get(&format!("{prefix}scaler.mean")),
+                tensors.get(&format!("{prefix}scaler.scale")),
+            ) {
+                (Some(m), Some(s)) => Some(Scaler {
+                    mean: m.to_vec1()?,
+                    scale: s.to_vec1()?,
+                }),
                 _ if p.standardize => return Err(io_err(&weights_path, format!("missing tensor {prefix}scaler.mean"))),
                 _ => None,
             };
@@ -457,7 +512,9 @@ impl SavedClassifier {
             }
             ClassifierParams::KnnEnsemble(p) => {
                 let (data, labels) = knn_data(&tensors, &weights_path, n, dim)?;
-                let member = get("ensemble.member")?.to_vec1::<u32>().map_err(|e| wrong("ensemble.member", e))?;
+                let member = get("ensemble.member")?
+                    .to_vec1::<u32>()
+                    .map_err(|e| wrong("ensemble.member", e))?;
                 let mut parts = vec![Vec::new(); p.members];
                 for (row, &m) in member.iter().enumerate() {
                     parts
@@ -465,17 +522,30 @@ impl SavedClassifier {
                         .ok_or_else(|| io_err(&weights_path, format!("ensemble.member {m} >= {}", p.members)))?
                         .push(row);
                 }
-                Model::KnnEnsemble(KnnEnsemble::from_parts(p.clone(), n_classes, dim, &data, &labels, parts)?)
+                Model::KnnEnsemble(KnnEnsemble::from_parts(
+                    p.clone(),
+                    n_classes,
+                    dim,
+                    &data,
+                    &labels,
+                    parts,
+                )?)
             }
             ClassifierParams::Mlp(p) => Model::Mlp(load_mlp("", p, meta.training_log.first())?),
             ClassifierParams::MlpEnsemble(p) => {
                 let members = (0..p.members)
                     .map(|i| {
-                        let mp = MlpParams { seed: p.seed.wrapping_add(i as u64), ..p.mlp.clone() };
+                        let mp = MlpParams {
+                            seed: p.seed.wrapping_add(i as u64),
+                            ..p.mlp.clone()
+                        };
                         load_mlp(&format!("members.{i}."), &mp, meta.training_log.get(i))
                     })
                     .collect::<Result<Vec<_>, _>>()?;
-                Model::MlpEnsemble(MlpEnsemble { params: p.clone(), members })
+                Model::MlpEnsemble(MlpEnsemble {
+                    params: p.clone(),
+                    members,
+                })
             }
         };
         let ids_path = dir.join("train_ids.txt");
@@ -489,7 +559,12 @@ impl SavedClassifier {
         } else {
             Vec::new()
         };
-        Ok(SavedClassifier { meta, vocab, model, train_ids })
+        Ok(SavedClassifier {
+            meta,
+            vocab,
+            model,
+            train_ids,
+        })
     }
 
     /// The directory layout's file names, for listings.
@@ -503,7 +578,9 @@ impl SavedClassifier {
 }
 
 fn tensor<'a>(tensors: &'a HashMap<String, Tensor>, path: &Path, name: &str) -> Result<&'a Tensor, ClassifyError> {
-    tensors.get(name).ok_or_else(|| io_err(path, format!("missing tensor {name}")))
+    tensors
+        .get(name)
+        .ok_or_else(|| io_err(path, format!("missing tensor {name}")))
 }
 
 /// The kNN training vectors and labels of a weights file, shape-checked.
@@ -516,18 +593,36 @@ fn knn_data(
     let wrong = |name: &str, e: candle_core::Error| io_err(path, format!("tensor {name}: {e}"));
     let v = tensor(tensors, path, "train.vectors")?;
     if v.dims() != [n, dim] || v.dtype() != DType::F32 {
-        return Err(io_err(path, format!("train.vectors is {:?} {:?}, expected F32 [{n}, {dim}]", v.dtype(), v.dims())));
+        return Err(io_err(
+            path,
+            format!(
+                "train.vectors is {:?} {:?}, expected F32 [{n}, {dim}]",
+                v.dtype(),
+                v.dims()
+            ),
+        ));
     }
-    let data = v.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(|e| wrong("train.vectors", e))?;
-    let labels = tensor(tensors, path, "train.labels")?.to_vec1::<u32>().map_err(|e| wrong("train.labels", e))?;
+    let data = v
+        .flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .map_err(|e| wrong("train.vectors", e))?;
+    let labels = tensor(tensors, path, "train.labels")?
+        .to_vec1::<u32>()
+        .map_err(|e| wrong("train.labels", e))?;
     if labels.len() != n {
-        return Err(io_err(path, format!("train.labels has {} rows, expected {n}", labels.len())));
+        return Err(io_err(
+            path,
+            format!("train.labels has {} rows, expected {n}", labels.len()),
+        ));
     }
     Ok((data, labels))
 }
 
 fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<(), ClassifyError>) -> Result<(), ClassifyError> {
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.tmp"));
     write(&tmp)?;
     std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))

@@ -45,13 +45,20 @@ pub struct CacheSource {
 
 impl CacheSource {
     pub fn new(data: &DataArgs, device: candle_core::Device) -> Self {
-        CacheSource { data: data.clone(), device, embedders: HashMap::new() }
+        CacheSource {
+            data: data.clone(),
+            device,
+            embedders: HashMap::new(),
+        }
     }
 }
 
 impl VectorSource for CacheSource {
     fn vectors(&mut self, model: &str, part: &str) -> Result<(EmbedderSpec, VectorSet), EvaluateError> {
-        let vec_err = |message: String| EvaluateError::Vectors { model: model.to_string(), message };
+        let vec_err = |message: String| EvaluateError::Vectors {
+            model: model.to_string(),
+            message,
+        };
         if !self.embedders.contains_key(model) {
             let opts = crate::models::LoadOptions {
                 device: self.device.clone(),
@@ -65,7 +72,10 @@ impl VectorSource for CacheSource {
         let records = crate::io::pfam_csv::read_part(&self.data.data, &self.data.split, part)
             .and_then(|r| r.collect::<Result<Vec<_>, _>>())
             .map_err(|e| vec_err(e.to_string()))?;
-        let mut set = VectorSet { dim: embedder.spec().dim, ..Default::default() };
+        let mut set = VectorSet {
+            dim: embedder.spec().dim,
+            ..Default::default()
+        };
         let bar = super::progress_bar(records.len() as u64, "sequences");
         bar.set_message(format!("{model} {part}"));
         for chunk in records.chunks(64) {
@@ -88,9 +98,20 @@ fn run_baseline(name: &str, _args: &EvaluateArgs) -> anyhow::Result<ReportRow> {
 
 pub fn run(args: EvaluateArgs) -> anyhow::Result<ExitCode> {
     let device = args.data.device();
-    let kinds = args.classifiers.iter().map(|c| c.parse::<ClassifierKind>()).collect::<Result<Vec<_>, _>>()?;
-    let classifiers = kinds.iter().map(|&k| args.params.params(k, &device)).collect::<anyhow::Result<Vec<_>>>()?;
-    let baseline_rows = args.baselines.iter().map(|b| run_baseline(b, &args)).collect::<anyhow::Result<Vec<_>>>()?;
+    let kinds = args
+        .classifiers
+        .iter()
+        .map(|c| c.parse::<ClassifierKind>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let classifiers = kinds
+        .iter()
+        .map(|&k| args.params.params(k, &device))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let baseline_rows = args
+        .baselines
+        .iter()
+        .map(|b| run_baseline(b, &args))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let config = EvaluateConfig {
         split: args.data.split.clone(),
         models: args.models.clone(),

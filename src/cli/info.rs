@@ -52,7 +52,11 @@ pub fn describe(dir: &std::path::Path) -> anyhow::Result<String> {
         for ep in &log.epochs {
             let dev = ep.dev_error.map(|d| format!("{:.2}", 100.0 * d)).unwrap_or("-".into());
             let mark = if ep.epoch == log.best_epoch { " *" } else { "" };
-            writeln!(s, "  {:>5}  {:>10.4}  {:>13}  {:>7.2}{mark}", ep.epoch, ep.train_loss, dev, ep.seconds)?;
+            writeln!(
+                s,
+                "  {:>5}  {:>10.4}  {:>13}  {:>7.2}{mark}",
+                ep.epoch, ep.train_loss, dev, ep.seconds
+            )?;
         }
     }
     match &meta.calibration {

@@ -62,12 +62,20 @@ impl ClassifierArgs {
     /// Hyper-parameters of `kind` from these flags, on `device`.
     pub fn params(&self, kind: ClassifierKind, device: &candle_core::Device) -> anyhow::Result<ClassifierParams> {
         let mut params = ClassifierParams::defaults(kind);
-        let weighting = if self.weighting == "distance" { Weighting::Distance } else { Weighting::Uniform };
+        let weighting = if self.weighting == "distance" {
+            Weighting::Distance
+        } else {
+            Weighting::Uniform
+        };
         let batch = match self.batch_size {
             Some(rows) => BatchSize::Rows(rows),
             None => BatchSize::Fraction(self.batch_fraction),
         };
-        let activation = if self.activation == "relu" { Activation::Relu } else { Activation::Identity };
+        let activation = if self.activation == "relu" {
+            Activation::Relu
+        } else {
+            Activation::Identity
+        };
         match &mut params {
             ClassifierParams::Knn(p) => {
                 p.k = self.k;
@@ -81,7 +89,8 @@ impl ClassifierArgs {
                 p.members = self.members.unwrap_or(p.members);
                 p.knn.check()?;
             }
-            ClassifierParams::Mlp(p) | ClassifierParams::MlpEnsemble(crate::classify::MlpEnsembleParams { mlp: p, .. }) => {
+            ClassifierParams::Mlp(p)
+            | ClassifierParams::MlpEnsemble(crate::classify::MlpEnsembleParams { mlp: p, .. }) => {
                 p.hidden = self.hidden.clone();
                 p.activation = activation;
                 p.max_epochs = self.epochs;
@@ -166,9 +175,17 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     let (spec, train) = source.vectors(&args.model, "train")?;
     let (_, dev) = source.vectors(&args.model, "dev")?;
     let started = Instant::now();
-    let classifier = SavedClassifier::train(&params, &spec, &train, Some(&dev), &format!("{}/train", args.data.source_label()))
-        .with_context(|| format!("training {kind} on {}", spec.name))?;
-    classifier.save(&args.out).with_context(|| format!("saving to {}", args.out.display()))?;
+    let classifier = SavedClassifier::train(
+        &params,
+        &spec,
+        &train,
+        Some(&dev),
+        &format!("{}/train", args.data.source_label()),
+    )
+    .with_context(|| format!("training {kind} on {}", spec.name))?;
+    classifier
+        .save(&args.out)
+        .with_context(|| format!("saving to {}", args.out.display()))?;
     eprintln!(
         "trained {kind} on {} {} vectors ({} families) in {:.1} s; saved to {}",
         train.len(),
@@ -183,7 +200,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
                 "  member {m}: {} epochs, best epoch {} (dev error {})",
                 last.epoch,
                 log.best_epoch,
-                log.epochs.get(log.best_epoch.saturating_sub(1)).and_then(|e| e.dev_error).map(|e| format!("{:.2}%", 100.0 * e)).unwrap_or("-".into())
+                log.epochs
+                    .get(log.best_epoch.saturating_sub(1))
+                    .and_then(|e| e.dev_error)
+                    .map(|e| format!("{:.2}%", 100.0 * e))
+                    .unwrap_or("-".into())
             );
         }
     }

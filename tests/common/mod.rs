@@ -59,7 +59,10 @@ pub fn composition_spec() -> EmbedderSpec {
 }
 
 pub fn part_vectors(split: &str, part: &str) -> VectorSet {
-    let mut set = VectorSet { dim: 420, ..Default::default() };
+    let mut set = VectorSet {
+        dim: 420,
+        ..Default::default()
+    };
     for r in read_part(&data_root(), split, part).expect("bundled split") {
         let r = r.expect("valid record");
         set.push(r.id.clone(), r.family.clone(), &composition(&r.sequence));
