@@ -26,6 +26,9 @@ pub struct EvaluateArgs {
     /// Baselines to run on the same split and add to the report: hmm, blast.
     #[arg(long, value_delimiter = ',')]
     pub baselines: Vec<String>,
+    /// Cache of the baselines' HMM / BLAST databases.
+    #[arg(long, default_value = "data/baselines")]
+    pub baseline_work_dir: std::path::PathBuf,
     /// Directory for evaluate.{json,csv,md} and per-query predictions (under `<split>/`).
     #[arg(long, default_value = "data/reports")]
     pub report_dir: std::path::PathBuf,
@@ -55,10 +58,7 @@ impl CacheSource {
 
 impl VectorSource for CacheSource {
     fn vectors(&mut self, model: &str, part: &str) -> Result<(EmbedderSpec, VectorSet), EvaluateError> {
-        let vec_err = |message: String| EvaluateError::Vectors {
-            model: model.to_string(),
-            message,
-        };
+        let vec_err = |message: String| EvaluateError::Vectors { model: model.to_string(), message };
         if !self.embedders.contains_key(model) {
             let opts = crate::models::LoadOptions {
                 device: self.device.clone(),
@@ -69,31 +69,27 @@ impl VectorSource for CacheSource {
             self.embedders.insert(model.to_string(), embedder);
         }
         let embedder = self.embedders[model].as_ref();
-        let records = crate::io::pfam_csv::read_part(&self.data.data, &self.data.split, part)
-            .and_then(|r| r.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| vec_err(e.to_string()))?;
-        let mut set = VectorSet {
-            dim: embedder.spec().dim,
-            ..Default::default()
-        };
-        let bar = super::progress_bar(records.len() as u64, "sequences");
+        let cache = crate::cache::Cache::new(&self.data.cache);
+        let bar = super::progress_bar(0, "sequences");
         bar.set_message(format!("{model} {part}"));
-        for chunk in records.chunks(64) {
-            let seqs: Vec<&str> = chunk.iter().map(|r| r.sequence.as_str()).collect();
-            let vectors = embedder.embed_pooled(&seqs).map_err(|e| vec_err(e.to_string()))?;
-            for (r, v) in chunk.iter().zip(vectors) {
-                set.push(r.id.clone(), r.family.clone(), &v);
-            }
-            bar.inc(chunk.len() as u64);
-        }
+        let opts = crate::pipeline::EmbedOptions { progress: bar.clone(), ..Default::default() };
+        let set = crate::pipeline::load_vectors(embedder, &cache, &self.data.data, &self.data.split, part, &opts)
+            .map_err(|e| vec_err(e.to_string()))?;
         bar.finish_and_clear();
         Ok((embedder.spec().clone(), set))
     }
 }
 
-/// Runs one baseline on the split and returns its report row.
-fn run_baseline(name: &str, _args: &EvaluateArgs) -> anyhow::Result<ReportRow> {
-    anyhow::bail!("baseline {name:?} is not available in this build (known after the baseline merge: hmm, blast)")
+/// Runs one baseline (HMMER or BLAST) on the split, writes its own report files
+/// and returns its row for the combined table.
+fn run_baseline(name: &str, args: &EvaluateArgs) -> anyhow::Result<ReportRow> {
+    use crate::baseline::{run_baseline_detailed, write_reports, BaselineKind, BaselineOptions};
+    let kind: BaselineKind = name.parse()?;
+    let opts = BaselineOptions::new(&args.baseline_work_dir);
+    let run = run_baseline_detailed(kind, &args.data.data, &args.data.split, &opts)
+        .with_context(|| format!("{kind} baseline on {}", args.data.data.join(&args.data.split).display()))?;
+    write_reports(&args.report_dir, kind, &args.data.split, &run.row, &run.predictions)?;
+    Ok(run.row)
 }
 
 pub fn run(args: EvaluateArgs) -> anyhow::Result<ExitCode> {

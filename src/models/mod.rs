@@ -13,6 +13,7 @@ use crate::embedder::Embedder;
 pub mod bert;
 pub mod esm;
 pub mod near;
+pub mod npz;
 pub mod onehot;
 pub mod registry;
 pub mod t5;
@@ -25,7 +26,11 @@ pub enum ModelError {
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
     #[error("{path}: tensor {tensor}: {message}")]
-    Tensor { path: PathBuf, tensor: String, message: String },
+    Tensor {
+        path: PathBuf,
+        tensor: String,
+        message: String,
+    },
     #[error("{0}")]
     Candle(#[from] candle_core::Error),
     #[error("{0}")]
@@ -46,7 +51,12 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { device: Device::Cpu, dtype: DType::F32, layer: None, models_dir: PathBuf::from("models") }
+        LoadOptions {
+            device: Device::Cpu,
+            dtype: DType::F32,
+            layer: None,
+            models_dir: PathBuf::from("models"),
+        }
     }
 }
 
