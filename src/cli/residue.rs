@@ -130,6 +130,14 @@ impl SplitArgs {
 
     pub fn load_embedder(&self) -> anyhow::Result<Box<dyn Embedder>> {
         let opts = crate::models::LoadOptions { models_dir: self.models_dir.clone(), ..Default::default() };
+        // NEAR loads from its directory directly (`models/near` or a path holding weights.npz),
+        // whether or not the registry lists it.
+        let near_dir = if self.model == "near" { self.models_dir.join("near") } else { PathBuf::from(&self.model) };
+        if near_dir.join(crate::models::near::WEIGHTS_FILE).is_file() {
+            let name = if self.model == "near" { "near" } else { self.model.as_str() };
+            return crate::models::near::load_embedder(&near_dir, name, &opts)
+                .with_context(|| format!("loading NEAR from {}", near_dir.display()));
+        }
         crate::models::load(&self.model, &opts).with_context(|| format!("loading model {}", self.model))
     }
 }

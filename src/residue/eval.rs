@@ -222,3 +222,21 @@ pub fn family_sizes(train: &[Record]) -> HashMap<Family, usize> {
     }
     sizes
 }
+
+/// The whole `residue-knn` evaluation of one split, for `protfam evaluate --classifiers residue-knn`:
+/// fit on `train` (building or reopening the store under `store_root`), predict `test_part`.
+pub fn evaluate_split(
+    embedder: &dyn Embedder,
+    root: &Path,
+    split: &str,
+    test_part: &str,
+    params: &super::ResidueKnnParams,
+    store_root: &Path,
+) -> Result<ResidueEvalReport, ResidueError> {
+    let train = read_part(root, split, "train")?;
+    let test = read_part(root, split, test_part)?;
+    let vocab = crate::io::vocab::LabelVocab::from_families(train.iter().filter_map(|r| r.family.as_ref()));
+    let started = Instant::now();
+    let knn = params.fit(embedder, &train, &vocab, store_root)?;
+    evaluate(&knn, embedder, &train, &test, started.elapsed().as_secs_f64())
+}
