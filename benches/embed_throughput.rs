@@ -155,7 +155,7 @@ fn main() {
     ];
     let mut unirep_first: Option<Measure> = None;
 
-    let mut row = |label: &str, protfam: Result<Measure, String>, peer: Result<Measure, String>, peer_name: &str| match (
+    let row = |label: &str, protfam: Result<Measure, String>, peer: Result<Measure, String>, peer_name: &str| match (
         &protfam, &peer,
     ) {
         (Ok(p), Ok(q)) => println!(

@@ -14,6 +14,7 @@ pub mod embed;
 pub mod evaluate;
 pub mod info;
 pub mod models;
+pub mod residue;
 pub mod train;
 
 /// Pfam family annotation of proteins by transfer learning from protein language models.
@@ -51,6 +52,9 @@ pub enum Command {
     /// Run the HMM (HMMER) or BLAST baseline on a split.
     #[command(subcommand)]
     Baseline(baseline::BaselineCommand),
+    /// Residue-level retrieval (`residue-knn`): build the store, evaluate, tune, measure recall.
+    #[command(subcommand)]
+    Residue(residue::ResidueCommand),
     /// Show what a trained classifier directory holds.
     Info(info::InfoArgs),
 }
@@ -70,6 +74,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Compare(args) => compare::run(args),
         Command::Baseline(cmd) => baseline::run(cmd),
         Command::Info(args) => info::run(args),
+        Command::Residue(cmd) => residue::run(cmd),
     }
 }
 
