@@ -53,7 +53,11 @@ pub fn score<L: Ord + Clone>(truth: &[L], predicted: &[Option<L>]) -> Metrics {
         if c.support == 0 {
             continue;
         }
-        let p = if c.predicted == 0 { 0.0 } else { c.true_positive as f64 / c.predicted as f64 };
+        let p = if c.predicted == 0 {
+            0.0
+        } else {
+            c.true_positive as f64 / c.predicted as f64
+        };
         let r = c.true_positive as f64 / c.support as f64;
         let f = if p + r == 0.0 { 0.0 } else { 2.0 * p * r / (p + r) };
         let w = c.support as f64;
@@ -73,8 +77,13 @@ pub fn score<L: Ord + Clone>(truth: &[L], predicted: &[Option<L>]) -> Metrics {
 }
 
 /// Training-family size bins of the paper's few-shot analysis.
-pub const SIZE_BINS: [(usize, usize, &str); 5] =
-    [(1, 1, "1"), (2, 4, "2-4"), (5, 9, "5-9"), (10, 49, "10-49"), (50, usize::MAX, "50+")];
+pub const SIZE_BINS: [(usize, usize, &str); 5] = [
+    (1, 1, "1"),
+    (2, 4, "2-4"),
+    (5, 9, "5-9"),
+    (10, 49, "10-49"),
+    (50, usize::MAX, "50+"),
+];
 
 /// Error rate among test items whose family has a given number of training examples.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,7 +111,10 @@ pub fn error_by_family_size<L: Ord + Clone>(
         let slot = if size == 0 {
             &mut absent
         } else {
-            let i = SIZE_BINS.iter().position(|(lo, hi, _)| size >= *lo && size <= *hi).expect("bins cover 1..");
+            let i = SIZE_BINS
+                .iter()
+                .position(|(lo, hi, _)| size >= *lo && size <= *hi)
+                .expect("bins cover 1..");
             &mut counts[i]
         };
         slot.0 += 1;

@@ -37,7 +37,10 @@ impl VectorSet {
 
     /// The rows at `indices`, in that order.
     pub fn select(&self, indices: &[usize]) -> VectorSet {
-        let mut out = VectorSet { dim: self.dim, ..Default::default() };
+        let mut out = VectorSet {
+            dim: self.dim,
+            ..Default::default()
+        };
         for &i in indices {
             out.ids.push(self.ids[i].clone());
             out.families.push(self.families[i].clone());

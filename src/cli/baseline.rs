@@ -1,13 +1,128 @@
-//! `protfam baseline` (to be written).
+//! `protfam baseline hmm|blast`: the HMMER and BLAST baselines on a Pfam
+//! split, printed as a Markdown table and written as JSON / CSV reports that
+//! `protfam evaluate` and `protfam compare` read.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::baseline::{
+    markdown_size_table, markdown_table, run_baseline_detailed, write_reports, BaselineKind, BaselineOptions,
+};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum BaselineCommand {
-    /// Not available yet.
-    Pending,
+    /// Profile HMMs (HMMER): one per family from its training alignment; best-scoring profile wins.
+    Hmm(BaselineArgs),
+    /// BLAST+ blastp against the training sequences; the top hit's family wins.
+    Blast(BaselineArgs),
+    /// Both baselines, one after the other, in one table.
+    All(BaselineArgs),
 }
 
-pub fn run(_cmd: BaselineCommand) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`protfam baseline` is not available yet")
+#[derive(Debug, clap::Args)]
+pub struct BaselineArgs {
+    /// Root of the Pfam split data (holding `<split>/train` and `<split>/test`); default $PROTFAM_DATA,
+    /// else ../shared/data/pfam35-uniprot20k or data/pfam35-uniprot20k.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Split directory under the data root.
+    #[arg(long, default_value = "clustered_split")]
+    pub split: String,
+    /// Where the JSON / CSV reports go.
+    #[arg(long, default_value = "data/reports")]
+    pub report_dir: PathBuf,
+    /// Where the HMM / BLAST databases are cached (keyed by a digest of the training data).
+    #[arg(long, default_value = "data/baselines")]
+    pub work_dir: PathBuf,
+    /// Parallel tool processes (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Directory holding hmmbuild/hmmpress/hmmsearch or makeblastdb/blastp (default: search PATH).
+    #[arg(long)]
+    pub tool_dir: Option<PathBuf>,
+    /// HMM: run hmmsearch with --max (no acceleration filters; much slower, every sequence gets a best profile).
+    #[arg(long)]
+    pub max: bool,
+}
+
+/// The validated form of [`BaselineArgs`].
+struct BaselineConfig {
+    data: PathBuf,
+    split: String,
+    report_dir: PathBuf,
+    options: BaselineOptions,
+}
+
+impl BaselineArgs {
+    fn validate(self) -> anyhow::Result<BaselineConfig> {
+        let data = match self.data {
+            Some(d) => d,
+            None => default_data_root().context(
+                "no data root: pass --data <dir> (the directory holding clustered_split/ and random_split/) or set PROTFAM_DATA",
+            )?,
+        };
+        let split_dir = data.join(&self.split);
+        anyhow::ensure!(
+            split_dir.is_dir(),
+            "{}: no such split directory (check --data and --split)",
+            split_dir.display()
+        );
+        let mut options = BaselineOptions::new(self.work_dir);
+        options.threads = self.threads;
+        options.tool_dir = self.tool_dir;
+        options.hmm_max = self.max;
+        Ok(BaselineConfig {
+            data,
+            split: self.split,
+            report_dir: self.report_dir,
+            options,
+        })
+    }
+}
+
+/// `$PROTFAM_DATA`, else the bundled data next to the checkout or under `data/`.
+fn default_data_root() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("PROTFAM_DATA") {
+        return Some(PathBuf::from(dir));
+    }
+    ["../shared/data/pfam35-uniprot20k", "data/pfam35-uniprot20k"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_dir())
+}
+
+pub fn run(cmd: BaselineCommand) -> anyhow::Result<ExitCode> {
+    let (kinds, args) = match cmd {
+        BaselineCommand::Hmm(args) => (vec![BaselineKind::Hmm], args),
+        BaselineCommand::Blast(args) => (vec![BaselineKind::Blast], args),
+        BaselineCommand::All(args) => (BaselineKind::ALL.to_vec(), args),
+    };
+    let config = args.validate()?;
+    let mut rows = Vec::new();
+    for kind in kinds {
+        let run = run_baseline_detailed(kind, &config.data, &config.split, &config.options)
+            .with_context(|| format!("{kind} baseline on {}", config.data.join(&config.split).display()))?;
+        let written = write_reports(&config.report_dir, kind, &config.split, &run.row, &run.predictions)?;
+        let no_hit = run.predictions.iter().filter(|p| p.predicted.is_none()).count();
+        tracing::info!(
+            "{kind}: {} errors in {} test sequences ({:.2}%), {no_hit} without any hit; {} database {} {}; reports: {}",
+            run.row.errors,
+            run.row.n,
+            100.0 * run.row.error_rate,
+            run.tool_version,
+            if run.reused_database { "reused from" } else { "built in" },
+            run.database_dir.display(),
+            written
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        rows.push(run.row);
+    }
+    println!("{}", markdown_table(&rows));
+    println!("{}", markdown_size_table(&rows));
+    Ok(ExitCode::SUCCESS)
 }

@@ -14,6 +14,7 @@ pub mod embed;
 pub mod evaluate;
 pub mod info;
 pub mod models;
+pub mod residue;
 pub mod train;
 
 /// Pfam family annotation of proteins by transfer learning from protein language models.
@@ -51,6 +52,9 @@ pub enum Command {
     /// Run the HMM (HMMER) or BLAST baseline on a split.
     #[command(subcommand)]
     Baseline(baseline::BaselineCommand),
+    /// Residue-level retrieval (`residue-knn`): build the store, evaluate, tune, measure recall.
+    #[command(subcommand)]
+    Residue(residue::ResidueCommand),
     /// Show what a trained classifier directory holds.
     Info(info::InfoArgs),
 }
@@ -70,6 +74,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Compare(args) => compare::run(args),
         Command::Baseline(cmd) => baseline::run(cmd),
         Command::Info(args) => info::run(args),
+        Command::Residue(cmd) => residue::run(cmd),
     }
 }
 
@@ -81,7 +86,10 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// A progress bar on stderr that hides itself when stderr is not a terminal.
@@ -92,7 +100,9 @@ pub fn progress_bar(len: u64, unit: &str) -> indicatif::ProgressBar {
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let template = format!("{{spinner}} [{{elapsed_precise}}] {{bar:40}} {{pos}}/{{len}} {unit} ({{per_sec}}, ETA {{eta}}) {{msg}}");
+    let template = format!(
+        "{{spinner}} [{{elapsed_precise}}] {{bar:40}} {{pos}}/{{len}} {unit} ({{per_sec}}, ETA {{eta}}) {{msg}}"
+    );
     if let Ok(style) = indicatif::ProgressStyle::with_template(&template) {
         bar.set_style(style);
     }

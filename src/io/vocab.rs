@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::Family;
+use super::{Family, Record};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VocabError {
@@ -15,7 +15,12 @@ pub enum VocabError {
     #[error("{path}: invalid label vocabulary JSON: {source}")]
     Json { path: String, source: serde_json::Error },
     #[error("{path}: family {family_id} appears with accessions {first} and {second}")]
-    Inconsistent { path: String, family_id: String, first: String, second: String },
+    Inconsistent {
+        path: String,
+        family_id: String,
+        first: String,
+        second: String,
+    },
 }
 
 /// Families sorted by accession, then family id; the class index of a family is
@@ -39,10 +44,65 @@ impl LabelVocab {
         Self::from_sorted(families)
     }
 
+    /// Builds the vocabulary from the labelled records of a training set
+    /// (records without a family are ignored).
+    ///
+    /// ```
+    /// use protfam::io::{vocab::LabelVocab, Family, Record};
+    ///
+    /// let mut a = Record::new("a/1-9", "MKV");
+    /// a.family = Some(Family::new("Pkinase", "PF00069.25"));
+    /// let vocab = LabelVocab::from_records([&a, &Record::new("unlabelled", "MK")]);
+    /// assert_eq!(vocab.len(), 1);
+    /// assert_eq!(vocab.index_of_family_id("Pkinase"), Some(0));
+    /// ```
+    pub fn from_records<'a>(records: impl IntoIterator<Item = &'a Record>) -> Self {
+        Self::from_families(records.into_iter().filter_map(|r| r.family.as_ref()))
+    }
+
+    /// Whether the family (by accession or family id) has a class index.
+    pub fn contains(&self, family: &Family) -> bool {
+        self.index_of(family).is_some()
+    }
+
+    /// Families with the same `family_id` under different accessions (or the
+    /// reverse) make indices ambiguous; this names the first such pair.
+    pub fn check_consistent(&self) -> Result<(), String> {
+        let mut by_id: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut by_acc: BTreeMap<&str, &str> = BTreeMap::new();
+        for f in &self.families {
+            if let Some(first) = by_id.insert(&f.family_id, &f.accession) {
+                return Err(format!(
+                    "family {} appears with accessions {first} and {}",
+                    f.family_id, f.accession
+                ));
+            }
+            if let Some(first) = by_acc.insert(&f.accession, &f.family_id) {
+                return Err(format!(
+                    "accession {} appears with family ids {first} and {}",
+                    f.accession, f.family_id
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn from_sorted(families: Vec<Family>) -> Self {
-        let by_accession = families.iter().enumerate().map(|(i, f)| (f.accession.clone(), i)).collect();
-        let by_family_id = families.iter().enumerate().map(|(i, f)| (f.family_id.clone(), i)).collect();
-        LabelVocab { families, by_accession, by_family_id }
+        let by_accession = families
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.accession.clone(), i))
+            .collect();
+        let by_family_id = families
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.family_id.clone(), i))
+            .collect();
+        LabelVocab {
+            families,
+            by_accession,
+            by_family_id,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -76,14 +136,23 @@ impl LabelVocab {
 
     pub fn save(&self, path: &Path) -> Result<(), VocabError> {
         let p = path.display().to_string();
-        let json = serde_json::to_string_pretty(self).map_err(|source| VocabError::Json { path: p.clone(), source })?;
+        let json = serde_json::to_string_pretty(self).map_err(|source| VocabError::Json {
+            path: p.clone(),
+            source,
+        })?;
         std::fs::write(path, json).map_err(|source| VocabError::Io { path: p, source })
     }
 
     pub fn load(path: &Path) -> Result<Self, VocabError> {
         let p = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| VocabError::Io { path: p.clone(), source })?;
-        let raw: LabelVocab = serde_json::from_str(&text).map_err(|source| VocabError::Json { path: p.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| VocabError::Io {
+            path: p.clone(),
+            source,
+        })?;
+        let raw: LabelVocab = serde_json::from_str(&text).map_err(|source| VocabError::Json {
+            path: p.clone(),
+            source,
+        })?;
         let vocab = Self::from_sorted(raw.families);
         if vocab.by_family_id.len() != vocab.families.len() {
             let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
@@ -121,5 +190,20 @@ mod tests {
         let path = dir.path().join("labels.json");
         vocab.save(&path).unwrap();
         assert_eq!(LabelVocab::load(&path).unwrap(), vocab);
+    }
+
+    #[test]
+    fn from_records_and_consistency() {
+        let mut records = vec![Record::new("a", "MK"), Record::new("b", "MK"), Record::new("c", "MK")];
+        records[0].family = Some(Family::new("B", "PF2.1"));
+        records[1].family = Some(Family::new("A", "PF1.1"));
+        let vocab = LabelVocab::from_records(&records);
+        assert_eq!(vocab.len(), 2);
+        assert_eq!(vocab.family(0).family_id, "A");
+        assert!(vocab.contains(&Family::new("B", "PF2")));
+        assert!(vocab.check_consistent().is_ok());
+        records[2].family = Some(Family::new("A", "PF3"));
+        let clash = LabelVocab::from_records(&records).check_consistent().unwrap_err();
+        assert_eq!(clash, "family A appears with accessions PF1 and PF3");
     }
 }

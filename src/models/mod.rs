@@ -17,6 +17,7 @@ use crate::embedder::Embedder;
 pub mod bert;
 pub mod esm;
 pub mod near;
+pub mod npz;
 pub mod onehot;
 pub mod registry;
 pub mod t5;

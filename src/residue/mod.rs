@@ -1,1 +1,35 @@
-//! (to be written)
+//! Family classification by residue-level embedding retrieval (`residue-knn`).
+//!
+//! Mean pooling throws away where in a sequence each signal is. Here every
+//! kept residue of every training sequence is stored ([`store`]); each query
+//! residue finds its nearest training residues by cosine ([`search`]); their
+//! families collect similarity-weighted votes, raised where hits on one
+//! training sequence line up on a diagonal ([`score`]); [`classifier`] ties
+//! it together behind fit / predict and a saved form that references the
+//! store.
+
+pub mod atomic;
+pub mod classifier;
+pub mod eval;
+pub mod score;
+pub mod search;
+pub mod store;
+
+pub use classifier::{IndexKind, ResidueKnn, ResidueKnnParams, ResiduePrediction};
+pub use score::{Aggregate, ScoreParams};
+pub use store::{ResidueStore, StoreConfig};
+
+/// Errors of the residue store, search and classifier.
+#[derive(Debug, thiserror::Error)]
+pub enum ResidueError {
+    #[error("invalid residue-knn parameter: {0}")]
+    InvalidParams(String),
+    #[error("{path}: {message}")]
+    Store { path: String, message: String },
+    #[error(transparent)]
+    Embed(#[from] crate::embedder::EmbedError),
+    #[error("{0}")]
+    Candle(#[from] candle_core::Error),
+    #[error("{0}")]
+    Data(String),
+}

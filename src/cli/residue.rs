@@ -1,0 +1,392 @@
+//! `protfam residue`: build the per-residue store, evaluate `residue-knn` on a
+//! split, tune its scoring on the dev part, and measure the HNSW index's
+//! recall against exact search. [`ResidueKnnArgs`] holds the classifier's
+//! flags, shared with `train` / `evaluate` / `annotate` / `compare`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+
+use crate::embedder::Embedder;
+use crate::residue::eval::{self, TuneGrid};
+use crate::residue::search::{exact_top_k, recall_at_k, ApproxIndex, ApproxOptions, SearchOptions};
+use crate::residue::{Aggregate, IndexKind, ResidueKnn, ResidueKnnParams, ScoreParams};
+
+/// Flags of the `residue-knn` classifier (defaults: the dev-tuned settings).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ResidueKnnArgs {
+    /// Keep every N-th training residue in the store.
+    #[arg(long)]
+    pub residue_stride: Option<usize>,
+    /// Search every N-th query residue (defaults to --residue-stride).
+    #[arg(long)]
+    pub residue_query_stride: Option<usize>,
+    /// Nearest training residues per query residue that vote.
+    #[arg(long)]
+    pub residue_top_k: Option<usize>,
+    /// Ignore hits below this cosine similarity.
+    #[arg(long)]
+    pub min_similarity: Option<f32>,
+    /// Strength of the diagonal-consistency bonus (0 = plain similarity vote).
+    #[arg(long)]
+    pub diagonal_weight: Option<f32>,
+    /// Offsets (query pos - target pos) within this many residues agree.
+    #[arg(long)]
+    pub diagonal_band: Option<u32>,
+    /// Agreeing hits beyond this many add nothing more.
+    #[arg(long)]
+    pub diagonal_cap: Option<u32>,
+    /// Pool votes per family or per best training sequence (family|sequence).
+    #[arg(long)]
+    pub residue_aggregate: Option<Aggregate>,
+    /// Predict no family when the best family score (share of the query explained) is below this.
+    #[arg(long)]
+    pub residue_min_score: Option<f32>,
+    /// Exact blocked search or approximate HNSW (exact|hnsw).
+    #[arg(long)]
+    pub residue_index: Option<IndexKind>,
+    /// The simple vote: stride 2 both sides, top-1, no diagonal term (other flags still apply on top).
+    #[arg(long)]
+    pub simple_vote: bool,
+    /// Root directory of residue stores.
+    #[arg(long, default_value = "data/residue")]
+    pub residue_store: PathBuf,
+}
+
+impl ResidueKnnArgs {
+    /// Validated classifier parameters.
+    pub fn params(&self) -> anyhow::Result<ResidueKnnParams> {
+        let mut p = if self.simple_vote { ResidueKnnParams::simple_vote() } else { ResidueKnnParams::default() };
+        if let Some(s) = self.residue_stride {
+            p.stride = s;
+            p.query_stride = s;
+        }
+        if let Some(s) = self.residue_query_stride {
+            p.query_stride = s;
+        }
+        if let Some(k) = self.residue_top_k {
+            p.score.top_k = k;
+            p.search_k = k;
+        }
+        if let Some(v) = self.min_similarity {
+            p.score.min_similarity = v;
+        }
+        if let Some(v) = self.diagonal_weight {
+            p.score.diagonal_weight = v;
+        }
+        if let Some(v) = self.diagonal_band {
+            p.score.diagonal_band = v;
+        }
+        if let Some(v) = self.diagonal_cap {
+            p.score.diagonal_cap = v;
+        }
+        if let Some(v) = self.residue_aggregate {
+            p.score.aggregate = v;
+        }
+        if let Some(v) = self.residue_min_score {
+            p.min_score = v;
+        }
+        if let Some(v) = self.residue_index {
+            p.index = v;
+        }
+        p.validate()?;
+        Ok(p)
+    }
+}
+
+/// Where a split lives and which embedder to use.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SplitArgs {
+    /// Embedding model (registry name or model directory).
+    #[arg(long, default_value = "near")]
+    pub model: String,
+    /// Dataset root (Pfam split layout); defaults to $PROTFAM_DATA or the bundled data.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    #[arg(long, default_value = "clustered_split")]
+    pub split: String,
+    /// Directory holding registry models.
+    #[arg(long, default_value = "models")]
+    pub models_dir: PathBuf,
+}
+
+impl SplitArgs {
+    pub fn data_root(&self) -> PathBuf {
+        if let Some(d) = &self.data {
+            return d.clone();
+        }
+        if let Ok(d) = std::env::var("PROTFAM_DATA") {
+            return PathBuf::from(d);
+        }
+        let sibling = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/pfam35-uniprot20k");
+        if sibling.exists() {
+            sibling
+        } else {
+            PathBuf::from("/work/shared/data/pfam35-uniprot20k")
+        }
+    }
+
+    pub fn load_embedder(&self) -> anyhow::Result<Box<dyn Embedder>> {
+        let opts = crate::models::LoadOptions { models_dir: self.models_dir.clone(), ..Default::default() };
+        // NEAR loads from its directory directly (`models/near` or a path holding weights.npz),
+        // whether or not the registry lists it.
+        let near_dir = if self.model == "near" { self.models_dir.join("near") } else { PathBuf::from(&self.model) };
+        if near_dir.join(crate::models::near::WEIGHTS_FILE).is_file() {
+            let name = if self.model == "near" { "near" } else { self.model.as_str() };
+            return crate::models::near::load_embedder(&near_dir, name, &opts)
+                .with_context(|| format!("loading NEAR from {}", near_dir.display()));
+        }
+        crate::models::load(&self.model, &opts).with_context(|| format!("loading model {}", self.model))
+    }
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ResidueCommand {
+    /// Build (or finish) the per-residue store of one part of a split.
+    Build {
+        #[command(flatten)]
+        split: SplitArgs,
+        #[arg(long, default_value = "train")]
+        part: String,
+        #[command(flatten)]
+        knn: ResidueKnnArgs,
+    },
+    /// Train on `train`, predict `test` (or --part), print and save the report.
+    Evaluate {
+        #[command(flatten)]
+        split: SplitArgs,
+        #[arg(long, default_value = "test")]
+        part: String,
+        #[command(flatten)]
+        knn: ResidueKnnArgs,
+        /// Only the first N query sequences (quick checks).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Where the JSON report goes.
+        #[arg(long, default_value = "data/reports")]
+        report_dir: PathBuf,
+        /// Save the fitted classifier here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Grid-search the scoring parameters on the dev part (never test); prints the best settings.
+    Tune {
+        #[command(flatten)]
+        split: SplitArgs,
+        #[command(flatten)]
+        knn: ResidueKnnArgs,
+        /// Hits searched per residue (the largest top-k tried).
+        #[arg(long, default_value_t = 10)]
+        search_k: usize,
+        /// JSON file for all tried settings.
+        #[arg(long, default_value = "data/reports/residue-tuning.json")]
+        out: PathBuf,
+    },
+    /// Recall@k of the HNSW index against exact search on a sample of test residues.
+    Recall {
+        #[command(flatten)]
+        split: SplitArgs,
+        #[command(flatten)]
+        knn: ResidueKnnArgs,
+        /// Query sequences sampled from the test part.
+        #[arg(long, default_value_t = 100)]
+        queries: usize,
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        /// HNSW ef (construction and search), comma separated.
+        #[arg(long, default_value = "100", value_delimiter = ',')]
+        ef: Vec<usize>,
+    },
+}
+
+fn fit(split: &SplitArgs, knn: &ResidueKnnArgs, params: ResidueKnnParams) -> anyhow::Result<(Box<dyn Embedder>, Vec<crate::io::Record>, ResidueKnn, f64)> {
+    let embedder = split.load_embedder()?;
+    let root = split.data_root();
+    let train = eval::read_part(&root, &split.split, "train")?;
+    let vocab = crate::io::vocab::LabelVocab::from_families(train.iter().filter_map(|r| r.family.as_ref()));
+    let started = Instant::now();
+    let model = params.fit(embedder.as_ref(), &train, &vocab, &knn.residue_store)?;
+    Ok((embedder, train, model, started.elapsed().as_secs_f64()))
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// Runs a `protfam residue` subcommand.
+pub fn run(cmd: ResidueCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ResidueCommand::Build { split, part, knn } => {
+            let params = knn.params()?;
+            let embedder = split.load_embedder()?;
+            let records = eval::read_part(&split.data_root(), &split.split, &part)?;
+            let config = crate::residue::StoreConfig { stride: params.stride, shard_sequences: params.shard_sequences, batch_tokens: None };
+            let (store, stats) = crate::residue::ResidueStore::build_or_open(&knn.residue_store, embedder.as_ref(), &records, &config)?;
+            println!(
+                "{}: {} sequences, {} rows x {} (f16, {:.1} MiB); {} shards reused, {} written, {} residues embedded in {:.1}s ({:.0} residues/s); peak RSS {:.0} MiB",
+                store.dir.display(),
+                store.sequences.len(),
+                store.n_rows(),
+                store.dim(),
+                mib(store.disk_bytes()),
+                stats.shards_reused,
+                stats.shards_written,
+                stats.residues_embedded,
+                stats.seconds,
+                stats.residues_embedded as f64 / stats.seconds.max(1e-9),
+                mib(eval::peak_rss_bytes())
+            );
+        }
+        ResidueCommand::Evaluate { split, part, knn, limit, report_dir, out } => {
+            let params = knn.params()?;
+            let (embedder, train, model, train_seconds) = fit(&split, &knn, params)?;
+            let mut test = eval::read_part(&split.data_root(), &split.split, &part)?;
+            if let Some(n) = limit {
+                test.truncate(n);
+            }
+            let report = eval::evaluate(&model, embedder.as_ref(), &train, &test, train_seconds)?;
+            print_report(&report, &split.split, &part);
+            std::fs::create_dir_all(&report_dir).with_context(|| report_dir.display().to_string())?;
+            let path = report_dir.join(format!("residue-knn-{}-{}-{}.json", embedder.spec().name, split.split, part));
+            std::fs::write(&path, serde_json::to_vec_pretty(&report)?).with_context(|| path.display().to_string())?;
+            eprintln!("report written to {}", path.display());
+            if let Some(dir) = out {
+                model.save(&dir)?;
+            }
+        }
+        ResidueCommand::Tune { split, knn, search_k, out } => {
+            let mut params = knn.params()?;
+            params.search_k = search_k;
+            params.score.top_k = params.score.top_k.min(search_k);
+            let (embedder, _train, model, _) = fit(&split, &knn, params.clone())?;
+            let dev = eval::read_part(&split.data_root(), &split.split, "dev")?;
+            let started = Instant::now();
+            let hits = model.search_records(embedder.as_ref(), &dev)?;
+            eprintln!("dev searched in {:.1}s", started.elapsed().as_secs_f64());
+            let results = eval::tune(&model, &dev, &hits, &TuneGrid::default());
+            println!("| top_k | min_sim | aggregate | diag_weight | band | cap | dev errors | dev error % |");
+            println!("|---|---|---|---|---|---|---|---|");
+            let simple = results.iter().find(|r| r.params == ScoreParams::simple_vote() || is_simple(&r.params));
+            for r in results.iter().take(15).chain(simple) {
+                let p = &r.params;
+                println!(
+                    "| {} | {} | {} | {} | {} | {} | {} | {:.2} |",
+                    p.top_k,
+                    p.min_similarity,
+                    p.aggregate,
+                    p.diagonal_weight,
+                    p.diagonal_band,
+                    p.diagonal_cap,
+                    r.errors,
+                    100.0 * r.error_rate
+                );
+            }
+            if let Some(parent) = out.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(&out, serde_json::to_vec_pretty(&results)?).with_context(|| out.display().to_string())?;
+            eprintln!("{} settings on {} dev sequences; all results in {}", results.len(), dev.len(), out.display());
+        }
+        ResidueCommand::Recall { split, knn, queries, k, ef } => {
+            let params = knn.params()?;
+            let (embedder, _train, model, _) = fit(&split, &knn, params.clone())?;
+            let test = eval::read_part(&split.data_root(), &split.split, "test")?;
+            // Every n-th test sequence: a fixed, spread-out sample.
+            let step = (test.len() / queries.max(1)).max(1);
+            let sample: Vec<_> = test.iter().step_by(step).take(queries).cloned().collect();
+            let residues = crate::residue::classifier::QueryResidues::embed(embedder.as_ref(), &sample, params.query_stride, 4096)?;
+            let store = &model.store;
+            let started = Instant::now();
+            let opts = SearchOptions { device: model.device.clone(), ..Default::default() };
+            let exact = exact_top_k(&residues.data, store.dim(), store, k, &opts, &indicatif::ProgressBar::hidden())?;
+            let exact_s = started.elapsed().as_secs_f64();
+            println!(
+                "exact: {} query residues x {} store rows in {:.2}s ({:.0} residues/s)",
+                residues.n_rows(),
+                store.n_rows(),
+                exact_s,
+                residues.n_rows() as f64 / exact_s
+            );
+            for &e in &ef {
+                let started = Instant::now();
+                let index = ApproxIndex::build(store, &ApproxOptions { ef_construction: e, ef_search: e, seed: 42 });
+                let build_s = started.elapsed().as_secs_f64();
+                let started = Instant::now();
+                let approx = index.top_k(&residues.data, k);
+                let search_s = started.elapsed().as_secs_f64();
+                println!(
+                    "hnsw ef={e}: build {:.1}s, search {:.2}s ({:.0} residues/s), recall@1 {:.4}, recall@{k} {:.4}, index ~{:.0} MiB",
+                    build_s,
+                    search_s,
+                    residues.n_rows() as f64 / search_s.max(1e-9),
+                    recall_at_k(&exact, &approx, 1),
+                    recall_at_k(&exact, &approx, k),
+                    mib(index.memory_bytes() as u64)
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn is_simple(p: &ScoreParams) -> bool {
+    p.top_k == 1 && p.diagonal_weight == 0.0 && p.aggregate == Aggregate::Family && p.min_similarity <= 0.0
+}
+
+fn print_report(r: &eval::ResidueEvalReport, split: &str, part: &str) {
+    let row = &r.row;
+    println!("## residue-knn on {split}/{part} ({})", row.embedding);
+    println!();
+    println!("| method | embedding | error % | errors | precision | recall | F1 | train s | predict s |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| residue-knn | {} | {:.2} | {}/{} | {:.4} | {:.4} | {:.4} | {:.1} | {:.1} |",
+        row.embedding,
+        100.0 * row.error_rate,
+        row.errors,
+        row.n,
+        row.precision,
+        row.recall,
+        row.f1,
+        row.train_seconds,
+        row.predict_seconds
+    );
+    println!();
+    println!("Error by training-family size:");
+    println!();
+    println!("| family size | n | errors | error % |");
+    println!("|---|---|---|---|");
+    for b in &row.by_family_size {
+        println!("| {} | {} | {} | {:.2} |", b.bin, b.n, b.errors, 100.0 * b.error_rate);
+    }
+    println!();
+    let p = &r.params;
+    println!(
+        "settings: stride {} / query stride {}, top-k {}, min similarity {}, diagonal weight {} band {} cap {}, aggregate {}, index {}; abstained {}",
+        p.stride,
+        p.query_stride,
+        p.score.top_k,
+        p.score.min_similarity,
+        p.score.diagonal_weight,
+        p.score.diagonal_band,
+        p.score.diagonal_cap,
+        p.score.aggregate,
+        r.index,
+        r.abstained
+    );
+    println!(
+        "search: {} query residues of {} sequences vs {} store rows ({:.1} MiB f16 on disk, index {:.1} MiB) in {:.1}s = {:.0} residues/s; embedding {:.1}s; {:.1} sequences/s overall; peak RSS {:.0} MiB",
+        r.query_residues,
+        r.query_sequences,
+        r.store_rows,
+        mib(r.store_bytes),
+        mib(r.index_bytes),
+        r.search_seconds,
+        r.residues_per_second,
+        r.embed_seconds,
+        r.sequences_per_second,
+        mib(r.peak_rss_bytes)
+    );
+}

@@ -1,0 +1,434 @@
+//! The `residue-knn` classifier: fit builds (or reopens) the per-residue
+//! store of the training sequences; predict embeds the query residues,
+//! searches their nearest training residues and scores families.
+//!
+//! Unlike the pooled-vector classifiers it works on sequences, because it
+//! needs residue matrices: `fit` takes training [`Record`]s and an
+//! [`Embedder`], `predict` takes query records and the same embedder (checked
+//! against the store's [`EmbedderSpec`]). Its saved form (`residue-knn.json`
+//! plus `labels.json`) references the store by path and key instead of
+//! copying it.
+//!
+//! A query with no searchable residue (empty, or only `X` and other ambiguous
+//! letters) or without any hit above `min_similarity` gets no family
+//! ([`ResiduePrediction::class`] is `None`, with the reason); so does one
+//! whose best family score is under `min_score` (abstention).
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+use serde::{Deserialize, Serialize};
+
+use super::score::{score_query, FamilyScores, ScoreParams, Targets};
+use super::search::{exact_top_k, normalise_rows, ApproxIndex, ApproxOptions, HitTable, SearchOptions};
+use super::store::{kept_positions, ResidueStore, StoreConfig};
+use super::ResidueError;
+use crate::classify::Prediction;
+use crate::embedder::{Embedder, EmbedderSpec};
+use crate::io::vocab::LabelVocab;
+use crate::io::Record;
+
+/// Classifier name used by `train`, `evaluate`, `annotate` and `compare`.
+pub const NAME: &str = "residue-knn";
+
+/// Exact blocked search or an approximate HNSW index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum IndexKind {
+    #[default]
+    Exact,
+    Hnsw,
+}
+
+impl std::str::FromStr for IndexKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "exact" => Ok(IndexKind::Exact),
+            "hnsw" => Ok(IndexKind::Hnsw),
+            other => Err(format!("unknown index {other:?} (exact or hnsw)")),
+        }
+    }
+}
+
+/// Hyper-parameters of `residue-knn`. Defaults were tuned on the dev part of
+/// the bundled clustered split with NEAR (docs/residue-knn.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResidueKnnParams {
+    /// Keep every `stride`-th training residue.
+    pub stride: usize,
+    /// Search every `query_stride`-th query residue.
+    pub query_stride: usize,
+    /// Hits searched per query residue (at least `score.top_k`).
+    pub search_k: usize,
+    pub score: ScoreParams,
+    /// Below this family score (share of the query explained) predict nothing.
+    pub min_score: f32,
+    pub index: IndexKind,
+    #[serde(default)]
+    pub hnsw_ef: usize,
+    /// Store rows per search block and query rows per tile (bounded memory).
+    pub target_block: usize,
+    pub query_block: usize,
+    /// Query rows searched per pass over the store (bounds query memory).
+    pub query_chunk_rows: usize,
+    /// Training sequences per store shard.
+    pub shard_sequences: usize,
+}
+
+impl Default for ResidueKnnParams {
+    fn default() -> Self {
+        ResidueKnnParams {
+            stride: 2,
+            query_stride: 2,
+            search_k: 5,
+            score: ScoreParams {
+                top_k: 5,
+                min_similarity: 0.0,
+                diagonal_weight: 1.0,
+                diagonal_band: 4,
+                diagonal_cap: 8,
+                aggregate: super::Aggregate::Family,
+            },
+            min_score: 0.0,
+            index: IndexKind::Exact,
+            hnsw_ef: 100,
+            target_block: 16384,
+            query_block: 2048,
+            query_chunk_rows: 262_144,
+            shard_sequences: 512,
+        }
+    }
+}
+
+impl ResidueKnnParams {
+    /// The simple vote: stride 2 on both sides, top-1, no diagonal term.
+    pub fn simple_vote() -> Self {
+        ResidueKnnParams { search_k: 1, score: ScoreParams::simple_vote(), ..Default::default() }
+    }
+
+    pub fn validate(&self) -> Result<(), ResidueError> {
+        self.score.validate()?;
+        let bad = |m: &str| Err(ResidueError::InvalidParams(m.to_string()));
+        if self.stride == 0 || self.query_stride == 0 {
+            return bad("strides must be at least 1");
+        }
+        if self.search_k < self.score.top_k {
+            return bad("search_k must be at least top_k");
+        }
+        if self.target_block == 0 || self.query_block == 0 || self.query_chunk_rows == 0 || self.shard_sequences == 0 {
+            return bad("block sizes must be at least 1");
+        }
+        if !(0.0..=1.0).contains(&self.min_score) {
+            return bad("min_score must lie in [0, 1]");
+        }
+        if self.index == IndexKind::Hnsw && self.hnsw_ef == 0 {
+            return bad("hnsw_ef must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// Builds or reopens the training store under `store_root` and returns the fitted classifier.
+    pub fn fit(
+        &self,
+        embedder: &dyn Embedder,
+        train: &[Record],
+        vocab: &LabelVocab,
+        store_root: &Path,
+    ) -> Result<ResidueKnn, ResidueError> {
+        self.validate()?;
+        if train.is_empty() {
+            return Err(ResidueError::Data("no training sequences".into()));
+        }
+        if let Some(r) = train.iter().find(|r| r.family.is_none()) {
+            return Err(ResidueError::Data(format!("training sequence {} has no family label", r.id)));
+        }
+        let config = StoreConfig { stride: self.stride, shard_sequences: self.shard_sequences, batch_tokens: None };
+        let (store, stats) = ResidueStore::build_or_open(store_root, embedder, train, &config)?;
+        tracing::info!(
+            "residue store {}: {} rows ({} shards reused, {} written, {} residues embedded in {:.1}s)",
+            store.dir.display(),
+            store.n_rows(),
+            stats.shards_reused,
+            stats.shards_written,
+            stats.residues_embedded,
+            stats.seconds
+        );
+        ResidueKnn::from_store(self.clone(), store, vocab.clone())
+    }
+}
+
+/// A query's answer, with the reason when there is no family.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResiduePrediction {
+    /// Predicted class, `None` when abstaining.
+    pub class: Option<usize>,
+    /// Best family score (share of query residues explained, 0..1).
+    pub score: f32,
+    /// Families with scores, best first.
+    pub top: Vec<(usize, f32)>,
+    pub n_query_residues: usize,
+    /// Nearest training sequence of the winning family and its best residue similarity.
+    pub nearest: Option<(usize, f32)>,
+    /// Why no family was given.
+    pub abstained: Option<String>,
+}
+
+impl ResiduePrediction {
+    /// The shared [`Prediction`] form; `None` for an abstention.
+    pub fn to_prediction(&self) -> Option<Prediction> {
+        Some(Prediction { class: self.class?, score: self.score, top: self.top.clone(), nearest: self.nearest })
+    }
+}
+
+/// Embedded, strided, normalised query residues of many sequences.
+#[derive(Debug, Clone, Default)]
+pub struct QueryResidues {
+    pub dim: usize,
+    /// Row range of each query sequence.
+    pub ranges: Vec<(usize, usize)>,
+    pub positions: Vec<u32>,
+    pub data: Vec<f32>,
+}
+
+impl QueryResidues {
+    /// Embeds `queries` (length-sorted batches of at most `batch_tokens` residues) and keeps every
+    /// `stride`-th informative residue.
+    pub fn embed(embedder: &dyn Embedder, queries: &[Record], stride: usize, batch_tokens: usize) -> Result<Self, ResidueError> {
+        let dim = embedder.spec().dim;
+        let mut out = QueryResidues { dim, ..Default::default() };
+        let mut order: Vec<usize> = (0..queries.len()).collect();
+        order.sort_by_key(|&i| queries[i].sequence.len());
+        let mut per_query: Vec<(Vec<u32>, Vec<f32>)> = vec![Default::default(); queries.len()];
+        let mut start = 0;
+        while start < order.len() {
+            let mut end = start;
+            let mut tokens = 0;
+            while end < order.len() && (end == start || tokens + queries[order[end]].sequence.len() <= batch_tokens) {
+                tokens += queries[order[end]].sequence.len();
+                end += 1;
+            }
+            // Sequences with nothing to search are not embedded at all.
+            let todo: Vec<usize> =
+                order[start..end].iter().copied().filter(|&i| !kept_positions(&queries[i].sequence, stride).is_empty()).collect();
+            let batch: Vec<&str> = todo.iter().map(|&i| queries[i].sequence.as_str()).collect();
+            let mats = if batch.is_empty() { Vec::new() } else { embedder.embed_residues(&batch)? };
+            for (&i, m) in todo.iter().zip(mats) {
+                if m.len != queries[i].sequence.len() || m.dim != dim {
+                    return Err(ResidueError::Data(format!(
+                        "query {}: embedder returned {}x{} for {} residues",
+                        queries[i].id,
+                        m.len,
+                        m.dim,
+                        queries[i].sequence.len()
+                    )));
+                }
+                let kept = kept_positions(&queries[i].sequence, stride);
+                let mut rows = Vec::with_capacity(kept.len() * dim);
+                for &p in &kept {
+                    rows.extend_from_slice(m.row(p as usize));
+                }
+                normalise_rows(&mut rows, dim);
+                per_query[i] = (kept, rows);
+            }
+            start = end;
+        }
+        for (positions, rows) in per_query {
+            let first = out.positions.len();
+            out.positions.extend(positions);
+            out.data.extend(rows);
+            out.ranges.push((first, out.positions.len()));
+        }
+        Ok(out)
+    }
+
+    pub fn n_rows(&self) -> usize {
+        self.positions.len()
+    }
+}
+
+/// Query residues with their searched hits: what scoring needs, reusable across score settings.
+#[derive(Debug, Clone)]
+pub struct QueryHits {
+    pub ranges: Vec<(usize, usize)>,
+    pub positions: Vec<u32>,
+    pub table: HitTable,
+}
+
+/// The saved form (`residue-knn.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SavedResidueKnn {
+    pub classifier: String,
+    pub params: ResidueKnnParams,
+    pub embedder: EmbedderSpec,
+    /// Absolute path of the store directory and its key (the directory name).
+    pub store_dir: PathBuf,
+    pub store_key: String,
+    pub store_data_digest: String,
+}
+
+/// A fitted `residue-knn`.
+pub struct ResidueKnn {
+    pub params: ResidueKnnParams,
+    pub store: ResidueStore,
+    pub vocab: LabelVocab,
+    sequence_class: Vec<Option<u32>>,
+    approx: Option<ApproxIndex>,
+    pub device: Device,
+}
+
+impl ResidueKnn {
+    /// A classifier over an already built store.
+    pub fn from_store(params: ResidueKnnParams, store: ResidueStore, vocab: LabelVocab) -> Result<ResidueKnn, ResidueError> {
+        params.validate()?;
+        let sequence_class = store.sequences.iter().map(|s| s.family.as_ref().and_then(|f| vocab.index_of(f)).map(|c| c as u32)).collect();
+        let approx = match params.index {
+            IndexKind::Exact => None,
+            IndexKind::Hnsw => Some(ApproxIndex::build(
+                &store,
+                &ApproxOptions { ef_construction: params.hnsw_ef, ef_search: params.hnsw_ef, seed: 42 },
+            )),
+        };
+        Ok(ResidueKnn { params, store, vocab, sequence_class, approx, device: super::search::default_device() })
+    }
+
+    /// Approximate memory of the HNSW index (0 for exact search).
+    pub fn approx_memory_bytes(&self) -> usize {
+        self.approx.as_ref().map_or(0, ApproxIndex::memory_bytes)
+    }
+
+    /// Checks that queries will be embedded by the embedder the store was built with.
+    pub fn check_embedder(&self, spec: &EmbedderSpec) -> Result<(), ResidueError> {
+        if spec != self.store.spec() {
+            return Err(ResidueError::Data(format!(
+                "residue-knn store {} was built with embedder {}, but the queries come from {}",
+                self.store.dir.display(),
+                self.store.spec().key(),
+                spec.key()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Searches the `search_k` nearest store rows of every query residue.
+    pub fn search(&self, queries: &QueryResidues) -> Result<HitTable, ResidueError> {
+        let dim = self.store.dim();
+        let k = self.params.search_k;
+        let mut table = HitTable { k, hits: Vec::with_capacity(queries.n_rows() * k) };
+        let chunk = self.params.query_chunk_rows * dim;
+        let opts = SearchOptions {
+            device: self.device.clone(),
+            target_block: self.params.target_block,
+            query_block: self.params.query_block,
+        };
+        let passes = queries.data.len().div_ceil(chunk.max(1)).max(1);
+        let progress = crate::cli::progress_bar((self.store.n_rows() * passes) as u64, "store rows");
+        for part in queries.data.chunks(chunk.max(dim)) {
+            let hits = match &self.approx {
+                None => exact_top_k(part, dim, &self.store, k, &opts, &progress)?,
+                Some(index) => index.top_k(part, k),
+            };
+            table.hits.extend(hits.hits);
+        }
+        progress.finish_and_clear();
+        Ok(table)
+    }
+
+    /// Embeds and searches `queries`.
+    pub fn search_records(&self, embedder: &dyn Embedder, queries: &[Record]) -> Result<QueryHits, ResidueError> {
+        self.check_embedder(embedder.spec())?;
+        let residues = QueryResidues::embed(embedder, queries, self.params.query_stride, embedder.default_batch_tokens())?;
+        let table = self.search(&residues)?;
+        Ok(QueryHits { ranges: residues.ranges, positions: residues.positions, table })
+    }
+
+    /// Family scores of one query's hits.
+    pub fn family_scores(&self, hits: &QueryHits, query: usize, params: &ScoreParams) -> FamilyScores {
+        let (a, b) = hits.ranges[query];
+        let rows: Vec<&[super::search::Hit]> = (a..b).map(|i| hits.table.row(i)).collect();
+        let targets = Targets {
+            row_sequence: &self.store.row_sequence,
+            row_position: &self.store.row_position,
+            sequence_class: &self.sequence_class,
+        };
+        score_query(&hits.positions[a..b], &rows, &targets, params)
+    }
+
+    /// Predictions from searched hits under given score settings (for tuning without searching again).
+    pub fn predict_hits(&self, hits: &QueryHits, params: &ScoreParams, min_score: f32) -> Vec<ResiduePrediction> {
+        use rayon::prelude::*;
+        (0..hits.ranges.len())
+            .into_par_iter()
+            .map(|q| {
+                let scores = self.family_scores(hits, q, params);
+                let nearest = scores.best_hit.map(|(row, sim)| (self.store.row_sequence[row as usize] as usize, sim));
+                let best = scores.ranked.first().copied();
+                let abstained = if scores.n_query_residues == 0 {
+                    Some("no searchable residue (empty, or only X / ambiguous letters at the kept positions)".to_string())
+                } else if best.is_none() {
+                    Some(format!("no training residue within cosine {} of any query residue", params.min_similarity))
+                } else if best.is_some_and(|(_, s)| s < min_score) {
+                    Some(format!("best family score {:.3} is below min_score {min_score}", best.map_or(0.0, |b| b.1)))
+                } else {
+                    None
+                };
+                ResiduePrediction {
+                    class: if abstained.is_none() { best.map(|b| b.0) } else { None },
+                    score: best.map_or(0.0, |b| b.1),
+                    top: scores.ranked.iter().take(5).copied().collect(),
+                    n_query_residues: scores.n_query_residues,
+                    nearest,
+                    abstained,
+                }
+            })
+            .collect()
+    }
+
+    /// Embeds, searches and scores `queries` with the fitted settings.
+    pub fn predict(&self, embedder: &dyn Embedder, queries: &[Record]) -> Result<Vec<ResiduePrediction>, ResidueError> {
+        let hits = self.search_records(embedder, queries)?;
+        Ok(self.predict_hits(&hits, &self.params.score, self.params.min_score))
+    }
+
+    /// Saves the classifier's settings, label vocabulary and a reference to its store into `dir`.
+    pub fn save(&self, dir: &Path) -> Result<(), ResidueError> {
+        let err = |p: &Path, e: &dyn std::fmt::Display| ResidueError::Store { path: p.display().to_string(), message: e.to_string() };
+        std::fs::create_dir_all(dir).map_err(|e| err(dir, &e))?;
+        let store_dir = std::fs::canonicalize(&self.store.dir).map_err(|e| err(&self.store.dir, &e))?;
+        let saved = SavedResidueKnn {
+            classifier: NAME.into(),
+            params: self.params.clone(),
+            embedder: self.store.spec().clone(),
+            store_key: store_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            store_data_digest: self.store.manifest.plan.data_digest.clone(),
+            store_dir,
+        };
+        let json = serde_json::to_vec_pretty(&saved).expect("saved form serialises");
+        let path = dir.join("residue-knn.json");
+        super::atomic::write_atomic(&path, |w| std::io::Write::write_all(w, &json)).map_err(|e| err(&path, &e))?;
+        let labels = dir.join("labels.json");
+        self.vocab.save(&labels).map_err(|e| err(&labels, &e))
+    }
+
+    /// Loads a saved classifier; its store must still exist (same key and data digest).
+    pub fn load(dir: &Path) -> Result<ResidueKnn, ResidueError> {
+        let path = dir.join("residue-knn.json");
+        let err = |p: &Path, e: &dyn std::fmt::Display| ResidueError::Store { path: p.display().to_string(), message: e.to_string() };
+        let text = std::fs::read_to_string(&path).map_err(|e| err(&path, &e))?;
+        let saved: SavedResidueKnn = serde_json::from_str(&text).map_err(|e| err(&path, &e))?;
+        if saved.classifier != NAME {
+            return Err(err(&path, &format!("not a {NAME} classifier but {:?}", saved.classifier)));
+        }
+        let store = ResidueStore::open(&saved.store_dir)
+            .map_err(|e| err(&path, &format!("the referenced residue store is unusable: {e}")))?;
+        if store.manifest.plan.key() != saved.store_key || store.manifest.plan.data_digest != saved.store_data_digest {
+            return Err(err(&path, &format!("store {} is not the one this classifier was trained on", saved.store_dir.display())));
+        }
+        if *store.spec() != saved.embedder {
+            return Err(err(&path, &"store embedder differs from the saved embedder"));
+        }
+        let labels = dir.join("labels.json");
+        let vocab = LabelVocab::load(&labels).map_err(|e| err(&labels, &e))?;
+        ResidueKnn::from_store(saved.params, store, vocab)
+    }
+}

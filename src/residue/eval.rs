@@ -1,0 +1,242 @@
+//! Evaluation and tuning of `residue-knn` on a labelled split: error rate,
+//! weighted precision / recall / F1 and error by training-family size (the
+//! shared [`crate::metrics`] definitions), plus search throughput, peak
+//! memory and store size; and a grid search of the scoring parameters on the
+//! dev part (the search runs once; only scoring is repeated per setting).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::classifier::{QueryHits, ResidueKnn, ResiduePrediction};
+use super::score::{Aggregate, ScoreParams};
+use super::ResidueError;
+use crate::embedder::Embedder;
+use crate::io::{Family, Record};
+use crate::metrics::{error_by_family_size, score, Metrics, ReportRow, SizeBinError};
+
+/// Reads all records of one part of a Pfam split.
+pub fn read_part(root: &Path, split: &str, part: &str) -> Result<Vec<Record>, ResidueError> {
+    crate::io::pfam_csv::read_part(root, split, part)
+        .map_err(|e| ResidueError::Data(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ResidueError::Data(e.to_string()))
+}
+
+/// Peak resident memory of this process in bytes (Linux `VmHWM`; 0 elsewhere).
+pub fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Everything a residue-knn evaluation reports beyond the shared report row.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResidueEvalReport {
+    pub row: ReportRow,
+    pub params: super::ResidueKnnParams,
+    pub abstained: usize,
+    pub store_rows: usize,
+    pub store_bytes: u64,
+    pub index: String,
+    pub index_bytes: u64,
+    pub query_sequences: usize,
+    pub query_residues: usize,
+    pub embed_seconds: f64,
+    pub search_seconds: f64,
+    /// Query residues searched per second (search only).
+    pub residues_per_second: f64,
+    /// Query sequences classified per second (embedding + search + scoring).
+    pub sequences_per_second: f64,
+    pub peak_rss_bytes: u64,
+}
+
+/// Metrics of predictions against the records' true families.
+pub fn metrics_of(knn: &ResidueKnn, records: &[Record], predictions: &[ResiduePrediction]) -> Metrics {
+    let truth: Vec<String> = records.iter().map(|r| r.family.as_ref().map_or(String::new(), |f| f.accession.clone())).collect();
+    let predicted: Vec<Option<String>> =
+        predictions.iter().map(|p| p.class.map(|c| knn.vocab.family(c).accession.clone())).collect();
+    score(&truth, &predicted)
+}
+
+/// Error rate by training-family size of predictions.
+pub fn size_bins(knn: &ResidueKnn, train: &[Record], records: &[Record], predictions: &[ResiduePrediction]) -> Vec<SizeBinError> {
+    let mut sizes: HashMap<String, usize> = HashMap::new();
+    for r in train {
+        if let Some(f) = &r.family {
+            *sizes.entry(f.accession.clone()).or_default() += 1;
+        }
+    }
+    let truth: Vec<String> = records.iter().map(|r| r.family.as_ref().map_or(String::new(), |f| f.accession.clone())).collect();
+    let predicted: Vec<Option<String>> =
+        predictions.iter().map(|p| p.class.map(|c| knn.vocab.family(c).accession.clone())).collect();
+    error_by_family_size(&truth, &predicted, |acc| sizes.get(acc).copied().unwrap_or(0))
+}
+
+/// Predicts `test` and measures it; `train_seconds` is the store build / open time.
+pub fn evaluate(
+    knn: &ResidueKnn,
+    embedder: &dyn Embedder,
+    train: &[Record],
+    test: &[Record],
+    train_seconds: f64,
+) -> Result<ResidueEvalReport, ResidueError> {
+    knn.check_embedder(embedder.spec())?;
+    let started = Instant::now();
+    let residues = super::classifier::QueryResidues::embed(embedder, test, knn.params.query_stride, embedder.default_batch_tokens())?;
+    let embed_seconds = started.elapsed().as_secs_f64();
+    let search_started = Instant::now();
+    let table = knn.search(&residues)?;
+    let search_seconds = search_started.elapsed().as_secs_f64();
+    let hits = QueryHits { ranges: residues.ranges.clone(), positions: residues.positions.clone(), table };
+    let predictions = knn.predict_hits(&hits, &knn.params.score, knn.params.min_score);
+    let predict_seconds = started.elapsed().as_secs_f64();
+    let metrics = metrics_of(knn, test, &predictions);
+    let mut row = ReportRow::new(&knn.store.spec().name, super::classifier::NAME, metrics, train_seconds, predict_seconds);
+    row.by_family_size = size_bins(knn, train, test, &predictions);
+    let index_bytes = match knn.params.index {
+        super::IndexKind::Exact => 0,
+        super::IndexKind::Hnsw => knn.approx_memory_bytes() as u64,
+    };
+    Ok(ResidueEvalReport {
+        row,
+        params: knn.params.clone(),
+        abstained: predictions.iter().filter(|p| p.class.is_none()).count(),
+        store_rows: knn.store.n_rows(),
+        store_bytes: knn.store.disk_bytes(),
+        index: format!("{:?}", knn.params.index).to_lowercase(),
+        index_bytes,
+        query_sequences: test.len(),
+        query_residues: residues.n_rows(),
+        embed_seconds,
+        search_seconds,
+        residues_per_second: residues.n_rows() as f64 / search_seconds.max(1e-9),
+        sequences_per_second: test.len() as f64 / predict_seconds.max(1e-9),
+        peak_rss_bytes: peak_rss_bytes(),
+    })
+}
+
+/// The grid of scoring settings tried by [`tune`].
+#[derive(Debug, Clone)]
+pub struct TuneGrid {
+    pub top_k: Vec<usize>,
+    pub min_similarity: Vec<f32>,
+    pub diagonal_weight: Vec<f32>,
+    pub diagonal_band: Vec<u32>,
+    pub diagonal_cap: Vec<u32>,
+    pub aggregate: Vec<Aggregate>,
+}
+
+impl Default for TuneGrid {
+    fn default() -> Self {
+        TuneGrid {
+            top_k: vec![1, 3, 5, 10],
+            min_similarity: vec![0.0, 0.5, 0.7],
+            diagonal_weight: vec![0.0, 0.5, 1.0, 2.0, 4.0],
+            diagonal_band: vec![2, 4, 8],
+            diagonal_cap: vec![4, 8, 16],
+            aggregate: vec![Aggregate::Family, Aggregate::Sequence],
+        }
+    }
+}
+
+impl TuneGrid {
+    /// All settings of the grid (the diagonal band and cap only vary when the weight is positive).
+    pub fn settings(&self) -> Vec<ScoreParams> {
+        let mut out = Vec::new();
+        for &top_k in &self.top_k {
+            for &min_similarity in &self.min_similarity {
+                for &aggregate in &self.aggregate {
+                    for &diagonal_weight in &self.diagonal_weight {
+                        let (bands, caps) = if diagonal_weight == 0.0 {
+                            (vec![0], vec![0])
+                        } else {
+                            (self.diagonal_band.clone(), self.diagonal_cap.clone())
+                        };
+                        for &diagonal_band in &bands {
+                            for &diagonal_cap in &caps {
+                                out.push(ScoreParams {
+                                    top_k,
+                                    min_similarity,
+                                    diagonal_weight,
+                                    diagonal_band,
+                                    diagonal_cap,
+                                    aggregate,
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// One tried setting and its dev metrics.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TuneResult {
+    pub params: ScoreParams,
+    pub errors: usize,
+    pub error_rate: f64,
+    pub f1: f64,
+}
+
+/// Scores every grid setting on searched dev hits (searched with `search_k >= max top_k`);
+/// results best first (fewest errors, then the simpler setting: smaller k, weaker diagonal term).
+pub fn tune(knn: &ResidueKnn, dev: &[Record], hits: &QueryHits, grid: &TuneGrid) -> Vec<TuneResult> {
+    let mut results: Vec<TuneResult> = grid
+        .settings()
+        .into_iter()
+        .filter(|p| p.top_k <= hits.table.k)
+        .map(|params| {
+            let predictions = knn.predict_hits(hits, &params, 0.0);
+            let m = metrics_of(knn, dev, &predictions);
+            TuneResult { params, errors: m.errors, error_rate: m.error_rate, f1: m.f1 }
+        })
+        .collect();
+    results.sort_by(|a, b| {
+        a.errors
+            .cmp(&b.errors)
+            .then(a.params.top_k.cmp(&b.params.top_k))
+            .then(a.params.diagonal_weight.total_cmp(&b.params.diagonal_weight))
+    });
+    results
+}
+
+/// Families of records, for callers that need the training-family sizes.
+pub fn family_sizes(train: &[Record]) -> HashMap<Family, usize> {
+    let mut sizes = HashMap::new();
+    for r in train {
+        if let Some(f) = &r.family {
+            *sizes.entry(f.clone()).or_default() += 1;
+        }
+    }
+    sizes
+}
+
+/// The whole `residue-knn` evaluation of one split, for `protfam evaluate --classifiers residue-knn`:
+/// fit on `train` (building or reopening the store under `store_root`), predict `test_part`.
+pub fn evaluate_split(
+    embedder: &dyn Embedder,
+    root: &Path,
+    split: &str,
+    test_part: &str,
+    params: &super::ResidueKnnParams,
+    store_root: &Path,
+) -> Result<ResidueEvalReport, ResidueError> {
+    let train = read_part(root, split, "train")?;
+    let test = read_part(root, split, test_part)?;
+    let vocab = crate::io::vocab::LabelVocab::from_families(train.iter().filter_map(|r| r.family.as_ref()));
+    let started = Instant::now();
+    let knn = params.fit(embedder, &train, &vocab, store_root)?;
+    evaluate(&knn, embedder, &train, &test, started.elapsed().as_secs_f64())
+}

@@ -1,0 +1,702 @@
+//! The per-residue embedding store: every kept residue of every sequence of a
+//! dataset, as f16 rows on disk, memory-mapped at query time.
+//!
+//! # Layout
+//! `<root>/<key>/` where `key = <EmbedderSpec::key()>-s<stride>-<data digest[..12]>`
+//! and the data digest is SHA-256 over the ordered `(id, family, sequence)` of
+//! the input, so a changed model, stride or dataset never serves stale rows.
+//! The directory holds
+//! - `plan.json`: spec, stride, digest, sequence count and sequences per shard
+//!   (written first; a restart reuses it);
+//! - `shard-NNNNN.safetensors`, one per run of `shard_sequences` consecutive
+//!   input sequences, with tensors `residues` (F16, rows x dim), `positions`
+//!   (U32, the 0-based residue position of each row), `inv_norms` (F32, one
+//!   over each row's L2 norm, 0 for a zero row), `rows_per_sequence` and
+//!   `lengths` (U32, per sequence), and metadata `ids` / `families` (JSON);
+//!   readable with Python's `safetensors.numpy.load_file`;
+//! - `manifest.json`: the plan plus every shard's row count and SHA-256,
+//!   written last: its presence means the store is complete.
+//!
+//! Each file is written to a temporary name and renamed into place, so a
+//! writer killed at any moment (kill -9) leaves only whole shards; a restart
+//! embeds only the sequences of missing shards. A shard that fails to parse
+//! or holds other sequences than planned is reported and rebuilt.
+//!
+//! # Which residues are kept
+//! Positions `0, s, 2s, ...` (stride `s`) whose residue is a standard amino
+//! acid letter: `X` and the other ambiguous letters carry no family signal of
+//! their own and would otherwise match each other across families.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use half::f16;
+use memmap2::Mmap;
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::ResidueError;
+use crate::embedder::{Embedder, EmbedderSpec, ResidueMatrix};
+use crate::io::{Family, Record};
+
+const FORMAT: &str = "protfam-residue-store/1";
+
+/// Whether a residue letter is informative enough to be stored or queried.
+pub fn is_informative(residue: u8) -> bool {
+    b"ACDEFGHIKLMNPQRSTVWY".contains(&residue.to_ascii_uppercase())
+}
+
+/// The positions of `sequence` that a stride keeps (see the module docs).
+pub fn kept_positions(sequence: &str, stride: usize) -> Vec<u32> {
+    sequence
+        .bytes()
+        .enumerate()
+        .filter(|(i, b)| i % stride.max(1) == 0 && is_informative(*b))
+        .map(|(i, _)| i as u32)
+        .collect()
+}
+
+/// SHA-256 over the ordered ids, families and sequences of a dataset.
+pub fn data_digest(records: &[Record]) -> String {
+    let mut hasher = Sha256::new();
+    for r in records {
+        hasher.update(r.id.as_bytes());
+        hasher.update([0]);
+        if let Some(f) = &r.family {
+            hasher.update(f.accession.as_bytes());
+            hasher.update([1]);
+            hasher.update(f.family_id.as_bytes());
+        }
+        hasher.update([0]);
+        hasher.update(r.sequence.as_bytes());
+        hasher.update([b'\n']);
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// How a store is built.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Keep every `stride`-th residue (1 keeps all).
+    pub stride: usize,
+    /// Input sequences per shard: the unit of atomic writing and of resumption.
+    pub shard_sequences: usize,
+    /// Residues per embedder call; `None` uses the embedder's default.
+    pub batch_tokens: Option<usize>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { stride: 2, shard_sequences: 512, batch_tokens: None }
+    }
+}
+
+/// What `plan.json` records; a restart must find the same plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StorePlan {
+    pub format: String,
+    pub spec: EmbedderSpec,
+    pub stride: usize,
+    pub data_digest: String,
+    pub n_sequences: usize,
+    pub shard_sequences: usize,
+}
+
+impl StorePlan {
+    pub fn n_shards(&self) -> usize {
+        self.n_sequences.div_ceil(self.shard_sequences.max(1))
+    }
+
+    /// Directory name of the store under its root.
+    pub fn key(&self) -> String {
+        format!("{}-s{}-{}", self.spec.key(), self.stride, &self.data_digest[..12])
+    }
+}
+
+/// One finished shard as listed in the manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardInfo {
+    pub file: String,
+    pub n_sequences: usize,
+    pub n_rows: usize,
+    pub sha256: String,
+}
+
+/// `manifest.json`: present only for a complete store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    #[serde(flatten)]
+    pub plan: StorePlan,
+    pub n_rows: usize,
+    pub shards: Vec<ShardInfo>,
+}
+
+/// One stored sequence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSequence {
+    pub id: String,
+    pub family: Option<Family>,
+    /// Full length in residues (before the stride).
+    pub len: usize,
+    /// Global index of its first row and number of rows.
+    pub first_row: usize,
+    pub n_rows: usize,
+}
+
+struct ShardMap {
+    mmap: Mmap,
+    /// Byte offset of the `residues` data inside the file.
+    residues_offset: usize,
+    first_row: usize,
+    n_rows: usize,
+}
+
+/// Summary of a build: what was reused and what was embedded.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BuildStats {
+    pub shards_reused: usize,
+    pub shards_written: usize,
+    pub sequences_embedded: usize,
+    pub residues_embedded: usize,
+    pub seconds: f64,
+}
+
+/// A complete store, memory-mapped.
+pub struct ResidueStore {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    pub sequences: Vec<StoredSequence>,
+    /// Per row: index into `sequences`.
+    pub row_sequence: Vec<u32>,
+    /// Per row: residue position within its sequence.
+    pub row_position: Vec<u32>,
+    /// Per row: 1 / L2 norm (0 for a zero row).
+    pub inv_norms: Vec<f32>,
+    shards: Vec<ShardMap>,
+}
+
+fn io_err(path: &Path, e: impl std::fmt::Display) -> ResidueError {
+    ResidueError::Store { path: path.display().to_string(), message: e.to_string() }
+}
+
+fn shard_name(i: usize) -> String {
+    format!("shard-{i:05}.safetensors")
+}
+
+fn u32_bytes(values: &[u32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+fn read_u32(view: &TensorView<'_>) -> Vec<u32> {
+    view.data().chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
+fn read_f32(view: &TensorView<'_>) -> Vec<f32> {
+    view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
+/// Parsed contents of one shard (everything except the residue rows).
+struct ShardContents {
+    ids: Vec<String>,
+    families: Vec<Option<Family>>,
+    lengths: Vec<u32>,
+    rows_per_sequence: Vec<u32>,
+    positions: Vec<u32>,
+    inv_norms: Vec<f32>,
+    n_rows: usize,
+    dim: usize,
+    residues_offset: usize,
+}
+
+fn parse_shard(path: &Path, bytes: &[u8]) -> Result<ShardContents, ResidueError> {
+    let tensors = SafeTensors::deserialize(bytes).map_err(|e| io_err(path, format!("not a valid safetensors shard: {e}")))?;
+    let (header_len, metadata) =
+        SafeTensors::read_metadata(bytes).map_err(|e| io_err(path, format!("not a valid safetensors shard: {e}")))?;
+    let info = metadata.metadata().clone().unwrap_or_default();
+    let get = |name: &str| tensors.tensor(name).map_err(|e| io_err(path, format!("tensor {name}: {e}")));
+    let residues = get("residues")?;
+    if residues.dtype() != Dtype::F16 || residues.shape().len() != 2 {
+        return Err(io_err(path, "tensor residues must be F16 rows x dim"));
+    }
+    let (n_rows, dim) = (residues.shape()[0], residues.shape()[1]);
+    let positions = read_u32(&get("positions")?);
+    let inv_norms = read_f32(&get("inv_norms")?);
+    let rows_per_sequence = read_u32(&get("rows_per_sequence")?);
+    let lengths = read_u32(&get("lengths")?);
+    let ids: Vec<String> = serde_json::from_str(info.get("ids").map(String::as_str).unwrap_or("null"))
+        .map_err(|e| io_err(path, format!("metadata ids: {e}")))?;
+    let families: Vec<Option<Family>> = serde_json::from_str(info.get("families").map(String::as_str).unwrap_or("null"))
+        .map_err(|e| io_err(path, format!("metadata families: {e}")))?;
+    let total: usize = rows_per_sequence.iter().map(|&r| r as usize).sum();
+    if positions.len() != n_rows
+        || inv_norms.len() != n_rows
+        || total != n_rows
+        || ids.len() != rows_per_sequence.len()
+        || families.len() != ids.len()
+        || lengths.len() != ids.len()
+    {
+        return Err(io_err(path, "inconsistent tensor sizes (truncated or corrupt shard)"));
+    }
+    // The residues' data offset: header, then the tensor's own offset in the data section.
+    let data_start = 8 + header_len;
+    let tensor_info = metadata.info("residues").ok_or_else(|| io_err(path, "tensor residues missing"))?;
+    let residues_offset = data_start + tensor_info.data_offsets.0;
+    Ok(ShardContents { ids, families, lengths, rows_per_sequence, positions, inv_norms, n_rows, dim, residues_offset })
+}
+
+/// Embeds `records` and serialises one shard.
+fn embed_shard(
+    embedder: &dyn Embedder,
+    records: &[Record],
+    stride: usize,
+    batch_tokens: usize,
+    progress: &indicatif::ProgressBar,
+) -> Result<Vec<u8>, ResidueError> {
+    let dim = embedder.spec().dim;
+    let mut matrices: Vec<Option<ResidueMatrix>> = vec![None; records.len()];
+    // Length-sorted batches up to the token budget; results go back to input order.
+    let mut order: Vec<usize> = (0..records.len()).collect();
+    order.sort_by_key(|&i| records[i].sequence.len());
+    let mut start = 0;
+    while start < order.len() {
+        let mut end = start;
+        let mut tokens = 0;
+        while end < order.len() && (end == start || tokens + records[order[end]].sequence.len() <= batch_tokens) {
+            tokens += records[order[end]].sequence.len();
+            end += 1;
+        }
+        let batch: Vec<&str> = order[start..end].iter().map(|&i| records[i].sequence.as_str()).collect();
+        let out = embedder.embed_residues(&batch).map_err(ResidueError::Embed)?;
+        if out.len() != batch.len() {
+            return Err(ResidueError::Embed(crate::embedder::EmbedError::Model {
+                model: embedder.spec().name.clone(),
+                message: format!("returned {} matrices for {} sequences", out.len(), batch.len()),
+            }));
+        }
+        for (&i, m) in order[start..end].iter().zip(out) {
+            matrices[i] = Some(m);
+        }
+        progress.inc((end - start) as u64);
+        start = end;
+    }
+    let mut residues: Vec<u8> = Vec::new();
+    let mut positions = Vec::new();
+    let mut inv_norms: Vec<f32> = Vec::new();
+    let mut rows_per_sequence = Vec::new();
+    let mut lengths = Vec::new();
+    for (record, matrix) in records.iter().zip(matrices) {
+        let matrix = matrix.expect("every sequence embedded");
+        if matrix.len != record.sequence.len() || matrix.dim != dim {
+            return Err(ResidueError::Embed(crate::embedder::EmbedError::Record {
+                id: record.id.clone(),
+                message: format!(
+                    "embedder returned {}x{} for a sequence of {} residues (dim {dim})",
+                    matrix.len,
+                    matrix.dim,
+                    record.sequence.len()
+                ),
+            }));
+        }
+        let kept = kept_positions(&record.sequence, stride);
+        for &p in &kept {
+            let row = matrix.row(p as usize);
+            let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+            inv_norms.push(if norm > 0.0 { 1.0 / norm } else { 0.0 });
+            for v in row {
+                residues.extend_from_slice(&f16::from_f32(*v).to_le_bytes());
+            }
+        }
+        rows_per_sequence.push(kept.len() as u32);
+        lengths.push(record.sequence.len() as u32);
+        positions.extend(kept);
+    }
+    let n_rows = positions.len();
+    let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
+    let families: Vec<Option<&Family>> = records.iter().map(|r| r.family.as_ref()).collect();
+    let metadata: std::collections::HashMap<String, String> = [
+        ("ids".to_string(), serde_json::to_string(&ids).expect("ids serialise")),
+        ("families".to_string(), serde_json::to_string(&families).expect("families serialise")),
+        ("stride".to_string(), stride.to_string()),
+    ]
+    .into_iter()
+    .collect();
+    let (positions_b, inv_b, rows_b, len_b) =
+        (u32_bytes(&positions), inv_norms.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(), u32_bytes(&rows_per_sequence), u32_bytes(&lengths));
+    let n_seq = records.len();
+    let tensors: BTreeMap<&str, TensorView<'_>> = [
+        ("residues", TensorView::new(Dtype::F16, vec![n_rows, dim], &residues)),
+        ("positions", TensorView::new(Dtype::U32, vec![n_rows], &positions_b)),
+        ("inv_norms", TensorView::new(Dtype::F32, vec![n_rows], &inv_b)),
+        ("rows_per_sequence", TensorView::new(Dtype::U32, vec![n_seq], &rows_b)),
+        ("lengths", TensorView::new(Dtype::U32, vec![n_seq], &len_b)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k, v.expect("tensor sizes match by construction")))
+    .collect();
+    safetensors::serialize(tensors, Some(metadata))
+        .map_err(|e| ResidueError::Store { path: "<shard>".into(), message: format!("serialising shard: {e}") })
+}
+
+fn sha256_file(path: &Path) -> Result<String, ResidueError> {
+    let mut file = File::open(path).map_err(|e| io_err(path, e))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).map_err(|e| io_err(path, e))?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+impl ResidueStore {
+    /// The directory a store for these inputs lives in (whether or not it exists yet).
+    pub fn dir_for(root: &Path, spec: &EmbedderSpec, records: &[Record], stride: usize) -> PathBuf {
+        let plan = StorePlan {
+            format: FORMAT.into(),
+            spec: spec.clone(),
+            stride,
+            data_digest: data_digest(records),
+            n_sequences: records.len(),
+            shard_sequences: 1,
+        };
+        root.join(plan.key())
+    }
+
+    /// Opens the complete store for these inputs under `root`, building (or
+    /// finishing) it first where needed. Finished shards of an interrupted
+    /// build are reused; only the sequences of missing shards are embedded.
+    pub fn build_or_open(
+        root: &Path,
+        embedder: &dyn Embedder,
+        records: &[Record],
+        config: &StoreConfig,
+    ) -> Result<(ResidueStore, BuildStats), ResidueError> {
+        if config.stride == 0 || config.shard_sequences == 0 {
+            return Err(ResidueError::InvalidParams("stride and shard_sequences must be at least 1".into()));
+        }
+        let started = std::time::Instant::now();
+        let mut plan = StorePlan {
+            format: FORMAT.into(),
+            spec: embedder.spec().clone(),
+            stride: config.stride,
+            data_digest: data_digest(records),
+            n_sequences: records.len(),
+            shard_sequences: config.shard_sequences,
+        };
+        let dir = root.join(plan.key());
+        let mut stats = BuildStats::default();
+        if dir.join("manifest.json").exists() {
+            let store = ResidueStore::open(&dir)?;
+            stats.shards_reused = store.manifest.shards.len();
+            return Ok((store, stats));
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+        super::atomic::remove_stale_temp_files(&dir).map_err(|e| io_err(&dir, e))?;
+        let plan_path = dir.join("plan.json");
+        if plan_path.exists() {
+            let text = std::fs::read_to_string(&plan_path).map_err(|e| io_err(&plan_path, e))?;
+            match serde_json::from_str::<StorePlan>(&text) {
+                // Keep the earlier shard size so finished shards stay valid.
+                Ok(old) if old.spec == plan.spec && old.data_digest == plan.data_digest && old.stride == plan.stride => {
+                    plan.shard_sequences = old.shard_sequences
+                }
+                _ => tracing::warn!("{}: unreadable or foreign plan, starting over", plan_path.display()),
+            }
+        }
+        let plan_json = serde_json::to_vec_pretty(&plan).expect("plan serialises");
+        super::atomic::write_atomic(&plan_path, |w| w.write_all(&plan_json)).map_err(|e| io_err(&plan_path, e))?;
+
+        let batch_tokens = config.batch_tokens.unwrap_or_else(|| embedder.default_batch_tokens()).max(1);
+        let progress = crate::cli::progress_bar(records.len() as u64, "sequences");
+        let mut shards = Vec::new();
+        for (i, chunk) in records.chunks(plan.shard_sequences).enumerate() {
+            let path = dir.join(shard_name(i));
+            if path.exists() {
+                match Self::check_shard(&path, chunk) {
+                    Ok(n_rows) => {
+                        stats.shards_reused += 1;
+                        progress.inc(chunk.len() as u64);
+                        shards.push(ShardInfo { file: shard_name(i), n_sequences: chunk.len(), n_rows, sha256: String::new() });
+                        continue;
+                    }
+                    Err(e) => tracing::warn!("{e}; re-embedding this shard"),
+                }
+            }
+            let bytes = embed_shard(embedder, chunk, plan.stride, batch_tokens, &progress)?;
+            super::atomic::write_atomic(&path, |w| w.write_all(&bytes)).map_err(|e| io_err(&path, e))?;
+            let n_rows = parse_shard(&path, &bytes)?.n_rows;
+            stats.shards_written += 1;
+            stats.sequences_embedded += chunk.len();
+            stats.residues_embedded += chunk.iter().map(|r| r.sequence.len()).sum::<usize>();
+            shards.push(ShardInfo { file: shard_name(i), n_sequences: chunk.len(), n_rows, sha256: String::new() });
+        }
+        progress.finish_and_clear();
+        for shard in &mut shards {
+            shard.sha256 = sha256_file(&dir.join(&shard.file))?;
+        }
+        let n_rows = shards.iter().map(|s| s.n_rows).sum();
+        let manifest = Manifest { plan, n_rows, shards };
+        let manifest_path = dir.join("manifest.json");
+        let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
+        super::atomic::write_atomic(&manifest_path, |w| w.write_all(&json)).map_err(|e| io_err(&manifest_path, e))?;
+        stats.seconds = started.elapsed().as_secs_f64();
+        Ok((ResidueStore::open(&dir)?, stats))
+    }
+
+    /// Checks that an existing shard parses and holds exactly `records`; returns its row count.
+    fn check_shard(path: &Path, records: &[Record]) -> Result<usize, ResidueError> {
+        let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
+        let contents = parse_shard(path, &bytes)?;
+        let same = contents.ids.len() == records.len()
+            && contents.ids.iter().zip(records).all(|(id, r)| *id == r.id)
+            && contents.lengths.iter().zip(records).all(|(&l, r)| l as usize == r.sequence.len());
+        if !same {
+            return Err(io_err(path, "shard holds other sequences than planned"));
+        }
+        Ok(contents.n_rows)
+    }
+
+    /// Opens a complete store directory (one with `manifest.json`).
+    pub fn open(dir: &Path) -> Result<ResidueStore, ResidueError> {
+        let manifest_path = dir.join("manifest.json");
+        let text = std::fs::read_to_string(&manifest_path)
+            .map_err(|e| io_err(&manifest_path, format!("not a complete residue store: {e}")))?;
+        let manifest: Manifest =
+            serde_json::from_str(&text).map_err(|e| io_err(&manifest_path, format!("invalid manifest: {e}")))?;
+        if manifest.plan.format != FORMAT {
+            return Err(io_err(&manifest_path, format!("unknown store format {:?}", manifest.plan.format)));
+        }
+        let dim = manifest.plan.spec.dim;
+        let mut store = ResidueStore {
+            dir: dir.to_path_buf(),
+            manifest: manifest.clone(),
+            sequences: Vec::with_capacity(manifest.plan.n_sequences),
+            row_sequence: Vec::with_capacity(manifest.n_rows),
+            row_position: Vec::with_capacity(manifest.n_rows),
+            inv_norms: Vec::with_capacity(manifest.n_rows),
+            shards: Vec::new(),
+        };
+        for info in &manifest.shards {
+            let path = dir.join(&info.file);
+            let file = File::open(&path).map_err(|e| io_err(&path, e))?;
+            // SAFETY: shards are never modified in place (only replaced by rename), so the mapping stays valid.
+            let mmap = unsafe { Mmap::map(&file) }.map_err(|e| io_err(&path, e))?;
+            let contents = parse_shard(&path, &mmap)?;
+            if contents.n_rows != info.n_rows || contents.ids.len() != info.n_sequences || contents.dim != dim {
+                return Err(io_err(&path, "shard does not match the manifest"));
+            }
+            let first_row = store.row_position.len();
+            let mut row = first_row;
+            for (((id, family), len), n) in
+                contents.ids.into_iter().zip(contents.families).zip(contents.lengths).zip(contents.rows_per_sequence)
+            {
+                let seq_index = store.sequences.len() as u32;
+                store.sequences.push(StoredSequence { id, family, len: len as usize, first_row: row, n_rows: n as usize });
+                store.row_sequence.extend(std::iter::repeat_n(seq_index, n as usize));
+                row += n as usize;
+            }
+            store.row_position.extend(contents.positions);
+            store.inv_norms.extend(contents.inv_norms);
+            store.shards.push(ShardMap { mmap, residues_offset: contents.residues_offset, first_row, n_rows: contents.n_rows });
+        }
+        if store.sequences.len() != manifest.plan.n_sequences || store.row_position.len() != manifest.n_rows {
+            return Err(io_err(&manifest_path, "shards do not add up to the manifest's counts"));
+        }
+        Ok(store)
+    }
+
+    /// Recomputes every shard's SHA-256 and compares with the manifest.
+    pub fn verify(&self) -> Result<(), ResidueError> {
+        for info in &self.manifest.shards {
+            let path = self.dir.join(&info.file);
+            if sha256_file(&path)? != info.sha256 {
+                return Err(io_err(&path, "checksum mismatch: the shard was modified or corrupted"));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn dim(&self) -> usize {
+        self.manifest.plan.spec.dim
+    }
+
+    pub fn n_rows(&self) -> usize {
+        self.row_position.len()
+    }
+
+    pub fn stride(&self) -> usize {
+        self.manifest.plan.stride
+    }
+
+    pub fn spec(&self) -> &EmbedderSpec {
+        &self.manifest.plan.spec
+    }
+
+    /// Bytes of residue data on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        self.manifest.shards.iter().filter_map(|s| std::fs::metadata(self.dir.join(&s.file)).ok()).map(|m| m.len()).sum()
+    }
+
+    /// Row ranges `[start, end)` of at most `block` rows that never cross a shard.
+    pub fn blocks(&self, block: usize) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        for s in &self.shards {
+            let mut start = s.first_row;
+            while start < s.first_row + s.n_rows {
+                let end = (start + block.max(1)).min(s.first_row + s.n_rows);
+                out.push((start, end));
+                start = end;
+            }
+        }
+        out
+    }
+
+    /// Rows `[start, end)` (within one shard) as f32, optionally scaled to unit length.
+    pub fn rows_f32(&self, start: usize, end: usize, normalise: bool) -> Vec<f32> {
+        let dim = self.dim();
+        let shard = self
+            .shards
+            .iter()
+            .find(|s| start >= s.first_row && end <= s.first_row + s.n_rows)
+            .expect("row range within one shard (use blocks())");
+        let byte_start = shard.residues_offset + (start - shard.first_row) * dim * 2;
+        let bytes = &shard.mmap[byte_start..byte_start + (end - start) * dim * 2];
+        let mut out: Vec<f32> = bytes.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect();
+        if normalise {
+            for (row, &inv) in out.chunks_exact_mut(dim).zip(&self.inv_norms[start..end]) {
+                row.iter_mut().for_each(|v| *v *= inv);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::embedder::{EmbedError, Pooling};
+
+    /// A deterministic letter-dependent embedder (a fixed encoder, not a mock:
+    /// it is a real, if poor, embedding) for store tests.
+    pub(crate) struct LetterEmbedder(EmbedderSpec);
+
+    impl LetterEmbedder {
+        pub(crate) fn new() -> Self {
+            LetterEmbedder(EmbedderSpec {
+                name: "letters".into(),
+                architecture: "onehot".into(),
+                weights_digest: "none".into(),
+                dim: 8,
+                layer: None,
+                pooling: Pooling::Mean,
+                max_residues: None,
+                dtype: "f32".into(),
+            })
+        }
+    }
+
+    impl Embedder for LetterEmbedder {
+        fn spec(&self) -> &EmbedderSpec {
+            &self.0
+        }
+        fn embed_residues(&self, batch: &[&str]) -> Result<Vec<ResidueMatrix>, EmbedError> {
+            Ok(batch
+                .iter()
+                .map(|s| {
+                    let data = s
+                        .bytes()
+                        .enumerate()
+                        .flat_map(|(i, b)| (0..8).map(move |d| ((b as usize * (d + 3) + i * d) % 17) as f32 / 4.0 - 2.0))
+                        .collect();
+                    ResidueMatrix { len: s.len(), dim: 8, data }
+                })
+                .collect())
+        }
+    }
+
+    fn records() -> Vec<Record> {
+        (0..7)
+            .map(|i| {
+                let mut r = Record::new(format!("s{i}"), "MKVLAXGHIKLMNPQRSTVWY"[..(5 + 2 * i)].to_string());
+                r.family = Some(Family::new(format!("F{}", i % 3), &format!("PF0000{}", i % 3)));
+                r
+            })
+            .collect()
+    }
+
+    #[test]
+    fn builds_opens_and_reads_back_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let embedder = LetterEmbedder::new();
+        let recs = records();
+        let config = StoreConfig { stride: 2, shard_sequences: 3, batch_tokens: Some(16) };
+        let (store, stats) = ResidueStore::build_or_open(dir.path(), &embedder, &recs, &config).unwrap();
+        assert_eq!(stats.shards_written, 3);
+        assert_eq!(store.sequences.len(), 7);
+        store.verify().unwrap();
+        let full = embedder.embed_residues(&[recs[4].sequence.as_str()]).unwrap().remove(0);
+        let seq = &store.sequences[4];
+        let kept = kept_positions(&recs[4].sequence, 2);
+        assert_eq!(seq.n_rows, kept.len());
+        let block = store.blocks(1000).into_iter().find(|(s, e)| *s <= seq.first_row && seq.first_row < *e).unwrap();
+        let rows = store.rows_f32(block.0, block.1, false);
+        for (j, &p) in kept.iter().enumerate() {
+            let r = seq.first_row + j - block.0;
+            assert_eq!(store.row_position[seq.first_row + j], p);
+            assert_eq!(store.row_sequence[seq.first_row + j], 4);
+            for d in 0..8 {
+                let want = f16::from_f32(full.row(p as usize)[d]).to_f32();
+                assert_eq!(rows[r * 8 + d], want);
+            }
+        }
+        // Normalised rows have unit length.
+        let normed = store.rows_f32(block.0, block.1, true);
+        let n: f32 = normed[..8].iter().map(|v| v * v).sum();
+        assert!((n - 1.0).abs() < 1e-3);
+        // A second call is served from disk.
+        let (_, again) = ResidueStore::build_or_open(dir.path(), &embedder, &recs, &config).unwrap();
+        assert_eq!((again.shards_reused, again.shards_written), (3, 0));
+    }
+
+    #[test]
+    fn resumes_missing_and_rebuilds_corrupt_shards() {
+        let dir = tempfile::tempdir().unwrap();
+        let embedder = LetterEmbedder::new();
+        let recs = records();
+        let config = StoreConfig { stride: 1, shard_sequences: 2, batch_tokens: None };
+        let (store, _) = ResidueStore::build_or_open(dir.path(), &embedder, &recs, &config).unwrap();
+        let first = store.rows_f32(0, store.shards[0].n_rows, false);
+        let store_dir = store.dir.clone();
+        drop(store);
+        // Simulate an interrupted run: no manifest, one shard missing, one truncated.
+        std::fs::remove_file(store_dir.join("manifest.json")).unwrap();
+        std::fs::remove_file(store_dir.join(shard_name(1))).unwrap();
+        let p2 = store_dir.join(shard_name(2));
+        let bytes = std::fs::read(&p2).unwrap();
+        std::fs::write(&p2, &bytes[..bytes.len() / 2]).unwrap();
+        let (store, stats) = ResidueStore::build_or_open(dir.path(), &embedder, &recs, &config).unwrap();
+        assert_eq!((stats.shards_reused, stats.shards_written), (2, 2));
+        assert_eq!(stats.sequences_embedded, 4);
+        assert_eq!(store.rows_f32(0, store.shards[0].n_rows, false), first);
+        store.verify().unwrap();
+    }
+
+    #[test]
+    fn stride_keeps_every_nth_informative_residue() {
+        assert_eq!(kept_positions("MKXLAB", 1), vec![0, 1, 3, 4]);
+        assert_eq!(kept_positions("MKXLAXG", 2), vec![0, 4, 6]);
+        assert_eq!(kept_positions("MK", 3), vec![0]);
+        assert!(kept_positions("XXXX", 1).is_empty());
+        assert!(kept_positions("", 2).is_empty());
+    }
+
+    #[test]
+    fn key_depends_on_stride_and_data() {
+        let spec = LetterEmbedder::new().0;
+        let recs = records();
+        let root = Path::new("/x");
+        let a = ResidueStore::dir_for(root, &spec, &recs, 1);
+        assert_ne!(a, ResidueStore::dir_for(root, &spec, &recs, 2));
+        assert_ne!(a, ResidueStore::dir_for(root, &spec, &recs[1..], 1));
+    }
+}

