@@ -333,18 +333,13 @@ pub fn load_entry(entry: &RegistryEntry, opts: &LoadOptions) -> Result<Box<dyn E
                     ),
                 });
             }
-            // `unirep::load_embedder(&dir, name, opts)` / `near::load_embedder(&dir, name, opts)` come
-            // with the unirep branch; this arm calls them once it is merged.
-            Err(ModelError::Other(format!(
-                "this build has no {} loader yet",
-                entry.architecture
-            )))
+            match entry.architecture {
+                "unirep" => super::unirep::load_embedder(&dir, entry.name, opts),
+                "near" => super::near::load_embedder(&dir, entry.name, opts),
+                other => Err(ModelError::Other(format!("no loader for packaged architecture {other}"))),
+            }
         }
-        // `onehot::load_embedder(name, length, opts)` comes with the unirep branch.
-        Source::Builtin => Err(ModelError::Other(format!(
-            "this build has no {} encoder yet",
-            entry.architecture
-        ))),
+        Source::Builtin => super::onehot::load_embedder(entry.name, super::onehot::DEFAULT_LENGTH, opts),
     }
 }
 
