@@ -336,7 +336,9 @@ pub fn load_entry(entry: &RegistryEntry, opts: &LoadOptions) -> Result<Box<dyn E
             match entry.architecture {
                 "unirep" => super::unirep::load_embedder(&dir, entry.name, opts),
                 "near" => super::near::load_embedder(&dir, entry.name, opts),
-                other => Err(ModelError::Other(format!("no loader for packaged architecture {other}"))),
+                other => Err(ModelError::Other(format!(
+                    "no loader for packaged architecture {other}"
+                ))),
             }
         }
         Source::Builtin => super::onehot::load_embedder(entry.name, super::onehot::DEFAULT_LENGTH, opts),
