@@ -137,3 +137,53 @@ fn corrupt_or_mismatched_files_are_clear_errors() {
     )
     .is_err());
 }
+
+#[test]
+fn info_prints_kind_embedder_training_data_and_epoch_log() {
+    let train = few_families(&part_vectors("random_split", "train"), 15);
+    let dev = few_families(&part_vectors("random_split", "dev"), 15);
+    let trained = SavedClassifier::train(
+        &ClassifierParams::Mlp(small_mlp()),
+        &composition_spec(),
+        &train,
+        Some(&dev),
+        "bundled/random_split",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    trained.save(dir.path()).unwrap();
+    let out = assert_cmd::Command::cargo_bin("protfam")
+        .unwrap()
+        .arg("info")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("classifier: mlp"), "{text}");
+    assert!(text.contains("embedder: composition"), "{text}");
+    assert!(
+        text.contains(&format!("{} vectors, 15 families", train.len())),
+        "{text}"
+    );
+    assert!(text.contains(&trained.meta.training.digest), "{text}");
+    let best = trained.meta.training_log[0].best_epoch;
+    assert!(
+        text.contains("dev error (%)") && text.contains(&format!("best epoch {best}")),
+        "{text}"
+    );
+    // One line per epoch, the kept one marked.
+    assert_eq!(
+        text.lines().filter(|l| l.trim_end().ends_with(" *")).count(),
+        1,
+        "{text}"
+    );
+    let out = assert_cmd::Command::cargo_bin("protfam")
+        .unwrap()
+        .arg("info")
+        .arg(dir.path().join("missing"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("classifier.json"));
+}

@@ -232,7 +232,7 @@ impl Adam {
             let m = ((&self.m[i] * self.beta1)? + (g * (1.0 - self.beta1))?)?;
             let v = ((&self.v[i] * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
             let update = (m.clone() / (v.sqrt()? + self.eps)?)?;
-            var.set(&(var.as_tensor() - (update * step)?)?)?;
+            var.set(&(var.as_tensor().detach() - (update * step)?)?)?;
             self.m[i] = m;
             self.v[i] = v;
         }
@@ -340,13 +340,15 @@ fn train_mlp(
             let l2 = p.alpha / rows as f64;
             let mut gs = Vec::with_capacity(vars.len());
             for (vi, var) in vars.iter().enumerate() {
+                // Detached: optimiser state must not record an autograd graph, or every
+                // step's tensors would stay reachable from the next step's moments.
                 let g = match grads.get(var.as_tensor()) {
-                    Some(g) => g.clone(),
-                    None => var.zeros_like()?,
+                    Some(g) => g.detach(),
+                    None => var.zeros_like()?.detach(),
                 };
                 let is_weight = vi % 2 == 0;
                 gs.push(if is_weight && l2 > 0.0 {
-                    (g + (var.as_tensor() * l2)?)?
+                    (g + (var.as_tensor().detach() * l2)?)?
                 } else {
                     g
                 });

@@ -58,7 +58,10 @@ impl CacheSource {
 
 impl VectorSource for CacheSource {
     fn vectors(&mut self, model: &str, part: &str) -> Result<(EmbedderSpec, VectorSet), EvaluateError> {
-        let vec_err = |message: String| EvaluateError::Vectors { model: model.to_string(), message };
+        let vec_err = |message: String| EvaluateError::Vectors {
+            model: model.to_string(),
+            message,
+        };
         if !self.embedders.contains_key(model) {
             let opts = crate::models::LoadOptions {
                 device: self.device.clone(),
@@ -72,7 +75,10 @@ impl VectorSource for CacheSource {
         let cache = crate::cache::Cache::new(&self.data.cache);
         let bar = super::progress_bar(0, "sequences");
         bar.set_message(format!("{model} {part}"));
-        let opts = crate::pipeline::EmbedOptions { progress: bar.clone(), ..Default::default() };
+        let opts = crate::pipeline::EmbedOptions {
+            progress: bar.clone(),
+            ..Default::default()
+        };
         let set = crate::pipeline::load_vectors(embedder, &cache, &self.data.data, &self.data.split, part, &opts)
             .map_err(|e| vec_err(e.to_string()))?;
         bar.finish_and_clear();
