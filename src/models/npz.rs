@@ -29,7 +29,10 @@ pub struct NpzWeights {
 impl NpzWeights {
     /// Reads every array of `path` as f32 (f32 or f64 on disk; Fortran order is converted).
     pub fn open(path: &Path) -> Result<Self, ModelError> {
-        let file_err = |message: String| ModelError::File { path: path.to_path_buf(), message };
+        let file_err = |message: String| ModelError::File {
+            path: path.to_path_buf(),
+            message,
+        };
         let mut bytes = Vec::new();
         std::fs::File::open(path)
             .and_then(|mut f| f.read_to_end(&mut bytes))
@@ -52,9 +55,9 @@ impl NpzWeights {
             let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
             let fortran = npy.order() == npyz::Order::Fortran;
             let data: Vec<f32> = match npy.dtype() {
-                npyz::DType::Plain(ts) if ts.to_string().ends_with("f4") => {
-                    npy.into_vec::<f32>().map_err(|e| tensor_err(format!("unreadable f32 data: {e}")))?
-                }
+                npyz::DType::Plain(ts) if ts.to_string().ends_with("f4") => npy
+                    .into_vec::<f32>()
+                    .map_err(|e| tensor_err(format!("unreadable f32 data: {e}")))?,
                 npyz::DType::Plain(ts) if ts.to_string().ends_with("f8") => npy
                     .into_vec::<f64>()
                     .map_err(|e| tensor_err(format!("unreadable f64 data: {e}")))?
@@ -63,10 +66,18 @@ impl NpzWeights {
                     .collect(),
                 other => return Err(tensor_err(format!("unsupported dtype {other:?} (need float32)"))),
             };
-            let data = if fortran && shape.len() > 1 { fortran_to_c(&data, &shape) } else { data };
+            let data = if fortran && shape.len() > 1 {
+                fortran_to_c(&data, &shape)
+            } else {
+                data
+            };
             arrays.insert(name, NpzArray { shape, data });
         }
-        Ok(NpzWeights { path: path.to_path_buf(), arrays, digest })
+        Ok(NpzWeights {
+            path: path.to_path_buf(),
+            arrays,
+            digest,
+        })
     }
 
     /// The array `name`, checked to have exactly `shape`.

@@ -105,7 +105,11 @@ impl Embedder for OneHot {
                 let len = seq.len().min(self.length);
                 let mut data = self.encode(seq);
                 data.truncate(len * SYMBOLS);
-                ResidueMatrix { len, dim: SYMBOLS, data }
+                ResidueMatrix {
+                    len,
+                    dim: SYMBOLS,
+                    data,
+                }
             })
             .collect())
     }
@@ -123,7 +127,9 @@ impl Embedder for OneHot {
 /// A one-hot encoder of `length` positions, registered as `name`.
 pub fn load_embedder(name: &str, length: usize, opts: &LoadOptions) -> Result<Box<dyn Embedder>, ModelError> {
     if opts.layer.is_some() {
-        return Err(ModelError::Other(format!("{name}: one-hot has no layers; --layer does not apply")));
+        return Err(ModelError::Other(format!(
+            "{name}: one-hot has no layers; --layer does not apply"
+        )));
     }
     Ok(Box::new(OneHot::new(name, length)?))
 }

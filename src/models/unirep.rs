@@ -108,8 +108,14 @@ impl UniRepConfig {
                 message: format!("shape {:?}, expected a square [hidden, hidden]", wmh.shape),
             });
         }
-        let num_layers = (0..).take_while(|i| weights.arrays.contains_key(&format!("mlstm.{i}.wmh"))).count();
-        Ok(UniRepConfig { hidden_size: wmh.shape[0], num_layers, embedding_dim: embedding.shape[1] })
+        let num_layers = (0..)
+            .take_while(|i| weights.arrays.contains_key(&format!("mlstm.{i}.wmh")))
+            .count();
+        Ok(UniRepConfig {
+            hidden_size: wmh.shape[0],
+            num_layers,
+            embedding_dim: embedding.shape[1],
+        })
     }
 }
 
@@ -121,7 +127,11 @@ fn weight_norm(w: &[f32], rows: usize, cols: usize, gain: &[f32]) -> Vec<f32> {
             *s += v as f64 * v as f64;
         }
     }
-    let scale: Vec<f64> = sq.iter().zip(gain).map(|(&s, &g)| g as f64 / s.max(1e-12).sqrt()).collect();
+    let scale: Vec<f64> = sq
+        .iter()
+        .zip(gain)
+        .map(|(&s, &g)| g as f64 / s.max(1e-12).sqrt())
+        .collect();
     let mut out = vec![0f32; rows * cols];
     for r in 0..rows {
         for c in 0..cols {
@@ -190,7 +200,11 @@ impl MlstmCell {
     fn run<'a>(&self, sched: &Schedule, inputs: impl Fn(usize) -> &'a [f32] + Sync, keep_all: bool) -> CellRun {
         let hs = self.hidden;
         let batch = sched.order.len();
-        let mut hidden_all = if keep_all { vec![0f32; sched.total * hs] } else { Vec::new() };
+        let mut hidden_all = if keep_all {
+            vec![0f32; sched.total * hs]
+        } else {
+            Vec::new()
+        };
         let mut h = vec![0f32; batch * hs];
         let mut c = vec![0f32; batch * hs];
         let mut h_sum = vec![0f64; batch * hs];
@@ -202,11 +216,15 @@ impl MlstmCell {
             let base = sched.offsets[t];
             if t > 0 {
                 matmul(rows, hs, hs, &h[..rows * hs], &self.wmh, &mut hm[..rows * hs]);
-                hm[..rows * hs].par_chunks_mut(hs).with_min_len(min_rows).enumerate().for_each(|(j, m)| {
-                    for (mv, &xm) in m.iter_mut().zip(&inputs(base + j)[..hs]) {
-                        *mv *= xm;
-                    }
-                });
+                hm[..rows * hs]
+                    .par_chunks_mut(hs)
+                    .with_min_len(min_rows)
+                    .enumerate()
+                    .for_each(|(j, m)| {
+                        for (mv, &xm) in m.iter_mut().zip(&inputs(base + j)[..hs]) {
+                            *mv *= xm;
+                        }
+                    });
                 matmul(rows, 4 * hs, hs, &hm[..rows * hs], &self.wh, &mut z[..rows * 4 * hs]);
             } else {
                 // h = 0 at the start, so both recurrent products vanish
@@ -227,7 +245,12 @@ impl MlstmCell {
                 hidden_all[base * hs..(base + rows) * hs].copy_from_slice(&h[..rows * hs]);
             }
         }
-        CellRun { hidden_all, h_sum, h_final: h, c_final: c }
+        CellRun {
+            hidden_all,
+            h_sum,
+            h_final: h,
+            c_final: c,
+        }
     }
 }
 
@@ -302,8 +325,7 @@ fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.0, 88.0);
     let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
     let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
-        + 1.666_666_5e-1)
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1)
         * r
         + 5.000_000_1e-1;
     let p = p * r * r + r + 1.0;
@@ -382,7 +404,13 @@ impl Schedule {
             active.push(running);
             total += running;
         }
-        Schedule { order, steps, active, offsets, total }
+        Schedule {
+            order,
+            steps,
+            active,
+            offsets,
+            total,
+        }
     }
 
     /// Packed row of sorted sequence `j` at step `t`.
@@ -443,7 +471,11 @@ impl UniRep {
         let embedding = weights.get("embedding", &[VOCAB_SIZE, config.embedding_dim])?;
         let cells = (0..config.num_layers)
             .map(|i| {
-                let input_dim = if i == 0 { config.embedding_dim } else { config.hidden_size };
+                let input_dim = if i == 0 {
+                    config.embedding_dim
+                } else {
+                    config.hidden_size
+                };
                 MlstmCell::load(&weights, i, input_dim, config.hidden_size)
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -461,7 +493,10 @@ impl UniRep {
             }
         };
         if opts.dtype != candle_core::DType::F32 || !opts.device.is_cpu() {
-            tracing::warn!(model = name, "UniRep runs on the CPU in f32 whatever device and dtype are asked for");
+            tracing::warn!(
+                model = name,
+                "UniRep runs on the CPU in f32 whatever device and dtype are asked for"
+            );
         }
         let spec = EmbedderSpec {
             name: name.to_string(),
@@ -474,7 +509,13 @@ impl UniRep {
             max_residues: None,
             dtype: "f32".into(),
         };
-        Ok(UniRep { config, token_inputs, cells, output_layer, spec })
+        Ok(UniRep {
+            config,
+            token_inputs,
+            cells,
+            output_layer,
+            spec,
+        })
     }
 
     pub fn config(&self) -> &UniRepConfig {
@@ -573,7 +614,10 @@ impl UniRep {
                 });
             }
         }
-        Ok(out.into_iter().map(|r| r.expect("every sequence is in one chunk")).collect())
+        Ok(out
+            .into_iter()
+            .map(|r| r.expect("every sequence is in one chunk"))
+            .collect())
     }
 
     /// Hidden states of the output layer at every position, start token first
@@ -592,10 +636,17 @@ impl UniRep {
                     let r = sched.row(t, j);
                     data.extend_from_slice(&run.hidden_all[r * hs..(r + 1) * hs]);
                 }
-                out[chunk[ci]] = Some(ResidueMatrix { len: steps, dim: hs, data });
+                out[chunk[ci]] = Some(ResidueMatrix {
+                    len: steps,
+                    dim: hs,
+                    data,
+                });
             }
         }
-        Ok(out.into_iter().map(|r| r.expect("every sequence is in one chunk")).collect())
+        Ok(out
+            .into_iter()
+            .map(|r| r.expect("every sequence is in one chunk"))
+            .collect())
     }
 }
 
@@ -609,7 +660,11 @@ impl Embedder for UniRep {
         Ok(self
             .hidden_states(batch)?
             .into_iter()
-            .map(|m| ResidueMatrix { len: m.len - 1, dim: m.dim, data: m.data[m.dim..].to_vec() })
+            .map(|m| ResidueMatrix {
+                len: m.len - 1,
+                dim: m.dim,
+                data: m.data[m.dim..].to_vec(),
+            })
             .collect())
     }
 
@@ -717,7 +772,9 @@ mod tests {
     fn vectorised_update_equals_scalar_reference() {
         let hs = 37;
         let z: Vec<f32> = (0..4 * hs).map(|v| ((v * 7919) % 997) as f32 / 100.0 - 5.0).collect();
-        let xz: Vec<f32> = (0..4 * hs).map(|v| ((v * 104_729) % 883) as f32 / 200.0 - 2.0).collect();
+        let xz: Vec<f32> = (0..4 * hs)
+            .map(|v| ((v * 104_729) % 883) as f32 / 200.0 - 2.0)
+            .collect();
         let b: Vec<f32> = (0..4 * hs).map(|v| (v as f32 * 0.37).sin()).collect();
         let mut c: Vec<f32> = (0..hs).map(|v| (v as f32 * 0.11).cos()).collect();
         let mut h = vec![0f32; hs];
@@ -729,7 +786,10 @@ mod tests {
             let g = |q: usize| (z[q * hs + k] + xz[q * hs + k] + b[q * hs + k]) as f64;
             let cv = sig(g(1)) * c0[k] as f64 + sig(g(0)) * g(3).tanh();
             let hv = sig(g(2)) * cv.tanh();
-            assert!((c[k] as f64 - cv).abs() < 1e-6 && (h[k] as f64 - hv).abs() < 1e-6, "unit {k}");
+            assert!(
+                (c[k] as f64 - cv).abs() < 1e-6 && (h[k] as f64 - hv).abs() < 1e-6,
+                "unit {k}"
+            );
             assert!((sum[k] - 1.0 - h[k] as f64).abs() < 1e-12);
         }
     }

@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Benchmark peer for ESM: Hugging Face transformers' `EsmModel` on PyTorch CPU
+with fair-esm-style batches (sequences sorted by length, each batch filled up to
+`--toks-per-batch` tokens, as fair-esm's `FastaBatchedDataset.get_batch_indices`
+does for `extract.py`), mean over residue positions of the last hidden layer,
+on the first N domains of the bundled clustered test split.
+
+The model is an ESM-2 t12_35M-sized model (12 layers, 480 hidden, 20 heads,
+rotary positions) with seeded random weights: speed does not depend on the
+values. `--save-model DIR` writes it first in the Hugging Face layout
+(`config.json`, `model.safetensors`, `vocab.txt`), so protfam's bench loads the
+very same weights. Prints one JSON line: residues/s and peak RSS.
+
+Usage: python3 benches/peers/esm_peer.py [--n 500] [--save-model DIR] [--threads 2]
+"""
+import argparse
+import time
+
+from _common import data_root, load_sequences, report
+
+T12_35M = dict(
+    vocab_size=33,
+    hidden_size=480,
+    num_hidden_layers=12,
+    num_attention_heads=20,
+    intermediate_size=1920,
+    hidden_dropout_prob=0.0,
+    attention_probs_dropout_prob=0.0,
+    max_position_embeddings=1026,
+    position_embedding_type="rotary",
+    layer_norm_eps=1e-5,
+    token_dropout=True,
+    emb_layer_norm_before=False,
+    mask_token_id=32,
+    pad_token_id=1,
+    is_folding_model=False,
+)
+
+ESM_VOCAB = ["<cls>", "<pad>", "<eos>", "<unk>", "L", "A", "G", "V", "S", "E", "R", "T", "I", "D", "P", "K",
+             "Q", "N", "F", "Y", "M", "H", "W", "C", "X", "B", "U", "Z", "O", ".", "-", "<null_1>", "<mask>"]
+
+
+def build_model(seed: int):
+    import torch
+    from transformers import EsmConfig, EsmModel
+
+    torch.manual_seed(seed)
+    config = EsmConfig(**T12_35M)
+    model = EsmModel(config, add_pooling_layer=False)
+    model.eval()
+    return model
+
+
+def save_model(model, directory: str):
+    from pathlib import Path
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    (out / "vocab.txt").write_text("\n".join(ESM_VOCAB) + "\n")
+
+
+def batches(seqs, toks_per_batch):
+    """fair-esm's get_batch_indices: sort by length, fill up to toks_per_batch padded tokens."""
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    out, buf, max_len = [], [], 0
+    for i in order:
+        size = len(seqs[i]) + 2  # <cls> ... <eos>
+        if buf and max(size, max_len) * (len(buf) + 1) > toks_per_batch:
+            out.append(buf)
+            buf, max_len = [], 0
+        max_len = max(max_len, size)
+        buf.append(i)
+    if buf:
+        out.append(buf)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=500)
+    ap.add_argument("--data", default=None)
+    ap.add_argument("--split", default="clustered_split")
+    ap.add_argument("--toks-per-batch", type=int, default=4096)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--save-model", default=None)
+    args = ap.parse_args()
+    seqs = load_sequences(data_root(args.data), args.n, args.split)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    model = build_model(args.seed)
+    if args.save_model:
+        save_model(model, args.save_model)
+    index = {tok: i for i, tok in enumerate(ESM_VOCAB)}
+
+    def encode(batch):
+        width = max(len(seqs[i]) for i in batch) + 2
+        ids = torch.full((len(batch), width), index["<pad>"], dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, i in enumerate(batch):
+            toks = [index["<cls>"]] + [index.get(c, index["<unk>"]) for c in seqs[i]] + [index["<eos>"]]
+            ids[row, : len(toks)] = torch.tensor(toks)
+            mask[row, : len(toks)] = 1
+        return ids, mask
+
+    with torch.inference_mode():
+        ids, mask = encode([0])
+        model(input_ids=ids, attention_mask=mask)  # warm-up
+        start = time.perf_counter()
+        pooled = [None] * len(seqs)
+        for batch in batches(seqs, args.toks_per_batch):
+            ids, mask = encode(batch)
+            hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state
+            for row, i in enumerate(batch):
+                pooled[i] = hidden[row, 1 : len(seqs[i]) + 1].mean(0)
+        seconds = time.perf_counter() - start
+    assert all(p is not None and p.shape == (480,) for p in pooled)
+    report("transformers EsmModel, PyTorch CPU (esm2_t12_35M random)", seqs, seconds,
+           threads=args.threads, toks_per_batch=args.toks_per_batch, torch=torch.__version__)
+
+
+if __name__ == "__main__":
+    main()
