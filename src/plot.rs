@@ -123,7 +123,8 @@ pub fn error_bars(rows: &[ReportRow], dir: &Path, name: &str, title: &str) -> Re
     let groups = unique(rows.iter().map(group_of));
     let classifiers = unique(rows.iter().map(|r| r.classifier.clone()));
     let top = rows.iter().map(|r| r.error_rate * 100.0).fold(0.0, f64::max);
-    let y_max = ((top * 1.15 / 10.0).ceil() * 10.0).clamp(10.0, 100.0);
+    // Headroom above the tallest bar for its value and the legend.
+    let y_max = (((top + 8.0) * 1.2 / 10.0).ceil() * 10.0).clamp(20.0, 130.0);
     let bar_width = 0.8 / classifiers.len() as f64;
     // Wide enough for long model names under each group.
     let width = SIZE.0.max(180 * groups.len() as u32 + 200);
@@ -168,7 +169,7 @@ fn draw_bars<DB: DrawingBackend>(
             }
         })
         .y_desc("test error rate (%)")
-        .y_label_formatter(&|y: &f64| format!("{y:.0}"))
+        .y_label_formatter(&|y: &f64| if *y <= 100.0 { format!("{y:.0}") } else { String::new() })
         .light_line_style(TRANSPARENT)
         .x_desc("embedding")
         .label_style((FAMILY, 17))
