@@ -4,6 +4,16 @@
 use crate::io::vocab::LabelVocab;
 use crate::vectors::VectorSet;
 
+pub mod ensemble;
+pub mod knn;
+pub mod mlp;
+pub mod saved;
+
+pub use ensemble::{KnnEnsemble, KnnEnsembleParams, MlpEnsemble, MlpEnsembleParams};
+pub use knn::{Knn, KnnParams};
+pub use mlp::{Mlp, MlpParams};
+pub use saved::{ClassifierKind, SavedClassifier};
+
 /// One query's answer: the predicted class (an index into the [`LabelVocab`]),
 /// its score, the runners-up, and for neighbour methods the nearest training
 /// example.
@@ -28,6 +38,8 @@ pub enum ClassifyError {
     Candle(#[from] candle_core::Error),
     #[error("{path}: {message}")]
     Io { path: String, message: String },
+    #[error("the classifier was trained on vectors of embedder {expected}, but these come from {found}")]
+    EmbedderMismatch { expected: String, found: String },
 }
 
 /// Fitting: checked hyper-parameters plus labelled training vectors (and an
@@ -41,4 +53,62 @@ pub trait Fit {
 /// Prediction for every row of `queries`, in order.
 pub trait Predict {
     fn predict(&self, queries: &VectorSet) -> Result<Vec<Prediction>, ClassifyError>;
+}
+
+/// Class index of every training vector; unlabelled vectors or families missing
+/// from the vocabulary are an error naming the vector.
+pub fn class_indices(set: &VectorSet, vocab: &LabelVocab) -> Result<Vec<u32>, ClassifyError> {
+    set.ids
+        .iter()
+        .zip(&set.families)
+        .map(|(id, family)| {
+            let family = family
+                .as_ref()
+                .ok_or_else(|| ClassifyError::Data(format!("vector {id} has no family label")))?;
+            vocab.index_of(family).map(|i| i as u32).ok_or_else(|| {
+                ClassifyError::Data(format!(
+                    "vector {id}: family {} is not in the label vocabulary",
+                    family.accession
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Rejects NaN and infinite values, naming the first offending row.
+pub fn check_finite(data: &[f32], dim: usize, what: &str) -> Result<(), ClassifyError> {
+    if let Some(pos) = data.iter().position(|v| !v.is_finite()) {
+        return Err(ClassifyError::Data(format!(
+            "{what} vector {} holds a non-finite value",
+            pos / dim.max(1)
+        )));
+    }
+    Ok(())
+}
+
+/// The compute device in hyper-parameters. It is not saved (the loader picks
+/// one) and two handles are equal when they name the same device.
+#[derive(Debug, Clone)]
+pub struct ComputeDevice(pub candle_core::Device);
+
+impl Default for ComputeDevice {
+    fn default() -> Self {
+        ComputeDevice(candle_core::Device::Cpu)
+    }
+}
+
+impl PartialEq for ComputeDevice {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.same_device(&other.0)
+    }
+}
+
+/// The device classifiers compute on: the first CUDA device when protfam is built
+/// with the `cuda` feature and one is present, else the CPU.
+pub fn default_device() -> candle_core::Device {
+    #[cfg(feature = "cuda")]
+    if let Ok(dev) = candle_core::Device::new_cuda(0) {
+        return dev;
+    }
+    candle_core::Device::Cpu
 }

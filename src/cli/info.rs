@@ -1,10 +1,81 @@
-//! `protfam info` (to be written).
+//! `protfam info <dir>`: what a saved classifier holds — kind, hyper-parameters,
+//! embedder identity, training data, per-epoch log — without loading its weights.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(Debug, clap::Args)]
-pub struct InfoArgs {}
+use crate::classify::saved::SavedClassifier;
 
-pub fn run(_args: InfoArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`protfam info` is not available yet")
+#[derive(Debug, clap::Args)]
+pub struct InfoArgs {
+    /// Classifier directory written by `protfam train` (or `evaluate --save-classifiers`).
+    pub dir: PathBuf,
+    /// Print classifier.json as it is.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Human-readable summary of a classifier directory.
+pub fn describe(dir: &std::path::Path) -> anyhow::Result<String> {
+    use std::fmt::Write;
+    let meta = SavedClassifier::load_meta(dir)?;
+    let mut s = String::new();
+    writeln!(s, "classifier: {}", meta.classifier)?;
+    writeln!(s, "directory: {}", dir.display())?;
+    writeln!(s, "created by: {}", meta.created_by)?;
+    let params = serde_json::to_value(&meta.params)?;
+    writeln!(s, "hyper-parameters: {}", params.get("params").unwrap_or(&params))?;
+    let e = &meta.embedder;
+    writeln!(
+        s,
+        "embedder: {} ({}, dim {}, {} pooling, layer {}, dtype {}, max residues {}) key {}",
+        e.name,
+        e.architecture,
+        e.dim,
+        e.pooling,
+        e.layer.map(|l| l.to_string()).unwrap_or("last".into()),
+        e.dtype,
+        e.max_residues.map(|m| m.to_string()).unwrap_or("-".into()),
+        e.key()
+    )?;
+    writeln!(s, "embedder weights digest: {}", e.weights_digest)?;
+    let t = &meta.training;
+    writeln!(
+        s,
+        "training data: {} vectors, {} families, dim {}, from {} ({:.1} s to fit)",
+        t.n, t.n_classes, t.dim, t.source, t.seconds
+    )?;
+    writeln!(s, "training data digest: {}", t.digest)?;
+    for (m, log) in meta.training_log.iter().enumerate() {
+        writeln!(s, "MLP {} (seed {}): best epoch {}", m, log.seed, log.best_epoch)?;
+        writeln!(s, "  epoch  train loss  dev error (%)  seconds")?;
+        for ep in &log.epochs {
+            let dev = ep.dev_error.map(|d| format!("{:.2}", 100.0 * d)).unwrap_or("-".into());
+            let mark = if ep.epoch == log.best_epoch { " *" } else { "" };
+            writeln!(
+                s,
+                "  {:>5}  {:>10.4}  {:>13}  {:>7.2}{mark}",
+                ep.epoch, ep.train_loss, dev, ep.seconds
+            )?;
+        }
+    }
+    match &meta.calibration {
+        Some(c) => writeln!(s, "calibration: {c}")?,
+        None => writeln!(s, "calibration: none")?,
+    }
+    for f in SavedClassifier::files(dir) {
+        let size = std::fs::metadata(&f).map(|m| m.len()).unwrap_or(0);
+        writeln!(s, "file: {} ({size} bytes)", f.display())?;
+    }
+    Ok(s)
+}
+
+pub fn run(args: InfoArgs) -> anyhow::Result<ExitCode> {
+    if args.json {
+        let meta = SavedClassifier::load_meta(&args.dir)?;
+        println!("{}", serde_json::to_string_pretty(&meta)?);
+    } else {
+        print!("{}", describe(&args.dir)?);
+    }
+    Ok(ExitCode::SUCCESS)
 }

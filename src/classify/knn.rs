@@ -1,0 +1,606 @@
+//! Exact k-nearest-neighbour classification in Euclidean distance.
+//!
+//! Distances are computed as blocked matrix products (`||q||^2 - 2 q.t + ||t||^2`)
+//! with Candle on the CPU or a CUDA device: queries are cut into blocks of
+//! [`KnnParams::query_block`] rows and the training set into blocks of
+//! [`KnnParams::train_block`] rows, so memory stays bounded by one query block
+//! times one training block however large the training set is, and every query
+//! keeps a running list of its best candidates.
+//!
+//! The f32 expansion suffers from cancellation when vectors are far from the
+//! origin, so two things keep the answer exact:
+//! 1. both sides are centred on the training mean before the product (distances
+//!    do not change, norms and therefore rounding errors shrink);
+//! 2. every query keeps `k + CANDIDATE_SLACK` candidates whose distances are then
+//!    recomputed in f64 directly as `sum (q_i - t_i)^2`, and a rigorous bound on
+//!    the f32 error proves that no non-candidate can be closer than the k-th
+//!    neighbour; when the proof fails (near-ties at the candidate boundary) that
+//!    query is searched again exhaustively in f64.
+//!
+//! The result is the same neighbour list an exact f64 brute-force search gives
+//! (scikit-learn's `KNeighborsClassifier(algorithm="brute")` upcasts to f64 too).
+//!
+//! **Tie-breaking** (deterministic, documented for reproducibility):
+//! - neighbours at equal distance: the lower training index comes first;
+//! - classes with equal votes: the class whose best-ranked neighbour is nearer
+//!   wins (so `k = 2` with two different classes picks the nearest one).
+
+use candle_core::Tensor;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::{check_finite, class_indices, ClassifyError, ComputeDevice, Fit, Predict, Prediction};
+use crate::io::vocab::LabelVocab;
+use crate::vectors::VectorSet;
+
+/// Extra candidates kept per query beyond `k`, rescored exactly in f64.
+pub const CANDIDATE_SLACK: usize = 8;
+
+/// How neighbours vote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Weighting {
+    /// One vote per neighbour (majority vote).
+    #[default]
+    Uniform,
+    /// Votes weighted by the inverse distance (scikit-learn's `weights="distance"`:
+    /// neighbours at distance zero, if any, take all the weight).
+    Distance,
+}
+
+/// Hyper-parameters of [`Knn`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KnnParams {
+    /// Number of neighbours (1 = the paper's 1-NN).
+    pub k: usize,
+    pub weighting: Weighting,
+    /// Queries per matrix-product block.
+    pub query_block: usize,
+    /// Training vectors per matrix-product block.
+    pub train_block: usize,
+    /// Device for the matrix products (not saved; the loader chooses).
+    #[serde(skip)]
+    pub device: ComputeDevice,
+}
+
+impl Default for KnnParams {
+    fn default() -> Self {
+        KnnParams {
+            k: 1,
+            weighting: Weighting::Uniform,
+            query_block: 1024,
+            train_block: 4096,
+            device: ComputeDevice::default(),
+        }
+    }
+}
+
+impl KnnParams {
+    pub fn check(&self) -> Result<(), ClassifyError> {
+        if self.k == 0 {
+            return Err(ClassifyError::InvalidParams("k must be at least 1".into()));
+        }
+        if self.query_block == 0 || self.train_block == 0 {
+            return Err(ClassifyError::InvalidParams(
+                "kNN block sizes must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One neighbour of a query: training index and exact squared Euclidean distance.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Neighbour {
+    pub index: usize,
+    pub sq_distance: f64,
+}
+
+impl Neighbour {
+    pub fn distance(&self) -> f32 {
+        self.sq_distance.sqrt() as f32
+    }
+}
+
+/// A fitted kNN classifier: the training vectors and their class indices.
+#[derive(Debug, Clone)]
+pub struct Knn {
+    pub params: KnnParams,
+    pub n_classes: usize,
+    dim: usize,
+    train: Vec<f32>,
+    labels: Vec<u32>,
+    /// Training mean subtracted before the f32 products.
+    centre: Vec<f32>,
+    /// Squared norms of the centred training vectors.
+    sq_norms: Vec<f32>,
+    max_norm: f64,
+}
+
+impl Fit for KnnParams {
+    type Model = Knn;
+
+    fn fit(&self, train: &VectorSet, _dev: Option<&VectorSet>, vocab: &LabelVocab) -> Result<Knn, ClassifyError> {
+        self.check()?;
+        let labels = class_indices(train, vocab)?;
+        Knn::from_parts(self.clone(), vocab.len(), train.dim, train.data.clone(), labels)
+    }
+}
+
+impl Knn {
+    /// Builds a fitted model from training vectors (row-major, `dim` wide) and class indices.
+    pub fn from_parts(
+        params: KnnParams,
+        n_classes: usize,
+        dim: usize,
+        train: Vec<f32>,
+        labels: Vec<u32>,
+    ) -> Result<Knn, ClassifyError> {
+        params.check()?;
+        if labels.is_empty() {
+            return Err(ClassifyError::Data("kNN needs at least one training vector".into()));
+        }
+        if dim == 0 || train.len() != labels.len() * dim {
+            return Err(ClassifyError::Data(format!(
+                "{} training values do not make {} vectors of dimension {dim}",
+                train.len(),
+                labels.len()
+            )));
+        }
+        if let Some(bad) = labels.iter().find(|&&l| l as usize >= n_classes) {
+            return Err(ClassifyError::Data(format!(
+                "class index {bad} outside the {n_classes} classes"
+            )));
+        }
+        check_finite(&train, dim, "training")?;
+        let n = labels.len();
+        let mut mean = vec![0f64; dim];
+        for row in train.chunks_exact(dim) {
+            for (m, &v) in mean.iter_mut().zip(row) {
+                *m += v as f64;
+            }
+        }
+        let centre: Vec<f32> = mean.iter().map(|m| (m / n as f64) as f32).collect();
+        let sq_norms: Vec<f32> = train
+            .par_chunks_exact(dim)
+            .map(|row| {
+                row.iter()
+                    .zip(&centre)
+                    .map(|(&v, &c)| ((v - c) as f64).powi(2))
+                    .sum::<f64>() as f32
+            })
+            .collect();
+        let max_norm = sq_norms.iter().fold(0f64, |m, &s| m.max((s as f64).sqrt()));
+        Ok(Knn {
+            params,
+            n_classes,
+            dim,
+            train,
+            labels,
+            centre,
+            sq_norms,
+            max_norm,
+        })
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Training vectors, row-major.
+    pub fn train_vectors(&self) -> &[f32] {
+        &self.train
+    }
+
+    /// Class index of every training vector.
+    pub fn labels(&self) -> &[u32] {
+        &self.labels
+    }
+
+    /// The `k` exact nearest training vectors of every query, nearest first.
+    pub fn kneighbors(&self, queries: &VectorSet, k: usize) -> Result<Vec<Vec<Neighbour>>, ClassifyError> {
+        if queries.is_empty() {
+            return Ok(Vec::new());
+        }
+        if queries.dim != self.dim {
+            return Err(ClassifyError::Data(format!(
+                "query vectors have dimension {}, the classifier was trained on {}",
+                queries.dim, self.dim
+            )));
+        }
+        check_finite(&queries.data, self.dim, "query")?;
+        self.search(&queries.data, queries.len(), k.max(1))
+    }
+
+    fn search(&self, queries: &[f32], nq: usize, k: usize) -> Result<Vec<Vec<Neighbour>>, ClassifyError> {
+        let d = self.dim;
+        let n = self.len();
+        let k = k.min(n);
+        let keep = (k + CANDIDATE_SLACK).min(n);
+        let device = &self.params.device.0;
+
+        let mut centred = vec![0f32; nq * d];
+        centred
+            .par_chunks_exact_mut(d)
+            .zip(queries.par_chunks_exact(d))
+            .for_each(|(out, q)| {
+                for ((o, &v), &c) in out.iter_mut().zip(q).zip(&self.centre) {
+                    *o = v - c;
+                }
+            });
+        let q_sq_norms: Vec<f32> = centred
+            .par_chunks_exact(d)
+            .map(|row| row.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() as f32)
+            .collect();
+        let qb = self.params.query_block;
+        let mut q_blocks = Vec::new();
+        for start in (0..nq).step_by(qb) {
+            let len = qb.min(nq - start);
+            let t = Tensor::from_slice(&centred[start * d..(start + len) * d], (len, d), device)?;
+            q_blocks.push((start, len, t));
+        }
+        drop(centred);
+
+        let mut candidates: Vec<Candidates> = (0..nq).map(|_| Candidates::new(keep)).collect();
+        let tb = self.params.train_block;
+        let mut block = vec![0f32; tb.min(n) * d];
+        for t_start in (0..n).step_by(tb) {
+            let t_len = tb.min(n - t_start);
+            let src = &self.train[t_start * d..(t_start + t_len) * d];
+            block[..t_len * d]
+                .par_chunks_exact_mut(d)
+                .zip(src.par_chunks_exact(d))
+                .for_each(|(out, t)| {
+                    for ((o, &v), &c) in out.iter_mut().zip(t).zip(&self.centre) {
+                        *o = v - c;
+                    }
+                });
+            let train_t = Tensor::from_slice(&block[..t_len * d], (t_len, d), device)?;
+            let train_tt = train_t.t()?;
+            let t_norms = &self.sq_norms[t_start..t_start + t_len];
+            for (q_start, q_len, q) in &q_blocks {
+                let dots: Vec<f32> = q.matmul(&train_tt)?.flatten_all()?.to_vec1()?;
+                candidates[*q_start..q_start + q_len]
+                    .par_iter_mut()
+                    .enumerate()
+                    .for_each(|(i, cand)| {
+                        let row = &dots[i * t_len..(i + 1) * t_len];
+                        let qn = q_sq_norms[q_start + i];
+                        for (j, (&dot, &tn)) in row.iter().zip(t_norms).enumerate() {
+                            let approx = qn + tn - 2.0 * dot;
+                            if approx < cand.worst() {
+                                cand.insert(approx, (t_start + j) as u32);
+                            }
+                        }
+                    });
+            }
+        }
+
+        // Bound on |f32 approximate - exact| squared distance: the dot product of
+        // d terms (gamma_d), centring, norm rounding and the final additions.
+        let unit = f32::EPSILON as f64;
+        let err_factor = (d as f64 + 8.0) * unit;
+        let out: Vec<Vec<Neighbour>> = candidates
+            .into_par_iter()
+            .enumerate()
+            .map(|(qi, cand)| {
+                let q = &queries[qi * d..(qi + 1) * d];
+                let mut exact: Vec<Neighbour> = cand
+                    .items
+                    .iter()
+                    .map(|&(_, idx)| Neighbour {
+                        index: idx as usize,
+                        sq_distance: self.exact_sq_distance(q, idx as usize),
+                    })
+                    .collect();
+                sort_neighbours(&mut exact);
+                exact.truncate(k);
+                if cand.items.len() < n {
+                    let kth = exact[k - 1].sq_distance;
+                    let worst_kept = cand.items.last().map(|x| x.0 as f64).unwrap_or(f64::INFINITY);
+                    // A training vector of centred norm r is at least |r - |q|| away, so only
+                    // those with r <= |q| + sqrt(kth) can matter: that caps the norm in the bound.
+                    let qn = (q_sq_norms[qi] as f64).sqrt();
+                    let r_max = self.max_norm.min((qn + kth.sqrt()) * (1.0 + 1e-5));
+                    let bound = err_factor * (qn + r_max).powi(2);
+                    if worst_kept - bound <= kth {
+                        tracing::trace!(query = qi, "kNN candidate bound not proven; exhaustive f64 search");
+                        return self.exhaustive(q, k);
+                    }
+                }
+                exact
+            })
+            .collect();
+        Ok(out)
+    }
+
+    fn exact_sq_distance(&self, q: &[f32], index: usize) -> f64 {
+        let t = &self.train[index * self.dim..(index + 1) * self.dim];
+        q.iter().zip(t).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum()
+    }
+
+    fn exhaustive(&self, q: &[f32], k: usize) -> Vec<Neighbour> {
+        let mut all: Vec<Neighbour> = (0..self.len())
+            .map(|i| Neighbour {
+                index: i,
+                sq_distance: self.exact_sq_distance(q, i),
+            })
+            .collect();
+        let k = k.min(all.len());
+        if k < all.len() {
+            all.select_nth_unstable_by(k - 1, cmp_neighbours);
+            all.truncate(k);
+        }
+        sort_neighbours(&mut all);
+        all
+    }
+
+    /// Turns a sorted neighbour list into a prediction (votes as documented in the module).
+    fn vote(&self, neighbours: &[Neighbour]) -> Prediction {
+        let weights: Vec<f64> = match self.params.weighting {
+            Weighting::Uniform => vec![1.0; neighbours.len()],
+            Weighting::Distance => {
+                if neighbours.iter().any(|n| n.sq_distance == 0.0) {
+                    neighbours
+                        .iter()
+                        .map(|n| if n.sq_distance == 0.0 { 1.0 } else { 0.0 })
+                        .collect()
+                } else {
+                    neighbours.iter().map(|n| 1.0 / n.sq_distance.sqrt()).collect()
+                }
+            }
+        };
+        // (class, total weight, best rank)
+        let mut tally: Vec<(usize, f64, usize)> = Vec::new();
+        for (rank, (nb, w)) in neighbours.iter().zip(&weights).enumerate() {
+            let class = self.labels[nb.index] as usize;
+            match tally.iter_mut().find(|t| t.0 == class) {
+                Some(t) => t.1 += w,
+                None => tally.push((class, *w, rank)),
+            }
+        }
+        tally.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.2.cmp(&b.2)));
+        let total: f64 = weights.iter().sum::<f64>().max(f64::MIN_POSITIVE);
+        let top: Vec<(usize, f32)> = tally.iter().map(|&(c, w, _)| (c, (w / total) as f32)).collect();
+        let nearest = neighbours.first().map(|n| (n.index, n.distance()));
+        Prediction {
+            class: top[0].0,
+            score: top[0].1,
+            top,
+            nearest,
+        }
+    }
+}
+
+impl Predict for Knn {
+    fn predict(&self, queries: &VectorSet) -> Result<Vec<Prediction>, ClassifyError> {
+        let neighbours = self.kneighbors(queries, self.params.k)?;
+        Ok(neighbours.iter().map(|nb| self.vote(nb)).collect())
+    }
+}
+
+fn cmp_neighbours(a: &Neighbour, b: &Neighbour) -> std::cmp::Ordering {
+    a.sq_distance.total_cmp(&b.sq_distance).then(a.index.cmp(&b.index))
+}
+
+fn sort_neighbours(v: &mut [Neighbour]) {
+    v.sort_by(cmp_neighbours);
+}
+
+/// The best `cap` (approximate distance, index) pairs seen so far, sorted; among
+/// equal distances the earlier (lower) index stays ahead.
+struct Candidates {
+    cap: usize,
+    items: Vec<(f32, u32)>,
+}
+
+impl Candidates {
+    fn new(cap: usize) -> Self {
+        Candidates {
+            cap,
+            items: Vec::with_capacity(cap + 1),
+        }
+    }
+
+    #[inline]
+    fn worst(&self) -> f32 {
+        if self.items.len() < self.cap {
+            f32::INFINITY
+        } else {
+            self.items[self.cap - 1].0
+        }
+    }
+
+    fn insert(&mut self, d: f32, idx: u32) {
+        let pos = self.items.partition_point(|x| x.0 <= d);
+        self.items.insert(pos, (d, idx));
+        self.items.truncate(self.cap);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::Family;
+    use rand::{Rng, SeedableRng};
+
+    fn labelled(rows: &[Vec<f32>], classes: &[usize]) -> (VectorSet, LabelVocab) {
+        let fams: Vec<Family> = (0..10)
+            .map(|i| Family::new(format!("F{i}"), &format!("PF{i:05}")))
+            .collect();
+        let mut set = VectorSet::default();
+        for (i, (r, &c)) in rows.iter().zip(classes).enumerate() {
+            set.push(format!("s{i}"), Some(fams[c].clone()), r);
+        }
+        (set, LabelVocab::from_families(fams.iter()))
+    }
+
+    fn brute(train: &VectorSet, q: &[f32], k: usize) -> Vec<usize> {
+        let mut d: Vec<(f64, usize)> = (0..train.len())
+            .map(|i| {
+                (
+                    train
+                        .row(i)
+                        .iter()
+                        .zip(q)
+                        .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+                        .sum(),
+                    i,
+                )
+            })
+            .collect();
+        d.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        d.iter().take(k).map(|x| x.1).collect()
+    }
+
+    #[test]
+    fn matches_f64_brute_force_with_large_offsets_and_small_blocks() {
+        // Vectors far from the origin: the naive f32 expansion would lose the ordering.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let rows: Vec<Vec<f32>> = (0..300)
+            .map(|_| (0..37).map(|_| 1000.0 + rng.gen_range(-1.0f32..1.0)).collect())
+            .collect();
+        let classes: Vec<usize> = (0..300).map(|i| i % 10).collect();
+        let (train, vocab) = labelled(&rows, &classes);
+        let params = KnnParams {
+            k: 5,
+            query_block: 7,
+            train_block: 13,
+            ..Default::default()
+        };
+        let knn = params.fit(&train, None, &vocab).unwrap();
+        let queries: Vec<Vec<f32>> = (0..50)
+            .map(|_| (0..37).map(|_| 1000.0 + rng.gen_range(-1.0f32..1.0)).collect())
+            .collect();
+        let (qset, _) = labelled(&queries, &vec![0; 50]);
+        let got = knn.kneighbors(&qset, 5).unwrap();
+        for (i, q) in queries.iter().enumerate() {
+            let want = brute(&train, q, 5);
+            assert_eq!(got[i].iter().map(|n| n.index).collect::<Vec<_>>(), want, "query {i}");
+        }
+    }
+
+    #[test]
+    fn ties_go_to_lower_index_and_nearest_class() {
+        // Two identical training vectors with different classes: index 0 wins at k=1.
+        let rows = vec![vec![1.0, 0.0], vec![1.0, 0.0], vec![5.0, 5.0]];
+        let (train, vocab) = labelled(&rows, &[3, 2, 1]);
+        let knn = KnnParams::default().fit(&train, None, &vocab).unwrap();
+        let (q, _) = labelled(&[vec![1.0, 0.1]], &[0]);
+        let p = &knn.predict(&q).unwrap()[0];
+        assert_eq!(p.class, 3);
+        assert_eq!(p.nearest.unwrap().0, 0);
+        assert!((p.nearest.unwrap().1 - 0.1).abs() < 1e-6);
+        // k = 2: one vote each; the class of the nearer neighbour (index 0, class 3) wins.
+        let knn2 = KnnParams {
+            k: 2,
+            ..Default::default()
+        }
+        .fit(&train, None, &vocab)
+        .unwrap();
+        let p2 = &knn2.predict(&q).unwrap()[0];
+        assert_eq!(p2.class, 3);
+        assert_eq!(p2.top.len(), 2);
+        assert!((p2.score - 0.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn majority_and_distance_weighted_votes_differ() {
+        // Query at 0; class 1 has one very close neighbour, class 2 two farther ones.
+        let rows = vec![vec![0.1], vec![1.0], vec![1.1], vec![50.0]];
+        let (train, vocab) = labelled(&rows, &[1, 2, 2, 1]);
+        let (q, _) = labelled(&[vec![0.0]], &[0]);
+        let majority = KnnParams {
+            k: 3,
+            ..Default::default()
+        }
+        .fit(&train, None, &vocab)
+        .unwrap();
+        assert_eq!(majority.predict(&q).unwrap()[0].class, 2);
+        let weighted = KnnParams {
+            k: 3,
+            weighting: Weighting::Distance,
+            ..Default::default()
+        }
+        .fit(&train, None, &vocab)
+        .unwrap();
+        let p = &weighted.predict(&q).unwrap()[0];
+        assert_eq!(p.class, 1);
+        let expected = 10.0 / (10.0 + 1.0 + 1.0 / 1.1);
+        assert!((p.score as f64 - expected).abs() < 1e-6);
+    }
+
+    #[test]
+    fn unprovable_candidates_fall_back_to_exhaustive_search() {
+        // 40 identical training vectors: far more exact ties than candidates kept,
+        // so the bound cannot be proven and the exhaustive path must give the
+        // lowest indices.
+        let rows: Vec<Vec<f32>> = (0..40).map(|_| vec![0.5, 0.25, 3.0]).collect();
+        let classes: Vec<usize> = (0..40).map(|i| (i * 7) % 10).collect();
+        let (train, vocab) = labelled(&rows, &classes);
+        let knn = KnnParams {
+            k: 3,
+            train_block: 5,
+            ..Default::default()
+        }
+        .fit(&train, None, &vocab)
+        .unwrap();
+        let (q, _) = labelled(&[vec![0.0, 0.0, 0.0]], &[0]);
+        let nb = knn.kneighbors(&q, 3).unwrap();
+        assert_eq!(nb[0].iter().map(|n| n.index).collect::<Vec<_>>(), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn exact_where_f32_products_cannot_resolve_the_order() {
+        // One far outlier shifts the centre; the other points differ by ~1e-3,
+        // below the f32 resolution of their products, so only the f64 fallback
+        // finds the true order.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let mut rows: Vec<Vec<f32>> = vec![vec![1.0e4, 0.0, 0.0]];
+        rows.extend((0..60).map(|_| (0..3).map(|_| rng.gen_range(-1e-3f32..1e-3)).collect::<Vec<f32>>()));
+        let classes: Vec<usize> = (0..rows.len()).map(|i| i % 10).collect();
+        let (train, vocab) = labelled(&rows, &classes);
+        let knn = KnnParams {
+            k: 2,
+            ..Default::default()
+        }
+        .fit(&train, None, &vocab)
+        .unwrap();
+        let queries: Vec<Vec<f32>> = (0..20)
+            .map(|_| (0..3).map(|_| rng.gen_range(-1e-3f32..1e-3)).collect())
+            .collect();
+        let (qset, _) = labelled(&queries, &vec![0; 20]);
+        let got = knn.kneighbors(&qset, 2).unwrap();
+        for (i, q) in queries.iter().enumerate() {
+            assert_eq!(
+                got[i].iter().map(|n| n.index).collect::<Vec<_>>(),
+                brute(&train, q, 2),
+                "query {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        let (train, vocab) = labelled(&[vec![0.0, 1.0]], &[0]);
+        assert!(KnnParams {
+            k: 0,
+            ..Default::default()
+        }
+        .fit(&train, None, &vocab)
+        .is_err());
+        let knn = KnnParams::default().fit(&train, None, &vocab).unwrap();
+        let (q, _) = labelled(&[vec![0.0, 1.0, 2.0]], &[0]);
+        assert!(knn.predict(&q).is_err());
+        let (nan, _) = labelled(&[vec![f32::NAN, 1.0]], &[0]);
+        assert!(knn.predict(&nan).is_err());
+    }
+}

@@ -1,0 +1,626 @@
+//! Multi-layer perceptron classifier trained with candle-nn, following the
+//! paper's recipe (scikit-learn `MLPClassifier` semantics):
+//!
+//! - hidden layers 500, 100, 100, 1000 with the identity activation by default
+//!   (ReLU optional), a softmax output and cross-entropy loss;
+//! - Glorot-uniform initialisation of weights and biases as scikit-learn does
+//!   (`bound = sqrt(6 / (fan_in + fan_out))`), from a seeded ChaCha RNG;
+//! - Adam exactly as scikit-learn writes it (lr 1e-3, betas 0.9 / 0.999, eps 1e-8
+//!   added to `sqrt(v)`, bias correction folded into the step size) with an L2
+//!   penalty `alpha / (2 * batch) * ||W||^2` on the weights only (alpha 1e-4);
+//! - mini-batches of 1% of the training data (the paper's "partial fits"),
+//!   reshuffled every epoch with the seeded RNG;
+//! - up to 25 epochs; with a dev set, early stopping once the dev error has not
+//!   improved for `patience` (10) epochs, and the weights of the best dev epoch
+//!   are kept (scikit-learn keeps its best validation coefficients the same way).
+//!
+//! Inputs can be standardised (per-dimension mean and standard deviation of the
+//! training vectors; constant dimensions are left unscaled). It is off by default,
+//! as in the paper; the scaler, when used, is saved with the model.
+
+use std::time::Instant;
+
+use candle_core::{DType, Device, Module, Tensor, Var};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::{check_finite, class_indices, ClassifyError, ComputeDevice, Fit, Predict, Prediction};
+use crate::io::vocab::LabelVocab;
+use crate::vectors::VectorSet;
+
+/// How many runners-up a prediction lists.
+pub const TOP_CLASSES: usize = 5;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    /// The paper's choice: the network is linear up to the softmax.
+    #[default]
+    Identity,
+    Relu,
+}
+
+/// Mini-batch size: a fraction of the training set or a fixed count.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchSize {
+    Fraction(f64),
+    Rows(usize),
+}
+
+impl BatchSize {
+    pub fn rows(&self, n: usize) -> usize {
+        match *self {
+            BatchSize::Fraction(f) => ((n as f64 * f).ceil() as usize).clamp(1, n.max(1)),
+            BatchSize::Rows(r) => r.clamp(1, n.max(1)),
+        }
+    }
+}
+
+/// Hyper-parameters of [`Mlp`]; the defaults are the paper's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MlpParams {
+    pub hidden: Vec<usize>,
+    pub activation: Activation,
+    pub learning_rate: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub epsilon: f64,
+    /// L2 penalty on the weights (scikit-learn's `alpha`).
+    pub alpha: f64,
+    pub batch: BatchSize,
+    pub max_epochs: usize,
+    /// Epochs without dev-error improvement before stopping.
+    pub patience: usize,
+    pub standardize: bool,
+    pub seed: u64,
+    #[serde(skip)]
+    pub device: ComputeDevice,
+}
+
+impl Default for MlpParams {
+    fn default() -> Self {
+        MlpParams {
+            hidden: vec![500, 100, 100, 1000],
+            activation: Activation::Identity,
+            learning_rate: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-8,
+            alpha: 1e-4,
+            batch: BatchSize::Fraction(0.01),
+            max_epochs: 25,
+            patience: 10,
+            standardize: false,
+            seed: 0,
+            device: ComputeDevice::default(),
+        }
+    }
+}
+
+impl MlpParams {
+    pub fn check(&self) -> Result<(), ClassifyError> {
+        let bad = |m: &str| Err(ClassifyError::InvalidParams(m.to_string()));
+        if self.hidden.contains(&0) {
+            return bad("hidden layer sizes must be at least 1");
+        }
+        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
+            return bad("learning rate must be positive");
+        }
+        if !(0.0..1.0).contains(&self.beta1) || !(0.0..1.0).contains(&self.beta2) {
+            return bad("Adam betas must be in [0, 1)");
+        }
+        if !(self.epsilon > 0.0) || !(self.alpha >= 0.0) {
+            return bad("epsilon must be positive and alpha non-negative");
+        }
+        match self.batch {
+            BatchSize::Fraction(f) if !(f > 0.0 && f <= 1.0) => return bad("batch fraction must be in (0, 1]"),
+            BatchSize::Rows(0) => return bad("batch size must be at least 1"),
+            _ => {}
+        }
+        if self.max_epochs == 0 || self.patience == 0 {
+            return bad("max_epochs and patience must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// One training epoch's record (the paper's supplementary per-epoch table).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochLog {
+    pub epoch: usize,
+    /// Mean cross-entropy over the epoch's mini-batches (without the L2 term).
+    pub train_loss: f64,
+    /// Error rate on the dev set, when one was given.
+    pub dev_error: Option<f64>,
+    pub seconds: f64,
+}
+
+/// Per-dimension standardisation learnt on the training vectors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scaler {
+    pub mean: Vec<f32>,
+    pub scale: Vec<f32>,
+}
+
+impl Scaler {
+    pub fn fit(data: &[f32], dim: usize) -> Scaler {
+        let n = (data.len() / dim).max(1) as f64;
+        let mut mean = vec![0f64; dim];
+        for row in data.chunks_exact(dim) {
+            for (m, &v) in mean.iter_mut().zip(row) {
+                *m += v as f64;
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= n);
+        let mut var = vec![0f64; dim];
+        for row in data.chunks_exact(dim) {
+            for ((s, &v), m) in var.iter_mut().zip(row).zip(&mean) {
+                *s += (v as f64 - m).powi(2);
+            }
+        }
+        let scale = var
+            .iter()
+            .map(|s| (s / n).sqrt())
+            .map(|s| if s > 1e-12 { s as f32 } else { 1.0 })
+            .collect();
+        Scaler {
+            mean: mean.into_iter().map(|m| m as f32).collect(),
+            scale,
+        }
+    }
+
+    pub fn apply(&self, data: &[f32]) -> Vec<f32> {
+        let dim = self.mean.len();
+        let mut out = data.to_vec();
+        for row in out.chunks_exact_mut(dim) {
+            for ((v, m), s) in row.iter_mut().zip(&self.mean).zip(&self.scale) {
+                *v = (*v - m) / s;
+            }
+        }
+        out
+    }
+}
+
+/// A trained MLP: `layers[i]` maps layer `i` to `i + 1`; weights are `(out, in)`.
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    pub params: MlpParams,
+    pub dim: usize,
+    pub n_classes: usize,
+    pub layers: Vec<(Tensor, Tensor)>,
+    pub scaler: Option<Scaler>,
+    pub epochs: Vec<EpochLog>,
+    /// Epoch (1-based) whose weights were kept.
+    pub best_epoch: usize,
+}
+
+/// Adam as scikit-learn's `AdamOptimizer` computes it.
+struct Adam {
+    lr: f64,
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+    t: i32,
+    m: Vec<Tensor>,
+    v: Vec<Tensor>,
+}
+
+impl Adam {
+    fn new(vars: &[Var], p: &MlpParams) -> candle_core::Result<Adam> {
+        let zeros = vars
+            .iter()
+            .map(|v| v.zeros_like())
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Adam {
+            lr: p.learning_rate,
+            beta1: p.beta1,
+            beta2: p.beta2,
+            eps: p.epsilon,
+            t: 0,
+            m: zeros.clone(),
+            v: zeros,
+        })
+    }
+
+    fn step(&mut self, vars: &[Var], grads: &[Tensor]) -> candle_core::Result<()> {
+        self.t += 1;
+        let step = self.lr * (1.0 - self.beta2.powi(self.t)).sqrt() / (1.0 - self.beta1.powi(self.t));
+        for (i, (var, g)) in vars.iter().zip(grads).enumerate() {
+            let m = ((&self.m[i] * self.beta1)? + (g * (1.0 - self.beta1))?)?;
+            let v = ((&self.v[i] * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
+            let update = (m.clone() / (v.sqrt()? + self.eps)?)?;
+            var.set(&(var.as_tensor() - (update * step)?)?)?;
+            self.m[i] = m;
+            self.v[i] = v;
+        }
+        Ok(())
+    }
+}
+
+impl Fit for MlpParams {
+    type Model = Mlp;
+
+    fn fit(&self, train: &VectorSet, dev: Option<&VectorSet>, vocab: &LabelVocab) -> Result<Mlp, ClassifyError> {
+        self.check()?;
+        let labels = class_indices(train, vocab)?;
+        if labels.is_empty() {
+            return Err(ClassifyError::Data("MLP needs at least one training vector".into()));
+        }
+        if train.dim == 0 {
+            return Err(ClassifyError::Data("training vectors have dimension 0".into()));
+        }
+        check_finite(&train.data, train.dim, "training")?;
+        let dev = match dev {
+            Some(d) if !d.is_empty() => {
+                if d.dim != train.dim {
+                    return Err(ClassifyError::Data(format!(
+                        "dev vectors have dimension {}, training vectors {}",
+                        d.dim, train.dim
+                    )));
+                }
+                check_finite(&d.data, d.dim, "dev")?;
+                // Dev families absent from training can never be predicted: they count as errors.
+                let truth: Vec<Option<u32>> = d
+                    .families
+                    .iter()
+                    .map(|f| f.as_ref().and_then(|f| vocab.index_of(f)).map(|i| i as u32))
+                    .collect();
+                Some((d, truth))
+            }
+            _ => None,
+        };
+        train_mlp(self, train, &labels, vocab.len(), dev)
+    }
+}
+
+fn glorot(rng: &mut ChaCha8Rng, fan_in: usize, fan_out: usize, n: usize) -> Vec<f32> {
+    let bound = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
+    (0..n).map(|_| rng.gen_range(-bound..bound)).collect()
+}
+
+fn train_mlp(
+    p: &MlpParams,
+    train: &VectorSet,
+    labels: &[u32],
+    n_classes: usize,
+    dev: Option<(&VectorSet, Vec<Option<u32>>)>,
+) -> Result<Mlp, ClassifyError> {
+    let device = &p.device.0;
+    let dim = train.dim;
+    let n = labels.len();
+    let scaler = p.standardize.then(|| Scaler::fit(&train.data, dim));
+    let x_all = match &scaler {
+        Some(s) => s.apply(&train.data),
+        None => train.data.clone(),
+    };
+    let dev_x = dev.as_ref().map(|(d, _)| match &scaler {
+        Some(s) => s.apply(&d.data),
+        None => d.data.clone(),
+    });
+
+    let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
+    let mut sizes = vec![dim];
+    sizes.extend(&p.hidden);
+    sizes.push(n_classes);
+    let mut vars = Vec::new();
+    for w in sizes.windows(2) {
+        let (fan_in, fan_out) = (w[0], w[1]);
+        let weight = glorot(&mut rng, fan_in, fan_out, fan_in * fan_out);
+        let bias = glorot(&mut rng, fan_in, fan_out, fan_out);
+        vars.push(Var::from_vec(weight, (fan_out, fan_in), device)?);
+        vars.push(Var::from_vec(bias, fan_out, device)?);
+    }
+    let mut adam = Adam::new(&vars, p)?;
+    let batch = p.batch.rows(n);
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut xbuf = vec![0f32; batch * dim];
+    let mut epochs = Vec::new();
+    let mut best: Option<(f64, usize, Vec<Tensor>)> = None;
+    let mut since_best = 0;
+    tracing::info!(n, dim, n_classes, batch, hidden = ?p.hidden, "training MLP");
+    for epoch in 1..=p.max_epochs {
+        let started = Instant::now();
+        order.shuffle(&mut rng);
+        let mut loss_sum = 0.0;
+        for chunk in order.chunks(batch) {
+            let rows = chunk.len();
+            for (slot, &i) in xbuf.chunks_exact_mut(dim).zip(chunk) {
+                slot.copy_from_slice(&x_all[i * dim..(i + 1) * dim]);
+            }
+            let x = Tensor::from_slice(&xbuf[..rows * dim], (rows, dim), device)?;
+            let y: Vec<u32> = chunk.iter().map(|&i| labels[i]).collect();
+            let y = Tensor::from_vec(y, rows, device)?;
+            let logits = forward(&layer_tensors(&vars), p.activation, &x)?;
+            let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
+            loss_sum += loss.to_scalar::<f32>()? as f64 * rows as f64;
+            let grads = loss.backward()?;
+            let l2 = p.alpha / rows as f64;
+            let mut gs = Vec::with_capacity(vars.len());
+            for (vi, var) in vars.iter().enumerate() {
+                let g = match grads.get(var.as_tensor()) {
+                    Some(g) => g.clone(),
+                    None => var.zeros_like()?,
+                };
+                let is_weight = vi % 2 == 0;
+                gs.push(if is_weight && l2 > 0.0 {
+                    (g + (var.as_tensor() * l2)?)?
+                } else {
+                    g
+                });
+            }
+            adam.step(&vars, &gs)?;
+        }
+        let train_loss = loss_sum / n as f64;
+        if !train_loss.is_finite() {
+            return Err(ClassifyError::Data(format!(
+                "MLP training diverged at epoch {epoch} (loss {train_loss})"
+            )));
+        }
+        let dev_error = match (&dev, &dev_x) {
+            (Some((_, truth)), Some(x)) => {
+                let layers = layer_tensors(&vars);
+                let pred = argmax_batched(&layers, p.activation, x, dim, device)?;
+                let errors = pred.iter().zip(truth).filter(|(p, t)| Some(**p) != **t).count();
+                Some(errors as f64 / truth.len() as f64)
+            }
+            _ => None,
+        };
+        let seconds = started.elapsed().as_secs_f64();
+        tracing::info!(epoch, train_loss, dev_error, seconds, "MLP epoch");
+        epochs.push(EpochLog {
+            epoch,
+            train_loss,
+            dev_error,
+            seconds,
+        });
+        if let Some(err) = dev_error {
+            if best.as_ref().is_none_or(|b| err < b.0) {
+                let snapshot = vars
+                    .iter()
+                    .map(|v| v.as_tensor().copy())
+                    .collect::<candle_core::Result<Vec<_>>>()?;
+                best = Some((err, epoch, snapshot));
+                since_best = 0;
+            } else {
+                since_best += 1;
+                if since_best >= p.patience {
+                    tracing::info!(epoch, best_epoch = best.as_ref().map(|b| b.1), "early stopping");
+                    break;
+                }
+            }
+        }
+    }
+    let (weights, best_epoch) = match best {
+        Some((_, epoch, snapshot)) => (snapshot, epoch),
+        None => (
+            vars.iter()
+                .map(|v| v.as_tensor().copy())
+                .collect::<candle_core::Result<Vec<_>>>()?,
+            epochs.len(),
+        ),
+    };
+    let layers = weights
+        .chunks_exact(2)
+        .map(|wb| (wb[0].clone(), wb[1].clone()))
+        .collect();
+    Ok(Mlp {
+        params: p.clone(),
+        dim,
+        n_classes,
+        layers,
+        scaler,
+        epochs,
+        best_epoch,
+    })
+}
+
+fn layer_tensors(vars: &[Var]) -> Vec<(Tensor, Tensor)> {
+    vars.chunks_exact(2)
+        .map(|wb| (wb[0].as_tensor().clone(), wb[1].as_tensor().clone()))
+        .collect()
+}
+
+fn forward(layers: &[(Tensor, Tensor)], activation: Activation, x: &Tensor) -> candle_core::Result<Tensor> {
+    let mut h = x.clone();
+    for (i, (w, b)) in layers.iter().enumerate() {
+        h = candle_nn::Linear::new(w.clone(), Some(b.clone())).forward(&h)?;
+        if i + 1 < layers.len() && activation == Activation::Relu {
+            h = h.relu()?;
+        }
+    }
+    Ok(h)
+}
+
+const PREDICT_BATCH: usize = 4096;
+
+fn argmax_batched(
+    layers: &[(Tensor, Tensor)],
+    activation: Activation,
+    x: &[f32],
+    dim: usize,
+    device: &Device,
+) -> candle_core::Result<Vec<u32>> {
+    let mut out = Vec::with_capacity(x.len() / dim);
+    for chunk in x.chunks(PREDICT_BATCH * dim) {
+        let t = Tensor::from_slice(chunk, (chunk.len() / dim, dim), device)?;
+        out.extend(forward(layers, activation, &t)?.argmax(1)?.to_vec1::<u32>()?);
+    }
+    Ok(out)
+}
+
+impl Mlp {
+    /// Class probabilities (softmax) for every query row.
+    pub fn predict_proba(&self, queries: &VectorSet) -> Result<Vec<Vec<f32>>, ClassifyError> {
+        if queries.is_empty() {
+            return Ok(Vec::new());
+        }
+        if queries.dim != self.dim {
+            return Err(ClassifyError::Data(format!(
+                "query vectors have dimension {}, the classifier was trained on {}",
+                queries.dim, self.dim
+            )));
+        }
+        check_finite(&queries.data, self.dim, "query")?;
+        let x = match &self.scaler {
+            Some(s) => s.apply(&queries.data),
+            None => queries.data.clone(),
+        };
+        let device = self.layers[0].0.device();
+        let mut out = Vec::with_capacity(queries.len());
+        for chunk in x.chunks(PREDICT_BATCH * self.dim) {
+            let t = Tensor::from_slice(chunk, (chunk.len() / self.dim, self.dim), device)?;
+            let logits = forward(&self.layers, self.params.activation, &t)?;
+            let probs = candle_nn::ops::softmax_last_dim(&logits.to_dtype(DType::F32)?)?;
+            out.extend(probs.to_vec2::<f32>()?);
+        }
+        Ok(out)
+    }
+}
+
+/// Best classes of a probability row, highest first; ties keep the lower class index.
+pub fn top_classes(probs: &[f32], n: usize) -> Vec<(usize, f32)> {
+    let mut idx: Vec<usize> = (0..probs.len()).collect();
+    let n = n.min(idx.len());
+    let cmp = |a: &usize, b: &usize| probs[*b].total_cmp(&probs[*a]).then(a.cmp(b));
+    if n < idx.len() && n > 0 {
+        idx.select_nth_unstable_by(n - 1, cmp);
+        idx.truncate(n);
+    }
+    idx.sort_by(cmp);
+    idx.into_iter().map(|i| (i, probs[i])).collect()
+}
+
+impl Predict for Mlp {
+    fn predict(&self, queries: &VectorSet) -> Result<Vec<Prediction>, ClassifyError> {
+        Ok(self
+            .predict_proba(queries)?
+            .iter()
+            .map(|p| {
+                let top = top_classes(p, TOP_CLASSES);
+                Prediction {
+                    class: top[0].0,
+                    score: top[0].1,
+                    top,
+                    nearest: None,
+                }
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::Family;
+
+    /// Three Gaussian blobs in 8 dimensions, labelled by blob.
+    fn blobs(n_per: usize, seed: u64) -> (VectorSet, LabelVocab) {
+        let fams: Vec<Family> = (0..3)
+            .map(|i| Family::new(format!("F{i}"), &format!("PF{i:05}")))
+            .collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut set = VectorSet::default();
+        for c in 0..3 {
+            for i in 0..n_per {
+                let v: Vec<f32> = (0..8)
+                    .map(|d| if d == c { 3.0 } else { 0.0 } + rng.gen_range(-1.0f32..1.0))
+                    .collect();
+                set.push(format!("{c}-{i}"), Some(fams[c].clone()), &v);
+            }
+        }
+        (set, LabelVocab::from_families(fams.iter()))
+    }
+
+    fn small() -> MlpParams {
+        MlpParams {
+            hidden: vec![16, 8],
+            batch: BatchSize::Rows(10),
+            max_epochs: 15,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn learns_separable_blobs_and_logs_epochs() {
+        let (train, vocab) = blobs(40, 1);
+        let (dev, _) = blobs(10, 2);
+        let (test, _) = blobs(20, 3);
+        let mlp = small().fit(&train, Some(&dev), &vocab).unwrap();
+        assert!(!mlp.epochs.is_empty() && mlp.epochs.iter().all(|e| e.dev_error.is_some()));
+        let best = mlp.epochs[mlp.best_epoch - 1].dev_error.unwrap();
+        assert!(mlp.epochs.iter().all(|e| e.dev_error.unwrap() >= best));
+        let pred = mlp.predict(&test).unwrap();
+        let truth = class_indices(&test, &vocab).unwrap();
+        let errors = pred.iter().zip(&truth).filter(|(p, t)| p.class != **t as usize).count();
+        assert!(errors <= 3, "{errors} errors of {}", truth.len());
+        let p = &pred[0];
+        assert!(p.top.windows(2).all(|w| w[0].1 >= w[1].1));
+        assert!((p.top.iter().map(|t| t.1).sum::<f32>() - 1.0).abs() < 1e-4);
+    }
+
+    #[test]
+    fn seeded_training_is_reproducible_and_seed_sensitive() {
+        let (train, vocab) = blobs(20, 4);
+        let a = small().fit(&train, None, &vocab).unwrap();
+        let b = small().fit(&train, None, &vocab).unwrap();
+        let c = MlpParams { seed: 9, ..small() }.fit(&train, None, &vocab).unwrap();
+        let flat = |m: &Mlp| m.layers[0].0.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(flat(&a), flat(&b));
+        assert_ne!(flat(&a), flat(&c));
+        assert_eq!(a.epochs.len(), 15);
+    }
+
+    #[test]
+    fn adam_first_step_matches_scikit_learn_formula() {
+        // After one step from m = v = 0, sklearn's update is -lr * sqrt(1-b2)/(1-b1) * m/(sqrt(v)+eps)
+        // = -lr * g / (|g| + eps / sqrt(1 - b2)) (up to eps), i.e. about -lr * sign(g).
+        let p = MlpParams::default();
+        let var = Var::from_vec(vec![1.0f32, -2.0], 2, &Device::Cpu).unwrap();
+        let mut adam = Adam::new(std::slice::from_ref(&var), &p).unwrap();
+        let g = Tensor::new(&[0.5f32, -0.25], &Device::Cpu).unwrap();
+        adam.step(std::slice::from_ref(&var), &[g]).unwrap();
+        let got = var.as_tensor().to_vec1::<f32>().unwrap();
+        let lr_t = 1e-3 * (1.0f64 - 0.999).sqrt() / (1.0 - 0.9);
+        let expect = |w: f64, g: f64| w - lr_t * (0.1 * g) / ((0.001 * g * g).sqrt() + 1e-8);
+        assert!((got[0] as f64 - expect(1.0, 0.5)).abs() < 1e-6);
+        assert!((got[1] as f64 - expect(-2.0, -0.25)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn rejects_invalid_hyper_parameters() {
+        let (train, vocab) = blobs(2, 5);
+        for bad in [
+            MlpParams {
+                hidden: vec![0],
+                ..small()
+            },
+            MlpParams {
+                learning_rate: 0.0,
+                ..small()
+            },
+            MlpParams {
+                batch: BatchSize::Fraction(0.0),
+                ..small()
+            },
+            MlpParams {
+                max_epochs: 0,
+                ..small()
+            },
+        ] {
+            assert!(matches!(
+                bad.fit(&train, None, &vocab),
+                Err(ClassifyError::InvalidParams(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn scaler_standardises() {
+        let data = vec![1.0, 10.0, 3.0, 10.0];
+        let s = Scaler::fit(&data, 2);
+        assert_eq!(s.apply(&data), vec![-1.0, 0.0, 1.0, 0.0]);
+    }
+}

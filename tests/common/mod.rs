@@ -1,0 +1,83 @@
+//! Shared helpers of the classifier integration tests: the bundled Pfam split and
+//! a simple real embedding of it (amino-acid and dipeptide composition).
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use protfam::embedder::{EmbedderSpec, Pooling};
+use protfam::evaluate::{EvaluateError, VectorSource};
+use protfam::io::pfam_csv::read_part;
+use protfam::vectors::VectorSet;
+
+/// The bundled dataset: `$PROTFAM_DATA`, else `../shared/data/...` next to the
+/// repository, else `/work/shared/data/...`.
+pub fn data_root() -> PathBuf {
+    if let Ok(p) = std::env::var("PROTFAM_DATA") {
+        return PathBuf::from(p);
+    }
+    let sibling = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/pfam35-uniprot20k");
+    if sibling.exists() {
+        return sibling;
+    }
+    PathBuf::from("/work/shared/data/pfam35-uniprot20k")
+}
+
+const AMINO: &[u8] = b"ACDEFGHIKLMNPQRSTVWY";
+
+/// Amino-acid (20) and dipeptide (400) composition of a sequence: a real, if
+/// weak, fixed-length protein embedding.
+pub fn composition(seq: &str) -> Vec<f32> {
+    let idx = |c: u8| AMINO.iter().position(|&a| a == c);
+    let mut v = vec![0f32; 420];
+    let s = seq.as_bytes();
+    for &c in s {
+        if let Some(i) = idx(c) {
+            v[i] += 1.0 / s.len() as f32;
+        }
+    }
+    let pairs = s.len().saturating_sub(1).max(1) as f32;
+    for w in s.windows(2) {
+        if let (Some(a), Some(b)) = (idx(w[0]), idx(w[1])) {
+            v[20 + a * 20 + b] += 1.0 / pairs;
+        }
+    }
+    v
+}
+
+pub fn composition_spec() -> EmbedderSpec {
+    EmbedderSpec {
+        name: "composition".into(),
+        architecture: "composition".into(),
+        weights_digest: "none".into(),
+        dim: 420,
+        layer: None,
+        pooling: Pooling::Mean,
+        max_residues: None,
+        dtype: "f32".into(),
+    }
+}
+
+pub fn part_vectors(split: &str, part: &str) -> VectorSet {
+    let mut set = VectorSet {
+        dim: 420,
+        ..Default::default()
+    };
+    for r in read_part(&data_root(), split, part).expect("bundled split") {
+        let r = r.expect("valid record");
+        set.push(r.id.clone(), r.family.clone(), &composition(&r.sequence));
+    }
+    set
+}
+
+/// Composition vectors of the bundled split's parts.
+pub struct CompositionSource {
+    pub split: String,
+}
+
+impl VectorSource for CompositionSource {
+    fn vectors(&mut self, model: &str, part: &str) -> Result<(EmbedderSpec, VectorSet), EvaluateError> {
+        assert_eq!(model, "composition");
+        Ok((composition_spec(), part_vectors(&self.split, part)))
+    }
+}
