@@ -56,7 +56,10 @@ pub enum AnnotateError {
 }
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> AnnotateError {
-    AnnotateError::Io { path: path.display().to_string(), message: e.to_string() }
+    AnnotateError::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
 }
 
 /// The confidence statistic a threshold applies to.
@@ -148,7 +151,10 @@ impl Calibration {
             (Some(t), Statistic::Score) => format!("confident when score >= {t:.6}"),
             (Some(t), Statistic::NearestDistance) => format!("confident when nearest-neighbour distance <= {t:.6}"),
         };
-        let precision = self.dev_precision.map(|p| format!("{:.1}%", 100.0 * p)).unwrap_or("-".into());
+        let precision = self
+            .dev_precision
+            .map(|p| format!("{:.1}%", 100.0 * p))
+            .unwrap_or("-".into());
         format!(
             "{rule}; target precision {:.1}%: dev precision {precision}, dev coverage {:.1}% of {} (dev accuracy without abstaining {:.1}%)",
             100.0 * self.target_precision,
@@ -179,12 +185,19 @@ impl Calibration {
             return Ok(None);
         }
         let text = std::fs::read_to_string(&path).map_err(|e| io_err(&path, e))?;
-        serde_json::from_str(&text).map(Some).map_err(|e| io_err(&path, format!("not a calibration: {e}")))
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| io_err(&path, format!("not a calibration: {e}")))
     }
 }
 
 /// The loosest threshold on `statistic` whose accepted dev predictions reach `target` precision.
-pub fn calibrate_statistic(statistic: Statistic, predictions: &[Prediction], truth: &[Option<usize>], target: f64) -> Candidate {
+pub fn calibrate_statistic(
+    statistic: Statistic,
+    predictions: &[Prediction],
+    truth: &[Option<usize>],
+    target: f64,
+) -> Candidate {
     let n = predictions.len();
     let mut ranked: Vec<(f64, bool)> = predictions
         .iter()
@@ -217,7 +230,13 @@ pub fn calibrate_statistic(statistic: Statistic, predictions: &[Prediction], tru
             coverage: accepted as f64 / n.max(1) as f64,
             accepted,
         },
-        None => Candidate { statistic, threshold: None, precision: None, coverage: 0.0, accepted: 0 },
+        None => Candidate {
+            statistic,
+            threshold: None,
+            precision: None,
+            coverage: 0.0,
+            accepted: 0,
+        },
     }
 }
 
@@ -230,7 +249,9 @@ pub fn calibrate(
     source: &str,
 ) -> Result<Calibration, AnnotateError> {
     if !(target_precision > 0.0 && target_precision <= 1.0) {
-        return Err(AnnotateError::Calibration(format!("--min-precision must be in (0, 1], not {target_precision}")));
+        return Err(AnnotateError::Calibration(format!(
+            "--min-precision must be in (0, 1], not {target_precision}"
+        )));
     }
     if predictions.len() != truth.len() {
         return Err(AnnotateError::Calibration(format!(
@@ -246,8 +267,10 @@ pub fn calibrate(
     if predictions.iter().all(|p| p.nearest.is_some()) {
         statistics.push(Statistic::NearestDistance);
     }
-    let candidates: Vec<Candidate> =
-        statistics.iter().map(|&s| calibrate_statistic(s, predictions, truth, target_precision)).collect();
+    let candidates: Vec<Candidate> = statistics
+        .iter()
+        .map(|&s| calibrate_statistic(s, predictions, truth, target_precision))
+        .collect();
     // Most dev sequences kept wins; the first (score) wins ties.
     let chosen = candidates
         .iter()
@@ -255,7 +278,11 @@ pub fn calibrate(
         .max_by(|(i, a), (j, b)| a.accepted.cmp(&b.accepted).then(j.cmp(i)))
         .map(|(_, c)| c.clone())
         .expect("at least the score");
-    let correct = predictions.iter().zip(truth).filter(|(p, t)| **t == Some(p.class)).count();
+    let correct = predictions
+        .iter()
+        .zip(truth)
+        .filter(|(p, t)| **t == Some(p.class))
+        .count();
     Ok(Calibration {
         statistic: chosen.statistic,
         threshold: chosen.threshold,
@@ -363,7 +390,11 @@ pub fn annotations(
                 let confident = calibration.is_none_or(|c| c.is_confident(p));
                 Annotation {
                     id: id.clone(),
-                    annotation: if confident { family.family_id.clone() } else { NO_CONFIDENT_FAMILY.to_string() },
+                    annotation: if confident {
+                        family.family_id.clone()
+                    } else {
+                        NO_CONFIDENT_FAMILY.to_string()
+                    },
                     family_id: family.family_id.clone(),
                     family_accession: family.accession.clone(),
                     score: Some(p.score),
@@ -375,7 +406,11 @@ pub fn annotations(
                         .take(top_k.saturating_sub(1))
                         .map(|&(c, score)| {
                             let f = vocab.family(c);
-                            Alternative { family_id: f.family_id.clone(), accession: f.accession.clone(), score }
+                            Alternative {
+                                family_id: f.family_id.clone(),
+                                accession: f.accession.clone(),
+                                score,
+                            }
                         })
                         .collect(),
                     nearest_id: p.nearest.and_then(|(i, _)| train_ids.get(i).cloned()),
@@ -427,8 +462,11 @@ fn tsv_field(s: &str) -> String {
 pub fn write_tsv<W: Write>(mut out: W, rows: &[Annotation]) -> std::io::Result<()> {
     writeln!(out, "{}", TSV_HEADER.join("\t"))?;
     for r in rows {
-        let next: Vec<String> =
-            r.next_best.iter().map(|a| format!("{}:{}:{:.4}", a.family_id, a.accession, a.score)).collect();
+        let next: Vec<String> = r
+            .next_best
+            .iter()
+            .map(|a| format!("{}:{}:{:.4}", a.family_id, a.accession, a.score))
+            .collect();
         writeln!(
             out,
             "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
@@ -461,7 +499,12 @@ mod tests {
     use crate::io::Family;
 
     fn pred(class: usize, score: f32, distance: Option<f32>) -> Prediction {
-        Prediction { class, score, top: vec![(class, score), ((class + 1) % 3, 1.0 - score)], nearest: distance.map(|d| (class, d)) }
+        Prediction {
+            class,
+            score,
+            top: vec![(class, score), ((class + 1) % 3, 1.0 - score)],
+            nearest: distance.map(|d| (class, d)),
+        }
     }
 
     #[test]
@@ -518,8 +561,14 @@ mod tests {
         let preds: Vec<Prediction> = [0.99, 0.9, 0.3].iter().map(|&s| pred(1, s, None)).collect();
         let truth = vec![Some(1), Some(1), Some(2)];
         let cal = calibrate(&preds, &truth, 0.95, "dev").unwrap();
-        assert_eq!((cal.statistic, cal.threshold, cal.candidates.len()), (Statistic::Score, Some(0.9f32 as f64), 1));
-        let with_d: Vec<Prediction> = [(0.99, 1.0), (0.9, 2.0), (0.3, 3.0)].iter().map(|&(s, d)| pred(1, s, Some(d))).collect();
+        assert_eq!(
+            (cal.statistic, cal.threshold, cal.candidates.len()),
+            (Statistic::Score, Some(0.9f32 as f64), 1)
+        );
+        let with_d: Vec<Prediction> = [(0.99, 1.0), (0.9, 2.0), (0.3, 3.0)]
+            .iter()
+            .map(|&(s, d)| pred(1, s, Some(d)))
+            .collect();
         let cal = calibrate(&with_d, &truth, 0.95, "dev").unwrap();
         assert_eq!(cal.statistic, Statistic::Score, "equal coverage: the score wins");
     }
@@ -543,11 +592,18 @@ mod tests {
         assert_eq!(Calibration::load(dir.path()).unwrap(), Some(cal));
         std::fs::write(dir.path().join(CALIBRATION_FILE), "[]").unwrap();
         let err = Calibration::load(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("calibration.json") && err.contains("not a calibration"), "{err}");
+        assert!(
+            err.contains("calibration.json") && err.contains("not a calibration"),
+            "{err}"
+        );
     }
 
     fn vocab() -> LabelVocab {
-        let fams = [Family::new("Kinase", "PF00069"), Family::new("fn3", "PF00041"), Family::new("Ank", "PF00023")];
+        let fams = [
+            Family::new("Kinase", "PF00069"),
+            Family::new("fn3", "PF00041"),
+            Family::new("Ank", "PF00023"),
+        ];
         LabelVocab::from_families(fams.iter())
     }
 
@@ -557,13 +613,34 @@ mod tests {
         let fam_index = |acc: &str| vocab.index_of_accession(acc).unwrap();
         let (kin, fn3) = (fam_index("PF00069"), fam_index("PF00041"));
         let items = vec![
-            InputItem::Valid { id: "a".into(), length: 120, note: String::new() },
-            InputItem::Invalid { id: "b".into(), message: "in.fa: record b: invalid residue '*' at position 3".into() },
-            InputItem::Valid { id: "c".into(), length: 90, note: "duplicate id (first at line 1)".into() },
+            InputItem::Valid {
+                id: "a".into(),
+                length: 120,
+                note: String::new(),
+            },
+            InputItem::Invalid {
+                id: "b".into(),
+                message: "in.fa: record b: invalid residue '*' at position 3".into(),
+            },
+            InputItem::Valid {
+                id: "c".into(),
+                length: 90,
+                note: "duplicate id (first at line 1)".into(),
+            },
         ];
         let preds = vec![
-            Prediction { class: kin, score: 1.0, top: vec![(kin, 1.0)], nearest: Some((1, 2.5)) },
-            Prediction { class: fn3, score: 0.6, top: vec![(fn3, 0.6), (kin, 0.3), (2, 0.1)], nearest: Some((0, 9.0)) },
+            Prediction {
+                class: kin,
+                score: 1.0,
+                top: vec![(kin, 1.0)],
+                nearest: Some((1, 2.5)),
+            },
+            Prediction {
+                class: fn3,
+                score: 0.6,
+                top: vec![(fn3, 0.6), (kin, 0.3), (2, 0.1)],
+                nearest: Some((0, 9.0)),
+            },
         ];
         let cal = Calibration {
             statistic: Statistic::NearestDistance,
@@ -583,10 +660,23 @@ mod tests {
         assert_eq!((rows[0].annotation.as_str(), rows[0].confident), ("Kinase", true));
         assert_eq!(rows[0].nearest_id.as_deref(), Some("t1"));
         assert_eq!(rows[1].annotation, INVALID_RECORD);
-        assert_eq!((rows[2].annotation.as_str(), rows[2].family_id.as_str()), (NO_CONFIDENT_FAMILY, "fn3"));
-        assert_eq!(rows[2].next_best, vec![Alternative { family_id: "Kinase".into(), accession: "PF00069".into(), score: 0.3 }]);
+        assert_eq!(
+            (rows[2].annotation.as_str(), rows[2].family_id.as_str()),
+            (NO_CONFIDENT_FAMILY, "fn3")
+        );
+        assert_eq!(
+            rows[2].next_best,
+            vec![Alternative {
+                family_id: "Kinase".into(),
+                accession: "PF00069".into(),
+                score: 0.3
+            }]
+        );
         let summary = summarise(&rows, 1, 0.5);
-        assert_eq!((summary.sequences, summary.annotated, summary.abstained, summary.invalid), (3, 1, 1, 1));
+        assert_eq!(
+            (summary.sequences, summary.annotated, summary.abstained, summary.invalid),
+            (3, 1, 1, 1)
+        );
 
         let mut tsv = Vec::new();
         write_tsv(&mut tsv, &rows).unwrap();
@@ -595,7 +685,9 @@ mod tests {
         assert_eq!(lines.len(), 4);
         assert!(lines.iter().all(|l| l.split('\t').count() == TSV_HEADER.len()));
         assert_eq!(lines[1], "a\tKinase\tKinase\tPF00069\t1.0000\tyes\t\tt1\t2.5000\t120\t");
-        assert!(lines[3].starts_with("c\tno confident family\tfn3\tPF00041\t0.6000\tno\tKinase:PF00069:0.3000\tt0\t9.0000\t90\tduplicate"));
+        assert!(lines[3].starts_with(
+            "c\tno confident family\tfn3\tPF00041\t0.6000\tno\tKinase:PF00069:0.3000\tt0\t9.0000\t90\tduplicate"
+        ));
         let mut json = Vec::new();
         write_json(&mut json, &rows).unwrap();
         let back: Vec<Annotation> = serde_json::from_slice(&json).unwrap();

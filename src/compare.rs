@@ -31,7 +31,10 @@ pub enum CompareError {
 }
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> CompareError {
-    CompareError::Io { path: path.display().to_string(), message: e.to_string() }
+    CompareError::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
 }
 
 /// The files [`write_comparison`] wrote.
@@ -59,7 +62,11 @@ pub fn row_name(row: &ReportRow) -> String {
 /// Rows best first (lowest error rate; ties by name), as the table shows them.
 pub fn ranked(rows: &[ReportRow]) -> Vec<ReportRow> {
     let mut rows = rows.to_vec();
-    rows.sort_by(|a, b| a.error_rate.total_cmp(&b.error_rate).then_with(|| row_name(a).cmp(&row_name(b))));
+    rows.sort_by(|a, b| {
+        a.error_rate
+            .total_cmp(&b.error_rate)
+            .then_with(|| row_name(a).cmp(&row_name(b)))
+    });
     rows
 }
 
@@ -92,7 +99,10 @@ pub fn markdown_table(rows: &[ReportRow]) -> String {
 /// Size bins shown: `0` (families absent from training) when any row has it, then the paper's five.
 fn bins_of(rows: &[ReportRow]) -> Vec<String> {
     let mut bins = Vec::new();
-    if rows.iter().any(|r| r.by_family_size.iter().any(|b| b.bin == "0" && b.n > 0)) {
+    if rows
+        .iter()
+        .any(|r| r.by_family_size.iter().any(|b| b.bin == "0" && b.n > 0))
+    {
         bins.push("0".to_string());
     }
     bins.extend(SIZE_BINS.iter().map(|(_, _, l)| l.to_string()));
@@ -110,7 +120,12 @@ pub fn markdown_size_table(rows: &[ReportRow]) -> String {
     out.push_str(&"---:|".repeat(rows.len()));
     out.push('\n');
     for bin in bins_of(&rows) {
-        let n = rows.iter().filter_map(|r| r.by_family_size.iter().find(|b| b.bin == bin)).map(|b| b.n).max().unwrap_or(0);
+        let n = rows
+            .iter()
+            .filter_map(|r| r.by_family_size.iter().find(|b| b.bin == bin))
+            .map(|b| b.n)
+            .max()
+            .unwrap_or(0);
         out.push_str(&format!("| {bin} | {n} |"));
         for r in &rows {
             match r.by_family_size.iter().find(|b| b.bin == bin) {
@@ -164,7 +179,11 @@ pub fn csv_table(rows: &[ReportRow]) -> String {
             match r.by_family_size.iter().find(|x| &x.bin == b) {
                 Some(x) => {
                     rec.push(x.n.to_string());
-                    rec.push(if x.n > 0 { format!("{:.6}", x.error_rate) } else { String::new() });
+                    rec.push(if x.n > 0 {
+                        format!("{:.6}", x.error_rate)
+                    } else {
+                        String::new()
+                    });
                 }
                 None => {
                     rec.push(String::new());
@@ -178,7 +197,10 @@ pub fn csv_table(rows: &[ReportRow]) -> String {
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// Inline SVG without its XML declaration.
@@ -232,7 +254,12 @@ pub fn html_report(
     }
     sizes.push_str("</tr></thead><tbody>\n");
     for bin in &bins {
-        let n = ranked.iter().filter_map(|r| r.by_family_size.iter().find(|b| &b.bin == bin)).map(|b| b.n).max().unwrap_or(0);
+        let n = ranked
+            .iter()
+            .filter_map(|r| r.by_family_size.iter().find(|b| &b.bin == bin))
+            .map(|b| b.n)
+            .max()
+            .unwrap_or(0);
         sizes.push_str(&format!("<tr><td>{bin}</td><td>{n}</td>"));
         for r in &ranked {
             match r.by_family_size.iter().find(|b| &b.bin == bin) {
@@ -243,7 +270,16 @@ pub fn html_report(
         sizes.push_str("</tr>\n");
     }
     sizes.push_str("</tbody></table>\n");
-    let best = ranked.first().map(|r| format!("Best: <b>{}</b> with {:.2}% test errors.", html_escape(&row_name(r)), 100.0 * r.error_rate)).unwrap_or_default();
+    let best = ranked
+        .first()
+        .map(|r| {
+            format!(
+                "Best: <b>{}</b> with {:.2}% test errors.",
+                html_escape(&row_name(r)),
+                100.0 * r.error_rate
+            )
+        })
+        .unwrap_or_default();
     format!(
         r#"<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
@@ -305,10 +341,19 @@ pub fn write_comparison(dir: &Path, title: &str, rows: &[ReportRow]) -> Result<C
     write_text(&markdown, md.as_bytes())?;
     write_text(&csv, csv_table(rows).as_bytes())?;
     let ranked = ranked(rows);
-    write_text(&json, serde_json::to_string_pretty(&ranked).expect("rows serialise").as_bytes())?;
+    write_text(
+        &json,
+        serde_json::to_string_pretty(&ranked)
+            .expect("rows serialise")
+            .as_bytes(),
+    )?;
     let (bars_svg, bars_png) = plot::error_bars(&ranked, dir, "error_rate", &format!("{title}: test error rate"))?;
-    let (sizes_svg, sizes_png) =
-        plot::error_by_size(&ranked, dir, "error_by_family_size", &format!("{title}: error rate by training-family size"))?;
+    let (sizes_svg, sizes_png) = plot::error_by_size(
+        &ranked,
+        dir,
+        "error_by_family_size",
+        &format!("{title}: error rate by training-family size"),
+    )?;
     let read = |p: &Path| std::fs::read(p).map_err(|e| io_err(p, e));
     let page = html_report(
         title,
@@ -319,7 +364,16 @@ pub fn write_comparison(dir: &Path, title: &str, rows: &[ReportRow]) -> Result<C
         &read(&sizes_png)?,
     );
     write_text(&html, page.as_bytes())?;
-    Ok(ComparisonFiles { markdown, csv, json, html, bars_svg, bars_png, sizes_svg, sizes_png })
+    Ok(ComparisonFiles {
+        markdown,
+        csv,
+        json,
+        html,
+        bars_svg,
+        bars_png,
+        sizes_svg,
+        sizes_png,
+    })
 }
 
 /// One cached evaluation: the row plus what identifies it.
@@ -343,21 +397,38 @@ pub struct RunCache {
 }
 
 fn clean(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect()
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 impl RunCache {
     pub fn new(report_dir: &Path, split: &str) -> Self {
-        RunCache { dir: report_dir.join(clean(split)).join("runs") }
+        RunCache {
+            dir: report_dir.join(clean(split)).join("runs"),
+        }
     }
 
     pub fn path(&self, embedder_key: &str, classifier: &str) -> PathBuf {
-        self.dir.join(format!("{}__{}.json", clean(embedder_key), clean(classifier)))
+        self.dir
+            .join(format!("{}__{}.json", clean(embedder_key), clean(classifier)))
     }
 
     /// The cached run, if present, readable and for the same key, split and
     /// (when `training_digest` is given) training data; anything else is a miss.
-    pub fn get(&self, embedder_key: &str, classifier: &str, split: &str, training_digest: Option<&str>) -> Option<CachedRun> {
+    pub fn get(
+        &self,
+        embedder_key: &str,
+        classifier: &str,
+        split: &str,
+        training_digest: Option<&str>,
+    ) -> Option<CachedRun> {
         let path = self.path(embedder_key, classifier);
         let text = std::fs::read_to_string(&path).ok()?;
         let run: CachedRun = match serde_json::from_str(&text) {
@@ -377,7 +448,10 @@ impl RunCache {
     pub fn put(&self, run: &CachedRun) -> Result<PathBuf, CompareError> {
         std::fs::create_dir_all(&self.dir).map_err(|e| io_err(&self.dir, e))?;
         let path = self.path(&run.embedder_key, &run.classifier);
-        write_text(&path, serde_json::to_string_pretty(run).expect("run serialises").as_bytes())?;
+        write_text(
+            &path,
+            serde_json::to_string_pretty(run).expect("run serialises").as_bytes(),
+        )?;
         Ok(path)
     }
 }
@@ -413,7 +487,15 @@ mod tests {
     }
 
     fn rows() -> Vec<ReportRow> {
-        let bins = |s: f64| vec![("1", 10, 0.9 * s), ("2-4", 20, 0.7 * s), ("5-9", 20, 0.5 * s), ("10-49", 30, 0.3 * s), ("50+", 20, 0.1 * s)];
+        let bins = |s: f64| {
+            vec![
+                ("1", 10, 0.9 * s),
+                ("2-4", 20, 0.7 * s),
+                ("5-9", 20, 0.5 * s),
+                ("10-49", 30, 0.3 * s),
+                ("50+", 20, 0.1 * s),
+            ]
+        };
         vec![
             row("unirep1900", "knn", 0.61, &bins(1.0)),
             row("unirep1900", "mlp", 0.55, &bins(0.9)),
@@ -429,7 +511,11 @@ mod tests {
         let md = markdown_table(&rows);
         let lines: Vec<&str> = md.lines().collect();
         assert_eq!(lines.len(), 2 + rows.len());
-        assert!(lines[2].contains("| none | hmm |") && lines[2].contains("**19.80**"), "{}", lines[2]);
+        assert!(
+            lines[2].contains("| none | hmm |") && lines[2].contains("**19.80**"),
+            "{}",
+            lines[2]
+        );
         assert!(lines[6].contains("| onehot | knn |"), "{}", lines[6]);
         let sizes = markdown_size_table(&rows);
         assert!(sizes.lines().next().unwrap().contains("unirep1900 + mlp"));
@@ -443,7 +529,15 @@ mod tests {
     #[test]
     fn absent_families_get_their_own_bin() {
         let mut rows = rows();
-        rows[0].by_family_size.insert(0, SizeBinError { bin: "0".into(), n: 7, errors: 7, error_rate: 1.0 });
+        rows[0].by_family_size.insert(
+            0,
+            SizeBinError {
+                bin: "0".into(),
+                n: 7,
+                errors: 7,
+                error_rate: 1.0,
+            },
+        );
         assert!(markdown_size_table(&rows).contains("| 0 | 7 |"));
     }
 
@@ -460,7 +554,16 @@ mod tests {
             assert!(w >= 800 && h >= 500, "{w}x{h}");
         }
         let bars = std::fs::read_to_string(&files.bars_svg).unwrap();
-        for name in ["unirep1900", "onehot", "baselines", "knn", "mlp", "hmm", "19.8", "test error rate (%)"] {
+        for name in [
+            "unirep1900",
+            "onehot",
+            "baselines",
+            "knn",
+            "mlp",
+            "hmm",
+            "19.8",
+            "test error rate (%)",
+        ] {
             assert!(bars.contains(name), "bar chart lacks {name}");
         }
         let lines = std::fs::read_to_string(&files.sizes_svg).unwrap();
@@ -468,17 +571,25 @@ mod tests {
         let html = std::fs::read_to_string(&files.html).unwrap();
         assert_eq!(html.matches("<svg").count(), 2, "both plots inline");
         assert_eq!(html.matches("data:image/png;base64,").count(), 2);
-        assert!(!html.contains("src=\"http") && !html.contains("href=\"http"), "no external resources");
+        assert!(
+            !html.contains("src=\"http") && !html.contains("href=\"http"),
+            "no external resources"
+        );
         assert!(html.contains("<tr class=\"best\"><td>1</td><td>none</td><td>hmm</td>"));
         let json: Vec<ReportRow> = serde_json::from_str(&std::fs::read_to_string(&files.json).unwrap()).unwrap();
         assert_eq!(json.len(), 5);
-        assert!(std::fs::read_to_string(&files.markdown).unwrap().contains("by training-family size"));
+        assert!(std::fs::read_to_string(&files.markdown)
+            .unwrap()
+            .contains("by training-family size"));
     }
 
     #[test]
     fn no_rows_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(write_comparison(dir.path(), "x", &[]), Err(CompareError::Empty)));
+        assert!(matches!(
+            write_comparison(dir.path(), "x", &[]),
+            Err(CompareError::Empty)
+        ));
     }
 
     #[test]
@@ -494,11 +605,21 @@ mod tests {
         };
         cache.put(&run).unwrap();
         // serde_json may round a float's last bit, so compare what identifies the run and the counts.
-        let hit = cache.get("onehot-0123456789ab", "knn", "clustered_split", Some("abc")).expect("cached");
-        assert_eq!((&hit.embedder_key, &hit.classifier, hit.row.errors, hit.row.n), (&run.embedder_key, &run.classifier, run.row.errors, run.row.n));
+        let hit = cache
+            .get("onehot-0123456789ab", "knn", "clustered_split", Some("abc"))
+            .expect("cached");
+        assert_eq!(
+            (&hit.embedder_key, &hit.classifier, hit.row.errors, hit.row.n),
+            (&run.embedder_key, &run.classifier, run.row.errors, run.row.n)
+        );
         assert!((hit.row.error_rate - run.row.error_rate).abs() < 1e-12);
-        assert!(cache.get("onehot-0123456789ab", "knn", "clustered_split", None).is_some());
-        assert_eq!(cache.get("onehot-0123456789ab", "knn", "clustered_split", Some("abd")), None);
+        assert!(cache
+            .get("onehot-0123456789ab", "knn", "clustered_split", None)
+            .is_some());
+        assert_eq!(
+            cache.get("onehot-0123456789ab", "knn", "clustered_split", Some("abd")),
+            None
+        );
         assert_eq!(cache.get("onehot-ffffffffffff", "knn", "clustered_split", None), None);
         assert_eq!(cache.get("onehot-0123456789ab", "mlp", "clustered_split", None), None);
         std::fs::write(cache.path("onehot-0123456789ab", "knn"), "{not json").unwrap();

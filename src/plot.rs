@@ -68,7 +68,10 @@ pub fn output_paths(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
 const SIZE: (u32, u32) = (1000, 600);
 
 fn draw_err(path: &Path, e: impl std::fmt::Display) -> PlotError {
-    PlotError::Draw { path: path.display().to_string(), message: e.to_string() }
+    PlotError::Draw {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
 }
 
 /// Draws `draw` on an SVG and a PNG backend of the same size.
@@ -181,7 +184,10 @@ fn draw_bars<DB: DrawingBackend>(
         let mut bars = Vec::new();
         let mut labels = Vec::new();
         for (gi, group) in groups.iter().enumerate() {
-            let Some(row) = rows.iter().find(|r| &group_of(r) == group && &r.classifier == classifier) else {
+            let Some(row) = rows
+                .iter()
+                .find(|r| &group_of(r) == group && &r.classifier == classifier)
+            else {
                 continue;
             };
             let x0 = gi as f64 - 0.4 + ci as f64 * bar_width;
@@ -191,10 +197,13 @@ fn draw_bars<DB: DrawingBackend>(
             labels.push(Text::new(
                 format!("{y:.1}"),
                 ((x0 + x1) / 2.0, y + y_max * 0.01),
-                (FAMILY, 14).into_font().color(&BLACK).pos(plotters::style::text_anchor::Pos::new(
-                    plotters::style::text_anchor::HPos::Center,
-                    plotters::style::text_anchor::VPos::Bottom,
-                )),
+                (FAMILY, 14)
+                    .into_font()
+                    .color(&BLACK)
+                    .pos(plotters::style::text_anchor::Pos::new(
+                        plotters::style::text_anchor::HPos::Center,
+                        plotters::style::text_anchor::VPos::Bottom,
+                    )),
             ));
         }
         chart
@@ -222,7 +231,13 @@ pub fn error_by_size(rows: &[ReportRow], dir: &Path, name: &str, title: &str) ->
     if rows.is_empty() {
         return Err(PlotError::Empty("no report row has a family-size breakdown".into()));
     }
-    both(dir, name, SIZE, |root| draw_lines(root, &rows, title), |root| draw_lines(root, &rows, title))
+    both(
+        dir,
+        name,
+        SIZE,
+        |root| draw_lines(root, &rows, title),
+        |root| draw_lines(root, &rows, title),
+    )
 }
 
 /// The family-size bins shown on the x axis: the paper's five.
@@ -230,7 +245,11 @@ fn bin_labels() -> Vec<&'static str> {
     SIZE_BINS.iter().map(|(_, _, label)| *label).collect()
 }
 
-fn draw_lines<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, rows: &[&ReportRow], title: &str) -> Result<(), String> {
+fn draw_lines<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    rows: &[&ReportRow],
+    title: &str,
+) -> Result<(), String> {
     let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
     let bins = bin_labels();
     root.fill(&WHITE).map_err(e)?;
@@ -271,13 +290,23 @@ fn draw_lines<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, rows: &[&Report
                 (bin.n > 0).then_some((x as f64, bin.error_rate * 100.0))
             })
             .collect();
-        let style = ShapeStyle { color: colour.to_rgba(), filled: true, stroke_width: 3 };
+        let style = ShapeStyle {
+            color: colour.to_rgba(),
+            filled: true,
+            stroke_width: 3,
+        };
         chart
             .draw_series(LineSeries::new(points.clone(), style))
             .map_err(e)?
-            .label(if group_of(row) == "baselines" { row.classifier.clone() } else { format!("{} + {}", row.embedding, row.classifier) })
+            .label(if group_of(row) == "baselines" {
+                row.classifier.clone()
+            } else {
+                format!("{} + {}", row.embedding, row.classifier)
+            })
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
-        chart.draw_series(points.iter().map(|&p| Circle::new(p, 5, colour.filled()))).map_err(e)?;
+        chart
+            .draw_series(points.iter().map(|&p| Circle::new(p, 5, colour.filled())))
+            .map_err(e)?;
     }
     chart
         .configure_series_labels()

@@ -67,6 +67,12 @@ pub fn load(model: &str, opts: &LoadOptions) -> Result<Box<dyn Embedder>, ModelE
     if path.is_dir() {
         return load_dir(path, None, opts);
     }
+    if let Some(length) = onehot::parse_name(model) {
+        return onehot::load_embedder(model, length, opts);
+    }
+    if model.starts_with("unirep") {
+        return unirep::load_embedder(&opts.models_dir.join(model), model, opts);
+    }
     let entry = registry::lookup(model).ok_or_else(|| ModelError::UnknownModel(model.to_string()))?;
     registry::load_entry(entry, opts)
 }
