@@ -127,7 +127,7 @@ pub fn error_bars(rows: &[ReportRow], dir: &Path, name: &str, title: &str) -> Re
     let classifiers = unique(rows.iter().map(|r| r.classifier.clone()));
     let top = rows.iter().map(|r| r.error_rate * 100.0).fold(0.0, f64::max);
     // Headroom above the tallest bar for its value and the legend.
-    let y_max = (((top + 8.0) * 1.2 / 10.0).ceil() * 10.0).clamp(20.0, 130.0);
+    let y_max = ((top * 1.1 + 6.0 + 5.0 * classifiers.len() as f64) / 10.0).ceil() * 10.0;
     let bar_width = 0.8 / classifiers.len() as f64;
     // Wide enough for long model names under each group.
     let width = SIZE.0.max(180 * groups.len() as u32 + 200);
@@ -258,7 +258,8 @@ fn draw_lines<DB: DrawingBackend>(
         .margin(16)
         .x_label_area_size(50)
         .y_label_area_size(70)
-        .build_cartesian_2d(-0.3f64..(bins.len() as f64 - 0.7), 0f64..105f64)
+        // Room above 100% for the legend (about 5% of the height per line).
+        .build_cartesian_2d(-0.3f64..(bins.len() as f64 - 0.7), 0f64..(106.0 + 5.0 * rows.len() as f64))
         .map_err(e)?;
     let names = bins.clone();
     chart
@@ -274,7 +275,7 @@ fn draw_lines<DB: DrawingBackend>(
         })
         .x_desc("training examples of the true family")
         .y_desc("test error rate (%)")
-        .y_label_formatter(&|y: &f64| format!("{y:.0}"))
+        .y_label_formatter(&|y: &f64| if *y <= 100.0 { format!("{y:.0}") } else { String::new() })
         .light_line_style(TRANSPARENT)
         .label_style((FAMILY, 17))
         .axis_desc_style((FAMILY, 18))
