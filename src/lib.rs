@@ -18,5 +18,6 @@ pub mod io;
 pub mod metrics;
 pub mod models;
 pub mod pipeline;
+pub mod plot;
 pub mod residue;
 pub mod vectors;

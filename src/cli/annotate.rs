@@ -1,10 +1,404 @@
-//! `protfam annotate` (to be written).
+//! `protfam annotate`: predict the Pfam family of every sequence of a FASTA
+//! file (or Stockholm / Pfam CSV; `-` is standard input, gzip is read) with a
+//! trained classifier, and say `no confident family` where the calibrated
+//! threshold is not met (see [`crate::annotate`]).
+//!
+//! Also `protfam calibrate`: (re)calibrates a classifier directory's abstention
+//! threshold on the dev part of its split; `protfam train` runs it after saving.
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+
+use crate::annotate::{self, Calibration, InputItem};
+use crate::cache::Cache;
+use crate::classify::saved::SavedClassifier;
+use crate::embedder::Embedder;
+use crate::io::input::SequenceReader;
+use crate::io::{alphabet, Record};
+use crate::pipeline::{self, EmbedOptions};
+
+/// Output format of `protfam annotate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Tsv,
+    Json,
+}
 
 #[derive(Debug, clap::Args)]
-pub struct AnnotateArgs {}
+pub struct AnnotateArgs {
+    /// Classifier directory written by `protfam train`.
+    #[arg(long)]
+    pub classifier: PathBuf,
+    /// Input sequences: FASTA (or Stockholm / Pfam CSV shard), plain or gzip; `-` reads standard input.
+    pub input: PathBuf,
+    /// Output file (default: standard output).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Tsv)]
+    pub format: OutputFormat,
+    /// Families listed per sequence: the best plus this many minus one runners-up.
+    #[arg(long, default_value_t = 3)]
+    pub top_k: usize,
+    /// Precision the abstention threshold is calibrated for. When it differs
+    /// from the stored calibration's, the threshold is recalibrated on the dev
+    /// part of the classifier's split (not saved; use `protfam calibrate` to store it).
+    #[arg(long)]
+    pub min_precision: Option<f64>,
+    /// Exit with status 0 even when some records were invalid (they are always reported and skipped).
+    #[arg(long)]
+    pub lenient: bool,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
 
-pub fn run(_args: AnnotateArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`protfam annotate` is not available yet")
+/// Settings shared by `annotate` and `calibrate`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonArgs {
+    /// Embedding cache directory (vectors already there are reused).
+    #[arg(long, default_value = crate::cache::DEFAULT_DIR)]
+    pub cache: PathBuf,
+    /// Directory of model weights.
+    #[arg(long, default_value = "models")]
+    pub models_dir: PathBuf,
+    /// Residues per embedding batch (default: the model's own).
+    #[arg(long)]
+    pub batch_tokens: Option<usize>,
+    /// Compute on the CPU even when a CUDA device is available.
+    #[arg(long)]
+    pub cpu: bool,
+}
+
+impl CommonArgs {
+    fn device(&self) -> candle_core::Device {
+        if self.cpu {
+            candle_core::Device::Cpu
+        } else {
+            crate::classify::default_device()
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CalibrateArgs {
+    /// Classifier directory written by `protfam train`.
+    #[arg(long)]
+    pub classifier: PathBuf,
+    /// Dataset root holding `<split>/dev/` (default: the one the classifier was trained on).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Split directory name (default: the one the classifier was trained on).
+    #[arg(long)]
+    pub split: Option<String>,
+    /// Precision the threshold must reach on dev.
+    #[arg(long, default_value_t = 0.95)]
+    pub min_precision: f64,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// The dataset root and split a classifier was trained on, from its recorded
+/// source `<root>/<split>/train`.
+pub fn training_split(classifier: &SavedClassifier) -> Option<(PathBuf, String)> {
+    let source = Path::new(&classifier.meta.training.source);
+    let split_dir = source.parent()?;
+    let split = split_dir.file_name()?.to_str()?.to_string();
+    Some((split_dir.parent()?.to_path_buf(), split))
+}
+
+/// Loads the classifier's embedder with the settings it was trained with.
+pub fn load_embedder(classifier: &SavedClassifier, common: &CommonArgs) -> anyhow::Result<Box<dyn Embedder>> {
+    let spec = &classifier.meta.embedder;
+    let dtype = match spec.dtype.as_str() {
+        "f16" => candle_core::DType::F16,
+        "bf16" => candle_core::DType::BF16,
+        _ => candle_core::DType::F32,
+    };
+    let opts = crate::models::LoadOptions {
+        device: common.device(),
+        dtype,
+        layer: spec.layer,
+        models_dir: common.models_dir.clone(),
+    };
+    let embedder = crate::models::load(&spec.name, &opts)
+        .with_context(|| format!("cannot load the classifier's embedder {:?}", spec.name))?;
+    if embedder.spec() != spec {
+        bail!(
+            "embedder {} loaded here ({}) differs from the one the classifier was trained with ({}): different weights or settings",
+            spec.name,
+            embedder.spec().key(),
+            spec.key()
+        );
+    }
+    Ok(embedder)
+}
+
+/// Calibrates `classifier` on the dev part of `<root>/<split>` (vectors from the cache).
+pub fn calibrate_on_dev(
+    classifier: &SavedClassifier,
+    embedder: &dyn Embedder,
+    cache: &Cache,
+    root: &Path,
+    split: &str,
+    min_precision: f64,
+) -> anyhow::Result<Calibration> {
+    let opts = EmbedOptions {
+        progress: super::progress_bar(0, "sequences"),
+        ..Default::default()
+    };
+    let dev = pipeline::load_vectors(embedder, cache, root, split, "dev", &opts)
+        .with_context(|| format!("embedding the dev part of {}", root.join(split).display()))?;
+    opts.progress.finish_and_clear();
+    let predictions = classifier.predict(embedder.spec(), &dev)?;
+    let truth: Vec<Option<usize>> = dev
+        .families
+        .iter()
+        .map(|f| {
+            f.as_ref()
+                .and_then(|f| classifier.vocab.index_of_accession(&f.accession))
+        })
+        .collect();
+    let source = root.join(split).join("dev").display().to_string();
+    let mut calibration = annotate::calibrate(&predictions, &truth, min_precision, &source)?;
+    calibration.training_digest = classifier.meta.training.digest.clone();
+    Ok(calibration)
+}
+
+/// The classifier's stored calibration, unless it belongs to another training run.
+pub fn stored_calibration(dir: &Path, classifier: &SavedClassifier) -> anyhow::Result<Option<Calibration>> {
+    let Some(c) = Calibration::load(dir)? else {
+        return Ok(None);
+    };
+    if !c.training_digest.is_empty() && c.training_digest != classifier.meta.training.digest {
+        tracing::warn!(
+            "{}: calibrated for another training run of this directory; ignored (run `protfam calibrate`)",
+            Calibration::path(dir).display()
+        );
+        return Ok(None);
+    }
+    Ok(Some(c))
+}
+
+pub fn run_calibrate(args: CalibrateArgs) -> anyhow::Result<ExitCode> {
+    let classifier = SavedClassifier::load(&args.classifier, &args.common.device())
+        .with_context(|| format!("loading classifier {}", args.classifier.display()))?;
+    let (root, split) = match (args.data, args.split, training_split(&classifier)) {
+        (Some(root), Some(split), _) => (root, split),
+        (data, split, Some((root, trained_split))) => (data.unwrap_or(root), split.unwrap_or(trained_split)),
+        _ => bail!("the classifier does not record its training split: pass --data and --split"),
+    };
+    let embedder = load_embedder(&classifier, &args.common)?;
+    let cache = Cache::new(&args.common.cache);
+    let calibration = calibrate_on_dev(
+        &classifier,
+        embedder.as_ref(),
+        &cache,
+        &root,
+        &split,
+        args.min_precision,
+    )?;
+    let path = calibration.save(&args.classifier)?;
+    eprintln!("calibration: {}", calibration.describe());
+    eprintln!("saved to {}", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Records read from the input, with the rows for those that could not be used.
+struct Input {
+    items: Vec<InputItem>,
+    records: Vec<Record>,
+    duplicates: usize,
+    name: String,
+}
+
+fn read_input(path: &Path) -> anyhow::Result<Input> {
+    let name = if path.as_os_str() == "-" {
+        "<stdin>".to_string()
+    } else {
+        path.display().to_string()
+    };
+    let mut reader = SequenceReader::open(path, None)?;
+    let mut items = Vec::new();
+    let mut records = Vec::new();
+    for (n, item) in reader.by_ref().enumerate() {
+        match item {
+            Ok(record) => match alphabet::check(&record.sequence) {
+                Ok(()) if record.sequence.is_empty() => items.push(InputItem::Invalid {
+                    id: record.id.clone(),
+                    message: format!("{name}: record {}: empty sequence", record.id),
+                }),
+                Ok(()) => {
+                    items.push(InputItem::Valid {
+                        id: record.id.clone(),
+                        length: record.sequence.len(),
+                        note: String::new(),
+                    });
+                    records.push(record);
+                }
+                Err(message) => items.push(InputItem::Invalid {
+                    id: record.id.clone(),
+                    message: format!("{name}: record {}: {message}", record.id),
+                }),
+            },
+            Err(e) if e.is_skippable() => {
+                let id = e.record.clone().unwrap_or_else(|| format!("record {}", n + 1));
+                items.push(InputItem::Invalid {
+                    id,
+                    message: e.to_string(),
+                });
+            }
+            Err(e) => return Err(e).context("cannot read the input; nothing was annotated"),
+        }
+    }
+    let duplicates = reader.duplicates().to_vec();
+    // Every repeat of an id (not its first occurrence) gets a note.
+    let mut seen = std::collections::HashMap::<String, usize>::new();
+    for item in &mut items {
+        let (id, note) = match item {
+            InputItem::Valid { id, note, .. } => (id.clone(), Some(note)),
+            InputItem::Invalid { id, .. } => (id.clone(), None),
+        };
+        let count = seen.entry(id.clone()).or_insert(0);
+        *count += 1;
+        if *count > 1 {
+            if let (Some(note), Some(d)) = (note, duplicates.iter().find(|d| d.id == id)) {
+                *note = format!("duplicate id (first at line {})", d.first_line);
+            }
+        }
+    }
+    Ok(Input {
+        items,
+        records,
+        duplicates: duplicates.len(),
+        name,
+    })
+}
+
+pub fn run(args: AnnotateArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    if args.top_k == 0 {
+        bail!("--top-k must be at least 1");
+    }
+    let classifier = SavedClassifier::load(&args.classifier, &args.common.device())
+        .with_context(|| format!("loading classifier {}", args.classifier.display()))?;
+    let embedder = load_embedder(&classifier, &args.common)?;
+    let cache = Cache::new(&args.common.cache);
+    let mut calibration = stored_calibration(&args.classifier, &classifier)?;
+    if let Some(target) = args.min_precision {
+        if calibration
+            .as_ref()
+            .is_none_or(|c| (c.target_precision - target).abs() > 1e-12)
+        {
+            let (root, split) = training_split(&classifier).context(
+                "--min-precision needs the classifier's training split to recalibrate, and none is recorded",
+            )?;
+            let c = calibrate_on_dev(&classifier, embedder.as_ref(), &cache, &root, &split, target)?;
+            eprintln!("recalibrated for precision {target}: {}", c.describe());
+            calibration = Some(c);
+        }
+    }
+    match &calibration {
+        Some(c) => tracing::info!("abstention: {}", c.describe()),
+        None => eprintln!(
+            "warning: {} has no calibration; every answer is marked confident (run `protfam calibrate --classifier {}`)",
+            args.classifier.display(),
+            args.classifier.display()
+        ),
+    }
+
+    let input = read_input(&args.input)?;
+    for item in &input.items {
+        if let InputItem::Invalid { message, .. } = item {
+            eprintln!("invalid record skipped: {message}");
+        }
+    }
+    if input.duplicates > 0 {
+        eprintln!(
+            "{}: {} duplicate id(s); every record is annotated, repeats are noted",
+            input.name, input.duplicates
+        );
+    }
+    let opts = EmbedOptions {
+        batch_tokens: args.common.batch_tokens,
+        progress: super::progress_bar(input.records.len() as u64, "sequences"),
+        ..Default::default()
+    };
+    let n_valid = input.records.len();
+    let (vectors, embed_summary) = if n_valid == 0 {
+        (
+            crate::vectors::VectorSet {
+                dim: embedder.spec().dim,
+                ..Default::default()
+            },
+            None,
+        )
+    } else {
+        let mut model_cache = cache.open_model(embedder.spec())?;
+        let (v, s) = pipeline::embed_with_cache(
+            embedder.as_ref(),
+            input.records.into_iter().map(Ok),
+            &input.name,
+            &mut model_cache,
+            &opts,
+        )?;
+        (v, Some(s))
+    };
+    opts.progress.finish_and_clear();
+    if vectors.len() != n_valid {
+        bail!("internal: {} vectors for {n_valid} valid records", vectors.len());
+    }
+    if let Some(s) = &embed_summary {
+        tracing::info!("embedding: {s}");
+    }
+    let predictions = if n_valid == 0 {
+        Vec::new()
+    } else {
+        classifier.predict(embedder.spec(), &vectors)?
+    };
+    let rows = annotate::annotations(
+        &input.items,
+        &predictions,
+        &classifier.vocab,
+        &classifier.train_ids,
+        calibration.as_ref(),
+        args.top_k,
+    );
+
+    let write = |out: &mut dyn Write| -> std::io::Result<()> {
+        match args.format {
+            OutputFormat::Tsv => annotate::write_tsv(out, &rows),
+            OutputFormat::Json => annotate::write_json(out, &rows),
+        }
+    };
+    match &args.output {
+        Some(path) => {
+            let tmp = path.with_extension("partial");
+            let mut file = std::io::BufWriter::new(
+                std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?,
+            );
+            write(&mut file).with_context(|| format!("writing {}", tmp.display()))?;
+            drop(file);
+            std::fs::rename(&tmp, path)
+                .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            write(&mut lock).context("writing to standard output")?;
+        }
+    }
+    let summary = annotate::summarise(&rows, input.duplicates, started.elapsed().as_secs_f64());
+    eprintln!("{summary}");
+    if summary.invalid > 0 && !args.lenient {
+        eprintln!(
+            "{} invalid record(s) were reported and skipped; exit status 2 (pass --lenient for 0)",
+            summary.invalid
+        );
+        return Ok(ExitCode::from(2));
+    }
+    Ok(ExitCode::SUCCESS)
 }

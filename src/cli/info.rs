@@ -59,9 +59,35 @@ pub fn describe(dir: &std::path::Path) -> anyhow::Result<String> {
             )?;
         }
     }
-    match &meta.calibration {
-        Some(c) => writeln!(s, "calibration: {c}")?,
-        None => writeln!(s, "calibration: none")?,
+    match crate::annotate::Calibration::load(dir)? {
+        Some(c) => {
+            writeln!(s, "abstention calibration: {}", c.describe())?;
+            if !c.training_digest.is_empty() && c.training_digest != meta.training.digest {
+                writeln!(
+                    s,
+                    "  warning: calibrated for another training run of this directory; ignored by annotate"
+                )?;
+            }
+            writeln!(s, "  calibrated on: {}", c.source)?;
+            for cand in &c.candidates {
+                let chosen = if cand.statistic == c.statistic { " (chosen)" } else { "" };
+                writeln!(
+                    s,
+                    "  {}: threshold {}, dev precision {}, dev coverage {:.1}%{chosen}",
+                    cand.statistic,
+                    cand.threshold.map(|t| format!("{t:.6}")).unwrap_or("none".into()),
+                    cand.precision
+                        .map(|p| format!("{:.1}%", 100.0 * p))
+                        .unwrap_or("-".into()),
+                    100.0 * cand.coverage
+                )?;
+            }
+        }
+        None => writeln!(
+            s,
+            "abstention calibration: none (run `protfam calibrate --classifier {}`)",
+            dir.display()
+        )?,
     }
     for f in SavedClassifier::files(dir) {
         let size = std::fs::metadata(&f).map(|m| m.len()).unwrap_or(0);

@@ -47,6 +47,8 @@ pub enum Command {
     Evaluate(evaluate::EvaluateArgs),
     /// Predict Pfam families for the sequences of a FASTA file.
     Annotate(annotate::AnnotateArgs),
+    /// Calibrate a trained classifier's abstention threshold on the dev part of its split.
+    Calibrate(annotate::CalibrateArgs),
     /// Compare embedding models and classifiers in one report with plots.
     Compare(compare::CompareArgs),
     /// Run the HMM (HMMER) or BLAST baseline on a split.
@@ -71,6 +73,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Train(args) => train::run(args),
         Command::Evaluate(args) => evaluate::run(args),
         Command::Annotate(args) => annotate::run(args),
+        Command::Calibrate(args) => annotate::run_calibrate(args),
         Command::Compare(args) => compare::run(args),
         Command::Baseline(cmd) => baseline::run(cmd),
         Command::Info(args) => info::run(args),

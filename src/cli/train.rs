@@ -165,6 +165,13 @@ pub struct TrainArgs {
     /// Output directory for the trained classifier.
     #[arg(long)]
     pub out: PathBuf,
+    /// Precision the abstention threshold is calibrated for on dev (`protfam annotate` says
+    /// `no confident family` below it); stored as `calibration.json` in the output directory.
+    #[arg(long, default_value_t = 0.95)]
+    pub min_precision: f64,
+    /// Do not calibrate the abstention threshold after training.
+    #[arg(long)]
+    pub no_calibrate: bool,
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
@@ -194,6 +201,27 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         started.elapsed().as_secs_f64(),
         args.out.display()
     );
+    if !args.no_calibrate {
+        let common = super::annotate::CommonArgs {
+            cache: args.data.cache.clone(),
+            models_dir: args.data.models_dir.clone(),
+            batch_tokens: None,
+            cpu: args.data.cpu,
+        };
+        let embedder = super::annotate::load_embedder(&classifier, &common)?;
+        let cache = crate::cache::Cache::new(&args.data.cache);
+        let calibration = super::annotate::calibrate_on_dev(
+            &classifier,
+            embedder.as_ref(),
+            &cache,
+            &args.data.data,
+            &args.data.split,
+            args.min_precision,
+        )
+        .context("calibrating the abstention threshold on dev (pass --no-calibrate to skip)")?;
+        calibration.save(&args.out)?;
+        eprintln!("abstention calibration: {}", calibration.describe());
+    }
     for (m, log) in classifier.meta.training_log.iter().enumerate() {
         if let Some(last) = log.epochs.last() {
             eprintln!(

@@ -73,6 +73,10 @@ pub fn load(model: &str, opts: &LoadOptions) -> Result<Box<dyn Embedder>, ModelE
     if path.is_dir() {
         return load_dir(path, None, opts);
     }
+    // `onehot<L>` names are parameterised, so they are not registry rows.
+    if let Some(length) = onehot::parse_name(model) {
+        return onehot::load_embedder(model, length, opts);
+    }
     let entry = registry::lookup(model).ok_or_else(|| ModelError::UnknownModel(model.to_string()))?;
     registry::load_entry(entry, opts)
 }

@@ -1,0 +1,321 @@
+//! Comparison plots with `plotters`, written as SVG and PNG:
+//! - [`error_bars`]: error rate per embedding, one bar per classifier (grouped
+//!   bars; baselines form their own group);
+//! - [`error_by_size`]: error rate against the training-family size bin, one
+//!   line per embedding x classifier.
+//!
+//! PNG text needs a font file: DejaVu Sans (its licence allows redistribution;
+//! `assets/fonts/DejaVuSans-LICENSE.txt`) is compiled in and registered with
+//! plotters once, so the pictures look the same on every machine. SVG text is
+//! left to the viewer's `sans-serif`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+
+use crate::metrics::{ReportRow, SIZE_BINS};
+
+static FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
+const FAMILY: &str = "sans-serif";
+static REGISTER: Once = Once::new();
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    #[error("{path}: {message}")]
+    Draw { path: String, message: String },
+    #[error("nothing to plot: {0}")]
+    Empty(String),
+}
+
+/// Colour-blind-safe palette (Okabe & Ito), then plotters' own.
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(0, 114, 178),
+    RGBColor(230, 159, 0),
+    RGBColor(0, 158, 115),
+    RGBColor(204, 121, 167),
+    RGBColor(86, 180, 233),
+    RGBColor(213, 94, 0),
+    RGBColor(240, 228, 66),
+    RGBColor(0, 0, 0),
+];
+
+fn colour(i: usize) -> RGBColor {
+    if i < PALETTE.len() {
+        PALETTE[i]
+    } else {
+        let c = Palette99::pick(i).to_rgba();
+        RGBColor(c.0, c.1, c.2)
+    }
+}
+
+fn register_font() {
+    REGISTER.call_once(|| {
+        // The bytes are the committed font; a failure here is a build defect.
+        if plotters::style::register_font(FAMILY, FontStyle::Normal, FONT).is_err() {
+            panic!("the bundled DejaVu Sans does not parse");
+        }
+    });
+}
+
+/// The SVG and PNG paths written for a stem (`dir/name.svg`, `dir/name.png`).
+pub fn output_paths(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    (dir.join(format!("{name}.svg")), dir.join(format!("{name}.png")))
+}
+
+const SIZE: (u32, u32) = (1000, 600);
+
+fn draw_err(path: &Path, e: impl std::fmt::Display) -> PlotError {
+    PlotError::Draw {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Draws `draw` on an SVG and a PNG backend of the same size.
+fn both(
+    dir: &Path,
+    name: &str,
+    size: (u32, u32),
+    draw_svg: impl Fn(&DrawingArea<SVGBackend, Shift>) -> Result<(), String>,
+    draw_png: impl Fn(&DrawingArea<BitMapBackend, Shift>) -> Result<(), String>,
+) -> Result<(PathBuf, PathBuf), PlotError> {
+    register_font();
+    std::fs::create_dir_all(dir).map_err(|e| draw_err(dir, e))?;
+    let (svg, png) = output_paths(dir, name);
+    {
+        let root = SVGBackend::new(&svg, size).into_drawing_area();
+        draw_svg(&root).map_err(|e| draw_err(&svg, e))?;
+        root.present().map_err(|e| draw_err(&svg, e))?;
+    }
+    {
+        let root = BitMapBackend::new(&png, size).into_drawing_area();
+        draw_png(&root).map_err(|e| draw_err(&png, e))?;
+        root.present().map_err(|e| draw_err(&png, e))?;
+    }
+    Ok((svg, png))
+}
+
+/// Group name of a row on the bar chart: its embedding, or `baselines` for HMM / BLAST.
+fn group_of(row: &ReportRow) -> String {
+    if row.embedding == "none" || row.embedding.is_empty() {
+        "baselines".to_string()
+    } else {
+        row.embedding.clone()
+    }
+}
+
+fn unique<T: PartialEq + Clone>(items: impl IntoIterator<Item = T>) -> Vec<T> {
+    let mut out = Vec::new();
+    for item in items {
+        if !out.contains(&item) {
+            out.push(item);
+        }
+    }
+    out
+}
+
+/// Grouped bar chart of error rate (%): one group per embedding, one bar per
+/// classifier, the value printed over each bar.
+pub fn error_bars(rows: &[ReportRow], dir: &Path, name: &str, title: &str) -> Result<(PathBuf, PathBuf), PlotError> {
+    if rows.is_empty() {
+        return Err(PlotError::Empty("no report rows for the error-rate chart".into()));
+    }
+    let groups = unique(rows.iter().map(group_of));
+    let classifiers = unique(rows.iter().map(|r| r.classifier.clone()));
+    let top = rows.iter().map(|r| r.error_rate * 100.0).fold(0.0, f64::max);
+    // Headroom above the tallest bar for its value and the legend.
+    let y_max = ((top * 1.1 + 6.0 + 5.0 * classifiers.len() as f64) / 10.0).ceil() * 10.0;
+    let bar_width = 0.8 / classifiers.len() as f64;
+    // Wide enough for long model names under each group.
+    let width = SIZE.0.max(180 * groups.len() as u32 + 200);
+    both(
+        dir,
+        name,
+        (width, SIZE.1),
+        |root| draw_bars(root, rows, &groups, &classifiers, bar_width, y_max, title),
+        |root| draw_bars(root, rows, &groups, &classifiers, bar_width, y_max, title),
+    )
+}
+
+fn draw_bars<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    rows: &[ReportRow],
+    groups: &[String],
+    classifiers: &[String],
+    bar_width: f64,
+    y_max: f64,
+    title: &str,
+) -> Result<(), String> {
+    let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    root.fill(&WHITE).map_err(e)?;
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, (FAMILY, 26))
+        .margin(16)
+        .x_label_area_size(50)
+        .y_label_area_size(70)
+        .build_cartesian_2d(-0.5f64..(groups.len() as f64 - 0.5), 0f64..y_max)
+        .map_err(e)?;
+    let group_names = groups.to_vec();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(groups.len().max(2) * 4)
+        .x_label_formatter(&|x: &f64| {
+            let i = x.round();
+            if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < group_names.len() {
+                group_names[i as usize].clone()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc("test error rate (%)")
+        .y_label_formatter(&|y: &f64| if *y <= 100.0 { format!("{y:.0}") } else { String::new() })
+        .light_line_style(TRANSPARENT)
+        .x_desc("embedding")
+        .label_style((FAMILY, 17))
+        .axis_desc_style((FAMILY, 18))
+        .draw()
+        .map_err(e)?;
+    for (ci, classifier) in classifiers.iter().enumerate() {
+        let colour = colour(ci);
+        let mut bars = Vec::new();
+        let mut labels = Vec::new();
+        for (gi, group) in groups.iter().enumerate() {
+            let Some(row) = rows
+                .iter()
+                .find(|r| &group_of(r) == group && &r.classifier == classifier)
+            else {
+                continue;
+            };
+            let x0 = gi as f64 - 0.4 + ci as f64 * bar_width;
+            let x1 = x0 + bar_width * 0.92;
+            let y = row.error_rate * 100.0;
+            bars.push(Rectangle::new([(x0, 0.0), (x1, y)], colour.filled()));
+            labels.push(Text::new(
+                format!("{y:.1}"),
+                ((x0 + x1) / 2.0, y + y_max * 0.01),
+                (FAMILY, 14)
+                    .into_font()
+                    .color(&BLACK)
+                    .pos(plotters::style::text_anchor::Pos::new(
+                        plotters::style::text_anchor::HPos::Center,
+                        plotters::style::text_anchor::VPos::Bottom,
+                    )),
+            ));
+        }
+        chart
+            .draw_series(bars)
+            .map_err(e)?
+            .label(classifier.clone())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], colour.filled()));
+        chart.draw_series(labels).map_err(e)?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font((FAMILY, 16))
+        .draw()
+        .map_err(e)?;
+    Ok(())
+}
+
+/// Line chart of error rate (%) against the training-family size bin, one line
+/// per row; bins without test items are left out of a line.
+pub fn error_by_size(rows: &[ReportRow], dir: &Path, name: &str, title: &str) -> Result<(PathBuf, PathBuf), PlotError> {
+    let rows: Vec<&ReportRow> = rows.iter().filter(|r| !r.by_family_size.is_empty()).collect();
+    if rows.is_empty() {
+        return Err(PlotError::Empty("no report row has a family-size breakdown".into()));
+    }
+    both(
+        dir,
+        name,
+        SIZE,
+        |root| draw_lines(root, &rows, title),
+        |root| draw_lines(root, &rows, title),
+    )
+}
+
+/// The family-size bins shown on the x axis: the paper's five.
+fn bin_labels() -> Vec<&'static str> {
+    SIZE_BINS.iter().map(|(_, _, label)| *label).collect()
+}
+
+fn draw_lines<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    rows: &[&ReportRow],
+    title: &str,
+) -> Result<(), String> {
+    let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    let bins = bin_labels();
+    root.fill(&WHITE).map_err(e)?;
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, (FAMILY, 26))
+        .margin(16)
+        .x_label_area_size(50)
+        .y_label_area_size(70)
+        // Room above 100% for the legend (about 5% of the height per line).
+        .build_cartesian_2d(-0.3f64..(bins.len() as f64 - 0.7), 0f64..(106.0 + 5.0 * rows.len() as f64))
+        .map_err(e)?;
+    let names = bins.clone();
+    chart
+        .configure_mesh()
+        .x_labels(bins.len() * 4)
+        .x_label_formatter(&|x: &f64| {
+            let i = x.round();
+            if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < names.len() {
+                names[i as usize].to_string()
+            } else {
+                String::new()
+            }
+        })
+        .x_desc("training examples of the true family")
+        .y_desc("test error rate (%)")
+        .y_label_formatter(&|y: &f64| if *y <= 100.0 { format!("{y:.0}") } else { String::new() })
+        .light_line_style(TRANSPARENT)
+        .label_style((FAMILY, 17))
+        .axis_desc_style((FAMILY, 18))
+        .draw()
+        .map_err(e)?;
+    for (i, row) in rows.iter().enumerate() {
+        let colour = colour(i);
+        let points: Vec<(f64, f64)> = bins
+            .iter()
+            .enumerate()
+            .filter_map(|(x, label)| {
+                let bin = row.by_family_size.iter().find(|b| b.bin == *label)?;
+                (bin.n > 0).then_some((x as f64, bin.error_rate * 100.0))
+            })
+            .collect();
+        let style = ShapeStyle {
+            color: colour.to_rgba(),
+            filled: true,
+            stroke_width: 3,
+        };
+        chart
+            .draw_series(LineSeries::new(points.clone(), style))
+            .map_err(e)?
+            .label(if group_of(row) == "baselines" {
+                row.classifier.clone()
+            } else {
+                format!("{} + {}", row.embedding, row.classifier)
+            })
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+        chart
+            .draw_series(points.iter().map(|&p| Circle::new(p, 5, colour.filled())))
+            .map_err(e)?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font((FAMILY, 15))
+        .draw()
+        .map_err(e)?;
+    Ok(())
+}
