@@ -11,6 +11,7 @@ use candle_core::{DType, Device};
 use crate::embedder::Embedder;
 
 pub mod bert;
+mod checkpoint;
 pub mod esm;
 pub mod near;
 pub mod onehot;
