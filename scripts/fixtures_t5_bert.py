@@ -245,7 +245,9 @@ def make_bert(seqs) -> None:
         cfg.save_pretrained(d)
         (d / "vocab.txt").write_text("".join(t + "\n" for t in PROT_BERT_VOCAB))
         (d / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": False}) + "\n")
-        tokenizer = BertTokenizer(vocab_file=str(d / "vocab.txt"), do_lower_case=False)
+        # transformers 5 ignores a bare vocab_file argument: load the directory as users do.
+        tokenizer = BertTokenizer.from_pretrained(str(d))
+        assert tokenizer("A L")["input_ids"] == [2, 6, 5, 3], tokenizer("A L")["input_ids"]
         encoder = model.bert if mlm else model
         tensors = reference(encoder, tokenizer, seqs, PROBES, lead=1, tail=1)
         check_batch_invariance(encoder, tokenizer, seqs, tensors, lead=1)

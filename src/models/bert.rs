@@ -52,8 +52,9 @@ pub struct Config {
     pub type_vocab_size: usize,
     #[serde(default = "default_layer_norm_eps")]
     pub layer_norm_eps: f64,
+    /// Informational: the padding id comes from the vocabulary (`[PAD]`).
     #[serde(default)]
-    pub pad_token_id: u32,
+    pub pad_token_id: Option<u32>,
     #[serde(default = "default_position_embedding_type")]
     pub position_embedding_type: String,
 }
@@ -72,7 +73,7 @@ impl Config {
             max_position_embeddings: 40000,
             type_vocab_size: 2,
             layer_norm_eps: 1e-12,
-            pad_token_id: 0,
+            pad_token_id: Some(0),
             position_embedding_type: "absolute".into(),
         }
     }

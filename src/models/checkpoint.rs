@@ -317,6 +317,20 @@ pub(crate) fn read_config<T: serde::de::DeserializeOwned>(dir: &Path) -> Result<
     serde_json::from_str(&text).map_err(|err| file_error(&path, format!("invalid config: {err}")))
 }
 
+/// Fails unless `dir/config.json`'s `model_type` is `expected` (a missing key is accepted:
+/// old Rostlab configs predate it).
+pub(crate) fn check_model_type(dir: &Path, expected: &str) -> Result<(), ModelError> {
+    let path = dir.join("config.json");
+    let value: serde_json::Value = read_config(dir)?;
+    match value.get("model_type").and_then(|v| v.as_str()) {
+        Some(found) if found != expected => Err(file_error(
+            &path,
+            format!("model_type is {found:?}, expected {expected:?}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Index of the hidden state to return among `n_states` (embeddings + one per
 /// layer), from a user's layer choice (negative counts from the end).
 pub(crate) fn hidden_state_index(layer: Option<i64>, n_states: usize, config: &Path) -> Result<usize, ModelError> {

@@ -38,9 +38,6 @@ fn default_layer_norm_epsilon() -> f64 {
 fn default_feed_forward_proj() -> String {
     "relu".to_string()
 }
-fn default_eos_token_id() -> u32 {
-    1
-}
 
 /// `config.json` of a T5 model; only the keys the encoder needs.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -63,10 +60,11 @@ pub struct Config {
     /// `is_gated_act` are derived from it exactly as `T5Config` does.
     #[serde(default = "default_feed_forward_proj")]
     pub feed_forward_proj: String,
+    /// Informational: the token ids come from the vocabulary (`<pad>`, `</s>`).
     #[serde(default)]
-    pub pad_token_id: u32,
-    #[serde(default = "default_eos_token_id")]
-    pub eos_token_id: u32,
+    pub pad_token_id: Option<u32>,
+    #[serde(default)]
+    pub eos_token_id: Option<u32>,
 }
 
 impl Config {
@@ -98,8 +96,8 @@ impl Config {
             relative_attention_max_distance: 128,
             layer_norm_epsilon: 1e-6,
             feed_forward_proj: "relu".into(),
-            pad_token_id: 0,
-            eos_token_id: 1,
+            pad_token_id: Some(0),
+            eos_token_id: Some(1),
         }
     }
 }
@@ -897,15 +895,8 @@ pub fn load_embedder(dir: &Path, name: &str, opts: &LoadOptions) -> Result<Box<d
 /// Like [`load_embedder`] but returns the concrete type.
 pub fn load_prot_t5(dir: &Path, name: &str, opts: &LoadOptions) -> Result<ProtT5Embedder, ModelError> {
     let config_path: PathBuf = dir.join("config.json");
+    checkpoint::check_model_type(dir, "t5")?;
     let cfg: Config = checkpoint::read_config(dir)?;
-    if let Some(model_type) = &cfg.model_type {
-        if model_type != "t5" {
-            return Err(ModelError::File {
-                path: config_path,
-                message: format!("model_type is {model_type:?}, expected \"t5\""),
-            });
-        }
-    }
     if Activation::from_hf(cfg.dense_act_fn()).is_none() {
         return Err(ModelError::File {
             path: config_path,
