@@ -15,6 +15,7 @@ use candle_core::{DType, Device};
 use crate::embedder::Embedder;
 
 pub mod bert;
+mod checkpoint;
 pub mod esm;
 pub mod near;
 pub mod npz;
