@@ -102,13 +102,20 @@ pub fn load_dir(dir: &Path, name: Option<&str>, opts: &LoadOptions) -> Result<Bo
         path: config_path.clone(),
         message: format!("invalid JSON: {e}"),
     })?;
-    let model_type = config
-        .get("model_type")
-        .and_then(|v| v.as_str())
-        .ok_or_else(|| ModelError::File {
-            path: config_path.clone(),
-            message: "no \"model_type\" key: cannot tell the architecture (esm, t5, bert)".into(),
-        })?;
+    // Old Rostlab configs may lack `model_type`; `architectures` names the class then.
+    let architecture = config.get("architectures").and_then(|v| v.get(0)).and_then(|v| v.as_str()).unwrap_or("");
+    let model_type = match config.get("model_type").and_then(|v| v.as_str()) {
+        Some(t) => t,
+        None if architecture.starts_with("T5") => "t5",
+        None if architecture.starts_with("Bert") => "bert",
+        None if architecture.starts_with("Esm") => "esm",
+        None => {
+            return Err(ModelError::File {
+                path: config_path.clone(),
+                message: "no \"model_type\" key: cannot tell the architecture (esm, t5, bert)".into(),
+            })
+        }
+    };
     let dir_name = dir
         .canonicalize()
         .ok()
@@ -117,12 +124,8 @@ pub fn load_dir(dir: &Path, name: Option<&str>, opts: &LoadOptions) -> Result<Bo
     let name = name.unwrap_or(&dir_name);
     match model_type {
         "esm" => esm::load_embedder(dir, name, opts),
-        // The ProtT5 and ProtBert loaders (`t5::load_embedder`, `bert::load_embedder`, same signature
-        // as `esm::load_embedder`) come from the t5bert branch; these arms call them once it is merged.
-        "t5" | "bert" => Err(ModelError::File {
-            path: config_path,
-            message: format!("model_type {model_type:?} is recognised but this build has no {model_type} loader yet"),
-        }),
+        "t5" => t5::load_embedder(dir, name, opts),
+        "bert" => bert::load_embedder(dir, name, opts),
         other => Err(ModelError::File {
             path: config_path,
             message: format!("model_type {other:?} is not supported (esm, t5, bert)"),
