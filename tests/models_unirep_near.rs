@@ -115,12 +115,15 @@ fn check_unirep(size: usize) {
             &h_final[i * size..(i + 1) * size],
             TOL,
         );
-        assert_close(
-            &format!("{name} c_final {i}"),
-            &r.c_final,
-            &c_final[i * size..(i + 1) * size],
-            TOL,
-        );
+        // Cell states are unbounded (up to ~480 here), so f32 rounding alone exceeds an
+        // absolute 1e-4 there: compare them relative to their magnitude.
+        let want = &c_final[i * size..(i + 1) * size];
+        for (j, (g, w)) in r.c_final.iter().zip(want).enumerate() {
+            assert!(
+                (g - w).abs() <= TOL * w.abs().max(1.0),
+                "{name} c_final {i}[{j}]: {g} vs {w} (relative tolerance {TOL:e})"
+            );
+        }
     }
 
     // every position's hidden state, where the fixture has them
