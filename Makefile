@@ -39,7 +39,7 @@ test-deps:
 	fi
 
 test: test-deps models
-	$(CARGO) test --all-targets
+	$(CARGO) test --lib --bins --tests
 	$(CARGO) test --doc
 
 lint:
