@@ -259,7 +259,10 @@ fn draw_lines<DB: DrawingBackend>(
         .x_label_area_size(50)
         .y_label_area_size(70)
         // Room above 100% for the legend (about 5% of the height per line).
-        .build_cartesian_2d(-0.3f64..(bins.len() as f64 - 0.7), 0f64..(106.0 + 5.0 * rows.len() as f64))
+        .build_cartesian_2d(
+            -0.3f64..(bins.len() as f64 - 0.7),
+            0f64..(106.0 + 5.0 * rows.len() as f64),
+        )
         .map_err(e)?;
     let names = bins.clone();
     chart

@@ -48,7 +48,11 @@ fn subset(n_families: usize) -> (Vec<Record>, Vec<Record>) {
     let test = read_part(&root, "clustered_split", "test").unwrap();
     let mut by_family: BTreeMap<String, (Vec<Record>, Vec<Record>)> = BTreeMap::new();
     for r in train {
-        by_family.entry(r.family.clone().unwrap().accession).or_default().0.push(r);
+        by_family
+            .entry(r.family.clone().unwrap().accession)
+            .or_default()
+            .0
+            .push(r);
     }
     for r in test {
         if let Some(e) = by_family.get_mut(&r.family.clone().unwrap().accession) {
@@ -57,7 +61,11 @@ fn subset(n_families: usize) -> (Vec<Record>, Vec<Record>) {
     }
     let mut train_out = Vec::new();
     let mut test_out = Vec::new();
-    for (_, (tr, te)) in by_family.into_iter().filter(|(_, (tr, te))| tr.len() >= 3 && !te.is_empty()).take(n_families) {
+    for (_, (tr, te)) in by_family
+        .into_iter()
+        .filter(|(_, (tr, te))| tr.len() >= 3 && !te.is_empty())
+        .take(n_families)
+    {
         train_out.extend(tr.into_iter().filter(|r| r.sequence.len() <= 300).take(6));
         test_out.extend(te.into_iter().filter(|r| r.sequence.len() <= 300).take(2));
     }
@@ -73,23 +81,39 @@ fn near_residue_knn_on_a_bundled_subset() {
     let store_root = tempfile::tempdir().unwrap();
 
     let simple = ResidueKnnParams::simple_vote();
-    let knn = simple.fit(embedder.as_ref(), &train, &vocab, store_root.path()).unwrap();
+    let knn = simple
+        .fit(embedder.as_ref(), &train, &vocab, store_root.path())
+        .unwrap();
     assert_eq!(knn.store.sequences.len(), train.len());
     assert_eq!(knn.store.dim(), 256);
     let hits = knn.search_records(embedder.as_ref(), &test).unwrap();
     let correct = |preds: &[protfam::residue::ResiduePrediction]| {
-        preds.iter().zip(&test).filter(|(p, r)| p.class == vocab.index_of(r.family.as_ref().unwrap())).count()
+        preds
+            .iter()
+            .zip(&test)
+            .filter(|(p, r)| p.class == vocab.index_of(r.family.as_ref().unwrap()))
+            .count()
     };
     let simple_preds = knn.predict_hits(&hits, &ScoreParams::simple_vote(), 0.0);
     // Among 8 families chance is 1 in 8; residue retrieval on NEAR does far better.
-    assert!(correct(&simple_preds) * 2 >= test.len(), "simple vote: {}/{} correct", correct(&simple_preds), test.len());
+    assert!(
+        correct(&simple_preds) * 2 >= test.len(),
+        "simple vote: {}/{} correct",
+        correct(&simple_preds),
+        test.len()
+    );
 
     // The tuned default on a store with the same stride is the same store, reopened.
     let tuned = ResidueKnnParams::default();
     let knn_tuned = tuned.fit(embedder.as_ref(), &train, &vocab, store_root.path()).unwrap();
     assert_eq!(knn_tuned.store.dir, knn.store.dir);
     let tuned_preds = knn_tuned.predict(embedder.as_ref(), &test).unwrap();
-    assert!(correct(&tuned_preds) * 2 >= test.len(), "tuned: {}/{} correct", correct(&tuned_preds), test.len());
+    assert!(
+        correct(&tuned_preds) * 2 >= test.len(),
+        "tuned: {}/{} correct",
+        correct(&tuned_preds),
+        test.len()
+    );
     for p in &tuned_preds {
         assert!((0.0..=1.0).contains(&p.score) && p.class.is_some());
     }
@@ -100,7 +124,11 @@ fn near_residue_knn_on_a_bundled_subset() {
     assert!((alone[0].score - tuned_preds[0].score).abs() < 1e-4);
 
     // Edge cases on the real model: shorter than the stride, only X, ambiguous letters.
-    let odd = vec![Record::new("one", "M"), Record::new("xs", "XXXXXXXXXX"), Record::new("bz", "BZBZ")];
+    let odd = vec![
+        Record::new("one", "M"),
+        Record::new("xs", "XXXXXXXXXX"),
+        Record::new("bz", "BZBZ"),
+    ];
     let preds = knn_tuned.predict(embedder.as_ref(), &odd).unwrap();
     assert_eq!(preds[0].n_query_residues, 1);
     assert!(preds[0].class.is_some() && preds[0].score < 0.5);

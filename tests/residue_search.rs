@@ -35,10 +35,16 @@ impl Embedder for RandomEncoder {
         Ok(batch
             .iter()
             .map(|s| {
-                let seed = s.bytes().fold(7u64, |h, b| h.wrapping_mul(1_000_003).wrapping_add(b as u64));
+                let seed = s
+                    .bytes()
+                    .fold(7u64, |h, b| h.wrapping_mul(1_000_003).wrapping_add(b as u64));
                 let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
                 let data = (0..s.len() * self.0.dim).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
-                ResidueMatrix { len: s.len(), dim: self.0.dim, data }
+                ResidueMatrix {
+                    len: s.len(),
+                    dim: self.0.dim,
+                    data,
+                }
             })
             .collect())
     }
@@ -50,7 +56,9 @@ fn random_records(n: usize, seed: u64) -> Vec<Record> {
     (0..n)
         .map(|i| {
             let len = rng.gen_range(5..60);
-            let seq: String = (0..len).map(|_| letters[rng.gen_range(0..letters.len())] as char).collect();
+            let seq: String = (0..len)
+                .map(|_| letters[rng.gen_range(0..letters.len())] as char)
+                .collect();
             let mut r = Record::new(format!("r{seed}-{i}"), seq);
             r.family = Some(Family::new(format!("fam{}", i % 5), &format!("PF0010{}", i % 5)));
             r
@@ -64,7 +72,11 @@ fn exact_search_equals_naive_brute_force() {
     let encoder = RandomEncoder::new(dim);
     let dir = tempfile::tempdir().unwrap();
     let train = random_records(80, 1);
-    let config = StoreConfig { stride: 1, shard_sequences: 7, batch_tokens: None };
+    let config = StoreConfig {
+        stride: 1,
+        shard_sequences: 7,
+        batch_tokens: None,
+    };
     let (store, _) = ResidueStore::build_or_open(dir.path(), &encoder, &train, &config).unwrap();
     // Stored rows as f64 (the f16 values the search sees).
     let mut all = Vec::new();
@@ -79,7 +91,11 @@ fn exact_search_equals_naive_brute_force() {
     };
     let k = 7;
     // Small blocks so that blocks, tiles and shard boundaries are all crossed.
-    let opts = SearchOptions { target_block: 33, query_block: 5, ..Default::default() };
+    let opts = SearchOptions {
+        target_block: 33,
+        query_block: 5,
+        ..Default::default()
+    };
     let table = exact_top_k(&queries, dim, &store, k, &opts, &indicatif::ProgressBar::hidden()).unwrap();
     for (qi, q) in queries.chunks(dim).enumerate() {
         let mut sims: Vec<(f64, usize)> = all
@@ -100,7 +116,14 @@ fn exact_search_equals_naive_brute_force() {
         }
     }
     // HNSW on the same rows finds almost all exact neighbours at this size.
-    let index = ApproxIndex::build(&store, &ApproxOptions { ef_construction: 200, ef_search: 200, seed: 1 });
+    let index = ApproxIndex::build(
+        &store,
+        &ApproxOptions {
+            ef_construction: 200,
+            ef_search: 200,
+            seed: 1,
+        },
+    );
     let approx = index.top_k(&queries, k);
     assert!(recall_at_k(&table, &approx, k) > 0.9);
     assert!(recall_at_k(&table, &table, k) == 1.0);
@@ -112,10 +135,14 @@ fn short_x_only_and_empty_queries_give_clear_answers() {
     let dir = tempfile::tempdir().unwrap();
     let train = random_records(30, 2);
     let vocab = LabelVocab::from_families(train.iter().filter_map(|r| r.family.as_ref()));
-    let params = ResidueKnnParams { stride: 3, query_stride: 3, ..Default::default() };
+    let params = ResidueKnnParams {
+        stride: 3,
+        query_stride: 3,
+        ..Default::default()
+    };
     let knn = params.fit(&encoder, &train, &vocab, dir.path()).unwrap();
     let queries = vec![
-        Record::new("short", "MK"),      // shorter than the stride: one residue searched
+        Record::new("short", "MK"),        // shorter than the stride: one residue searched
         Record::new("x-only", "XXXXXXXX"), // nothing searchable
         Record::new("member", train[4].sequence.clone()),
         Record::new("ambiguous", "BZXUOJ"),
@@ -138,7 +165,10 @@ fn short_x_only_and_empty_queries_give_clear_answers() {
     let plain = knn.predict_hits(&member_hits, &protfam::residue::ScoreParams::simple_vote(), 0.0);
     assert!(plain[0].score > 0.99, "score {}", plain[0].score);
     // Abstention by score threshold.
-    let strict = ResidueKnnParams { min_score: 0.999, ..knn.params.clone() };
+    let strict = ResidueKnnParams {
+        min_score: 0.999,
+        ..knn.params.clone()
+    };
     let hits = knn.search_records(&encoder, &queries[..1]).unwrap();
     let out = knn.predict_hits(&hits, &strict.score, strict.min_score);
     assert!(out[0].class.is_none() && out[0].abstained.as_deref().unwrap().contains("below min_score"));

@@ -58,7 +58,9 @@ fn records() -> Vec<Record> {
     (0..60)
         .map(|i| {
             let len = 20 + (i * 7) % 30;
-            let seq: String = (0..len).map(|j| letters[(i * 5 + j * 3) % letters.len()] as char).collect();
+            let seq: String = (0..len)
+                .map(|j| letters[(i * 5 + j * 3) % letters.len()] as char)
+                .collect();
             let mut r = Record::new(format!("seq{i}"), seq);
             r.family = Some(Family::new(format!("fam{}", i % 4), &format!("PF0000{}", i % 4)));
             r
@@ -66,11 +68,19 @@ fn records() -> Vec<Record> {
         .collect()
 }
 
-const CONFIG: StoreConfig = StoreConfig { stride: 2, shard_sequences: 3, batch_tokens: Some(64) };
+const CONFIG: StoreConfig = StoreConfig {
+    stride: 2,
+    shard_sequences: 3,
+    batch_tokens: Some(64),
+};
 
 fn count_shards(dir: &Path) -> usize {
     std::fs::read_dir(dir)
-        .map(|d| d.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().starts_with("shard-")).count())
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("shard-"))
+                .count()
+        })
         .unwrap_or(0)
 }
 
@@ -78,7 +88,9 @@ fn count_shards(dir: &Path) -> usize {
 #[test]
 #[ignore = "helper: run by kill_during_write_then_resume"]
 fn child_writer() {
-    let Ok(root) = std::env::var("RESIDUE_STORE_CHILD_ROOT") else { return };
+    let Ok(root) = std::env::var("RESIDUE_STORE_CHILD_ROOT") else {
+        return;
+    };
     ResidueStore::build_or_open(Path::new(&root), &SlowEncoder::new(), &records(), &CONFIG).unwrap();
 }
 
@@ -97,7 +109,10 @@ fn kill_during_write_then_resume() {
     let deadline = Instant::now() + Duration::from_secs(60);
     while count_shards(&store_dir) < 4 {
         assert!(Instant::now() < deadline, "writer produced no shards");
-        assert!(child.try_wait().unwrap().is_none(), "writer finished before it could be killed");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "writer finished before it could be killed"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     child.kill().unwrap(); // SIGKILL
@@ -105,20 +120,29 @@ fn kill_during_write_then_resume() {
     let written_before = count_shards(&store_dir);
     let total_shards = recs.len().div_ceil(CONFIG.shard_sequences);
     assert!(written_before < total_shards, "killed before the end");
-    assert!(!store_dir.join("manifest.json").exists(), "an interrupted store is not complete");
+    assert!(
+        !store_dir.join("manifest.json").exists(),
+        "an interrupted store is not complete"
+    );
     assert!(ResidueStore::open(&store_dir).is_err());
 
     let (resumed, stats) = ResidueStore::build_or_open(root.path(), &encoder, &recs, &CONFIG).unwrap();
     assert!(stats.shards_reused >= 4);
     assert_eq!(stats.shards_reused + stats.shards_written, total_shards);
-    assert_eq!(stats.sequences_embedded, recs.len() - stats.shards_reused * CONFIG.shard_sequences);
+    assert_eq!(
+        stats.sequences_embedded,
+        recs.len() - stats.shards_reused * CONFIG.shard_sequences
+    );
     resumed.verify().unwrap();
     let leftovers: Vec<_> = std::fs::read_dir(&store_dir)
         .unwrap()
         .filter_map(Result::ok)
         .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
         .collect();
-    assert!(leftovers.is_empty(), "temporary files of the killed writer are cleaned up");
+    assert!(
+        leftovers.is_empty(),
+        "temporary files of the killed writer are cleaned up"
+    );
 
     // Same rows as an uninterrupted build.
     let fresh_root = tempfile::tempdir().unwrap();

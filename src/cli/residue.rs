@@ -58,7 +58,11 @@ pub struct ResidueKnnArgs {
 impl ResidueKnnArgs {
     /// Validated classifier parameters.
     pub fn params(&self) -> anyhow::Result<ResidueKnnParams> {
-        let mut p = if self.simple_vote { ResidueKnnParams::simple_vote() } else { ResidueKnnParams::default() };
+        let mut p = if self.simple_vote {
+            ResidueKnnParams::simple_vote()
+        } else {
+            ResidueKnnParams::default()
+        };
         if let Some(s) = self.residue_stride {
             p.stride = s;
             p.query_stride = s;
@@ -129,12 +133,23 @@ impl SplitArgs {
     }
 
     pub fn load_embedder(&self) -> anyhow::Result<Box<dyn Embedder>> {
-        let opts = crate::models::LoadOptions { models_dir: self.models_dir.clone(), ..Default::default() };
+        let opts = crate::models::LoadOptions {
+            models_dir: self.models_dir.clone(),
+            ..Default::default()
+        };
         // NEAR loads from its directory directly (`models/near` or a path holding weights.npz),
         // whether or not the registry lists it.
-        let near_dir = if self.model == "near" { self.models_dir.join("near") } else { PathBuf::from(&self.model) };
+        let near_dir = if self.model == "near" {
+            self.models_dir.join("near")
+        } else {
+            PathBuf::from(&self.model)
+        };
         if near_dir.join(crate::models::near::WEIGHTS_FILE).is_file() {
-            let name = if self.model == "near" { "near" } else { self.model.as_str() };
+            let name = if self.model == "near" {
+                "near"
+            } else {
+                self.model.as_str()
+            };
             return crate::models::near::load_embedder(&near_dir, name, &opts)
                 .with_context(|| format!("loading NEAR from {}", near_dir.display()));
         }
@@ -201,7 +216,11 @@ pub enum ResidueCommand {
     },
 }
 
-fn fit(split: &SplitArgs, knn: &ResidueKnnArgs, params: ResidueKnnParams) -> anyhow::Result<(Box<dyn Embedder>, Vec<crate::io::Record>, ResidueKnn, f64)> {
+fn fit(
+    split: &SplitArgs,
+    knn: &ResidueKnnArgs,
+    params: ResidueKnnParams,
+) -> anyhow::Result<(Box<dyn Embedder>, Vec<crate::io::Record>, ResidueKnn, f64)> {
     let embedder = split.load_embedder()?;
     let root = split.data_root();
     let train = eval::read_part(&root, &split.split, "train")?;
@@ -222,8 +241,13 @@ pub fn run(cmd: ResidueCommand) -> anyhow::Result<ExitCode> {
             let params = knn.params()?;
             let embedder = split.load_embedder()?;
             let records = eval::read_part(&split.data_root(), &split.split, &part)?;
-            let config = crate::residue::StoreConfig { stride: params.stride, shard_sequences: params.shard_sequences, batch_tokens: None };
-            let (store, stats) = crate::residue::ResidueStore::build_or_open(&knn.residue_store, embedder.as_ref(), &records, &config)?;
+            let config = crate::residue::StoreConfig {
+                stride: params.stride,
+                shard_sequences: params.shard_sequences,
+                batch_tokens: None,
+            };
+            let (store, stats) =
+                crate::residue::ResidueStore::build_or_open(&knn.residue_store, embedder.as_ref(), &records, &config)?;
             println!(
                 "{}: {} sequences, {} rows x {} (f16, {:.1} MiB); {} shards reused, {} written, {} residues embedded in {:.1}s ({:.0} residues/s); peak RSS {:.0} MiB",
                 store.dir.display(),
@@ -239,7 +263,14 @@ pub fn run(cmd: ResidueCommand) -> anyhow::Result<ExitCode> {
                 mib(eval::peak_rss_bytes())
             );
         }
-        ResidueCommand::Evaluate { split, part, knn, limit, report_dir, out } => {
+        ResidueCommand::Evaluate {
+            split,
+            part,
+            knn,
+            limit,
+            report_dir,
+            out,
+        } => {
             let params = knn.params()?;
             let (embedder, train, model, train_seconds) = fit(&split, &knn, params)?;
             let mut test = eval::read_part(&split.data_root(), &split.split, &part)?;
@@ -249,14 +280,24 @@ pub fn run(cmd: ResidueCommand) -> anyhow::Result<ExitCode> {
             let report = eval::evaluate(&model, embedder.as_ref(), &train, &test, train_seconds)?;
             print_report(&report, &split.split, &part);
             std::fs::create_dir_all(&report_dir).with_context(|| report_dir.display().to_string())?;
-            let path = report_dir.join(format!("residue-knn-{}-{}-{}.json", embedder.spec().name, split.split, part));
+            let path = report_dir.join(format!(
+                "residue-knn-{}-{}-{}.json",
+                embedder.spec().name,
+                split.split,
+                part
+            ));
             std::fs::write(&path, serde_json::to_vec_pretty(&report)?).with_context(|| path.display().to_string())?;
             eprintln!("report written to {}", path.display());
             if let Some(dir) = out {
                 model.save(&dir)?;
             }
         }
-        ResidueCommand::Tune { split, knn, search_k, out } => {
+        ResidueCommand::Tune {
+            split,
+            knn,
+            search_k,
+            out,
+        } => {
             let mut params = knn.params()?;
             params.search_k = search_k;
             params.score.top_k = params.score.top_k.min(search_k);
@@ -268,7 +309,9 @@ pub fn run(cmd: ResidueCommand) -> anyhow::Result<ExitCode> {
             let results = eval::tune(&model, &dev, &hits, &TuneGrid::default());
             println!("| top_k | min_sim | aggregate | diag_weight | band | cap | dev errors | dev error % |");
             println!("|---|---|---|---|---|---|---|---|");
-            let simple = results.iter().find(|r| r.params == ScoreParams::simple_vote() || is_simple(&r.params));
+            let simple = results
+                .iter()
+                .find(|r| r.params == ScoreParams::simple_vote() || is_simple(&r.params));
             for r in results.iter().take(15).chain(simple) {
                 let p = &r.params;
                 println!(
@@ -287,20 +330,46 @@ pub fn run(cmd: ResidueCommand) -> anyhow::Result<ExitCode> {
                 std::fs::create_dir_all(parent)?;
             }
             std::fs::write(&out, serde_json::to_vec_pretty(&results)?).with_context(|| out.display().to_string())?;
-            eprintln!("{} settings on {} dev sequences; all results in {}", results.len(), dev.len(), out.display());
+            eprintln!(
+                "{} settings on {} dev sequences; all results in {}",
+                results.len(),
+                dev.len(),
+                out.display()
+            );
         }
-        ResidueCommand::Recall { split, knn, queries, k, ef } => {
+        ResidueCommand::Recall {
+            split,
+            knn,
+            queries,
+            k,
+            ef,
+        } => {
             let params = knn.params()?;
             let (embedder, _train, model, _) = fit(&split, &knn, params.clone())?;
             let test = eval::read_part(&split.data_root(), &split.split, "test")?;
             // Every n-th test sequence: a fixed, spread-out sample.
             let step = (test.len() / queries.max(1)).max(1);
             let sample: Vec<_> = test.iter().step_by(step).take(queries).cloned().collect();
-            let residues = crate::residue::classifier::QueryResidues::embed(embedder.as_ref(), &sample, params.query_stride, 4096)?;
+            let residues = crate::residue::classifier::QueryResidues::embed(
+                embedder.as_ref(),
+                &sample,
+                params.query_stride,
+                4096,
+            )?;
             let store = &model.store;
             let started = Instant::now();
-            let opts = SearchOptions { device: model.device.clone(), ..Default::default() };
-            let exact = exact_top_k(&residues.data, store.dim(), store, k, &opts, &indicatif::ProgressBar::hidden())?;
+            let opts = SearchOptions {
+                device: model.device.clone(),
+                ..Default::default()
+            };
+            let exact = exact_top_k(
+                &residues.data,
+                store.dim(),
+                store,
+                k,
+                &opts,
+                &indicatif::ProgressBar::hidden(),
+            )?;
             let exact_s = started.elapsed().as_secs_f64();
             println!(
                 "exact: {} query residues x {} store rows in {:.2}s ({:.0} residues/s)",
@@ -311,7 +380,14 @@ pub fn run(cmd: ResidueCommand) -> anyhow::Result<ExitCode> {
             );
             for &e in &ef {
                 let started = Instant::now();
-                let index = ApproxIndex::build(store, &ApproxOptions { ef_construction: e, ef_search: e, seed: 42 });
+                let index = ApproxIndex::build(
+                    store,
+                    &ApproxOptions {
+                        ef_construction: e,
+                        ef_search: e,
+                        seed: 42,
+                    },
+                );
                 let build_s = started.elapsed().as_secs_f64();
                 let started = Instant::now();
                 let approx = index.top_k(&residues.data, k);

@@ -103,7 +103,11 @@ pub fn load_dir(dir: &Path, name: Option<&str>, opts: &LoadOptions) -> Result<Bo
         message: format!("invalid JSON: {e}"),
     })?;
     // Old Rostlab configs may lack `model_type`; `architectures` names the class then.
-    let architecture = config.get("architectures").and_then(|v| v.get(0)).and_then(|v| v.as_str()).unwrap_or("");
+    let architecture = config
+        .get("architectures")
+        .and_then(|v| v.get(0))
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
     let model_type = match config.get("model_type").and_then(|v| v.as_str()) {
         Some(t) => t,
         None if architecture.starts_with("T5") => "t5",

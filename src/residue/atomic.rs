@@ -15,7 +15,10 @@ pub const TEMP_PREFIX: &str = ".tmp-";
 
 fn temp_path_for(target: &Path) -> PathBuf {
     use rand::Rng;
-    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let random: u32 = rand::thread_rng().gen();
     target.with_file_name(format!("{TEMP_PREFIX}{}-{random:08x}-{name}", std::process::id()))
 }
@@ -59,7 +62,9 @@ pub fn remove_stale_temp_files(dir: &Path) -> io::Result<usize> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(TEMP_PREFIX) else { continue };
+        let Some(rest) = name.strip_prefix(TEMP_PREFIX) else {
+            continue;
+        };
         let pid: Option<i32> = rest.split('-').next().and_then(|p| p.parse().ok());
         // SAFETY: kill with signal 0 only checks whether the process exists.
         let alive = pid.is_some_and(|p| unsafe { libc::kill(p, 0) } == 0 || p == std::process::id() as i32);
@@ -86,7 +91,11 @@ mod tests {
         });
         assert!(failed.is_err());
         assert_eq!(std::fs::read(&target).unwrap(), b"one");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "temporary file removed");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "temporary file removed"
+        );
         // A temp file of a dead process (pid 0x7fffffff cannot exist) is stale.
         std::fs::write(dir.path().join(format!("{TEMP_PREFIX}2147483646-0-x")), b"junk").unwrap();
         assert_eq!(remove_stale_temp_files(dir.path()).unwrap(), 1);

@@ -104,7 +104,11 @@ impl Default for ResidueKnnParams {
 impl ResidueKnnParams {
     /// The simple vote: stride 2 on both sides, top-1, no diagonal term.
     pub fn simple_vote() -> Self {
-        ResidueKnnParams { search_k: 1, score: ScoreParams::simple_vote(), ..Default::default() }
+        ResidueKnnParams {
+            search_k: 1,
+            score: ScoreParams::simple_vote(),
+            ..Default::default()
+        }
     }
 
     pub fn validate(&self) -> Result<(), ResidueError> {
@@ -141,9 +145,16 @@ impl ResidueKnnParams {
             return Err(ResidueError::Data("no training sequences".into()));
         }
         if let Some(r) = train.iter().find(|r| r.family.is_none()) {
-            return Err(ResidueError::Data(format!("training sequence {} has no family label", r.id)));
+            return Err(ResidueError::Data(format!(
+                "training sequence {} has no family label",
+                r.id
+            )));
         }
-        let config = StoreConfig { stride: self.stride, shard_sequences: self.shard_sequences, batch_tokens: None };
+        let config = StoreConfig {
+            stride: self.stride,
+            shard_sequences: self.shard_sequences,
+            batch_tokens: None,
+        };
         let (store, stats) = ResidueStore::build_or_open(store_root, embedder, train, &config)?;
         tracing::info!(
             "residue store {}: {} rows ({} shards reused, {} written, {} residues embedded in {:.1}s)",
@@ -177,7 +188,12 @@ pub struct ResiduePrediction {
 impl ResiduePrediction {
     /// The shared [`Prediction`] form; `None` for an abstention.
     pub fn to_prediction(&self) -> Option<Prediction> {
-        Some(Prediction { class: self.class?, score: self.score, top: self.top.clone(), nearest: self.nearest })
+        Some(Prediction {
+            class: self.class?,
+            score: self.score,
+            top: self.top.clone(),
+            nearest: self.nearest,
+        })
     }
 }
 
@@ -194,9 +210,17 @@ pub struct QueryResidues {
 impl QueryResidues {
     /// Embeds `queries` (length-sorted batches of at most `batch_tokens` residues) and keeps every
     /// `stride`-th informative residue.
-    pub fn embed(embedder: &dyn Embedder, queries: &[Record], stride: usize, batch_tokens: usize) -> Result<Self, ResidueError> {
+    pub fn embed(
+        embedder: &dyn Embedder,
+        queries: &[Record],
+        stride: usize,
+        batch_tokens: usize,
+    ) -> Result<Self, ResidueError> {
         let dim = embedder.spec().dim;
-        let mut out = QueryResidues { dim, ..Default::default() };
+        let mut out = QueryResidues {
+            dim,
+            ..Default::default()
+        };
         let mut order: Vec<usize> = (0..queries.len()).collect();
         order.sort_by_key(|&i| queries[i].sequence.len());
         let mut per_query: Vec<(Vec<u32>, Vec<f32>)> = vec![Default::default(); queries.len()];
@@ -209,10 +233,17 @@ impl QueryResidues {
                 end += 1;
             }
             // Sequences with nothing to search are not embedded at all.
-            let todo: Vec<usize> =
-                order[start..end].iter().copied().filter(|&i| !kept_positions(&queries[i].sequence, stride).is_empty()).collect();
+            let todo: Vec<usize> = order[start..end]
+                .iter()
+                .copied()
+                .filter(|&i| !kept_positions(&queries[i].sequence, stride).is_empty())
+                .collect();
             let batch: Vec<&str> = todo.iter().map(|&i| queries[i].sequence.as_str()).collect();
-            let mats = if batch.is_empty() { Vec::new() } else { embedder.embed_residues(&batch)? };
+            let mats = if batch.is_empty() {
+                Vec::new()
+            } else {
+                embedder.embed_residues(&batch)?
+            };
             for (&i, m) in todo.iter().zip(mats) {
                 if m.len != queries[i].sequence.len() || m.dim != dim {
                     return Err(ResidueError::Data(format!(
@@ -279,17 +310,36 @@ pub struct ResidueKnn {
 
 impl ResidueKnn {
     /// A classifier over an already built store.
-    pub fn from_store(params: ResidueKnnParams, store: ResidueStore, vocab: LabelVocab) -> Result<ResidueKnn, ResidueError> {
+    pub fn from_store(
+        params: ResidueKnnParams,
+        store: ResidueStore,
+        vocab: LabelVocab,
+    ) -> Result<ResidueKnn, ResidueError> {
         params.validate()?;
-        let sequence_class = store.sequences.iter().map(|s| s.family.as_ref().and_then(|f| vocab.index_of(f)).map(|c| c as u32)).collect();
+        let sequence_class = store
+            .sequences
+            .iter()
+            .map(|s| s.family.as_ref().and_then(|f| vocab.index_of(f)).map(|c| c as u32))
+            .collect();
         let approx = match params.index {
             IndexKind::Exact => None,
             IndexKind::Hnsw => Some(ApproxIndex::build(
                 &store,
-                &ApproxOptions { ef_construction: params.hnsw_ef, ef_search: params.hnsw_ef, seed: 42 },
+                &ApproxOptions {
+                    ef_construction: params.hnsw_ef,
+                    ef_search: params.hnsw_ef,
+                    seed: 42,
+                },
             )),
         };
-        Ok(ResidueKnn { params, store, vocab, sequence_class, approx, device: super::search::default_device() })
+        Ok(ResidueKnn {
+            params,
+            store,
+            vocab,
+            sequence_class,
+            approx,
+            device: super::search::default_device(),
+        })
     }
 
     /// Approximate memory of the HNSW index (0 for exact search).
@@ -314,7 +364,10 @@ impl ResidueKnn {
     pub fn search(&self, queries: &QueryResidues) -> Result<HitTable, ResidueError> {
         let dim = self.store.dim();
         let k = self.params.search_k;
-        let mut table = HitTable { k, hits: Vec::with_capacity(queries.n_rows() * k) };
+        let mut table = HitTable {
+            k,
+            hits: Vec::with_capacity(queries.n_rows() * k),
+        };
         let chunk = self.params.query_chunk_rows * dim;
         let opts = SearchOptions {
             device: self.device.clone(),
@@ -337,9 +390,18 @@ impl ResidueKnn {
     /// Embeds and searches `queries`.
     pub fn search_records(&self, embedder: &dyn Embedder, queries: &[Record]) -> Result<QueryHits, ResidueError> {
         self.check_embedder(embedder.spec())?;
-        let residues = QueryResidues::embed(embedder, queries, self.params.query_stride, embedder.default_batch_tokens())?;
+        let residues = QueryResidues::embed(
+            embedder,
+            queries,
+            self.params.query_stride,
+            embedder.default_batch_tokens(),
+        )?;
         let table = self.search(&residues)?;
-        Ok(QueryHits { ranges: residues.ranges, positions: residues.positions, table })
+        Ok(QueryHits {
+            ranges: residues.ranges,
+            positions: residues.positions,
+            table,
+        })
     }
 
     /// Family scores of one query's hits.
@@ -361,14 +423,25 @@ impl ResidueKnn {
             .into_par_iter()
             .map(|q| {
                 let scores = self.family_scores(hits, q, params);
-                let nearest = scores.best_hit.map(|(row, sim)| (self.store.row_sequence[row as usize] as usize, sim));
+                let nearest = scores
+                    .best_hit
+                    .map(|(row, sim)| (self.store.row_sequence[row as usize] as usize, sim));
                 let best = scores.ranked.first().copied();
                 let abstained = if scores.n_query_residues == 0 {
-                    Some("no searchable residue (empty, or only X / ambiguous letters at the kept positions)".to_string())
+                    Some(
+                        "no searchable residue (empty, or only X / ambiguous letters at the kept positions)"
+                            .to_string(),
+                    )
                 } else if best.is_none() {
-                    Some(format!("no training residue within cosine {} of any query residue", params.min_similarity))
+                    Some(format!(
+                        "no training residue within cosine {} of any query residue",
+                        params.min_similarity
+                    ))
                 } else if best.is_some_and(|(_, s)| s < min_score) {
-                    Some(format!("best family score {:.3} is below min_score {min_score}", best.map_or(0.0, |b| b.1)))
+                    Some(format!(
+                        "best family score {:.3} is below min_score {min_score}",
+                        best.map_or(0.0, |b| b.1)
+                    ))
                 } else {
                     None
                 };
@@ -392,14 +465,20 @@ impl ResidueKnn {
 
     /// Saves the classifier's settings, label vocabulary and a reference to its store into `dir`.
     pub fn save(&self, dir: &Path) -> Result<(), ResidueError> {
-        let err = |p: &Path, e: &dyn std::fmt::Display| ResidueError::Store { path: p.display().to_string(), message: e.to_string() };
+        let err = |p: &Path, e: &dyn std::fmt::Display| ResidueError::Store {
+            path: p.display().to_string(),
+            message: e.to_string(),
+        };
         std::fs::create_dir_all(dir).map_err(|e| err(dir, &e))?;
         let store_dir = std::fs::canonicalize(&self.store.dir).map_err(|e| err(&self.store.dir, &e))?;
         let saved = SavedResidueKnn {
             classifier: NAME.into(),
             params: self.params.clone(),
             embedder: self.store.spec().clone(),
-            store_key: store_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            store_key: store_dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             store_data_digest: self.store.manifest.plan.data_digest.clone(),
             store_dir,
         };
@@ -413,16 +492,28 @@ impl ResidueKnn {
     /// Loads a saved classifier; its store must still exist (same key and data digest).
     pub fn load(dir: &Path) -> Result<ResidueKnn, ResidueError> {
         let path = dir.join("residue-knn.json");
-        let err = |p: &Path, e: &dyn std::fmt::Display| ResidueError::Store { path: p.display().to_string(), message: e.to_string() };
+        let err = |p: &Path, e: &dyn std::fmt::Display| ResidueError::Store {
+            path: p.display().to_string(),
+            message: e.to_string(),
+        };
         let text = std::fs::read_to_string(&path).map_err(|e| err(&path, &e))?;
         let saved: SavedResidueKnn = serde_json::from_str(&text).map_err(|e| err(&path, &e))?;
         if saved.classifier != NAME {
-            return Err(err(&path, &format!("not a {NAME} classifier but {:?}", saved.classifier)));
+            return Err(err(
+                &path,
+                &format!("not a {NAME} classifier but {:?}", saved.classifier),
+            ));
         }
         let store = ResidueStore::open(&saved.store_dir)
             .map_err(|e| err(&path, &format!("the referenced residue store is unusable: {e}")))?;
         if store.manifest.plan.key() != saved.store_key || store.manifest.plan.data_digest != saved.store_data_digest {
-            return Err(err(&path, &format!("store {} is not the one this classifier was trained on", saved.store_dir.display())));
+            return Err(err(
+                &path,
+                &format!(
+                    "store {} is not the one this classifier was trained on",
+                    saved.store_dir.display()
+                ),
+            ));
         }
         if *store.spec() != saved.embedder {
             return Err(err(&path, &"store embedder differs from the saved embedder"));

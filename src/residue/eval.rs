@@ -61,23 +61,38 @@ pub struct ResidueEvalReport {
 
 /// Metrics of predictions against the records' true families.
 pub fn metrics_of(knn: &ResidueKnn, records: &[Record], predictions: &[ResiduePrediction]) -> Metrics {
-    let truth: Vec<String> = records.iter().map(|r| r.family.as_ref().map_or(String::new(), |f| f.accession.clone())).collect();
-    let predicted: Vec<Option<String>> =
-        predictions.iter().map(|p| p.class.map(|c| knn.vocab.family(c).accession.clone())).collect();
+    let truth: Vec<String> = records
+        .iter()
+        .map(|r| r.family.as_ref().map_or(String::new(), |f| f.accession.clone()))
+        .collect();
+    let predicted: Vec<Option<String>> = predictions
+        .iter()
+        .map(|p| p.class.map(|c| knn.vocab.family(c).accession.clone()))
+        .collect();
     score(&truth, &predicted)
 }
 
 /// Error rate by training-family size of predictions.
-pub fn size_bins(knn: &ResidueKnn, train: &[Record], records: &[Record], predictions: &[ResiduePrediction]) -> Vec<SizeBinError> {
+pub fn size_bins(
+    knn: &ResidueKnn,
+    train: &[Record],
+    records: &[Record],
+    predictions: &[ResiduePrediction],
+) -> Vec<SizeBinError> {
     let mut sizes: HashMap<String, usize> = HashMap::new();
     for r in train {
         if let Some(f) = &r.family {
             *sizes.entry(f.accession.clone()).or_default() += 1;
         }
     }
-    let truth: Vec<String> = records.iter().map(|r| r.family.as_ref().map_or(String::new(), |f| f.accession.clone())).collect();
-    let predicted: Vec<Option<String>> =
-        predictions.iter().map(|p| p.class.map(|c| knn.vocab.family(c).accession.clone())).collect();
+    let truth: Vec<String> = records
+        .iter()
+        .map(|r| r.family.as_ref().map_or(String::new(), |f| f.accession.clone()))
+        .collect();
+    let predicted: Vec<Option<String>> = predictions
+        .iter()
+        .map(|p| p.class.map(|c| knn.vocab.family(c).accession.clone()))
+        .collect();
     error_by_family_size(&truth, &predicted, |acc| sizes.get(acc).copied().unwrap_or(0))
 }
 
@@ -91,16 +106,31 @@ pub fn evaluate(
 ) -> Result<ResidueEvalReport, ResidueError> {
     knn.check_embedder(embedder.spec())?;
     let started = Instant::now();
-    let residues = super::classifier::QueryResidues::embed(embedder, test, knn.params.query_stride, embedder.default_batch_tokens())?;
+    let residues = super::classifier::QueryResidues::embed(
+        embedder,
+        test,
+        knn.params.query_stride,
+        embedder.default_batch_tokens(),
+    )?;
     let embed_seconds = started.elapsed().as_secs_f64();
     let search_started = Instant::now();
     let table = knn.search(&residues)?;
     let search_seconds = search_started.elapsed().as_secs_f64();
-    let hits = QueryHits { ranges: residues.ranges.clone(), positions: residues.positions.clone(), table };
+    let hits = QueryHits {
+        ranges: residues.ranges.clone(),
+        positions: residues.positions.clone(),
+        table,
+    };
     let predictions = knn.predict_hits(&hits, &knn.params.score, knn.params.min_score);
     let predict_seconds = started.elapsed().as_secs_f64();
     let metrics = metrics_of(knn, test, &predictions);
-    let mut row = ReportRow::new(&knn.store.spec().name, super::classifier::NAME, metrics, train_seconds, predict_seconds);
+    let mut row = ReportRow::new(
+        &knn.store.spec().name,
+        super::classifier::NAME,
+        metrics,
+        train_seconds,
+        predict_seconds,
+    );
     row.by_family_size = size_bins(knn, train, test, &predictions);
     let index_bytes = match knn.params.index {
         super::IndexKind::Exact => 0,
@@ -200,7 +230,12 @@ pub fn tune(knn: &ResidueKnn, dev: &[Record], hits: &QueryHits, grid: &TuneGrid)
         .map(|params| {
             let predictions = knn.predict_hits(hits, &params, 0.0);
             let m = metrics_of(knn, dev, &predictions);
-            TuneResult { params, errors: m.errors, error_rate: m.error_rate, f1: m.f1 }
+            TuneResult {
+                params,
+                errors: m.errors,
+                error_rate: m.error_rate,
+                f1: m.f1,
+            }
         })
         .collect();
     results.sort_by(|a, b| {

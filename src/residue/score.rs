@@ -91,7 +91,9 @@ impl ScoreParams {
             return Err(ResidueError::InvalidParams("top_k must be at least 1".into()));
         }
         if !(self.diagonal_weight >= 0.0 && self.diagonal_weight.is_finite()) {
-            return Err(ResidueError::InvalidParams("diagonal_weight must be finite and >= 0".into()));
+            return Err(ResidueError::InvalidParams(
+                "diagonal_weight must be finite and >= 0".into(),
+            ));
         }
         if !(-1.0..=1.0).contains(&self.min_similarity) {
             return Err(ResidueError::InvalidParams("min_similarity must lie in [-1, 1]".into()));
@@ -131,7 +133,12 @@ struct Candidate {
 
 /// Scores one query from its residues' hits. `query_positions[i]` is the
 /// residue position of the query row whose hits are `hits[i]`.
-pub fn score_query(query_positions: &[u32], hits: &[&[Hit]], targets: &Targets<'_>, params: &ScoreParams) -> FamilyScores {
+pub fn score_query(
+    query_positions: &[u32],
+    hits: &[&[Hit]],
+    targets: &Targets<'_>,
+    params: &ScoreParams,
+) -> FamilyScores {
     let n = query_positions.len();
     let mut cands: Vec<Candidate> = Vec::new();
     for (qi, (&qpos, row_hits)) in query_positions.iter().zip(hits).enumerate() {
@@ -140,7 +147,9 @@ pub fn score_query(query_positions: &[u32], hits: &[&[Hit]], targets: &Targets<'
                 continue;
             }
             let seq = targets.row_sequence[hit.row as usize];
-            let Some(class) = targets.sequence_class[seq as usize] else { continue };
+            let Some(class) = targets.sequence_class[seq as usize] else {
+                continue;
+            };
             cands.push(Candidate {
                 query: qi as u32,
                 target_sequence: seq,
@@ -184,7 +193,11 @@ pub fn score_query(query_positions: &[u32], hits: &[&[Hit]], targets: &Targets<'
         Aggregate::Family => c.class,
         Aggregate::Sequence => c.target_sequence,
     };
-    cands.sort_by(|a, b| (a.query, voter(a)).cmp(&(b.query, voter(b))).then(b.weight.total_cmp(&a.weight)));
+    cands.sort_by(|a, b| {
+        (a.query, voter(a))
+            .cmp(&(b.query, voter(b)))
+            .then(b.weight.total_cmp(&a.weight))
+    });
     let mut totals: std::collections::HashMap<u32, (f32, u32, f32, u32)> = std::collections::HashMap::new();
     let mut prev: Option<(u32, u32)> = None;
     for c in &cands {
@@ -193,7 +206,9 @@ pub fn score_query(query_positions: &[u32], hits: &[&[Hit]], targets: &Targets<'
             continue; // not the best hit of this residue for this voter
         }
         prev = Some(key);
-        let entry = totals.entry(voter(c)).or_insert((0.0, c.class, f32::NEG_INFINITY, c.row));
+        let entry = totals
+            .entry(voter(c))
+            .or_insert((0.0, c.class, f32::NEG_INFINITY, c.row));
         entry.0 += c.weight;
         if c.similarity > entry.2 {
             entry.2 = c.similarity;
@@ -203,15 +218,19 @@ pub fn score_query(query_positions: &[u32], hits: &[&[Hit]], targets: &Targets<'
     // Per family: the sum (Family) or the best sequence's sum (Sequence).
     let mut per_class: std::collections::HashMap<u32, (f32, f32, u32)> = std::collections::HashMap::new();
     for (_, (sum, class, best_sim, best_row)) in totals {
-        let e = per_class.entry(class).or_insert((f32::NEG_INFINITY, f32::NEG_INFINITY, u32::MAX));
+        let e = per_class
+            .entry(class)
+            .or_insert((f32::NEG_INFINITY, f32::NEG_INFINITY, u32::MAX));
         let better = sum > e.0 || (sum == e.0 && best_row < e.2);
         if better {
             *e = (sum, best_sim, best_row);
         }
     }
     let denom = n.max(1) as f32;
-    let mut ranked: Vec<(usize, f32, (u32, f32))> =
-        per_class.into_iter().map(|(c, (sum, sim, row))| (c as usize, sum / denom, (row, sim))).collect();
+    let mut ranked: Vec<(usize, f32, (u32, f32))> = per_class
+        .into_iter()
+        .map(|(c, (sum, sim, row))| (c as usize, sum / denom, (row, sim)))
+        .collect();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     FamilyScores {
         n_query_residues: n,
@@ -239,7 +258,11 @@ mod tests {
     #[test]
     fn simple_vote_sums_similarities_per_family() {
         let (s, p, c) = targets();
-        let t = Targets { row_sequence: &s, row_position: &p, sequence_class: &c };
+        let t = Targets {
+            row_sequence: &s,
+            row_position: &p,
+            sequence_class: &c,
+        };
         let hits: Vec<Vec<Hit>> = vec![vec![h(0, 0.9)], vec![h(12, 0.5)], vec![h(25, 0.5)], vec![]];
         let refs: Vec<&[Hit]> = hits.iter().map(|v| v.as_slice()).collect();
         let out = score_query(&[0, 2, 4, 6], &refs, &t, &ScoreParams::simple_vote());
@@ -248,7 +271,10 @@ mod tests {
         assert!((out.ranked[0].1 - 0.25).abs() < 1e-6);
         assert!((out.ranked[1].1 - 0.9 / 4.0).abs() < 1e-6);
         // Best-sequence aggregation: class 0's single sequence (0.9) beats class 1's best (0.5).
-        let seq = ScoreParams { aggregate: Aggregate::Sequence, ..ScoreParams::simple_vote() };
+        let seq = ScoreParams {
+            aggregate: Aggregate::Sequence,
+            ..ScoreParams::simple_vote()
+        };
         let out = score_query(&[0, 2, 4, 6], &refs, &t, &seq);
         assert_eq!(out.ranked[0].0, 0);
         assert_eq!(out.best_hit, Some((0, 0.9)));
@@ -257,21 +283,40 @@ mod tests {
     #[test]
     fn top_k_counts_a_family_once_per_residue() {
         let (s, p, c) = targets();
-        let t = Targets { row_sequence: &s, row_position: &p, sequence_class: &c };
+        let t = Targets {
+            row_sequence: &s,
+            row_position: &p,
+            sequence_class: &c,
+        };
         let hits = [vec![h(0, 0.6), h(11, 0.55), h(21, 0.54)]];
         let refs: Vec<&[Hit]> = hits.iter().map(|v| v.as_slice()).collect();
         let k1 = score_query(&[0], &refs, &t, &ScoreParams::simple_vote());
         assert_eq!(k1.ranked, vec![(0, 0.6)]);
-        let k3 = score_query(&[0], &refs, &t, &ScoreParams { top_k: 3, ..ScoreParams::simple_vote() });
+        let k3 = score_query(
+            &[0],
+            &refs,
+            &t,
+            &ScoreParams {
+                top_k: 3,
+                ..ScoreParams::simple_vote()
+            },
+        );
         assert_eq!(k3.ranked, vec![(0, 0.6), (1, 0.55)]);
-        let thresholded = ScoreParams { min_similarity: 0.7, ..ScoreParams::simple_vote() };
+        let thresholded = ScoreParams {
+            min_similarity: 0.7,
+            ..ScoreParams::simple_vote()
+        };
         assert!(score_query(&[0], &refs, &t, &thresholded).ranked.is_empty());
     }
 
     #[test]
     fn diagonal_consistency_beats_scattered_matches() {
         let (s, p, c) = targets();
-        let t = Targets { row_sequence: &s, row_position: &p, sequence_class: &c };
+        let t = Targets {
+            row_sequence: &s,
+            row_position: &p,
+            sequence_class: &c,
+        };
         // Query residues at 0,1,2,3 hit sequence 0 on one diagonal (offset 0) with
         // similarity 0.5; residues 4..8 hit class 1 at scattered offsets with 0.6.
         let qpos: Vec<u32> = (0..9).collect();
@@ -289,7 +334,12 @@ mod tests {
         let refs: Vec<&[Hit]> = hits.iter().map(|v| v.as_slice()).collect();
         let plain = score_query(&qpos, &refs, &t, &ScoreParams::simple_vote());
         assert_eq!(plain.ranked[0].0, 1, "the simple vote prefers the scattered family");
-        let diag = ScoreParams { diagonal_weight: 1.0, diagonal_band: 1, diagonal_cap: 3, ..ScoreParams::simple_vote() };
+        let diag = ScoreParams {
+            diagonal_weight: 1.0,
+            diagonal_band: 1,
+            diagonal_cap: 3,
+            ..ScoreParams::simple_vote()
+        };
         let out = score_query(&qpos, &refs, &t, &diag);
         assert_eq!(out.ranked[0].0, 0);
         // Each diagonal hit has 3 agreeing hits: full weight 0.5; each scattered hit none: 0.6/4.
@@ -300,10 +350,19 @@ mod tests {
     #[test]
     fn no_residues_or_no_hits_give_no_family() {
         let (s, p, c) = targets();
-        let t = Targets { row_sequence: &s, row_position: &p, sequence_class: &c };
+        let t = Targets {
+            row_sequence: &s,
+            row_position: &p,
+            sequence_class: &c,
+        };
         let out = score_query(&[], &[], &t, &ScoreParams::simple_vote());
         assert_eq!(out.n_query_residues, 0);
         assert!(out.ranked.is_empty() && out.best_hit.is_none());
-        assert!(ScoreParams { top_k: 0, ..ScoreParams::simple_vote() }.validate().is_err());
+        assert!(ScoreParams {
+            top_k: 0,
+            ..ScoreParams::simple_vote()
+        }
+        .validate()
+        .is_err());
     }
 }

@@ -22,7 +22,10 @@ pub struct Hit {
 }
 
 impl Hit {
-    const EMPTY: Hit = Hit { row: u32::MAX, similarity: f32::NEG_INFINITY };
+    const EMPTY: Hit = Hit {
+        row: u32::MAX,
+        similarity: f32::NEG_INFINITY,
+    };
 
     pub fn is_empty(&self) -> bool {
         self.row == u32::MAX
@@ -39,7 +42,10 @@ pub struct HitTable {
 
 impl HitTable {
     pub fn new(n_queries: usize, k: usize) -> Self {
-        HitTable { k, hits: vec![Hit::EMPTY; n_queries * k] }
+        HitTable {
+            k,
+            hits: vec![Hit::EMPTY; n_queries * k],
+        }
     }
 
     pub fn n_queries(&self) -> usize {
@@ -56,7 +62,11 @@ impl HitTable {
     /// Keeps only the best `k` of each row (for scoring with a smaller k than searched).
     pub fn truncate(&self, k: usize) -> HitTable {
         let k = k.min(self.k);
-        let hits = self.hits.chunks(self.k.max(1)).flat_map(|c| c[..k].iter().copied()).collect();
+        let hits = self
+            .hits
+            .chunks(self.k.max(1))
+            .flat_map(|c| c[..k].iter().copied())
+            .collect();
         HitTable { k, hits }
     }
 }
@@ -107,7 +117,11 @@ pub struct SearchOptions {
 
 impl Default for SearchOptions {
     fn default() -> Self {
-        SearchOptions { device: Device::Cpu, target_block: 16384, query_block: 2048 }
+        SearchOptions {
+            device: Device::Cpu,
+            target_block: 16384,
+            query_block: 2048,
+        }
     }
 }
 
@@ -153,13 +167,22 @@ pub fn exact_top_k(
             let sims: Vec<f32> = sims.flatten_all()?.to_vec1()?;
             let width = end - start;
             let slots = &mut table.hits[t * qb * k..((t * qb + tile.dim(0)?) * k)];
-            slots.par_chunks_mut(k).zip(sims.par_chunks(width)).for_each(|(best, row)| {
-                for (j, &s) in row.iter().enumerate() {
-                    if s > best[k - 1].similarity {
-                        insert(best, Hit { row: (start + j) as u32, similarity: s });
+            slots
+                .par_chunks_mut(k)
+                .zip(sims.par_chunks(width))
+                .for_each(|(best, row)| {
+                    for (j, &s) in row.iter().enumerate() {
+                        if s > best[k - 1].similarity {
+                            insert(
+                                best,
+                                Hit {
+                                    row: (start + j) as u32,
+                                    similarity: s,
+                                },
+                            );
+                        }
                     }
-                }
-            });
+                });
         }
         progress.inc((end - start) as u64);
     }
@@ -185,7 +208,11 @@ pub struct ApproxOptions {
 
 impl Default for ApproxOptions {
     fn default() -> Self {
-        ApproxOptions { ef_construction: 100, ef_search: 100, seed: 42 }
+        ApproxOptions {
+            ef_construction: 100,
+            ef_search: 100,
+            seed: 42,
+        }
     }
 }
 
@@ -225,15 +252,19 @@ impl ApproxIndex {
     pub fn top_k(&self, queries: &[f32], k: usize) -> HitTable {
         let n = queries.len() / self.dim;
         let mut table = HitTable::new(n, k);
-        table.hits.par_chunks_mut(k).zip(queries.par_chunks(self.dim)).for_each_init(
-            instant_distance::Search::default,
-            |search, (slots, q)| {
+        table
+            .hits
+            .par_chunks_mut(k)
+            .zip(queries.par_chunks(self.dim))
+            .for_each_init(instant_distance::Search::default, |search, (slots, q)| {
                 let point = UnitPoint(q.into());
                 for (slot, item) in slots.iter_mut().zip(self.map.search(&point, search)) {
-                    *slot = Hit { row: *item.value, similarity: 1.0 - item.distance };
+                    *slot = Hit {
+                        row: *item.value,
+                        similarity: 1.0 - item.distance,
+                    };
                 }
-            },
-        );
+            });
         table
     }
 }
@@ -272,11 +303,23 @@ mod tests {
     #[test]
     fn truncate_and_row_skip_empty_slots() {
         let mut t = HitTable::new(2, 3);
-        t.hits[0] = Hit { row: 5, similarity: 0.9 };
-        t.hits[1] = Hit { row: 6, similarity: 0.8 };
+        t.hits[0] = Hit {
+            row: 5,
+            similarity: 0.9,
+        };
+        t.hits[1] = Hit {
+            row: 6,
+            similarity: 0.8,
+        };
         assert_eq!(t.row(0).len(), 2);
         assert_eq!(t.row(1).len(), 0);
         let one = t.truncate(1);
-        assert_eq!(one.row(0), &[Hit { row: 5, similarity: 0.9 }]);
+        assert_eq!(
+            one.row(0),
+            &[Hit {
+                row: 5,
+                similarity: 0.9
+            }]
+        );
     }
 }

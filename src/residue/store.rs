@@ -91,7 +91,11 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { stride: 2, shard_sequences: 512, batch_tokens: None }
+        StoreConfig {
+            stride: 2,
+            shard_sequences: 512,
+            batch_tokens: None,
+        }
     }
 }
 
@@ -180,7 +184,10 @@ pub struct ResidueStore {
 }
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> ResidueError {
-    ResidueError::Store { path: path.display().to_string(), message: e.to_string() }
+    ResidueError::Store {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
 }
 
 fn shard_name(i: usize) -> String {
@@ -192,11 +199,17 @@ fn u32_bytes(values: &[u32]) -> Vec<u8> {
 }
 
 fn read_u32(view: &TensorView<'_>) -> Vec<u32> {
-    view.data().chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    view.data()
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
 
 fn read_f32(view: &TensorView<'_>) -> Vec<f32> {
-    view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    view.data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
 
 /// Parsed contents of one shard (everything except the residue rows).
@@ -213,11 +226,16 @@ struct ShardContents {
 }
 
 fn parse_shard(path: &Path, bytes: &[u8]) -> Result<ShardContents, ResidueError> {
-    let tensors = SafeTensors::deserialize(bytes).map_err(|e| io_err(path, format!("not a valid safetensors shard: {e}")))?;
+    let tensors =
+        SafeTensors::deserialize(bytes).map_err(|e| io_err(path, format!("not a valid safetensors shard: {e}")))?;
     let (header_len, metadata) =
         SafeTensors::read_metadata(bytes).map_err(|e| io_err(path, format!("not a valid safetensors shard: {e}")))?;
     let info = metadata.metadata().clone().unwrap_or_default();
-    let get = |name: &str| tensors.tensor(name).map_err(|e| io_err(path, format!("tensor {name}: {e}")));
+    let get = |name: &str| {
+        tensors
+            .tensor(name)
+            .map_err(|e| io_err(path, format!("tensor {name}: {e}")))
+    };
     let residues = get("residues")?;
     if residues.dtype() != Dtype::F16 || residues.shape().len() != 2 {
         return Err(io_err(path, "tensor residues must be F16 rows x dim"));
@@ -229,8 +247,9 @@ fn parse_shard(path: &Path, bytes: &[u8]) -> Result<ShardContents, ResidueError>
     let lengths = read_u32(&get("lengths")?);
     let ids: Vec<String> = serde_json::from_str(info.get("ids").map(String::as_str).unwrap_or("null"))
         .map_err(|e| io_err(path, format!("metadata ids: {e}")))?;
-    let families: Vec<Option<Family>> = serde_json::from_str(info.get("families").map(String::as_str).unwrap_or("null"))
-        .map_err(|e| io_err(path, format!("metadata families: {e}")))?;
+    let families: Vec<Option<Family>> =
+        serde_json::from_str(info.get("families").map(String::as_str).unwrap_or("null"))
+            .map_err(|e| io_err(path, format!("metadata families: {e}")))?;
     let total: usize = rows_per_sequence.iter().map(|&r| r as usize).sum();
     if positions.len() != n_rows
         || inv_norms.len() != n_rows
@@ -243,9 +262,21 @@ fn parse_shard(path: &Path, bytes: &[u8]) -> Result<ShardContents, ResidueError>
     }
     // The residues' data offset: header, then the tensor's own offset in the data section.
     let data_start = 8 + header_len;
-    let tensor_info = metadata.info("residues").ok_or_else(|| io_err(path, "tensor residues missing"))?;
+    let tensor_info = metadata
+        .info("residues")
+        .ok_or_else(|| io_err(path, "tensor residues missing"))?;
     let residues_offset = data_start + tensor_info.data_offsets.0;
-    Ok(ShardContents { ids, families, lengths, rows_per_sequence, positions, inv_norms, n_rows, dim, residues_offset })
+    Ok(ShardContents {
+        ids,
+        families,
+        lengths,
+        rows_per_sequence,
+        positions,
+        inv_norms,
+        n_rows,
+        dim,
+        residues_offset,
+    })
 }
 
 /// Embeds `records` and serialises one shard.
@@ -269,7 +300,10 @@ fn embed_shard(
             tokens += records[order[end]].sequence.len();
             end += 1;
         }
-        let batch: Vec<&str> = order[start..end].iter().map(|&i| records[i].sequence.as_str()).collect();
+        let batch: Vec<&str> = order[start..end]
+            .iter()
+            .map(|&i| records[i].sequence.as_str())
+            .collect();
         let out = embedder.embed_residues(&batch).map_err(ResidueError::Embed)?;
         if out.len() != batch.len() {
             return Err(ResidueError::Embed(crate::embedder::EmbedError::Model {
@@ -319,13 +353,20 @@ fn embed_shard(
     let families: Vec<Option<&Family>> = records.iter().map(|r| r.family.as_ref()).collect();
     let metadata: std::collections::HashMap<String, String> = [
         ("ids".to_string(), serde_json::to_string(&ids).expect("ids serialise")),
-        ("families".to_string(), serde_json::to_string(&families).expect("families serialise")),
+        (
+            "families".to_string(),
+            serde_json::to_string(&families).expect("families serialise"),
+        ),
         ("stride".to_string(), stride.to_string()),
     ]
     .into_iter()
     .collect();
-    let (positions_b, inv_b, rows_b, len_b) =
-        (u32_bytes(&positions), inv_norms.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(), u32_bytes(&rows_per_sequence), u32_bytes(&lengths));
+    let (positions_b, inv_b, rows_b, len_b) = (
+        u32_bytes(&positions),
+        inv_norms.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
+        u32_bytes(&rows_per_sequence),
+        u32_bytes(&lengths),
+    );
     let n_seq = records.len();
     let tensors: BTreeMap<&str, TensorView<'_>> = [
         ("residues", TensorView::new(Dtype::F16, vec![n_rows, dim], &residues)),
@@ -337,8 +378,10 @@ fn embed_shard(
     .into_iter()
     .map(|(k, v)| (k, v.expect("tensor sizes match by construction")))
     .collect();
-    safetensors::serialize(tensors, Some(metadata))
-        .map_err(|e| ResidueError::Store { path: "<shard>".into(), message: format!("serialising shard: {e}") })
+    safetensors::serialize(tensors, Some(metadata)).map_err(|e| ResidueError::Store {
+        path: "<shard>".into(),
+        message: format!("serialising shard: {e}"),
+    })
 }
 
 fn sha256_file(path: &Path) -> Result<String, ResidueError> {
@@ -372,7 +415,9 @@ impl ResidueStore {
         config: &StoreConfig,
     ) -> Result<(ResidueStore, BuildStats), ResidueError> {
         if config.stride == 0 || config.shard_sequences == 0 {
-            return Err(ResidueError::InvalidParams("stride and shard_sequences must be at least 1".into()));
+            return Err(ResidueError::InvalidParams(
+                "stride and shard_sequences must be at least 1".into(),
+            ));
         }
         let started = std::time::Instant::now();
         let mut plan = StorePlan {
@@ -397,7 +442,9 @@ impl ResidueStore {
             let text = std::fs::read_to_string(&plan_path).map_err(|e| io_err(&plan_path, e))?;
             match serde_json::from_str::<StorePlan>(&text) {
                 // Keep the earlier shard size so finished shards stay valid.
-                Ok(old) if old.spec == plan.spec && old.data_digest == plan.data_digest && old.stride == plan.stride => {
+                Ok(old)
+                    if old.spec == plan.spec && old.data_digest == plan.data_digest && old.stride == plan.stride =>
+                {
                     plan.shard_sequences = old.shard_sequences
                 }
                 _ => tracing::warn!("{}: unreadable or foreign plan, starting over", plan_path.display()),
@@ -406,7 +453,10 @@ impl ResidueStore {
         let plan_json = serde_json::to_vec_pretty(&plan).expect("plan serialises");
         super::atomic::write_atomic(&plan_path, |w| w.write_all(&plan_json)).map_err(|e| io_err(&plan_path, e))?;
 
-        let batch_tokens = config.batch_tokens.unwrap_or_else(|| embedder.default_batch_tokens()).max(1);
+        let batch_tokens = config
+            .batch_tokens
+            .unwrap_or_else(|| embedder.default_batch_tokens())
+            .max(1);
         let progress = crate::cli::progress_bar(records.len() as u64, "sequences");
         let mut shards = Vec::new();
         for (i, chunk) in records.chunks(plan.shard_sequences).enumerate() {
@@ -416,7 +466,12 @@ impl ResidueStore {
                     Ok(n_rows) => {
                         stats.shards_reused += 1;
                         progress.inc(chunk.len() as u64);
-                        shards.push(ShardInfo { file: shard_name(i), n_sequences: chunk.len(), n_rows, sha256: String::new() });
+                        shards.push(ShardInfo {
+                            file: shard_name(i),
+                            n_sequences: chunk.len(),
+                            n_rows,
+                            sha256: String::new(),
+                        });
                         continue;
                     }
                     Err(e) => tracing::warn!("{e}; re-embedding this shard"),
@@ -428,7 +483,12 @@ impl ResidueStore {
             stats.shards_written += 1;
             stats.sequences_embedded += chunk.len();
             stats.residues_embedded += chunk.iter().map(|r| r.sequence.len()).sum::<usize>();
-            shards.push(ShardInfo { file: shard_name(i), n_sequences: chunk.len(), n_rows, sha256: String::new() });
+            shards.push(ShardInfo {
+                file: shard_name(i),
+                n_sequences: chunk.len(),
+                n_rows,
+                sha256: String::new(),
+            });
         }
         progress.finish_and_clear();
         for shard in &mut shards {
@@ -449,7 +509,11 @@ impl ResidueStore {
         let contents = parse_shard(path, &bytes)?;
         let same = contents.ids.len() == records.len()
             && contents.ids.iter().zip(records).all(|(id, r)| *id == r.id)
-            && contents.lengths.iter().zip(records).all(|(&l, r)| l as usize == r.sequence.len());
+            && contents
+                .lengths
+                .iter()
+                .zip(records)
+                .all(|(&l, r)| l as usize == r.sequence.len());
         if !same {
             return Err(io_err(path, "shard holds other sequences than planned"));
         }
@@ -464,7 +528,10 @@ impl ResidueStore {
         let manifest: Manifest =
             serde_json::from_str(&text).map_err(|e| io_err(&manifest_path, format!("invalid manifest: {e}")))?;
         if manifest.plan.format != FORMAT {
-            return Err(io_err(&manifest_path, format!("unknown store format {:?}", manifest.plan.format)));
+            return Err(io_err(
+                &manifest_path,
+                format!("unknown store format {:?}", manifest.plan.format),
+            ));
         }
         let dim = manifest.plan.spec.dim;
         let mut store = ResidueStore {
@@ -487,17 +554,32 @@ impl ResidueStore {
             }
             let first_row = store.row_position.len();
             let mut row = first_row;
-            for (((id, family), len), n) in
-                contents.ids.into_iter().zip(contents.families).zip(contents.lengths).zip(contents.rows_per_sequence)
+            for (((id, family), len), n) in contents
+                .ids
+                .into_iter()
+                .zip(contents.families)
+                .zip(contents.lengths)
+                .zip(contents.rows_per_sequence)
             {
                 let seq_index = store.sequences.len() as u32;
-                store.sequences.push(StoredSequence { id, family, len: len as usize, first_row: row, n_rows: n as usize });
+                store.sequences.push(StoredSequence {
+                    id,
+                    family,
+                    len: len as usize,
+                    first_row: row,
+                    n_rows: n as usize,
+                });
                 store.row_sequence.extend(std::iter::repeat_n(seq_index, n as usize));
                 row += n as usize;
             }
             store.row_position.extend(contents.positions);
             store.inv_norms.extend(contents.inv_norms);
-            store.shards.push(ShardMap { mmap, residues_offset: contents.residues_offset, first_row, n_rows: contents.n_rows });
+            store.shards.push(ShardMap {
+                mmap,
+                residues_offset: contents.residues_offset,
+                first_row,
+                n_rows: contents.n_rows,
+            });
         }
         if store.sequences.len() != manifest.plan.n_sequences || store.row_position.len() != manifest.n_rows {
             return Err(io_err(&manifest_path, "shards do not add up to the manifest's counts"));
@@ -534,7 +616,12 @@ impl ResidueStore {
 
     /// Bytes of residue data on disk.
     pub fn disk_bytes(&self) -> u64 {
-        self.manifest.shards.iter().filter_map(|s| std::fs::metadata(self.dir.join(&s.file)).ok()).map(|m| m.len()).sum()
+        self.manifest
+            .shards
+            .iter()
+            .filter_map(|s| std::fs::metadata(self.dir.join(&s.file)).ok())
+            .map(|m| m.len())
+            .sum()
     }
 
     /// Row ranges `[start, end)` of at most `block` rows that never cross a shard.
@@ -561,7 +648,10 @@ impl ResidueStore {
             .expect("row range within one shard (use blocks())");
         let byte_start = shard.residues_offset + (start - shard.first_row) * dim * 2;
         let bytes = &shard.mmap[byte_start..byte_start + (end - start) * dim * 2];
-        let mut out: Vec<f32> = bytes.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect();
+        let mut out: Vec<f32> = bytes
+            .chunks_exact(2)
+            .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect();
         if normalise {
             for (row, &inv) in out.chunks_exact_mut(dim).zip(&self.inv_norms[start..end]) {
                 row.iter_mut().for_each(|v| *v *= inv);
@@ -606,9 +696,15 @@ mod tests {
                     let data = s
                         .bytes()
                         .enumerate()
-                        .flat_map(|(i, b)| (0..8).map(move |d| ((b as usize * (d + 3) + i * d) % 17) as f32 / 4.0 - 2.0))
+                        .flat_map(|(i, b)| {
+                            (0..8).map(move |d| ((b as usize * (d + 3) + i * d) % 17) as f32 / 4.0 - 2.0)
+                        })
                         .collect();
-                    ResidueMatrix { len: s.len(), dim: 8, data }
+                    ResidueMatrix {
+                        len: s.len(),
+                        dim: 8,
+                        data,
+                    }
                 })
                 .collect())
         }
@@ -629,7 +725,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let embedder = LetterEmbedder::new();
         let recs = records();
-        let config = StoreConfig { stride: 2, shard_sequences: 3, batch_tokens: Some(16) };
+        let config = StoreConfig {
+            stride: 2,
+            shard_sequences: 3,
+            batch_tokens: Some(16),
+        };
         let (store, stats) = ResidueStore::build_or_open(dir.path(), &embedder, &recs, &config).unwrap();
         assert_eq!(stats.shards_written, 3);
         assert_eq!(store.sequences.len(), 7);
@@ -638,7 +738,11 @@ mod tests {
         let seq = &store.sequences[4];
         let kept = kept_positions(&recs[4].sequence, 2);
         assert_eq!(seq.n_rows, kept.len());
-        let block = store.blocks(1000).into_iter().find(|(s, e)| *s <= seq.first_row && seq.first_row < *e).unwrap();
+        let block = store
+            .blocks(1000)
+            .into_iter()
+            .find(|(s, e)| *s <= seq.first_row && seq.first_row < *e)
+            .unwrap();
         let rows = store.rows_f32(block.0, block.1, false);
         for (j, &p) in kept.iter().enumerate() {
             let r = seq.first_row + j - block.0;
@@ -663,7 +767,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let embedder = LetterEmbedder::new();
         let recs = records();
-        let config = StoreConfig { stride: 1, shard_sequences: 2, batch_tokens: None };
+        let config = StoreConfig {
+            stride: 1,
+            shard_sequences: 2,
+            batch_tokens: None,
+        };
         let (store, _) = ResidueStore::build_or_open(dir.path(), &embedder, &recs, &config).unwrap();
         let first = store.rows_f32(0, store.shards[0].n_rows, false);
         let store_dir = store.dir.clone();
