@@ -484,7 +484,8 @@ impl ResidueKnn {
         };
         let json = serde_json::to_vec_pretty(&saved).expect("saved form serialises");
         let path = dir.join("residue-knn.json");
-        super::atomic::write_atomic(&path, |w| std::io::Write::write_all(w, &json)).map_err(|e| err(&path, &e))?;
+        crate::cache::atomic::write_atomic(&path, |w| std::io::Write::write_all(w, &json))
+            .map_err(|e| err(&path, &e))?;
         let labels = dir.join("labels.json");
         self.vocab.save(&labels).map_err(|e| err(&labels, &e))
     }

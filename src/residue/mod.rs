@@ -8,7 +8,6 @@
 //! it together behind fit / predict and a saved form that references the
 //! store.
 
-pub mod atomic;
 pub mod classifier;
 pub mod eval;
 pub mod score;
