@@ -12,6 +12,7 @@ use protfam::evaluate::{read_predictions, read_report, run, EvaluateConfig, Repo
 use common::{part_vectors, CompositionSource};
 
 #[test]
+#[allow(clippy::needless_range_loop)] // q indexes queries, predictions and the brute-force scan alike
 fn evaluate_writes_reports_breakdown_and_predictions() {
     let dir = tempfile::tempdir().unwrap();
     let mlp = MlpParams {

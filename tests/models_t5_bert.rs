@@ -356,7 +356,7 @@ fn write_random_f16_safetensors(path: &Path, shapes: &[(String, Vec<usize>)]) {
         offset += bytes;
     }
     let mut header = serde_json::to_vec(&serde_json::Value::Object(header)).unwrap();
-    while header.len() % 8 != 0 {
+    while !header.len().is_multiple_of(8) {
         header.push(b' ');
     }
     let mut file = std::io::BufWriter::with_capacity(1 << 22, std::fs::File::create(path).unwrap());

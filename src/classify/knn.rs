@@ -577,7 +577,7 @@ mod tests {
         let queries: Vec<Vec<f32>> = (0..20)
             .map(|_| (0..3).map(|_| rng.gen_range(-1e-3f32..1e-3)).collect())
             .collect();
-        let (qset, _) = labelled(&queries, &vec![0; 20]);
+        let (qset, _) = labelled(&queries, &[0; 20]);
         let got = knn.kneighbors(&qset, 2).unwrap();
         for (i, q) in queries.iter().enumerate() {
             assert_eq!(

@@ -112,7 +112,7 @@ impl MlpParams {
         if !(0.0..1.0).contains(&self.beta1) || !(0.0..1.0).contains(&self.beta2) {
             return bad("Adam betas must be in [0, 1)");
         }
-        if !(self.epsilon > 0.0) || !(self.alpha >= 0.0) {
+        if self.epsilon.is_nan() || self.epsilon <= 0.0 || self.alpha.is_nan() || self.alpha < 0.0 {
             return bad("epsilon must be positive and alpha non-negative");
         }
         match self.batch {
@@ -519,6 +519,7 @@ mod tests {
     use crate::io::Family;
 
     /// Three Gaussian blobs in 8 dimensions, labelled by blob.
+    #[allow(clippy::needless_range_loop)]
     fn blobs(n_per: usize, seed: u64) -> (VectorSet, LabelVocab) {
         let fams: Vec<Family> = (0..3)
             .map(|i| Family::new(format!("F{i}"), &format!("PF{i:05}")))

@@ -216,11 +216,10 @@ pub enum ResidueCommand {
     },
 }
 
-fn fit(
-    split: &SplitArgs,
-    knn: &ResidueKnnArgs,
-    params: ResidueKnnParams,
-) -> anyhow::Result<(Box<dyn Embedder>, Vec<crate::io::Record>, ResidueKnn, f64)> {
+/// The embedder, the training records, the fitted classifier and the fit time in seconds.
+type Fitted = (Box<dyn Embedder>, Vec<crate::io::Record>, ResidueKnn, f64);
+
+fn fit(split: &SplitArgs, knn: &ResidueKnnArgs, params: ResidueKnnParams) -> anyhow::Result<Fitted> {
     let embedder = split.load_embedder()?;
     let root = split.data_root();
     let train = eval::read_part(&root, &split.split, "train")?;

@@ -142,7 +142,7 @@ pub struct BertSelfAttention {
 impl BertSelfAttention {
     pub fn load(vb: VarBuilder, cfg: &Config) -> candle_core::Result<Self> {
         let h = cfg.hidden_size;
-        if h % cfg.num_attention_heads != 0 {
+        if !h.is_multiple_of(cfg.num_attention_heads) {
             candle_core::bail!(
                 "hidden_size {h} is not a multiple of num_attention_heads {}",
                 cfg.num_attention_heads

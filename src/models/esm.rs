@@ -130,13 +130,13 @@ impl Config {
         if self.is_folding_model == Some(true) {
             return Err("ESMFold (is_folding_model) checkpoints are not supported; use an ESM-2 language model".into());
         }
-        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+        if self.num_attention_heads == 0 || !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(format!(
                 "hidden_size {} is not a multiple of num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads
             ));
         }
-        if self.position_embedding_type()? == PositionEmbeddingType::Rotary && self.head_dim() % 2 != 0 {
+        if self.position_embedding_type()? == PositionEmbeddingType::Rotary && !self.head_dim().is_multiple_of(2) {
             return Err(format!(
                 "rotary embeddings need an even head size, got {}",
                 self.head_dim()

@@ -71,6 +71,7 @@ const fn hf(
     }
 }
 
+#[allow(clippy::too_many_arguments)] // one registry row, written positionally in the table
 const fn pkg(
     name: &'static str,
     architecture: &'static str,

@@ -35,6 +35,7 @@ impl WindowPolicy {
     /// `max_len` with starts spread evenly from 0 to `len - max_len`.
     pub fn windows(&self, len: usize) -> Vec<Range<usize>> {
         if len <= self.max_len {
+            #[allow(clippy::single_range_in_vec_init)] // one window covering the whole sequence
             return vec![0..len];
         }
         let stride_max = self.max_len - self.min_overlap.min(self.max_len - 1);

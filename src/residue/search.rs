@@ -142,7 +142,7 @@ pub fn exact_top_k(
     opts: &SearchOptions,
     progress: &indicatif::ProgressBar,
 ) -> Result<HitTable, ResidueError> {
-    if k == 0 || dim != store.dim() || queries.len() % dim.max(1) != 0 {
+    if k == 0 || dim != store.dim() || !queries.len().is_multiple_of(dim.max(1)) {
         return Err(ResidueError::InvalidParams(format!(
             "top-k search needs k >= 1 and query rows of the store's dimension {} (got k={k}, dim={dim})",
             store.dim()
