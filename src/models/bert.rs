@@ -536,7 +536,7 @@ pub fn load_prot_bert(dir: &Path, name: &str, opts: &LoadOptions) -> Result<Prot
     let spec = EmbedderSpec {
         name: name.to_string(),
         architecture: "bert".into(),
-        weights_digest: checkpoint::digest_files(ckpt.files())?,
+        weights_digest: super::weights::model_digest(dir)?,
         dim: cfg.hidden_size,
         layer: opts.layer,
         pooling: Pooling::Mean,

@@ -172,11 +172,6 @@ impl Checkpoint {
         })
     }
 
-    /// The weight files, in a stable order (for digests).
-    pub fn files(&self) -> &[PathBuf] {
-        &self.inner.files
-    }
-
     /// Whether the checkpoint holds `name` (or its `gamma`/`beta` alias).
     pub fn contains(&self, name: &str) -> bool {
         self.inner.resolve(name).is_some()
@@ -280,34 +275,6 @@ impl SimpleBackend for Checkpoint {
     fn contains_tensor(&self, name: &str) -> bool {
         self.inner.resolve(name).is_some()
     }
-}
-
-/// Hex SHA-256 over the weight files' bytes, in order, each preceded by its
-/// file name (so renaming shards changes the digest).
-pub(crate) fn digest_files(files: &[PathBuf]) -> Result<String, ModelError> {
-    use sha2::{Digest, Sha256};
-    use std::io::Read;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    for path in files {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        hasher.update(name.as_bytes());
-        hasher.update([0u8]);
-        let mut file = std::fs::File::open(path).map_err(|err| file_error(path, err.to_string()))?;
-        loop {
-            let n = file
-                .read(&mut buffer)
-                .map_err(|err| file_error(path, err.to_string()))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buffer[..n]);
-        }
-    }
-    Ok(hex::encode(hasher.finalize()))
 }
 
 /// Reads and parses `dir/config.json`.

@@ -911,7 +911,7 @@ pub fn load_prot_t5(dir: &Path, name: &str, opts: &LoadOptions) -> Result<ProtT5
     let spec = EmbedderSpec {
         name: name.to_string(),
         architecture: "t5".into(),
-        weights_digest: checkpoint::digest_files(ckpt.files())?,
+        weights_digest: super::weights::model_digest(dir)?,
         dim: cfg.d_model,
         layer: opts.layer,
         pooling: Pooling::Mean,
