@@ -389,6 +389,28 @@ pub struct CachedRun {
     pub row: ReportRow,
 }
 
+/// SHA-256 over a split's shard files (part, file name and bytes): cached
+/// evaluations are reused only on the same data.
+pub fn split_digest(root: &Path, split: &str) -> Result<String, CompareError> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in ["train", "dev", "test"] {
+        let paths =
+            crate::io::pfam_csv::shard_paths(root, split, part).map_err(|e| io_err(&root.join(split).join(part), e))?;
+        for path in paths {
+            h.update(part.as_bytes());
+            h.update(
+                path.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+                    .as_bytes(),
+            );
+            h.update(std::fs::read(&path).map_err(|e| io_err(&path, e))?);
+        }
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
 /// Evaluation rows cached per embedder spec + classifier + split under
 /// `<report_dir>/<split>/runs/<embedder_key>__<classifier>.json`.
 #[derive(Debug, Clone)]
@@ -443,6 +465,24 @@ impl RunCache {
             && run.split == split
             && training_digest.is_none_or(|d| d == run.training_digest);
         same.then_some(run)
+    }
+
+    /// Records one evaluation row (what `evaluate` does for every pair it runs,
+    /// so a later `compare` reuses it instead of training again).
+    pub fn record(
+        &self,
+        embedder_key: &str,
+        split: &str,
+        data_digest: &str,
+        row: &ReportRow,
+    ) -> Result<PathBuf, CompareError> {
+        self.put(&CachedRun {
+            embedder_key: embedder_key.to_string(),
+            classifier: row.classifier.clone(),
+            split: split.to_string(),
+            training_digest: data_digest.to_string(),
+            row: row.clone(),
+        })
     }
 
     pub fn put(&self, run: &CachedRun) -> Result<PathBuf, CompareError> {

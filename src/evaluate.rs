@@ -397,6 +397,9 @@ pub struct EvaluateConfig {
     pub save_classifiers: Option<PathBuf>,
     /// Free-form description of the data for the saved classifiers (`root/split/train`).
     pub source: String,
+    /// `compare`'s run cache and the split-data digest ([`crate::compare::split_digest`]):
+    /// every pair evaluated is recorded there too, so `compare` reuses it.
+    pub run_cache: Option<(crate::compare::RunCache, String)>,
 }
 
 /// Runs every model x classifier pair, writing predictions as each finishes and
@@ -409,7 +412,14 @@ pub fn run(
 ) -> Result<Vec<ReportRow>, EvaluateError> {
     let paths = ReportPaths::new(&config.report_dir, &config.split);
     let mut rows = Vec::new();
-    for model in &config.models {
+    // Residue-level classifiers come in `extra_rows`; with no pooled-vector
+    // classifier there is nothing to embed or load here.
+    let models: &[String] = if config.classifiers.is_empty() {
+        &[]
+    } else {
+        &config.models
+    };
+    for model in models {
         let (spec, train) = source.vectors(model, "train")?;
         let (dev_spec, dev) = source.vectors(model, "dev")?;
         let (test_spec, test) = source.vectors(model, "test")?;
@@ -436,6 +446,13 @@ pub fn run(
                 predict_seconds = eval.row.predict_seconds,
                 "evaluated"
             );
+            if let Some((runs, digest)) = &config.run_cache {
+                runs.record(&spec.key(), &config.split, digest, &eval.row)
+                    .map_err(|e| EvaluateError::Io {
+                        path: runs.dir.display().to_string(),
+                        message: e.to_string(),
+                    })?;
+            }
             rows.push(eval.row);
         }
     }

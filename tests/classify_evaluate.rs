@@ -32,6 +32,7 @@ fn evaluate_writes_reports_breakdown_and_predictions() {
         report_dir: dir.path().to_path_buf(),
         save_classifiers: Some(dir.path().join("classifiers")),
         source: "bundled".into(),
+        run_cache: None,
     };
     let mut source = CompositionSource {
         split: "clustered_split".into(),

@@ -16,7 +16,7 @@ use anyhow::{bail, Context};
 use crate::annotate::{self, Calibration, InputItem};
 use crate::cache::Cache;
 use crate::classify::saved::SavedClassifier;
-use crate::embedder::Embedder;
+use crate::embedder::{Embedder, EmbedderSpec};
 use crate::io::input::SequenceReader;
 use crate::io::{alphabet, Record};
 use crate::pipeline::{self, EmbedOptions};
@@ -74,7 +74,7 @@ pub struct CommonArgs {
 }
 
 impl CommonArgs {
-    fn device(&self) -> candle_core::Device {
+    pub fn device(&self) -> candle_core::Device {
         if self.cpu {
             candle_core::Device::Cpu
         } else {
@@ -112,7 +112,12 @@ pub fn training_split(classifier: &SavedClassifier) -> Option<(PathBuf, String)>
 
 /// Loads the classifier's embedder with the settings it was trained with.
 pub fn load_embedder(classifier: &SavedClassifier, common: &CommonArgs) -> anyhow::Result<Box<dyn Embedder>> {
-    let spec = &classifier.meta.embedder;
+    load_embedder_for(&classifier.meta.embedder, common)
+}
+
+/// Loads the embedder described by `spec` and checks that it is the same one
+/// (weights digest and settings), so vectors never mix across embedders.
+pub fn load_embedder_for(spec: &EmbedderSpec, common: &CommonArgs) -> anyhow::Result<Box<dyn Embedder>> {
     let dtype = match spec.dtype.as_str() {
         "f16" => candle_core::DType::F16,
         "bf16" => candle_core::DType::BF16,
@@ -184,6 +189,9 @@ pub fn stored_calibration(dir: &Path, classifier: &SavedClassifier) -> anyhow::R
 }
 
 pub fn run_calibrate(args: CalibrateArgs) -> anyhow::Result<ExitCode> {
+    if crate::residue::ResidueKnn::is_saved_in(&args.classifier) {
+        return super::residue::run_calibrate(args);
+    }
     let classifier = SavedClassifier::load(&args.classifier, &args.common.device())
         .with_context(|| format!("loading classifier {}", args.classifier.display()))?;
     let (root, split) = match (args.data, args.split, training_split(&classifier)) {
@@ -283,6 +291,9 @@ pub fn run(args: AnnotateArgs) -> anyhow::Result<ExitCode> {
     if args.top_k == 0 {
         bail!("--top-k must be at least 1");
     }
+    if crate::residue::ResidueKnn::is_saved_in(&args.classifier) {
+        return run_residue(args, started);
+    }
     let classifier = SavedClassifier::load(&args.classifier, &args.common.device())
         .with_context(|| format!("loading classifier {}", args.classifier.display()))?;
     let embedder = load_embedder(&classifier, &args.common)?;
@@ -311,17 +322,7 @@ pub fn run(args: AnnotateArgs) -> anyhow::Result<ExitCode> {
     }
 
     let input = read_input(&args.input)?;
-    for item in &input.items {
-        if let InputItem::Invalid { message, .. } = item {
-            eprintln!("invalid record skipped: {message}");
-        }
-    }
-    if input.duplicates > 0 {
-        eprintln!(
-            "{}: {} duplicate id(s); every record is annotated, repeats are noted",
-            input.name, input.duplicates
-        );
-    }
+    report_input_problems(&input);
     let opts = EmbedOptions {
         batch_tokens: args.common.batch_tokens,
         progress: super::progress_bar(input.records.len() as u64, "sequences"),
@@ -368,10 +369,20 @@ pub fn run(args: AnnotateArgs) -> anyhow::Result<ExitCode> {
         args.top_k,
     );
 
+    finish(&args, &rows, input.duplicates, started)
+}
+
+/// Writes the rows (atomically to `-o`, else to stdout), prints the summary and picks the exit status.
+fn finish(
+    args: &AnnotateArgs,
+    rows: &[annotate::Annotation],
+    duplicates: usize,
+    started: Instant,
+) -> anyhow::Result<ExitCode> {
     let write = |out: &mut dyn Write| -> std::io::Result<()> {
         match args.format {
-            OutputFormat::Tsv => annotate::write_tsv(out, &rows),
-            OutputFormat::Json => annotate::write_json(out, &rows),
+            OutputFormat::Tsv => annotate::write_tsv(out, rows),
+            OutputFormat::Json => annotate::write_json(out, rows),
         }
     };
     match &args.output {
@@ -391,7 +402,7 @@ pub fn run(args: AnnotateArgs) -> anyhow::Result<ExitCode> {
             write(&mut lock).context("writing to standard output")?;
         }
     }
-    let summary = annotate::summarise(&rows, input.duplicates, started.elapsed().as_secs_f64());
+    let summary = annotate::summarise(rows, duplicates, started.elapsed().as_secs_f64());
     eprintln!("{summary}");
     if summary.invalid > 0 && !args.lenient {
         eprintln!(
@@ -401,4 +412,106 @@ pub fn run(args: AnnotateArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Says on stderr which records were skipped and how many ids repeat.
+fn report_input_problems(input: &Input) {
+    for item in &input.items {
+        if let InputItem::Invalid { message, .. } = item {
+            eprintln!("invalid record skipped: {message}");
+        }
+    }
+    if input.duplicates > 0 {
+        eprintln!(
+            "{}: {} duplicate id(s); every record is annotated, repeats are noted",
+            input.name, input.duplicates
+        );
+    }
+}
+
+/// `annotate` with a saved `residue-knn`: residue matrices instead of pooled
+/// vectors, the same output rows. Queries it cannot answer (no searchable
+/// residue, no hit, best score under its `min_score`) are `no confident family`
+/// with the reason in the note, whatever the calibration says.
+fn run_residue(args: AnnotateArgs, started: Instant) -> anyhow::Result<ExitCode> {
+    let knn = crate::residue::ResidueKnn::load(&args.classifier)
+        .with_context(|| format!("loading classifier {}", args.classifier.display()))?;
+    let embedder = load_embedder_for(knn.store.spec(), &args.common)?;
+    let digest = knn.store.manifest.plan.data_digest.clone();
+    let mut calibration = match Calibration::load(&args.classifier)? {
+        Some(c) if c.training_digest.is_empty() || c.training_digest == digest => Some(c),
+        Some(_) => {
+            tracing::warn!(
+                "{}: calibrated for another store; ignored",
+                Calibration::path(&args.classifier).display()
+            );
+            None
+        }
+        None => None,
+    };
+    if let Some(target) = args.min_precision {
+        if calibration
+            .as_ref()
+            .is_none_or(|c| (c.target_precision - target).abs() > 1e-12)
+        {
+            let (root, split) = super::residue::training_split(&knn).context(
+                "--min-precision needs the classifier's training split to recalibrate, and none is recorded",
+            )?;
+            let c = super::residue::calibrate_on_dev(&knn, embedder.as_ref(), &root, &split, target)?;
+            eprintln!("recalibrated for precision {target}: {}", c.describe());
+            calibration = Some(c);
+        }
+    }
+    if calibration.is_none() {
+        eprintln!(
+            "warning: {} has no calibration; every answer is marked confident (run `protfam calibrate --classifier {}`)",
+            args.classifier.display(),
+            args.classifier.display()
+        );
+    }
+    let input = read_input(&args.input)?;
+    report_input_problems(&input);
+    let predictions = if input.records.is_empty() {
+        Vec::new()
+    } else {
+        knn.predict(embedder.as_ref(), &input.records)?
+    };
+    // Abstentions without any family still need a row; they get a placeholder
+    // prediction whose family fields are blanked below.
+    let ranked: Vec<crate::classify::Prediction> = predictions
+        .iter()
+        .map(|p| {
+            p.to_ranked().unwrap_or(crate::classify::Prediction {
+                class: 0,
+                score: 0.0,
+                top: Vec::new(),
+                nearest: None,
+            })
+        })
+        .collect();
+    let mut rows = annotate::annotations(
+        &input.items,
+        &ranked,
+        &knn.vocab,
+        &knn.train_ids(),
+        calibration.as_ref(),
+        args.top_k,
+    );
+    let valid_rows = rows.iter_mut().filter(|r| r.annotation != annotate::INVALID_RECORD);
+    for (row, p) in valid_rows.zip(&predictions) {
+        let Some(reason) = &p.abstained else { continue };
+        row.confident = false;
+        row.annotation = annotate::NO_CONFIDENT_FAMILY.to_string();
+        if p.top.is_empty() {
+            row.family_id.clear();
+            row.family_accession.clear();
+            row.score = None;
+        }
+        row.note = if row.note.is_empty() {
+            reason.clone()
+        } else {
+            format!("{}; {reason}", row.note)
+        };
+    }
+    finish(&args, &rows, input.duplicates, started)
 }

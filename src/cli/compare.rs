@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use sha2::{Digest, Sha256};
 
 use super::train::ClassifierArgs;
 use crate::baseline::{self, BaselineKind, BaselineOptions};
@@ -27,7 +26,8 @@ pub struct CompareArgs {
     /// Embedding models, comma separated (registry names or model directories).
     #[arg(long, value_delimiter = ',', default_values_t = ["unirep1900".to_string(), "onehot".to_string()])]
     pub models: Vec<String>,
-    /// Classifiers, comma separated: knn, knn-ensemble, mlp, mlp-ensemble, mlp-ensemble-full.
+    /// Classifiers, comma separated: knn, knn-ensemble, mlp, mlp-ensemble, mlp-ensemble-full,
+    /// residue-knn, residue-knn-simple.
     #[arg(long, value_delimiter = ',', default_values_t = ["knn".to_string(), "mlp".to_string()])]
     pub classifiers: Vec<String>,
     /// Baselines to add: hmm, blast (comma separated).
@@ -56,6 +56,8 @@ pub struct CompareArgs {
     pub cpu: bool,
     #[command(flatten)]
     pub params: ClassifierArgs,
+    #[command(flatten)]
+    pub residue: super::residue::ResidueKnnArgs,
 }
 
 /// `$PROTFAM_DATA`, else the bundled data next to the checkout or under `data/`.
@@ -67,25 +69,6 @@ fn default_data_root() -> Option<PathBuf> {
         .iter()
         .map(PathBuf::from)
         .find(|p| p.is_dir())
-}
-
-/// SHA-256 over the split's shard files (names and bytes): evaluations are
-/// reused only on the same data.
-fn split_digest(root: &Path, split: &str) -> anyhow::Result<String> {
-    let mut h = Sha256::new();
-    for part in ["train", "dev", "test"] {
-        for path in crate::io::pfam_csv::shard_paths(root, split, part)? {
-            h.update(part.as_bytes());
-            h.update(
-                path.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-                    .as_bytes(),
-            );
-            h.update(std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?);
-        }
-    }
-    Ok(hex::encode(h.finalize()))
 }
 
 pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
@@ -103,8 +86,15 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
     } else {
         crate::classify::default_device()
     };
-    let kinds = args
+    let (residue_names, vector_names): (Vec<&String>, Vec<&String>) = args
         .classifiers
+        .iter()
+        .partition(|c| super::residue::is_residue_classifier(c));
+    let residue_params = residue_names
+        .iter()
+        .map(|n| args.residue.params_for(n))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let kinds = vector_names
         .iter()
         .map(|c| c.parse::<ClassifierKind>())
         .collect::<Result<Vec<_>, _>>()?;
@@ -117,7 +107,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
     } else {
         baseline::parse_kinds(&args.baselines.join(","))?
     };
-    let data_digest = split_digest(&root, &args.split)?;
+    let data_digest = compare::split_digest(&root, &args.split)?;
     let runs = RunCache::new(&args.report_dir, &args.split);
     let cache = Cache::new(&args.cache);
     let source = format!("{}/train", root.join(&args.split).display());
@@ -133,6 +123,29 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
         let embedder = crate::models::load(model, &opts).with_context(|| format!("cannot load model {model:?}"))?;
         let spec = embedder.spec().clone();
         let key = spec.key();
+        for params in &residue_params {
+            let label = params.label();
+            if let Some(run) = (!args.rerun)
+                .then(|| runs.get(&key, &label, &args.split, Some(&data_digest)))
+                .flatten()
+            {
+                tracing::info!("{} + {label}: reusing {}", spec.name, runs.path(&key, &label).display());
+                reused += 1;
+                rows.push(run.row);
+                continue;
+            }
+            let report = super::residue::evaluate_to_reports(
+                embedder.as_ref(),
+                &root,
+                &args.split,
+                params,
+                &args.residue.residue_store,
+                &args.report_dir,
+            )?;
+            runs.record(&key, &args.split, &data_digest, &report.row)?;
+            computed += 1;
+            rows.push(report.row);
+        }
         let mut missing = Vec::new();
         for params in &classifiers {
             let label = params.label();

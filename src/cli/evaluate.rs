@@ -20,7 +20,8 @@ pub struct EvaluateArgs {
     /// Embedding models, comma separated (registry names or model directories).
     #[arg(long, value_delimiter = ',', default_values_t = ["unirep1900".to_string(), "onehot".to_string()])]
     pub models: Vec<String>,
-    /// Classifiers, comma separated: knn, knn-ensemble, mlp, mlp-ensemble, mlp-ensemble-full.
+    /// Classifiers, comma separated: knn, knn-ensemble, mlp, mlp-ensemble, mlp-ensemble-full,
+    /// residue-knn (residue-level retrieval, dev-tuned defaults), residue-knn-simple (the simple vote).
     #[arg(long, value_delimiter = ',', default_values_t = ["knn".to_string(), "knn-ensemble".to_string(), "mlp".to_string(), "mlp-ensemble".to_string()])]
     pub classifiers: Vec<String>,
     /// Baselines to run on the same split and add to the report: hmm, blast.
@@ -37,6 +38,8 @@ pub struct EvaluateArgs {
     pub save_classifiers: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub params: ClassifierArgs,
+    #[command(flatten)]
+    pub residue: super::residue::ResidueKnnArgs,
 }
 
 /// Labelled vectors of the split's parts from the embedding models, loaded once per model.
@@ -100,8 +103,15 @@ fn run_baseline(name: &str, args: &EvaluateArgs) -> anyhow::Result<ReportRow> {
 
 pub fn run(args: EvaluateArgs) -> anyhow::Result<ExitCode> {
     let device = args.data.device();
-    let kinds = args
+    let (residue_names, vector_names): (Vec<&String>, Vec<&String>) = args
         .classifiers
+        .iter()
+        .partition(|c| super::residue::is_residue_classifier(c));
+    let residue_params = residue_names
+        .iter()
+        .map(|n| args.residue.params_for(n))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let kinds = vector_names
         .iter()
         .map(|c| c.parse::<ClassifierKind>())
         .collect::<Result<Vec<_>, _>>()?;
@@ -109,11 +119,36 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|&k| args.params.params(k, &device))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let baseline_rows = args
-        .baselines
-        .iter()
-        .map(|b| run_baseline(b, &args))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let data_digest = crate::compare::split_digest(&args.data.data, &args.data.split)?;
+    let runs = crate::compare::RunCache::new(&args.report_dir, &args.data.split);
+    let mut extra_rows = Vec::new();
+    for b in &args.baselines {
+        let row = run_baseline(b, &args)?;
+        runs.record("none", &args.data.split, &data_digest, &row)?;
+        extra_rows.push(row);
+    }
+    if !residue_params.is_empty() {
+        for model in &args.models {
+            let opts = crate::models::LoadOptions {
+                device: device.clone(),
+                models_dir: args.data.models_dir.clone(),
+                ..Default::default()
+            };
+            let embedder = crate::models::load(model, &opts).with_context(|| format!("cannot load model {model:?}"))?;
+            for params in &residue_params {
+                let report = super::residue::evaluate_to_reports(
+                    embedder.as_ref(),
+                    &args.data.data,
+                    &args.data.split,
+                    params,
+                    &args.residue.residue_store,
+                    &args.report_dir,
+                )?;
+                runs.record(&embedder.spec().key(), &args.data.split, &data_digest, &report.row)?;
+                extra_rows.push(report.row);
+            }
+        }
+    }
     let config = EvaluateConfig {
         split: args.data.split.clone(),
         models: args.models.clone(),
@@ -121,9 +156,10 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<ExitCode> {
         report_dir: args.report_dir.clone(),
         save_classifiers: args.save_classifiers.clone(),
         source: format!("{}/train", args.data.source_label()),
+        run_cache: Some((runs, data_digest)),
     };
     let mut source = CacheSource::new(&args.data, device);
-    let rows = crate::evaluate::run(&config, &mut source, &baseline_rows).context("evaluation failed")?;
+    let rows = crate::evaluate::run(&config, &mut source, &extra_rows).context("evaluation failed")?;
     println!("{}", markdown_table(&rows));
     println!("{}", markdown_size_table(&rows));
     let paths = ReportPaths::new(&args.report_dir, &args.data.split);

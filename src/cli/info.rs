@@ -18,6 +18,9 @@ pub struct InfoArgs {
 /// Human-readable summary of a classifier directory.
 pub fn describe(dir: &std::path::Path) -> anyhow::Result<String> {
     use std::fmt::Write;
+    if crate::residue::ResidueKnn::is_saved_in(dir) {
+        return describe_residue(dir);
+    }
     let meta = SavedClassifier::load_meta(dir)?;
     let mut s = String::new();
     writeln!(s, "classifier: {}", meta.classifier)?;
@@ -59,10 +62,57 @@ pub fn describe(dir: &std::path::Path) -> anyhow::Result<String> {
             )?;
         }
     }
+    describe_calibration(&mut s, dir, &meta.training.digest)?;
+    for f in SavedClassifier::files(dir) {
+        let size = std::fs::metadata(&f).map(|m| m.len()).unwrap_or(0);
+        writeln!(s, "file: {} ({size} bytes)", f.display())?;
+    }
+    Ok(s)
+}
+
+/// Summary of a saved `residue-knn`: its settings, the store it references and the calibration.
+fn describe_residue(dir: &std::path::Path) -> anyhow::Result<String> {
+    use std::fmt::Write;
+    let path = dir.join(crate::residue::classifier::SAVED_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let saved: crate::residue::classifier::SavedResidueKnn =
+        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mut s = String::new();
+    writeln!(s, "classifier: {} ({})", saved.classifier, saved.params.label())?;
+    writeln!(s, "directory: {}", dir.display())?;
+    writeln!(s, "hyper-parameters: {}", serde_json::to_string(&saved.params)?)?;
+    let e = &saved.embedder;
+    writeln!(
+        s,
+        "embedder: {} ({}, dim {}) key {}",
+        e.name,
+        e.architecture,
+        e.dim,
+        e.key()
+    )?;
+    writeln!(s, "embedder weights digest: {}", e.weights_digest)?;
+    writeln!(s, "training data: {}", saved.source)?;
+    let store = match crate::residue::ResidueStore::open(&saved.store_dir) {
+        Ok(store) => format!(
+            "{} sequences, {} residue rows x {}, {:.1} MiB on disk",
+            store.sequences.len(),
+            store.n_rows(),
+            store.dim(),
+            store.disk_bytes() as f64 / (1024.0 * 1024.0)
+        ),
+        Err(e) => format!("unusable: {e}"),
+    };
+    writeln!(s, "residue store: {} ({store})", saved.store_dir.display())?;
+    describe_calibration(&mut s, dir, &saved.store_data_digest)?;
+    Ok(s)
+}
+
+fn describe_calibration(s: &mut String, dir: &std::path::Path, training_digest: &str) -> anyhow::Result<()> {
+    use std::fmt::Write;
     match crate::annotate::Calibration::load(dir)? {
         Some(c) => {
             writeln!(s, "abstention calibration: {}", c.describe())?;
-            if !c.training_digest.is_empty() && c.training_digest != meta.training.digest {
+            if !c.training_digest.is_empty() && c.training_digest != training_digest {
                 writeln!(
                     s,
                     "  warning: calibrated for another training run of this directory; ignored by annotate"
@@ -89,15 +139,16 @@ pub fn describe(dir: &std::path::Path) -> anyhow::Result<String> {
             dir.display()
         )?,
     }
-    for f in SavedClassifier::files(dir) {
-        let size = std::fs::metadata(&f).map(|m| m.len()).unwrap_or(0);
-        writeln!(s, "file: {} ({size} bytes)", f.display())?;
-    }
-    Ok(s)
+    Ok(())
 }
 
 pub fn run(args: InfoArgs) -> anyhow::Result<ExitCode> {
-    if args.json {
+    if args.json && crate::residue::ResidueKnn::is_saved_in(&args.dir) {
+        print!(
+            "{}",
+            std::fs::read_to_string(args.dir.join(crate::residue::classifier::SAVED_FILE))?
+        );
+    } else if args.json {
         let meta = SavedClassifier::load_meta(&args.dir)?;
         println!("{}", serde_json::to_string_pretty(&meta)?);
     } else {

@@ -157,11 +157,14 @@ pub struct TrainArgs {
     /// Embedding model (registry name or model directory).
     #[arg(long)]
     pub model: String,
-    /// Classifier: knn, knn-ensemble, mlp, mlp-ensemble or mlp-ensemble-full.
+    /// Classifier: knn, knn-ensemble, mlp, mlp-ensemble, mlp-ensemble-full,
+    /// residue-knn or residue-knn-simple (residue-level retrieval; saves a reference to its residue store).
     #[arg(long, default_value = "knn")]
     pub classifier: String,
     #[command(flatten)]
     pub params: ClassifierArgs,
+    #[command(flatten)]
+    pub residue: super::residue::ResidueKnnArgs,
     /// Output directory for the trained classifier.
     #[arg(long)]
     pub out: PathBuf,
@@ -175,6 +178,18 @@ pub struct TrainArgs {
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
+    if super::residue::is_residue_classifier(&args.classifier) {
+        let min_precision = (!args.no_calibrate).then_some(args.min_precision);
+        super::residue::train(
+            &args.classifier,
+            &args.model,
+            &args.data,
+            &args.residue,
+            &args.out,
+            min_precision,
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let kind: ClassifierKind = args.classifier.parse()?;
     let device = args.data.device();
     let params = args.params.params(kind, &device)?;

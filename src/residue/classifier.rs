@@ -31,6 +31,9 @@ use crate::io::Record;
 /// Classifier name used by `train`, `evaluate`, `annotate` and `compare`.
 pub const NAME: &str = "residue-knn";
 
+/// File of the saved form in a classifier directory.
+pub const SAVED_FILE: &str = "residue-knn.json";
+
 /// Exact blocked search or an approximate HNSW index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -111,6 +114,60 @@ impl ResidueKnnParams {
         }
     }
 
+    /// Name in reports: `residue-knn` for the tuned defaults, `residue-knn-simple`
+    /// for the simple vote, otherwise the name plus the settings that differ
+    /// from the defaults (`residue-knn-s4-k3-d0.5`), so that runs with
+    /// different settings never share a report row or a cached run.
+    pub fn label(&self) -> String {
+        let defaults = ResidueKnnParams::default();
+        if self.same_model(&defaults) {
+            return NAME.to_string();
+        }
+        if self.same_model(&ResidueKnnParams::simple_vote()) {
+            return format!("{NAME}-simple");
+        }
+        let mut label = NAME.to_string();
+        let (s, d) = (&self.score, &defaults.score);
+        if self.stride != defaults.stride {
+            label.push_str(&format!("-s{}", self.stride));
+        }
+        if self.query_stride != self.stride {
+            label.push_str(&format!("-qs{}", self.query_stride));
+        }
+        if s.top_k != d.top_k {
+            label.push_str(&format!("-k{}", s.top_k));
+        }
+        if s.min_similarity != d.min_similarity {
+            label.push_str(&format!("-m{}", s.min_similarity));
+        }
+        if s.diagonal_weight != d.diagonal_weight {
+            label.push_str(&format!("-d{}", s.diagonal_weight));
+        }
+        if s.diagonal_weight > 0.0 && (s.diagonal_band != d.diagonal_band || s.diagonal_cap != d.diagonal_cap) {
+            label.push_str(&format!("-b{}c{}", s.diagonal_band, s.diagonal_cap));
+        }
+        if s.aggregate != d.aggregate {
+            label.push_str(&format!("-{}", s.aggregate));
+        }
+        if self.min_score != defaults.min_score {
+            label.push_str(&format!("-ms{}", self.min_score));
+        }
+        if self.index != defaults.index {
+            label.push_str(&format!("-{}", format!("{:?}", self.index).to_lowercase()));
+        }
+        label
+    }
+
+    /// Same predictions as `other` (block sizes and sharding change speed and memory, not answers).
+    fn same_model(&self, other: &ResidueKnnParams) -> bool {
+        self.stride == other.stride
+            && self.query_stride == other.query_stride
+            && self.score == other.score
+            && self.min_score == other.min_score
+            && self.index == other.index
+            && (self.index == IndexKind::Exact || self.hnsw_ef == other.hnsw_ef)
+    }
+
     pub fn validate(&self) -> Result<(), ResidueError> {
         self.score.validate()?;
         let bad = |m: &str| Err(ResidueError::InvalidParams(m.to_string()));
@@ -186,6 +243,20 @@ pub struct ResiduePrediction {
 }
 
 impl ResiduePrediction {
+    /// The form `annotate` and its calibration use: the top family even when
+    /// abstaining (the caller marks it not confident), and the nearest training
+    /// sequence at cosine distance `1 - similarity`. `None` when there is no
+    /// family at all (no searchable residue or no hit).
+    pub fn to_ranked(&self) -> Option<Prediction> {
+        let &(class, score) = self.top.first()?;
+        Some(Prediction {
+            class: self.class.unwrap_or(class),
+            score: if self.class.is_some() { self.score } else { score },
+            top: self.top.clone(),
+            nearest: self.nearest.map(|(seq, sim)| (seq, 1.0 - sim)),
+        })
+    }
+
     /// The shared [`Prediction`] form; `None` for an abstention.
     pub fn to_prediction(&self) -> Option<Prediction> {
         Some(Prediction {
@@ -296,6 +367,10 @@ pub struct SavedResidueKnn {
     pub store_dir: PathBuf,
     pub store_key: String,
     pub store_data_digest: String,
+    /// Where the training sequences came from (`<root>/<split>/train`), so
+    /// `annotate` can recalibrate on the same split's dev part.
+    #[serde(default)]
+    pub source: String,
 }
 
 /// A fitted `residue-knn`.
@@ -306,6 +381,8 @@ pub struct ResidueKnn {
     sequence_class: Vec<Option<u32>>,
     approx: Option<ApproxIndex>,
     pub device: Device,
+    /// Where the training sequences came from (`<root>/<split>/train`; empty when unknown).
+    pub source: String,
 }
 
 impl ResidueKnn {
@@ -339,6 +416,7 @@ impl ResidueKnn {
             sequence_class,
             approx,
             device: super::search::default_device(),
+            source: String::new(),
         })
     }
 
@@ -481,9 +559,10 @@ impl ResidueKnn {
                 .unwrap_or_default(),
             store_data_digest: self.store.manifest.plan.data_digest.clone(),
             store_dir,
+            source: self.source.clone(),
         };
         let json = serde_json::to_vec_pretty(&saved).expect("saved form serialises");
-        let path = dir.join("residue-knn.json");
+        let path = dir.join(SAVED_FILE);
         crate::cache::atomic::write_atomic(&path, |w| std::io::Write::write_all(w, &json))
             .map_err(|e| err(&path, &e))?;
         let labels = dir.join("labels.json");
@@ -492,7 +571,7 @@ impl ResidueKnn {
 
     /// Loads a saved classifier; its store must still exist (same key and data digest).
     pub fn load(dir: &Path) -> Result<ResidueKnn, ResidueError> {
-        let path = dir.join("residue-knn.json");
+        let path = dir.join(SAVED_FILE);
         let err = |p: &Path, e: &dyn std::fmt::Display| ResidueError::Store {
             path: p.display().to_string(),
             message: e.to_string(),
@@ -521,6 +600,18 @@ impl ResidueKnn {
         }
         let labels = dir.join("labels.json");
         let vocab = LabelVocab::load(&labels).map_err(|e| err(&labels, &e))?;
-        ResidueKnn::from_store(saved.params, store, vocab)
+        let mut knn = ResidueKnn::from_store(saved.params, store, vocab)?;
+        knn.source = saved.source;
+        Ok(knn)
+    }
+
+    /// Whether `dir` holds a saved `residue-knn` (rather than a pooled-vector classifier).
+    pub fn is_saved_in(dir: &Path) -> bool {
+        dir.join(SAVED_FILE).is_file()
+    }
+
+    /// Ids of the stored training sequences, indexed like [`ResiduePrediction::nearest`].
+    pub fn train_ids(&self) -> Vec<String> {
+        self.store.sequences.iter().map(|s| s.id.clone()).collect()
     }
 }

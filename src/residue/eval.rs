@@ -57,6 +57,49 @@ pub struct ResidueEvalReport {
     /// Query sequences classified per second (embedding + search + scoring).
     pub sequences_per_second: f64,
     pub peak_rss_bytes: u64,
+    /// One row per query, in query order (written as the predictions CSV, not into the JSON report).
+    #[serde(skip)]
+    pub predictions: Vec<crate::evaluate::PredictionRow>,
+}
+
+/// The shared per-query rows of `evaluate`'s predictions CSV. The nearest
+/// training example is the winning family's best-matching training sequence,
+/// its distance the cosine distance (1 - similarity) of its best residue hit.
+pub fn prediction_rows(
+    knn: &ResidueKnn,
+    records: &[Record],
+    predictions: &[ResiduePrediction],
+) -> Vec<crate::evaluate::PredictionRow> {
+    records
+        .iter()
+        .zip(predictions)
+        .map(|(r, p)| {
+            let (predicted, predicted_accession) = match p.class {
+                Some(c) => {
+                    let f = knn.vocab.family(c);
+                    (f.family_id.clone(), f.accession.clone())
+                }
+                None => (String::new(), String::new()),
+            };
+            let (nearest_id, nearest_distance) = match p.nearest {
+                Some((seq, sim)) => (
+                    knn.store.sequences.get(seq).map(|s| s.id.clone()).unwrap_or_default(),
+                    Some(1.0 - sim),
+                ),
+                None => (String::new(), None),
+            };
+            crate::evaluate::PredictionRow {
+                id: r.id.clone(),
+                true_family: r.family.as_ref().map(|f| f.family_id.clone()).unwrap_or_default(),
+                true_accession: r.family.as_ref().map(|f| f.accession.clone()).unwrap_or_default(),
+                predicted,
+                predicted_accession,
+                score: p.score,
+                nearest_id,
+                nearest_distance,
+            }
+        })
+        .collect()
 }
 
 /// Metrics of predictions against the records' true families.
@@ -126,7 +169,7 @@ pub fn evaluate(
     let metrics = metrics_of(knn, test, &predictions);
     let mut row = ReportRow::new(
         &knn.store.spec().name,
-        super::classifier::NAME,
+        &knn.params.label(),
         metrics,
         train_seconds,
         predict_seconds,
@@ -151,6 +194,7 @@ pub fn evaluate(
         residues_per_second: residues.n_rows() as f64 / search_seconds.max(1e-9),
         sequences_per_second: test.len() as f64 / predict_seconds.max(1e-9),
         peak_rss_bytes: peak_rss_bytes(),
+        predictions: prediction_rows(knn, test, &predictions),
     })
 }
 

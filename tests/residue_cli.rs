@@ -1,0 +1,253 @@
+//! `residue-knn` as a classifier name of the CLI, end to end with the real
+//! NEAR weights on a small subset of the bundled clustered split (families
+//! with training, dev and test domains): `evaluate` reports it beside a
+//! pooled-vector classifier and fills `compare`'s run cache, `compare` reuses
+//! those runs, `train` saves and calibrates it, `info` describes it, and
+//! `annotate` gives the same families as `evaluate` and a clear answer for a
+//! query with nothing to search.
+//!
+//! Needs `models/near/weights.npz` (`make models`) and the bundled data.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+const SPLIT: &str = "clustered_split";
+
+fn data_root() -> PathBuf {
+    if let Some(d) = std::env::var_os("PROTFAM_DATA") {
+        return PathBuf::from(d);
+    }
+    let sibling = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/pfam35-uniprot20k");
+    if sibling.is_dir() {
+        return sibling;
+    }
+    PathBuf::from("/work/shared/data/pfam35-uniprot20k")
+}
+
+fn protfam() -> Command {
+    let mut cmd = Command::cargo_bin("protfam").unwrap();
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
+    cmd
+}
+
+/// CSV rows of one part, grouped by family accession.
+fn rows_by_family(part: &str) -> BTreeMap<String, Vec<csv::StringRecord>> {
+    let dir = data_root().join(SPLIT).join(part);
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("data-"))
+        .collect();
+    paths.sort();
+    let mut out: BTreeMap<String, Vec<csv::StringRecord>> = BTreeMap::new();
+    for p in paths {
+        for rec in csv::Reader::from_path(&p).unwrap().records() {
+            let rec = rec.unwrap();
+            out.entry(rec[2].to_string()).or_default().push(rec);
+        }
+    }
+    out
+}
+
+fn write_part(data: &Path, part: &str, rows: &[csv::StringRecord]) {
+    let dir = data.join(SPLIT).join(part);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut w = csv::Writer::from_path(dir.join("data-00000-of-00001")).unwrap();
+    w.write_record([
+        "family_id",
+        "sequence_name",
+        "family_accession",
+        "aligned_sequence",
+        "sequence",
+    ])
+    .unwrap();
+    for r in rows {
+        w.write_record(r).unwrap();
+    }
+    w.flush().unwrap();
+}
+
+/// Ten families with training, dev and test domains: at most 6 training,
+/// 2 dev and 2 test domains each, none longer than 300 residues.
+fn write_subset(data: &Path) -> Vec<csv::StringRecord> {
+    let (train, dev, test) = (rows_by_family("train"), rows_by_family("dev"), rows_by_family("test"));
+    let short = |rows: &Vec<csv::StringRecord>, n: usize| -> Vec<csv::StringRecord> {
+        rows.iter().filter(|r| r[4].len() <= 300).take(n).cloned().collect()
+    };
+    let families: Vec<&String> = train
+        .keys()
+        .filter(|f| {
+            short(&train[*f], 6).len() >= 3
+                && dev.get(*f).is_some_and(|d| !short(d, 2).is_empty())
+                && test.get(*f).is_some_and(|t| !short(t, 2).is_empty())
+        })
+        .take(10)
+        .collect();
+    assert_eq!(families.len(), 10, "the bundled split has such families");
+    let pick = |part: &BTreeMap<String, Vec<csv::StringRecord>>, n: usize| -> Vec<csv::StringRecord> {
+        families.iter().flat_map(|f| short(&part[*f], n)).collect()
+    };
+    let test_rows = pick(&test, 2);
+    write_part(data, "train", &pick(&train, 6));
+    write_part(data, "dev", &pick(&dev, 2));
+    write_part(data, "test", &test_rows);
+    test_rows
+}
+
+fn predictions(path: &Path) -> BTreeMap<String, String> {
+    csv::Reader::from_path(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .deserialize::<BTreeMap<String, String>>()
+        .map(|r| {
+            let r = r.unwrap();
+            (r["id"].clone(), r["predicted_accession"].clone())
+        })
+        .collect()
+}
+
+fn run_ok(cmd: &mut Command, what: &str) -> (String, String) {
+    let out = cmd.output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "{what} failed:\n{stderr}");
+    (stdout, stderr)
+}
+
+#[test]
+fn residue_knn_through_evaluate_compare_train_annotate_and_info() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let test_rows = write_subset(&data);
+    let (reports, store, cache) = (
+        dir.path().join("reports"),
+        dir.path().join("residue"),
+        dir.path().join("cache"),
+    );
+    let with_paths = |cmd: &mut Command| {
+        cmd.arg("--data")
+            .arg(&data)
+            .args(["--split", SPLIT])
+            .arg("--cache")
+            .arg(&cache)
+            .arg("--residue-store")
+            .arg(&store);
+    };
+
+    // evaluate: both residue classifiers beside 1-NN on pooled vectors, in one report.
+    let mut cmd = protfam();
+    cmd.args([
+        "evaluate",
+        "--models",
+        "near",
+        "--classifiers",
+        "knn,residue-knn-simple,residue-knn",
+    ])
+    .arg("--report-dir")
+    .arg(&reports);
+    with_paths(&mut cmd);
+    let (stdout, stderr) = run_ok(&mut cmd, "evaluate");
+    for label in [
+        "| knn | near |",
+        "| residue-knn-simple | near |",
+        "| residue-knn | near |",
+    ] {
+        assert!(stdout.contains(label), "{label} row in the table:\n{stdout}");
+    }
+    assert!(stderr.contains("residues/s"), "search throughput is printed:\n{stderr}");
+    let report: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(reports.join(SPLIT).join("evaluate.json")).unwrap()).unwrap();
+    let classifiers: BTreeSet<&str> = report.iter().map(|r| r["classifier"].as_str().unwrap()).collect();
+    assert_eq!(
+        classifiers,
+        BTreeSet::from(["knn", "residue-knn", "residue-knn-simple"])
+    );
+    for r in &report {
+        assert_eq!(r["n"].as_u64().unwrap() as usize, test_rows.len());
+        assert!(!r["by_family_size"].as_array().unwrap().is_empty());
+    }
+    let evaluated = predictions(&reports.join(SPLIT).join("predictions").join("near__residue-knn.csv"));
+    assert_eq!(evaluated.len(), test_rows.len());
+
+    // compare reuses every run evaluate recorded.
+    let mut cmd = protfam();
+    cmd.args(["compare", "--models", "near", "--classifiers", "knn,residue-knn"])
+        .arg("--report-dir")
+        .arg(&reports);
+    with_paths(&mut cmd);
+    let (_, stderr) = run_ok(&mut cmd, "compare");
+    assert!(
+        stderr.contains("0 evaluation(s) run, 2 reused"),
+        "compare reuses evaluate's runs:\n{stderr}"
+    );
+
+    // train + info: the saved form references the store and carries a dev calibration.
+    let classifier = dir.path().join("residue-classifier");
+    let mut cmd = protfam();
+    cmd.args([
+        "train",
+        "--model",
+        "near",
+        "--classifier",
+        "residue-knn",
+        "--min-precision",
+        "0.8",
+    ])
+    .arg("--out")
+    .arg(&classifier);
+    with_paths(&mut cmd);
+    run_ok(&mut cmd, "train");
+    assert!(classifier.join("residue-knn.json").is_file());
+    assert!(classifier.join("calibration.json").is_file());
+    let (info, _) = run_ok(protfam().arg("info").arg(&classifier), "info");
+    assert!(info.contains("classifier: residue-knn"), "{info}");
+    assert!(
+        info.contains("residue store:") && info.contains("residue rows"),
+        "{info}"
+    );
+    assert!(info.contains("abstention calibration:"), "{info}");
+
+    // annotate: input order, the same families as evaluate, and an X-only query abstains clearly.
+    let mut fasta: String = test_rows.iter().map(|r| format!(">{}\n{}\n", &r[1], &r[4])).collect();
+    fasta.push_str(">only_x\nXXXXXXXXXXXX\n>one_residue\nM\n");
+    let input = dir.path().join("queries.fasta");
+    std::fs::write(&input, fasta).unwrap();
+    let out_path = dir.path().join("queries.tsv");
+    let mut cmd = protfam();
+    cmd.arg("annotate")
+        .arg("--classifier")
+        .arg(&classifier)
+        .arg(&input)
+        .arg("-o")
+        .arg(&out_path)
+        .arg("--cache")
+        .arg(&cache);
+    let (_, stderr) = run_ok(&mut cmd, "annotate");
+    assert!(
+        stderr.contains(&format!("{} sequences:", test_rows.len() + 2)),
+        "{stderr}"
+    );
+    let tsv = std::fs::read_to_string(&out_path).unwrap();
+    let lines: Vec<Vec<&str>> = tsv.lines().map(|l| l.split('\t').collect()).collect();
+    let col = |name: &str| lines[0].iter().position(|h| *h == name).unwrap();
+    let (id, acc, ann, note) = (col("id"), col("family_accession"), col("annotation"), col("note"));
+    assert_eq!(lines.len(), test_rows.len() + 3);
+    for (line, row) in lines[1..].iter().zip(&test_rows) {
+        assert_eq!(line[id], &row[1], "input order");
+        assert_eq!(
+            line[acc], evaluated[&row[1]],
+            "{}: annotate and evaluate agree",
+            &row[1]
+        );
+    }
+    let only_x = &lines[lines.len() - 2];
+    assert_eq!(only_x[ann], "no confident family", "{only_x:?}");
+    assert!(only_x[note].contains("no searchable residue"), "{only_x:?}");
+    // Shorter than the stride: its one residue is still searched.
+    let one = &lines[lines.len() - 1];
+    assert_eq!(one[id], "one_residue");
+    assert!(!one[acc].is_empty(), "{one:?}");
+}
