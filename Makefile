@@ -7,6 +7,11 @@ SPLIT   ?= clustered_split
 MODEL   ?= unirep1900
 MODELS  ?= $(MODEL),onehot
 CLASSIFIERS ?= knn,knn-ensemble,mlp,mlp-ensemble
+# Residue-level retrieval (issue: beat the HMM baseline by transfer learning alone)
+# runs with NEAR residues; the simple vote is reported beside the tuned default.
+RESIDUE_MODELS ?= near
+RESIDUE_CLASSIFIERS ?= residue-knn-simple,residue-knn
+BASELINES ?= hmm,blast
 CACHE   ?= data/cache
 REPORTS ?= data/reports
 CARGO   ?= cargo
@@ -66,8 +71,11 @@ embed: build models
 	$(PROTFAM) embed --model $(MODEL) --data $(DATA) --split $(SPLIT) --cache $(CACHE)
 	$(PROTFAM) embed --model onehot --data $(DATA) --split $(SPLIT) --cache $(CACHE)
 
-evaluate: build models
-	$(PROTFAM) evaluate --data $(DATA) --split $(SPLIT) --models $(MODELS) --classifiers $(CLASSIFIERS) --cache $(CACHE) --report-dir $(REPORTS)
+# One report (data/reports/<split>/evaluate.md): MODELS x CLASSIFIERS on pooled vectors,
+# RESIDUE_CLASSIFIERS on RESIDUE_MODELS residues, and the HMM / BLAST baselines.
+evaluate: build models test-deps
+	$(PROTFAM) evaluate --data $(DATA) --split $(SPLIT) --models $(MODELS) --classifiers $(CLASSIFIERS),$(RESIDUE_CLASSIFIERS) \
+		--residue-models $(RESIDUE_MODELS) --baselines $(BASELINES) --cache $(CACHE) --report-dir $(REPORTS)
 
 baselines: build test-deps
 	$(PROTFAM) baseline all --data $(DATA) --split $(SPLIT) --report-dir $(REPORTS) --work-dir data/baselines
@@ -76,8 +84,9 @@ baselines: build test-deps
 baseline-check: test-deps
 	bash scripts/baseline_check.sh $(DATA) $(SPLIT) data/baseline-check
 
-compare: build models
-	$(PROTFAM) compare --data $(DATA) --split $(SPLIT) --models $(MODELS) --classifiers $(CLASSIFIERS) --cache $(CACHE) --report-dir $(REPORTS)
+compare: build models test-deps
+	$(PROTFAM) compare --data $(DATA) --split $(SPLIT) --models $(MODELS) --classifiers $(CLASSIFIERS),$(RESIDUE_CLASSIFIERS) \
+		--residue-models $(RESIDUE_MODELS) --baselines $(BASELINES) --cache $(CACHE) --report-dir $(REPORTS)
 
 bench: build models
 	$(CARGO) bench

@@ -114,7 +114,15 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
     let mut rows: Vec<ReportRow> = Vec::new();
     let (mut reused, mut computed) = (0usize, 0usize);
 
-    for model in &args.models {
+    let mut models = args.models.clone();
+    if !residue_params.is_empty() {
+        for m in args.residue.models(&args.models) {
+            if !models.contains(m) {
+                models.push(m.clone());
+            }
+        }
+    }
+    for model in &models {
         let opts = crate::models::LoadOptions {
             device: device.clone(),
             models_dir: args.models_dir.clone(),
@@ -123,31 +131,48 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
         let embedder = crate::models::load(model, &opts).with_context(|| format!("cannot load model {model:?}"))?;
         let spec = embedder.spec().clone();
         let key = spec.key();
-        for params in &residue_params {
+        let residue_here = if args.residue.models(&args.models).contains(model) {
+            residue_params.as_slice()
+        } else {
+            &[]
+        };
+        let mut residue_missing = Vec::new();
+        for params in residue_here {
             let label = params.label();
-            if let Some(run) = (!args.rerun)
+            match (!args.rerun)
                 .then(|| runs.get(&key, &label, &args.split, Some(&data_digest)))
                 .flatten()
             {
-                tracing::info!("{} + {label}: reusing {}", spec.name, runs.path(&key, &label).display());
-                reused += 1;
-                rows.push(run.row);
-                continue;
+                Some(run) => {
+                    tracing::info!("{} + {label}: reusing {}", spec.name, runs.path(&key, &label).display());
+                    reused += 1;
+                    rows.push(run.row);
+                }
+                None => residue_missing.push(params.clone()),
             }
-            let report = super::residue::evaluate_to_reports(
+        }
+        if !residue_missing.is_empty() {
+            let reports = super::residue::evaluate_to_reports(
                 embedder.as_ref(),
                 &root,
                 &args.split,
-                params,
+                &residue_missing,
                 &args.residue.residue_store,
                 &args.report_dir,
             )?;
-            runs.record(&key, &args.split, &data_digest, &report.row)?;
-            computed += 1;
-            rows.push(report.row);
+            for report in reports {
+                runs.record(&key, &args.split, &data_digest, &report.row)?;
+                computed += 1;
+                rows.push(report.row);
+            }
         }
         let mut missing = Vec::new();
-        for params in &classifiers {
+        let vector_classifiers = if args.models.contains(model) {
+            classifiers.as_slice()
+        } else {
+            &[]
+        };
+        for params in vector_classifiers {
             let label = params.label();
             match (!args.rerun)
                 .then(|| runs.get(&key, &label, &args.split, Some(&data_digest)))

@@ -128,22 +128,22 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<ExitCode> {
         extra_rows.push(row);
     }
     if !residue_params.is_empty() {
-        for model in &args.models {
+        for model in args.residue.models(&args.models) {
             let opts = crate::models::LoadOptions {
                 device: device.clone(),
                 models_dir: args.data.models_dir.clone(),
                 ..Default::default()
             };
             let embedder = crate::models::load(model, &opts).with_context(|| format!("cannot load model {model:?}"))?;
-            for params in &residue_params {
-                let report = super::residue::evaluate_to_reports(
-                    embedder.as_ref(),
-                    &args.data.data,
-                    &args.data.split,
-                    params,
-                    &args.residue.residue_store,
-                    &args.report_dir,
-                )?;
+            let reports = super::residue::evaluate_to_reports(
+                embedder.as_ref(),
+                &args.data.data,
+                &args.data.split,
+                &residue_params,
+                &args.residue.residue_store,
+                &args.report_dir,
+            )?;
+            for report in reports {
                 runs.record(&embedder.spec().key(), &args.data.split, &data_digest, &report.row)?;
                 extra_rows.push(report.row);
             }

@@ -53,6 +53,10 @@ pub struct ResidueKnnArgs {
     /// Root directory of residue stores.
     #[arg(long, default_value = "data/residue")]
     pub residue_store: PathBuf,
+    /// Embedding models the residue classifiers of `evaluate` / `compare` run
+    /// with, comma separated (default: the same as --models).
+    #[arg(long, value_delimiter = ',')]
+    pub residue_models: Vec<String>,
 }
 
 impl ResidueKnnArgs {
@@ -111,6 +115,15 @@ pub fn is_residue_classifier(name: &str) -> bool {
 }
 
 impl ResidueKnnArgs {
+    /// The models residue classifiers run with: `--residue-models`, else `models`.
+    pub fn models<'a>(&'a self, models: &'a [String]) -> &'a [String] {
+        if self.residue_models.is_empty() {
+            models
+        } else {
+            &self.residue_models
+        }
+    }
+
     /// Parameters for one of [`RESIDUE_CLASSIFIERS`].
     pub fn params_for(&self, name: &str) -> anyhow::Result<ResidueKnnParams> {
         let mut args = self.clone();
@@ -119,36 +132,46 @@ impl ResidueKnnArgs {
     }
 }
 
-/// Evaluates `residue-knn` with `params` on the test part of `<root>/<split>`
-/// (store built or reused under `store_root`), and writes what `evaluate`
-/// writes for every pair: the predictions CSV under
-/// `<report_dir>/<split>/predictions/`, plus the residue report (search
-/// throughput, memory, store size) as `residue/<embedding>__<label>.json`.
+/// Evaluates `residue-knn` under every setting of `params` on the test part of
+/// `<root>/<split>` (store built or reused under `store_root`; settings with
+/// the same strides share one search), and writes what `evaluate` writes for
+/// every pair: the predictions CSV under `<report_dir>/<split>/predictions/`,
+/// plus the residue report (search throughput, memory, store size) as
+/// `residue/<embedding>__<label>.json`.
 pub fn evaluate_to_reports(
     embedder: &dyn Embedder,
     root: &Path,
     split: &str,
-    params: &ResidueKnnParams,
+    params: &[ResidueKnnParams],
     store_root: &Path,
     report_dir: &Path,
-) -> anyhow::Result<eval::ResidueEvalReport> {
-    let label = params.label();
-    eprintln!("evaluating {} + {label} ...", embedder.spec().name);
-    let report = eval::evaluate_split(embedder, root, split, "test", params, store_root)
-        .with_context(|| format!("{} + {label} on {}", embedder.spec().name, root.join(split).display()))?;
+) -> anyhow::Result<Vec<eval::ResidueEvalReport>> {
+    let labels: Vec<String> = params.iter().map(ResidueKnnParams::label).collect();
+    eprintln!("evaluating {} + {} ...", embedder.spec().name, labels.join(", "));
+    let reports = eval::evaluate_split(embedder, root, split, "test", params, store_root).with_context(|| {
+        format!(
+            "{} + {} on {}",
+            embedder.spec().name,
+            labels.join(", "),
+            root.join(split).display()
+        )
+    })?;
     let paths = crate::evaluate::ReportPaths::new(report_dir, split);
-    crate::evaluate::write_predictions(&paths.predictions(&report.row.embedding, &label), &report.predictions)?;
-    let path = paths.dir.join("residue").join(format!(
-        "{}.json",
-        crate::evaluate::pair_stem(&report.row.embedding, &label)
-    ));
-    std::fs::create_dir_all(path.parent().expect("has a parent")).with_context(|| path.display().to_string())?;
-    crate::cache::atomic::write_atomic(&path, |w| {
-        std::io::Write::write_all(w, &serde_json::to_vec_pretty(&report).expect("report serialises"))
-    })
-    .with_context(|| path.display().to_string())?;
-    print_search_line(&report);
-    Ok(report)
+    for report in &reports {
+        let (embedding, label) = (&report.row.embedding, &report.row.classifier);
+        crate::evaluate::write_predictions(&paths.predictions(embedding, label), &report.predictions)?;
+        let path = paths
+            .dir
+            .join("residue")
+            .join(format!("{}.json", crate::evaluate::pair_stem(embedding, label)));
+        std::fs::create_dir_all(path.parent().expect("has a parent")).with_context(|| path.display().to_string())?;
+        crate::cache::atomic::write_atomic(&path, |w| {
+            std::io::Write::write_all(w, &serde_json::to_vec_pretty(report).expect("report serialises"))
+        })
+        .with_context(|| path.display().to_string())?;
+        print_search_line(report);
+    }
+    Ok(reports)
 }
 
 /// The dataset root and split a saved `residue-knn` was trained on (from its `<root>/<split>/train` source).

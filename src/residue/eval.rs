@@ -147,55 +147,85 @@ pub fn evaluate(
     test: &[Record],
     train_seconds: f64,
 ) -> Result<ResidueEvalReport, ResidueError> {
+    let searched = search_part(knn, embedder, test)?;
+    Ok(report(knn, &knn.params, &searched, train, test, train_seconds))
+}
+
+/// A part's query residues searched once, to be scored under one or more settings.
+pub struct Searched {
+    pub hits: QueryHits,
+    pub query_residues: usize,
+    pub embed_seconds: f64,
+    pub search_seconds: f64,
+}
+
+/// Embeds and searches `records` with `knn`'s store, query stride and `search_k`.
+pub fn search_part(knn: &ResidueKnn, embedder: &dyn Embedder, records: &[Record]) -> Result<Searched, ResidueError> {
     knn.check_embedder(embedder.spec())?;
     let started = Instant::now();
     let residues = super::classifier::QueryResidues::embed(
         embedder,
-        test,
+        records,
         knn.params.query_stride,
         embedder.default_batch_tokens(),
     )?;
     let embed_seconds = started.elapsed().as_secs_f64();
     let search_started = Instant::now();
     let table = knn.search(&residues)?;
-    let search_seconds = search_started.elapsed().as_secs_f64();
-    let hits = QueryHits {
-        ranges: residues.ranges.clone(),
-        positions: residues.positions.clone(),
-        table,
-    };
-    let predictions = knn.predict_hits(&hits, &knn.params.score, knn.params.min_score);
-    let predict_seconds = started.elapsed().as_secs_f64();
+    Ok(Searched {
+        query_residues: residues.n_rows(),
+        hits: QueryHits {
+            ranges: residues.ranges,
+            positions: residues.positions,
+            table,
+        },
+        embed_seconds,
+        search_seconds: search_started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Scores searched hits under `params` (its `score` and `min_score`) and measures the result.
+pub fn report(
+    knn: &ResidueKnn,
+    params: &super::ResidueKnnParams,
+    searched: &Searched,
+    train: &[Record],
+    test: &[Record],
+    train_seconds: f64,
+) -> ResidueEvalReport {
+    let started = Instant::now();
+    let predictions = knn.predict_hits(&searched.hits, &params.score, params.min_score);
+    let predict_seconds = searched.embed_seconds + searched.search_seconds + started.elapsed().as_secs_f64();
     let metrics = metrics_of(knn, test, &predictions);
     let mut row = ReportRow::new(
         &knn.store.spec().name,
-        &knn.params.label(),
+        &params.label(),
         metrics,
         train_seconds,
         predict_seconds,
     );
     row.by_family_size = size_bins(knn, train, test, &predictions);
-    let index_bytes = match knn.params.index {
+    let index_bytes = match params.index {
         super::IndexKind::Exact => 0,
         super::IndexKind::Hnsw => knn.approx_memory_bytes() as u64,
     };
-    Ok(ResidueEvalReport {
+    ResidueEvalReport {
         row,
-        params: knn.params.clone(),
+        params: params.clone(),
         abstained: predictions.iter().filter(|p| p.class.is_none()).count(),
         store_rows: knn.store.n_rows(),
         store_bytes: knn.store.disk_bytes(),
-        index: format!("{:?}", knn.params.index).to_lowercase(),
+        index: format!("{:?}", params.index).to_lowercase(),
         index_bytes,
         query_sequences: test.len(),
-        query_residues: residues.n_rows(),
-        embed_seconds,
-        search_seconds,
-        residues_per_second: residues.n_rows() as f64 / search_seconds.max(1e-9),
+        query_residues: searched.query_residues,
+        embed_seconds: searched.embed_seconds,
+        search_seconds: searched.search_seconds,
+        residues_per_second: searched.query_residues as f64 / searched.search_seconds.max(1e-9),
         sequences_per_second: test.len() as f64 / predict_seconds.max(1e-9),
         peak_rss_bytes: peak_rss_bytes(),
         predictions: prediction_rows(knn, test, &predictions),
-    })
+    }
 }
 
 /// The grid of scoring settings tried by [`tune`].
@@ -302,20 +332,47 @@ pub fn family_sizes(train: &[Record]) -> HashMap<Family, usize> {
     sizes
 }
 
-/// The whole `residue-knn` evaluation of one split, for `protfam evaluate --classifiers residue-knn`:
-/// fit on `train` (building or reopening the store under `store_root`), predict `test_part`.
+/// The whole `residue-knn` evaluation of one split, for `protfam evaluate
+/// --classifiers residue-knn,...`: fit on `train` (building or reopening the
+/// store under `store_root`), predict `test_part` under every setting of
+/// `params`. Settings that share the store stride, query stride and index
+/// share one store and one search (with the largest `search_k`); only the
+/// scoring is repeated, so the simple vote beside the tuned default costs
+/// almost nothing. Reports come back in the order of `params`.
 pub fn evaluate_split(
     embedder: &dyn Embedder,
     root: &Path,
     split: &str,
     test_part: &str,
-    params: &super::ResidueKnnParams,
+    params: &[super::ResidueKnnParams],
     store_root: &Path,
-) -> Result<ResidueEvalReport, ResidueError> {
+) -> Result<Vec<ResidueEvalReport>, ResidueError> {
     let train = read_part(root, split, "train")?;
     let test = read_part(root, split, test_part)?;
     let vocab = crate::io::vocab::LabelVocab::from_families(train.iter().filter_map(|r| r.family.as_ref()));
-    let started = Instant::now();
-    let knn = params.fit(embedder, &train, &vocab, store_root)?;
-    evaluate(&knn, embedder, &train, &test, started.elapsed().as_secs_f64())
+    let mut reports: Vec<Option<ResidueEvalReport>> = vec![None; params.len()];
+    for i in 0..params.len() {
+        if reports[i].is_some() {
+            continue;
+        }
+        let shares = |p: &super::ResidueKnnParams| {
+            p.stride == params[i].stride
+                && p.query_stride == params[i].query_stride
+                && p.index == params[i].index
+                && p.hnsw_ef == params[i].hnsw_ef
+        };
+        let group: Vec<usize> = (i..params.len())
+            .filter(|&j| reports[j].is_none() && shares(&params[j]))
+            .collect();
+        let mut search_params = params[i].clone();
+        search_params.search_k = group.iter().map(|&j| params[j].search_k).max().unwrap_or(1);
+        let started = Instant::now();
+        let knn = search_params.fit(embedder, &train, &vocab, store_root)?;
+        let train_seconds = started.elapsed().as_secs_f64();
+        let searched = search_part(&knn, embedder, &test)?;
+        for j in group {
+            reports[j] = Some(report(&knn, &params[j], &searched, &train, &test, train_seconds));
+        }
+    }
+    Ok(reports.into_iter().map(|r| r.expect("every setting scored")).collect())
 }
