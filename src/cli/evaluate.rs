@@ -121,11 +121,18 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<ExitCode> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let data_digest = crate::compare::split_digest(&args.data.data, &args.data.split)?;
     let runs = crate::compare::RunCache::new(&args.report_dir, &args.data.split);
+    let paths = ReportPaths::new(&args.report_dir, &args.data.split);
     let mut extra_rows = Vec::new();
-    for b in &args.baselines {
-        let row = run_baseline(b, &args)?;
-        runs.record("none", &args.data.split, &data_digest, &row)?;
+    // Each finished row goes into the report and the run cache at once, so a
+    // failure later in the run loses none of them.
+    let mut keep = |embedder_key: &str, row: ReportRow| -> anyhow::Result<()> {
+        runs.record(embedder_key, &args.data.split, &data_digest, &row)?;
+        crate::evaluate::write_report(&paths, std::slice::from_ref(&row))?;
         extra_rows.push(row);
+        Ok(())
+    };
+    for b in &args.baselines {
+        keep("none", run_baseline(b, &args)?)?;
     }
     if !residue_params.is_empty() {
         for model in args.residue.models(&args.models) {
@@ -144,8 +151,7 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<ExitCode> {
                 &args.report_dir,
             )?;
             for report in reports {
-                runs.record(&embedder.spec().key(), &args.data.split, &data_digest, &report.row)?;
-                extra_rows.push(report.row);
+                keep(&embedder.spec().key(), report.row)?;
             }
         }
     }
@@ -162,7 +168,6 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<ExitCode> {
     let rows = crate::evaluate::run(&config, &mut source, &extra_rows).context("evaluation failed")?;
     println!("{}", markdown_table(&rows));
     println!("{}", markdown_size_table(&rows));
-    let paths = ReportPaths::new(&args.report_dir, &args.data.split);
     eprintln!(
         "report: {} (also .csv, .md); per-query predictions in {}",
         paths.json().display(),
