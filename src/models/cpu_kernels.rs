@@ -175,7 +175,11 @@ pub fn exp(x: f32) -> f32 {
         * r
         + 5.000_000_1e-1;
     let p = p * r * r + r + 1.0;
-    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // 2^n from its biased exponent n + 127 (in 2..=254 after the clamp). Adding 2^23 puts that
+    // integer in the low mantissa bits, and the shift drops the rest: unlike a saturating
+    // `as i32` cast, this vectorises.
+    let biased = (n + 127.0 + 8_388_608.0).to_bits();
+    p * f32::from_bits(biased << 23)
 }
 
 #[inline(always)]
@@ -217,14 +221,31 @@ pub fn gelu_erf(x: &mut [f32]) {
     });
 }
 
+/// Maximum of a slice in sixteen lanes with plain comparisons (`f32::max`'s NaN rules keep a
+/// fold from vectorising); at least `f32::MIN`.
+#[inline(always)]
+fn lane_max(x: &[f32]) -> f32 {
+    let mut lanes = [f32::MIN; 16];
+    let mut chunks = x.chunks_exact(16);
+    for chunk in &mut chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane = if v > *lane { v } else { *lane };
+        }
+    }
+    let mut max = f32::MIN;
+    for &v in lanes.iter().chain(chunks.remainder()) {
+        max = if v > max { v } else { max };
+    }
+    max
+}
+
 /// Numerically stable softmax of one row plus an additive bias: `row = softmax(row + bias)`.
 #[inline(always)]
 fn softmax_with_bias(row: &mut [f32], bias: &[f32]) {
-    let mut max = f32::MIN;
     for (v, &b) in row.iter_mut().zip(bias) {
         *v += b;
-        max = max.max(*v);
     }
+    let max = lane_max(row);
     for v in row.iter_mut() {
         *v = exp(*v - max);
     }
