@@ -6,9 +6,10 @@
 //! faults, memory traffic and scalar `expf`/`erff`, and attention runs as many
 //! tiny batched matmuls over `[batch, heads, tokens, tokens]` score tensors that
 //! do not fit any cache. These kernels fuse what can be fused (bias and residual
-//! into the GEMM, bias-free GELU in one pass, scores -> mask -> softmax -> values
-//! per head in a cache-sized scratch), write into buffers the caller reuses, and
-//! spread the work over rayon's threads. They compute the same functions as the
+//! into the GEMM, GELU in one vectorised pass, scores -> softmax -> values per
+//! sequence and head in a cache-sized scratch), work on packed sequences so that
+//! no time goes to padding, write into buffers the caller reuses, and spread the
+//! work over rayon's threads. They compute the same functions as the
 //! Candle ops they replace; the unit tests at the bottom and the ESM parity tests
 //! check that.
 //!
@@ -239,12 +240,9 @@ fn lane_max(x: &[f32]) -> f32 {
     max
 }
 
-/// Numerically stable softmax of one row plus an additive bias: `row = softmax(row + bias)`.
+/// Numerically stable softmax of one row in place.
 #[inline(always)]
-fn softmax_with_bias(row: &mut [f32], bias: &[f32]) {
-    for (v, &b) in row.iter_mut().zip(bias) {
-        *v += b;
-    }
+fn softmax(row: &mut [f32]) {
     let max = lane_max(row);
     for v in row.iter_mut() {
         *v = exp(*v - max);
@@ -257,35 +255,35 @@ fn softmax_with_bias(row: &mut [f32], bias: &[f32]) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn softmax_rows_avx512(scores: &mut [f32], width: usize, bias: &[f32]) {
+unsafe fn softmax_rows_avx512(scores: &mut [f32], width: usize) {
     for row in scores.chunks_exact_mut(width) {
-        softmax_with_bias(row, bias);
+        softmax(row);
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn softmax_rows_avx2(scores: &mut [f32], width: usize, bias: &[f32]) {
+unsafe fn softmax_rows_avx2(scores: &mut [f32], width: usize) {
     for row in scores.chunks_exact_mut(width) {
-        softmax_with_bias(row, bias);
+        softmax(row);
     }
 }
 
-/// Row-wise `softmax(row + bias)` over `scores` (`[rows, width]`, `bias` `width` long).
-fn softmax_rows(scores: &mut [f32], width: usize, bias: &[f32]) {
+/// Row-wise softmax over `scores` (`[rows, width]`).
+fn softmax_rows(scores: &mut [f32], width: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has the features the function is compiled for.
-            return unsafe { softmax_rows_avx512(scores, width, bias) };
+            return unsafe { softmax_rows_avx512(scores, width) };
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
             // SAFETY: as above.
-            return unsafe { softmax_rows_avx2(scores, width, bias) };
+            return unsafe { softmax_rows_avx2(scores, width) };
         }
     }
     for row in scores.chunks_exact_mut(width) {
-        softmax_with_bias(row, bias);
+        softmax(row);
     }
 }
 
@@ -303,82 +301,63 @@ impl SharedMut {
     }
 }
 
-/// Shapes of a batch for [`attention`].
+/// How heads lie in a row of a fused projection: `heads * head_dim` queries, then as many keys,
+/// then as many values, heads side by side as PyTorch's `view(..., heads, head_dim)` splits them.
 #[derive(Debug, Clone, Copy)]
-pub struct AttentionShape {
-    pub batch: usize,
-    pub tokens: usize,
+pub struct Heads {
     pub heads: usize,
     pub head_dim: usize,
 }
 
-impl AttentionShape {
+impl Heads {
     pub fn hidden(&self) -> usize {
         self.heads * self.head_dim
     }
 }
 
-/// Multi-head scaled-dot-product self-attention, one rayon task per (sequence, head).
+/// Multi-head scaled-dot-product self-attention over packed sequences, one rayon task per
+/// (sequence, head).
 ///
-/// `qkv` is `[batch * tokens, 3 * hidden]`: each row holds the queries (already scaled and, for
-/// rotary models, rotated), keys and values of one token, heads side by side as PyTorch's
-/// `view(b, t, heads, head_dim)` lays them out. `mask` is `[batch, tokens]`, 1 for tokens and 0
-/// for padding; like HF, scores get `(1 - mask) * f32::MIN` added before the softmax. Keys after
-/// a sequence's last unmasked token are skipped outright: their probability underflows to
-/// exactly 0 either way. Padding queries are computed like the others (they see every real
-/// key), so the output matches HF's at every position. `out` is `[batch * tokens, hidden]`.
-pub fn attention(qkv: &[f32], mask: &[f32], shape: AttentionShape, out: &mut [f32]) {
-    let AttentionShape {
-        batch,
-        tokens,
-        heads,
-        head_dim,
-    } = shape;
-    let hidden = shape.hidden();
+/// `qkv` is `[rows, 3 * hidden]` (see [`Heads`]), queries already scaled and, for rotary
+/// models, rotated. The rows hold the real tokens of several sequences back to back, no padding:
+/// `sequences` gives each one's row range, and a token attends to every token of its own
+/// sequence. That is exactly what a padded batch with a padding mask computes for its real
+/// tokens, since a masked key's probability underflows to 0, without spending time on
+/// padding. `out` is `[rows, hidden]`.
+pub fn attention(qkv: &[f32], sequences: &[std::ops::Range<usize>], heads: Heads, out: &mut [f32]) {
+    let Heads { heads, head_dim } = heads;
+    let hidden = heads * head_dim;
     let row = 3 * hidden;
-    assert_eq!(
-        qkv.len(),
-        batch * tokens * row,
-        "qkv is not [batch * tokens, 3 * hidden]"
+    let rows = qkv.len() / row.max(1);
+    assert_eq!(qkv.len(), rows * row, "qkv is not [rows, 3 * hidden]");
+    assert_eq!(out.len(), rows * hidden, "output is not [rows, hidden]");
+    assert!(
+        sequences.iter().all(|s| s.start <= s.end && s.end <= rows),
+        "sequence rows outside qkv"
     );
-    assert_eq!(mask.len(), batch * tokens, "mask is not [batch, tokens]");
-    assert_eq!(
-        out.len(),
-        batch * tokens * hidden,
-        "output is not [batch * tokens, hidden]"
-    );
-    if out.is_empty() {
-        return;
-    }
-    let bias: Vec<f32> = mask.iter().map(|&m| (1.0 - m) * f32::MIN).collect();
-    let key_len: Vec<usize> = mask
-        .chunks_exact(tokens)
-        .map(|m| match m.iter().rposition(|&v| v != 0.0) {
-            Some(last) => last + 1,
-            // Nothing to attend to: keep every key, as HF does.
-            None => tokens,
-        })
-        .collect();
     let out_ptr = SharedMut(out.as_mut_ptr());
-    (0..batch * heads)
+    (0..sequences.len() * heads)
         .into_par_iter()
         .for_each_init(Vec::new, |scores: &mut Vec<f32>, task| {
-            let (b, h) = (task / heads, task % heads);
-            let keys = key_len[b];
-            scores.resize(tokens * keys, 0.0);
-            let base = b * tokens * row + h * head_dim;
+            let (sequence, h) = (&sequences[task / heads], task % heads);
+            let tokens = sequence.len();
+            if tokens == 0 {
+                return;
+            }
+            scores.resize(tokens * tokens, 0.0);
+            let base = sequence.start * row + h * head_dim;
             let (q, k, v) = (&qkv[base..], &qkv[base + hidden..], &qkv[base + 2 * hidden..]);
-            let bias = &bias[b * tokens..b * tokens + keys];
-            // SAFETY: q, k and v are read at rows 0..tokens (stride `row`) and columns 0..head_dim
-            // of their head, all inside `qkv` (asserted above); `scores` holds tokens x keys.
+            // SAFETY: q, k and v are read at rows 0..tokens (stride `row`) and columns
+            // 0..head_dim of their head, all inside `qkv` (asserted above); `scores` holds
+            // tokens x tokens.
             unsafe {
                 gemm(
                     tokens,
-                    keys,
+                    tokens,
                     head_dim,
                     scores.as_mut_ptr(),
                     1,
-                    keys as isize,
+                    tokens as isize,
                     false,
                     q.as_ptr(),
                     1,
@@ -394,22 +373,23 @@ pub fn attention(qkv: &[f32], mask: &[f32], shape: AttentionShape, out: &mut [f3
                     Parallelism::None,
                 );
             }
-            softmax_rows(scores, keys, bias);
-            // SAFETY: this task alone writes rows b*tokens..(b+1)*tokens, columns
-            // h*head_dim..(h+1)*head_dim of `out` (asserted [batch * tokens, hidden]); `out` is
-            // borrowed mutably for the whole parallel loop and aliases neither input.
+            softmax_rows(scores, tokens);
+            // SAFETY: this task alone writes this sequence's rows, columns
+            // h*head_dim..(h+1)*head_dim, of `out` (asserted [rows, hidden]; sequences do not
+            // overlap by contract, and a task per head); `out` is borrowed mutably for the whole
+            // parallel loop and aliases neither input.
             unsafe {
                 gemm(
                     tokens,
                     head_dim,
-                    keys,
-                    out_ptr.ptr().add(b * tokens * hidden + h * head_dim),
+                    tokens,
+                    out_ptr.ptr().add(sequence.start * hidden + h * head_dim),
                     1,
                     hidden as isize,
                     false,
                     scores.as_ptr(),
                     1,
-                    keys as isize,
+                    tokens as isize,
                     v.as_ptr(),
                     1,
                     row as isize,
@@ -424,38 +404,38 @@ pub fn attention(qkv: &[f32], mask: &[f32], shape: AttentionShape, out: &mut [f3
         });
 }
 
-/// Applies rotate-half rotary embeddings to the queries and keys of `qkv` in place (`[batch *
-/// tokens, 3 * hidden]` rows as for [`attention`]) and scales the queries by `query_scale`
-/// first, as HF's `EsmSelfAttention` does. `cos` and `sin` are `[tokens, head_dim]` (position `p`
-/// of every sequence uses row `p`); without them only the scaling is applied.
-pub fn scale_and_rotate(qkv: &mut [f32], shape: AttentionShape, query_scale: f32, rotary: Option<(&[f32], &[f32])>) {
-    let AttentionShape {
-        tokens,
-        heads,
-        head_dim,
-        ..
-    } = shape;
-    let hidden = shape.hidden();
+/// Scales the queries of `qkv` (`[rows, 3 * hidden]`, see [`Heads`]) by `query_scale` in place,
+/// then, given `(cos, sin)` tables (`[positions, head_dim]`), applies rotate-half rotary
+/// embeddings to queries and keys, row `i` at position `positions[i]`: the order of HF's
+/// `EsmSelfAttention`.
+pub fn scale_and_rotate(
+    qkv: &mut [f32],
+    positions: &[usize],
+    heads: Heads,
+    query_scale: f32,
+    rotary: Option<(&[f32], &[f32])>,
+) {
+    let head_dim = heads.head_dim;
+    let hidden = heads.hidden();
     let row = 3 * hidden;
-    assert_eq!(
-        qkv.len(),
-        shape.batch * tokens * row,
-        "qkv is not [batch * tokens, 3 * hidden]"
-    );
+    assert_eq!(qkv.len(), positions.len() * row, "qkv is not [positions, 3 * hidden]");
     if let Some((cos, sin)) = rotary {
         assert!(
-            cos.len() == tokens * head_dim && sin.len() == cos.len(),
-            "rotary tables are not [tokens, head_dim]"
+            cos.len() == sin.len() && cos.len().is_multiple_of(head_dim.max(1)),
+            "rotary tables are not [positions, head_dim]"
+        );
+        assert!(
+            positions.iter().all(|&p| (p + 1) * head_dim <= cos.len()),
+            "position beyond the rotary tables"
         );
         assert!(head_dim.is_multiple_of(2), "rotary embeddings need an even head size");
     }
     let half = head_dim / 2;
     let rows_per = rows_per_task(row);
     qkv.par_chunks_mut(rows_per * row)
-        .enumerate()
-        .for_each(|(chunk_index, chunk)| {
-            for (i, token_row) in chunk.chunks_exact_mut(row).enumerate() {
-                let position = (chunk_index * rows_per + i) % tokens;
+        .zip(positions.par_chunks(rows_per))
+        .for_each(|(chunk, positions)| {
+            for (token_row, &position) in chunk.chunks_exact_mut(row).zip(positions) {
                 let (queries, rest) = token_row.split_at_mut(hidden);
                 for q in queries.iter_mut() {
                     *q *= query_scale;
@@ -476,7 +456,6 @@ pub fn scale_and_rotate(qkv: &mut [f32], shape: AttentionShape, query_scale: f32
                 }
             }
         });
-    debug_assert!(heads * head_dim == hidden);
 }
 
 #[cfg(test)]
@@ -586,11 +565,12 @@ mod tests {
         assert!(max_abs_diff(&out, &want) < 1e-5);
     }
 
-    /// Attention the plain way with Candle ops (as the ESM Candle path computes it).
-    fn candle_attention(qkv: &[f32], mask: &[f32], s: AttentionShape) -> Vec<f32> {
+    /// Attention the plain way with Candle ops on a padded batch (as the ESM Candle path
+    /// computes it): `qkv` `[b * t, 3 * hidden]`, `mask` `[b, t]`.
+    fn candle_attention(qkv: &[f32], mask: &[f32], b: usize, t: usize, heads: Heads) -> Vec<f32> {
         use candle_core::{Device, Tensor, D};
         let dev = Device::Cpu;
-        let (b, t, h, d) = (s.batch, s.tokens, s.heads, s.head_dim);
+        let (h, d) = (heads.heads, heads.head_dim);
         let qkv = Tensor::from_vec(qkv.to_vec(), (b, t, 3 * h * d), &dev).unwrap();
         let part = |i: usize| {
             qkv.narrow(2, i * h * d, h * d)
@@ -626,52 +606,55 @@ mod tests {
     }
 
     #[test]
-    fn attention_matches_candle_with_padding() {
-        let s = AttentionShape {
-            batch: 3,
-            tokens: 23,
-            heads: 4,
-            head_dim: 6,
-        };
-        let qkv: Vec<f32> = random(s.batch * s.tokens * 3 * s.hidden(), 8)
+    fn packed_attention_matches_padded_candle_attention() {
+        let (b, t) = (4, 23);
+        let heads = Heads { heads: 4, head_dim: 6 };
+        let row = 3 * heads.hidden();
+        let qkv: Vec<f32> = random(b * t * row, 8).iter().map(|v| v * 3.0).collect();
+        // Full, right-padded, a masked token that is not trailing, and a single token.
+        let mut mask = vec![1f32; b * t];
+        mask[t + 15..2 * t].fill(0.0);
+        mask[2 * t + 4] = 0.0;
+        mask[2 * t + 20..3 * t].fill(0.0);
+        mask[3 * t + 1..].fill(0.0);
+        let want = candle_attention(&qkv, &mask, b, t, heads);
+        // The same tokens packed, padding left out.
+        let kept: Vec<usize> = (0..b * t).filter(|&i| mask[i] != 0.0).collect();
+        let mut sequences = Vec::new();
+        for s in 0..b {
+            let start = kept.iter().position(|&i| i >= s * t).unwrap();
+            let end = kept.iter().position(|&i| i >= (s + 1) * t).unwrap_or(kept.len());
+            sequences.push(start..end);
+        }
+        let packed: Vec<f32> = kept
             .iter()
-            .map(|v| v * 3.0)
+            .flat_map(|&i| qkv[i * row..(i + 1) * row].to_vec())
             .collect();
-        // Full, right-padded, and a hole in the middle (masked keys that are not trailing).
-        let mut mask = vec![1f32; s.batch * s.tokens];
-        for m in &mut mask[s.tokens + 15..2 * s.tokens] {
-            *m = 0.0;
-        }
-        mask[2 * s.tokens + 4] = 0.0;
-        for m in &mut mask[2 * s.tokens + 20..] {
-            *m = 0.0;
-        }
-        let want = candle_attention(&qkv, &mask, s);
-        let mut out = vec![f32::NAN; s.batch * s.tokens * s.hidden()];
-        attention(&qkv, &mask, s, &mut out);
-        let worst = max_abs_diff(&out, &want);
+        let mut out = vec![f32::NAN; kept.len() * heads.hidden()];
+        attention(&packed, &sequences, heads, &mut out);
+        let hidden = heads.hidden();
+        let expected: Vec<f32> = kept
+            .iter()
+            .flat_map(|&i| want[i * hidden..(i + 1) * hidden].to_vec())
+            .collect();
+        let worst = max_abs_diff(&out, &expected);
         assert!(worst < 1e-5, "attention differs by {worst}");
     }
 
     #[test]
     fn rotation_matches_rotate_half_definition() {
-        let s = AttentionShape {
-            batch: 2,
-            tokens: 5,
-            heads: 2,
-            head_dim: 4,
-        };
-        let row = 3 * s.hidden();
-        let qkv = random(s.batch * s.tokens * row, 9);
-        let cos = random(s.tokens * s.head_dim, 10);
-        let sin = random(s.tokens * s.head_dim, 11);
+        let heads = Heads { heads: 2, head_dim: 4 };
+        let row = 3 * heads.hidden();
+        let positions = [0usize, 1, 2, 3, 4, 0, 1, 3];
+        let qkv = random(positions.len() * row, 9);
+        let cos = random(5 * heads.head_dim, 10);
+        let sin = random(5 * heads.head_dim, 11);
         let mut got = qkv.clone();
-        scale_and_rotate(&mut got, s, 0.5, Some((&cos, &sin)));
-        for r in 0..s.batch * s.tokens {
-            let p = r % s.tokens;
+        scale_and_rotate(&mut got, &positions, heads, 0.5, Some((&cos, &sin)));
+        for (r, &p) in positions.iter().enumerate() {
             for part in 0..3 {
-                for h in 0..s.heads {
-                    let at = r * row + part * s.hidden() + h * s.head_dim;
+                for h in 0..heads.heads {
+                    let at = r * row + part * heads.hidden() + h * heads.head_dim;
                     let scale = if part == 0 { 0.5 } else { 1.0 };
                     let x: Vec<f32> = qkv[at..at + 4].iter().map(|v| v * scale).collect();
                     let want: Vec<f32> = if part == 2 {
@@ -688,6 +671,13 @@ mod tests {
                     );
                 }
             }
+        }
+        // Without tables only the queries are scaled.
+        let mut scaled = qkv.clone();
+        scale_and_rotate(&mut scaled, &positions, heads, 0.5, None);
+        for (r, (a, b)) in scaled.iter().zip(&qkv).enumerate() {
+            let want = if r % row < heads.hidden() { b * 0.5 } else { *b };
+            assert_eq!(*a, want);
         }
     }
 }

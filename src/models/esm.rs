@@ -49,7 +49,7 @@ use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
 use serde::Deserialize;
 
-use super::cpu_kernels::{self, AttentionShape};
+use super::cpu_kernels::{self, Heads};
 use super::weights::{self, Checkpoint};
 use super::window::{embed_windowed, WindowPolicy};
 use super::{LoadOptions, ModelError};
@@ -549,8 +549,8 @@ impl EsmSelfAttention {
     ) -> candle_core::Result<()> {
         cpu_linear(&self.qkv, normed, None, qkv)?;
         let rotary = batch.rotary.as_ref().map(|(cos, sin)| (cos.as_slice(), sin.as_slice()));
-        cpu_kernels::scale_and_rotate(qkv, batch.shape, self.query_scale() as f32, rotary);
-        cpu_kernels::attention(qkv, &batch.mask, batch.shape, context);
+        cpu_kernels::scale_and_rotate(qkv, &batch.positions, batch.heads, self.query_scale() as f32, rotary);
+        cpu_kernels::attention(qkv, &batch.sequences, batch.heads, context);
         Ok(())
     }
 }
@@ -740,14 +740,14 @@ impl EsmEncoder {
         Ok(hidden)
     }
 
-    /// CPU f32 path of [`Self::forward`], on `hidden` `[batch * tokens, hidden]` in place.
+    /// CPU f32 path of [`Self::forward`], on the packed tokens `hidden` `[rows, hidden]` in place.
     fn forward_cpu(&self, hidden: &mut Vec<f32>, batch: &CpuBatch, upto: usize) -> candle_core::Result<()> {
-        let rows = batch.shape.batch * batch.shape.tokens;
+        let rows = batch.positions.len();
         let intermediate = match self.layers.first() {
             Some(layer) => layer.intermediate.dense.weight().dim(0)?,
             None => 0,
         };
-        let mut bufs = CpuBuffers::new(rows, batch.shape.hidden(), intermediate);
+        let mut bufs = CpuBuffers::new(rows, batch.heads.hidden(), intermediate);
         for layer in self.layers.iter().take(upto) {
             layer.forward_cpu(hidden, batch, &mut bufs)?;
         }
@@ -842,7 +842,10 @@ impl EsmModel {
     }
 
     /// [`Self::forward`] through the f32 CPU kernels: the embeddings in Candle (one cheap pass),
-    /// the blocks on plain buffers reused from layer to layer.
+    /// then the blocks on the real tokens only, packed without padding into buffers reused from
+    /// layer to layer. A padding position's output is its embedding, zero, where HF and
+    /// [`Self::forward_candle`] leave values that nothing reads; every real token's output is
+    /// the same.
     pub fn forward_cpu(
         &self,
         input_ids: &Tensor,
@@ -862,6 +865,25 @@ impl EsmModel {
             return Ok(hidden);
         }
         let (b, t, h) = hidden.dims3()?;
+        let mask: Vec<f32> = mask.flatten_all()?.to_vec1()?;
+        let mut padded: Vec<f32> = hidden.flatten_all()?.to_vec1()?;
+        let mut kept = Vec::with_capacity(b * t);
+        let mut positions = Vec::with_capacity(b * t);
+        let mut sequences = Vec::with_capacity(b);
+        for (row, mask) in mask.chunks_exact(t.max(1)).enumerate() {
+            let start = kept.len();
+            for (position, &m) in mask.iter().enumerate() {
+                if m != 0.0 {
+                    kept.push(row * t + position);
+                    positions.push(position);
+                }
+            }
+            sequences.push(start..kept.len());
+        }
+        let mut packed = Vec::with_capacity(kept.len() * h);
+        for &i in &kept {
+            packed.extend_from_slice(&padded[i * h..(i + 1) * h]);
+        }
         let rotary = match &self.rotary_embeddings {
             Some(r) => {
                 let (cos, sin) = r.forward(t)?;
@@ -870,26 +892,29 @@ impl EsmModel {
             None => None,
         };
         let batch = CpuBatch {
-            shape: AttentionShape {
-                batch: b,
-                tokens: t,
+            heads: Heads {
                 heads: self.num_heads,
                 head_dim: h / self.num_heads,
             },
-            mask: mask.flatten_all()?.to_vec1()?,
+            sequences,
+            positions,
             rotary,
         };
-        let mut hidden = hidden.flatten_all()?.to_vec1::<f32>()?;
-        self.encoder.forward_cpu(&mut hidden, &batch, layer)?;
-        Tensor::from_vec(hidden, (b, t, h), &self.device)
+        self.encoder.forward_cpu(&mut packed, &batch, layer)?;
+        for (&i, row) in kept.iter().zip(packed.chunks_exact(h)) {
+            padded[i * h..(i + 1) * h].copy_from_slice(row);
+        }
+        Tensor::from_vec(padded, (b, t, h), &self.device)
     }
 }
 
 /// What every block of one CPU forward pass shares.
 struct CpuBatch {
-    shape: AttentionShape,
-    /// `[batch, tokens]`, 1 for tokens, 0 for padding.
-    mask: Vec<f32>,
+    heads: Heads,
+    /// Each sequence's range of packed rows (its real tokens).
+    sequences: Vec<std::ops::Range<usize>>,
+    /// Each packed row's position in its sequence (its column in the padded batch).
+    positions: Vec<usize>,
     /// `(cos, sin)`, each `[tokens, head_dim]`, for rotary models.
     rotary: Option<(Vec<f32>, Vec<f32>)>,
 }
@@ -1283,21 +1308,24 @@ mod tests {
             }
             let ids = Tensor::from_vec(ids, (seqs.len(), width), &Device::Cpu).unwrap();
             let mask = Tensor::from_vec(mask, (seqs.len(), width), &Device::Cpu).unwrap();
+            let real = mask.to_vec2::<f32>().unwrap();
             for layer in [0, 1, 3] {
                 let fast = model.forward_cpu(&ids, &mask, layer).unwrap();
                 let plain = model.forward_candle(&ids, &mask, layer).unwrap();
                 assert_eq!(fast.dims(), plain.dims());
-                // Every position, padding included, as HF computes them.
-                let worst = (fast - plain)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .max(0)
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
+                let (fast, plain) = (fast.to_vec3::<f32>().unwrap(), plain.to_vec3::<f32>().unwrap());
+                let mut worst = 0f32;
+                for (s, real) in real.iter().enumerate() {
+                    for (p, &m) in real.iter().enumerate() {
+                        if m == 0.0 {
+                            assert!(fast[s][p].iter().all(|&v| v == 0.0), "padding keeps its zero embedding");
+                            continue;
+                        }
+                        for (a, b) in fast[s][p].iter().zip(&plain[s][p]) {
+                            worst = worst.max((a - b).abs());
+                        }
+                    }
+                }
                 assert!(
                     worst <= 2e-5,
                     "{position} layer {layer}: CPU kernels differ from Candle by {worst}"
