@@ -34,6 +34,16 @@
 //! ([`crate::models::window`]), for ESM-2 as well, because it has never seen
 //! longer contexts.
 //!
+//! # CPU
+//! An f32 model on the CPU runs its blocks on [`crate::models::cpu_kernels`]
+//! instead of Candle ops ([`EsmModel::forward_cpu`]; any other device or dtype
+//! takes [`EsmModel::forward_candle`]): the real tokens of a batch are packed
+//! without padding, each projection is one GEMM with its bias and residual folded
+//! in (query, key and value stacked into one at load time), and attention runs per
+//! sequence and head. Real tokens get the same values either way (the unit tests
+//! compare the two paths); padding positions, which HF fills with values nothing
+//! reads, stay zero.
+//!
 //! # Tokenization
 //! Equal to HF's `EsmTokenizer` id for id: `<cls>`, one token per residue
 //! (longest match over the vocabulary, so `<mask>` etc. are recognised),
