@@ -16,6 +16,7 @@ use crate::embedder::Embedder;
 
 pub mod bert;
 mod checkpoint;
+pub mod cpu_kernels;
 pub mod esm;
 pub mod near;
 pub mod npz;

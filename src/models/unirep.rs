@@ -38,6 +38,7 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
+use super::cpu_kernels::exp;
 use super::npz::NpzWeights;
 use super::{LoadOptions, ModelError};
 use crate::embedder::{EmbedError, Embedder, EmbedderSpec, Pooling, ResidueMatrix};
@@ -314,23 +315,6 @@ fn sigmoid(x: f32) -> f32 {
 #[inline(always)]
 fn tanh(x: f32) -> f32 {
     1.0 - 2.0 / (exp(2.0 * x) + 1.0)
-}
-
-/// `e^x` for f32 (Cephes' `expf` polynomial, within 2 ulp of the exact value),
-/// written without branches or calls so that loops over it vectorise; libm's
-/// scalar `expf`/`tanhf` would otherwise dominate the recurrence's time.
-/// Arguments are clamped to about +-88 (results saturate near 0 and f32::MAX).
-#[inline(always)]
-#[allow(clippy::excessive_precision)] // coefficients as published for the minimax fit
-fn exp(x: f32) -> f32 {
-    let x = x.clamp(-87.0, 88.0);
-    let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
-    let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1)
-        * r
-        + 5.000_000_1e-1;
-    let p = p * r * r + r + 1.0;
-    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
 /// `out = a (m x k) * b (k x n)`, all row-major and contiguous.
