@@ -217,7 +217,10 @@ struct Adam {
 enum Moments {
     /// `(m, v)` per parameter tensor.
     Cpu(Vec<(Vec<f32>, Vec<f32>)>),
-    Tensors { m: Vec<Tensor>, v: Vec<Tensor> },
+    Tensors {
+        m: Vec<Tensor>,
+        v: Vec<Tensor>,
+    },
 }
 
 impl Adam {
@@ -663,7 +666,9 @@ mod tests {
         for _ in 0..5 {
             let g: Vec<f32> = (0..300).map(|_| rng.gen_range(-0.5f32..0.5)).collect();
             let g = Tensor::from_vec(g, (20, 15), &Device::Cpu).unwrap();
-            fused.step(std::slice::from_ref(&fused_var), &[g.clone()], &[0.01]).unwrap();
+            fused
+                .step(std::slice::from_ref(&fused_var), &[g.clone()], &[0.01])
+                .unwrap();
             plain.step(std::slice::from_ref(&plain_var), &[g], &[0.01]).unwrap();
         }
         let a = fused_var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();

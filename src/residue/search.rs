@@ -119,8 +119,8 @@ impl Default for SearchOptions {
     fn default() -> Self {
         SearchOptions {
             device: Device::Cpu,
-            target_block: 16384,
-            query_block: 2048,
+            target_block: 8192,
+            query_block: 512,
         }
     }
 }
@@ -164,29 +164,42 @@ pub fn exact_top_k(
         let target_t = target.t()?;
         for (t, tile) in query_tiles.iter().enumerate() {
             let sims = tile.matmul(&target_t)?;
-            let sims: Vec<f32> = sims.flatten_all()?.to_vec1()?;
             let width = end - start;
             let slots = &mut table.hits[t * qb * k..((t * qb + tile.dim(0)?) * k)];
-            slots
-                .par_chunks_mut(k)
-                .zip(sims.par_chunks(width))
-                .for_each(|(best, row)| {
-                    for (j, &s) in row.iter().enumerate() {
-                        if s > best[k - 1].similarity {
-                            insert(
-                                best,
-                                Hit {
-                                    row: (start + j) as u32,
-                                    similarity: s,
-                                },
-                            );
+            with_host_f32(&sims, |sims| {
+                slots
+                    .par_chunks_mut(k)
+                    .zip(sims.par_chunks(width))
+                    .for_each(|(best, row)| {
+                        for (j, &s) in row.iter().enumerate() {
+                            if s > best[k - 1].similarity {
+                                insert(
+                                    best,
+                                    Hit {
+                                        row: (start + j) as u32,
+                                        similarity: s,
+                                    },
+                                );
+                            }
                         }
-                    }
-                });
+                    })
+            })?;
         }
         progress.inc((end - start) as u64);
     }
     Ok(table)
+}
+
+/// Runs `f` on a contiguous f32 tensor's values: in place on CPU storage (no
+/// copy of a similarity tile), copied to the host from any other device.
+fn with_host_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R, ResidueError> {
+    {
+        let (storage, layout) = t.storage_and_layout();
+        if let (candle_core::Storage::Cpu(cpu), Some((a, b))) = (&*storage, layout.contiguous_offsets()) {
+            return Ok(f(&cpu.as_slice::<f32>()?[a..b]));
+        }
+    }
+    Ok(f(&t.flatten_all()?.to_vec1::<f32>()?))
 }
 
 #[derive(Clone)]
