@@ -667,7 +667,7 @@ mod tests {
             let g: Vec<f32> = (0..300).map(|_| rng.gen_range(-0.5f32..0.5)).collect();
             let g = Tensor::from_vec(g, (20, 15), &Device::Cpu).unwrap();
             fused
-                .step(std::slice::from_ref(&fused_var), &[g.clone()], &[0.01])
+                .step(std::slice::from_ref(&fused_var), std::slice::from_ref(&g), &[0.01])
                 .unwrap();
             plain.step(std::slice::from_ref(&plain_var), &[g], &[0.01]).unwrap();
         }
