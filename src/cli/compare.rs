@@ -10,7 +10,6 @@ use anyhow::Context;
 use super::train::ClassifierArgs;
 use crate::baseline::{self, BaselineKind, BaselineOptions};
 use crate::cache::Cache;
-use crate::classify::saved::ClassifierKind;
 use crate::compare::{self, CachedRun, RunCache};
 use crate::metrics::ReportRow;
 use crate::pipeline::{self, EmbedOptions};
@@ -86,22 +85,8 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
     } else {
         crate::classify::default_device()
     };
-    let (residue_names, vector_names): (Vec<&String>, Vec<&String>) = args
-        .classifiers
-        .iter()
-        .partition(|c| super::residue::is_residue_classifier(c));
-    let residue_params = residue_names
-        .iter()
-        .map(|n| args.residue.params_for(n))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let kinds = vector_names
-        .iter()
-        .map(|c| c.parse::<ClassifierKind>())
-        .collect::<Result<Vec<_>, _>>()?;
-    let classifiers = kinds
-        .iter()
-        .map(|&k| args.params.params(k, &device))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (residue_params, classifiers) =
+        super::evaluate::classifier_params(&args.classifiers, &args.residue, &args.params, &device)?;
     let baselines = if args.baselines.is_empty() {
         Vec::new()
     } else {
