@@ -27,7 +27,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{check_finite, class_indices, ClassifyError, ComputeDevice, Fit, Predict, Prediction};
+use super::{check_finite, check_queries, class_indices, ClassifyError, ComputeDevice, Fit, Predict, Prediction};
 use crate::io::vocab::LabelVocab;
 use crate::vectors::VectorSet;
 
@@ -514,13 +514,7 @@ impl Mlp {
         if queries.is_empty() {
             return Ok(Vec::new());
         }
-        if queries.dim != self.dim {
-            return Err(ClassifyError::Data(format!(
-                "query vectors have dimension {}, the classifier was trained on {}",
-                queries.dim, self.dim
-            )));
-        }
-        check_finite(&queries.data, self.dim, "query")?;
+        check_queries(queries, self.dim)?;
         let x = match &self.scaler {
             Some(s) => s.apply(&queries.data),
             None => queries.data.clone(),

@@ -86,6 +86,18 @@ pub fn check_finite(data: &[f32], dim: usize, what: &str) -> Result<(), Classify
     Ok(())
 }
 
+/// Checks query vectors before prediction: the training dimension and finite values
+/// (the error names the first bad row).
+pub fn check_queries(queries: &VectorSet, dim: usize) -> Result<(), ClassifyError> {
+    if queries.dim != dim {
+        return Err(ClassifyError::Data(format!(
+            "query vectors have dimension {}, the classifier was trained on {dim}",
+            queries.dim
+        )));
+    }
+    check_finite(&queries.data, dim, "query")
+}
+
 /// The compute device in hyper-parameters. It is not saved (the loader picks
 /// one) and two handles are equal when they name the same device.
 #[derive(Debug, Clone)]
