@@ -1,6 +1,6 @@
-//! `config.json` of a Hugging Face-layout model directory: reading it, checking
-//! its `model_type`, and turning a user's `--layer` into a hidden-state index,
-//! shared by the T5 and BERT loaders (weights are [`super::weights`]' job).
+//! `config.json` of a Hugging Face-layout model directory: reading it and
+//! checking its `model_type` (T5, BERT), and turning a user's `--layer` into a
+//! hidden-state index (ESM, T5, BERT); weights are [`super::weights`]' job.
 
 use std::path::Path;
 
@@ -46,7 +46,7 @@ pub(crate) fn hidden_state_index(layer: Option<i64>, n_states: usize, config: &P
         return Err(file_error(
             config,
             format!(
-                "layer {layer} out of range: the model has hidden states 0..={} (or -{n}..=-1)",
+                "layer {layer} out of range: this model has layers 0 (embeddings) to {} (last), or -1 to -{n}",
                 n - 1
             ),
         ));
@@ -67,5 +67,10 @@ mod tests {
         assert_eq!(hidden_state_index(Some(-7), 7, cfg).unwrap(), 0);
         assert!(hidden_state_index(Some(7), 7, cfg).is_err());
         assert!(hidden_state_index(Some(-8), 7, cfg).is_err());
+        // fair-esm's numbering for a 33-layer model: 0..=33, -1 = 33, -34 = 0.
+        assert_eq!(hidden_state_index(Some(-2), 34, cfg).unwrap(), 32);
+        assert_eq!(hidden_state_index(Some(-34), 34, cfg).unwrap(), 0);
+        assert!(hidden_state_index(Some(34), 34, cfg).is_err());
+        assert!(hidden_state_index(Some(-35), 34, cfg).is_err());
     }
 }
