@@ -78,21 +78,11 @@ pub fn markdown_table(rows: &[ReportRow]) -> String {
          |---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for (i, r) in ranked(rows).iter().enumerate() {
-        let err = format!("{:.2}", 100.0 * r.error_rate);
-        let err = if i == 0 { format!("**{err}**") } else { err };
-        out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {err} | {:.4} | {:.4} | {:.4} | {:.1} | {:.1} |\n",
-            i + 1,
-            r.embedding,
-            r.classifier,
-            r.n,
-            r.errors,
-            r.precision,
-            r.recall,
-            r.f1,
-            r.train_seconds,
-            r.predict_seconds
-        ));
+        let mut cells = r.table_cells();
+        if i == 0 {
+            cells[4] = format!("**{}**", cells[4]);
+        }
+        out.push_str(&format!("| {} | {} |\n", i + 1, cells.join(" | ")));
     }
     out
 }
@@ -215,20 +205,14 @@ pub fn html_report(
     );
     for (i, r) in ranked.iter().enumerate() {
         let class = if i == 0 { " class=\"best\"" } else { "" };
+        let mut cells = r.table_cells();
+        for name in &mut cells[..2] {
+            *name = html_escape(name);
+        }
         table.push_str(&format!(
-            "<tr{class}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.4}</td><td>{:.4}</td>\
-             <td>{:.4}</td><td>{:.1}</td><td>{:.1}</td></tr>\n",
+            "<tr{class}><td>{}</td><td>{}</td></tr>\n",
             i + 1,
-            html_escape(&r.embedding),
-            html_escape(&r.classifier),
-            r.n,
-            r.errors,
-            100.0 * r.error_rate,
-            r.precision,
-            r.recall,
-            r.f1,
-            r.train_seconds,
-            r.predict_seconds
+            cells.join("</td><td>")
         ));
     }
     table.push_str("</tbody></table>\n");

@@ -208,6 +208,24 @@ impl ReportRow {
         }
     }
 
+    /// The scalar fields as the `baseline` and `compare` tables show them, in
+    /// [`CSV_SCALAR_COLUMNS`] order: error rate in percent with two decimals,
+    /// precision / recall / F1 with four, seconds with one.
+    pub fn table_cells(&self) -> Vec<String> {
+        vec![
+            self.embedding.clone(),
+            self.classifier.clone(),
+            self.n.to_string(),
+            self.errors.to_string(),
+            format!("{:.2}", 100.0 * self.error_rate),
+            format!("{:.4}", self.precision),
+            format!("{:.4}", self.recall),
+            format!("{:.4}", self.f1),
+            format!("{:.1}", self.train_seconds),
+            format!("{:.1}", self.predict_seconds),
+        ]
+    }
+
     /// The scalar fields as CSV cells in [`CSV_SCALAR_COLUMNS`] order: rates with six
     /// decimals, seconds with three.
     pub fn csv_scalars(&self) -> Vec<String> {

@@ -571,19 +571,7 @@ pub fn markdown_table(rows: &[ReportRow]) -> String {
          |---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
-        out.push_str(&format!(
-            "| {} | {} | {} | {} | {:.2} | {:.4} | {:.4} | {:.4} | {:.1} | {:.1} |\n",
-            r.embedding,
-            r.classifier,
-            r.n,
-            r.errors,
-            100.0 * r.error_rate,
-            r.precision,
-            r.recall,
-            r.f1,
-            r.train_seconds,
-            r.predict_seconds
-        ));
+        out.push_str(&format!("| {} |\n", r.table_cells().join(" | ")));
     }
     out
 }
