@@ -549,15 +549,7 @@ impl Predict for Mlp {
         Ok(self
             .predict_proba(queries)?
             .iter()
-            .map(|p| {
-                let top = top_classes(p, TOP_CLASSES);
-                Prediction {
-                    class: top[0].0,
-                    score: top[0].1,
-                    top,
-                    nearest: None,
-                }
-            })
+            .map(|p| Prediction::from_top(top_classes(p, TOP_CLASSES)))
             .collect())
     }
 }

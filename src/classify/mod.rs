@@ -28,6 +28,19 @@ pub struct Prediction {
     pub nearest: Option<(usize, f32)>,
 }
 
+impl Prediction {
+    /// The prediction of a classifier without neighbours: the first of `top` (best first,
+    /// not empty) is the class and its score.
+    pub fn from_top(top: Vec<(usize, f32)>) -> Self {
+        Prediction {
+            class: top[0].0,
+            score: top[0].1,
+            top,
+            nearest: None,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClassifyError {
     #[error("invalid hyper-parameter: {0}")]
