@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::{ReportRow, SIZE_BINS};
+use crate::cache::atomic::write_bytes_atomic;
+use crate::metrics::{ReportRow, CSV_SCALAR_COLUMNS, SIZE_BINS};
 use crate::plot::{self, PlotError};
 
 #[derive(Debug, thiserror::Error)]
@@ -77,21 +78,11 @@ pub fn markdown_table(rows: &[ReportRow]) -> String {
          |---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for (i, r) in ranked(rows).iter().enumerate() {
-        let err = format!("{:.2}", 100.0 * r.error_rate);
-        let err = if i == 0 { format!("**{err}**") } else { err };
-        out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {err} | {:.4} | {:.4} | {:.4} | {:.1} | {:.1} |\n",
-            i + 1,
-            r.embedding,
-            r.classifier,
-            r.n,
-            r.errors,
-            r.precision,
-            r.recall,
-            r.f1,
-            r.train_seconds,
-            r.predict_seconds
-        ));
+        let mut cells = r.table_cells();
+        if i == 0 {
+            cells[4] = format!("**{}**", cells[4]);
+        }
+        out.push_str(&format!("| {} | {} |\n", i + 1, cells.join(" | ")));
     }
     out
 }
@@ -109,6 +100,24 @@ fn bins_of(rows: &[ReportRow]) -> Vec<String> {
     bins
 }
 
+/// The error-by-size grid of `ranked` rows: per bin of [`bins_of`], its label, its test n (the
+/// largest any row has) and one cell per row ([`ReportRow::size_bin_percent`]).
+fn size_grid(ranked: &[ReportRow]) -> Vec<(String, usize, Vec<String>)> {
+    bins_of(ranked)
+        .into_iter()
+        .map(|bin| {
+            let n = ranked
+                .iter()
+                .filter_map(|r| r.size_bin(&bin))
+                .map(|b| b.n)
+                .max()
+                .unwrap_or(0);
+            let cells = ranked.iter().map(|r| r.size_bin_percent(&bin)).collect();
+            (bin, n, cells)
+        })
+        .collect()
+}
+
 /// Error rate (%) by training-family size: one line per bin, one column per row.
 pub fn markdown_size_table(rows: &[ReportRow]) -> String {
     let rows = ranked(rows);
@@ -119,19 +128,10 @@ pub fn markdown_size_table(rows: &[ReportRow]) -> String {
     out.push_str("\n|---|---:|");
     out.push_str(&"---:|".repeat(rows.len()));
     out.push('\n');
-    for bin in bins_of(&rows) {
-        let n = rows
-            .iter()
-            .filter_map(|r| r.by_family_size.iter().find(|b| b.bin == bin))
-            .map(|b| b.n)
-            .max()
-            .unwrap_or(0);
+    for (bin, n, cells) in size_grid(&rows) {
         out.push_str(&format!("| {bin} | {n} |"));
-        for r in &rows {
-            match r.by_family_size.iter().find(|b| b.bin == bin) {
-                Some(b) if b.n > 0 => out.push_str(&format!(" {:.1} |", 100.0 * b.error_rate)),
-                _ => out.push_str(" - |"),
-            }
+        for cell in cells {
+            out.push_str(&format!(" {cell} |"));
         }
         out.push('\n');
     }
@@ -142,41 +142,16 @@ pub fn markdown_size_table(rows: &[ReportRow]) -> String {
 pub fn csv_table(rows: &[ReportRow]) -> String {
     let bins = bins_of(rows);
     let mut w = csv::Writer::from_writer(Vec::new());
-    let mut header: Vec<String> = [
-        "embedding",
-        "classifier",
-        "n",
-        "errors",
-        "error_rate",
-        "precision",
-        "recall",
-        "f1",
-        "train_seconds",
-        "predict_seconds",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut header: Vec<String> = CSV_SCALAR_COLUMNS.iter().map(|s| s.to_string()).collect();
     for b in &bins {
         header.push(format!("n_{b}"));
         header.push(format!("error_rate_{b}"));
     }
     w.write_record(&header).expect("in-memory CSV");
     for r in ranked(rows) {
-        let mut rec = vec![
-            r.embedding.clone(),
-            r.classifier.clone(),
-            r.n.to_string(),
-            r.errors.to_string(),
-            format!("{:.6}", r.error_rate),
-            format!("{:.6}", r.precision),
-            format!("{:.6}", r.recall),
-            format!("{:.6}", r.f1),
-            format!("{:.3}", r.train_seconds),
-            format!("{:.3}", r.predict_seconds),
-        ];
+        let mut rec = r.csv_scalars();
         for b in &bins {
-            match r.by_family_size.iter().find(|x| &x.bin == b) {
+            match r.size_bin(b) {
                 Some(x) => {
                     rec.push(x.n.to_string());
                     rec.push(if x.n > 0 {
@@ -230,42 +205,26 @@ pub fn html_report(
     );
     for (i, r) in ranked.iter().enumerate() {
         let class = if i == 0 { " class=\"best\"" } else { "" };
+        let mut cells = r.table_cells();
+        for name in &mut cells[..2] {
+            *name = html_escape(name);
+        }
         table.push_str(&format!(
-            "<tr{class}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.4}</td><td>{:.4}</td>\
-             <td>{:.4}</td><td>{:.1}</td><td>{:.1}</td></tr>\n",
+            "<tr{class}><td>{}</td><td>{}</td></tr>\n",
             i + 1,
-            html_escape(&r.embedding),
-            html_escape(&r.classifier),
-            r.n,
-            r.errors,
-            100.0 * r.error_rate,
-            r.precision,
-            r.recall,
-            r.f1,
-            r.train_seconds,
-            r.predict_seconds
+            cells.join("</td><td>")
         ));
     }
     table.push_str("</tbody></table>\n");
-    let bins = bins_of(rows);
     let mut sizes = String::from("<table><thead><tr><th>training examples of the family</th><th>test n</th>");
     for r in &ranked {
         sizes.push_str(&format!("<th>{}</th>", html_escape(&row_name(r))));
     }
     sizes.push_str("</tr></thead><tbody>\n");
-    for bin in &bins {
-        let n = ranked
-            .iter()
-            .filter_map(|r| r.by_family_size.iter().find(|b| &b.bin == bin))
-            .map(|b| b.n)
-            .max()
-            .unwrap_or(0);
+    for (bin, n, cells) in size_grid(&ranked) {
         sizes.push_str(&format!("<tr><td>{bin}</td><td>{n}</td>"));
-        for r in &ranked {
-            match r.by_family_size.iter().find(|b| &b.bin == bin) {
-                Some(b) if b.n > 0 => sizes.push_str(&format!("<td>{:.1}</td>", 100.0 * b.error_rate)),
-                _ => sizes.push_str("<td>-</td>"),
-            }
+        for cell in cells {
+            sizes.push_str(&format!("<td>{cell}</td>"));
         }
         sizes.push_str("</tr>\n");
     }
@@ -318,9 +277,7 @@ precision, recall and F1 are weighted by class support (scikit-learn's definitio
 }
 
 fn write_text(path: &Path, text: &[u8]) -> Result<(), CompareError> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).map_err(|e| io_err(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))
+    write_bytes_atomic(path, text).map_err(|e| io_err(path, e))
 }
 
 /// Writes the whole comparison into `dir` (created if missing).

@@ -20,10 +20,11 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cache::atomic::write_bytes_atomic;
 use crate::classify::saved::{ClassifierParams, SavedClassifier};
 use crate::classify::{ClassifyError, Prediction};
 use crate::embedder::EmbedderSpec;
-use crate::metrics::{error_by_family_size, score, ReportRow, SizeBinError, SIZE_BINS};
+use crate::metrics::{bins_seen, ReportRow, CSV_SCALAR_COLUMNS, SIZE_BINS};
 use crate::vectors::VectorSet;
 
 #[derive(Debug, thiserror::Error)]
@@ -154,15 +155,15 @@ pub fn score_rows(
         .iter()
         .map(|r| (!r.predicted_accession.is_empty()).then(|| r.predicted_accession.clone()))
         .collect();
-    let mut row = ReportRow::new(
+    ReportRow::scored(
         embedding,
         classifier,
-        score(&truth, &predicted),
+        &truth,
+        &predicted,
+        train_sizes,
         train_seconds,
         predict_seconds,
-    );
-    row.by_family_size = error_by_family_size(&truth, &predicted, |acc| train_sizes.get(acc).copied().unwrap_or(0));
-    row
+    )
 }
 
 /// Writes the predictions CSV of one pair.
@@ -267,49 +268,22 @@ pub fn write_report(paths: &ReportPaths, new: &[ReportRow]) -> Result<Vec<Report
 }
 
 fn write_text(path: &Path, text: &str) -> Result<(), EvaluateError> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).map_err(|e| io_err(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))
+    write_bytes_atomic(path, text.as_bytes()).map_err(|e| io_err(path, e))
 }
 
 /// The CSV report: one line per row, size bins as `error_rate_<bin>` / `n_<bin>` columns.
 pub fn csv_table(rows: &[ReportRow]) -> String {
     let mut w = csv::Writer::from_writer(Vec::new());
-    let mut header: Vec<String> = [
-        "embedding",
-        "classifier",
-        "n",
-        "errors",
-        "error_rate",
-        "precision",
-        "recall",
-        "f1",
-        "train_seconds",
-        "predict_seconds",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut header: Vec<String> = CSV_SCALAR_COLUMNS.iter().map(|s| s.to_string()).collect();
     for (_, _, bin) in SIZE_BINS {
         header.push(format!("n_{bin}"));
         header.push(format!("error_rate_{bin}"));
     }
     w.write_record(&header).expect("in-memory CSV");
     for r in rows {
-        let mut rec = vec![
-            r.embedding.clone(),
-            r.classifier.clone(),
-            r.n.to_string(),
-            r.errors.to_string(),
-            format!("{:.6}", r.error_rate),
-            format!("{:.6}", r.precision),
-            format!("{:.6}", r.recall),
-            format!("{:.6}", r.f1),
-            format!("{:.3}", r.train_seconds),
-            format!("{:.3}", r.predict_seconds),
-        ];
+        let mut rec = r.csv_scalars();
         for (_, _, bin) in SIZE_BINS {
-            match r.by_family_size.iter().find(|b| b.bin == bin) {
+            match r.size_bin(bin) {
                 Some(b) => {
                     rec.push(b.n.to_string());
                     rec.push(format!("{:.6}", b.error_rate));
@@ -348,14 +322,7 @@ pub fn markdown_table(rows: &[ReportRow]) -> String {
 
 /// Error rate by training-family size as Markdown (`err% (n)` per bin).
 pub fn markdown_size_table(rows: &[ReportRow]) -> String {
-    let mut bins: Vec<String> = Vec::new();
-    for r in rows {
-        for b in &r.by_family_size {
-            if !bins.contains(&b.bin) {
-                bins.push(b.bin.clone());
-            }
-        }
-    }
+    let mut bins = bins_seen(rows);
     let order = |b: &String| {
         if b == "0" {
             0
@@ -374,12 +341,8 @@ pub fn markdown_size_table(rows: &[ReportRow]) -> String {
     for r in rows {
         s.push_str(&format!("| {} | {} |", r.classifier, r.embedding));
         for b in &bins {
-            match r.by_family_size.iter().find(|x| &x.bin == b) {
-                Some(SizeBinError { n, error_rate, .. }) if *n > 0 => {
-                    s.push_str(&format!(" {:.1} ({n}) |", 100.0 * error_rate))
-                }
-                _ => s.push_str(" - (0) |"),
-            }
+            let n = r.size_bin(b).map_or(0, |x| x.n);
+            s.push_str(&format!(" {} ({n}) |", r.size_bin_percent(b)));
         }
         s.push('\n');
     }

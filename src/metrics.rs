@@ -171,6 +171,105 @@ impl ReportRow {
             by_family_size: Vec::new(),
         }
     }
+
+    /// A row scoring `predicted` against `truth` (family accessions), with the error rate by
+    /// training-family size from `train_sizes` (accession -> training examples; absent = 0).
+    pub fn scored(
+        embedding: &str,
+        classifier: &str,
+        truth: &[String],
+        predicted: &[Option<String>],
+        train_sizes: &BTreeMap<String, usize>,
+        train_seconds: f64,
+        predict_seconds: f64,
+    ) -> Self {
+        let mut row = ReportRow::new(
+            embedding,
+            classifier,
+            score(truth, predicted),
+            train_seconds,
+            predict_seconds,
+        );
+        row.by_family_size = error_by_family_size(truth, predicted, |acc| train_sizes.get(acc).copied().unwrap_or(0));
+        row
+    }
+
+    /// This row's error for training-family-size bin `label`, when it has that bin.
+    pub fn size_bin(&self, label: &str) -> Option<&SizeBinError> {
+        self.by_family_size.iter().find(|b| b.bin == label)
+    }
+
+    /// The error rate (%) of bin `label` with one decimal, as report tables show it, or `-`
+    /// where the bin has no test items.
+    pub fn size_bin_percent(&self, label: &str) -> String {
+        match self.size_bin(label) {
+            Some(b) if b.n > 0 => format!("{:.1}", 100.0 * b.error_rate),
+            _ => "-".to_string(),
+        }
+    }
+
+    /// The scalar fields as the `baseline` and `compare` tables show them, in
+    /// [`CSV_SCALAR_COLUMNS`] order: error rate in percent with two decimals,
+    /// precision / recall / F1 with four, seconds with one.
+    pub fn table_cells(&self) -> Vec<String> {
+        vec![
+            self.embedding.clone(),
+            self.classifier.clone(),
+            self.n.to_string(),
+            self.errors.to_string(),
+            format!("{:.2}", 100.0 * self.error_rate),
+            format!("{:.4}", self.precision),
+            format!("{:.4}", self.recall),
+            format!("{:.4}", self.f1),
+            format!("{:.1}", self.train_seconds),
+            format!("{:.1}", self.predict_seconds),
+        ]
+    }
+
+    /// The scalar fields as CSV cells in [`CSV_SCALAR_COLUMNS`] order: rates with six
+    /// decimals, seconds with three.
+    pub fn csv_scalars(&self) -> Vec<String> {
+        vec![
+            self.embedding.clone(),
+            self.classifier.clone(),
+            self.n.to_string(),
+            self.errors.to_string(),
+            format!("{:.6}", self.error_rate),
+            format!("{:.6}", self.precision),
+            format!("{:.6}", self.recall),
+            format!("{:.6}", self.f1),
+            format!("{:.3}", self.train_seconds),
+            format!("{:.3}", self.predict_seconds),
+        ]
+    }
+}
+
+/// Header of the scalar columns of every CSV report (`evaluate`, `baseline`, `compare`);
+/// the size-bin columns that follow differ per report.
+pub const CSV_SCALAR_COLUMNS: [&str; 10] = [
+    "embedding",
+    "classifier",
+    "n",
+    "errors",
+    "error_rate",
+    "precision",
+    "recall",
+    "f1",
+    "train_seconds",
+    "predict_seconds",
+];
+
+/// The size-bin labels that occur in `rows`, in first-seen order.
+pub fn bins_seen(rows: &[ReportRow]) -> Vec<String> {
+    let mut bins: Vec<String> = Vec::new();
+    for row in rows {
+        for b in &row.by_family_size {
+            if !bins.contains(&b.bin) {
+                bins.push(b.bin.clone());
+            }
+        }
+    }
+    bins
 }
 
 #[cfg(test)]

@@ -99,6 +99,26 @@ fn both(
 }
 
 /// Group name of a row on the bar chart: its embedding, or `baselines` for HMM / BLAST.
+/// The x-axis label at `x` of a categorical axis: the name of category `x` where `x` is a whole
+/// category index, nothing between categories (the mesh asks for labels at fractional positions).
+fn category_tick(names: &[impl ToString], x: f64) -> String {
+    let i = x.round();
+    if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < names.len() {
+        names[i as usize].to_string()
+    } else {
+        String::new()
+    }
+}
+
+/// A y-axis label of an error-rate axis: whole percent, none above 100 (the headroom for labels).
+fn percent_tick(y: f64) -> String {
+    if y <= 100.0 {
+        format!("{y:.0}")
+    } else {
+        String::new()
+    }
+}
+
 fn group_of(row: &ReportRow) -> String {
     if row.embedding == "none" || row.embedding.is_empty() {
         "baselines".to_string()
@@ -163,16 +183,9 @@ fn draw_bars<DB: DrawingBackend>(
         .configure_mesh()
         .disable_x_mesh()
         .x_labels(groups.len().max(2) * 4)
-        .x_label_formatter(&|x: &f64| {
-            let i = x.round();
-            if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < group_names.len() {
-                group_names[i as usize].clone()
-            } else {
-                String::new()
-            }
-        })
+        .x_label_formatter(&|x: &f64| category_tick(&group_names, *x))
         .y_desc("test error rate (%)")
-        .y_label_formatter(&|y: &f64| if *y <= 100.0 { format!("{y:.0}") } else { String::new() })
+        .y_label_formatter(&|y: &f64| percent_tick(*y))
         .light_line_style(TRANSPARENT)
         .x_desc("embedding")
         .label_style((FAMILY, 17))
@@ -268,17 +281,10 @@ fn draw_lines<DB: DrawingBackend>(
     chart
         .configure_mesh()
         .x_labels(bins.len() * 4)
-        .x_label_formatter(&|x: &f64| {
-            let i = x.round();
-            if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < names.len() {
-                names[i as usize].to_string()
-            } else {
-                String::new()
-            }
-        })
+        .x_label_formatter(&|x: &f64| category_tick(&names, *x))
         .x_desc("training examples of the true family")
         .y_desc("test error rate (%)")
-        .y_label_formatter(&|y: &f64| if *y <= 100.0 { format!("{y:.0}") } else { String::new() })
+        .y_label_formatter(&|y: &f64| percent_tick(*y))
         .light_line_style(TRANSPARENT)
         .label_style((FAMILY, 17))
         .axis_desc_style((FAMILY, 18))

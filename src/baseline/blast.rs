@@ -22,9 +22,8 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
 
-use rayon::prelude::*;
-
 use super::data::{parse_index, TestSet, TrainingSet};
+use super::search;
 use super::tools::Tool;
 use super::{io_error, BaselineError, BaselineOptions, Hit};
 
@@ -95,44 +94,32 @@ pub fn search(
         .map_err(|e| io_error(dir, e))?;
     let database = dir.join(DATABASE).display().to_string();
     let indices: Vec<usize> = (0..test.names.len()).collect();
-    let chunk_size = opts.chunk_size(indices.len());
-    let chunks: Vec<&[usize]> = indices.chunks(chunk_size).collect();
-    let bar = opts.progress_bar(indices.len() as u64, "sequences");
-    bar.set_message("blastp");
-    let results: Vec<Vec<BlastHit>> = opts.pool()?.install(|| {
-        chunks
-            .par_iter()
-            .enumerate()
-            .map(|(c, chunk)| {
-                let out = scratch.path().join(format!("chunk-{c:05}.tsv"));
-                let mut args: Vec<String> = BLASTP_ARGS.iter().map(|s| s.to_string()).collect();
-                args.extend(
-                    ["-num_threads", "1", "-query", "-", "-db"]
-                        .iter()
-                        .map(|s| s.to_string()),
-                );
-                args.push(database.clone());
-                let mut feed = |w: &mut dyn Write| -> std::io::Result<()> {
-                    for &i in chunk.iter() {
-                        writeln!(w, ">q{i}\n{}", test.sequences[i])?;
-                    }
-                    Ok(())
-                };
-                tools.blastp.run(
-                    &args,
-                    Some(&mut feed),
-                    Some(&out),
-                    &scratch.path().join(format!("chunk-{c:05}.log")),
-                )?;
-                let hits = read_outfmt6(&out)?;
-                let _ = std::fs::remove_file(&out);
-                bar.inc(chunk.len() as u64);
-                Ok(hits)
-            })
-            .collect::<Result<Vec<_>, BaselineError>>()
+    let rows = search::in_chunks(opts, &indices, "sequences", "blastp", |c, chunk| {
+        let out = scratch.path().join(format!("chunk-{c:05}.tsv"));
+        let mut args: Vec<String> = BLASTP_ARGS.iter().map(|s| s.to_string()).collect();
+        args.extend(
+            ["-num_threads", "1", "-query", "-", "-db"]
+                .iter()
+                .map(|s| s.to_string()),
+        );
+        args.push(database.clone());
+        let mut feed = |w: &mut dyn Write| -> std::io::Result<()> {
+            for &i in chunk.iter() {
+                writeln!(w, ">q{i}\n{}", test.sequences[i])?;
+            }
+            Ok(())
+        };
+        tools.blastp.run(
+            &args,
+            Some(&mut feed),
+            Some(&out),
+            &scratch.path().join(format!("chunk-{c:05}.log")),
+        )?;
+        let hits = read_outfmt6(&out)?;
+        let _ = std::fs::remove_file(&out);
+        Ok(hits)
     })?;
-    bar.finish_and_clear();
-    best_hits(results.iter().flatten(), train, test.names.len(), dir)
+    best_hits(rows.iter(), train, test.names.len(), dir)
 }
 
 /// Top hit per query: highest bit score, then lowest E-value, then the first
@@ -143,19 +130,16 @@ pub fn best_hits<'a>(
     n_queries: usize,
     context: &Path,
 ) -> Result<Vec<Option<Hit>>, BaselineError> {
-    let unknown = |what: &str, id: &str| BaselineError::Parse {
-        path: context.display().to_string(),
-        line: 0,
-        message: format!("blastp reported unknown {what} {id:?}"),
-    };
     let mut best: Vec<Option<Hit>> = vec![None; n_queries];
     for row in rows {
-        let q = parse_index(&row.query, 'q')
-            .filter(|&i| i < n_queries)
-            .ok_or_else(|| unknown("query", &row.query))?;
+        let q = search::test_index(&row.query, n_queries, context, "blastp", "query")?;
         let s = subject_index(&row.subject)
             .filter(|&i| i < train.sequences.len())
-            .ok_or_else(|| unknown("subject", &row.subject))?;
+            .ok_or_else(|| BaselineError::Parse {
+                path: context.display().to_string(),
+                line: 0,
+                message: format!("blastp reported unknown subject {:?}", row.subject),
+            })?;
         let family = &train.families[train.sequences[s].1].family;
         let candidate = Hit {
             accession: family.accession.clone(),
@@ -205,32 +189,14 @@ pub fn read_outfmt6(path: &Path) -> Result<Vec<BlastHit>, BaselineError> {
 /// Parses BLAST's `-outfmt 6` (tab-separated, 12 columns; `#` lines of
 /// `-outfmt 7` are skipped). Errors name the file and line.
 pub fn parse_outfmt6(reader: impl BufRead, path: &Path) -> Result<Vec<BlastHit>, BaselineError> {
-    let mut hits = Vec::new();
-    for (i, line) in reader.lines().enumerate() {
-        let bad = |message: String| BaselineError::Parse {
-            path: path.display().to_string(),
-            line: i + 1,
-            message,
-        };
-        let line = line.map_err(|e| bad(e.to_string()))?;
-        if line.trim().is_empty() || line.starts_with('#') {
-            continue;
-        }
+    search::parse_table(reader, path, |line, at| {
         let f: Vec<&str> = line.trim_end_matches('\r').split('\t').collect();
         if f.len() != 12 {
-            return Err(bad(format!("expected 12 tab-separated columns, found {}", f.len())));
+            return Err(at.error(format!("expected 12 tab-separated columns, found {}", f.len())));
         }
-        let real = |k: usize, what: &str| -> Result<f64, BaselineError> {
-            f[k].trim()
-                .parse::<f64>()
-                .map_err(|_| bad(format!("column {} ({what}) is not a number: {:?}", k + 1, f[k])))
-        };
-        let int = |k: usize, what: &str| -> Result<u64, BaselineError> {
-            f[k].trim()
-                .parse::<u64>()
-                .map_err(|_| bad(format!("column {} ({what}) is not a count: {:?}", k + 1, f[k])))
-        };
-        hits.push(BlastHit {
+        let real = |k: usize, what: &str| at.parse::<f64>(&f, k, what, "number");
+        let int = |k: usize, what: &str| at.parse::<u64>(&f, k, what, "count");
+        Ok(BlastHit {
             query: f[0].to_string(),
             subject: f[1].to_string(),
             percent_identity: real(2, "pident")?,
@@ -243,9 +209,8 @@ pub fn parse_outfmt6(reader: impl BufRead, path: &Path) -> Result<Vec<BlastHit>,
             subject_end: int(9, "send")?,
             evalue: real(10, "evalue")?,
             bitscore: real(11, "bitscore")?,
-        });
-    }
-    Ok(hits)
+        })
+    })
 }
 
 #[cfg(test)]

@@ -36,7 +36,8 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
-use super::data::{parse_index, TestSet, TrainingSet};
+use super::data::{TestSet, TrainingSet};
+use super::search;
 use super::tools::Tool;
 use super::{io_error, BaselineError, BaselineOptions, Hit};
 
@@ -193,52 +194,40 @@ pub fn search(
             .and_then(|_| out.flush())
             .map_err(|e| io_error(&queries, e))?;
     }
-    let chunk_size = opts.chunk_size(models.len());
-    let chunks: Vec<&[(String, u64, u64)]> = models.chunks(chunk_size).collect();
-    let bar = opts.progress_bar(models.len() as u64, "models");
-    bar.set_message("hmmsearch");
-    let results: Vec<Vec<TblHit>> = opts.pool()?.install(|| {
-        chunks
-            .par_iter()
-            .enumerate()
-            .map(|(c, chunk)| {
-                let tbl = scratch.path().join(format!("chunk-{c:05}.tbl"));
-                let mut args: Vec<String> = ["--cpu", "0", "--noali", "-E", "1000", "--domE", "1000"]
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect();
-                if opts.hmm_max {
-                    args.push("--max".into());
-                }
-                args.extend([
-                    "-o".into(),
-                    "/dev/null".into(),
-                    "--tblout".into(),
-                    tbl.display().to_string(),
-                ]);
-                args.extend(["-".into(), queries.display().to_string()]);
-                let (start, end) = (chunk[0].1, chunk[chunk.len() - 1].2);
-                let mut feed = |w: &mut dyn Write| -> std::io::Result<()> {
-                    let mut file = File::open(&database)?;
-                    file.seek(SeekFrom::Start(start))?;
-                    std::io::copy(&mut file.take(end - start), w)?;
-                    Ok(())
-                };
-                tools.hmmsearch.run(
-                    &args,
-                    Some(&mut feed),
-                    None,
-                    &scratch.path().join(format!("chunk-{c:05}.log")),
-                )?;
-                let hits = read_tblout(&tbl)?;
-                let _ = std::fs::remove_file(&tbl);
-                bar.inc(chunk.len() as u64);
-                Ok(hits)
-            })
-            .collect::<Result<Vec<_>, BaselineError>>()
+    let rows = search::in_chunks(opts, &models, "models", "hmmsearch", |c, chunk| {
+        let tbl = scratch.path().join(format!("chunk-{c:05}.tbl"));
+        let mut args: Vec<String> = ["--cpu", "0", "--noali", "-E", "1000", "--domE", "1000"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        if opts.hmm_max {
+            args.push("--max".into());
+        }
+        args.extend([
+            "-o".into(),
+            "/dev/null".into(),
+            "--tblout".into(),
+            tbl.display().to_string(),
+        ]);
+        args.extend(["-".into(), queries.display().to_string()]);
+        let (start, end) = (chunk[0].1, chunk[chunk.len() - 1].2);
+        let mut feed = |w: &mut dyn Write| -> std::io::Result<()> {
+            let mut file = File::open(&database)?;
+            file.seek(SeekFrom::Start(start))?;
+            std::io::copy(&mut file.take(end - start), w)?;
+            Ok(())
+        };
+        tools.hmmsearch.run(
+            &args,
+            Some(&mut feed),
+            None,
+            &scratch.path().join(format!("chunk-{c:05}.log")),
+        )?;
+        let hits = read_tblout(&tbl)?;
+        let _ = std::fs::remove_file(&tbl);
+        Ok(hits)
     })?;
-    bar.finish_and_clear();
-    best_hits(results.iter().flatten(), test.names.len(), dir)
+    best_hits(rows.iter(), test.names.len(), dir)
 }
 
 /// Best hit per test sequence from `hmmsearch` table rows (target = test
@@ -252,13 +241,7 @@ pub fn best_hits<'a>(
 ) -> Result<Vec<Option<Hit>>, BaselineError> {
     let mut best: Vec<Option<Hit>> = vec![None; n_queries];
     for row in rows {
-        let i = parse_index(&row.target_name, 'q')
-            .filter(|&i| i < n_queries)
-            .ok_or_else(|| BaselineError::Parse {
-                path: context.display().to_string(),
-                line: 0,
-                message: format!("hmmsearch reported unknown test sequence {:?}", row.target_name),
-            })?;
+        let i = search::test_index(&row.target_name, n_queries, context, "hmmsearch", "test sequence")?;
         let candidate = Hit {
             accession: row.query_name.clone(),
             score: row.score,
@@ -298,28 +281,13 @@ pub fn read_tblout(path: &Path) -> Result<Vec<TblHit>, BaselineError> {
 /// whitespace-separated columns, 18 fixed ones and a free-text description
 /// that may contain spaces, `#` comment lines. Errors name the file and line.
 pub fn parse_tblout(reader: impl BufRead, path: &Path) -> Result<Vec<TblHit>, BaselineError> {
-    let mut hits = Vec::new();
-    for (i, line) in reader.lines().enumerate() {
-        let bad = |message: String| BaselineError::Parse {
-            path: path.display().to_string(),
-            line: i + 1,
-            message,
-        };
-        let line = line.map_err(|e| bad(e.to_string()))?;
-        let trimmed = line.trim();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
-            continue;
-        }
-        let columns: Vec<&str> = split_columns(trimmed, 18);
+    search::parse_table(reader, path, |line, at| {
+        let columns: Vec<&str> = split_columns(line.trim(), 18);
         if columns.len() < 18 {
-            return Err(bad(format!("expected at least 18 columns, found {}", columns.len())));
+            return Err(at.error(format!("expected at least 18 columns, found {}", columns.len())));
         }
-        let number = |k: usize, what: &str| -> Result<f64, BaselineError> {
-            columns[k]
-                .parse::<f64>()
-                .map_err(|_| bad(format!("column {} ({what}) is not a number: {:?}", k + 1, columns[k])))
-        };
-        hits.push(TblHit {
+        let number = |k: usize, what: &str| at.parse::<f64>(&columns, k, what, "number");
+        Ok(TblHit {
             target_name: columns[0].to_string(),
             target_accession: columns[1].to_string(),
             query_name: columns[2].to_string(),
@@ -330,9 +298,8 @@ pub fn parse_tblout(reader: impl BufRead, path: &Path) -> Result<Vec<TblHit>, Ba
             best_domain_evalue: number(7, "best domain E-value")?,
             best_domain_score: number(8, "best domain score")?,
             description: columns.get(18).map(|s| s.to_string()).unwrap_or_default(),
-        });
-    }
-    Ok(hits)
+        })
+    })
 }
 
 /// Splits off `fixed` whitespace-separated columns; the rest of the line

@@ -27,6 +27,7 @@
 pub mod blast;
 pub mod data;
 pub mod hmm;
+mod search;
 pub mod tools;
 
 use std::fmt;
@@ -37,8 +38,9 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::cache::atomic::write_bytes_atomic;
 use crate::io::{Family, ReadError};
-use crate::metrics::{error_by_family_size, score, ReportRow};
+use crate::metrics::{bins_seen, ReportRow, CSV_SCALAR_COLUMNS};
 
 pub use data::{TestSet, TrainingSet};
 
@@ -425,16 +427,15 @@ pub fn report_row(
         .iter()
         .map(|p| p.predicted.as_ref().map(|f| f.accession.clone()))
         .collect();
-    let sizes = train.family_sizes();
-    let mut row = ReportRow::new(
+    ReportRow::scored(
         "none",
         kind.name(),
-        score(&truth, &predicted),
+        &truth,
+        &predicted,
+        &train.family_sizes(),
         train_seconds,
         predict_seconds,
-    );
-    row.by_family_size = error_by_family_size(&truth, &predicted, |acc| sizes.get(acc).copied().unwrap_or(0));
-    row
+    )
 }
 
 /// Returns the complete database in `dir`, building it first when absent.
@@ -539,43 +540,21 @@ pub fn write_reports(
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), BaselineError> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| io_error(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io_error(path, e))
+    write_bytes_atomic(path, bytes).map_err(|e| io_error(path, e))
 }
 
 /// Report rows as CSV: the scalar fields, then one error-rate column per family-size bin.
 pub fn rows_csv(rows: &[ReportRow]) -> String {
-    let mut bins: Vec<String> = Vec::new();
-    for row in rows {
-        for b in &row.by_family_size {
-            if !bins.contains(&b.bin) {
-                bins.push(b.bin.clone());
-            }
-        }
-    }
-    let mut out =
-        String::from("embedding,classifier,n,errors,error_rate,precision,recall,f1,train_seconds,predict_seconds");
+    let bins = bins_seen(rows);
+    let mut out = CSV_SCALAR_COLUMNS.join(",");
     for b in &bins {
         out.push_str(&format!(",error_rate_train_size_{b}"));
     }
     out.push('\n');
     for r in rows {
-        out.push_str(&format!(
-            "{},{},{},{},{:.6},{:.6},{:.6},{:.6},{:.3},{:.3}",
-            r.embedding,
-            r.classifier,
-            r.n,
-            r.errors,
-            r.error_rate,
-            r.precision,
-            r.recall,
-            r.f1,
-            r.train_seconds,
-            r.predict_seconds
-        ));
+        out.push_str(&r.csv_scalars().join(","));
         for b in &bins {
-            match r.by_family_size.iter().find(|x| &x.bin == b) {
+            match r.size_bin(b) {
                 Some(x) if x.n > 0 => out.push_str(&format!(",{:.6}", x.error_rate)),
                 _ => out.push(','),
             }
@@ -592,19 +571,7 @@ pub fn markdown_table(rows: &[ReportRow]) -> String {
          |---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
-        out.push_str(&format!(
-            "| {} | {} | {} | {} | {:.2} | {:.4} | {:.4} | {:.4} | {:.1} | {:.1} |\n",
-            r.embedding,
-            r.classifier,
-            r.n,
-            r.errors,
-            100.0 * r.error_rate,
-            r.precision,
-            r.recall,
-            r.f1,
-            r.train_seconds,
-            r.predict_seconds
-        ));
+        out.push_str(&format!("| {} |\n", r.table_cells().join(" | ")));
     }
     out
 }
@@ -621,13 +588,10 @@ pub fn markdown_size_table(rows: &[ReportRow]) -> String {
     out.push_str("\n|---|---:|");
     out.push_str(&"---:|".repeat(rows.len()));
     out.push('\n');
-    for (k, bin) in first.by_family_size.iter().enumerate() {
+    for bin in &first.by_family_size {
         out.push_str(&format!("| {} | {} |", bin.bin, bin.n));
         for r in rows {
-            match r.by_family_size.get(k) {
-                Some(b) if b.n > 0 => out.push_str(&format!(" {:.1} |", 100.0 * b.error_rate)),
-                _ => out.push_str(" - |"),
-            }
+            out.push_str(&format!(" {} |", r.size_bin_percent(&bin.bin)));
         }
         out.push('\n');
     }
@@ -637,6 +601,7 @@ pub fn markdown_size_table(rows: &[ReportRow]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::{error_by_family_size, score};
 
     #[test]
     fn kinds_parse_from_lists() {

@@ -315,12 +315,7 @@ impl Predict for MlpEnsemble {
                         top.push((c, p));
                     }
                 }
-                Prediction {
-                    class: top[0].0,
-                    score: top[0].1,
-                    top,
-                    nearest: None,
-                }
+                Prediction::from_top(top)
             })
             .collect())
     }

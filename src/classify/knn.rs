@@ -29,7 +29,7 @@ use candle_core::Tensor;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{check_finite, class_indices, ClassifyError, ComputeDevice, Fit, Predict, Prediction};
+use super::{check_finite, check_queries, class_indices, ClassifyError, ComputeDevice, Fit, Predict, Prediction};
 use crate::io::vocab::LabelVocab;
 use crate::vectors::VectorSet;
 
@@ -210,13 +210,7 @@ impl Knn {
         if queries.is_empty() {
             return Ok(Vec::new());
         }
-        if queries.dim != self.dim {
-            return Err(ClassifyError::Data(format!(
-                "query vectors have dimension {}, the classifier was trained on {}",
-                queries.dim, self.dim
-            )));
-        }
-        check_finite(&queries.data, self.dim, "query")?;
+        check_queries(queries, self.dim)?;
         self.search(&queries.data, queries.len(), k.max(1))
     }
 

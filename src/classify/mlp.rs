@@ -27,7 +27,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{check_finite, class_indices, ClassifyError, ComputeDevice, Fit, Predict, Prediction};
+use super::{check_finite, check_queries, class_indices, ClassifyError, ComputeDevice, Fit, Predict, Prediction};
 use crate::io::vocab::LabelVocab;
 use crate::vectors::VectorSet;
 
@@ -514,13 +514,7 @@ impl Mlp {
         if queries.is_empty() {
             return Ok(Vec::new());
         }
-        if queries.dim != self.dim {
-            return Err(ClassifyError::Data(format!(
-                "query vectors have dimension {}, the classifier was trained on {}",
-                queries.dim, self.dim
-            )));
-        }
-        check_finite(&queries.data, self.dim, "query")?;
+        check_queries(queries, self.dim)?;
         let x = match &self.scaler {
             Some(s) => s.apply(&queries.data),
             None => queries.data.clone(),
@@ -555,15 +549,7 @@ impl Predict for Mlp {
         Ok(self
             .predict_proba(queries)?
             .iter()
-            .map(|p| {
-                let top = top_classes(p, TOP_CLASSES);
-                Prediction {
-                    class: top[0].0,
-                    score: top[0].1,
-                    top,
-                    nearest: None,
-                }
-            })
+            .map(|p| Prediction::from_top(top_classes(p, TOP_CLASSES)))
             .collect())
     }
 }
@@ -667,7 +653,7 @@ mod tests {
             let g: Vec<f32> = (0..300).map(|_| rng.gen_range(-0.5f32..0.5)).collect();
             let g = Tensor::from_vec(g, (20, 15), &Device::Cpu).unwrap();
             fused
-                .step(std::slice::from_ref(&fused_var), &[g.clone()], &[0.01])
+                .step(std::slice::from_ref(&fused_var), std::slice::from_ref(&g), &[0.01])
                 .unwrap();
             plain.step(std::slice::from_ref(&plain_var), &[g], &[0.01]).unwrap();
         }

@@ -28,6 +28,19 @@ pub struct Prediction {
     pub nearest: Option<(usize, f32)>,
 }
 
+impl Prediction {
+    /// The prediction of a classifier without neighbours: the first of `top` (best first,
+    /// not empty) is the class and its score.
+    pub fn from_top(top: Vec<(usize, f32)>) -> Self {
+        Prediction {
+            class: top[0].0,
+            score: top[0].1,
+            top,
+            nearest: None,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClassifyError {
     #[error("invalid hyper-parameter: {0}")]
@@ -84,6 +97,18 @@ pub fn check_finite(data: &[f32], dim: usize, what: &str) -> Result<(), Classify
         )));
     }
     Ok(())
+}
+
+/// Checks query vectors before prediction: the training dimension and finite values
+/// (the error names the first bad row).
+pub fn check_queries(queries: &VectorSet, dim: usize) -> Result<(), ClassifyError> {
+    if queries.dim != dim {
+        return Err(ClassifyError::Data(format!(
+            "query vectors have dimension {}, the classifier was trained on {dim}",
+            queries.dim
+        )));
+    }
+    check_finite(&queries.data, dim, "query")
 }
 
 /// The compute device in hyper-parameters. It is not saved (the loader picks

@@ -59,7 +59,7 @@ impl BaselineArgs {
     fn validate(self) -> anyhow::Result<BaselineConfig> {
         let data = match self.data {
             Some(d) => d,
-            None => default_data_root().context(
+            None => super::default_data_root().context(
                 "no data root: pass --data <dir> (the directory holding clustered_split/ and random_split/) or set PROTFAM_DATA",
             )?,
         };
@@ -80,17 +80,6 @@ impl BaselineArgs {
             options,
         })
     }
-}
-
-/// `$PROTFAM_DATA`, else the bundled data next to the checkout or under `data/`.
-fn default_data_root() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("PROTFAM_DATA") {
-        return Some(PathBuf::from(dir));
-    }
-    ["../shared/data/pfam35-uniprot20k", "data/pfam35-uniprot20k"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_dir())
 }
 
 pub fn run(cmd: BaselineCommand) -> anyhow::Result<ExitCode> {

@@ -10,7 +10,6 @@ use anyhow::Context;
 use super::train::ClassifierArgs;
 use crate::baseline::{self, BaselineKind, BaselineOptions};
 use crate::cache::Cache;
-use crate::classify::saved::ClassifierKind;
 use crate::compare::{self, CachedRun, RunCache};
 use crate::metrics::ReportRow;
 use crate::pipeline::{self, EmbedOptions};
@@ -60,21 +59,10 @@ pub struct CompareArgs {
     pub residue: super::residue::ResidueKnnArgs,
 }
 
-/// `$PROTFAM_DATA`, else the bundled data next to the checkout or under `data/`.
-fn default_data_root() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("PROTFAM_DATA") {
-        return Some(PathBuf::from(dir));
-    }
-    ["../shared/data/pfam35-uniprot20k", "data/pfam35-uniprot20k"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_dir())
-}
-
 pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
     let root = match &args.data {
         Some(d) => d.clone(),
-        None => default_data_root().context("no data root: pass --data <dir> or set PROTFAM_DATA")?,
+        None => super::default_data_root().context("no data root: pass --data <dir> or set PROTFAM_DATA")?,
     };
     anyhow::ensure!(
         root.join(&args.split).is_dir(),
@@ -86,22 +74,8 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
     } else {
         crate::classify::default_device()
     };
-    let (residue_names, vector_names): (Vec<&String>, Vec<&String>) = args
-        .classifiers
-        .iter()
-        .partition(|c| super::residue::is_residue_classifier(c));
-    let residue_params = residue_names
-        .iter()
-        .map(|n| args.residue.params_for(n))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let kinds = vector_names
-        .iter()
-        .map(|c| c.parse::<ClassifierKind>())
-        .collect::<Result<Vec<_>, _>>()?;
-    let classifiers = kinds
-        .iter()
-        .map(|&k| args.params.params(k, &device))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (residue_params, classifiers) =
+        super::evaluate::classifier_params(&args.classifiers, &args.residue, &args.params, &device)?;
     let baselines = if args.baselines.is_empty() {
         Vec::new()
     } else {
@@ -136,18 +110,19 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
         } else {
             &[]
         };
+        // A cached run of this model is reused unless --rerun; what has none is computed below.
+        let mut cached = |label: &str| -> Option<ReportRow> {
+            let run = (!args.rerun)
+                .then(|| runs.get(&key, label, &args.split, Some(&data_digest)))
+                .flatten()?;
+            tracing::info!("{} + {label}: reusing {}", spec.name, runs.path(&key, label).display());
+            reused += 1;
+            Some(run.row)
+        };
         let mut residue_missing = Vec::new();
         for params in residue_here {
-            let label = params.label();
-            match (!args.rerun)
-                .then(|| runs.get(&key, &label, &args.split, Some(&data_digest)))
-                .flatten()
-            {
-                Some(run) => {
-                    tracing::info!("{} + {label}: reusing {}", spec.name, runs.path(&key, &label).display());
-                    reused += 1;
-                    rows.push(run.row);
-                }
+            match cached(&params.label()) {
+                Some(row) => rows.push(row),
                 None => residue_missing.push(params.clone()),
             }
         }
@@ -173,16 +148,8 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
             &[]
         };
         for params in vector_classifiers {
-            let label = params.label();
-            match (!args.rerun)
-                .then(|| runs.get(&key, &label, &args.split, Some(&data_digest)))
-                .flatten()
-            {
-                Some(run) => {
-                    tracing::info!("{} + {label}: reusing {}", spec.name, runs.path(&key, &label).display());
-                    reused += 1;
-                    rows.push(run.row);
-                }
+            match cached(&params.label()) {
+                Some(row) => rows.push(row),
                 None => missing.push(params),
             }
         }

@@ -6,11 +6,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use super::residue::ResidueKnnArgs;
 use super::train::{ClassifierArgs, DataArgs};
-use crate::classify::saved::ClassifierKind;
+use crate::classify::saved::{ClassifierKind, ClassifierParams};
 use crate::embedder::{Embedder, EmbedderSpec};
 use crate::evaluate::{markdown_size_table, markdown_table, EvaluateConfig, EvaluateError, ReportPaths, VectorSource};
 use crate::metrics::ReportRow;
+use crate::residue::ResidueKnnParams;
 use crate::vectors::VectorSet;
 
 #[derive(Debug, clap::Args)]
@@ -101,24 +103,34 @@ fn run_baseline(name: &str, args: &EvaluateArgs) -> anyhow::Result<ReportRow> {
     Ok(run.row)
 }
 
-pub fn run(args: EvaluateArgs) -> anyhow::Result<ExitCode> {
-    let device = args.data.device();
-    let (residue_names, vector_names): (Vec<&String>, Vec<&String>) = args
-        .classifiers
-        .iter()
-        .partition(|c| super::residue::is_residue_classifier(c));
+/// `--classifiers` split into the per-residue ones and the vector ones, each with the
+/// parameters its flags give (`evaluate` and `compare` take the same list).
+pub(super) fn classifier_params(
+    names: &[String],
+    residue: &ResidueKnnArgs,
+    params: &ClassifierArgs,
+    device: &candle_core::Device,
+) -> anyhow::Result<(Vec<ResidueKnnParams>, Vec<ClassifierParams>)> {
+    let (residue_names, vector_names): (Vec<&String>, Vec<&String>) =
+        names.iter().partition(|c| super::residue::is_residue_classifier(c));
     let residue_params = residue_names
         .iter()
-        .map(|n| args.residue.params_for(n))
+        .map(|n| residue.params_for(n))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let kinds = vector_names
         .iter()
         .map(|c| c.parse::<ClassifierKind>())
         .collect::<Result<Vec<_>, _>>()?;
-    let classifiers = kinds
+    let vector_params = kinds
         .iter()
-        .map(|&k| args.params.params(k, &device))
+        .map(|&k| params.params(k, device))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((residue_params, vector_params))
+}
+
+pub fn run(args: EvaluateArgs) -> anyhow::Result<ExitCode> {
+    let device = args.data.device();
+    let (residue_params, classifiers) = classifier_params(&args.classifiers, &args.residue, &args.params, &device)?;
     let data_digest = crate::compare::split_digest(&args.data.data, &args.data.split)?;
     let runs = crate::compare::RunCache::new(&args.report_dir, &args.data.split);
     let paths = ReportPaths::new(&args.report_dir, &args.data.split);

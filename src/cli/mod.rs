@@ -96,6 +96,17 @@ fn init_logging(verbose: u8) {
 }
 
 /// A progress bar on stderr that hides itself when stderr is not a terminal.
+/// `$PROTFAM_DATA`, else the bundled data next to the checkout or under `data/`.
+pub(crate) fn default_data_root() -> Option<std::path::PathBuf> {
+    if let Some(dir) = std::env::var_os("PROTFAM_DATA") {
+        return Some(std::path::PathBuf::from(dir));
+    }
+    ["../shared/data/pfam35-uniprot20k", "data/pfam35-uniprot20k"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.is_dir())
+}
+
 pub fn progress_bar(len: u64, unit: &str) -> indicatif::ProgressBar {
     use std::io::IsTerminal;
     let bar = if std::io::stderr().is_terminal() {

@@ -587,12 +587,10 @@ fn is_simple(p: &ScoreParams) -> bool {
 }
 
 /// The search figures the issue asks to see beside `hmmscan`'s time.
-fn print_search_line(r: &eval::ResidueEvalReport) {
-    eprintln!(
-        "{} + {}: error {:.2}%; search: {} query residues of {} sequences vs {} store rows ({:.1} MiB f16 on disk, index {:.1} MiB) in {:.1}s = {:.0} residues/s; embedding {:.1}s; {:.1} sequences/s overall; peak RSS {:.0} MiB",
-        r.row.embedding,
-        r.row.classifier,
-        100.0 * r.row.error_rate,
+/// The search's size, speed and memory in one sentence.
+fn search_summary(r: &eval::ResidueEvalReport) -> String {
+    format!(
+        "search: {} query residues of {} sequences vs {} store rows ({:.1} MiB f16 on disk, index {:.1} MiB) in {:.1}s = {:.0} residues/s; embedding {:.1}s; {:.1} sequences/s overall; peak RSS {:.0} MiB",
         r.query_residues,
         r.query_sequences,
         r.store_rows,
@@ -603,6 +601,16 @@ fn print_search_line(r: &eval::ResidueEvalReport) {
         r.embed_seconds,
         r.sequences_per_second,
         mib(r.peak_rss_bytes)
+    )
+}
+
+fn print_search_line(r: &eval::ResidueEvalReport) {
+    eprintln!(
+        "{} + {}: error {:.2}%; {}",
+        r.row.embedding,
+        r.row.classifier,
+        100.0 * r.row.error_rate,
+        search_summary(r)
     );
 }
 
@@ -648,17 +656,5 @@ fn print_report(r: &eval::ResidueEvalReport, split: &str, part: &str) {
         r.index,
         r.abstained
     );
-    println!(
-        "search: {} query residues of {} sequences vs {} store rows ({:.1} MiB f16 on disk, index {:.1} MiB) in {:.1}s = {:.0} residues/s; embedding {:.1}s; {:.1} sequences/s overall; peak RSS {:.0} MiB",
-        r.query_residues,
-        r.query_sequences,
-        r.store_rows,
-        mib(r.store_bytes),
-        mib(r.index_bytes),
-        r.search_seconds,
-        r.residues_per_second,
-        r.embed_seconds,
-        r.sequences_per_second,
-        mib(r.peak_rss_bytes)
-    );
+    println!("{}", search_summary(r));
 }

@@ -167,19 +167,7 @@ impl<R: BufRead> Reader<R> {
 
     /// Reads the next line into `self.line` without its line end; false at end of input.
     fn read_line(&mut self) -> Result<bool, ReadError> {
-        self.line.clear();
-        let n = self
-            .reader
-            .read_until(b'\n', &mut self.line)
-            .map_err(|e| ReadError::io(&self.name, "cannot read", &e).at_line(self.line_no + 1))?;
-        if n == 0 {
-            return Ok(false);
-        }
-        self.line_no += 1;
-        while matches!(self.line.last(), Some(b'\n' | b'\r')) {
-            self.line.pop();
-        }
-        Ok(true)
+        super::read_line(&mut self.reader, &mut self.line, &mut self.line_no, &self.name)
     }
 
     fn error(&self, line: usize, message: impl Into<String>) -> ReadError {

@@ -98,6 +98,29 @@ pub enum ReadErrorKind {
     InvalidRecord,
 }
 
+/// Reads the next line of a text reader's input into `line` without its line end
+/// (`\n` or `\r\n`) and counts it in `line_no`; false at the end of input. A
+/// failure names the input `name` and the line it was reading.
+pub(crate) fn read_line(
+    reader: &mut impl std::io::BufRead,
+    line: &mut Vec<u8>,
+    line_no: &mut usize,
+    name: &str,
+) -> Result<bool, ReadError> {
+    line.clear();
+    let n = reader
+        .read_until(b'\n', line)
+        .map_err(|e| ReadError::io(name, "cannot read", &e).at_line(*line_no + 1))?;
+    if n == 0 {
+        return Ok(false);
+    }
+    *line_no += 1;
+    while matches!(line.last(), Some(b'\n' | b'\r')) {
+        line.pop();
+    }
+    Ok(true)
+}
+
 /// A read failure, always naming the file and, where known, the line and record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{path}{}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default(), record.as_ref().map(|r| format!(" (record {r})")).unwrap_or_default())]

@@ -112,19 +112,7 @@ impl<R: BufRead> Reader<R> {
     }
 
     fn read_line(&mut self) -> Result<bool, ReadError> {
-        self.line.clear();
-        let n = self
-            .reader
-            .read_until(b'\n', &mut self.line)
-            .map_err(|e| ReadError::io(&self.name, "cannot read", &e).at_line(self.line_no + 1))?;
-        if n == 0 {
-            return Ok(false);
-        }
-        self.line_no += 1;
-        while matches!(self.line.last(), Some(b'\n' | b'\r')) {
-            self.line.pop();
-        }
-        Ok(true)
+        super::read_line(&mut self.reader, &mut self.line, &mut self.line_no, &self.name)
     }
 
     /// Reads the next whole alignment; `None` at the end of the input.

@@ -13,14 +13,15 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Module, Tensor};
+use candle_core::{DType, Module, Tensor};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
 use serde::Deserialize;
 
-use super::checkpoint::{self, Checkpoint};
-use super::t5::{dtype_name, map_rare_residue, pad_batch, residue_rows, Activation};
+use super::hf_config;
+use super::prottrans::{map_rare_residue, Encoder, Layout, PaddedEncoder};
+use super::t5::Activation;
 use super::{LoadOptions, ModelError};
-use crate::embedder::{EmbedError, Embedder, EmbedderSpec, Pooling, ResidueMatrix};
+use crate::embedder::{EmbedError, Embedder, EmbedderSpec, ResidueMatrix};
 
 fn default_layer_norm_eps() -> f64 {
     1e-12
@@ -435,11 +436,8 @@ fn read_do_lower_case(dir: &Path) -> Result<bool, ModelError> {
 
 /// A ProtBert-style encoder ready to embed residue strings.
 pub struct ProtBertEmbedder {
-    model: BertModel,
+    encoder: Encoder<BertModel>,
     vocab: BertVocab,
-    spec: EmbedderSpec,
-    device: Device,
-    state: usize,
 }
 
 impl ProtBertEmbedder {
@@ -455,36 +453,27 @@ impl ProtBertEmbedder {
 
 impl Embedder for ProtBertEmbedder {
     fn spec(&self) -> &EmbedderSpec {
-        &self.spec
+        self.encoder.spec()
     }
 
     fn embed_residues(&self, batch: &[&str]) -> Result<Vec<ResidueMatrix>, EmbedError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let max = self.spec.max_residues.unwrap_or(usize::MAX);
+        let spec = self.encoder.spec();
+        let max = spec.max_residues.unwrap_or(usize::MAX);
         for (i, seq) in batch.iter().enumerate() {
             if seq.is_empty() || seq.len() > max {
                 return Err(EmbedError::Record {
                     id: format!("#{}", i + 1),
-                    message: format!(
-                        "{} residues; {} takes 1 to {max} in one piece",
-                        seq.len(),
-                        self.spec.name
-                    ),
+                    message: format!("{} residues; {} takes 1 to {max} in one piece", seq.len(), spec.name),
                 });
             }
         }
         let ids: Vec<Vec<u32>> = batch.iter().map(|s| self.vocab.encode(s)).collect();
-        let candle = |source| EmbedError::Candle {
-            model: self.spec.name.clone(),
-            source,
-        };
-        let (input_ids, key_bias) = pad_batch(&ids, self.vocab.pad_id, &self.device).map_err(candle)?;
-        let hidden = self.model.forward(&input_ids, &key_bias, self.state).map_err(candle)?;
         let lengths: Vec<usize> = batch.iter().map(|s| s.len()).collect();
         // Row 0 is [CLS]; residues follow; [SEP] and padding are dropped.
-        residue_rows(&hidden, &lengths, 1).map_err(candle)
+        self.encoder.embed(&ids, self.vocab.pad_id, &lengths, 1)
     }
 }
 
@@ -497,7 +486,7 @@ pub fn load_embedder(dir: &Path, name: &str, opts: &LoadOptions) -> Result<Box<d
 /// Like [`load_embedder`] but returns the concrete type.
 pub fn load_prot_bert(dir: &Path, name: &str, opts: &LoadOptions) -> Result<ProtBertEmbedder, ModelError> {
     let config_path: PathBuf = dir.join("config.json");
-    let cfg: Config = checkpoint::read_config(dir)?;
+    let cfg: Config = hf_config::read_config(dir)?;
     let config_error = |message: String| ModelError::File {
         path: config_path.clone(),
         message,
@@ -522,43 +511,30 @@ pub fn load_prot_bert(dir: &Path, name: &str, opts: &LoadOptions) -> Result<Prot
             cfg.max_position_embeddings
         )));
     }
-    let state = checkpoint::hidden_state_index(opts.layer, cfg.num_hidden_layers + 1, &config_path)?;
     let vocab = BertVocab::from_dir(dir)?;
-    let ckpt = Checkpoint::open(dir)?;
-    let vb = ckpt.var_builder(opts.dtype, &opts.device);
-    // BertForMaskedLM / BertForPreTraining keep the encoder under `bert.`.
-    let vb = if ckpt.contains("bert.embeddings.word_embeddings.weight") {
-        vb.pp("bert")
-    } else {
-        vb
-    };
-    let model = BertModel::load(vb, &cfg).map_err(|err| ckpt.explain(err))?;
-    let spec = EmbedderSpec {
-        name: name.to_string(),
-        architecture: "bert".into(),
-        weights_digest: super::weights::model_digest(dir)?,
+    let layout = Layout {
+        architecture: "bert",
+        num_layers: cfg.num_hidden_layers,
         dim: cfg.hidden_size,
-        layer: opts.layer,
-        pooling: Pooling::Mean,
         // [CLS] and [SEP] take two of the learned positions.
         max_residues: Some(cfg.max_position_embeddings - 2),
-        dtype: dtype_name(opts.dtype),
     };
-    tracing::info!(
-        model = name,
-        layers = cfg.num_hidden_layers,
-        hidden = cfg.hidden_size,
-        vocab = %vocab.source,
-        "loaded BERT encoder from {}",
-        dir.display()
-    );
-    Ok(ProtBertEmbedder {
-        model,
-        vocab,
-        spec,
-        device: opts.device.clone(),
-        state,
-    })
+    let encoder = Encoder::load(dir, name, opts, layout, &vocab.source, |ckpt, vb| {
+        // BertForMaskedLM / BertForPreTraining keep the encoder under `bert.`.
+        let vb = if ckpt.contains("bert.embeddings.word_embeddings.weight") {
+            vb.pp("bert")
+        } else {
+            vb
+        };
+        BertModel::load(vb, &cfg)
+    })?;
+    Ok(ProtBertEmbedder { encoder, vocab })
+}
+
+impl PaddedEncoder for BertModel {
+    fn hidden_state(&self, input_ids: &Tensor, key_bias: &Tensor, state: usize) -> candle_core::Result<Tensor> {
+        self.forward(input_ids, key_bias, state)
+    }
 }
 
 #[cfg(test)]

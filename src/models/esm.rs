@@ -60,6 +60,7 @@ use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
 use serde::Deserialize;
 
 use super::cpu_kernels::{self, Heads};
+use super::hf_config;
 use super::weights::{self, Checkpoint};
 use super::window::{embed_windowed, WindowPolicy};
 use super::{LoadOptions, ModelError};
@@ -1024,24 +1025,6 @@ impl std::fmt::Debug for EsmEmbedder {
     }
 }
 
-/// Resolves a possibly negative layer index against `num_layers` (fair-esm numbering 0..=N).
-pub fn resolve_layer(layer: Option<i64>, num_layers: usize) -> Result<usize, String> {
-    let n = num_layers as i64;
-    let resolved = match layer {
-        None => n,
-        Some(l) if l < 0 => n + 1 + l,
-        Some(l) => l,
-    };
-    if !(0..=n).contains(&resolved) {
-        return Err(format!(
-            "layer {} out of range: this model has layers 0 (embeddings) to {n} (last), or -1 to -{}",
-            layer.unwrap_or(n),
-            n + 1
-        ));
-    }
-    Ok(resolved as usize)
-}
-
 impl EsmEmbedder {
     pub fn model(&self) -> &EsmModel {
         &self.model
@@ -1158,10 +1141,8 @@ pub fn load_esm(dir: &Path, name: &str, opts: &LoadOptions) -> Result<EsmEmbedde
             ),
         });
     }
-    let layer = resolve_layer(opts.layer, cfg.num_hidden_layers).map_err(|message| ModelError::File {
-        path: config_path.clone(),
-        message,
-    })?;
+    // fair-esm numbering: 0 is the embeddings, `num_hidden_layers` the last layer.
+    let layer = hf_config::hidden_state_index(opts.layer, cfg.num_hidden_layers + 1, &config_path)?;
 
     let ckpt = Checkpoint::open(dir)?;
     let prefix = detect_prefix(&ckpt);
@@ -1240,17 +1221,6 @@ mod tests {
         assert_eq!(tok.encode("MJJK"), vec![0, 20, 3, 3, 15, 2]);
         assert_eq!(tok.encode("A<mask>C"), vec![0, 5, 32, 23, 2]);
         assert_eq!(tok.encode("XBUZO"), vec![0, 24, 25, 26, 27, 28, 2]);
-    }
-
-    #[test]
-    fn layers_resolve_like_fair_esm() {
-        assert_eq!(resolve_layer(None, 33), Ok(33));
-        assert_eq!(resolve_layer(Some(-1), 33), Ok(33));
-        assert_eq!(resolve_layer(Some(-2), 33), Ok(32));
-        assert_eq!(resolve_layer(Some(0), 33), Ok(0));
-        assert_eq!(resolve_layer(Some(-34), 33), Ok(0));
-        assert!(resolve_layer(Some(34), 33).is_err());
-        assert!(resolve_layer(Some(-35), 33).is_err());
     }
 
     #[test]

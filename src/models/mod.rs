@@ -15,12 +15,13 @@ use candle_core::{DType, Device};
 use crate::embedder::Embedder;
 
 pub mod bert;
-mod checkpoint;
 pub mod cpu_kernels;
 pub mod esm;
+mod hf_config;
 pub mod near;
 pub mod npz;
 pub mod onehot;
+mod prottrans;
 pub mod registry;
 pub mod t5;
 pub mod unirep;

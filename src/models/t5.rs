@@ -22,9 +22,10 @@ use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{Embedding, Linear, VarBuilder};
 use serde::Deserialize;
 
-use super::checkpoint::{self, Checkpoint};
+use super::hf_config;
+use super::prottrans::{map_rare_residue, Encoder, Layout, PaddedEncoder};
 use super::{LoadOptions, ModelError};
-use crate::embedder::{EmbedError, Embedder, EmbedderSpec, Pooling, ResidueMatrix};
+use crate::embedder::{EmbedError, Embedder, EmbedderSpec, ResidueMatrix};
 
 fn default_num_buckets() -> usize {
     32
@@ -764,74 +765,10 @@ impl T5Vocab {
     }
 }
 
-/// ProtTrans' `re.sub(r"[UZOB]", "X", sequence)`.
-pub(crate) fn map_rare_residue(letter: u8) -> u8 {
-    match letter {
-        b'U' | b'Z' | b'O' | b'B' => b'X',
-        other => other,
-    }
-}
-
-/// Right-pads `ids` to one `(batch, len)` u32 tensor plus a `(batch, len)` f32
-/// additive key mask: 0 on real tokens, -inf on padding.
-pub(crate) fn pad_batch(ids: &[Vec<u32>], pad_id: u32, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
-    let len = ids.iter().map(Vec::len).max().unwrap_or(0);
-    let mut flat = Vec::with_capacity(ids.len() * len);
-    let mut mask = Vec::with_capacity(ids.len() * len);
-    for seq in ids {
-        flat.extend_from_slice(seq);
-        flat.extend(std::iter::repeat_n(pad_id, len - seq.len()));
-        mask.extend(std::iter::repeat_n(0f32, seq.len()));
-        mask.extend(std::iter::repeat_n(f32::NEG_INFINITY, len - seq.len()));
-    }
-    Ok((
-        Tensor::from_vec(flat, (ids.len(), len), device)?,
-        Tensor::from_vec(mask, (ids.len(), len), device)?,
-    ))
-}
-
-/// Rows `offset..offset + n` of each batch item of `hidden` `(batch, len, dim)`, as f32 matrices.
-pub(crate) fn residue_rows(
-    hidden: &Tensor,
-    lengths: &[usize],
-    offset: usize,
-) -> candle_core::Result<Vec<ResidueMatrix>> {
-    let hidden = hidden.to_dtype(DType::F32)?.to_device(&Device::Cpu)?;
-    let dim = hidden.dim(2)?;
-    lengths
-        .iter()
-        .enumerate()
-        .map(|(b, &n)| {
-            let rows = hidden.get(b)?.narrow(0, offset, n)?;
-            Ok(ResidueMatrix {
-                len: n,
-                dim,
-                data: rows.flatten_all()?.to_vec1::<f32>()?,
-            })
-        })
-        .collect()
-}
-
-/// The names HF uses for compute dtypes.
-pub(crate) fn dtype_name(dtype: DType) -> String {
-    match dtype {
-        DType::F32 => "f32",
-        DType::F16 => "f16",
-        DType::BF16 => "bf16",
-        DType::F64 => "f64",
-        _ => "other",
-    }
-    .to_string()
-}
-
 /// A ProtT5-style encoder ready to embed residue strings.
 pub struct ProtT5Embedder {
-    model: T5EncoderModel,
+    encoder: Encoder<T5EncoderModel>,
     vocab: T5Vocab,
-    spec: EmbedderSpec,
-    device: Device,
-    /// Hidden state index (0 = embeddings, `num_layers` = final output).
-    state: usize,
 }
 
 impl ProtT5Embedder {
@@ -847,7 +784,7 @@ impl ProtT5Embedder {
 
 impl Embedder for ProtT5Embedder {
     fn spec(&self) -> &EmbedderSpec {
-        &self.spec
+        self.encoder.spec()
     }
 
     fn embed_residues(&self, batch: &[&str]) -> Result<Vec<ResidueMatrix>, EmbedError> {
@@ -870,14 +807,8 @@ impl Embedder for ProtT5Embedder {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let candle = |source| EmbedError::Candle {
-            model: self.spec.name.clone(),
-            source,
-        };
-        let (input_ids, key_bias) = pad_batch(&ids, self.vocab.pad_id, &self.device).map_err(candle)?;
-        let hidden = self.model.forward(&input_ids, &key_bias, self.state).map_err(candle)?;
         let lengths: Vec<usize> = batch.iter().map(|s| s.len()).collect();
-        residue_rows(&hidden, &lengths, 0).map_err(candle)
+        self.encoder.embed(&ids, self.vocab.pad_id, &lengths, 0)
     }
 
     fn default_batch_tokens(&self) -> usize {
@@ -895,44 +826,31 @@ pub fn load_embedder(dir: &Path, name: &str, opts: &LoadOptions) -> Result<Box<d
 /// Like [`load_embedder`] but returns the concrete type.
 pub fn load_prot_t5(dir: &Path, name: &str, opts: &LoadOptions) -> Result<ProtT5Embedder, ModelError> {
     let config_path: PathBuf = dir.join("config.json");
-    checkpoint::check_model_type(dir, "t5")?;
-    let cfg: Config = checkpoint::read_config(dir)?;
+    hf_config::check_model_type(dir, "t5")?;
+    let cfg: Config = hf_config::read_config(dir)?;
     if Activation::from_hf(cfg.dense_act_fn()).is_none() {
         return Err(ModelError::File {
             path: config_path,
             message: format!("unsupported feed_forward_proj {:?}", cfg.feed_forward_proj),
         });
     }
-    let state = checkpoint::hidden_state_index(opts.layer, cfg.num_layers + 1, &config_path)?;
     let vocab = T5Vocab::from_dir(dir)?;
-    let ckpt = Checkpoint::open(dir)?;
-    let vb = ckpt.var_builder(opts.dtype, &opts.device);
-    let model = T5EncoderModel::load(vb, &cfg).map_err(|err| ckpt.explain(err))?;
-    let spec = EmbedderSpec {
-        name: name.to_string(),
-        architecture: "t5".into(),
-        weights_digest: super::weights::model_digest(dir)?,
+    let layout = Layout {
+        architecture: "t5",
+        num_layers: cfg.num_layers,
         dim: cfg.d_model,
-        layer: opts.layer,
-        pooling: Pooling::Mean,
         max_residues: None,
-        dtype: dtype_name(opts.dtype),
     };
-    tracing::info!(
-        model = name,
-        layers = cfg.num_layers,
-        d_model = cfg.d_model,
-        vocab = %vocab.source,
-        "loaded T5 encoder from {}",
-        dir.display()
-    );
-    Ok(ProtT5Embedder {
-        model,
-        vocab,
-        spec,
-        device: opts.device.clone(),
-        state,
-    })
+    let encoder = Encoder::load(dir, name, opts, layout, &vocab.source, |_, vb| {
+        T5EncoderModel::load(vb, &cfg)
+    })?;
+    Ok(ProtT5Embedder { encoder, vocab })
+}
+
+impl PaddedEncoder for T5EncoderModel {
+    fn hidden_state(&self, input_ids: &Tensor, key_bias: &Tensor, state: usize) -> candle_core::Result<Tensor> {
+        self.forward(input_ids, key_bias, state)
+    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
-//! Weight files of a Hugging Face-layout model directory: finding them
-//! (`model.safetensors`, sharded `model.safetensors.index.json`, `pytorch_model.bin`
-//! or its sharded index), checking names and shapes against what a config
-//! expects before anything is loaded (so a bad checkpoint fails with the file
-//! and tensor named), a Candle [`VarBuilder`] over them, and the SHA-256 digest
-//! that identifies the model's numbers in [`crate::embedder::EmbedderSpec`].
+//! Weight files of a Hugging Face-layout model directory, the one loader behind
+//! ESM, T5 and BERT: finding them (`model.safetensors`, sharded
+//! `model.safetensors.index.json`, `pytorch_model.bin` or its sharded index; PyTorch
+//! zips are read lazily with `candle_core::pickle`), checking names and shapes
+//! against what a config expects (so a bad checkpoint fails with the file and
+//! tensor named), a Candle [`VarBuilder`] over them that checks every shape the
+//! model asks for, and the SHA-256 digest that identifies the model's numbers in
+//! [`crate::embedder::EmbedderSpec`].
 //!
 //! LayerNorm parameters are found under either naming HF has used:
 //! `LayerNorm.weight`/`LayerNorm.bias` (hub checkpoints) or
@@ -14,6 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::UNIX_EPOCH;
 
 use candle_core::{DType, Device, Shape, Tensor};
@@ -37,20 +40,32 @@ enum Reader {
     Pth(candle_core::pickle::PthTensors),
 }
 
-/// The weight files of one model directory with an index of every tensor in them.
-pub struct Checkpoint {
+struct Inner {
     files: Vec<PathBuf>,
     readers: Vec<Reader>,
     index: HashMap<String, TensorEntry>,
     /// The file named in errors about missing tensors: the single weight file or the shard index.
     described_by: PathBuf,
+    /// The `config.json` next to the weights, named as the source of the shapes a model asks for.
+    config: PathBuf,
+    /// The first failure met while a model pulled tensors through the [`VarBuilder`], kept with
+    /// its file and tensor: Candle's error type can only carry it as text.
+    failure: Mutex<Option<ModelError>>,
+}
+
+/// The weight files of one model directory with an index of every tensor in them.
+/// Cloning is cheap (the files stay open once), so a [`VarBuilder`] can own one
+/// while the loader keeps another to ask about names and failures.
+#[derive(Clone)]
+pub struct Checkpoint {
+    inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for Checkpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Checkpoint")
-            .field("files", &self.files)
-            .field("tensors", &self.index.len())
+            .field("files", &self.inner.files)
+            .field("tensors", &self.inner.index.len())
             .finish()
     }
 }
@@ -60,7 +75,8 @@ struct ShardIndex {
     weight_map: BTreeMap<String, String>,
 }
 
-/// The weight files in `dir`, in the order HF prefers them (safetensors first).
+/// The weight files in `dir`, in the order HF prefers them (safetensors first), and the
+/// file that describes them (the single weight file or the shard index).
 pub fn weight_files(dir: &Path) -> Result<(Vec<PathBuf>, PathBuf), ModelError> {
     let single_st = dir.join("model.safetensors");
     if single_st.is_file() {
@@ -106,6 +122,47 @@ fn file_err(path: &Path, e: impl std::fmt::Display) -> ModelError {
     }
 }
 
+/// Opens one weight file and adds its tensors (names, shapes; no data) to `index`
+/// as file number `file`. A name already indexed from an earlier shard keeps its
+/// first place.
+fn open_reader(path: &Path, file: usize, index: &mut HashMap<String, TensorEntry>) -> Result<Reader, ModelError> {
+    let is_st = path.extension().is_some_and(|e| e == "safetensors");
+    if is_st {
+        // SAFETY: the file is memory-mapped read-only; we never write to it, and a concurrent
+        // writer would be a user error that the safetensors header checks partly catch.
+        let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(path) }
+            .map_err(|e| file_err(path, format!("not a readable safetensors file: {e}")))?;
+        for (name, view) in st.tensors() {
+            let dtype = DType::try_from(view.dtype()).map_err(|e| ModelError::Tensor {
+                path: path.to_path_buf(),
+                tensor: name.clone(),
+                message: e.to_string(),
+            })?;
+            let shape = view.shape().to_vec();
+            index.entry(name).or_insert(TensorEntry { file, shape, dtype });
+        }
+        Ok(Reader::Safetensors(st))
+    } else {
+        let pth = candle_core::pickle::PthTensors::new(path, None).map_err(|e| {
+            file_err(
+                path,
+                format!(
+                    "not a readable PyTorch zip checkpoint ({e}); pre-1.6 legacy pickles are not supported, \
+                     convert it once with `torch.save(torch.load(f), f)` or to model.safetensors"
+                ),
+            )
+        })?;
+        for (name, info) in pth.tensor_infos() {
+            index.entry(name.clone()).or_insert(TensorEntry {
+                file,
+                shape: info.layout.shape().dims().to_vec(),
+                dtype: info.dtype,
+            });
+        }
+        Ok(Reader::Pth(pth))
+    }
+}
+
 impl Checkpoint {
     /// Opens the weight files of `dir` and indexes their tensors (names, shapes; no data is read).
     pub fn open(dir: &Path) -> Result<Self, ModelError> {
@@ -113,42 +170,7 @@ impl Checkpoint {
         let mut readers = Vec::with_capacity(files.len());
         let mut index = HashMap::new();
         for (i, path) in files.iter().enumerate() {
-            let is_st = path.extension().is_some_and(|e| e == "safetensors");
-            let reader = if is_st {
-                // SAFETY: the file is memory-mapped read-only; we never write to it, and a concurrent
-                // writer would be a user error that the safetensors header checks partly catch.
-                let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(path) }
-                    .map_err(|e| file_err(path, format!("not a readable safetensors file: {e}")))?;
-                for (name, view) in st.tensors() {
-                    let dtype = DType::try_from(view.dtype()).map_err(|e| ModelError::Tensor {
-                        path: path.clone(),
-                        tensor: name.clone(),
-                        message: e.to_string(),
-                    })?;
-                    index.insert(
-                        name,
-                        TensorEntry {
-                            file: i,
-                            shape: view.shape().to_vec(),
-                            dtype,
-                        },
-                    );
-                }
-                Reader::Safetensors(st)
-            } else {
-                let pth = candle_core::pickle::PthTensors::new(path, None)
-                    .map_err(|e| file_err(path, format!("not a readable PyTorch zip checkpoint: {e}")))?;
-                for (name, info) in pth.tensor_infos() {
-                    let entry = TensorEntry {
-                        file: i,
-                        shape: info.layout.shape().dims().to_vec(),
-                        dtype: info.dtype,
-                    };
-                    index.insert(name.clone(), entry);
-                }
-                Reader::Pth(pth)
-            };
-            readers.push(reader);
+            readers.push(open_reader(path, i, &mut index)?);
         }
         tracing::debug!(
             files = files.len(),
@@ -157,39 +179,39 @@ impl Checkpoint {
             dir.display()
         );
         Ok(Checkpoint {
-            files,
-            readers,
-            index,
-            described_by,
+            inner: Arc::new(Inner {
+                files,
+                readers,
+                index,
+                described_by,
+                config: dir.join("config.json"),
+                failure: Mutex::new(None),
+            }),
         })
     }
 
     pub fn files(&self) -> &[PathBuf] {
-        &self.files
+        &self.inner.files
     }
 
     pub fn len(&self) -> usize {
-        self.index.len()
+        self.inner.index.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+        self.inner.index.is_empty()
     }
 
     /// Tensor names in the checkpoint, sorted.
     pub fn names(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self.index.keys().map(String::as_str).collect();
+        let mut names: Vec<&str> = self.inner.index.keys().map(String::as_str).collect();
         names.sort_unstable();
         names
     }
 
     /// The stored name for `name`, trying the LayerNorm `gamma`/`beta` aliases.
     pub fn resolve(&self, name: &str) -> Option<&str> {
-        if let Some((k, _)) = self.index.get_key_value(name) {
-            return Some(k.as_str());
-        }
-        let alias = layer_norm_alias(name)?;
-        self.index.get_key_value(&alias).map(|(k, _)| k.as_str())
+        self.inner.resolve(name)
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -197,62 +219,114 @@ impl Checkpoint {
     }
 
     pub fn entry(&self, name: &str) -> Option<&TensorEntry> {
-        self.resolve(name).and_then(|k| self.index.get(k))
+        self.resolve(name).and_then(|k| self.inner.index.get(k))
     }
 
     /// Checks that every `(name, shape)` is present with that shape; the error names the file
-    /// holding the tensor (or the checkpoint file for a missing one), the tensor, and `why`,
-    /// the config setting the shape comes from.
+    /// holding the tensor (or the checkpoint file for a missing one), the tensor, and `config`,
+    /// where the shape comes from.
     pub fn check(&self, expected: &[(String, Vec<usize>)], config: &Path) -> Result<(), ModelError> {
         for (name, shape) in expected {
-            match self.entry(name) {
-                None => {
-                    return Err(ModelError::Tensor {
-                        path: self.described_by.clone(),
-                        tensor: name.clone(),
-                        message: format!(
-                            "missing from the checkpoint ({} tensors; is {} the right config for these weights?)",
-                            self.index.len(),
-                            config.display()
-                        ),
-                    })
-                }
-                Some(entry) if &entry.shape != shape => {
-                    return Err(ModelError::Tensor {
-                        path: self.files[entry.file].clone(),
-                        tensor: name.clone(),
-                        message: format!(
-                            "shape {:?} in the checkpoint, but {} implies {:?}",
-                            entry.shape,
-                            config.display(),
-                            shape
-                        ),
-                    })
-                }
-                Some(_) => {}
-            }
+            self.inner.verify(name, Some(shape), config)?;
         }
         Ok(())
     }
 
     /// A [`VarBuilder`] reading (lazily) from these files, converting to `dtype` on `device`.
-    pub fn var_builder(self, dtype: DType, device: &Device) -> VarBuilder<'static> {
-        VarBuilder::from_backend(Box::new(self), dtype, device.clone())
+    /// Every shape the model asks for is checked against the index before data is read.
+    pub fn var_builder(&self, dtype: DType, device: &Device) -> VarBuilder<'static> {
+        VarBuilder::from_backend(Box::new(self.clone()), dtype, device.clone())
     }
 
-    fn load(&self, name: &str) -> candle_core::Result<Tensor> {
+    /// Turns a Candle error from model construction into the structured failure (file +
+    /// tensor) recorded when a tensor was missing, mis-shaped or unreadable, when there is one.
+    pub fn explain(&self, err: candle_core::Error) -> ModelError {
+        match self.inner.failure.lock().expect("failure lock").take() {
+            Some(recorded) => recorded,
+            None => file_err(&self.inner.described_by, err),
+        }
+    }
+}
+
+impl Inner {
+    fn resolve(&self, name: &str) -> Option<&str> {
+        if let Some((k, _)) = self.index.get_key_value(name) {
+            return Some(k.as_str());
+        }
+        let alias = layer_norm_alias(name)?;
+        self.index.get_key_value(&alias).map(|(k, _)| k.as_str())
+    }
+
+    /// The stored name and entry of `name`, or an error naming the file, the tensor and
+    /// `config` when it is missing or (with `expected`) has another shape.
+    fn verify(
+        &self,
+        name: &str,
+        expected: Option<&[usize]>,
+        config: &Path,
+    ) -> Result<(&str, &TensorEntry), ModelError> {
         let Some(key) = self.resolve(name) else {
-            candle_core::bail!("tensor {name} not found in {}", self.described_by.display())
+            return Err(ModelError::Tensor {
+                path: self.described_by.clone(),
+                tensor: name.to_string(),
+                message: format!(
+                    "missing from the checkpoint ({} tensors; is {} the right config for these weights?)",
+                    self.index.len(),
+                    config.display()
+                ),
+            });
         };
         let entry = &self.index[key];
+        match expected {
+            Some(shape) if entry.shape.as_slice() != shape => Err(ModelError::Tensor {
+                path: self.files[entry.file].clone(),
+                tensor: name.to_string(),
+                message: format!(
+                    "shape {:?} in the checkpoint, but {} implies {:?}",
+                    entry.shape,
+                    config.display(),
+                    shape
+                ),
+            }),
+            _ => Ok((key, entry)),
+        }
+    }
+
+    /// Keeps the first structured failure for [`Checkpoint::explain`] and hands Candle its text.
+    fn record(&self, err: ModelError) -> candle_core::Error {
+        let text = err.to_string();
+        let mut slot = self.failure.lock().expect("failure lock");
+        if slot.is_none() {
+            *slot = Some(err);
+        }
+        candle_core::Error::Msg(text)
+    }
+
+    fn fetch(
+        &self,
+        name: &str,
+        expected: Option<&Shape>,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let (key, entry) = self
+            .verify(name, expected.map(Shape::dims), &self.config)
+            .map_err(|err| self.record(err))?;
         let path = &self.files[entry.file];
         let loaded = match &self.readers[entry.file] {
-            Reader::Safetensors(st) => st.load(key, &Device::Cpu),
-            Reader::Pth(pth) => pth.get(key).and_then(|t| {
-                t.ok_or_else(|| candle_core::Error::Msg(format!("tensor {key} vanished from {}", path.display())))
+            Reader::Safetensors(st) => st.load(key, device),
+            Reader::Pth(pth) => pth.get(key).and_then(|t| match t {
+                Some(tensor) => tensor.to_device(device),
+                None => candle_core::bail!("tensor {key} vanished from the file"),
             }),
         };
-        loaded.map_err(|e| candle_core::Error::Msg(format!("{}: tensor {key}: {e}", path.display())))
+        loaded.and_then(|t| t.to_dtype(dtype)).map_err(|e| {
+            self.record(ModelError::Tensor {
+                path: path.clone(),
+                tensor: name.to_string(),
+                message: format!("cannot read: {e}"),
+            })
+        })
     }
 }
 
@@ -274,20 +348,11 @@ impl SimpleBackend for Checkpoint {
         dtype: DType,
         dev: &Device,
     ) -> candle_core::Result<Tensor> {
-        let tensor = self.get_unchecked(name, dtype, dev)?;
-        if tensor.shape() != &s {
-            candle_core::bail!(
-                "{}: tensor {name}: shape {:?} in the checkpoint, expected {:?}",
-                self.described_by.display(),
-                tensor.dims(),
-                s.dims()
-            )
-        }
-        Ok(tensor)
+        self.inner.fetch(name, Some(&s), dtype, dev)
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
-        self.load(name)?.to_dtype(dtype)?.to_device(dev)
+        self.inner.fetch(name, None, dtype, dev)
     }
 
     fn contains_tensor(&self, name: &str) -> bool {
@@ -428,6 +493,39 @@ mod tests {
         // Different content (and so size/mtime) gives a different digest.
         fs::write(dir.path().join("config.json"), "{\"a\": 1}").unwrap();
         assert_ne!(model_digest(dir.path()).unwrap(), d1);
+    }
+
+    #[test]
+    fn missing_and_mismatched_tensors_name_file_and_tensor() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        let t = Tensor::zeros((2, 3), DType::F32, &Device::Cpu).unwrap();
+        candle_core::safetensors::save(&HashMap::from([("a.LayerNorm.gamma".to_string(), t)]), &path).unwrap();
+        let ckpt = Checkpoint::open(dir.path()).unwrap();
+        assert!(ckpt.contains("a.LayerNorm.weight"));
+        let vb = ckpt.var_builder(DType::F32, &Device::Cpu);
+        assert!(vb.get((2, 3), "a.LayerNorm.weight").is_ok());
+
+        let err = vb.get((3, 2), "a.LayerNorm.weight").unwrap_err();
+        let text = ckpt.explain(err).to_string();
+        assert!(
+            text.contains("model.safetensors") && text.contains("a.LayerNorm.weight") && text.contains("[2, 3]"),
+            "{text}"
+        );
+
+        let err = vb.get(4, "b.weight").unwrap_err();
+        let text = ckpt.explain(err).to_string();
+        assert!(
+            text.contains("model.safetensors") && text.contains("b.weight") && text.contains("missing"),
+            "{text}"
+        );
+
+        let expected = [("a.LayerNorm.weight".to_string(), vec![3, 2])];
+        let text = ckpt
+            .check(&expected, &dir.path().join("config.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("[2, 3]") && text.contains("[3, 2]"), "{text}");
     }
 
     #[test]

@@ -104,15 +104,26 @@ pub fn prediction_rows(
 
 /// Metrics of predictions against the records' true families.
 pub fn metrics_of(knn: &ResidueKnn, records: &[Record], predictions: &[ResiduePrediction]) -> Metrics {
-    let truth: Vec<String> = records
+    let (truth, predicted) = accessions(knn, records, predictions);
+    score(&truth, &predicted)
+}
+
+/// True and predicted family accessions (an unlabelled record's truth is empty; an
+/// abstention predicts nothing), as the metrics take them.
+fn accessions(
+    knn: &ResidueKnn,
+    records: &[Record],
+    predictions: &[ResiduePrediction],
+) -> (Vec<String>, Vec<Option<String>>) {
+    let truth = records
         .iter()
         .map(|r| r.family.as_ref().map_or(String::new(), |f| f.accession.clone()))
         .collect();
-    let predicted: Vec<Option<String>> = predictions
+    let predicted = predictions
         .iter()
         .map(|p| p.class.map(|c| knn.vocab.family(c).accession.clone()))
         .collect();
-    score(&truth, &predicted)
+    (truth, predicted)
 }
 
 /// Error rate by training-family size of predictions.
@@ -128,14 +139,7 @@ pub fn size_bins(
             *sizes.entry(f.accession.clone()).or_default() += 1;
         }
     }
-    let truth: Vec<String> = records
-        .iter()
-        .map(|r| r.family.as_ref().map_or(String::new(), |f| f.accession.clone()))
-        .collect();
-    let predicted: Vec<Option<String>> = predictions
-        .iter()
-        .map(|p| p.class.map(|c| knn.vocab.family(c).accession.clone()))
-        .collect();
+    let (truth, predicted) = accessions(knn, records, predictions);
     error_by_family_size(&truth, &predicted, |acc| sizes.get(acc).copied().unwrap_or(0))
 }
 
