@@ -93,7 +93,9 @@ def main():
     with open(out, newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
     assert len(rows) == len(test), "one row per input"
-    truth = {r[name]: r[acc] for r in test}
+    # annotate prints accessions without the Pfam version (PF01391, not PF01391.21)
+    truth = {r[name]: r[acc].split(".")[0] for r in test}
+    removed = {a.split(".")[0] for a in removed}
     known = [r for r in rows if truth[r["id"]] not in removed]
     unknown = [r for r in rows if truth[r["id"]] in removed]
     confident = [r for r in known if r["confident"] == "yes"]
