@@ -21,32 +21,13 @@ vector `make embed` computed. Usage:
 """
 import argparse
 import csv
-import glob
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def data_root(arg):
-    for cand in (arg, os.environ.get("PROTFAM_DATA"), REPO.parent / "shared/data/pfam35-uniprot20k",
-                 "/work/shared/data/pfam35-uniprot20k"):
-        if cand and Path(cand).is_dir():
-            return Path(cand)
-    sys.exit("dataset not found: pass --data")
-
-
-def read_rows(root, split, part):
-    header, rows = None, []
-    for shard in sorted(glob.glob(str(root / split / part / "data-*"))):
-        with open(shard, newline="") as f:
-            r = csv.reader(f)
-            header = next(r)
-            rows.extend(r)
-    return header, rows
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _split import REPO, data_root, read_rows  # noqa: E402
 
 
 def write_rows(dst, split, part, header, rows):

@@ -21,7 +21,6 @@ Usage: python3 scripts/reference_1nn.py --model unirep1900 [--cache data/cache]
        [--protfam-report data/reports/clustered_split/evaluate.json]
 """
 import argparse
-import csv
 import glob
 import hashlib
 import json
@@ -33,23 +32,14 @@ import numpy as np
 from safetensors.numpy import load_file
 from sklearn.neighbors import KNeighborsClassifier
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def data_root(arg):
-    for cand in (arg, os.environ.get("PROTFAM_DATA"), REPO.parent / "shared/data/pfam35-uniprot20k",
-                 "/work/shared/data/pfam35-uniprot20k"):
-        if cand and Path(cand).is_dir():
-            return Path(cand)
-    sys.exit("dataset not found: pass --data")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _split import REPO, data_root, read_rows as read_csv  # noqa: E402
 
 
 def read_part(root, split, part):
-    rows = []
-    for shard in sorted(glob.glob(str(root / split / part / "data-*"))):
-        with open(shard, newline="") as f:
-            rows.extend((r["sequence_name"], r["family_accession"], r["sequence"]) for r in csv.DictReader(f))
-    return rows
+    header, rows = read_csv(root, split, part)
+    name, acc, seq = (header.index(c) for c in ("sequence_name", "family_accession", "sequence"))
+    return [(r[name], r[acc], r[seq]) for r in rows]
 
 
 def cache_vectors(cache, model):

@@ -12,22 +12,13 @@ use std::sync::OnceLock;
 
 use assert_cmd::Command;
 
+mod common;
+
 const MODEL: &str = "onehot64";
 const SPLIT: &str = "clustered_split";
 /// Target precision of the test calibration. onehot64 + 1-NN is right on few
 /// clustered-split domains, so 0.95 would keep almost nothing to measure.
 const MIN_PRECISION: f64 = 0.8;
-
-fn data_root() -> PathBuf {
-    if let Some(d) = std::env::var_os("PROTFAM_DATA") {
-        return PathBuf::from(d);
-    }
-    let sibling = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/pfam35-uniprot20k");
-    if sibling.is_dir() {
-        return sibling;
-    }
-    PathBuf::from("/work/shared/data/pfam35-uniprot20k")
-}
 
 fn protfam() -> Command {
     Command::cargo_bin("protfam").unwrap()
@@ -42,27 +33,15 @@ struct Row {
 }
 
 fn read_rows(part: &str) -> Vec<Row> {
-    let dir = data_root().join(SPLIT).join(part);
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("data-"))
-        .collect();
-    paths.sort();
-    let mut rows = Vec::new();
-    for p in paths {
-        let mut r = csv::Reader::from_path(&p).unwrap();
-        for rec in r.records() {
-            let rec = rec.unwrap();
-            rows.push(Row {
-                accession: rec[2].split('.').next().unwrap().to_string(),
-                name: rec[1].to_string(),
-                sequence: rec[4].to_string(),
-                line: rec,
-            });
-        }
-    }
-    rows
+    common::split_records(SPLIT, part)
+        .into_iter()
+        .map(|rec| Row {
+            accession: rec[2].split('.').next().unwrap().to_string(),
+            name: rec[1].to_string(),
+            sequence: rec[4].to_string(),
+            line: rec,
+        })
+        .collect()
 }
 
 struct Fixture {
@@ -86,21 +65,7 @@ fn removed_families(test: &[Row]) -> BTreeSet<String> {
 }
 
 fn write_part(data: &Path, part: &str, rows: &[Row]) {
-    let dir = data.join(SPLIT).join(part);
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut w = csv::Writer::from_path(dir.join("data-00000-of-00001")).unwrap();
-    w.write_record([
-        "family_id",
-        "sequence_name",
-        "family_accession",
-        "aligned_sequence",
-        "sequence",
-    ])
-    .unwrap();
-    for r in rows {
-        w.write_record(&r.line).unwrap();
-    }
-    w.flush().unwrap();
+    common::write_split_part(data, SPLIT, part, rows.iter().map(|r| &r.line));
 }
 
 fn fixture() -> &'static Fixture {

@@ -9,22 +9,13 @@
 //! Needs `models/near/weights.npz` (`make models`) and the bundled data.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use assert_cmd::Command;
 
-const SPLIT: &str = "clustered_split";
+mod common;
 
-fn data_root() -> PathBuf {
-    if let Some(d) = std::env::var_os("PROTFAM_DATA") {
-        return PathBuf::from(d);
-    }
-    let sibling = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/pfam35-uniprot20k");
-    if sibling.is_dir() {
-        return sibling;
-    }
-    PathBuf::from("/work/shared/data/pfam35-uniprot20k")
-}
+const SPLIT: &str = "clustered_split";
 
 fn protfam() -> Command {
     let mut cmd = Command::cargo_bin("protfam").unwrap();
@@ -34,39 +25,15 @@ fn protfam() -> Command {
 
 /// CSV rows of one part, grouped by family accession.
 fn rows_by_family(part: &str) -> BTreeMap<String, Vec<csv::StringRecord>> {
-    let dir = data_root().join(SPLIT).join(part);
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("data-"))
-        .collect();
-    paths.sort();
     let mut out: BTreeMap<String, Vec<csv::StringRecord>> = BTreeMap::new();
-    for p in paths {
-        for rec in csv::Reader::from_path(&p).unwrap().records() {
-            let rec = rec.unwrap();
-            out.entry(rec[2].to_string()).or_default().push(rec);
-        }
+    for rec in common::split_records(SPLIT, part) {
+        out.entry(rec[2].to_string()).or_default().push(rec);
     }
     out
 }
 
 fn write_part(data: &Path, part: &str, rows: &[csv::StringRecord]) {
-    let dir = data.join(SPLIT).join(part);
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut w = csv::Writer::from_path(dir.join("data-00000-of-00001")).unwrap();
-    w.write_record([
-        "family_id",
-        "sequence_name",
-        "family_accession",
-        "aligned_sequence",
-        "sequence",
-    ])
-    .unwrap();
-    for r in rows {
-        w.write_record(r).unwrap();
-    }
-    w.flush().unwrap();
+    common::write_split_part(data, SPLIT, part, rows);
 }
 
 /// Ten families with training, dev and test domains: at most 6 training,

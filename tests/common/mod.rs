@@ -23,6 +23,45 @@ pub fn data_root() -> PathBuf {
     PathBuf::from("/work/shared/data/pfam35-uniprot20k")
 }
 
+/// Every CSV record of the bundled `<split>/<part>`, in shard order.
+pub fn split_records(split: &str, part: &str) -> Vec<csv::StringRecord> {
+    let dir = data_root().join(split).join(part);
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("data-"))
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .flat_map(|p| csv::Reader::from_path(p).unwrap().into_records().map(|r| r.unwrap()))
+        .collect()
+}
+
+/// Writes `rows` (Pfam split CSV records) as the one shard of `<data>/<split>/<part>/`.
+pub fn write_split_part<'a>(
+    data: &std::path::Path,
+    split: &str,
+    part: &str,
+    rows: impl IntoIterator<Item = &'a csv::StringRecord>,
+) {
+    let dir = data.join(split).join(part);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut w = csv::Writer::from_path(dir.join("data-00000-of-00001")).unwrap();
+    w.write_record([
+        "family_id",
+        "sequence_name",
+        "family_accession",
+        "aligned_sequence",
+        "sequence",
+    ])
+    .unwrap();
+    for r in rows {
+        w.write_record(r).unwrap();
+    }
+    w.flush().unwrap();
+}
+
 const AMINO: &[u8] = b"ACDEFGHIKLMNPQRSTVWY";
 
 /// Amino-acid (20) and dipeptide (400) composition of a sequence: a real, if
