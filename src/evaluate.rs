@@ -365,9 +365,9 @@ pub struct EvaluateConfig {
     pub run_cache: Option<(crate::compare::RunCache, String)>,
 }
 
-/// Runs every model x classifier pair, writing predictions as each finishes and
-/// the merged report at the end (plus `extra_rows`, e.g. baselines). Returns the
-/// rows of this run.
+/// Runs every model x classifier pair, writing its predictions and merging its
+/// row into the report as each finishes, then `extra_rows` (e.g. baselines).
+/// Returns the rows of this run.
 pub fn run(
     config: &EvaluateConfig,
     source: &mut dyn VectorSource,
@@ -416,6 +416,9 @@ pub fn run(
                         message: e.to_string(),
                     })?;
             }
+            // Into the report at once: a run stopped during a later (possibly
+            // hour-long) pair keeps every row it finished.
+            write_report(&paths, std::slice::from_ref(&eval.row))?;
             rows.push(eval.row);
         }
     }
