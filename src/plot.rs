@@ -146,15 +146,15 @@ pub fn error_bars(rows: &[ReportRow], dir: &Path, name: &str, title: &str) -> Re
     let groups = unique(rows.iter().map(group_of));
     let classifiers = unique(rows.iter().map(|r| r.classifier.clone()));
     let top = rows.iter().map(|r| r.error_rate * 100.0).fold(0.0, f64::max);
-    // Headroom above the tallest bar for its value and the legend.
-    let y_max = ((top * 1.1 + 6.0 + 5.0 * classifiers.len() as f64) / 10.0).ceil() * 10.0;
+    // Headroom above the tallest bar for its value.
+    let y_max = ((top * 1.1 + 6.0) / 10.0).ceil() * 10.0;
     let bar_width = 0.8 / classifiers.len() as f64;
-    // Wide enough for long model names under each group.
-    let width = SIZE.0.max(180 * groups.len() as u32 + 200);
+    // Wide enough for long model names under each group, plus the legend column.
+    let width = SIZE.0.max(180 * groups.len() as u32 + 200) + LEGEND_WIDTH;
     both(
         dir,
         name,
-        (width, SIZE.1),
+        (width, legend_height(classifiers.len())),
         |root| draw_bars(root, rows, &groups, &classifiers, bar_width, y_max, title),
         |root| draw_bars(root, rows, &groups, &classifiers, bar_width, y_max, title),
     )
@@ -171,7 +171,8 @@ fn draw_bars<DB: DrawingBackend>(
 ) -> Result<(), String> {
     let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
     root.fill(&WHITE).map_err(e)?;
-    let mut chart = ChartBuilder::on(root)
+    let (plot_area, legend_area) = root.split_horizontally(root.dim_in_pixel().0 as i32 - LEGEND_WIDTH as i32);
+    let mut chart = ChartBuilder::on(&plot_area)
         .caption(title, (FAMILY, 26))
         .margin(16)
         .x_label_area_size(50)
@@ -219,21 +220,70 @@ fn draw_bars<DB: DrawingBackend>(
                     )),
             ));
         }
-        chart
-            .draw_series(bars)
-            .map_err(e)?
-            .label(classifier.clone())
-            .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], colour.filled()));
+        chart.draw_series(bars).map_err(e)?;
         chart.draw_series(labels).map_err(e)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .label_font((FAMILY, 16))
-        .draw()
+    let entries: Vec<(String, RGBColor)> = classifiers
+        .iter()
+        .enumerate()
+        .map(|(ci, c)| (c.clone(), colour(ci)))
+        .collect();
+    draw_legend(&legend_area, &entries, LegendMark::Box)
+}
+
+const LEGEND_WIDTH: u32 = 320;
+const LEGEND_TOP: i32 = 60;
+const LEGEND_STEP: i32 = 24;
+
+/// Image height: the chart's own, or taller when the legend needs it.
+fn legend_height(entries: usize) -> u32 {
+    SIZE.1.max((2 * LEGEND_TOP + LEGEND_STEP * entries as i32) as u32)
+}
+
+#[derive(Clone, Copy)]
+enum LegendMark {
+    Box,
+    Line,
+}
+
+/// The legend in its own column right of the chart, so it never hides a bar,
+/// a line or a value label however many series there are.
+fn draw_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    entries: &[(String, RGBColor)],
+    mark: LegendMark,
+) -> Result<(), String> {
+    let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    for (i, (label, colour)) in entries.iter().enumerate() {
+        let y = LEGEND_TOP + i as i32 * LEGEND_STEP;
+        match mark {
+            LegendMark::Box => area
+                .draw(&Rectangle::new([(10, y - 7), (24, y + 7)], colour.filled()))
+                .map_err(e)?,
+            LegendMark::Line => area
+                .draw(&PathElement::new(
+                    vec![(4, y), (28, y)],
+                    ShapeStyle {
+                        color: colour.to_rgba(),
+                        filled: true,
+                        stroke_width: 3,
+                    },
+                ))
+                .map_err(e)?,
+        }
+        area.draw(&Text::new(
+            label.clone(),
+            (36, y),
+            (FAMILY, 15)
+                .into_font()
+                .color(&BLACK)
+                .pos(plotters::style::text_anchor::Pos::new(
+                    plotters::style::text_anchor::HPos::Left,
+                    plotters::style::text_anchor::VPos::Center,
+                )),
+        ))
         .map_err(e)?;
+    }
     Ok(())
 }
 
@@ -247,7 +297,7 @@ pub fn error_by_size(rows: &[ReportRow], dir: &Path, name: &str, title: &str) ->
     both(
         dir,
         name,
-        SIZE,
+        (SIZE.0 + LEGEND_WIDTH, legend_height(rows.len())),
         |root| draw_lines(root, &rows, title),
         |root| draw_lines(root, &rows, title),
     )
@@ -266,16 +316,13 @@ fn draw_lines<DB: DrawingBackend>(
     let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
     let bins = bin_labels();
     root.fill(&WHITE).map_err(e)?;
-    let mut chart = ChartBuilder::on(root)
+    let (plot_area, legend_area) = root.split_horizontally(root.dim_in_pixel().0 as i32 - LEGEND_WIDTH as i32);
+    let mut chart = ChartBuilder::on(&plot_area)
         .caption(title, (FAMILY, 26))
         .margin(16)
         .x_label_area_size(50)
         .y_label_area_size(70)
-        // Room above 100% for the legend (about 5% of the height per line).
-        .build_cartesian_2d(
-            -0.3f64..(bins.len() as f64 - 0.7),
-            0f64..(106.0 + 5.0 * rows.len() as f64),
-        )
+        .build_cartesian_2d(-0.3f64..(bins.len() as f64 - 0.7), 0f64..105.0)
         .map_err(e)?;
     let names = bins.clone();
     chart
@@ -305,26 +352,22 @@ fn draw_lines<DB: DrawingBackend>(
             filled: true,
             stroke_width: 3,
         };
-        chart
-            .draw_series(LineSeries::new(points.clone(), style))
-            .map_err(e)?
-            .label(if group_of(row) == "baselines" {
-                row.classifier.clone()
-            } else {
-                format!("{} + {}", row.embedding, row.classifier)
-            })
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+        chart.draw_series(LineSeries::new(points.clone(), style)).map_err(e)?;
         chart
             .draw_series(points.iter().map(|&p| Circle::new(p, 5, colour.filled())))
             .map_err(e)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .label_font((FAMILY, 15))
-        .draw()
-        .map_err(e)?;
-    Ok(())
+    let entries: Vec<(String, RGBColor)> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let label = if group_of(row) == "baselines" {
+                row.classifier.clone()
+            } else {
+                format!("{} + {}", row.embedding, row.classifier)
+            };
+            (label, colour(i))
+        })
+        .collect();
+    draw_legend(&legend_area, &entries, LegendMark::Line)
 }
