@@ -104,10 +104,28 @@ pub struct CalibrateArgs {
 /// The dataset root and split a classifier was trained on, from its recorded
 /// source `<root>/<split>/train`.
 pub fn training_split(classifier: &SavedClassifier) -> Option<(PathBuf, String)> {
-    let source = Path::new(&classifier.meta.training.source);
-    let split_dir = source.parent()?;
+    split_of_source(&classifier.meta.training.source)
+}
+
+/// `(root, split)` of a recorded training source `<root>/<split>/train`.
+pub fn split_of_source(source: &str) -> Option<(PathBuf, String)> {
+    let split_dir = Path::new(source).parent()?;
     let split = split_dir.file_name()?.to_str()?.to_string();
     Some((split_dir.parent()?.to_path_buf(), split))
+}
+
+impl CalibrateArgs {
+    /// The dev split to calibrate on: `--data` / `--split`, each defaulting to
+    /// the classifier's own training split (`trained`).
+    pub fn dev_split(&self, trained: Option<(PathBuf, String)>) -> anyhow::Result<(PathBuf, String)> {
+        match (&self.data, &self.split, trained) {
+            (Some(root), Some(split), _) => Ok((root.clone(), split.clone())),
+            (data, split, Some((root, trained_split))) => {
+                Ok((data.clone().unwrap_or(root), split.clone().unwrap_or(trained_split)))
+            }
+            _ => bail!("the classifier does not record its training split: pass --data and --split"),
+        }
+    }
 }
 
 /// Loads the classifier's embedder with the settings it was trained with.
@@ -175,10 +193,16 @@ pub fn calibrate_on_dev(
 
 /// The classifier's stored calibration, unless it belongs to another training run.
 pub fn stored_calibration(dir: &Path, classifier: &SavedClassifier) -> anyhow::Result<Option<Calibration>> {
+    stored_calibration_for(dir, &classifier.meta.training.digest)
+}
+
+/// The calibration stored in `dir`, unless it was made for other training data
+/// than `training_digest` (a residue store's data digest, for `residue-knn`).
+pub fn stored_calibration_for(dir: &Path, training_digest: &str) -> anyhow::Result<Option<Calibration>> {
     let Some(c) = Calibration::load(dir)? else {
         return Ok(None);
     };
-    if !c.training_digest.is_empty() && c.training_digest != classifier.meta.training.digest {
+    if !c.training_digest.is_empty() && c.training_digest != training_digest {
         tracing::warn!(
             "{}: calibrated for another training run of this directory; ignored (run `protfam calibrate`)",
             Calibration::path(dir).display()
@@ -194,11 +218,7 @@ pub fn run_calibrate(args: CalibrateArgs) -> anyhow::Result<ExitCode> {
     }
     let classifier = SavedClassifier::load(&args.classifier, &args.common.device())
         .with_context(|| format!("loading classifier {}", args.classifier.display()))?;
-    let (root, split) = match (args.data, args.split, training_split(&classifier)) {
-        (Some(root), Some(split), _) => (root, split),
-        (data, split, Some((root, trained_split))) => (data.unwrap_or(root), split.unwrap_or(trained_split)),
-        _ => bail!("the classifier does not record its training split: pass --data and --split"),
-    };
+    let (root, split) = args.dev_split(training_split(&classifier))?;
     let embedder = load_embedder(&classifier, &args.common)?;
     let cache = Cache::new(&args.common.cache);
     let calibration = calibrate_on_dev(
@@ -437,24 +457,13 @@ fn run_residue(args: AnnotateArgs, started: Instant) -> anyhow::Result<ExitCode>
     let knn = crate::residue::ResidueKnn::load(&args.classifier)
         .with_context(|| format!("loading classifier {}", args.classifier.display()))?;
     let embedder = load_embedder_for(knn.store.spec(), &args.common)?;
-    let digest = knn.store.manifest.plan.data_digest.clone();
-    let mut calibration = match Calibration::load(&args.classifier)? {
-        Some(c) if c.training_digest.is_empty() || c.training_digest == digest => Some(c),
-        Some(_) => {
-            tracing::warn!(
-                "{}: calibrated for another store; ignored",
-                Calibration::path(&args.classifier).display()
-            );
-            None
-        }
-        None => None,
-    };
+    let mut calibration = stored_calibration_for(&args.classifier, &knn.store.manifest.plan.data_digest)?;
     if let Some(target) = args.min_precision {
         if calibration
             .as_ref()
             .is_none_or(|c| (c.target_precision - target).abs() > 1e-12)
         {
-            let (root, split) = super::residue::training_split(&knn).context(
+            let (root, split) = split_of_source(&knn.source).context(
                 "--min-precision needs the classifier's training split to recalibrate, and none is recorded",
             )?;
             let c = super::residue::calibrate_on_dev(&knn, embedder.as_ref(), &root, &split, target)?;

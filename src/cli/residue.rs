@@ -174,13 +174,6 @@ pub fn evaluate_to_reports(
     Ok(reports)
 }
 
-/// The dataset root and split a saved `residue-knn` was trained on (from its `<root>/<split>/train` source).
-pub fn training_split(knn: &ResidueKnn) -> Option<(PathBuf, String)> {
-    let split_dir = Path::new(&knn.source).parent()?;
-    let split = split_dir.file_name()?.to_str()?.to_string();
-    Some((split_dir.parent()?.to_path_buf(), split))
-}
-
 /// Calibrates the abstention threshold of a `residue-knn` on the dev part of
 /// `<root>/<split>`, as `annotate` does for the pooled-vector classifiers:
 /// on the family score or the cosine distance of the best residue hit.
@@ -218,11 +211,7 @@ pub fn calibrate_on_dev(
 pub fn run_calibrate(args: super::annotate::CalibrateArgs) -> anyhow::Result<ExitCode> {
     let knn = ResidueKnn::load(&args.classifier)
         .with_context(|| format!("loading classifier {}", args.classifier.display()))?;
-    let (root, split) = match (args.data, args.split, training_split(&knn)) {
-        (Some(root), Some(split), _) => (root, split),
-        (data, split, Some((root, trained_split))) => (data.unwrap_or(root), split.unwrap_or(trained_split)),
-        _ => anyhow::bail!("the classifier does not record its training split: pass --data and --split"),
-    };
+    let (root, split) = args.dev_split(super::annotate::split_of_source(&knn.source))?;
     let embedder = super::annotate::load_embedder_for(knn.store.spec(), &args.common)?;
     let calibration = calibrate_on_dev(&knn, embedder.as_ref(), &root, &split, args.min_precision)?;
     let path = calibration.save(&args.classifier)?;
