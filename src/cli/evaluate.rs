@@ -162,8 +162,8 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<ExitCode> {
                 &args.residue.residue_store,
                 &args.report_dir,
             )?;
-            for report in reports {
-                keep(&embedder.spec().key(), report.row)?;
+            for (report, params) in reports.into_iter().zip(&residue_params) {
+                keep(&params.run_key(&embedder.spec().key()), report.row)?;
             }
         }
     }

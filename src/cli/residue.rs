@@ -41,6 +41,21 @@ pub struct ResidueKnnArgs {
     /// Pool votes per family or per best training sequence (family|sequence).
     #[arg(long)]
     pub residue_aggregate: Option<Aggregate>,
+    /// Training sequences per query aligned to it in the second stage (0 = vote scores only).
+    #[arg(long)]
+    pub align_candidates: Option<usize>,
+    /// Alignment match score: cosine similarity minus this.
+    #[arg(long)]
+    pub align_shift: Option<f32>,
+    /// Alignment cost of the first residue of a gap.
+    #[arg(long)]
+    pub align_gap_open: Option<f32>,
+    /// Alignment cost of each further residue of a gap.
+    #[arg(long)]
+    pub align_gap_extend: Option<f32>,
+    /// Weight of the alignment score beside the vote score.
+    #[arg(long)]
+    pub align_weight: Option<f32>,
     /// Predict no family when the best family score (share of the query explained) is below this.
     #[arg(long)]
     pub residue_min_score: Option<f32>,
@@ -92,6 +107,21 @@ impl ResidueKnnArgs {
         }
         if let Some(v) = self.residue_aggregate {
             p.score.aggregate = v;
+        }
+        if let Some(v) = self.align_candidates {
+            p.score.align.candidates = v;
+        }
+        if let Some(v) = self.align_shift {
+            p.score.align.shift = v;
+        }
+        if let Some(v) = self.align_gap_open {
+            p.score.align.gap_open = v;
+        }
+        if let Some(v) = self.align_gap_extend {
+            p.score.align.gap_extend = v;
+        }
+        if let Some(v) = self.align_weight {
+            p.score.align.weight = v;
         }
         if let Some(v) = self.residue_min_score {
             p.min_score = v;
@@ -363,6 +393,28 @@ pub enum ResidueCommand {
         /// JSON file for all tried settings.
         #[arg(long, default_value = "data/reports/residue-tuning.json")]
         out: PathBuf,
+        /// Keep the searched dev hits in this file and reuse them when it matches (same store,
+        /// dev part, strides and --search-k), so re-tuning skips the search.
+        #[arg(long)]
+        hits_cache: Option<PathBuf>,
+        /// Only the alignment grid, on top of the vote settings given by the classifier flags.
+        #[arg(long)]
+        align_only: bool,
+        /// Alignment grid: candidates per query.
+        #[arg(long, value_delimiter = ',')]
+        grid_align_candidates: Vec<usize>,
+        /// Alignment grid: similarity shifts.
+        #[arg(long, value_delimiter = ',')]
+        grid_align_shift: Vec<f32>,
+        /// Alignment grid: gap open costs.
+        #[arg(long, value_delimiter = ',')]
+        grid_align_gap_open: Vec<f32>,
+        /// Alignment grid: gap extension costs.
+        #[arg(long, value_delimiter = ',')]
+        grid_align_gap_extend: Vec<f32>,
+        /// Alignment grid: weights of the alignment score.
+        #[arg(long, value_delimiter = ',')]
+        grid_align_weight: Vec<f32>,
     },
     /// Recall@k of the HNSW index against exact search on a sample of test residues.
     Recall {
@@ -461,31 +513,85 @@ pub fn run(cmd: ResidueCommand) -> anyhow::Result<ExitCode> {
             knn,
             search_k,
             out,
+            hits_cache,
+            align_only,
+            grid_align_candidates,
+            grid_align_shift,
+            grid_align_gap_open,
+            grid_align_gap_extend,
+            grid_align_weight,
         } => {
             let mut params = knn.params()?;
             params.search_k = search_k;
             params.score.top_k = params.score.top_k.min(search_k);
             let (embedder, _train, model, _) = fit(&split, &knn, params.clone())?;
             let dev = eval::read_part(&split.data_root(), &split.split, "dev")?;
+            let hits_key = format!(
+                "{}-q{}-k{}-{}",
+                model.store.manifest.plan.key(),
+                params.query_stride,
+                search_k,
+                crate::residue::store::data_digest(&dev)
+            );
+            let cached = match &hits_cache {
+                Some(path) => crate::residue::classifier::QueryHits::load(path, &hits_key)?,
+                None => None,
+            };
+            let hits = match cached {
+                Some(hits) => {
+                    eprintln!(
+                        "dev hits reused from {}",
+                        hits_cache.as_ref().map_or(String::new(), |p| p.display().to_string())
+                    );
+                    hits
+                }
+                None => {
+                    let started = Instant::now();
+                    let hits = model.search_records(embedder.as_ref(), &dev)?;
+                    eprintln!("dev searched in {:.1}s", started.elapsed().as_secs_f64());
+                    if let Some(path) = &hits_cache {
+                        hits.save(path, &hits_key)?;
+                    }
+                    hits
+                }
+            };
+            let mut grid = TuneGrid::default();
+            replace_unless_empty(&mut grid.align_candidates, grid_align_candidates);
+            replace_unless_empty(&mut grid.align_shift, grid_align_shift);
+            replace_unless_empty(&mut grid.align_gap_open, grid_align_gap_open);
+            replace_unless_empty(&mut grid.align_gap_extend, grid_align_gap_extend);
+            replace_unless_empty(&mut grid.align_weight, grid_align_weight);
             let started = Instant::now();
-            let hits = model.search_records(embedder.as_ref(), &dev)?;
-            eprintln!("dev searched in {:.1}s", started.elapsed().as_secs_f64());
-            let results = eval::tune(&model, &dev, &hits, &TuneGrid::default());
-            println!("| top_k | min_sim | aggregate | diag_weight | band | cap | dev errors | dev error % |");
-            println!("|---|---|---|---|---|---|---|---|");
+            let results = if align_only {
+                eval::tune_settings(&model, &dev, &hits, grid.align_settings(&params.score))
+            } else {
+                eval::tune(&model, &dev, &hits, &grid)
+            };
+            eprintln!("scored in {:.1}s", started.elapsed().as_secs_f64());
+            println!("| top_k | min_sim | aggregate | diag_weight | band | cap | align (cand/shift/open/extend/weight) | dev errors | dev error % |");
+            println!("|---|---|---|---|---|---|---|---|---|");
             let simple = results
                 .iter()
                 .find(|r| r.params == ScoreParams::simple_vote() || is_simple(&r.params));
             for r in results.iter().take(15).chain(simple) {
                 let p = &r.params;
+                let align = if p.align.is_on() {
+                    format!(
+                        "{}/{}/{}/{}/{}",
+                        p.align.candidates, p.align.shift, p.align.gap_open, p.align.gap_extend, p.align.weight
+                    )
+                } else {
+                    "off".to_string()
+                };
                 println!(
-                    "| {} | {} | {} | {} | {} | {} | {} | {:.2} |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {:.2} |",
                     p.top_k,
                     p.min_similarity,
                     p.aggregate,
                     p.diagonal_weight,
                     p.diagonal_band,
                     p.diagonal_cap,
+                    align,
                     r.errors,
                     100.0 * r.error_rate
                 );
@@ -571,8 +677,19 @@ pub fn run(cmd: ResidueCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A grid axis given on the command line replaces the default axis.
+fn replace_unless_empty<T>(axis: &mut Vec<T>, given: Vec<T>) {
+    if !given.is_empty() {
+        *axis = given;
+    }
+}
+
 fn is_simple(p: &ScoreParams) -> bool {
-    p.top_k == 1 && p.diagonal_weight == 0.0 && p.aggregate == Aggregate::Family && p.min_similarity <= 0.0
+    p.top_k == 1
+        && p.diagonal_weight == 0.0
+        && p.aggregate == Aggregate::Family
+        && p.min_similarity <= 0.0
+        && !p.align.is_on()
 }
 
 /// The search figures the issue asks to see beside `hmmscan`'s time.

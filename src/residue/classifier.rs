@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
+use super::align::{align_candidates, candidate_sequences};
 use super::score::{score_query, FamilyScores, ScoreParams, Targets};
 use super::search::{exact_top_k, normalise_rows, ApproxIndex, ApproxOptions, HitTable, SearchOptions};
 use super::store::{kept_positions, ResidueStore, StoreConfig};
@@ -84,9 +85,10 @@ impl Default for ResidueKnnParams {
         ResidueKnnParams {
             stride: 2,
             query_stride: 2,
-            // Best of the 888 settings `protfam residue tune` tried on the dev part
-            // of the bundled clustered split with NEAR (57 of 366 errors against 62
-            // for the simple vote); see docs/residue-knn.md.
+            // Best of the 996 settings `protfam residue tune` tried on the dev part
+            // of the bundled clustered split with NEAR: 47 of 366 errors, against 57
+            // for the best vote without alignment and 62 for the simple vote; see
+            // docs/residue-knn.md.
             search_k: 10,
             score: ScoreParams {
                 top_k: 10,
@@ -95,6 +97,13 @@ impl Default for ResidueKnnParams {
                 diagonal_band: 2,
                 diagonal_cap: 4,
                 aggregate: super::Aggregate::Family,
+                align: super::AlignParams {
+                    candidates: 40,
+                    shift: 0.05,
+                    gap_open: 0.5,
+                    gap_extend: 0.05,
+                    weight: 2.0,
+                },
             },
             min_score: 0.0,
             index: IndexKind::Exact,
@@ -152,6 +161,17 @@ impl ResidueKnnParams {
         if s.aggregate != d.aggregate {
             label.push_str(&format!("-{}", s.aggregate));
         }
+        if s.align != d.align {
+            let a = &s.align;
+            if a.is_on() {
+                label.push_str(&format!(
+                    "-a{}s{}o{}e{}w{}",
+                    a.candidates, a.shift, a.gap_open, a.gap_extend, a.weight
+                ));
+            } else {
+                label.push_str("-noalign");
+            }
+        }
         if self.min_score != defaults.min_score {
             label.push_str(&format!("-ms{}", self.min_score));
         }
@@ -159,6 +179,23 @@ impl ResidueKnnParams {
             label.push_str(&format!("-{}", format!("{:?}", self.index).to_lowercase()));
         }
         label
+    }
+
+    /// Key of this setting's runs in `compare`'s run cache: the embedder's key plus a digest
+    /// of every parameter that changes answers, so that a run made under other settings
+    /// (for example the defaults of an older version, which share the label) is never reused.
+    pub fn run_key(&self, embedder_key: &str) -> String {
+        use sha2::{Digest, Sha256};
+        let answers = serde_json::json!({
+            "stride": self.stride,
+            "query_stride": self.query_stride,
+            "score": self.score,
+            "min_score": self.min_score,
+            "index": self.index,
+            "hnsw_ef": if self.index == IndexKind::Exact { 0 } else { self.hnsw_ef },
+        });
+        let digest = hex::encode(Sha256::digest(answers.to_string().as_bytes()));
+        format!("{embedder_key}-{}", &digest[..12])
     }
 
     /// Same predictions as `other` (block sizes and sharding change speed and memory, not answers).
@@ -357,7 +394,119 @@ impl QueryResidues {
 pub struct QueryHits {
     pub ranges: Vec<(usize, usize)>,
     pub positions: Vec<u32>,
+    /// The unit query rows (`dim` wide), for the alignment stage.
+    pub dim: usize,
+    pub data: Vec<f32>,
     pub table: HitTable,
+}
+
+impl QueryHits {
+    pub fn new(residues: QueryResidues, table: HitTable) -> QueryHits {
+        QueryHits {
+            ranges: residues.ranges,
+            positions: residues.positions,
+            dim: residues.dim,
+            data: residues.data,
+            table,
+        }
+    }
+
+    /// Writes the searched hits to `path` (safetensors, atomically) under `key`, which names
+    /// everything they depend on (store, query records, strides, `k`), so that tuning can
+    /// score new settings without searching again.
+    pub fn save(&self, path: &Path, key: &str) -> Result<(), ResidueError> {
+        use safetensors::tensor::TensorView;
+        use safetensors::Dtype;
+        let f32_bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let ranges: Vec<u32> = self.ranges.iter().flat_map(|&(a, b)| [a as u32, b as u32]).collect();
+        let hit_rows: Vec<u32> = self.table.hits.iter().map(|h| h.row).collect();
+        let hit_sims: Vec<f32> = self.table.hits.iter().map(|h| h.similarity).collect();
+        let (ranges_b, positions_b, data_b, rows_b, sims_b) = (
+            super::store::u32_bytes(&ranges),
+            super::store::u32_bytes(&self.positions),
+            f32_bytes(&self.data),
+            super::store::u32_bytes(&hit_rows),
+            f32_bytes(&hit_sims),
+        );
+        let n_rows = self.positions.len();
+        let k = self.table.k;
+        let tensors: Vec<(&str, Result<TensorView<'_>, _>)> = vec![
+            (
+                "ranges",
+                TensorView::new(Dtype::U32, vec![self.ranges.len(), 2], &ranges_b),
+            ),
+            ("positions", TensorView::new(Dtype::U32, vec![n_rows], &positions_b)),
+            ("data", TensorView::new(Dtype::F32, vec![n_rows, self.dim], &data_b)),
+            ("hit_rows", TensorView::new(Dtype::U32, vec![n_rows, k], &rows_b)),
+            (
+                "hit_similarities",
+                TensorView::new(Dtype::F32, vec![n_rows, k], &sims_b),
+            ),
+        ];
+        let err = |e: &dyn std::fmt::Display| ResidueError::Store {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
+        let tensors: Vec<(&str, TensorView<'_>)> = tensors
+            .into_iter()
+            .map(|(name, view)| view.map(|v| (name, v)).map_err(|e| err(&e)))
+            .collect::<Result<_, _>>()?;
+        let metadata = [("key".to_string(), key.to_string())].into_iter().collect();
+        let bytes = safetensors::serialize(tensors, Some(metadata)).map_err(|e| err(&e))?;
+        crate::cache::atomic::write_atomic(path, |w| std::io::Write::write_all(w, &bytes)).map_err(|e| err(&e))
+    }
+
+    /// Reads hits saved by [`QueryHits::save`]; `None` when the file is missing or was saved
+    /// under another key (stale), an error when it is unreadable.
+    pub fn load(path: &Path, key: &str) -> Result<Option<QueryHits>, ResidueError> {
+        use safetensors::SafeTensors;
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(ResidueError::Store {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                })
+            }
+        };
+        let err = |m: String| ResidueError::Store {
+            path: path.display().to_string(),
+            message: m,
+        };
+        let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| err(format!("not a hits file: {e}")))?;
+        if meta.metadata().as_ref().and_then(|m| m.get("key")).map(String::as_str) != Some(key) {
+            return Ok(None);
+        }
+        let st = SafeTensors::deserialize(&bytes).map_err(|e| err(format!("not a hits file: {e}")))?;
+        let get = |name: &str| st.tensor(name).map_err(|e| err(format!("tensor {name}: {e}")));
+        let ranges_t = super::store::read_u32(&get("ranges")?);
+        let data_view = get("data")?;
+        let dim = data_view.shape().get(1).copied().unwrap_or(0);
+        let k = get("hit_rows")?.shape().get(1).copied().unwrap_or(0);
+        let rows = super::store::read_u32(&get("hit_rows")?);
+        let sims = super::store::read_f32(&get("hit_similarities")?);
+        if rows.len() != sims.len() {
+            return Err(err("hit rows and similarities differ in length".into()));
+        }
+        Ok(Some(QueryHits {
+            ranges: ranges_t
+                .chunks_exact(2)
+                .map(|c| (c[0] as usize, c[1] as usize))
+                .collect(),
+            positions: super::store::read_u32(&get("positions")?),
+            dim,
+            data: super::store::read_f32(&data_view),
+            table: HitTable {
+                k,
+                hits: rows
+                    .into_iter()
+                    .zip(sims)
+                    .map(|(row, similarity)| super::search::Hit { row, similarity })
+                    .collect(),
+            },
+        }))
+    }
 }
 
 /// The saved form (`residue-knn.json`).
@@ -478,11 +627,7 @@ impl ResidueKnn {
             embedder.default_batch_tokens(),
         )?;
         let table = self.search(&residues)?;
-        Ok(QueryHits {
-            ranges: residues.ranges,
-            positions: residues.positions,
-            table,
-        })
+        Ok(QueryHits::new(residues, table))
     }
 
     /// Family scores of one query's hits.
@@ -494,7 +639,68 @@ impl ResidueKnn {
             row_position: &self.store.row_position,
             sequence_class: &self.sequence_class,
         };
-        score_query(&hits.positions[a..b], &rows, &targets, params)
+        let votes = score_query(&hits.positions[a..b], &rows, &targets, params);
+        if !params.align.is_on() || votes.ranked.is_empty() {
+            return votes;
+        }
+        let candidates = candidate_sequences(&rows, params.top_k, &self.store.row_sequence, params.align.candidates);
+        let query = &hits.data[a * hits.dim..b * hits.dim];
+        let aligned = align_candidates(
+            query,
+            hits.dim,
+            &candidates,
+            |seq| self.sequence_rows(seq),
+            &params.align,
+        );
+        // A family's alignment score is its best aligned sequence's.
+        let mut aligned_class: std::collections::HashMap<usize, (f32, u32)> = std::collections::HashMap::new();
+        for a in &aligned {
+            let Some(class) = self.sequence_class[a.sequence as usize] else {
+                continue;
+            };
+            let entry = aligned_class.entry(class as usize).or_insert((a.score, a.sequence));
+            if a.score > entry.0 {
+                *entry = (a.score, a.sequence);
+            }
+        }
+        let weight = params.align.weight;
+        let mut ranked: Vec<(usize, f32)> = votes
+            .ranked
+            .iter()
+            .map(|&(class, vote)| {
+                let alignment = aligned_class.get(&class).map_or(0.0, |a| a.0);
+                (class, (vote + weight * alignment) / (1.0 + weight))
+            })
+            .collect();
+        ranked.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
+        // The nearest training example is the winner's best aligned sequence, or (when none of
+        // its sequences was aligned) its most similar hit.
+        let best_hit = ranked.first().and_then(|&(class, _)| match aligned_class.get(&class) {
+            Some(&(_, seq)) => self.best_hit_where(&rows, |row_seq| row_seq == seq),
+            None => self.best_hit_where(&rows, |row_seq| {
+                self.sequence_class[row_seq as usize] == Some(class as u32)
+            }),
+        });
+        FamilyScores {
+            n_query_residues: votes.n_query_residues,
+            ranked,
+            best_hit,
+        }
+    }
+
+    /// The unit residue rows of stored sequence `seq`.
+    fn sequence_rows(&self, seq: u32) -> Vec<f32> {
+        let s = &self.store.sequences[seq as usize];
+        self.store.rows_f32(s.first_row, s.first_row + s.n_rows, true)
+    }
+
+    /// The most similar hit `(store row, similarity)` on a training sequence that `keep` accepts.
+    fn best_hit_where(&self, rows: &[&[super::search::Hit]], keep: impl Fn(u32) -> bool) -> Option<(u32, f32)> {
+        rows.iter()
+            .flat_map(|r| r.iter())
+            .filter(|h| !h.is_empty() && keep(self.store.row_sequence[h.row as usize]))
+            .map(|h| (h.row, h.similarity))
+            .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
     }
 
     /// Predictions from searched hits under given score settings (for tuning without searching again).

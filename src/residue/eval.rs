@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use super::align::AlignParams;
 use super::classifier::{QueryHits, ResidueKnn, ResiduePrediction};
 use super::score::{Aggregate, ScoreParams};
 use super::ResidueError;
@@ -176,13 +177,10 @@ pub fn search_part(knn: &ResidueKnn, embedder: &dyn Embedder, records: &[Record]
     let embed_seconds = started.elapsed().as_secs_f64();
     let search_started = Instant::now();
     let table = knn.search(&residues)?;
+    let query_residues = residues.n_rows();
     Ok(Searched {
-        query_residues: residues.n_rows(),
-        hits: QueryHits {
-            ranges: residues.ranges,
-            positions: residues.positions,
-            table,
-        },
+        query_residues,
+        hits: QueryHits::new(residues, table),
         embed_seconds,
         search_seconds: search_started.elapsed().as_secs_f64(),
     })
@@ -241,6 +239,12 @@ pub struct TuneGrid {
     pub diagonal_band: Vec<u32>,
     pub diagonal_cap: Vec<u32>,
     pub aggregate: Vec<Aggregate>,
+    /// Alignment settings, tried on top of the best vote setting.
+    pub align_candidates: Vec<usize>,
+    pub align_shift: Vec<f32>,
+    pub align_gap_open: Vec<f32>,
+    pub align_gap_extend: Vec<f32>,
+    pub align_weight: Vec<f32>,
 }
 
 impl Default for TuneGrid {
@@ -252,6 +256,11 @@ impl Default for TuneGrid {
             diagonal_band: vec![2, 4, 8],
             diagonal_cap: vec![4, 8, 16],
             aggregate: vec![Aggregate::Family, Aggregate::Sequence],
+            align_candidates: vec![20, 40],
+            align_shift: vec![0.05, 0.1, 0.2],
+            align_gap_open: vec![0.25, 0.5, 1.0],
+            align_gap_extend: vec![0.05, 0.1],
+            align_weight: vec![1.0, 2.0, 3.0],
         }
     }
 }
@@ -278,8 +287,35 @@ impl TuneGrid {
                                     diagonal_band,
                                     diagonal_cap,
                                     aggregate,
+                                    align: AlignParams::OFF,
                                 });
                             }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// `base` with every alignment setting of the grid.
+    pub fn align_settings(&self, base: &ScoreParams) -> Vec<ScoreParams> {
+        let mut out = Vec::new();
+        for &candidates in &self.align_candidates {
+            for &shift in &self.align_shift {
+                for &gap_open in &self.align_gap_open {
+                    for &gap_extend in self.align_gap_extend.iter().filter(|&&e| e <= gap_open) {
+                        for &weight in &self.align_weight {
+                            out.push(ScoreParams {
+                                align: AlignParams {
+                                    candidates,
+                                    shift,
+                                    gap_open,
+                                    gap_extend,
+                                    weight,
+                                },
+                                ..*base
+                            });
                         }
                     }
                 }
@@ -298,11 +334,27 @@ pub struct TuneResult {
     pub f1: f64,
 }
 
-/// Scores every grid setting on searched dev hits (searched with `search_k >= max top_k`);
-/// results best first (fewest errors, then the simpler setting: smaller k, weaker diagonal term).
+/// Scores every vote setting of the grid on searched dev hits (searched with
+/// `search_k >= max top_k`), then every alignment setting on top of the best vote
+/// setting; results best first (fewest errors, then the simpler setting: no alignment,
+/// fewer aligned candidates, smaller k, weaker diagonal term).
 pub fn tune(knn: &ResidueKnn, dev: &[Record], hits: &QueryHits, grid: &TuneGrid) -> Vec<TuneResult> {
-    let mut results: Vec<TuneResult> = grid
-        .settings()
+    let mut results = tune_settings(knn, dev, hits, grid.settings());
+    if let Some(best_vote) = results.first().map(|r| r.params) {
+        results.extend(tune_settings(knn, dev, hits, grid.align_settings(&best_vote)));
+        results.sort_by(by_errors_then_simplicity);
+    }
+    results
+}
+
+/// Scores the given settings on searched dev hits; results ordered as [`tune`] orders them.
+pub fn tune_settings(
+    knn: &ResidueKnn,
+    dev: &[Record],
+    hits: &QueryHits,
+    settings: Vec<ScoreParams>,
+) -> Vec<TuneResult> {
+    let mut results: Vec<TuneResult> = settings
         .into_iter()
         .filter(|p| p.top_k <= hits.table.k)
         .map(|params| {
@@ -316,13 +368,16 @@ pub fn tune(knn: &ResidueKnn, dev: &[Record], hits: &QueryHits, grid: &TuneGrid)
             }
         })
         .collect();
-    results.sort_by(|a, b| {
-        a.errors
-            .cmp(&b.errors)
-            .then(a.params.top_k.cmp(&b.params.top_k))
-            .then(a.params.diagonal_weight.total_cmp(&b.params.diagonal_weight))
-    });
+    results.sort_by(by_errors_then_simplicity);
     results
+}
+
+fn by_errors_then_simplicity(a: &TuneResult, b: &TuneResult) -> std::cmp::Ordering {
+    a.errors
+        .cmp(&b.errors)
+        .then(a.params.align.candidates.cmp(&b.params.align.candidates))
+        .then(a.params.top_k.cmp(&b.params.top_k))
+        .then(a.params.diagonal_weight.total_cmp(&b.params.diagonal_weight))
 }
 
 /// Families of records, for callers that need the training-family sizes.

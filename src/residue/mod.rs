@@ -4,16 +4,19 @@
 //! kept residue of every training sequence is stored ([`store`]); each query
 //! residue finds its nearest training residues by cosine ([`search`]); their
 //! families collect similarity-weighted votes, raised where hits on one
-//! training sequence line up on a diagonal ([`score`]); [`classifier`] ties
+//! training sequence line up on a diagonal ([`score`]); the best candidate
+//! training sequences are then aligned to the query ([`align`]); [`classifier`] ties
 //! it together behind fit / predict and a saved form that references the
 //! store.
 
+pub mod align;
 pub mod classifier;
 pub mod eval;
 pub mod score;
 pub mod search;
 pub mod store;
 
+pub use align::AlignParams;
 pub use classifier::{IndexKind, ResidueKnn, ResidueKnnParams, ResiduePrediction};
 pub use score::{Aggregate, ScoreParams};
 pub use store::{ResidueStore, StoreConfig};

@@ -21,6 +21,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::align::AlignParams;
 use super::search::Hit;
 use super::ResidueError;
 
@@ -71,6 +72,9 @@ pub struct ScoreParams {
     /// Agreeing hits beyond this many add nothing more.
     pub diagonal_cap: u32,
     pub aggregate: Aggregate,
+    /// Alignment of the best candidate training sequences (off: vote scores only).
+    #[serde(default)]
+    pub align: AlignParams,
 }
 
 impl ScoreParams {
@@ -83,6 +87,7 @@ impl ScoreParams {
             diagonal_band: 0,
             diagonal_cap: 0,
             aggregate: Aggregate::Family,
+            align: AlignParams::OFF,
         }
     }
 
@@ -98,7 +103,7 @@ impl ScoreParams {
         if !(-1.0..=1.0).contains(&self.min_similarity) {
             return Err(ResidueError::InvalidParams("min_similarity must lie in [-1, 1]".into()));
         }
-        Ok(())
+        self.align.validate()
     }
 }
 

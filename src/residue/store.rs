@@ -194,18 +194,18 @@ fn shard_name(i: usize) -> String {
     format!("shard-{i:05}.safetensors")
 }
 
-fn u32_bytes(values: &[u32]) -> Vec<u8> {
+pub(crate) fn u32_bytes(values: &[u32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
-fn read_u32(view: &TensorView<'_>) -> Vec<u32> {
+pub(crate) fn read_u32(view: &TensorView<'_>) -> Vec<u32> {
     view.data()
         .chunks_exact(4)
         .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect()
 }
 
-fn read_f32(view: &TensorView<'_>) -> Vec<f32> {
+pub(crate) fn read_f32(view: &TensorView<'_>) -> Vec<f32> {
     view.data()
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
