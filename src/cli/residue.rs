@@ -20,7 +20,7 @@ pub struct ResidueKnnArgs {
     /// Keep every N-th training residue in the store.
     #[arg(long)]
     pub residue_stride: Option<usize>,
-    /// Search every N-th query residue (defaults to --residue-stride).
+    /// Search every N-th query residue (default 1, or --residue-stride when that is given).
     #[arg(long)]
     pub residue_query_stride: Option<usize>,
     /// Nearest training residues per query residue that vote.

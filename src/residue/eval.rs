@@ -298,10 +298,17 @@ impl TuneGrid {
         out
     }
 
-    /// `base` with every alignment setting of the grid.
+    /// `base` with every alignment setting of the grid (a candidate count of 0: `base`
+    /// without alignment, once).
     pub fn align_settings(&self, base: &ScoreParams) -> Vec<ScoreParams> {
         let mut out = Vec::new();
-        for &candidates in &self.align_candidates {
+        if self.align_candidates.contains(&0) {
+            out.push(ScoreParams {
+                align: AlignParams::OFF,
+                ..*base
+            });
+        }
+        for &candidates in self.align_candidates.iter().filter(|&&c| c > 0) {
             for &shift in &self.align_shift {
                 for &gap_open in &self.align_gap_open {
                     for &gap_extend in self.align_gap_extend.iter().filter(|&&e| e <= gap_open) {
