@@ -653,7 +653,7 @@ impl ResidueKnn {
         let stride = self.store.stride() as u32;
         let dim = hits.dim;
         let query: Vec<f32> = (a..b)
-            .filter(|&i| hits.positions[i] % stride == 0)
+            .filter(|&i| hits.positions[i].is_multiple_of(stride))
             .flat_map(|i| hits.data[i * dim..(i + 1) * dim].iter().copied())
             .collect();
         let aligned = align_candidates(
