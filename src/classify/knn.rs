@@ -40,7 +40,7 @@ use candle_core::Tensor;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::prune::{centre_rows, Projection};
+use super::prune::Projection;
 use super::{check_finite, check_queries, class_indices, ClassifyError, ComputeDevice, Fit, Predict, Prediction};
 use crate::io::vocab::LabelVocab;
 use crate::vectors::VectorSet;
@@ -58,7 +58,7 @@ const PROJECTION_SEED: u64 = 0x6b6e6e;
 pub const MAX_PROJ_DIM: usize = 2048;
 
 fn default_proj_dim() -> usize {
-    128
+    256
 }
 
 /// How neighbours vote.
@@ -150,7 +150,7 @@ pub struct Knn {
     labels: Vec<u32>,
     /// Training mean subtracted before the f32 products.
     centre: Vec<f32>,
-    /// Squared norms of the centred training vectors.
+    /// Squared norms of the centred training vectors (blocked search only; empty when pruning).
     sq_norms: Vec<f32>,
     max_norm: f64,
     /// Pruning projection of the centred training vectors, when pruning is used.
@@ -203,26 +203,30 @@ impl Knn {
         }
         check_finite(&train, dim, "training")?;
         let n = labels.len();
+        // Partial sums over fixed row chunks, added in order: parallel yet the same
+        // centre (and so the same model) on every machine and thread count.
+        let partial: Vec<Vec<f64>> = train
+            .par_chunks(dim * 1024)
+            .map(|rows| {
+                let mut sum = vec![0f64; dim];
+                for row in rows.chunks_exact(dim) {
+                    for (m, &v) in sum.iter_mut().zip(row) {
+                        *m += v as f64;
+                    }
+                }
+                sum
+            })
+            .collect();
         let mut mean = vec![0f64; dim];
-        for row in train.chunks_exact(dim) {
-            for (m, &v) in mean.iter_mut().zip(row) {
-                *m += v as f64;
+        for sum in &partial {
+            for (m, s) in mean.iter_mut().zip(sum) {
+                *m += s;
             }
         }
         let centre: Vec<f32> = mean.iter().map(|m| (m / n as f64) as f32).collect();
-        let sq_norms: Vec<f32> = train
-            .par_chunks_exact(dim)
-            .map(|row| {
-                row.iter()
-                    .zip(&centre)
-                    .map(|(&v, &c)| ((v - c) as f64).powi(2))
-                    .sum::<f64>() as f32
-            })
-            .collect();
-        let max_norm = sq_norms.iter().fold(0f64, |m, &s| m.max((s as f64).sqrt()));
         let projection = if params.proj_dim > 0 && dim > 2 * params.proj_dim && params.device.0.is_cpu() {
             let started = std::time::Instant::now();
-            let p = Projection::fit(&centre_rows(&train, &centre), dim, params.proj_dim, PROJECTION_SEED);
+            let p = Projection::fit(&train, &centre, params.proj_dim, PROJECTION_SEED);
             tracing::debug!(
                 dims = p.as_ref().map(|p| p.dims),
                 seconds = started.elapsed().as_secs_f64(),
@@ -232,6 +236,21 @@ impl Knn {
         } else {
             None
         };
+        // Only the blocked full search needs the norms.
+        let sq_norms: Vec<f32> = if projection.is_some() {
+            Vec::new()
+        } else {
+            train
+                .par_chunks_exact(dim)
+                .map(|row| {
+                    row.iter()
+                        .zip(&centre)
+                        .map(|(&v, &c)| ((v - c) as f64).powi(2))
+                        .sum::<f64>() as f32
+                })
+                .collect()
+        };
+        let max_norm = sq_norms.iter().fold(0f64, |m, &s| m.max((s as f64).sqrt()));
         Ok(Knn {
             params,
             n_classes,
@@ -295,7 +314,13 @@ impl Knn {
     /// Exact search guided by projection bounds (module docs). Queries go in tiles
     /// so that the bound matrix stays within `query_block * train_block` values,
     /// the memory the blocked search uses.
-    fn search_pruned(&self, proj: &Projection, queries: &[f32], nq: usize, k: usize) -> (Vec<Vec<Neighbour>>, SearchStats) {
+    fn search_pruned(
+        &self,
+        proj: &Projection,
+        queries: &[f32],
+        nq: usize,
+        k: usize,
+    ) -> (Vec<Vec<Neighbour>>, SearchStats) {
         let (d, n) = (self.dim, self.len());
         let k = k.min(n);
         let tile = (self.params.query_block.saturating_mul(self.params.train_block) / n).clamp(1, nq);
@@ -304,8 +329,11 @@ impl Knn {
         let mut exact_distances = 0;
         for start in (0..nq).step_by(tile) {
             let len = tile.min(nq - start);
-            let centred = centre_rows(&queries[start * d..(start + len) * d], &self.centre);
-            proj.lower_bounds(&centred, &mut bounds[..len * n]);
+            proj.lower_bounds(
+                &queries[start * d..(start + len) * d],
+                &self.centre,
+                &mut bounds[..len * n],
+            );
             let found: Vec<(Vec<Neighbour>, usize)> = bounds[..len * n]
                 .par_chunks_exact(n)
                 .enumerate()
@@ -798,10 +826,19 @@ mod tests {
             assert!(stats.exact_distances < 40 * 600 / 2, "k={k}: {stats:?}");
             for (i, q) in queries.iter().enumerate() {
                 let want = brute(&train, q, k);
-                assert_eq!(got[i].iter().map(|n| n.index).collect::<Vec<_>>(), want, "k={k} query {i}");
+                assert_eq!(
+                    got[i].iter().map(|n| n.index).collect::<Vec<_>>(),
+                    want,
+                    "k={k} query {i}"
+                );
             }
             // Same answers, distances included, as the blocked full search.
-            let full = KnnParams { proj_dim: 0, ..pruned(k, 12) }.fit(&train, None, &vocab).unwrap();
+            let full = KnnParams {
+                proj_dim: 0,
+                ..pruned(k, 12)
+            }
+            .fit(&train, None, &vocab)
+            .unwrap();
             let (want, full_stats) = full.kneighbors_with_stats(&qset, k).unwrap();
             assert!(!full_stats.pruned);
             assert_eq!(got, want);
@@ -823,9 +860,7 @@ mod tests {
         }
         let classes: Vec<usize> = (0..rows.len()).map(|i| i % 10).collect();
         let (train, vocab) = labelled(&rows, &classes);
-        let queries: Vec<Vec<f32>> = (0..20)
-            .map(|i| rows[i].iter().map(|v| v + 1e-3).collect())
-            .collect();
+        let queries: Vec<Vec<f32>> = (0..20).map(|i| rows[i].iter().map(|v| v + 1e-3).collect()).collect();
         let (qset, _) = labelled(&queries, &[0; 20]);
         let knn = pruned(3, 4).fit(&train, None, &vocab).unwrap();
         let got = knn.kneighbors(&qset, 3).unwrap();
@@ -852,7 +887,10 @@ mod tests {
         let (got, stats) = knn.kneighbors_with_stats(&qset, 2).unwrap();
         assert!(stats.pruned);
         assert_eq!(stats.exact_distances, n);
-        assert_eq!(got[0].iter().map(|n| n.index).collect::<Vec<_>>(), brute(&train, &qset.data, 2));
+        assert_eq!(
+            got[0].iter().map(|n| n.index).collect::<Vec<_>>(),
+            brute(&train, &qset.data, 2)
+        );
     }
 
     #[test]
@@ -882,6 +920,16 @@ mod tests {
         let (nb, stats) = knn.kneighbors_with_stats(&q, 1).unwrap();
         assert!(!stats.pruned);
         assert_eq!(nb[0][0].index, 1);
+    }
+
+    #[test]
+    fn params_saved_before_proj_dim_load_with_the_default() {
+        let old = r#"{"k": 3, "weighting": "distance", "query_block": 1024, "train_block": 4096}"#;
+        let p: KnnParams = serde_json::from_str(old).unwrap();
+        assert_eq!(p.proj_dim, KnnParams::default().proj_dim);
+        assert_eq!(p.k, 3);
+        let round: KnnParams = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(round, p);
     }
 
     #[test]

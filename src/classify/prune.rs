@@ -70,8 +70,24 @@ pub struct Projection {
     train_bounds: RowBounds,
 }
 
+/// The element types the GEMM helpers take.
+pub trait Real: Copy + 'static {
+    const ZERO: Self;
+    const ONE: Self;
+}
+
+impl Real for f32 {
+    const ZERO: f32 = 0.0;
+    const ONE: f32 = 1.0;
+}
+
+impl Real for f64 {
+    const ZERO: f64 = 0.0;
+    const ONE: f64 = 1.0;
+}
+
 /// `out (m x n) = a (m x k) * b^T`, with `b` given as `n x k`; all row-major, contiguous.
-pub fn matmul_abt<T: Copy + 'static>(m: usize, n: usize, k: usize, a: &[T], b: &[T], out: &mut [T], one: T, zero: T) {
+pub fn matmul_abt<T: Real>(m: usize, n: usize, k: usize, a: &[T], b: &[T], out: &mut [T]) {
     assert!(a.len() >= m * k && b.len() >= n * k && out.len() >= m * n);
     if m == 0 || n == 0 {
         return;
@@ -94,8 +110,8 @@ pub fn matmul_abt<T: Copy + 'static>(m: usize, n: usize, k: usize, a: &[T], b: &
             b.as_ptr(),
             k as isize,
             1,
-            zero,
-            one,
+            T::ZERO,
+            T::ONE,
             false,
             false,
             false,
@@ -105,7 +121,7 @@ pub fn matmul_abt<T: Copy + 'static>(m: usize, n: usize, k: usize, a: &[T], b: &
 }
 
 /// `out (m x n) = a (m x k) * b (k x n)`; all row-major, contiguous.
-pub fn matmul_ab<T: Copy + 'static>(m: usize, n: usize, k: usize, a: &[T], b: &[T], out: &mut [T], one: T, zero: T) {
+pub fn matmul_ab<T: Real>(m: usize, n: usize, k: usize, a: &[T], b: &[T], out: &mut [T]) {
     assert!(a.len() >= m * k && b.len() >= k * n && out.len() >= m * n);
     if m == 0 || n == 0 {
         return;
@@ -126,8 +142,8 @@ pub fn matmul_ab<T: Copy + 'static>(m: usize, n: usize, k: usize, a: &[T], b: &[
             b.as_ptr(),
             1,
             n as isize,
-            zero,
-            one,
+            T::ZERO,
+            T::ONE,
             false,
             false,
             false,
@@ -145,18 +161,20 @@ fn parallelism(m: usize, n: usize, k: usize) -> gemm::Parallelism {
     }
 }
 
-/// Rows `x - centre` in f32 (the same rounding for training and query vectors).
-pub fn centre_rows(rows: &[f32], centre: &[f32]) -> Vec<f32> {
+/// Writes `x - centre` in f32 for every row of `rows` into `out` (the same
+/// rounding for training and query vectors, which the bounds charge for).
+fn centre_into(rows: &[f32], centre: &[f32], out: &mut [f32]) {
     let d = centre.len();
-    let mut out = vec![0f32; rows.len()];
-    out.par_chunks_mut(d * 64).zip(rows.par_chunks(d * 64)).for_each(|(o, r)| {
-        for (o, r) in o.chunks_exact_mut(d).zip(r.chunks_exact(d)) {
-            for ((o, &v), &c) in o.iter_mut().zip(r).zip(centre) {
-                *o = v - c;
+    out[..rows.len()]
+        .par_chunks_mut(d * 64)
+        .zip(rows.par_chunks(d * 64))
+        .for_each(|(o, r)| {
+            for (o, r) in o.chunks_exact_mut(d).zip(r.chunks_exact(d)) {
+                for ((o, &v), &c) in o.iter_mut().zip(r).zip(centre) {
+                    *o = v - c;
+                }
             }
-        }
-    });
-    out
+        });
 }
 
 /// Orthonormalises the rows of `rows` (`r x d`, f64) in place by modified
@@ -224,11 +242,12 @@ fn sq_norms_f64(rows: &[f32], d: usize) -> Vec<f64> {
 
 impl Projection {
     /// Builds a projection onto (about) the top `dims` principal directions of the
-    /// centred training rows (`n x dim`, row-major), with a seeded RNG so that the
-    /// same data always gives the same projection. `None` when the data spans no
-    /// direction at all.
-    pub fn fit(centred: &[f32], dim: usize, dims: usize, seed: u64) -> Option<Projection> {
-        let n = centred.len() / dim;
+    /// training rows (`n x dim`, row-major) minus `centre`, with a seeded RNG so
+    /// that the same data always gives the same projection. `None` when the data
+    /// spans no direction at all.
+    pub fn fit(train: &[f32], centre: &[f32], dims: usize, seed: u64) -> Option<Projection> {
+        let dim = centre.len();
+        let n = train.len() / dim;
         if n == 0 || dims == 0 {
             return None;
         }
@@ -238,7 +257,9 @@ impl Projection {
         picked.sort_unstable();
         let mut xs = vec![0f32; m * dim];
         for (dst, &i) in xs.chunks_exact_mut(dim).zip(&picked) {
-            dst.copy_from_slice(&centred[i * dim..(i + 1) * dim]);
+            for ((o, &v), &c) in dst.iter_mut().zip(&train[i * dim..(i + 1) * dim]).zip(centre) {
+                *o = v - c;
+            }
         }
         let dims = dims.min(dim).min(m);
         // Range finder on the row space: B = Omega (dims x m) * Xs, then
@@ -246,7 +267,7 @@ impl Projection {
         // Uniform rather than Gaussian entries: any random start spans the top directions.
         let omega: Vec<f32> = (0..dims * m).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
         let mut b = vec![0f32; dims * dim];
-        matmul_ab(dims, dim, m, &omega, &xs, &mut b, 1.0, 0.0);
+        matmul_ab(dims, dim, m, &omega, &xs, &mut b);
         let mut w = vec![0f32; dims * m];
         let mut rows = dims;
         for _ in 0..POWER_ITERATIONS {
@@ -256,8 +277,8 @@ impl Projection {
                 return None;
             }
             let b32: Vec<f32> = b64[..rows * dim].iter().map(|&v| v as f32).collect();
-            matmul_abt(rows, m, dim, &b32, &xs, &mut w, 1.0, 0.0);
-            matmul_ab(rows, dim, m, &w, &xs, &mut b, 1.0, 0.0);
+            matmul_abt(rows, m, dim, &b32, &xs, &mut w);
+            matmul_ab(rows, dim, m, &w, &xs, &mut b);
         }
         let mut b64: Vec<f64> = b[..rows * dim].iter().map(|&v| v as f64).collect();
         let dims = orthonormalise(&mut b64, dim);
@@ -283,26 +304,27 @@ impl Projection {
             train: Vec::new(),
             train_bounds: RowBounds::default(),
         };
-        let (train, bounds) = proj.project(centred);
-        proj.train = train;
+        let (projected, bounds) = proj.project(train, centre);
+        proj.train = projected;
         proj.train_bounds = bounds;
         Some(proj)
     }
 
-    /// Projects centred rows and bounds their norms: `(n x dims projections, bounds)`.
-    pub fn project(&self, centred: &[f32]) -> (Vec<f32>, RowBounds) {
-        let n = centred.len() / self.dim;
+    /// Projects rows minus `centre` and bounds their norms: `(n x dims projections, bounds)`.
+    pub fn project(&self, rows: &[f32], centre: &[f32]) -> (Vec<f32>, RowBounds) {
+        let n = rows.len() / self.dim;
         let mut proj = vec![0f32; n * self.dims];
-        // Blocks keep the GEMM's working set in cache-friendly pieces and bound nothing else.
-        const BLOCK: usize = 4096;
-        for (src, dst) in centred
-            .chunks(BLOCK * self.dim)
-            .zip(proj.chunks_mut(BLOCK * self.dims))
-        {
-            let rows = src.len() / self.dim;
-            matmul_abt(rows, self.dims, self.dim, src, &self.basis, dst, 1.0, 0.0);
+        let mut norms_sq = Vec::with_capacity(n);
+        // Centring block by block keeps one small centred copy instead of all rows.
+        const BLOCK: usize = 1024;
+        let mut centred = vec![0f32; BLOCK.min(n) * self.dim];
+        for (src, dst) in rows.chunks(BLOCK * self.dim).zip(proj.chunks_mut(BLOCK * self.dims)) {
+            let block_rows = src.len() / self.dim;
+            let centred = &mut centred[..src.len()];
+            centre_into(src, centre, centred);
+            matmul_abt(block_rows, self.dims, self.dim, centred, &self.basis, dst);
+            norms_sq.extend(sq_norms_f64(centred, self.dim));
         }
-        let norms_sq = sq_norms_f64(centred, self.dim);
         let proj_sq = sq_norms_f64(&proj, self.dims);
         let (lo_g, hi_g) = (1.0 / (1.0 - self.delta), 1.0 / (1.0 + self.delta));
         let up = 1.0 + 4.0 * U32;
@@ -346,14 +368,13 @@ impl Projection {
     }
 
     /// Writes into `out` (`queries x n`) a lower bound on the f64 squared distance
-    /// (as [`super::knn`] computes it) between every query and every training vector.
-    /// `centred` holds centred query rows; returns nothing else, the query bounds are
-    /// internal.
-    pub fn lower_bounds(&self, centred: &[f32], out: &mut [f32]) {
-        let nq = centred.len() / self.dim;
+    /// (as [`super::knn`] computes it) between every query (rows of `queries`) and
+    /// every training vector, both taken relative to the training `centre`.
+    pub fn lower_bounds(&self, queries: &[f32], centre: &[f32], out: &mut [f32]) {
+        let nq = queries.len() / self.dim;
         let n = self.train_len();
-        let (qp, qb) = self.project(centred);
-        matmul_abt(nq, n, self.dims, &qp, &self.train, out, 1.0, 0.0);
+        let (qp, qb) = self.project(queries, centre);
+        matmul_abt(nq, n, self.dims, &qp, &self.train, out);
         let u = U32 as f32;
         // gamma for the projected expansion (dims-term dot, norms, the additions)
         let g = gamma(self.dims + 8) as f32;
@@ -363,7 +384,13 @@ impl Projection {
         let tau = 20.0 * u;
         let c1 = (1.0 / (1.0 + self.delta) * (1.0 - 4.0 * U32)) as f32;
         let t = &self.train_bounds;
-        let (tp2, tp, tn, tlo, thi) = (&t.proj_sq[..n], &t.proj[..n], &t.norm[..n], &t.res_lo[..n], &t.res_hi[..n]);
+        let (tp2, tp, tn, tlo, thi) = (
+            &t.proj_sq[..n],
+            &t.proj[..n],
+            &t.norm[..n],
+            &t.res_lo[..n],
+            &t.res_hi[..n],
+        );
         out[..nq * n].par_chunks_exact_mut(n).enumerate().for_each(|(i, row)| {
             let (qp2, qp, qn, qlo, qhi) = (qb.proj_sq[i], qb.proj[i], qb.norm[i], qb.res_lo[i], qb.res_hi[i]);
             for j in 0..n {
@@ -390,7 +417,7 @@ fn gamma(n: usize) -> f64 {
 fn orthonormality_defect(basis: &[f32], dim: usize, dims: usize) -> f64 {
     let q: Vec<f64> = basis.iter().map(|&v| v as f64).collect();
     let mut g = vec![0f64; dims * dims];
-    matmul_abt(dims, dims, dim, &q, &q, &mut g, 1.0, 0.0);
+    matmul_abt(dims, dims, dim, &q, &q, &mut g);
     let mut sum = 0.0;
     for i in 0..dims {
         for j in 0..dims {
@@ -411,8 +438,9 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let (n, d) = (300, 50);
         let data: Vec<f32> = (0..n * d).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
-        let a = Projection::fit(&data, d, 10, 7).unwrap();
-        let b = Projection::fit(&data, d, 10, 7).unwrap();
+        let centre = vec![0f32; d];
+        let a = Projection::fit(&data, &centre, 10, 7).unwrap();
+        let b = Projection::fit(&data, &centre, 10, 7).unwrap();
         assert_eq!(a.basis, b.basis);
         assert_eq!(a.dims, 10);
         assert!(a.delta < 1e-5, "delta {}", a.delta);
@@ -433,20 +461,23 @@ mod tests {
                     .collect::<Vec<_>>()
             })
             .collect();
-        let p = Projection::fit(&data, 40, 8, 0).unwrap();
+        let centre = vec![0f32; 40];
+        let p = Projection::fit(&data, &centre, 8, 0).unwrap();
         assert!(p.dims >= 3 && p.dims <= 8, "dims {}", p.dims);
-        assert!(Projection::fit(&vec![0f32; 400], 40, 8, 0).is_none());
+        assert!(Projection::fit(&vec![0f32; 400], &centre, 8, 0).is_none());
     }
 
     #[test]
     fn bounds_never_exceed_exact_distances() {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let (n, d) = (500, 64);
-        let data: Vec<f32> = (0..n * d).map(|_| rng.gen_range(-2.0f32..2.0)).collect();
-        let p = Projection::fit(&data, d, 12, 1).unwrap();
-        let q: Vec<f32> = (0..20 * d).map(|_| rng.gen_range(-2.0f32..2.0)).collect();
+        // Far from the origin, so that the centring matters.
+        let data: Vec<f32> = (0..n * d).map(|_| 100.0 + rng.gen_range(-2.0f32..2.0)).collect();
+        let centre = vec![100.0f32; d];
+        let p = Projection::fit(&data, &centre, 12, 1).unwrap();
+        let q: Vec<f32> = (0..20 * d).map(|_| 100.0 + rng.gen_range(-2.0f32..2.0)).collect();
         let mut lb = vec![0f32; 20 * n];
-        p.lower_bounds(&q, &mut lb);
+        p.lower_bounds(&q, &centre, &mut lb);
         for i in 0..20 {
             for j in 0..n {
                 let exact: f64 = q[i * d..(i + 1) * d]
