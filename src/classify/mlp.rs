@@ -527,6 +527,9 @@ impl CpuNet {
     }
 }
 
+/// Weight and bias tensors of every layer.
+type Layers = Vec<(Tensor, Tensor)>;
+
 /// The trainable network: plain buffers on the CPU, candle variables and autograd elsewhere.
 enum Net {
     Cpu(CpuNet),
@@ -662,7 +665,7 @@ fn train_mlp(
     let mut order: Vec<usize> = (0..n).collect();
     let mut xbuf = vec![0f32; batch * dim];
     let mut epochs = Vec::new();
-    let mut best: Option<(f64, usize, Vec<(Tensor, Tensor)>)> = None;
+    let mut best: Option<(f64, usize, Layers)> = None;
     let mut since_best = 0;
     tracing::info!(n, dim, n_classes, batch, hidden = ?p.hidden, "training MLP");
     for epoch in 1..=p.max_epochs {
