@@ -178,10 +178,11 @@ fn centre_into(rows: &[f32], centre: &[f32], out: &mut [f32]) {
 }
 
 /// Orthonormalises the rows of `rows` (`r x d`, f64) in place by modified
-/// Gram-Schmidt run twice ("twice is enough" for orthogonality to working
-/// precision); rows that are (numerically) dependent on earlier ones are dropped.
+/// Gram-Schmidt, `passes` times (two: "twice is enough" for orthogonality to
+/// working precision; one suffices between power iterations, which only need
+/// the span); rows that are (numerically) dependent on earlier ones are dropped.
 /// Returns the number of rows kept, which are compacted to the front.
-fn orthonormalise(rows: &mut [f64], d: usize) -> usize {
+fn orthonormalise(rows: &mut [f64], d: usize, passes: usize) -> usize {
     let r = rows.len() / d;
     let mut kept = 0;
     for i in 0..r {
@@ -191,7 +192,7 @@ fn orthonormalise(rows: &mut [f64], d: usize) -> usize {
         if before == 0.0 || !before.is_finite() {
             continue;
         }
-        for _pass in 0..2 {
+        for _pass in 0..passes {
             for qrow in done[..kept * d].chunks_exact(d) {
                 let c = dot(v, qrow);
                 for (x, &qv) in v.iter_mut().zip(qrow) {
@@ -272,7 +273,7 @@ impl Projection {
         let mut rows = dims;
         for _ in 0..POWER_ITERATIONS {
             let mut b64: Vec<f64> = b[..rows * dim].iter().map(|&v| v as f64).collect();
-            rows = orthonormalise(&mut b64, dim);
+            rows = orthonormalise(&mut b64, dim, 1);
             if rows == 0 {
                 return None;
             }
@@ -281,7 +282,7 @@ impl Projection {
             matmul_ab(rows, dim, m, &w, &xs, &mut b);
         }
         let mut b64: Vec<f64> = b[..rows * dim].iter().map(|&v| v as f64).collect();
-        let dims = orthonormalise(&mut b64, dim);
+        let dims = orthonormalise(&mut b64, dim, 2);
         if dims == 0 {
             return None;
         }
