@@ -54,6 +54,11 @@ const SEED_CANDIDATES: usize = 4;
 /// Seed of the pruning projection's RNG (the projection never changes answers, only speed).
 const PROJECTION_SEED: u64 = 0x6b6e6e;
 
+/// Largest magnitude of a vector component the pruned search takes: beyond it the
+/// f32 bounds could overflow, so such training sets keep the blocked search and
+/// such queries are searched exhaustively in f64.
+const PRUNE_MAX_ABS: f32 = 1e12;
+
 /// Largest accepted [`KnnParams::proj_dim`]; wider projections cost more than they prune.
 pub const MAX_PROJ_DIM: usize = 2048;
 
@@ -224,7 +229,11 @@ impl Knn {
             }
         }
         let centre: Vec<f32> = mean.iter().map(|m| (m / n as f64) as f32).collect();
-        let projection = if params.proj_dim > 0 && dim > 2 * params.proj_dim && params.device.0.is_cpu() {
+        let projection = if params.proj_dim > 0
+            && dim > 2 * params.proj_dim
+            && params.device.0.is_cpu()
+            && train.iter().all(|v| v.abs() <= PRUNE_MAX_ABS)
+        {
             let started = std::time::Instant::now();
             let p = Projection::fit(&train, &centre, params.proj_dim, PROJECTION_SEED);
             tracing::debug!(
@@ -365,6 +374,9 @@ impl Knn {
     /// k-th exact distance; `<=` keeps equal bounds, so an equal distance at a
     /// lower index still wins its tie.
     fn nearest_by_bounds(&self, q: &[f32], bounds: &[f32], k: usize) -> (Vec<Neighbour>, usize) {
+        if q.iter().any(|v| v.abs() > PRUNE_MAX_ABS) {
+            return (self.exhaustive(q, k), self.len());
+        }
         let exact = |j: u32| Neighbour {
             index: j as usize,
             sq_distance: self.exact_sq_distance(q, j as usize),
@@ -920,6 +932,25 @@ mod tests {
         let (nb, stats) = knn.kneighbors_with_stats(&q, 1).unwrap();
         assert!(!stats.pruned);
         assert_eq!(nb[0][0].index, 1);
+    }
+
+    #[test]
+    fn pruned_search_handles_queries_beyond_f32_range() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(14);
+        let rows = clustered(&mut rng, 200, 30, 0.0);
+        let classes: Vec<usize> = (0..200).map(|i| i % 10).collect();
+        let (train, vocab) = labelled(&rows, &classes);
+        let knn = pruned(2, 4).fit(&train, None, &vocab).unwrap();
+        let mut huge = rows[5].clone();
+        huge[0] = 3e30;
+        let (q, _) = labelled(&[huge.clone(), rows[7].clone()], &[0, 0]);
+        let (got, stats) = knn.kneighbors_with_stats(&q, 2).unwrap();
+        assert!(stats.pruned);
+        assert_eq!(
+            got[0].iter().map(|n| n.index).collect::<Vec<_>>(),
+            brute(&train, &huge, 2)
+        );
+        assert_eq!(got[1][0].index, 7);
     }
 
     #[test]
