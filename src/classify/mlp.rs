@@ -14,6 +14,12 @@
 //!   improved for `patience` (10) epochs, and the weights of the best dev epoch
 //!   are kept (scikit-learn keeps its best validation coefficients the same way).
 //!
+//! On the CPU the network trains on plain f32 buffers with a hand-written
+//! backward pass (GEMMs through `gemm` with transposes as strides, softmax and
+//! cross-entropy fused, no gradient for the input batch, Adam in place); on other
+//! devices with candle's autograd. Both compute the same model (a unit test
+//! checks them against each other).
+//!
 //! Inputs can be standardised (per-dimension mean and standard deviation of the
 //! training vectors; constant dimensions are left unscaled). It is off by default,
 //! as in the paper; the scaler, when used, is saved with the model.
