@@ -20,6 +20,17 @@
 //! The result is the same neighbour list an exact f64 brute-force search gives
 //! (scikit-learn's `KNeighborsClassifier(algorithm="brute")` upcasts to f64 too).
 //!
+//! **Pruned search** (the CPU default when the vectors are wide, `dim > 2 *`
+//! [`KnnParams::proj_dim`]): at fit time the centred training vectors are
+//! projected onto about `proj_dim` principal directions ([`super::prune`]); a
+//! query then gets a *proven* lower bound on its distance to every training
+//! vector from one small GEMM over the projected dimensions, and exact f64
+//! distances are computed only in increasing order of that bound until the next
+//! bound exceeds the k-th exact distance. The answer is the same as the blocked
+//! search's (and brute force's), including ties; only the work differs. The
+//! projection is rebuilt deterministically (seeded) whenever a model is built,
+//! so saved models need not store it.
+//!
 //! **Tie-breaking** (deterministic, documented for reproducibility):
 //! - neighbours at equal distance: the lower training index comes first;
 //! - classes with equal votes: the class whose best-ranked neighbour is nearer
@@ -29,12 +40,31 @@ use candle_core::Tensor;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::prune::Projection;
 use super::{check_finite, check_queries, class_indices, ClassifyError, ComputeDevice, Fit, Predict, Prediction};
 use crate::io::vocab::LabelVocab;
 use crate::vectors::VectorSet;
 
 /// Extra candidates kept per query beyond `k`, rescored exactly in f64.
 pub const CANDIDATE_SLACK: usize = 8;
+
+/// Candidates with the smallest bounds whose exact distances seed the pruned search's k-th distance.
+const SEED_CANDIDATES: usize = 4;
+
+/// Seed of the pruning projection's RNG (the projection never changes answers, only speed).
+const PROJECTION_SEED: u64 = 0x6b6e6e;
+
+/// Largest magnitude of a vector component the pruned search takes: beyond it the
+/// f32 bounds could overflow, so such training sets keep the blocked search and
+/// such queries are searched exhaustively in f64.
+const PRUNE_MAX_ABS: f32 = 1e12;
+
+/// Largest accepted [`KnnParams::proj_dim`]; wider projections cost more than they prune.
+pub const MAX_PROJ_DIM: usize = 2048;
+
+fn default_proj_dim() -> usize {
+    256
+}
 
 /// How neighbours vote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -58,6 +88,12 @@ pub struct KnnParams {
     pub query_block: usize,
     /// Training vectors per matrix-product block.
     pub train_block: usize,
+    /// Dimensions of the projection whose distance bounds prune the exact search
+    /// (see the module docs); 0 turns pruning off. Pruning is used on the CPU when
+    /// `dim > 2 * proj_dim`; it never changes the answer, only the time. Models
+    /// saved before this setting existed load with the default.
+    #[serde(default = "default_proj_dim")]
+    pub proj_dim: usize,
     /// Device for the matrix products (not saved; the loader chooses).
     #[serde(skip)]
     pub device: ComputeDevice,
@@ -70,6 +106,7 @@ impl Default for KnnParams {
             weighting: Weighting::Uniform,
             query_block: 1024,
             train_block: 4096,
+            proj_dim: default_proj_dim(),
             device: ComputeDevice::default(),
         }
     }
@@ -84,6 +121,12 @@ impl KnnParams {
             return Err(ClassifyError::InvalidParams(
                 "kNN block sizes must be at least 1".into(),
             ));
+        }
+        if self.proj_dim > MAX_PROJ_DIM {
+            return Err(ClassifyError::InvalidParams(format!(
+                "kNN proj_dim must be at most {MAX_PROJ_DIM} (0 turns pruning off), not {}",
+                self.proj_dim
+            )));
         }
         Ok(())
     }
@@ -112,9 +155,20 @@ pub struct Knn {
     labels: Vec<u32>,
     /// Training mean subtracted before the f32 products.
     centre: Vec<f32>,
-    /// Squared norms of the centred training vectors.
+    /// Squared norms of the centred training vectors (blocked search only; empty when pruning).
     sq_norms: Vec<f32>,
     max_norm: f64,
+    /// Pruning projection of the centred training vectors, when pruning is used.
+    projection: Option<Projection>,
+}
+
+/// What a search did (for benchmarks and tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SearchStats {
+    /// Whether the projection-bound search ran (else the blocked full search).
+    pub pruned: bool,
+    /// Exact f64 distances computed by the pruned search (0 for the blocked one).
+    pub exact_distances: usize,
 }
 
 impl Fit for KnnParams {
@@ -154,22 +208,57 @@ impl Knn {
         }
         check_finite(&train, dim, "training")?;
         let n = labels.len();
+        // Partial sums over fixed row chunks, added in order: parallel yet the same
+        // centre (and so the same model) on every machine and thread count.
+        let partial: Vec<Vec<f64>> = train
+            .par_chunks(dim * 1024)
+            .map(|rows| {
+                let mut sum = vec![0f64; dim];
+                for row in rows.chunks_exact(dim) {
+                    for (m, &v) in sum.iter_mut().zip(row) {
+                        *m += v as f64;
+                    }
+                }
+                sum
+            })
+            .collect();
         let mut mean = vec![0f64; dim];
-        for row in train.chunks_exact(dim) {
-            for (m, &v) in mean.iter_mut().zip(row) {
-                *m += v as f64;
+        for sum in &partial {
+            for (m, s) in mean.iter_mut().zip(sum) {
+                *m += s;
             }
         }
         let centre: Vec<f32> = mean.iter().map(|m| (m / n as f64) as f32).collect();
-        let sq_norms: Vec<f32> = train
-            .par_chunks_exact(dim)
-            .map(|row| {
-                row.iter()
-                    .zip(&centre)
-                    .map(|(&v, &c)| ((v - c) as f64).powi(2))
-                    .sum::<f64>() as f32
-            })
-            .collect();
+        let projection = if params.proj_dim > 0
+            && dim > 2 * params.proj_dim
+            && params.device.0.is_cpu()
+            && train.iter().all(|v| v.abs() <= PRUNE_MAX_ABS)
+        {
+            let started = std::time::Instant::now();
+            let p = Projection::fit(&train, &centre, params.proj_dim, PROJECTION_SEED);
+            tracing::debug!(
+                dims = p.as_ref().map(|p| p.dims),
+                seconds = started.elapsed().as_secs_f64(),
+                "kNN pruning projection"
+            );
+            p
+        } else {
+            None
+        };
+        // Only the blocked full search needs the norms.
+        let sq_norms: Vec<f32> = if projection.is_some() {
+            Vec::new()
+        } else {
+            train
+                .par_chunks_exact(dim)
+                .map(|row| {
+                    row.iter()
+                        .zip(&centre)
+                        .map(|(&v, &c)| ((v - c) as f64).powi(2))
+                        .sum::<f64>() as f32
+                })
+                .collect()
+        };
         let max_norm = sq_norms.iter().fold(0f64, |m, &s| m.max((s as f64).sqrt()));
         Ok(Knn {
             params,
@@ -180,6 +269,7 @@ impl Knn {
             centre,
             sq_norms,
             max_norm,
+            projection,
         })
     }
 
@@ -210,8 +300,119 @@ impl Knn {
         if queries.is_empty() {
             return Ok(Vec::new());
         }
+        Ok(self.kneighbors_with_stats(queries, k)?.0)
+    }
+
+    /// [`Knn::kneighbors`] plus what the search did.
+    pub fn kneighbors_with_stats(
+        &self,
+        queries: &VectorSet,
+        k: usize,
+    ) -> Result<(Vec<Vec<Neighbour>>, SearchStats), ClassifyError> {
+        if queries.is_empty() {
+            return Ok((Vec::new(), SearchStats::default()));
+        }
         check_queries(queries, self.dim)?;
-        self.search(&queries.data, queries.len(), k.max(1))
+        let k = k.max(1);
+        match &self.projection {
+            Some(p) => Ok(self.search_pruned(p, &queries.data, queries.len(), k)),
+            None => Ok((self.search(&queries.data, queries.len(), k)?, SearchStats::default())),
+        }
+    }
+
+    /// Exact search guided by projection bounds (module docs). Queries go in tiles
+    /// so that the bound matrix stays within `query_block * train_block` values,
+    /// the memory the blocked search uses.
+    fn search_pruned(
+        &self,
+        proj: &Projection,
+        queries: &[f32],
+        nq: usize,
+        k: usize,
+    ) -> (Vec<Vec<Neighbour>>, SearchStats) {
+        let (d, n) = (self.dim, self.len());
+        let k = k.min(n);
+        let tile = (self.params.query_block.saturating_mul(self.params.train_block) / n).clamp(1, nq);
+        let mut bounds = vec![0f32; tile * n];
+        let mut out = Vec::with_capacity(nq);
+        let mut exact_distances = 0;
+        for start in (0..nq).step_by(tile) {
+            let len = tile.min(nq - start);
+            proj.lower_bounds(
+                &queries[start * d..(start + len) * d],
+                &self.centre,
+                &mut bounds[..len * n],
+            );
+            let found: Vec<(Vec<Neighbour>, usize)> = bounds[..len * n]
+                .par_chunks_exact(n)
+                .enumerate()
+                .map(|(i, row)| self.nearest_by_bounds(&queries[(start + i) * d..(start + i + 1) * d], row, k))
+                .collect();
+            for (nb, visited) in found {
+                exact_distances += visited;
+                out.push(nb);
+            }
+        }
+        tracing::debug!(
+            queries = nq,
+            mean_exact = exact_distances as f64 / nq.max(1) as f64,
+            "kNN pruned search"
+        );
+        (
+            out,
+            SearchStats {
+                pruned: true,
+                exact_distances,
+            },
+        )
+    }
+
+    /// The `k` nearest training vectors of one query given a lower bound on its
+    /// computed distance to every training vector; also returns how many exact
+    /// distances it took. Training vectors are visited in increasing bound
+    /// (ties: lower index first) and the visit stops at the first bound above the
+    /// k-th exact distance; `<=` keeps equal bounds, so an equal distance at a
+    /// lower index still wins its tie.
+    fn nearest_by_bounds(&self, q: &[f32], bounds: &[f32], k: usize) -> (Vec<Neighbour>, usize) {
+        if q.iter().any(|v| v.abs() > PRUNE_MAX_ABS) {
+            return (self.exhaustive(q, k), self.len());
+        }
+        let exact = |j: u32| Neighbour {
+            index: j as usize,
+            sq_distance: self.exact_sq_distance(q, j as usize),
+        };
+        let mut seeds = Candidates::new((k + SEED_CANDIDATES).min(bounds.len()));
+        for (j, &b) in bounds.iter().enumerate() {
+            if b < seeds.worst() {
+                seeds.insert(b, j as u32);
+            }
+        }
+        let mut top: Vec<Neighbour> = seeds.items.iter().map(|&(_, j)| exact(j)).collect();
+        sort_neighbours(&mut top);
+        top.truncate(k);
+        let mut kth = top[k - 1].sq_distance;
+        let mut rest: Vec<(f32, u32)> = bounds
+            .iter()
+            .enumerate()
+            .filter(|&(j, &b)| b as f64 <= kth && !seeds.items.iter().any(|s| s.1 == j as u32))
+            .map(|(j, &b)| (b, j as u32))
+            .collect();
+        rest.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let mut visited = seeds.items.len();
+        for &(b, j) in &rest {
+            if b as f64 > kth {
+                break;
+            }
+            visited += 1;
+            let cand = exact(j);
+            if cmp_neighbours(&cand, &top[k - 1]).is_lt() {
+                let pos = top.partition_point(|t| cmp_neighbours(t, &cand).is_lt());
+                top.insert(pos, cand);
+                top.truncate(k);
+                kth = top[k - 1].sq_distance;
+            }
+        }
+        (top, visited)
     }
 
     fn search(&self, queries: &[f32], nq: usize, k: usize) -> Result<Vec<Vec<Neighbour>>, ClassifyError> {
@@ -317,8 +518,7 @@ impl Knn {
     }
 
     fn exact_sq_distance(&self, q: &[f32], index: usize) -> f64 {
-        let t = &self.train[index * self.dim..(index + 1) * self.dim];
-        q.iter().zip(t).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum()
+        exact_sq_distance(q, &self.train[index * self.dim..(index + 1) * self.dim])
     }
 
     fn exhaustive(&self, q: &[f32], k: usize) -> Vec<Neighbour> {
@@ -381,6 +581,28 @@ impl Predict for Knn {
     }
 }
 
+/// Squared Euclidean distance in f64: differences and squares of f32 values are
+/// (nearly always) exact in f64, so only the sum rounds. Eight interleaved partial
+/// sums, added in a fixed order, let the compiler vectorise while every search
+/// path still gets the same value for the same pair.
+fn exact_sq_distance(a: &[f32], b: &[f32]) -> f64 {
+    let mut acc = [0f64; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            let diff = x[i] as f64 - y[i] as f64;
+            acc[i] += diff * diff;
+        }
+    }
+    let mut sum = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (&x, &y) in ra.iter().zip(rb) {
+        let diff = x as f64 - y as f64;
+        sum += diff * diff;
+    }
+    sum
+}
+
 fn cmp_neighbours(a: &Neighbour, b: &Neighbour) -> std::cmp::Ordering {
     a.sq_distance.total_cmp(&b.sq_distance).then(a.index.cmp(&b.index))
 }
@@ -440,15 +662,8 @@ mod tests {
     fn brute(train: &VectorSet, q: &[f32], k: usize) -> Vec<usize> {
         let mut d: Vec<(f64, usize)> = (0..train.len())
             .map(|i| {
-                (
-                    train
-                        .row(i)
-                        .iter()
-                        .zip(q)
-                        .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
-                        .sum(),
-                    i,
-                )
+                // The library's own f64 distance, so that exact ties compare equal.
+                (exact_sq_distance(train.row(i), q), i)
             })
             .collect();
         d.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
@@ -580,6 +795,172 @@ mod tests {
                 "query {i}"
             );
         }
+    }
+
+    fn pruned(k: usize, proj_dim: usize) -> KnnParams {
+        KnnParams {
+            k,
+            proj_dim,
+            query_block: 16,
+            train_block: 64,
+            ..Default::default()
+        }
+    }
+
+    /// Low-rank clustered data plus noise, far from the origin: what pruning is for.
+    fn clustered(rng: &mut rand_chacha::ChaCha8Rng, n: usize, dim: usize, offset: f32) -> Vec<Vec<f32>> {
+        let centres: Vec<Vec<f32>> = (0..12)
+            .map(|_| (0..dim).map(|_| rng.gen_range(-3.0f32..3.0)).collect())
+            .collect();
+        (0..n)
+            .map(|i| {
+                centres[i % 12]
+                    .iter()
+                    .map(|&c| offset + c + 0.3 * rng.gen_range(-1.0f32..1.0))
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pruned_search_equals_f64_brute_force() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let rows = clustered(&mut rng, 600, 48, 500.0);
+        let classes: Vec<usize> = (0..600).map(|i| (i * 3) % 10).collect();
+        let (train, vocab) = labelled(&rows, &classes);
+        let queries = clustered(&mut rng, 40, 48, 500.0);
+        let (qset, _) = labelled(&queries, &[0; 40]);
+        for k in [1, 3, 7] {
+            let knn = pruned(k, 12).fit(&train, None, &vocab).unwrap();
+            let (got, stats) = knn.kneighbors_with_stats(&qset, k).unwrap();
+            assert!(stats.pruned);
+            // The bound must actually prune on clustered data, or this path tests nothing.
+            assert!(stats.exact_distances < 40 * 600 / 2, "k={k}: {stats:?}");
+            for (i, q) in queries.iter().enumerate() {
+                let want = brute(&train, q, k);
+                assert_eq!(
+                    got[i].iter().map(|n| n.index).collect::<Vec<_>>(),
+                    want,
+                    "k={k} query {i}"
+                );
+            }
+            // Same answers, distances included, as the blocked full search.
+            let full = KnnParams {
+                proj_dim: 0,
+                ..pruned(k, 12)
+            }
+            .fit(&train, None, &vocab)
+            .unwrap();
+            let (want, full_stats) = full.kneighbors_with_stats(&qset, k).unwrap();
+            assert!(!full_stats.pruned);
+            assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn pruned_search_keeps_lower_index_on_exact_ties() {
+        // Duplicated training vectors (exact ties) among random ones; the duplicates are
+        // the nearest to their own queries, and the lower indices must win.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(12);
+        let mut rows: Vec<Vec<f32>> = (0..200)
+            .map(|_| (0..30).map(|_| rng.gen_range(-1.0f32..1.0)).collect())
+            .collect();
+        for i in 0..20 {
+            let dup = rows[i].clone();
+            rows.push(dup.clone());
+            rows.push(dup);
+        }
+        let classes: Vec<usize> = (0..rows.len()).map(|i| i % 10).collect();
+        let (train, vocab) = labelled(&rows, &classes);
+        let queries: Vec<Vec<f32>> = (0..20).map(|i| rows[i].iter().map(|v| v + 1e-3).collect()).collect();
+        let (qset, _) = labelled(&queries, &[0; 20]);
+        let knn = pruned(3, 4).fit(&train, None, &vocab).unwrap();
+        let got = knn.kneighbors(&qset, 3).unwrap();
+        for (i, q) in queries.iter().enumerate() {
+            let ids: Vec<usize> = got[i].iter().map(|n| n.index).collect();
+            assert_eq!(ids, brute(&train, q, 3), "query {i}");
+            assert_eq!(ids, vec![i, 200 + 2 * i, 201 + 2 * i]);
+        }
+    }
+
+    #[test]
+    fn pruned_search_is_exact_when_the_bound_prunes_nothing() {
+        // Orthonormal training vectors and the query at their mean: every training
+        // vector is at the same distance, so no bound can exclude any and all are
+        // visited; ties go to the lowest indices.
+        let n = 40;
+        let rows: Vec<Vec<f32>> = (0..n)
+            .map(|i| (0..n).map(|j| if i == j { 1.0 } else { 0.0 }).collect())
+            .collect();
+        let classes: Vec<usize> = (0..n).map(|i| i % 10).collect();
+        let (train, vocab) = labelled(&rows, &classes);
+        let (qset, _) = labelled(&[vec![1.0 / n as f32; n]], &[0]);
+        let knn = pruned(2, 4).fit(&train, None, &vocab).unwrap();
+        let (got, stats) = knn.kneighbors_with_stats(&qset, 2).unwrap();
+        assert!(stats.pruned);
+        assert_eq!(stats.exact_distances, n);
+        assert_eq!(
+            got[0].iter().map(|n| n.index).collect::<Vec<_>>(),
+            brute(&train, &qset.data, 2)
+        );
+    }
+
+    #[test]
+    fn projection_is_rebuilt_identically() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(13);
+        let rows = clustered(&mut rng, 300, 40, 0.0);
+        let classes: Vec<usize> = (0..300).map(|i| i % 10).collect();
+        let (train, vocab) = labelled(&rows, &classes);
+        let a = pruned(1, 5).fit(&train, None, &vocab).unwrap();
+        let b = Knn::from_parts(pruned(1, 5), 10, 40, train.data.clone(), a.labels().to_vec()).unwrap();
+        let (qset, _) = labelled(&clustered(&mut rng, 10, 40, 0.0), &[0; 10]);
+        let (ra, sa) = a.kneighbors_with_stats(&qset, 1).unwrap();
+        let (rb, sb) = b.kneighbors_with_stats(&qset, 1).unwrap();
+        assert_eq!((ra, sa), (rb, sb));
+    }
+
+    #[test]
+    fn proj_dim_is_validated_and_narrow_vectors_skip_pruning() {
+        let (train, vocab) = labelled(&[vec![0.0; 10], vec![1.0; 10]], &[0, 1]);
+        assert!(matches!(
+            pruned(1, MAX_PROJ_DIM + 1).fit(&train, None, &vocab),
+            Err(ClassifyError::InvalidParams(_))
+        ));
+        // dim 10 <= 2 * 5: the projection would not pay, so the blocked search runs.
+        let knn = pruned(1, 5).fit(&train, None, &vocab).unwrap();
+        let (q, _) = labelled(&[vec![0.9; 10]], &[0]);
+        let (nb, stats) = knn.kneighbors_with_stats(&q, 1).unwrap();
+        assert!(!stats.pruned);
+        assert_eq!(nb[0][0].index, 1);
+    }
+
+    #[test]
+    fn pruned_search_handles_queries_beyond_f32_range() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(14);
+        let rows = clustered(&mut rng, 200, 30, 0.0);
+        let classes: Vec<usize> = (0..200).map(|i| i % 10).collect();
+        let (train, vocab) = labelled(&rows, &classes);
+        let knn = pruned(2, 4).fit(&train, None, &vocab).unwrap();
+        let mut huge = rows[5].clone();
+        huge[0] = 3e30;
+        let (q, _) = labelled(&[huge.clone(), rows[7].clone()], &[0, 0]);
+        let (got, stats) = knn.kneighbors_with_stats(&q, 2).unwrap();
+        assert!(stats.pruned);
+        assert_eq!(
+            got[0].iter().map(|n| n.index).collect::<Vec<_>>(),
+            brute(&train, &huge, 2)
+        );
+        assert_eq!(got[1][0].index, 7);
+    }
+
+    #[test]
+    fn params_saved_before_proj_dim_load_with_the_default() {
+        let old = r#"{"k": 3, "weighting": "distance", "query_block": 1024, "train_block": 4096}"#;
+        let p: KnnParams = serde_json::from_str(old).unwrap();
+        assert_eq!(p.proj_dim, KnnParams::default().proj_dim);
+        assert_eq!(p.k, 3);
+        let round: KnnParams = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(round, p);
     }
 
     #[test]

@@ -14,6 +14,12 @@
 //!   improved for `patience` (10) epochs, and the weights of the best dev epoch
 //!   are kept (scikit-learn keeps its best validation coefficients the same way).
 //!
+//! On the CPU the network trains on plain f32 buffers with a hand-written
+//! backward pass (GEMMs through `gemm` with transposes as strides, softmax and
+//! cross-entropy fused, no gradient for the input batch, Adam in place); on other
+//! devices with candle's autograd. Both compute the same model (a unit test
+//! checks them against each other).
+//!
 //! Inputs can be standardised (per-dimension mean and standard deviation of the
 //! training vectors; constant dimensions are left unscaled). It is off by default,
 //! as in the paper; the scaler, when used, is saved with the model.
@@ -261,18 +267,7 @@ impl Adam {
                 for ((var, g), ((m, v), &l2)) in vars.iter().zip(grads).zip(state.iter_mut().zip(l2)) {
                     let mut w = var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
                     let g = g.flatten_all()?.to_vec1::<f32>()?;
-                    let (b1, b2, eps, step, l2) = (b1 as f32, b2 as f32, eps as f32, step as f32, l2 as f32);
-                    w.par_chunks_mut(4096)
-                        .zip(g.par_chunks(4096))
-                        .zip(m.par_chunks_mut(4096).zip(v.par_chunks_mut(4096)))
-                        .for_each(|((w, g), (m, v))| {
-                            for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-                                let g = g + l2 * *w;
-                                *m = b1 * *m + (1.0 - b1) * g;
-                                *v = b2 * *v + (1.0 - b2) * (g * g);
-                                *w -= (*m / (v.sqrt() + eps)) * step;
-                            }
-                        });
+                    adam_update(&mut w, &g, m, v, [b1, b2, eps, step, l2]);
                     var.set(&Tensor::from_vec(w, var.shape(), var.device())?)?;
                 }
             }
@@ -293,6 +288,294 @@ impl Adam {
             }
         }
         Ok(())
+    }
+}
+
+/// One fused Adam step on plain vectors (`coef`: beta1, beta2, eps, step size,
+/// L2 factor), one parallel pass: penalty, both moments and the update.
+fn adam_update(w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], coef: [f64; 5]) {
+    let [b1, b2, eps, step, l2] = coef.map(|c| c as f32);
+    w.par_chunks_mut(4096)
+        .zip(g.par_chunks(4096))
+        .zip(m.par_chunks_mut(4096).zip(v.par_chunks_mut(4096)))
+        .for_each(|((w, g), (m, v))| {
+            for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                let g = g + l2 * *w;
+                *m = b1 * *m + (1.0 - b1) * g;
+                *v = b2 * *v + (1.0 - b2) * (g * g);
+                *w -= (*m / (v.sqrt() + eps)) * step;
+            }
+        });
+}
+
+/// `dst (m x n, row-major, contiguous) = [dst +] lhs (m x k) * rhs (k x n)`, with
+/// both operands given by their row and column strides (so transposes cost no copy).
+#[allow(clippy::too_many_arguments)]
+fn gemm_into(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: &[f32],
+    (lhs_rs, lhs_cs): (usize, usize),
+    rhs: &[f32],
+    (rhs_rs, rhs_cs): (usize, usize),
+) {
+    assert!(dst.len() >= m * n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst[..m * n].fill(0.0);
+        }
+        return;
+    }
+    assert!((m - 1) * lhs_rs + (k - 1) * lhs_cs < lhs.len());
+    assert!((k - 1) * rhs_rs + (n - 1) * rhs_cs < rhs.len());
+    let parallelism = if m * n * k >= 1 << 18 {
+        gemm::Parallelism::Rayon(rayon::current_num_threads())
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the asserts bound the largest offset gemm reads through each operand's
+    // strides and the m x n block it writes; `dst` aliases neither input (distinct borrows).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// The network on the CPU as plain f32 buffers, with a hand-written backward
+/// pass: the same model, loss and optimiser as the candle path, without what
+/// autograd costs here (a gradient for the input batch, transposed copies and
+/// fresh tensors for every product, a weight copy per Adam step).
+struct CpuNet {
+    /// Layer widths, input first.
+    sizes: Vec<usize>,
+    relu: bool,
+    /// Per layer: weights `(out, in)` row-major, then biases.
+    weights: Vec<Vec<f32>>,
+    biases: Vec<Vec<f32>>,
+    grad_w: Vec<Vec<f32>>,
+    grad_b: Vec<Vec<f32>>,
+    /// Adam moments `(m, v)` of every weight and bias vector.
+    moments_w: Vec<(Vec<f32>, Vec<f32>)>,
+    moments_b: Vec<(Vec<f32>, Vec<f32>)>,
+    /// Output of every layer for the current batch (`batch x sizes[l + 1]`).
+    acts: Vec<Vec<f32>>,
+    delta: Vec<f32>,
+    delta_prev: Vec<f32>,
+    coef: [f64; 4],
+    t: i32,
+}
+
+impl CpuNet {
+    fn new(sizes: Vec<usize>, params: Vec<(Vec<f32>, Vec<f32>)>, p: &MlpParams, batch: usize) -> CpuNet {
+        let widest = sizes.iter().copied().max().unwrap_or(0);
+        let zeros = |v: &Vec<f32>| (vec![0f32; v.len()], vec![0f32; v.len()]);
+        let (weights, biases): (Vec<_>, Vec<_>) = params.into_iter().unzip();
+        CpuNet {
+            relu: p.activation == Activation::Relu,
+            grad_w: weights.iter().map(|w| vec![0f32; w.len()]).collect(),
+            grad_b: biases.iter().map(|b| vec![0f32; b.len()]).collect(),
+            moments_w: weights.iter().map(zeros).collect(),
+            moments_b: biases.iter().map(zeros).collect(),
+            acts: sizes[1..].iter().map(|&s| vec![0f32; batch * s]).collect(),
+            delta: vec![0f32; batch * widest],
+            delta_prev: vec![0f32; batch * widest],
+            coef: [p.learning_rate, p.beta1, p.beta2, p.epsilon],
+            t: 0,
+            sizes,
+            weights,
+            biases,
+        }
+    }
+
+    /// One mini-batch (`x`: `rows x dim`, `y`: class indices): forward, softmax
+    /// cross-entropy, backward, Adam with the L2 factor `l2` on the weights.
+    /// Returns the summed cross-entropy of the rows.
+    fn step(&mut self, x: &[f32], y: &[u32], l2: f64) -> f64 {
+        let rows = y.len();
+        let layers = self.weights.len();
+        for l in 0..layers {
+            let (n_in, n_out) = (self.sizes[l], self.sizes[l + 1]);
+            let (done, rest) = self.acts.split_at_mut(l);
+            let input = if l == 0 {
+                &x[..rows * n_in]
+            } else {
+                &done[l - 1][..rows * n_in]
+            };
+            let out = &mut rest[0][..rows * n_out];
+            for row in out.chunks_exact_mut(n_out) {
+                row.copy_from_slice(&self.biases[l]);
+            }
+            // out += input (rows x in) * W^T, W read (out x in) row-major.
+            gemm_into(
+                (rows, n_out, n_in),
+                out,
+                true,
+                input,
+                (n_in, 1),
+                &self.weights[l],
+                (1, n_in),
+            );
+            if self.relu && l + 1 < layers {
+                out.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
+        }
+        // Softmax and cross-entropy fused: the gradient of the batch-mean loss
+        // w.r.t. the logits is (softmax - onehot) / rows.
+        let classes = self.sizes[layers];
+        let logits = &self.acts[layers - 1][..rows * classes];
+        let delta = &mut self.delta[..rows * classes];
+        let inv_rows = 1.0 / rows as f32;
+        let loss: f64 = delta
+            .par_chunks_exact_mut(classes)
+            .zip(logits.par_chunks_exact(classes))
+            .zip(y.par_iter())
+            .map(|((d, z), &label)| {
+                let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut sum = 0f32;
+                for (d, &z) in d.iter_mut().zip(z) {
+                    *d = (z - max).exp();
+                    sum += *d;
+                }
+                let scale = inv_rows / sum;
+                d.iter_mut().for_each(|d| *d *= scale);
+                d[label as usize] -= inv_rows;
+                (max + sum.ln() - z[label as usize]) as f64
+            })
+            .sum();
+        for l in (0..layers).rev() {
+            let (n_in, n_out) = (self.sizes[l], self.sizes[l + 1]);
+            let input = if l == 0 {
+                &x[..rows * n_in]
+            } else {
+                &self.acts[l - 1][..rows * n_in]
+            };
+            let delta = &self.delta[..rows * n_out];
+            // dW (out x in) = delta^T (out x rows) * input (rows x in).
+            gemm_into(
+                (n_out, n_in, rows),
+                &mut self.grad_w[l],
+                false,
+                delta,
+                (1, n_out),
+                input,
+                (n_in, 1),
+            );
+            let gb = &mut self.grad_b[l];
+            gb.fill(0.0);
+            for row in delta.chunks_exact(n_out) {
+                gb.iter_mut().zip(row).for_each(|(g, &d)| *g += d);
+            }
+            // No gradient for the input batch: nothing learns from it.
+            if l > 0 {
+                let prev = &mut self.delta_prev[..rows * n_in];
+                gemm_into(
+                    (rows, n_in, n_out),
+                    prev,
+                    false,
+                    delta,
+                    (n_out, 1),
+                    &self.weights[l],
+                    (n_in, 1),
+                );
+                if self.relu {
+                    prev.iter_mut()
+                        .zip(input)
+                        .for_each(|(d, &a)| *d = if a > 0.0 { *d } else { 0.0 });
+                }
+                std::mem::swap(&mut self.delta, &mut self.delta_prev);
+            }
+        }
+        self.t += 1;
+        let [lr, b1, b2, eps] = self.coef;
+        let step = lr * (1.0 - b2.powi(self.t)).sqrt() / (1.0 - b1.powi(self.t));
+        for l in 0..layers {
+            let (m, v) = &mut self.moments_w[l];
+            adam_update(&mut self.weights[l], &self.grad_w[l], m, v, [b1, b2, eps, step, l2]);
+            let (m, v) = &mut self.moments_b[l];
+            adam_update(&mut self.biases[l], &self.grad_b[l], m, v, [b1, b2, eps, step, 0.0]);
+        }
+        loss
+    }
+
+    /// The weights as tensors (for evaluation, snapshots and the fitted model).
+    fn layer_tensors(&self) -> candle_core::Result<Vec<(Tensor, Tensor)>> {
+        (0..self.weights.len())
+            .map(|l| {
+                Ok((
+                    Tensor::from_slice(&self.weights[l], (self.sizes[l + 1], self.sizes[l]), &Device::Cpu)?,
+                    Tensor::from_slice(&self.biases[l], self.sizes[l + 1], &Device::Cpu)?,
+                ))
+            })
+            .collect()
+    }
+}
+
+/// Weight and bias tensors of every layer.
+type Layers = Vec<(Tensor, Tensor)>;
+
+/// The trainable network: plain buffers on the CPU, candle variables and autograd elsewhere.
+enum Net {
+    Cpu(CpuNet),
+    Candle { vars: Vec<Var>, adam: Adam },
+}
+
+impl Net {
+    fn layer_tensors(&self) -> candle_core::Result<Vec<(Tensor, Tensor)>> {
+        match self {
+            Net::Cpu(net) => net.layer_tensors(),
+            Net::Candle { vars, .. } => Ok(layer_tensors(vars)),
+        }
+    }
+
+    /// Trains on one mini-batch; returns the summed cross-entropy of its rows.
+    fn step(&mut self, x: &[f32], y: &[u32], activation: Activation, l2: f64) -> candle_core::Result<f64> {
+        match self {
+            Net::Cpu(net) => Ok(net.step(x, y, l2)),
+            Net::Candle { vars, adam } => {
+                let rows = y.len();
+                let device = vars[0].device().clone();
+                let xt = Tensor::from_slice(x, (rows, x.len() / rows), &device)?;
+                let yt = Tensor::from_slice(y, rows, &device)?;
+                let logits = forward(&layer_tensors(vars), activation, &xt)?;
+                let loss = candle_nn::loss::cross_entropy(&logits, &yt)?;
+                let loss_sum = loss.to_scalar::<f32>()? as f64 * rows as f64;
+                let grads = loss.backward()?;
+                let mut gs = Vec::with_capacity(vars.len());
+                for var in vars.iter() {
+                    // Detached: optimiser state must not record an autograd graph, or every
+                    // step's tensors would stay reachable from the next step's moments.
+                    gs.push(match grads.get(var.as_tensor()) {
+                        Some(g) => g.detach(),
+                        None => var.zeros_like()?.detach(),
+                    });
+                }
+                adam.step(vars, &gs, &penalties(vars.len(), l2))?;
+                Ok(loss_sum)
+            }
+        }
     }
 }
 
@@ -366,20 +649,29 @@ fn train_mlp(
     let mut sizes = vec![dim];
     sizes.extend(&p.hidden);
     sizes.push(n_classes);
-    let mut vars = Vec::new();
+    let mut init = Vec::new();
     for w in sizes.windows(2) {
         let (fan_in, fan_out) = (w[0], w[1]);
         let weight = glorot(&mut rng, fan_in, fan_out, fan_in * fan_out);
         let bias = glorot(&mut rng, fan_in, fan_out, fan_out);
-        vars.push(Var::from_vec(weight, (fan_out, fan_in), device)?);
-        vars.push(Var::from_vec(bias, fan_out, device)?);
+        init.push((weight, bias));
     }
-    let mut adam = Adam::new(&vars, p)?;
     let batch = p.batch.rows(n);
+    let mut net = if device.is_cpu() {
+        Net::Cpu(CpuNet::new(sizes.clone(), init, p, batch))
+    } else {
+        let mut vars = Vec::new();
+        for ((weight, bias), w) in init.into_iter().zip(sizes.windows(2)) {
+            vars.push(Var::from_vec(weight, (w[1], w[0]), device)?);
+            vars.push(Var::from_vec(bias, w[1], device)?);
+        }
+        let adam = Adam::new(&vars, p)?;
+        Net::Candle { vars, adam }
+    };
     let mut order: Vec<usize> = (0..n).collect();
     let mut xbuf = vec![0f32; batch * dim];
     let mut epochs = Vec::new();
-    let mut best: Option<(f64, usize, Vec<Tensor>)> = None;
+    let mut best: Option<(f64, usize, Layers)> = None;
     let mut since_best = 0;
     tracing::info!(n, dim, n_classes, batch, hidden = ?p.hidden, "training MLP");
     for epoch in 1..=p.max_epochs {
@@ -391,24 +683,8 @@ fn train_mlp(
             for (slot, &i) in xbuf.chunks_exact_mut(dim).zip(chunk) {
                 slot.copy_from_slice(&x_all[i * dim..(i + 1) * dim]);
             }
-            let x = Tensor::from_slice(&xbuf[..rows * dim], (rows, dim), device)?;
             let y: Vec<u32> = chunk.iter().map(|&i| labels[i]).collect();
-            let y = Tensor::from_vec(y, rows, device)?;
-            let logits = forward(&layer_tensors(&vars), p.activation, &x)?;
-            let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
-            loss_sum += loss.to_scalar::<f32>()? as f64 * rows as f64;
-            let grads = loss.backward()?;
-            let l2 = p.alpha / rows as f64;
-            let mut gs = Vec::with_capacity(vars.len());
-            for var in &vars {
-                // Detached: optimiser state must not record an autograd graph, or every
-                // step's tensors would stay reachable from the next step's moments.
-                gs.push(match grads.get(var.as_tensor()) {
-                    Some(g) => g.detach(),
-                    None => var.zeros_like()?.detach(),
-                });
-            }
-            adam.step(&vars, &gs, &penalties(vars.len(), l2))?;
+            loss_sum += net.step(&xbuf[..rows * dim], &y, p.activation, p.alpha / rows as f64)?;
         }
         let train_loss = loss_sum / n as f64;
         if !train_loss.is_finite() {
@@ -418,7 +694,7 @@ fn train_mlp(
         }
         let dev_error = match (&dev, &dev_x) {
             (Some((_, truth)), Some(x)) => {
-                let layers = layer_tensors(&vars);
+                let layers = net.layer_tensors()?;
                 let pred = argmax_batched(&layers, p.activation, x, dim, device)?;
                 let errors = pred.iter().zip(truth).filter(|(p, t)| Some(**p) != **t).count();
                 Some(errors as f64 / truth.len() as f64)
@@ -435,9 +711,10 @@ fn train_mlp(
         });
         if let Some(err) = dev_error {
             if best.as_ref().is_none_or(|b| err < b.0) {
-                let snapshot = vars
-                    .iter()
-                    .map(|v| v.as_tensor().copy())
+                let snapshot = net
+                    .layer_tensors()?
+                    .into_iter()
+                    .map(|(w, b)| Ok((w.copy()?, b.copy()?)))
                     .collect::<candle_core::Result<Vec<_>>>()?;
                 best = Some((err, epoch, snapshot));
                 since_best = 0;
@@ -450,19 +727,16 @@ fn train_mlp(
             }
         }
     }
-    let (weights, best_epoch) = match best {
+    let (layers, best_epoch) = match best {
         Some((_, epoch, snapshot)) => (snapshot, epoch),
         None => (
-            vars.iter()
-                .map(|v| v.as_tensor().copy())
+            net.layer_tensors()?
+                .into_iter()
+                .map(|(w, b)| Ok((w.copy()?, b.copy()?)))
                 .collect::<candle_core::Result<Vec<_>>>()?,
             epochs.len(),
         ),
     };
-    let layers = weights
-        .chunks_exact(2)
-        .map(|wb| (wb[0].clone(), wb[1].clone()))
-        .collect();
     Ok(Mlp {
         params: p.clone(),
         dim,
@@ -661,6 +935,53 @@ mod tests {
         let b = plain_var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
         assert!(worst < 1e-6, "fused and tensor Adam differ by {worst}");
+    }
+
+    #[test]
+    fn cpu_network_matches_candle_autograd() {
+        // Same initial weights and batches through the hand-written CPU pass and
+        // through candle's autograd + Adam: the weights must agree to rounding.
+        for activation in [Activation::Identity, Activation::Relu] {
+            let p = MlpParams {
+                activation,
+                ..MlpParams::default()
+            };
+            let mut rng = ChaCha8Rng::seed_from_u64(21);
+            let sizes = vec![12, 9, 7, 5];
+            let init: Vec<(Vec<f32>, Vec<f32>)> = sizes
+                .windows(2)
+                .map(|w| {
+                    (
+                        glorot(&mut rng, w[0], w[1], w[0] * w[1]),
+                        glorot(&mut rng, w[0], w[1], w[1]),
+                    )
+                })
+                .collect();
+            let mut vars = Vec::new();
+            for ((w, b), s) in init.iter().zip(sizes.windows(2)) {
+                vars.push(Var::from_vec(w.clone(), (s[1], s[0]), &Device::Cpu).unwrap());
+                vars.push(Var::from_vec(b.clone(), s[1], &Device::Cpu).unwrap());
+            }
+            let adam = Adam::new(&vars, &p).unwrap();
+            let mut candle = Net::Candle { vars, adam };
+            let mut cpu = Net::Cpu(CpuNet::new(sizes.clone(), init, &p, 6));
+            for step in 0..4 {
+                let rows = 6 - step % 2;
+                let x: Vec<f32> = (0..rows * 12).map(|_| rng.gen_range(-2.0f32..2.0)).collect();
+                let y: Vec<u32> = (0..rows).map(|_| rng.gen_range(0..5)).collect();
+                let a = cpu.step(&x, &y, activation, 0.01).unwrap();
+                let b = candle.step(&x, &y, activation, 0.01).unwrap();
+                assert!((a - b).abs() < 1e-4 * b.abs().max(1.0), "loss {a} vs {b}");
+            }
+            for ((wa, ba), (wb, bb)) in cpu.layer_tensors().unwrap().iter().zip(candle.layer_tensors().unwrap()) {
+                for (t, u) in [(wa, &wb), (ba, &bb)] {
+                    let t = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                    let u = u.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                    let worst = t.iter().zip(&u).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+                    assert!(worst < 1e-5, "{activation:?}: parameters differ by {worst}");
+                }
+            }
+        }
     }
 
     #[test]

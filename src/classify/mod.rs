@@ -7,6 +7,7 @@ use crate::vectors::VectorSet;
 pub mod ensemble;
 pub mod knn;
 pub mod mlp;
+pub mod prune;
 pub mod saved;
 
 pub use ensemble::{KnnEnsemble, KnnEnsembleParams, MlpEnsemble, MlpEnsembleParams};

@@ -363,6 +363,8 @@ impl SavedClassifier {
             Ok(())
         };
         match &self.model {
+            // The kNN pruning projection is not saved: `Knn::from_parts` rebuilds it
+            // from the vectors with a fixed seed, and it never changes an answer.
             Model::Knn(k) => {
                 tensors.insert(
                     "train.vectors".into(),
