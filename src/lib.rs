@@ -14,6 +14,7 @@ pub mod cli;
 pub mod compare;
 pub mod embedder;
 pub mod evaluate;
+pub mod gemm;
 pub mod io;
 pub mod metrics;
 pub mod models;

@@ -34,6 +34,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::{check_finite, check_queries, class_indices, ClassifyError, ComputeDevice, Fit, Predict, Prediction};
+use crate::gemm::gemm_strided;
 use crate::io::vocab::LabelVocab;
 use crate::vectors::VectorSet;
 
@@ -308,62 +309,6 @@ fn adam_update(w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], coef: [f6
         });
 }
 
-/// `dst (m x n, row-major, contiguous) = [dst +] lhs (m x k) * rhs (k x n)`, with
-/// both operands given by their row and column strides (so transposes cost no copy).
-#[allow(clippy::too_many_arguments)]
-fn gemm_into(
-    (m, n, k): (usize, usize, usize),
-    dst: &mut [f32],
-    accumulate: bool,
-    lhs: &[f32],
-    (lhs_rs, lhs_cs): (usize, usize),
-    rhs: &[f32],
-    (rhs_rs, rhs_cs): (usize, usize),
-) {
-    assert!(dst.len() >= m * n);
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            dst[..m * n].fill(0.0);
-        }
-        return;
-    }
-    assert!((m - 1) * lhs_rs + (k - 1) * lhs_cs < lhs.len());
-    assert!((k - 1) * rhs_rs + (n - 1) * rhs_cs < rhs.len());
-    let parallelism = if m * n * k >= 1 << 18 {
-        gemm::Parallelism::Rayon(rayon::current_num_threads())
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: the asserts bound the largest offset gemm reads through each operand's
-    // strides and the m x n block it writes; `dst` aliases neither input (distinct borrows).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            lhs.as_ptr(),
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs.as_ptr(),
-            rhs_cs as isize,
-            rhs_rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
-}
-
 /// The network on the CPU as plain f32 buffers, with a hand-written backward
 /// pass: the same model, loss and optimiser as the candle path, without what
 /// autograd costs here (a gradient for the input batch, transposed copies and
@@ -429,14 +374,12 @@ impl CpuNet {
                 row.copy_from_slice(&self.biases[l]);
             }
             // out += input (rows x in) * W^T, W read (out x in) row-major.
-            gemm_into(
+            gemm_strided(
                 (rows, n_out, n_in),
                 out,
                 true,
-                input,
-                (n_in, 1),
-                &self.weights[l],
-                (1, n_in),
+                (input, n_in, 1),
+                (&self.weights[l], 1, n_in),
             );
             if self.relu && l + 1 < layers {
                 out.iter_mut().for_each(|v| *v = v.max(0.0));
@@ -474,14 +417,12 @@ impl CpuNet {
             };
             let delta = &self.delta[..rows * n_out];
             // dW (out x in) = delta^T (out x rows) * input (rows x in).
-            gemm_into(
+            gemm_strided(
                 (n_out, n_in, rows),
                 &mut self.grad_w[l],
                 false,
-                delta,
-                (1, n_out),
-                input,
-                (n_in, 1),
+                (delta, 1, n_out),
+                (input, n_in, 1),
             );
             let gb = &mut self.grad_b[l];
             gb.fill(0.0);
@@ -491,14 +432,12 @@ impl CpuNet {
             // No gradient for the input batch: nothing learns from it.
             if l > 0 {
                 let prev = &mut self.delta_prev[..rows * n_in];
-                gemm_into(
+                gemm_strided(
                     (rows, n_in, n_out),
                     prev,
                     false,
-                    delta,
-                    (n_out, 1),
-                    &self.weights[l],
-                    (n_in, 1),
+                    (delta, n_out, 1),
+                    (&self.weights[l], n_in, 1),
                 );
                 if self.relu {
                     prev.iter_mut()

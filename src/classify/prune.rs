@@ -30,6 +30,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
+use crate::gemm::{matmul_ab, matmul_abt};
+
 /// Unit roundoff of f32, doubled: every error bound below may be loose by 2x, never tight.
 const U32: f64 = f32::EPSILON as f64;
 /// Training rows the principal directions are estimated from.
@@ -68,97 +70,6 @@ pub struct Projection {
     /// Projected centred training rows, `n x dims` row-major.
     train: Vec<f32>,
     train_bounds: RowBounds,
-}
-
-/// The element types the GEMM helpers take.
-pub trait Real: Copy + 'static {
-    const ZERO: Self;
-    const ONE: Self;
-}
-
-impl Real for f32 {
-    const ZERO: f32 = 0.0;
-    const ONE: f32 = 1.0;
-}
-
-impl Real for f64 {
-    const ZERO: f64 = 0.0;
-    const ONE: f64 = 1.0;
-}
-
-/// `out (m x n) = a (m x k) * b^T`, with `b` given as `n x k`; all row-major, contiguous.
-pub fn matmul_abt<T: Real>(m: usize, n: usize, k: usize, a: &[T], b: &[T], out: &mut [T]) {
-    assert!(a.len() >= m * k && b.len() >= n * k && out.len() >= m * n);
-    if m == 0 || n == 0 {
-        return;
-    }
-    // SAFETY: the assert bounds every access: a is m x k with row stride k, b^T is read
-    // from b (n x k) with column stride k and row stride 1, out is m x n with row stride
-    // n, and out aliases neither input (distinct borrows).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            1,
-            k as isize,
-            b.as_ptr(),
-            k as isize,
-            1,
-            T::ZERO,
-            T::ONE,
-            false,
-            false,
-            false,
-            parallelism(m, n, k),
-        );
-    }
-}
-
-/// `out (m x n) = a (m x k) * b (k x n)`; all row-major, contiguous.
-pub fn matmul_ab<T: Real>(m: usize, n: usize, k: usize, a: &[T], b: &[T], out: &mut [T]) {
-    assert!(a.len() >= m * k && b.len() >= k * n && out.len() >= m * n);
-    if m == 0 || n == 0 {
-        return;
-    }
-    // SAFETY: as in `matmul_abt`, with b read row-major (row stride n, column stride 1).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            1,
-            k as isize,
-            b.as_ptr(),
-            1,
-            n as isize,
-            T::ZERO,
-            T::ONE,
-            false,
-            false,
-            false,
-            parallelism(m, n, k),
-        );
-    }
-}
-
-fn parallelism(m: usize, n: usize, k: usize) -> gemm::Parallelism {
-    // Threads only pay for products of a few hundred thousand multiply-adds or more.
-    if m * n * k >= 1 << 18 {
-        gemm::Parallelism::Rayon(rayon::current_num_threads())
-    } else {
-        gemm::Parallelism::None
-    }
 }
 
 /// Writes `x - centre` in f32 for every row of `rows` into `out` (the same

