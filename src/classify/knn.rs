@@ -40,7 +40,7 @@ use candle_core::Tensor;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::prune::Projection;
+use super::prune::{self, Projection};
 use super::{check_finite, check_queries, class_indices, ClassifyError, ComputeDevice, Fit, Predict, Prediction};
 use crate::io::vocab::LabelVocab;
 use crate::vectors::VectorSet;
@@ -582,25 +582,13 @@ impl Predict for Knn {
 }
 
 /// Squared Euclidean distance in f64: differences and squares of f32 values are
-/// (nearly always) exact in f64, so only the sum rounds. Eight interleaved partial
-/// sums, added in a fixed order, let the compiler vectorise while every search
-/// path still gets the same value for the same pair.
+/// (nearly always) exact in f64, so only the sum rounds, in the fixed order of
+/// [`prune::lane_pair_sum`], so every search path gets the same value for the same pair.
 fn exact_sq_distance(a: &[f32], b: &[f32]) -> f64 {
-    let mut acc = [0f64; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            let diff = x[i] as f64 - y[i] as f64;
-            acc[i] += diff * diff;
-        }
-    }
-    let mut sum = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (&x, &y) in ra.iter().zip(rb) {
+    prune::lane_pair_sum(a, b, |x, y| {
         let diff = x as f64 - y as f64;
-        sum += diff * diff;
-    }
-    sum
+        diff * diff
+    })
 }
 
 fn cmp_neighbours(a: &Neighbour, b: &Neighbour) -> std::cmp::Ordering {

@@ -129,20 +129,26 @@ fn orthonormalise(rows: &mut [f64], d: usize, passes: usize) -> usize {
 }
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {
-    // Eight independent accumulators let the compiler vectorise (it may not reassociate one sum).
+    lane_pair_sum(a, b, |x, y| x * y)
+}
+
+/// `sum term(a[i], b[i])` in f64 over eight interleaved partial sums added in a fixed
+/// order: the compiler may vectorise it (it may not reassociate one running sum), and
+/// the same pair of slices always gives the same value.
+pub(crate) fn lane_pair_sum<T: Copy>(a: &[T], b: &[T], term: impl Fn(T, T) -> f64) -> f64 {
     let mut acc = [0f64; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let (ra, rb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
         for i in 0..8 {
-            acc[i] += x[i] * y[i];
+            acc[i] += term(x[i], y[i]);
         }
     }
-    let mut s: f64 = acc.iter().sum();
-    for (x, y) in ra.iter().zip(rb) {
-        s += x * y;
+    let mut sum = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (&x, &y) in ra.iter().zip(rb) {
+        sum += term(x, y);
     }
-    s
+    sum
 }
 
 /// `|x|^2` in f64 for every `d`-wide row.

@@ -168,10 +168,7 @@ pub fn align_candidates(
             let target = target_rows(sequence);
             let cols = target.len() / dim.max(1);
             let mut sim = vec![0f32; query_rows * cols];
-            let no_bias = vec![0f32; cols];
-            if query_rows > 0 && cols > 0 {
-                crate::models::cpu_kernels::linear(query, query_rows, &target, &no_bias, None, &mut sim);
-            }
+            crate::gemm::matmul_abt(query_rows, cols, dim, query, &target, &mut sim);
             let raw = local_alignment_score(&sim, query_rows, cols, params);
             Aligned {
                 sequence,
