@@ -11,7 +11,10 @@
 //! Vectors: `PROTFAM_BENCH_MODEL` (default `unirep1900`) from the embedding
 //! cache; when that model is not available, amino-acid + dipeptide composition
 //! vectors (a real but weak embedding) so the bench still runs, with a note.
-//! `PROTFAM_BENCH_EPOCHS` (default 3) sets the MLP epochs of both sides;
+//! `PROTFAM_BENCH_EPOCHS` (default 5) and `PROTFAM_BENCH_SEEDS` (default 3) set
+//! the MLP runs of both sides; each epoch is timed on its own and the ratio is
+//! of the median epochs (timings on a shared VM drift), the test errors are
+//! compared as means over the seeds (one seed's error moves by about a point);
 //! `PROTFAM_BENCH_ONLY=knn` or `mlp` runs one of the two.
 
 #[path = "../tests/common/mod.rs"]
@@ -226,32 +229,36 @@ fn bench_knn(dir: &tempfile::TempDir, train: &VectorSet, test: &VectorSet, vocab
 }
 
 fn bench_mlp(dir: &tempfile::TempDir, train: &VectorSet, test: &VectorSet, vocab: &LabelVocab, test_labels: &[i64]) {
-    let epochs: usize = std::env::var("PROTFAM_BENCH_EPOCHS")
-        .ok()
-        .and_then(|e| e.parse().ok())
-        .unwrap_or(3);
+    let setting = |name: &str, default: usize| -> usize {
+        std::env::var(name).ok().and_then(|e| e.parse().ok()).unwrap_or(default)
+    };
+    let epochs = setting("PROTFAM_BENCH_EPOCHS", 5);
+    let seeds = setting("PROTFAM_BENCH_SEEDS", 3) as u64;
     let params = MlpParams {
         max_epochs: epochs,
         activation: Activation::Identity,
         ..Default::default()
     };
     let batch = params.batch.rows(train.len());
-    let t = Instant::now();
-    let mlp = MlpParams {
-        batch: BatchSize::Rows(batch),
-        ..params.clone()
+    let (mut ours, mut our_errors) = (Vec::new(), Vec::new());
+    for seed in 0..seeds {
+        let mlp = MlpParams {
+            batch: BatchSize::Rows(batch),
+            seed,
+            ..params.clone()
+        }
+        .fit(train, None, vocab)
+        .unwrap();
+        ours.extend(mlp.epochs.iter().map(|e| e.seconds));
+        let wrong = mlp
+            .predict(test)
+            .unwrap()
+            .iter()
+            .zip(test_labels)
+            .filter(|(p, t)| p.class as i64 != **t)
+            .count();
+        our_errors.push(wrong as f64 / test.len() as f64);
     }
-    .fit(train, None, vocab)
-    .unwrap();
-    let total = t.elapsed().as_secs_f64();
-    let per_epoch = mlp.epochs.iter().map(|e| e.seconds).sum::<f64>() / mlp.epochs.len() as f64;
-    let mlp_preds = mlp.predict(test).unwrap();
-    let mlp_err = mlp_preds
-        .iter()
-        .zip(test_labels)
-        .filter(|(p, t)| p.class as i64 != **t)
-        .count() as f64
-        / test.len() as f64;
     let hidden = params
         .hidden
         .iter()
@@ -266,16 +273,79 @@ fn bench_mlp(dir: &tempfile::TempDir, train: &VectorSet, test: &VectorSet, vocab
             batch.to_string(),
             hidden.clone(),
             "identity".into(),
+            seeds.to_string(),
         ],
     );
-    let sk_epoch = sk["seconds_per_epoch"].as_f64().unwrap();
-    let sk_err = sk["test_error"].as_f64().unwrap();
+    let runs = sk["runs"].as_array().unwrap();
+    let theirs: Vec<f64> = runs
+        .iter()
+        .flat_map(|r| {
+            r["epoch_seconds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_f64().unwrap())
+        })
+        .collect();
+    let their_errors: Vec<f64> = runs.iter().map(|r| r["test_error"].as_f64().unwrap()).collect();
+    let (our_median, their_median) = (median(&ours), median(&theirs));
     println!(
-        "MLP ({hidden}, identity, Adam, batch {batch}, {epochs} epochs): protfam {per_epoch:.3} s/epoch \
-         ({total:.1} s total), scikit-learn {sk_epoch:.3} s/epoch, ratio {:.2}x; test error protfam {:.2}%, \
-         scikit-learn {:.2}%",
-        sk_epoch / per_epoch,
-        100.0 * mlp_err,
-        100.0 * sk_err
+        "MLP ({hidden}, identity, Adam, batch {batch}, {epochs} epochs x {seeds} seeds): median s/epoch \
+         protfam {our_median:.3}, scikit-learn {their_median:.3}, ratio {:.2}x (means {:.3} vs {:.3}: {:.2}x); \
+         test error (mean +- standard error over seeds) protfam {:.2} +- {:.2}%, scikit-learn {:.2} +- {:.2}%",
+        their_median / our_median,
+        mean(&ours),
+        mean(&theirs),
+        mean(&theirs) / mean(&ours),
+        100.0 * mean(&our_errors),
+        100.0 * standard_error(&our_errors),
+        100.0 * mean(&their_errors),
+        100.0 * standard_error(&their_errors)
     );
+    println!(
+        "  s/epoch: protfam {}; scikit-learn {}",
+        seconds_list(&ours),
+        seconds_list(&theirs)
+    );
+    println!(
+        "  test error by seed (%): protfam {}; scikit-learn {}",
+        percent_list(&our_errors),
+        percent_list(&their_errors)
+    );
+}
+
+fn mean(x: &[f64]) -> f64 {
+    x.iter().sum::<f64>() / x.len() as f64
+}
+
+/// Standard error of the mean (0 for fewer than two values).
+fn standard_error(x: &[f64]) -> f64 {
+    if x.len() < 2 {
+        return 0.0;
+    }
+    let m = mean(x);
+    let variance = x.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (x.len() - 1) as f64;
+    (variance / x.len() as f64).sqrt()
+}
+
+fn median(x: &[f64]) -> f64 {
+    let mut sorted = x.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    if sorted.len() % 2 == 1 {
+        sorted[mid]
+    } else {
+        (sorted[mid - 1] + sorted[mid]) / 2.0
+    }
+}
+
+fn seconds_list(x: &[f64]) -> String {
+    x.iter().map(|s| format!("{s:.2}")).collect::<Vec<_>>().join(" ")
+}
+
+fn percent_list(x: &[f64]) -> String {
+    x.iter()
+        .map(|e| format!("{:.2}", 100.0 * e))
+        .collect::<Vec<_>>()
+        .join(" ")
 }

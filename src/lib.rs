@@ -21,4 +21,5 @@ pub mod models;
 pub mod pipeline;
 pub mod plot;
 pub mod residue;
+pub mod simd;
 pub mod vectors;

@@ -16,9 +16,12 @@
 //!
 //! On the CPU the network trains on plain f32 buffers with a hand-written
 //! backward pass (GEMMs through `gemm` with transposes as strides, softmax and
-//! cross-entropy fused, no gradient for the input batch, Adam in place); on other
-//! devices with candle's autograd. Both compute the same model (a unit test
-//! checks them against each other).
+//! cross-entropy fused, no gradient for the input batch, Adam in place); with
+//! the identity activation, two layers where a narrow one feeds a wide one
+//! (the paper's 100 -> 1000 -> classes end) train through their product, which
+//! takes a third fewer multiply-adds (see `Stage`). On other devices training
+//! uses candle's autograd. All paths compute the same model (a unit test checks
+//! them against each other).
 //!
 //! Inputs can be standardised (per-dimension mean and standard deviation of the
 //! training vectors; constant dimensions are left unscaled). It is off by default,
@@ -34,8 +37,10 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::{check_finite, check_queries, class_indices, ClassifyError, ComputeDevice, Fit, Predict, Prediction};
-use crate::gemm::gemm_strided;
+use crate::gemm::{gemm_strided, matmul_ab};
 use crate::io::vocab::LabelVocab;
+use crate::models::cpu_kernels::{exp, lane_max, lane_sum};
+use crate::simd::vectorised;
 use crate::vectors::VectorSet;
 
 /// How many runners-up a prediction lists.
@@ -296,17 +301,122 @@ impl Adam {
 /// L2 factor), one parallel pass: penalty, both moments and the update.
 fn adam_update(w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], coef: [f64; 5]) {
     let [b1, b2, eps, step, l2] = coef.map(|c| c as f32);
-    w.par_chunks_mut(4096)
-        .zip(g.par_chunks(4096))
-        .zip(m.par_chunks_mut(4096).zip(v.par_chunks_mut(4096)))
+    const CHUNK: usize = 1 << 14;
+    w.par_chunks_mut(CHUNK)
+        .zip(g.par_chunks(CHUNK))
+        .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
         .for_each(|((w, g), (m, v))| {
-            for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-                let g = g + l2 * *w;
-                *m = b1 * *m + (1.0 - b1) * g;
-                *v = b2 * *v + (1.0 - b2) * (g * g);
-                *w -= (*m / (v.sqrt() + eps)) * step;
-            }
+            vectorised(|| {
+                for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                    let g = g + l2 * *w;
+                    *m = b1 * *m + (1.0 - b1) * g;
+                    *v = b2 * *v + (1.0 - b2) * (g * g);
+                    *w -= (*m / (v.sqrt() + eps)) * step;
+                }
+            })
         });
+}
+
+/// Softmax cross-entropy of one row of logits `z` with its true class `label`:
+/// writes `(softmax(z) - onehot(label)) * scale` into `d`, returns the loss.
+#[inline(always)]
+fn softmax_cross_entropy(z: &[f32], label: usize, scale: f32, d: &mut [f32]) -> f64 {
+    let max = lane_max(z);
+    for (d, &z) in d.iter_mut().zip(z) {
+        *d = exp(z - max);
+    }
+    let sum = lane_sum(d, |v| v);
+    let factor = scale / sum;
+    d.iter_mut().for_each(|d| *d *= factor);
+    d[label] -= scale;
+    (max + sum.ln() - z[label]) as f64
+}
+
+/// How the CPU pass groups layers. With the identity activation two consecutive
+/// layers are one affine map, `x -> Wb (Wa x + ba) + bb`; where the first
+/// layer's input is narrower than the batch and than its output (the
+/// 100 -> 1000 -> classes end of the paper's network), products through
+/// `P = Wb Wa` take a third fewer multiply-adds than the two layers one by one,
+/// forward and backward. The parameters, loss, gradients and Adam updates are
+/// the same; only the order of the sums differs (f32 rounding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Single(usize),
+    /// Layers `l` and `l + 1` through their product.
+    Pair(usize),
+}
+
+/// Multiply-adds of one training step of a layer `n0 -> n1` on `rows` rows:
+/// forward, weight gradient and (except for the first layer) input gradient.
+fn single_cost(rows: usize, n0: usize, n1: usize, first: bool) -> usize {
+    rows * n0 * n1 * if first { 2 } else { 3 }
+}
+
+/// Multiply-adds of one training step of layers `n0 -> n1 -> n2` as a pair:
+/// `P`, both weight gradients (`G Wa^T`, `Wb^T G`) at `n0 n1 n2` each; the
+/// forward product, `G = delta^T x` and the input gradient at `rows n0 n2` each.
+fn pair_cost(rows: usize, n0: usize, n1: usize, n2: usize, first: bool) -> usize {
+    3 * n0 * n1 * n2 + rows * n0 * n2 * if first { 2 } else { 3 }
+}
+
+/// The grouping with the fewest multiply-adds per step (dynamic programming
+/// along the chain); pairs only where the activation between them is the identity.
+fn plan_stages(sizes: &[usize], rows: usize, relu: bool) -> Vec<Stage> {
+    let layers = sizes.len() - 1;
+    // best[l]: fewest multiply-adds for layers l.. and the stage that starts there.
+    let mut best = vec![(0usize, Stage::Single(0)); layers + 1];
+    for l in (0..layers).rev() {
+        let first = l == 0;
+        best[l] = (
+            single_cost(rows, sizes[l], sizes[l + 1], first) + best[l + 1].0,
+            Stage::Single(l),
+        );
+        if !relu && l + 2 <= layers {
+            let pair = pair_cost(rows, sizes[l], sizes[l + 1], sizes[l + 2], first) + best[l + 2].0;
+            if pair < best[l].0 {
+                best[l] = (pair, Stage::Pair(l));
+            }
+        }
+    }
+    let mut stages = Vec::new();
+    let mut l = 0;
+    while l < layers {
+        let stage = best[l].1;
+        stages.push(stage);
+        l += match stage {
+            Stage::Single(_) => 1,
+            Stage::Pair(_) => 2,
+        };
+    }
+    stages
+}
+
+/// Whether the first layer's weight gradient is cheaper through the second
+/// layer: with the identity activation `dW0 = (delta1 W1)^T x = W1^T (delta1^T x)`,
+/// and the right side costs fewer multiply-adds when the second layer is
+/// narrow (the paper's 1900 -> 500 -> 100 start: a fifth fewer).
+fn first_through_next(stages: &[Stage], sizes: &[usize], rows: usize, relu: bool) -> bool {
+    if relu || stages.len() < 2 || stages[0] != Stage::Single(0) || stages[1] != Stage::Single(1) {
+        return false;
+    }
+    let (n0, n1, n2) = (sizes[0], sizes[1], sizes[2]);
+    n2 * n0 * rows + n1 * n0 * n2 < rows * n2 * n1 + n1 * n0 * rows
+}
+
+/// `out[j] = sum over rows of m[row][j]`.
+fn column_sums(m: &[f32], out: &mut [f32]) {
+    out.fill(0.0);
+    for row in m.chunks_exact(out.len()) {
+        out.iter_mut().zip(row).for_each(|(o, &v)| *o += v);
+    }
+}
+
+/// `out = w^T s` for `w` (`s.len() x out.len()`, row-major).
+fn transposed_times(w: &[f32], s: &[f32], out: &mut [f32]) {
+    out.fill(0.0);
+    for (row, &si) in w.chunks_exact(out.len()).zip(s) {
+        out.iter_mut().zip(row).for_each(|(o, &v)| *o += si * v);
+    }
 }
 
 /// The network on the CPU as plain f32 buffers, with a hand-written backward
@@ -317,6 +427,7 @@ struct CpuNet {
     /// Layer widths, input first.
     sizes: Vec<usize>,
     relu: bool,
+    stages: Vec<Stage>,
     /// Per layer: weights `(out, in)` row-major, then biases.
     weights: Vec<Vec<f32>>,
     biases: Vec<Vec<f32>>,
@@ -325,8 +436,19 @@ struct CpuNet {
     /// Adam moments `(m, v)` of every weight and bias vector.
     moments_w: Vec<(Vec<f32>, Vec<f32>)>,
     moments_b: Vec<(Vec<f32>, Vec<f32>)>,
-    /// Output of every layer for the current batch (`batch x sizes[l + 1]`).
+    /// Output of every layer for the current batch (`batch x sizes[l + 1]`);
+    /// the inner layer of a pair is never materialised.
     acts: Vec<Vec<f32>>,
+    /// Per pair starting at layer `l` (else empty): `P = W[l+1] W[l]`, its
+    /// bias `W[l+1] b[l] + b[l+1]`, `[G | s]^T` (see `backward_stage`) and
+    /// `[W[l] | b[l]]`.
+    pair_product: Vec<Vec<f32>>,
+    pair_bias: Vec<Vec<f32>>,
+    pair_grad: Vec<Vec<f32>>,
+    pair_inner: Vec<Vec<f32>>,
+    /// `delta1^T x` when the first layer's gradient goes through the second
+    /// layer (see `first_through_next`), else `None`.
+    first_through_next: Option<Vec<f32>>,
     delta: Vec<f32>,
     delta_prev: Vec<f32>,
     coef: [f64; 4],
@@ -335,20 +457,56 @@ struct CpuNet {
 
 impl CpuNet {
     fn new(sizes: Vec<usize>, params: Vec<(Vec<f32>, Vec<f32>)>, p: &MlpParams, batch: usize) -> CpuNet {
+        let relu = p.activation == Activation::Relu;
+        CpuNet::with_stages(plan_stages(&sizes, batch, relu), sizes, params, p, batch)
+    }
+
+    fn with_stages(
+        stages: Vec<Stage>,
+        sizes: Vec<usize>,
+        params: Vec<(Vec<f32>, Vec<f32>)>,
+        p: &MlpParams,
+        batch: usize,
+    ) -> CpuNet {
         let widest = sizes.iter().copied().max().unwrap_or(0);
         let zeros = |v: &Vec<f32>| (vec![0f32; v.len()], vec![0f32; v.len()]);
         let (weights, biases): (Vec<_>, Vec<_>) = params.into_iter().unzip();
+        let layers = weights.len();
+        let mut pair_product = vec![Vec::new(); layers];
+        let mut pair_bias = vec![Vec::new(); layers];
+        let mut pair_grad = vec![Vec::new(); layers];
+        let mut pair_inner = vec![Vec::new(); layers];
+        let mut acts: Vec<Vec<f32>> = sizes[1..].iter().map(|&s| vec![0f32; batch * s]).collect();
+        for &stage in &stages {
+            if let Stage::Pair(l) = stage {
+                pair_product[l] = vec![0f32; sizes[l] * sizes[l + 2]];
+                pair_grad[l] = vec![0f32; (sizes[l] + 1) * sizes[l + 2]];
+                pair_inner[l] = vec![0f32; sizes[l + 1] * (sizes[l] + 1)];
+                pair_bias[l] = vec![0f32; sizes[l + 2]];
+                acts[l] = Vec::new();
+            }
+        }
+        let relu = p.activation == Activation::Relu;
+        let first_through_next =
+            (layers >= 2 && first_through_next(&stages, &sizes, batch, relu)).then(|| vec![0f32; sizes[2] * sizes[0]]);
+        tracing::debug!(?stages, first_through_next = first_through_next.is_some(), "MLP stages");
         CpuNet {
-            relu: p.activation == Activation::Relu,
+            relu,
+            first_through_next,
             grad_w: weights.iter().map(|w| vec![0f32; w.len()]).collect(),
             grad_b: biases.iter().map(|b| vec![0f32; b.len()]).collect(),
             moments_w: weights.iter().map(zeros).collect(),
             moments_b: biases.iter().map(zeros).collect(),
-            acts: sizes[1..].iter().map(|&s| vec![0f32; batch * s]).collect(),
+            acts,
+            pair_product,
+            pair_bias,
+            pair_grad,
+            pair_inner,
             delta: vec![0f32; batch * widest],
             delta_prev: vec![0f32; batch * widest],
             coef: [p.learning_rate, p.beta1, p.beta2, p.epsilon],
             t: 0,
+            stages,
             sizes,
             weights,
             biases,
@@ -361,29 +519,8 @@ impl CpuNet {
     fn step(&mut self, x: &[f32], y: &[u32], l2: f64) -> f64 {
         let rows = y.len();
         let layers = self.weights.len();
-        for l in 0..layers {
-            let (n_in, n_out) = (self.sizes[l], self.sizes[l + 1]);
-            let (done, rest) = self.acts.split_at_mut(l);
-            let input = if l == 0 {
-                &x[..rows * n_in]
-            } else {
-                &done[l - 1][..rows * n_in]
-            };
-            let out = &mut rest[0][..rows * n_out];
-            for row in out.chunks_exact_mut(n_out) {
-                row.copy_from_slice(&self.biases[l]);
-            }
-            // out += input (rows x in) * W^T, W read (out x in) row-major.
-            gemm_strided(
-                (rows, n_out, n_in),
-                out,
-                true,
-                (input, n_in, 1),
-                (&self.weights[l], 1, n_in),
-            );
-            if self.relu && l + 1 < layers {
-                out.iter_mut().for_each(|v| *v = v.max(0.0));
-            }
+        for s in 0..self.stages.len() {
+            self.forward_stage(self.stages[s], x, rows);
         }
         // Softmax and cross-entropy fused: the gradient of the batch-mean loss
         // w.r.t. the logits is (softmax - onehot) / rows.
@@ -392,60 +529,21 @@ impl CpuNet {
         let delta = &mut self.delta[..rows * classes];
         let inv_rows = 1.0 / rows as f32;
         let loss: f64 = delta
-            .par_chunks_exact_mut(classes)
-            .zip(logits.par_chunks_exact(classes))
-            .zip(y.par_iter())
-            .map(|((d, z), &label)| {
-                let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut sum = 0f32;
-                for (d, &z) in d.iter_mut().zip(z) {
-                    *d = (z - max).exp();
-                    sum += *d;
-                }
-                let scale = inv_rows / sum;
-                d.iter_mut().for_each(|d| *d *= scale);
-                d[label as usize] -= inv_rows;
-                (max + sum.ln() - z[label as usize]) as f64
+            .par_chunks_mut(classes * 16)
+            .zip(logits.par_chunks(classes * 16))
+            .zip(y.par_chunks(16))
+            .map(|((d, z), labels)| {
+                vectorised(|| {
+                    d.chunks_exact_mut(classes)
+                        .zip(z.chunks_exact(classes))
+                        .zip(labels)
+                        .map(|((d, z), &label)| softmax_cross_entropy(z, label as usize, inv_rows, d))
+                        .sum::<f64>()
+                })
             })
             .sum();
-        for l in (0..layers).rev() {
-            let (n_in, n_out) = (self.sizes[l], self.sizes[l + 1]);
-            let input = if l == 0 {
-                &x[..rows * n_in]
-            } else {
-                &self.acts[l - 1][..rows * n_in]
-            };
-            let delta = &self.delta[..rows * n_out];
-            // dW (out x in) = delta^T (out x rows) * input (rows x in).
-            gemm_strided(
-                (n_out, n_in, rows),
-                &mut self.grad_w[l],
-                false,
-                (delta, 1, n_out),
-                (input, n_in, 1),
-            );
-            let gb = &mut self.grad_b[l];
-            gb.fill(0.0);
-            for row in delta.chunks_exact(n_out) {
-                gb.iter_mut().zip(row).for_each(|(g, &d)| *g += d);
-            }
-            // No gradient for the input batch: nothing learns from it.
-            if l > 0 {
-                let prev = &mut self.delta_prev[..rows * n_in];
-                gemm_strided(
-                    (rows, n_in, n_out),
-                    prev,
-                    false,
-                    (delta, n_out, 1),
-                    (&self.weights[l], n_in, 1),
-                );
-                if self.relu {
-                    prev.iter_mut()
-                        .zip(input)
-                        .for_each(|(d, &a)| *d = if a > 0.0 { *d } else { 0.0 });
-                }
-                std::mem::swap(&mut self.delta, &mut self.delta_prev);
-            }
+        for s in (0..self.stages.len()).rev() {
+            self.backward_stage(self.stages[s], x, rows);
         }
         self.t += 1;
         let [lr, b1, b2, eps] = self.coef;
@@ -457,6 +555,165 @@ impl CpuNet {
             adam_update(&mut self.biases[l], &self.grad_b[l], m, v, [b1, b2, eps, step, 0.0]);
         }
         loss
+    }
+
+    /// The input of layer `l` for the current batch and that layer's output buffer.
+    fn input_and_output<'a>(
+        acts: &'a mut [Vec<f32>],
+        x: &'a [f32],
+        l: usize,
+        out_layer: usize,
+    ) -> (&'a [f32], &'a mut [f32]) {
+        let (done, rest) = acts.split_at_mut(out_layer);
+        let input = if l == 0 { x } else { &done[l - 1][..] };
+        (input, &mut rest[0][..])
+    }
+
+    fn forward_stage(&mut self, stage: Stage, x: &[f32], rows: usize) {
+        match stage {
+            Stage::Single(l) => {
+                let (n_in, n_out) = (self.sizes[l], self.sizes[l + 1]);
+                let (input, out) = Self::input_and_output(&mut self.acts, x, l, l);
+                let (input, out) = (&input[..rows * n_in], &mut out[..rows * n_out]);
+                for row in out.chunks_exact_mut(n_out) {
+                    row.copy_from_slice(&self.biases[l]);
+                }
+                // out += input (rows x in) * W^T, W read (out x in) row-major.
+                gemm_strided(
+                    (rows, n_out, n_in),
+                    out,
+                    true,
+                    (input, n_in, 1),
+                    (&self.weights[l], 1, n_in),
+                );
+                if self.relu && l + 1 < self.weights.len() {
+                    out.iter_mut().for_each(|v| *v = v.max(0.0));
+                }
+            }
+            Stage::Pair(l) => {
+                let (n0, n1, n2) = (self.sizes[l], self.sizes[l + 1], self.sizes[l + 2]);
+                let product = &mut self.pair_product[l];
+                matmul_ab(n2, n0, n1, &self.weights[l + 1], &self.weights[l], product);
+                let bias = &mut self.pair_bias[l];
+                bias.copy_from_slice(&self.biases[l + 1]);
+                gemm_strided(
+                    (n2, 1, n1),
+                    bias,
+                    true,
+                    (&self.weights[l + 1], n1, 1),
+                    (&self.biases[l], 1, 1),
+                );
+                let (input, out) = Self::input_and_output(&mut self.acts, x, l, l + 1);
+                let (input, out) = (&input[..rows * n0], &mut out[..rows * n2]);
+                for row in out.chunks_exact_mut(n2) {
+                    row.copy_from_slice(bias);
+                }
+                gemm_strided((rows, n2, n0), out, true, (input, n0, 1), (product, 1, n0));
+            }
+        }
+    }
+
+    /// Gradients of one stage from `self.delta` (the loss gradient w.r.t. the
+    /// stage's output); leaves the gradient w.r.t. its input in `self.delta`.
+    fn backward_stage(&mut self, stage: Stage, x: &[f32], rows: usize) {
+        match stage {
+            Stage::Single(0) if self.first_through_next.is_some() => {
+                // Done with the second layer.
+            }
+            Stage::Single(l) => {
+                let (n_in, n_out) = (self.sizes[l], self.sizes[l + 1]);
+                let input = if l == 0 { x } else { &self.acts[l - 1][..] };
+                let input = &input[..rows * n_in];
+                let delta = &self.delta[..rows * n_out];
+                // dW (out x in) = delta^T (out x rows) * input (rows x in).
+                gemm_strided(
+                    (n_out, n_in, rows),
+                    &mut self.grad_w[l],
+                    false,
+                    (delta, 1, n_out),
+                    (input, n_in, 1),
+                );
+                column_sums(delta, &mut self.grad_b[l]);
+                if let (1, Some(h)) = (l, self.first_through_next.as_mut()) {
+                    // The first layer's gradients: dW0 = W1^T (delta1^T x), db0 = W1^T db1.
+                    let n0 = self.sizes[0];
+                    let x = &x[..rows * n0];
+                    gemm_strided((n_out, n0, rows), h, false, (delta, 1, n_out), (x, n0, 1));
+                    let grad_first = &mut self.grad_w[0];
+                    gemm_strided(
+                        (n_in, n0, n_out),
+                        grad_first,
+                        false,
+                        (&self.weights[1], 1, n_in),
+                        (h, n0, 1),
+                    );
+                    let (first, rest) = self.grad_b.split_at_mut(1);
+                    transposed_times(&self.weights[1], &rest[0], &mut first[0]);
+                    return;
+                }
+                // No gradient for the input batch: nothing learns from it.
+                if l > 0 {
+                    let prev = &mut self.delta_prev[..rows * n_in];
+                    gemm_strided(
+                        (rows, n_in, n_out),
+                        prev,
+                        false,
+                        (delta, n_out, 1),
+                        (&self.weights[l], n_in, 1),
+                    );
+                    if self.relu {
+                        prev.iter_mut()
+                            .zip(input)
+                            .for_each(|(d, &a)| *d = if a > 0.0 { *d } else { 0.0 });
+                    }
+                    std::mem::swap(&mut self.delta, &mut self.delta_prev);
+                }
+            }
+            Stage::Pair(l) => {
+                let (n0, n1, n2) = (self.sizes[l], self.sizes[l + 1], self.sizes[l + 2]);
+                let input = if l == 0 { x } else { &self.acts[l - 1][..] };
+                let input = &input[..rows * n0];
+                let delta = &self.delta[..rows * n2];
+                let (w_a, w_b) = (&self.weights[l], &self.weights[l + 1]);
+                let (lower, upper) = self.grad_w.split_at_mut(l + 1);
+                let (grad_a, grad_b) = (&mut lower[l], &mut upper[0]);
+                let (lower, upper) = self.grad_b.split_at_mut(l + 1);
+                let (bias_grad_a, bias_grad_b) = (&mut lower[l], &mut upper[0]);
+                // The inner activation is `h = input Wa^T + ba` and the output
+                // `h Wb^T + bb`, so with `G = delta^T input` and `s` the column
+                // sums of delta: dWb = G Wa^T + s ba^T = [G | s] [Wa | ba]^T,
+                // dWa = Wb^T G, dba = Wb^T s, dbb = s, d input = delta P.
+                // `[G | s]` is kept transposed, `G^T` with `s` as its last row.
+                let gs = &mut self.pair_grad[l];
+                let (g_t, s) = gs.split_at_mut(n0 * n2);
+                gemm_strided((n0, n2, rows), g_t, false, (input, 1, n0), (delta, n2, 1));
+                column_sums(delta, s);
+                bias_grad_b.copy_from_slice(s);
+                let inner = &mut self.pair_inner[l];
+                for ((row, w), &b) in inner
+                    .chunks_exact_mut(n0 + 1)
+                    .zip(w_a.chunks_exact(n0))
+                    .zip(&self.biases[l])
+                {
+                    row[..n0].copy_from_slice(w);
+                    row[n0] = b;
+                }
+                gemm_strided((n2, n1, n0 + 1), grad_b, false, (gs, 1, n2), (inner, 1, n0 + 1));
+                gemm_strided((n1, n0, n2), grad_a, false, (w_b, 1, n1), (gs, 1, n2));
+                transposed_times(w_b, bias_grad_b, bias_grad_a);
+                if l > 0 {
+                    let prev = &mut self.delta_prev[..rows * n0];
+                    gemm_strided(
+                        (rows, n0, n2),
+                        prev,
+                        false,
+                        (delta, n2, 1),
+                        (&self.pair_product[l], n0, 1),
+                    );
+                    std::mem::swap(&mut self.delta, &mut self.delta_prev);
+                }
+            }
+        }
     }
 
     /// The weights as tensors (for evaluation, snapshots and the fitted model).
@@ -477,7 +734,7 @@ type Layers = Vec<(Tensor, Tensor)>;
 
 /// The trainable network: plain buffers on the CPU, candle variables and autograd elsewhere.
 enum Net {
-    Cpu(CpuNet),
+    Cpu(Box<CpuNet>),
     Candle { vars: Vec<Var>, adam: Adam },
 }
 
@@ -597,7 +854,7 @@ fn train_mlp(
     }
     let batch = p.batch.rows(n);
     let mut net = if device.is_cpu() {
-        Net::Cpu(CpuNet::new(sizes.clone(), init, p, batch))
+        Net::Cpu(Box::new(CpuNet::new(sizes.clone(), init, p, batch)))
     } else {
         let mut vars = Vec::new();
         for ((weight, bias), w) in init.into_iter().zip(sizes.windows(2)) {
@@ -879,14 +1136,33 @@ mod tests {
     #[test]
     fn cpu_network_matches_candle_autograd() {
         // Same initial weights and batches through the hand-written CPU pass and
-        // through candle's autograd + Adam: the weights must agree to rounding.
-        for activation in [Activation::Identity, Activation::Relu] {
+        // through candle's autograd + Adam: the weights must agree to rounding,
+        // whichever layers the CPU pass fuses into pairs.
+        let sizes = vec![12, 9, 3, 8, 5];
+        let singles = vec![Stage::Single(0), Stage::Single(1), Stage::Single(2), Stage::Single(3)];
+        // (activation, stages, first layer's gradient through the second)
+        let groupings = [
+            (Activation::Relu, singles.clone(), false),
+            (Activation::Identity, singles.clone(), false),
+            (Activation::Identity, singles, true),
+            (Activation::Identity, vec![Stage::Pair(0), Stage::Pair(2)], false),
+            (
+                Activation::Identity,
+                vec![Stage::Single(0), Stage::Single(1), Stage::Pair(2)],
+                true,
+            ),
+            (
+                Activation::Identity,
+                vec![Stage::Single(0), Stage::Pair(1), Stage::Single(3)],
+                false,
+            ),
+        ];
+        for (activation, stages, through_next) in groupings {
             let p = MlpParams {
                 activation,
                 ..MlpParams::default()
             };
             let mut rng = ChaCha8Rng::seed_from_u64(21);
-            let sizes = vec![12, 9, 7, 5];
             let init: Vec<(Vec<f32>, Vec<f32>)> = sizes
                 .windows(2)
                 .map(|w| {
@@ -903,24 +1179,58 @@ mod tests {
             }
             let adam = Adam::new(&vars, &p).unwrap();
             let mut candle = Net::Candle { vars, adam };
-            let mut cpu = Net::Cpu(CpuNet::new(sizes.clone(), init, &p, 6));
+            let mut cpu_net = CpuNet::with_stages(stages.clone(), sizes.clone(), init, &p, 6);
+            // 12 -> 9 -> 3 makes the route through the second layer the cheaper one.
+            assert_eq!(
+                cpu_net.first_through_next.is_some(),
+                activation == Activation::Identity && stages[1] == Stage::Single(1)
+            );
+            if !through_next {
+                cpu_net.first_through_next = None;
+            }
+            let mut cpu = Net::Cpu(Box::new(cpu_net));
             for step in 0..4 {
                 let rows = 6 - step % 2;
                 let x: Vec<f32> = (0..rows * 12).map(|_| rng.gen_range(-2.0f32..2.0)).collect();
                 let y: Vec<u32> = (0..rows).map(|_| rng.gen_range(0..5)).collect();
                 let a = cpu.step(&x, &y, activation, 0.01).unwrap();
                 let b = candle.step(&x, &y, activation, 0.01).unwrap();
-                assert!((a - b).abs() < 1e-4 * b.abs().max(1.0), "loss {a} vs {b}");
+                assert!(
+                    (a - b).abs() < 1e-4 * b.abs().max(1.0),
+                    "{stages:?} {through_next}: loss {a} vs {b}"
+                );
             }
             for ((wa, ba), (wb, bb)) in cpu.layer_tensors().unwrap().iter().zip(candle.layer_tensors().unwrap()) {
                 for (t, u) in [(wa, &wb), (ba, &bb)] {
                     let t = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
                     let u = u.flatten_all().unwrap().to_vec1::<f32>().unwrap();
                     let worst = t.iter().zip(&u).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
-                    assert!(worst < 1e-5, "{activation:?}: parameters differ by {worst}");
+                    assert!(
+                        worst < 1e-5,
+                        "{activation:?} {stages:?} {through_next}: parameters differ by {worst}"
+                    );
                 }
             }
         }
+    }
+
+    #[test]
+    fn shortcuts_only_where_they_save_work_and_never_across_relu() {
+        // The paper's network at 1% of 16,114 rows: only the 100 -> 1000 -> classes end pairs.
+        let paper = [1900, 500, 100, 100, 1000, 1273];
+        assert_eq!(
+            plan_stages(&paper, 162, false),
+            [Stage::Single(0), Stage::Single(1), Stage::Single(2), Stage::Pair(3)]
+        );
+        assert!(plan_stages(&paper, 162, true)
+            .iter()
+            .all(|s| matches!(s, Stage::Single(_))));
+        assert!(first_through_next(&plan_stages(&paper, 162, false), &paper, 162, false));
+        assert!(!first_through_next(&plan_stages(&paper, 162, true), &paper, 162, true));
+        // With a batch far narrower than every layer, nothing is worth pairing.
+        assert!(plan_stages(&paper, 8, false)
+            .iter()
+            .all(|s| matches!(s, Stage::Single(_))));
     }
 
     #[test]

@@ -19,6 +19,8 @@
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
+use crate::simd::vectorised;
+
 /// Elements per rayon task in elementwise passes: enough to amortise scheduling.
 const ELEMENTS_PER_TASK: usize = 1 << 14;
 
@@ -105,7 +107,7 @@ pub fn linear(x: &[f32], rows: usize, weight: &[f32], bias: &[f32], residual: Op
 /// Sum of `f(x)` over a slice in eight independent lanes, so that the loop vectorises (a plain
 /// f32 fold is sequential by IEEE rules) and rounding error grows more slowly.
 #[inline(always)]
-fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+pub(crate) fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     let mut lanes = [0f32; 8];
     let mut chunks = x.chunks_exact(8);
     for chunk in &mut chunks {
@@ -190,42 +192,18 @@ fn gelu_erf_slice(x: &mut [f32]) {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn gelu_erf_slice_avx512(x: &mut [f32]) {
-    gelu_erf_slice(x)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn gelu_erf_slice_avx2(x: &mut [f32]) {
-    gelu_erf_slice(x)
-}
-
 /// Exact (erf) GELU in place: `x / 2 * (1 + erf(x / sqrt 2))`, as `nn.GELU()` and Candle's
-/// `gelu_erf`. The body is compiled for AVX-512 and AVX2 too and picked at run time (the
-/// default x86-64 target only vectorises it 4 wide).
+/// `gelu_erf`, compiled for the CPU's vector extensions (the default x86-64 target only
+/// vectorises it 4 wide).
 pub fn gelu_erf(x: &mut [f32]) {
-    x.par_chunks_mut(ELEMENTS_PER_TASK).for_each(|chunk| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU has the features the function is compiled for.
-                return unsafe { gelu_erf_slice_avx512(chunk) };
-            }
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                // SAFETY: as above.
-                return unsafe { gelu_erf_slice_avx2(chunk) };
-            }
-        }
-        gelu_erf_slice(chunk)
-    });
+    x.par_chunks_mut(ELEMENTS_PER_TASK)
+        .for_each(|chunk| vectorised(|| gelu_erf_slice(chunk)));
 }
 
 /// Maximum of a slice in sixteen lanes with plain comparisons (`f32::max`'s NaN rules keep a
 /// fold from vectorising); at least `f32::MIN`.
 #[inline(always)]
-fn lane_max(x: &[f32]) -> f32 {
+pub(crate) fn lane_max(x: &[f32]) -> f32 {
     let mut lanes = [f32::MIN; 16];
     let mut chunks = x.chunks_exact(16);
     for chunk in &mut chunks {
@@ -253,38 +231,13 @@ fn softmax(row: &mut [f32]) {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn softmax_rows_avx512(scores: &mut [f32], width: usize) {
-    for row in scores.chunks_exact_mut(width) {
-        softmax(row);
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn softmax_rows_avx2(scores: &mut [f32], width: usize) {
-    for row in scores.chunks_exact_mut(width) {
-        softmax(row);
-    }
-}
-
 /// Row-wise softmax over `scores` (`[rows, width]`).
 fn softmax_rows(scores: &mut [f32], width: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has the features the function is compiled for.
-            return unsafe { softmax_rows_avx512(scores, width) };
+    vectorised(|| {
+        for row in scores.chunks_exact_mut(width) {
+            softmax(row);
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: as above.
-            return unsafe { softmax_rows_avx2(scores, width) };
-        }
-    }
-    for row in scores.chunks_exact_mut(width) {
-        softmax(row);
-    }
+    })
 }
 
 /// A raw pointer that rayon tasks may share; each task writes a disjoint part of the buffer.

