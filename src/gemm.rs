@@ -29,17 +29,17 @@ const PARALLEL_MIN_MULTIPLY_ADDS: usize = 1 << 18;
 const MIN_COLUMNS_PER_THREAD: usize = 16;
 const MIN_ROWS_PER_THREAD: usize = 16;
 
-/// A pointer the threads of one product share; each writes its own rows or columns.
+/// A raw pointer that rayon tasks may share; each task writes a disjoint part
+/// of the buffer (here: the rows or columns of one product).
 #[derive(Clone, Copy)]
-struct SharedDst<T>(*mut T);
-// SAFETY: the parts write disjoint row or column ranges of the destination, which
-// outlives the parallel scope.
-unsafe impl<T> Send for SharedDst<T> {}
-unsafe impl<T> Sync for SharedDst<T> {}
+pub(crate) struct SharedMut<T>(pub(crate) *mut T);
+// SAFETY: only used for writes to disjoint regions, and the owner outlives the parallel scope.
+unsafe impl<T> Send for SharedMut<T> {}
+unsafe impl<T> Sync for SharedMut<T> {}
 
-impl<T> SharedDst<T> {
-    /// Through a method, so that closures capture the whole (Sync) wrapper.
-    fn ptr(self) -> *mut T {
+impl<T> SharedMut<T> {
+    /// Through a method, so that closures capture the whole (Sync) wrapper, not the raw field.
+    pub(crate) fn ptr(self) -> *mut T {
         self.0
     }
 }
@@ -68,7 +68,7 @@ pub fn gemm_strided<T: Real>(
     // One single-threaded product per block of columns (or of rows, when the
     // product is much taller than wide): on these shapes (a few hundred rows or
     // columns) that keeps both cores busier than the `gemm` crate's own
-    // splitting, up to 1.5x on the MLP's forward products.
+    // splitting (1.5-1.8x on the MLP's 162 x 1900 x 500 forward product).
     let threads = rayon::current_num_threads();
     let by_rows = n * 4 < m;
     let (split, granule) = if by_rows {
@@ -82,7 +82,7 @@ pub fn gemm_strided<T: Real>(
         1
     };
     let width = split.div_ceil(parts).next_multiple_of(granule).min(split);
-    let dst = SharedDst(dst.as_mut_ptr());
+    let dst = SharedMut(dst.as_mut_ptr());
     let part = |start: usize| {
         let len = width.min(split - start);
         let (rows, cols, dst_offset, lhs_offset, rhs_offset) = if by_rows {

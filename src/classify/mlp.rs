@@ -488,7 +488,7 @@ impl CpuNet {
         }
         let relu = p.activation == Activation::Relu;
         let first_through_next =
-            (layers >= 2 && first_through_next(&stages, &sizes, batch, relu)).then(|| vec![0f32; sizes[2] * sizes[0]]);
+            first_through_next(&stages, &sizes, batch, relu).then(|| vec![0f32; sizes[2] * sizes[0]]);
         tracing::debug!(?stages, first_through_next = first_through_next.is_some(), "MLP stages");
         CpuNet {
             relu,

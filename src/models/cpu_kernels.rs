@@ -19,6 +19,7 @@
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
+use crate::gemm::SharedMut;
 use crate::simd::vectorised;
 
 /// Elements per rayon task in elementwise passes: enough to amortise scheduling.
@@ -238,20 +239,6 @@ fn softmax_rows(scores: &mut [f32], width: usize) {
             softmax(row);
         }
     })
-}
-
-/// A raw pointer that rayon tasks may share; each task writes a disjoint part of the buffer.
-#[derive(Clone, Copy)]
-struct SharedMut(*mut f32);
-// SAFETY: only used for writes to disjoint regions, and the owner outlives the parallel scope.
-unsafe impl Send for SharedMut {}
-unsafe impl Sync for SharedMut {}
-
-impl SharedMut {
-    /// Through a method, so that closures capture the whole (Sync) wrapper, not the raw field.
-    fn ptr(self) -> *mut f32 {
-        self.0
-    }
 }
 
 /// How heads lie in a row of a fused projection: `heads * head_dim` queries, then as many keys,
