@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use super::{check_finite, check_queries, class_indices, ClassifyError, ComputeDevice, Fit, Predict, Prediction};
 use crate::gemm::{gemm_strided, matmul_ab};
 use crate::io::vocab::LabelVocab;
-use crate::models::cpu_kernels::{exp, lane_max, lane_sum};
+use crate::models::cpu_kernels::{exp, lane_max, lane_sum, linear};
 use crate::simd::vectorised;
 use crate::vectors::VectorSet;
 
@@ -418,14 +418,6 @@ fn column_sums(m: &[f32], out: &mut [f32]) {
     }
 }
 
-/// `out = w^T s` for `w` (`s.len() x out.len()`, row-major).
-fn transposed_times(w: &[f32], s: &[f32], out: &mut [f32]) {
-    out.fill(0.0);
-    for (row, &si) in w.chunks_exact(out.len()).zip(s) {
-        out.iter_mut().zip(row).for_each(|(o, &v)| *o += si * v);
-    }
-}
-
 /// The network on the CPU as plain f32 buffers, with a hand-written backward
 /// pass: the same model, loss and optimiser as the candle path, without what
 /// autograd costs here (a gradient for the input batch, transposed copies and
@@ -582,17 +574,7 @@ impl CpuNet {
                 let (n_in, n_out) = (self.sizes[l], self.sizes[l + 1]);
                 let (input, out) = Self::input_and_output(&mut self.acts, x, l, l);
                 let (input, out) = (&input[..rows * n_in], &mut out[..rows * n_out]);
-                for row in out.chunks_exact_mut(n_out) {
-                    row.copy_from_slice(&self.biases[l]);
-                }
-                // out += input (rows x in) * W^T, W read (out x in) row-major.
-                gemm_strided(
-                    (rows, n_out, n_in),
-                    out,
-                    true,
-                    (input, n_in, 1),
-                    (&self.weights[l], 1, n_in),
-                );
+                linear(input, rows, &self.weights[l], &self.biases[l], None, out);
                 if self.relu && l + 1 < self.weights.len() {
                     out.iter_mut().for_each(|v| *v = v.max(0.0));
                 }
@@ -612,10 +594,7 @@ impl CpuNet {
                 );
                 let (input, out) = Self::input_and_output(&mut self.acts, x, l, l + 1);
                 let (input, out) = (&input[..rows * n0], &mut out[..rows * n2]);
-                for row in out.chunks_exact_mut(n2) {
-                    row.copy_from_slice(bias);
-                }
-                gemm_strided((rows, n2, n0), out, true, (input, n0, 1), (product, 1, n0));
+                linear(input, rows, product, bias, None, out);
             }
         }
     }
@@ -655,7 +634,13 @@ impl CpuNet {
                         (h, n0, 1),
                     );
                     let (first, rest) = self.grad_b.split_at_mut(1);
-                    transposed_times(&self.weights[1], &rest[0], &mut first[0]);
+                    gemm_strided(
+                        (n_in, 1, n_out),
+                        &mut first[0],
+                        false,
+                        (&self.weights[1], 1, n_in),
+                        (&rest[0], 1, 1),
+                    );
                     return;
                 }
                 // No gradient for the input batch: nothing learns from it.
@@ -707,7 +692,7 @@ impl CpuNet {
                 }
                 gemm_strided((n2, n1, n0 + 1), grad_b, false, (gs, 1, n2), (inner, 1, n0 + 1));
                 gemm_strided((n1, n0, n2), grad_a, false, (w_b, 1, n1), (gs, 1, n2));
-                transposed_times(w_b, bias_grad_b, bias_grad_a);
+                gemm_strided((n1, 1, n2), bias_grad_a, false, (w_b, 1, n1), (bias_grad_b, 1, 1));
                 if l > 0 {
                     let prev = &mut self.delta_prev[..rows * n0];
                     gemm_strided(

@@ -19,23 +19,11 @@
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
-use crate::gemm::SharedMut;
+use crate::gemm::{gemm_strided, SharedMut};
 use crate::simd::vectorised;
 
 /// Elements per rayon task in elementwise passes: enough to amortise scheduling.
 const ELEMENTS_PER_TASK: usize = 1 << 14;
-
-/// GEMMs below this many multiply-adds run on the calling thread (spawning costs more).
-const PARALLEL_GEMM_MIN_FLOPS: usize = 1 << 18;
-
-fn gemm_parallelism(m: usize, n: usize, k: usize) -> Parallelism {
-    let threads = rayon::current_num_threads();
-    if threads > 1 && m * n * k >= PARALLEL_GEMM_MIN_FLOPS {
-        Parallelism::Rayon(threads)
-    } else {
-        Parallelism::None
-    }
-}
 
 /// Rows per rayon task for a row-wise pass over rows of `width` elements.
 fn rows_per_task(width: usize) -> usize {
@@ -74,35 +62,8 @@ pub fn linear(x: &[f32], rows: usize, weight: &[f32], bias: &[f32], residual: Op
             }
         }),
     }
-    if rows == 0 || n_in == 0 {
-        return;
-    }
-    // SAFETY: the asserts above bound every element gemm reads or writes: `x` is rows x n_in
-    // with row stride n_in, W^T (n_in x n_out) is `weight` read with row stride 1 and column
-    // stride n_in, `out` is rows x n_out; `out` aliases neither input (distinct borrows).
-    unsafe {
-        gemm(
-            rows,
-            n_out,
-            n_in,
-            out.as_mut_ptr(),
-            1,
-            n_out as isize,
-            true,
-            x.as_ptr(),
-            1,
-            n_in as isize,
-            weight.as_ptr(),
-            n_in as isize,
-            1,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm_parallelism(rows, n_out, n_in),
-        );
-    }
+    // out += x (rows x in) * W^T, W read (out x in) row-major through strides.
+    gemm_strided((rows, n_out, n_in), out, true, (x, n_in, 1), (weight, 1, n_in));
 }
 
 /// Sum of `f(x)` over a slice in eight independent lanes, so that the loop vectorises (a plain
