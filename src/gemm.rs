@@ -1,7 +1,8 @@
 //! Safe wrappers over the `gemm` crate's strided matrix product (Candle's CPU
 //! matmul backend, AVX-512 where the CPU has it), shared by the CPU paths that
-//! multiply plain buffers: UniRep's recurrence, the kNN pruning projection and
-//! the MLP's CPU training.
+//! multiply plain buffers: UniRep's recurrence, the encoders' `Linear` layers
+//! (`models::cpu_kernels::linear`), the kNN pruning projection, residue
+//! alignment and the MLP's CPU training.
 
 use rayon::prelude::*;
 
