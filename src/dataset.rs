@@ -69,15 +69,20 @@ pub struct Split {
 }
 
 impl Split {
-    /// The split `name` under `root`; fails when its directory is missing.
+    /// The split `name` under `root`; fails when its directory is missing. The
+    /// root is made absolute, so sources recorded from it (a classifier's
+    /// training split) still resolve from another working directory.
     pub fn open(root: impl Into<PathBuf>, name: impl Into<String>) -> Result<Split, DatasetError> {
-        let split = Split {
+        let mut split = Split {
             root: root.into(),
             name: name.into(),
             parts: Default::default(),
         };
         if !split.dir().is_dir() {
             return Err(DatasetError::NoSplit(split.dir()));
+        }
+        if let Ok(absolute) = std::path::absolute(&split.root) {
+            split.root = absolute;
         }
         Ok(split)
     }
