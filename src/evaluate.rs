@@ -171,14 +171,14 @@ pub fn write_predictions(path: &Path, rows: &[PredictionRow]) -> Result<(), Eval
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| io_err(parent, e))?;
     }
-    let tmp = path.with_extension("csv.tmp");
-    let mut w = csv::Writer::from_path(&tmp).map_err(|e| io_err(&tmp, e))?;
-    for r in rows {
-        w.serialize(r).map_err(|e| io_err(&tmp, e))?;
-    }
-    w.flush().map_err(|e| io_err(&tmp, e))?;
-    drop(w);
-    std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))
+    crate::atomic::write_atomic(path, |out| {
+        let mut w = csv::Writer::from_writer(out);
+        for r in rows {
+            w.serialize(r).map_err(std::io::Error::other)?;
+        }
+        w.flush()
+    })
+    .map_err(|e| io_err(path, e))
 }
 
 /// Reads a predictions CSV written by [`write_predictions`].

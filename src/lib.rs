@@ -7,6 +7,7 @@
 //! [`evaluate`] measures them against HMM and BLAST [`baseline`]s.
 
 pub mod annotate;
+pub mod atomic;
 pub mod baseline;
 pub mod cache;
 pub mod classify;

@@ -38,7 +38,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::cache::atomic::write_bytes_atomic;
+use crate::atomic::write_bytes_atomic;
 use crate::io::{Family, ReadError};
 use crate::metrics::{bins_seen, ReportRow, CSV_SCALAR_COLUMNS};
 

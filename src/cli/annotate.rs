@@ -407,14 +407,8 @@ fn finish(
     };
     match &args.output {
         Some(path) => {
-            let tmp = path.with_extension("partial");
-            let mut file = std::io::BufWriter::new(
-                std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?,
-            );
-            write(&mut file).with_context(|| format!("writing {}", tmp.display()))?;
-            drop(file);
-            std::fs::rename(&tmp, path)
-                .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
+            crate::atomic::write_atomic(path, |file| write(file))
+                .with_context(|| format!("cannot write {}", path.display()))?;
         }
         None => {
             let stdout = std::io::stdout();

@@ -160,21 +160,19 @@ fn stats(root: &Path, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn verify(root: &Path) -> anyhow::Result<ExitCode> {
-    let cache = Cache::new(root);
     let mut bad = 0;
-    for mut model in cache.models()? {
-        let opened = model.problems().to_vec();
-        let (checked, problems) = model.verify_all();
-        let n = opened.len() + problems.len();
+    for r in Cache::new(root).verify()? {
         println!(
-            "{}: {checked} shards checked, {} vectors, {n} damaged",
-            model.key(),
-            model.stats().vectors
+            "{}: {} shards checked, {} vectors, {} problems",
+            r.key,
+            r.checked,
+            r.vectors,
+            r.problems.len()
         );
-        for p in opened.iter().chain(&problems) {
+        for p in &r.problems {
             println!("  {p}");
         }
-        bad += n;
+        bad += r.problems.len();
     }
     Ok(if bad == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

@@ -1,5 +1,7 @@
 //! `protfam info <dir>`: what a saved classifier holds — kind, hyper-parameters,
-//! embedder identity, training data, per-epoch log — without loading its weights.
+//! embedder identity, training data, per-epoch log — and whether its files are
+//! intact: every weight tensor's SHA-256 is recomputed (without building the
+//! model), and a missing, truncated or damaged file makes `info` fail.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,11 +23,15 @@ pub fn describe(dir: &std::path::Path) -> anyhow::Result<String> {
     if crate::residue::ResidueKnn::is_saved_in(dir) {
         return describe_residue(dir);
     }
-    let meta = SavedClassifier::load_meta(dir)?;
+    let meta = SavedClassifier::verify(dir)?;
     let mut s = String::new();
     writeln!(s, "classifier: {}", meta.classifier)?;
     writeln!(s, "directory: {}", dir.display())?;
     writeln!(s, "created by: {}", meta.created_by)?;
+    writeln!(
+        s,
+        "integrity: weights.safetensors and labels.json match their SHA-256 checksums"
+    )?;
     let params = serde_json::to_value(&meta.params)?;
     writeln!(s, "hyper-parameters: {}", params.get("params").unwrap_or(&params))?;
     let e = &meta.embedder;
@@ -100,7 +106,7 @@ fn describe_residue(dir: &std::path::Path) -> anyhow::Result<String> {
             store.dim(),
             store.disk_bytes() as f64 / (1024.0 * 1024.0)
         ),
-        Err(e) => format!("unusable: {e}"),
+        Err(e) => anyhow::bail!("{}: residue store unusable: {e}", dir.display()),
     };
     writeln!(s, "residue store: {} ({store})", saved.store_dir.display())?;
     describe_calibration(&mut s, dir, &saved.store_data_digest)?;
@@ -149,7 +155,7 @@ pub fn run(args: InfoArgs) -> anyhow::Result<ExitCode> {
             std::fs::read_to_string(args.dir.join(crate::residue::classifier::SAVED_FILE))?
         );
     } else if args.json {
-        let meta = SavedClassifier::load_meta(&args.dir)?;
+        let meta = SavedClassifier::verify(&args.dir)?;
         println!("{}", serde_json::to_string_pretty(&meta)?);
     } else {
         print!("{}", describe(&args.dir)?);

@@ -502,7 +502,8 @@ pub fn run(cmd: ResidueCommand) -> anyhow::Result<ExitCode> {
                 split.split,
                 part
             ));
-            std::fs::write(&path, serde_json::to_vec_pretty(&report)?).with_context(|| path.display().to_string())?;
+            crate::atomic::write_bytes_atomic(&path, &serde_json::to_vec_pretty(&report)?)
+                .with_context(|| format!("cannot write {}", path.display()))?;
             eprintln!("report written to {}", path.display());
             if let Some(dir) = out {
                 model.save(&dir)?;
@@ -599,7 +600,8 @@ pub fn run(cmd: ResidueCommand) -> anyhow::Result<ExitCode> {
             if let Some(parent) = out.parent() {
                 std::fs::create_dir_all(parent)?;
             }
-            std::fs::write(&out, serde_json::to_vec_pretty(&results)?).with_context(|| out.display().to_string())?;
+            crate::atomic::write_bytes_atomic(&out, &serde_json::to_vec_pretty(&results)?)
+                .with_context(|| format!("cannot write {}", out.display()))?;
             eprintln!(
                 "{} settings on {} dev sequences; all results in {}",
                 results.len(),

@@ -333,12 +333,13 @@ impl<W: Write> Writer<W> {
 
 /// Writes records to a FASTA file at `path`.
 pub fn write_file<'a>(path: &Path, records: impl IntoIterator<Item = &'a Record>) -> io::Result<()> {
-    let file = std::fs::File::create(path)?;
-    let mut writer = Writer::new(file);
-    for record in records {
-        writer.write_record(record)?;
-    }
-    writer.flush()
+    crate::atomic::write_atomic(path, |file| {
+        let mut writer = Writer::new(file);
+        for record in records {
+            writer.write_record(record)?;
+        }
+        writer.flush()
+    })
 }
 
 #[cfg(test)]

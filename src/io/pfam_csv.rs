@@ -12,8 +12,10 @@
 //!
 //! Errors name the shard and line: a wrong header, a row with too few or too
 //! many fields (truncated file) or broken quoting end the part; a row with an
-//! empty field or residues outside the [`alphabet`](super::alphabet) policy is
-//! a record error that lenient reading may skip.
+//! empty field, residues outside the [`alphabet`](super::alphabet) policy or a
+//! `sequence` that is not its de-gapped, upper-cased `aligned_sequence` (a row
+//! cut inside its last field, a hand edit) is a record error that lenient
+//! reading may skip.
 //!
 //! ```
 //! use protfam::io::pfam_csv;
@@ -198,6 +200,42 @@ impl Iterator for PartReader {
     }
 }
 
+/// Why `sequence` is not the de-gapped (`.` and `-` removed), upper-cased
+/// `aligned_sequence`, or `None` when it is.
+pub fn degapped_mismatch(aligned: &str, sequence: &str) -> Option<String> {
+    let mut residues = aligned
+        .bytes()
+        .filter(|b| *b != b'.' && *b != b'-')
+        .map(|b| b.to_ascii_uppercase());
+    let mut position = 0usize;
+    for s in sequence.bytes().map(|b| b.to_ascii_uppercase()) {
+        match residues.next() {
+            Some(a) if a == s => position += 1,
+            Some(a) => {
+                return Some(format!(
+                    "sequence differs from the de-gapped aligned_sequence at residue {} ({:?} vs {:?}): edited row?",
+                    position + 1,
+                    s as char,
+                    a as char
+                ))
+            }
+            None => {
+                return Some(format!(
+                    "sequence has {} residues, the de-gapped aligned_sequence only {position}",
+                    sequence.len()
+                ))
+            }
+        }
+    }
+    let rest = residues.count();
+    (rest > 0).then(|| {
+        format!(
+            "sequence has {position} residues, the de-gapped aligned_sequence {}: truncated row?",
+            position + rest
+        )
+    })
+}
+
 /// Iterator over the records of one shard.
 pub struct ShardReader<R: std::io::Read> {
     name: String,
@@ -315,6 +353,13 @@ impl<R: std::io::Read> Iterator for ShardReader<R> {
         if let Some((position, byte)) = alphabet::find_invalid(sequence.as_bytes()) {
             return Some(Err(record_error(alphabet::describe_invalid(byte, position))));
         }
+        // The two residue columns say the same thing twice; a row cut off mid-write
+        // (or edited by hand) is caught by their disagreeing.
+        if !aligned.is_empty() {
+            if let Some(message) = degapped_mismatch(aligned, sequence) {
+                return Some(Err(record_error(message)));
+            }
+        }
         Some(Ok(Record {
             id: name.trim().to_string(),
             description: String::new(),
@@ -351,11 +396,11 @@ mod tests {
 
     #[test]
     fn quoted_fields_crlf_and_lower_case() {
-        let out = read("\"A,B\",\"n/1-3\",PF1.2,\"m.k\",mkv\r\nC,n2/1-2,PF2,,MK\r\n");
+        let out = read("\"A,B\",\"n/1-3\",PF1.2,\"m.kv\",mkv\r\nC,n2/1-2,PF2,,MK\r\n");
         let r0 = out[0].as_ref().unwrap();
         assert_eq!(r0.family, Some(Family::new("A,B", "PF1")));
         assert_eq!(r0.sequence, "MKV");
-        assert_eq!(r0.aligned.as_deref(), Some("m.k"));
+        assert_eq!(r0.aligned.as_deref(), Some("m.kv"));
         assert_eq!(out[1].as_ref().unwrap().aligned, None);
     }
 
@@ -409,6 +454,29 @@ mod tests {
         assert!(out[2].as_ref().unwrap_err().message.contains("digit '1'"));
         assert!(out.iter().take(3).all(|r| r.as_ref().unwrap_err().is_skippable()));
         assert_eq!(out[3].as_ref().unwrap().id, "n4");
+    }
+
+    /// Issue 15 item 3: a shard cut inside the last row's `sequence` field was accepted.
+    #[test]
+    fn sequence_must_be_the_degapped_alignment() {
+        let out = read("A,n1,PF1,.mK-v.,MKV\nA,n2,PF1,.MKV-AG,MKV\nA,n3,PF1,MKVAG,MKLAG\nA,n4,PF1,MK,MKV");
+        assert_eq!(out.len(), 4);
+        assert_eq!(out[0].as_ref().unwrap().sequence, "MKV");
+        let e = out[1].as_ref().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "shard:3 (record n2): sequence has 3 residues, the de-gapped aligned_sequence 5: truncated row?"
+        );
+        assert!(e.is_skippable());
+        let e = out[2].as_ref().unwrap_err().to_string();
+        assert!(e.starts_with("shard:4 (record n3): sequence differs"), "{e}");
+        assert!(e.contains("residue 3"), "{e}");
+        let e = out[3].as_ref().unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "shard:5 (record n4): sequence has 3 residues, the de-gapped aligned_sequence only 2"
+        );
+        assert_eq!(degapped_mismatch("..a-b.", "AB"), None);
     }
 
     #[test]

@@ -436,7 +436,7 @@ impl ResidueStore {
             return Ok((store, stats));
         }
         std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
-        crate::cache::atomic::remove_stale_temp_files(&dir).map_err(|e| io_err(&dir, e))?;
+        crate::atomic::remove_stale_temp_files(&dir).map_err(|e| io_err(&dir, e))?;
         let plan_path = dir.join("plan.json");
         if plan_path.exists() {
             let text = std::fs::read_to_string(&plan_path).map_err(|e| io_err(&plan_path, e))?;
@@ -451,8 +451,7 @@ impl ResidueStore {
             }
         }
         let plan_json = serde_json::to_vec_pretty(&plan).expect("plan serialises");
-        crate::cache::atomic::write_atomic(&plan_path, |w| w.write_all(&plan_json))
-            .map_err(|e| io_err(&plan_path, e))?;
+        crate::atomic::write_atomic(&plan_path, |w| w.write_all(&plan_json)).map_err(|e| io_err(&plan_path, e))?;
 
         let batch_tokens = config
             .batch_tokens
@@ -479,7 +478,7 @@ impl ResidueStore {
                 }
             }
             let bytes = embed_shard(embedder, chunk, plan.stride, batch_tokens, &progress)?;
-            crate::cache::atomic::write_atomic(&path, |w| w.write_all(&bytes)).map_err(|e| io_err(&path, e))?;
+            crate::atomic::write_atomic(&path, |w| w.write_all(&bytes)).map_err(|e| io_err(&path, e))?;
             let n_rows = parse_shard(&path, &bytes)?.n_rows;
             stats.shards_written += 1;
             stats.sequences_embedded += chunk.len();
@@ -499,8 +498,7 @@ impl ResidueStore {
         let manifest = Manifest { plan, n_rows, shards };
         let manifest_path = dir.join("manifest.json");
         let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
-        crate::cache::atomic::write_atomic(&manifest_path, |w| w.write_all(&json))
-            .map_err(|e| io_err(&manifest_path, e))?;
+        crate::atomic::write_atomic(&manifest_path, |w| w.write_all(&json)).map_err(|e| io_err(&manifest_path, e))?;
         stats.seconds = started.elapsed().as_secs_f64();
         Ok((ResidueStore::open(&dir)?, stats))
     }
