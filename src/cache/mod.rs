@@ -227,6 +227,17 @@ impl Cache {
     }
 }
 
+/// Creates a cache directory, naming it (not its parent) when a file is in the way.
+fn ensure_dir(dir: &Path) -> Result<(), CacheError> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(CacheError::Invalid {
+            path: dir.to_path_buf(),
+            message: "is a file, not the cache's directory: move it away".into(),
+        });
+    }
+    std::fs::create_dir_all(dir).map_err(io_err(dir))
+}
+
 /// Why a shard file is not used.
 enum ShardProblem {
     /// Unreadable or inconsistent: moved to `corrupt/`.
@@ -309,7 +320,8 @@ impl std::fmt::Debug for ModelCache {
 impl ModelCache {
     /// Opens the directory `dir` for `spec`, creating it (and `spec.json`) if needed.
     pub fn open(dir: &Path, spec: &EmbedderSpec) -> Result<Self, CacheError> {
-        std::fs::create_dir_all(dir.join("shards")).map_err(io_err(dir))?;
+        let shards_dir = dir.join("shards");
+        ensure_dir(&shards_dir)?;
         let spec_path = dir.join("spec.json");
         match std::fs::read(&spec_path) {
             Ok(bytes) => {
@@ -350,7 +362,8 @@ impl ModelCache {
     /// Opens an existing directory, reading the spec from its `spec.json`.
     pub fn open_existing(dir: &Path) -> Result<Self, CacheError> {
         let spec = Self::read_spec(dir)?;
-        std::fs::create_dir_all(dir.join("shards")).map_err(io_err(dir))?;
+        let shards_dir = dir.join("shards");
+        ensure_dir(&shards_dir)?;
         Self::load(dir, spec, false)
     }
 

@@ -206,6 +206,13 @@ impl Knn {
                 labels.len()
             )));
         }
+        if params.k > labels.len() {
+            return Err(ClassifyError::InvalidParams(format!(
+                "k = {} neighbours, but there are only {} training vectors",
+                params.k,
+                labels.len()
+            )));
+        }
         if let Some(bad) = labels.iter().find(|&&l| l as usize >= n_classes) {
             return Err(ClassifyError::Data(format!(
                 "class index {bad} outside the {n_classes} classes"

@@ -413,7 +413,7 @@ impl SavedClassifier {
         }
         // Companion files first, so the weights' checksums describe files on disk.
         let labels_path = dir.join("labels.json");
-        self.vocab.save(&labels_path).map_err(|e| io_err(&labels_path, e))?;
+        self.vocab.save(&labels_path)?;
         let mut metadata = std::collections::BTreeMap::new();
         metadata.insert("format".to_string(), WEIGHTS_FORMAT.to_string());
         let labels_bytes = std::fs::read(&labels_path).map_err(|e| io_err(&labels_path, e))?;
@@ -499,7 +499,7 @@ impl SavedClassifier {
         verify_weights(dir, meta.classifier.is_neighbour_method())?;
         meta.params.set_device(device);
         let labels_path = dir.join("labels.json");
-        let vocab = LabelVocab::load(&labels_path).map_err(|e| io_err(&labels_path, e))?;
+        let vocab = LabelVocab::load(&labels_path)?;
         if vocab.len() != meta.training.n_classes {
             return Err(io_err(
                 &labels_path,

@@ -87,6 +87,7 @@ pub fn run(cmd: CacheCommand) -> anyhow::Result<ExitCode> {
                     eprintln!("  {p}");
                 }
             }
+            let problems: usize = reports.iter().map(|r| r.problems.len()).sum();
             if reports.is_empty() {
                 println!(
                     "no cached models found in {}",
@@ -97,7 +98,12 @@ pub fn run(cmd: CacheCommand) -> anyhow::Result<ExitCode> {
                         .join(", ")
                 );
             }
-            Ok(ExitCode::SUCCESS)
+            // Damaged source shards were skipped: the merge is incomplete.
+            Ok(if problems == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         CacheCommand::Export {
             model,

@@ -146,7 +146,9 @@ impl DataArgs {
     }
 
     pub fn source_label(&self) -> String {
-        format!("{}/{}", self.data.display(), self.split)
+        // Absolute, so the recorded source still names the data from another directory.
+        let root = std::fs::canonicalize(&self.data).unwrap_or_else(|_| self.data.clone());
+        format!("{}/{}", root.display(), self.split)
     }
 }
 

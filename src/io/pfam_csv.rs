@@ -65,10 +65,31 @@ pub fn parse_shard_name(name: &str) -> Option<(usize, usize)> {
     Some((index.parse().ok()?, count.parse().ok()?))
 }
 
+/// Editor backups and temporary copies next to shards (`data-…~`, `.bak`,
+/// `.orig`, `.swp`, `.tmp`, dot files): warned about and skipped, never read.
+fn is_backup_name(name: &str) -> bool {
+    name.starts_with('.')
+        || name.ends_with('~')
+        || [".bak", ".orig", ".swp", ".tmp", ".rej"]
+            .iter()
+            .any(|s| name.ends_with(s))
+}
+
 /// The shard files of one part, in shard order, after checking that the set
 /// is complete.
 pub fn shard_paths(root: &Path, split: &str, part: &str) -> Result<Vec<PathBuf>, ReadError> {
     let split_dir = root.join(split);
+    if !root.is_dir() {
+        let cwd = std::env::current_dir()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
+        let relative = if root.is_relative() {
+            format!(" (a relative path, taken from the working directory {cwd})")
+        } else {
+            String::new()
+        };
+        return Err(ReadError::new(root, format!("no such dataset directory{relative}")));
+    }
     if !split_dir.is_dir() {
         let mut found: Vec<String> = std::fs::read_dir(root)
             .map(|entries| {
@@ -95,6 +116,13 @@ pub fn shard_paths(root: &Path, split: &str, part: &str) -> Result<Vec<PathBuf>,
     for entry in entries {
         let entry = entry.map_err(|e| ReadError::io(&dir, "cannot list shard directory", &e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("data-") && is_backup_name(&name) {
+            tracing::warn!(
+                "{}: editor backup or temporary file, not a shard: ignored",
+                entry.path().display()
+            );
+            continue;
+        }
         match parse_shard_name(&name) {
             Some((index, count)) => shards.push((index, count, entry.path())),
             None if name.starts_with("data-") => {
@@ -110,11 +138,29 @@ pub fn shard_paths(root: &Path, split: &str, part: &str) -> Result<Vec<PathBuf>,
         return Err(ReadError::new(&dir, "no `data-NNNNN-of-NNNNN` shard files"));
     }
     shards.sort();
-    let count = shards[0].1;
-    if let Some(other) = shards.iter().find(|s| s.1 != count) {
+    // The count most shards agree on is taken as right; the others are named.
+    let mut tally: std::collections::BTreeMap<usize, usize> = std::collections::BTreeMap::new();
+    for s in &shards {
+        *tally.entry(s.1).or_default() += 1;
+    }
+    let count = tally
+        .iter()
+        .max_by_key(|&(c, n)| (*n, std::cmp::Reverse(*c)))
+        .map(|(c, _)| *c)
+        .unwrap_or(0);
+    let odd: Vec<String> = shards
+        .iter()
+        .filter(|s| s.1 != count)
+        .map(|s| s.2.file_name().unwrap_or_default().to_string_lossy().into_owned())
+        .collect();
+    if !odd.is_empty() {
         return Err(ReadError::new(
-            &other.2,
-            format!("shard count differs from the other shards' {count}"),
+            &dir,
+            format!(
+                "{} say a different shard count than the {} shards of -of-{count:05}: mixed shard sets",
+                odd.join(", "),
+                tally[&count]
+            ),
         ));
     }
     for (expected, (index, _, path)) in shards.iter().enumerate() {
@@ -161,6 +207,22 @@ pub struct PartReader {
     shards: std::vec::IntoIter<PathBuf>,
     current: Option<ShardReader<Box<dyn BufRead>>>,
     finished: bool,
+}
+
+/// `data-…~` style names are skipped only when they do not parse as shards.
+#[cfg(test)]
+mod backup_names {
+    #[test]
+    fn backups_are_recognised() {
+        for n in [
+            "data-00000-of-00004~",
+            ".data-00000-of-00004.swp",
+            "data-00001-of-00004.bak",
+        ] {
+            assert!(super::is_backup_name(n), "{n}");
+        }
+        assert!(!super::is_backup_name("data-00000-of-00004"));
+    }
 }
 
 impl PartReader {
@@ -241,6 +303,12 @@ pub struct ShardReader<R: std::io::Read> {
     name: String,
     rows: csv::StringRecordsIntoIter<R>,
     finished: bool,
+    /// A row was read: a shard with a header and no row is an error.
+    any_row: bool,
+    /// sequence_name -> line of its first row.
+    seen: std::collections::HashMap<String, usize>,
+    duplicates: Vec<super::fasta::DuplicateId>,
+    reject_duplicates: bool,
 }
 
 impl ShardReader<Box<dyn BufRead>> {
@@ -281,7 +349,22 @@ impl<R: std::io::Read> ShardReader<R> {
             name,
             rows: reader.into_records(),
             finished: false,
+            any_row: false,
+            seen: std::collections::HashMap::new(),
+            duplicates: Vec::new(),
+            reject_duplicates: false,
         })
+    }
+
+    /// Makes a repeated `sequence_name` an error for that row instead of a warning.
+    pub fn reject_duplicates(mut self, reject: bool) -> Self {
+        self.reject_duplicates = reject;
+        self
+    }
+
+    /// The `sequence_name`s seen more than once so far.
+    pub fn duplicates(&self) -> &[super::fasta::DuplicateId] {
+        &self.duplicates
     }
 
     fn error(&self, line: usize, message: impl Into<String>) -> ReadError {
@@ -298,7 +381,17 @@ impl<R: std::io::Read> Iterator for ShardReader<R> {
         }
         // Blank lines (e.g. a lone CRLF at the end of a shard) are skipped.
         let row = loop {
-            match self.rows.next()? {
+            let Some(next) = self.rows.next() else {
+                self.finished = true;
+                return (!self.any_row).then(|| {
+                    Err(ReadError::new(
+                        &self.name,
+                        "no record: the shard has a header and no row",
+                    ))
+                });
+            };
+            self.any_row = true;
+            match next {
                 Ok(row) if row.len() == 1 && row[0].trim().is_empty() => continue,
                 Ok(row) => break row,
                 Err(e) => {
@@ -349,6 +442,30 @@ impl<R: std::io::Read> Iterator for ShardReader<R> {
         }
         if sequence.is_empty() {
             return Some(Err(record_error("empty sequence".to_string())));
+        }
+        let id = name.trim();
+        match self.seen.get(id) {
+            Some(&first_line) if self.reject_duplicates => {
+                return Some(Err(record_error(format!(
+                    "duplicate sequence_name (first seen on line {first_line})"
+                ))));
+            }
+            Some(&first_line) => {
+                if self.duplicates.len() < 10 {
+                    tracing::warn!(
+                        "{}:{line}: duplicate sequence_name {id} (first seen on line {first_line})",
+                        self.name
+                    );
+                }
+                self.duplicates.push(super::fasta::DuplicateId {
+                    id: id.to_string(),
+                    first_line,
+                    line,
+                });
+            }
+            None => {
+                self.seen.insert(id.to_string(), line);
+            }
         }
         if let Some((position, byte)) = alphabet::find_invalid(sequence.as_bytes()) {
             return Some(Err(record_error(alphabet::describe_invalid(byte, position))));

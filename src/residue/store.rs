@@ -17,6 +17,12 @@
 //! - `manifest.json`: the plan plus every shard's row count and SHA-256,
 //!   written last: its presence means the store is complete.
 //!
+//! Every tensor's SHA-256 is in its shard's metadata (`sha256.<tensor>`, as in
+//! the embedding cache) and is recomputed whenever a store is opened, so a
+//! damaged shard is an error naming the file and tensor, never silently wrong
+//! hits. (Stores written before these checksums are checked against the
+//! manifest's whole-file SHA-256 instead.)
+//!
 //! Each file is written to a temporary name and renamed into place, so a
 //! writer killed at any moment (kill -9) leaves only whole shards; a restart
 //! embeds only the sequences of missing shards. A shard that fails to parse
@@ -40,6 +46,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::ResidueError;
+use crate::cache::shard::{sha256_hex, CHECKSUM_PREFIX};
 use crate::embedder::{Embedder, EmbedderSpec, ResidueMatrix};
 use crate::io::{Family, Record};
 
@@ -225,6 +232,34 @@ struct ShardContents {
     residues_offset: usize,
 }
 
+/// Recomputes the SHA-256 of every tensor of a shard and compares it with its
+/// `sha256.<tensor>` metadata. `Ok(false)`: the shard has no checksums (a store
+/// written before they existed; its manifest's whole-file checksum then guards it).
+fn verify_tensors(path: &Path, bytes: &[u8]) -> Result<bool, ResidueError> {
+    let tensors =
+        SafeTensors::deserialize(bytes).map_err(|e| io_err(path, format!("not a valid safetensors shard: {e}")))?;
+    let (_, metadata) =
+        SafeTensors::read_metadata(bytes).map_err(|e| io_err(path, format!("not a valid safetensors shard: {e}")))?;
+    let info = metadata.metadata().clone().unwrap_or_default();
+    if !info.keys().any(|k| k.starts_with(CHECKSUM_PREFIX)) {
+        return Ok(false);
+    }
+    for (name, view) in tensors.tensors() {
+        let key = format!("{CHECKSUM_PREFIX}{name}");
+        let expected = info
+            .get(&key)
+            .ok_or_else(|| io_err(path, format!("no checksum ({key}) for tensor {name}")))?;
+        let actual = sha256_hex(view.data());
+        if &actual != expected {
+            return Err(io_err(
+                path,
+                format!("checksum mismatch in tensor {name}: stored {expected}, computed {actual} (shard damaged; delete the store directory to rebuild it)"),
+            ));
+        }
+    }
+    Ok(true)
+}
+
 fn parse_shard(path: &Path, bytes: &[u8]) -> Result<ShardContents, ResidueError> {
     let tensors =
         SafeTensors::deserialize(bytes).map_err(|e| io_err(path, format!("not a valid safetensors shard: {e}")))?;
@@ -351,7 +386,7 @@ fn embed_shard(
     let n_rows = positions.len();
     let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
     let families: Vec<Option<&Family>> = records.iter().map(|r| r.family.as_ref()).collect();
-    let metadata: std::collections::HashMap<String, String> = [
+    let mut metadata: std::collections::HashMap<String, String> = [
         ("ids".to_string(), serde_json::to_string(&ids).expect("ids serialise")),
         (
             "families".to_string(),
@@ -378,6 +413,9 @@ fn embed_shard(
     .into_iter()
     .map(|(k, v)| (k, v.expect("tensor sizes match by construction")))
     .collect();
+    for (name, view) in &tensors {
+        metadata.insert(format!("{CHECKSUM_PREFIX}{name}"), sha256_hex(view.data()));
+    }
     safetensors::serialize(tensors, Some(metadata)).map_err(|e| ResidueError::Store {
         path: "<shard>".into(),
         message: format!("serialising shard: {e}"),
@@ -503,9 +541,12 @@ impl ResidueStore {
         Ok((ResidueStore::open(&dir)?, stats))
     }
 
-    /// Checks that an existing shard parses and holds exactly `records`; returns its row count.
+    /// Checks that an existing shard is intact and holds exactly `records`; returns its row count.
     fn check_shard(path: &Path, records: &[Record]) -> Result<usize, ResidueError> {
         let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
+        if !verify_tensors(path, &bytes)? {
+            return Err(io_err(path, "shard without checksums (from an older protfam)"));
+        }
         let contents = parse_shard(path, &bytes)?;
         let same = contents.ids.len() == records.len()
             && contents.ids.iter().zip(records).all(|(id, r)| *id == r.id)
@@ -548,6 +589,13 @@ impl ResidueStore {
             let file = File::open(&path).map_err(|e| io_err(&path, e))?;
             // SAFETY: shards are never modified in place (only replaced by rename), so the mapping stays valid.
             let mmap = unsafe { Mmap::map(&file) }.map_err(|e| io_err(&path, e))?;
+            if !verify_tensors(&path, &mmap)? && sha256_hex(&mmap) != info.sha256 {
+                return Err(io_err(
+                    &path,
+                    "checksum mismatch with manifest.json: the shard was modified or corrupted \
+                     (delete the store directory to rebuild it)",
+                ));
+            }
             let contents = parse_shard(&path, &mmap)?;
             if contents.n_rows != info.n_rows || contents.ids.len() != info.n_sequences || contents.dim != dim {
                 return Err(io_err(&path, "shard does not match the manifest"));
