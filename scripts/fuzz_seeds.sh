@@ -1,14 +1,13 @@
 #!/usr/bin/env bash
 # Builds the seed corpora of the cargo-fuzz targets (fuzz/corpus/<target>/) from
 # the files the repository already has (tests/data, the bundled Pfam split when
-# present, a cache shard and classifier directories the protfam binary makes).
+# present, a cache shard and classifier directories examples/fuzz_seeds.rs makes).
 # Nothing here is committed: rerun it on a fresh clone (make fuzz does).
 #
-# Usage: scripts/fuzz_seeds.sh [PROTFAM_BINARY] [DATA_ROOT]
+# Usage: scripts/fuzz_seeds.sh [DATA_ROOT]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-protfam="${1:-target/release/protfam}"
-data="${2:-../shared/data/pfam35-uniprot20k}"
+data="${1:-../shared/data/pfam35-uniprot20k}"
 c=fuzz/corpus
 mkdir -p $c/fasta $c/stockholm $c/pfam_csv $c/cache_shard $c/cache_dir $c/classifier_dir $c/npz $c/safetensors
 
@@ -43,25 +42,8 @@ with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED) as z:
     z.writestr("b.npy", npy((2,), [0.5, -0.5]))
 PY
 
-# A real cache shard and classifier directories, when the binary is built.
-if [ -x "$protfam" ]; then
-    tmp=$(mktemp -d)
-    trap 'rm -rf "$tmp"' EXIT
-    "$protfam" embed --model onehot --fasta $c/fasta/two.fa --cache "$tmp/cache" -o "$tmp/v.safetensors" >/dev/null 2>&1 || true
-    for s in "$tmp"/cache/*/shards/*.safetensors; do
-        [ -f "$s" ] || continue
-        cp "$s" $c/cache_shard/onehot.safetensors
-        { printf '\002'; cat "$s"; } > $c/cache_dir/shard
-    done
-    for j in "$tmp"/cache/*/spec.json; do [ -f "$j" ] && { printf '\000'; cat "$j"; } > $c/cache_dir/spec; done
-    for j in "$tmp"/cache/*/index.json; do [ -f "$j" ] && { printf '\001'; cat "$j"; } > $c/cache_dir/index; done
-    if [ -d tests/data/io/mini ]; then
-        for kind in knn knn-ensemble mlp; do
-            "$protfam" train --classifier "$kind" --model onehot --data tests/data/io/mini --split clustered_split \
-                --cache "$tmp/cache" --out "$tmp/clf-$kind" >/dev/null 2>&1 || continue
-        done
-    fi
-fi
+# Real classifier directories and cache files, made by the library itself.
+"${CARGO:-cargo}" run --quiet --release --example fuzz_seeds -- "$c"
 # classifier_dir inputs: byte 0 picks the file (0 classifier.json, 1 labels.json,
 # 2 weights.safetensors, 3 train_ids.txt) and the template (knn, ensemble, mlp).
 printf '\000{"format_version":1}' > $c/classifier_dir/json

@@ -15,6 +15,8 @@ pub mod cli;
 pub mod compare;
 pub mod embedder;
 pub mod evaluate;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gemm;
 pub mod io;
 pub mod metrics;

@@ -443,12 +443,27 @@ impl<R: std::io::Read> Iterator for ShardReader<R> {
         if sequence.is_empty() {
             return Some(Err(record_error("empty sequence".to_string())));
         }
+        if let Some((position, byte)) = alphabet::find_invalid(sequence.as_bytes()) {
+            return Some(Err(record_error(alphabet::describe_invalid(byte, position))));
+        }
+        // The two residue columns say the same thing twice; a row cut off mid-write
+        // (or edited by hand) is caught by their disagreeing.
+        if !aligned.is_empty() {
+            if let Some(message) = degapped_mismatch(aligned, sequence) {
+                return Some(Err(record_error(message)));
+            }
+        }
+        // Duplicate names last: the checks above borrow the reader.
         let id = name.trim();
         match self.seen.get(id) {
             Some(&first_line) if self.reject_duplicates => {
-                return Some(Err(record_error(format!(
-                    "duplicate sequence_name (first seen on line {first_line})"
-                ))));
+                return Some(Err(self
+                    .error(
+                        line,
+                        format!("duplicate sequence_name (first seen on line {first_line})"),
+                    )
+                    .in_record(id)
+                    .invalid_record()));
             }
             Some(&first_line) => {
                 if self.duplicates.len() < 10 {
@@ -465,16 +480,6 @@ impl<R: std::io::Read> Iterator for ShardReader<R> {
             }
             None => {
                 self.seen.insert(id.to_string(), line);
-            }
-        }
-        if let Some((position, byte)) = alphabet::find_invalid(sequence.as_bytes()) {
-            return Some(Err(record_error(alphabet::describe_invalid(byte, position))));
-        }
-        // The two residue columns say the same thing twice; a row cut off mid-write
-        // (or edited by hand) is caught by their disagreeing.
-        if !aligned.is_empty() {
-            if let Some(message) = degapped_mismatch(aligned, sequence) {
-                return Some(Err(record_error(message)));
             }
         }
         Some(Ok(Record {
