@@ -745,8 +745,14 @@ mod tests {
             abstained: Some("no searchable residue".into()),
         };
         let rows = annotations(&items, &abstaining, &vocab, &train_ids, None, 3);
-        assert_eq!((rows[0].annotation.as_str(), rows[0].confident), (NO_CONFIDENT_FAMILY, false));
-        assert_eq!((rows[0].family_id.as_str(), rows[0].note.as_str()), ("Kinase", "score under the floor"));
+        assert_eq!(
+            (rows[0].annotation.as_str(), rows[0].confident),
+            (NO_CONFIDENT_FAMILY, false)
+        );
+        assert_eq!(
+            (rows[0].family_id.as_str(), rows[0].note.as_str()),
+            ("Kinase", "score under the floor")
+        );
         assert_eq!(rows[2].annotation, NO_CONFIDENT_FAMILY);
         assert!(rows[2].family_id.is_empty() && rows[2].score.is_none());
         assert_eq!(rows[2].note, "duplicate id (first at line 1); no searchable residue");

@@ -206,6 +206,39 @@ mod tests {
     }
 
     #[test]
+    fn path_writers_and_directory_moves_are_atomic_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("plot.svg");
+        write_atomic_via_path(&target, |tmp| {
+            assert_ne!(tmp, target.as_path());
+            assert!(
+                tmp.to_string_lossy().ends_with("plot.svg"),
+                "extension kept for format detection"
+            );
+            std::fs::write(tmp, b"<svg/>")
+        })
+        .unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"<svg/>");
+        let failed: io::Result<()> = write_atomic_via_path(&target, |tmp| {
+            std::fs::write(tmp, b"half")?;
+            Err(io::Error::other("plotting failed"))
+        });
+        assert!(failed.is_err());
+        assert_eq!(std::fs::read(&target).unwrap(), b"<svg/>");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "temporary file removed"
+        );
+
+        let partial = dir.path().join("model.partial");
+        std::fs::create_dir(&partial).unwrap();
+        std::fs::write(partial.join("a"), b"x").unwrap();
+        rename_durable(&partial, &dir.path().join("model")).unwrap();
+        assert_eq!(std::fs::read(dir.path().join("model/a")).unwrap(), b"x");
+    }
+
+    #[test]
     fn stale_temp_files_of_dead_processes_are_removed() {
         let dir = tempfile::tempdir().unwrap();
         let host = host_name();

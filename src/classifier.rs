@@ -32,7 +32,11 @@ pub enum ClassifierError {
     #[error(
         "embedder {name} loaded here ({here}) differs from the one the classifier was trained with ({trained}): different weights or settings"
     )]
-    EmbedderMismatch { name: String, here: String, trained: String },
+    EmbedderMismatch {
+        name: String,
+        here: String,
+        trained: String,
+    },
     #[error("cannot load the classifier's embedder {name:?}")]
     Model {
         name: String,
@@ -517,7 +521,14 @@ fn describe_residue(s: &mut String, dir: &Path, saved: &crate::residue::classifi
         serde_json::to_string(&saved.params).unwrap_or_default()
     );
     let e = &saved.embedder;
-    let _ = writeln!(s, "embedder: {} ({}, dim {}) key {}", e.name, e.architecture, e.dim, e.key());
+    let _ = writeln!(
+        s,
+        "embedder: {} ({}, dim {}) key {}",
+        e.name,
+        e.architecture,
+        e.dim,
+        e.key()
+    );
     let _ = writeln!(s, "embedder weights digest: {}", e.weights_digest);
     let _ = writeln!(s, "training data: {}", saved.source);
     let store = match crate::residue::ResidueStore::open(&saved.store_dir) {

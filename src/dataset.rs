@@ -51,7 +51,10 @@ pub fn find_root(explicit: Option<&Path>) -> Result<PathBuf, DatasetError> {
 /// levels below its checkout).
 pub fn bundled_root() -> Option<PathBuf> {
     let mut bases = vec![PathBuf::from(".")];
-    if let Some(exe_dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+    if let Some(exe_dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
         bases.extend(exe_dir.ancestors().take(4).map(Path::to_path_buf));
     }
     bases
@@ -156,7 +159,10 @@ mod tests {
     fn write_split(root: &Path) {
         let header = "family_id,sequence_name,family_accession,aligned_sequence,sequence\n";
         for (part, rows) in [
-            ("train", "Fam_A,S1/1-4,PF00001.1,ACDE,ACDE\nFam_B,S2/1-4,PF00002.1,FGHI,FGHI\n"),
+            (
+                "train",
+                "Fam_A,S1/1-4,PF00001.1,ACDE,ACDE\nFam_B,S2/1-4,PF00002.1,FGHI,FGHI\n",
+            ),
             ("dev", "Fam_A,S3/1-4,PF00001.1,ACDF,ACDF\n"),
             ("test", "Fam_B,S4/1-4,PF00002.1,FGHK,FGHK\n"),
         ] {
@@ -178,7 +184,9 @@ mod tests {
         let digest = split.digest().unwrap();
         assert_eq!(digest, Split::open(dir.path(), "split").unwrap().digest().unwrap());
         let shard = dir.path().join("split/test/data-00000-of-00001");
-        let text = std::fs::read_to_string(&shard).unwrap().replace("FGHK,FGHK", "FGHM,FGHM");
+        let text = std::fs::read_to_string(&shard)
+            .unwrap()
+            .replace("FGHK,FGHK", "FGHM,FGHM");
         std::fs::write(&shard, text).unwrap();
         assert_ne!(digest, Split::open(dir.path(), "split").unwrap().digest().unwrap());
     }

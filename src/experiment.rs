@@ -223,7 +223,12 @@ impl Keeper<'_> {
 
     fn keep(&mut self, embedder_key: &str, row: ReportRow) -> Result<(), ExperimentError> {
         if let Some(runs) = &self.plan.run_cache {
-            runs.record(embedder_key, &self.plan.split, self.digest.as_deref().unwrap_or(""), &row)?;
+            runs.record(
+                embedder_key,
+                &self.plan.split,
+                self.digest.as_deref().unwrap_or(""),
+                &row,
+            )?;
         }
         report::write_report(&self.paths, std::slice::from_ref(&row))?;
         self.summary.computed += 1;
@@ -269,7 +274,13 @@ fn run_baseline(kind: BaselineKind, source: &mut dyn VectorSource, keeper: &mut 
         .ok_or_else(|| ExperimentError::NeedsSplit(format!("the {kind} baseline")))?;
     tracing::info!("running the {kind} baseline on {}", split.dir().display());
     let run = baseline::run_baseline_detailed(kind, split, &keeper.plan.baseline_options)?;
-    baseline::write_reports(&keeper.plan.report_dir, kind, &keeper.plan.split, &run.row, &run.predictions)?;
+    baseline::write_reports(
+        &keeper.plan.report_dir,
+        kind,
+        &keeper.plan.split,
+        &run.row,
+        &run.predictions,
+    )?;
     write_predictions(
         &keeper.paths.predictions(&run.row.embedding, &run.row.classifier),
         &baseline_prediction_rows(&run.predictions),
@@ -483,4 +494,3 @@ pub fn score_rows(
         predict_seconds,
     )
 }
-

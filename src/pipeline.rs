@@ -241,7 +241,14 @@ pub fn embed_into<I>(
 where
     I: IntoIterator<Item = Result<Record, ReadError>>,
 {
-    run(embedder, records.into_iter(), source, cache, opts, keep == Keep::Vectors)
+    run(
+        embedder,
+        records.into_iter(),
+        source,
+        cache,
+        opts,
+        keep == Keep::Vectors,
+    )
 }
 
 /// Embeds records into the cache (nothing is kept in memory beyond a chunk).

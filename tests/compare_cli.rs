@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 
-
 fn compare(tmp: &Path) -> std::process::Output {
     Command::cargo_bin("protfam")
         .unwrap()

@@ -85,7 +85,6 @@ impl Embedder for CompositionEmbedder {
     }
 }
 
-
 fn dev_records() -> Vec<Record> {
     pfam_csv::read_part(&data_root(), "clustered_split", "dev")
         .unwrap()

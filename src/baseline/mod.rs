@@ -517,7 +517,10 @@ pub fn write_reports(
     let json = serde_json::to_string_pretty(&vec![row.clone()]).expect("report rows serialize");
     write_atomically(&json_path, json.as_bytes())?;
     let csv_path = report_dir.join(format!("{stem}.csv"));
-    write_atomically(&csv_path, crate::report::csv_table(std::slice::from_ref(row)).as_bytes())?;
+    write_atomically(
+        &csv_path,
+        crate::report::csv_table(std::slice::from_ref(row)).as_bytes(),
+    )?;
     let tsv_path = report_dir.join(format!("{stem}-predictions.tsv"));
     let mut tsv = String::from(
         "sequence_name\ttrue_accession\ttrue_family\tpredicted_accession\tpredicted_family\tscore\tevalue\tcorrect\n",

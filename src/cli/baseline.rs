@@ -28,7 +28,13 @@ pub struct BaselineArgs {
     #[command(flatten)]
     pub data: DataArgs,
     /// Where the JSON / CSV reports go.
-    #[arg(short = 'o', long = "output", alias = "report-dir", value_name = "DIR", default_value = "data/reports")]
+    #[arg(
+        short = 'o',
+        long = "output",
+        alias = "report-dir",
+        value_name = "DIR",
+        default_value = "data/reports"
+    )]
     pub report_dir: PathBuf,
     /// Where the HMM / BLAST databases are cached (keyed by a digest of the training data).
     #[arg(long, default_value = "data/baselines")]

@@ -31,10 +31,21 @@ pub struct ExperimentArgs {
     #[arg(long, value_delimiter = ',')]
     pub baselines: Vec<String>,
     /// Cache of the baselines' HMM / BLAST databases.
-    #[arg(long, value_name = "DIR", default_value = "data/baselines", alias = "baseline-work-dir")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "data/baselines",
+        alias = "baseline-work-dir"
+    )]
     pub work_dir: PathBuf,
     /// Report directory: `<dir>/<split>/evaluate.{json,csv,md}`, per-query predictions, the run cache.
-    #[arg(short = 'o', long = "output", alias = "report-dir", value_name = "DIR", default_value = "data/reports")]
+    #[arg(
+        short = 'o',
+        long = "output",
+        alias = "report-dir",
+        value_name = "DIR",
+        default_value = "data/reports"
+    )]
     pub report_dir: PathBuf,
     #[command(flatten)]
     pub data: DataArgs,

@@ -98,4 +98,3 @@ fn init_logging(verbose: u8) {
         .with_ansi(ansi)
         .try_init();
 }
-

@@ -170,7 +170,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     let load = args.models.load_options()?;
     let plan = classifier_plan(name, &args.params, &args.residue, &load.device)?;
     let split = args.data.open()?;
-    let embedder = protfam::models::load(&args.model, &load).with_context(|| format!("cannot load model {:?}", args.model))?;
+    let embedder =
+        protfam::models::load(&args.model, &load).with_context(|| format!("cannot load model {:?}", args.model))?;
     let cache = args.cache.open();
     let ctx = TrainContext {
         split: &split,

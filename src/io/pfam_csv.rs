@@ -80,15 +80,9 @@ fn is_backup_name(name: &str) -> bool {
 pub fn shard_paths(root: &Path, split: &str, part: &str) -> Result<Vec<PathBuf>, ReadError> {
     let split_dir = root.join(split);
     if !root.is_dir() {
-        let cwd = std::env::current_dir()
-            .map(|d| d.display().to_string())
-            .unwrap_or_default();
-        let relative = if root.is_relative() {
-            format!(" (a relative path, taken from the working directory {cwd})")
-        } else {
-            String::new()
-        };
-        return Err(ReadError::new(root, format!("no such dataset directory{relative}")));
+        // Absolute in the message: a relative root is taken from the working directory.
+        let shown = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
+        return Err(ReadError::new(shown, "no such dataset directory"));
     }
     if !split_dir.is_dir() {
         let mut found: Vec<String> = std::fs::read_dir(root)

@@ -575,6 +575,24 @@ impl ResidueStore {
             ));
         }
         let dim = manifest.plan.spec.dim;
+        // Every shard's checksums first (in parallel: this reads the whole store).
+        {
+            use rayon::prelude::*;
+            manifest.shards.par_iter().try_for_each(|info| {
+                let path = dir.join(&info.file);
+                let file = File::open(&path).map_err(|e| io_err(&path, e))?;
+                // SAFETY: shards are never modified in place (only replaced by rename).
+                let mmap = unsafe { Mmap::map(&file) }.map_err(|e| io_err(&path, e))?;
+                if !verify_tensors(&path, &mmap)? && sha256_hex(&mmap) != info.sha256 {
+                    return Err(io_err(
+                        &path,
+                        "checksum mismatch with manifest.json: the shard was modified or corrupted \
+                         (delete the store directory to rebuild it)",
+                    ));
+                }
+                Ok(())
+            })?;
+        }
         let mut store = ResidueStore {
             dir: dir.to_path_buf(),
             manifest: manifest.clone(),
@@ -589,13 +607,6 @@ impl ResidueStore {
             let file = File::open(&path).map_err(|e| io_err(&path, e))?;
             // SAFETY: shards are never modified in place (only replaced by rename), so the mapping stays valid.
             let mmap = unsafe { Mmap::map(&file) }.map_err(|e| io_err(&path, e))?;
-            if !verify_tensors(&path, &mmap)? && sha256_hex(&mmap) != info.sha256 {
-                return Err(io_err(
-                    &path,
-                    "checksum mismatch with manifest.json: the shard was modified or corrupted \
-                     (delete the store directory to rebuild it)",
-                ));
-            }
             let contents = parse_shard(&path, &mmap)?;
             if contents.n_rows != info.n_rows || contents.ids.len() != info.n_sequences || contents.dim != dim {
                 return Err(io_err(&path, "shard does not match the manifest"));
@@ -808,6 +819,34 @@ mod tests {
         // A second call is served from disk.
         let (_, again) = ResidueStore::build_or_open(dir.path(), &embedder, &recs, &config).unwrap();
         assert_eq!((again.shards_reused, again.shards_written), (3, 0));
+    }
+
+    /// Issue 15: every tensor of a residue shard is checksummed and checked on open.
+    #[test]
+    fn a_damaged_tensor_is_an_error_naming_shard_and_tensor() {
+        let dir = tempfile::tempdir().unwrap();
+        let embedder = LetterEmbedder::new();
+        let recs = records();
+        let config = StoreConfig {
+            stride: 1,
+            shard_sequences: 2,
+            batch_tokens: None,
+        };
+        let (store, _) = ResidueStore::build_or_open(dir.path(), &embedder, &recs, &config).unwrap();
+        let store_dir = store.dir.clone();
+        drop(store);
+        let path = store_dir.join(shard_name(1));
+        let mut bytes = std::fs::read(&path).unwrap();
+        let (n, meta) = SafeTensors::read_metadata(&bytes).unwrap();
+        assert!(meta.metadata().as_ref().unwrap().contains_key("sha256.residues"));
+        let start = 8 + n + meta.info("residues").unwrap().data_offsets.0;
+        bytes[start + 1] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = ResidueStore::open(&store_dir).err().unwrap().to_string();
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(err.contains("checksum mismatch in tensor residues"), "{err}");
+        // build_or_open reports it too, instead of serving wrong rows.
+        assert!(ResidueStore::build_or_open(dir.path(), &embedder, &recs, &config).is_err());
     }
 
     #[test]
