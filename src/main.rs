@@ -24,10 +24,22 @@ fn report(err: &anyhow::Error) -> String {
         if text.contains(&line) {
             continue;
         }
-        if !text.is_empty() {
-            text.push_str(": ");
+        // "checking a.fa" + "a.fa: no record" reads "checking a.fa: no record".
+        let overlap = text
+            .match_indices(' ')
+            .map(|(i, _)| &text[i + 1..])
+            .chain(std::iter::once(text.as_str()))
+            .find(|tail| !tail.is_empty() && line.starts_with(&format!("{tail}: ")))
+            .map(str::len);
+        match overlap {
+            Some(n) => text.push_str(&line[n..]),
+            None => {
+                if !text.is_empty() {
+                    text.push_str(": ");
+                }
+                text.push_str(&line);
+            }
         }
-        text.push_str(&line);
     }
     text
 }

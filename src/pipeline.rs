@@ -32,7 +32,6 @@
 //! Indexed Job) cover a dataset exactly once between them.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::cache::{sequence_hash, Cache, CacheError, ModelCache, SeqHash};
