@@ -118,33 +118,10 @@ impl std::str::FromStr for ClassifierName {
             "residue-knn-simple" => Ok(ClassifierName::Residue(ResidueVariant::SimpleVote)),
             _ => Err(ClassifierError::UnknownName {
                 name: s.to_string(),
-                suggestion: closest(s, &ClassifierName::ALL).map(str::to_string),
+                suggestion: crate::suggest::closest(s, &ClassifierName::ALL).map(str::to_string),
             }),
         }
     }
-}
-
-/// The known name nearest to `s` by edit distance, when it is near enough to be a typo.
-pub fn closest<'a>(s: &str, known: &[&'a str]) -> Option<&'a str> {
-    known
-        .iter()
-        .map(|k| (edit_distance(s, k), *k))
-        .min()
-        .filter(|(d, k)| *d <= 3.max(k.len() / 3) && *d < k.len())
-        .map(|(_, k)| k)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut row = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            row[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(row[j] + 1);
-        }
-        prev = row;
-    }
-    prev[b.len()]
 }
 
 /// Hyper-parameters of a classifier of either family.

@@ -72,17 +72,19 @@ pub struct Split {
 }
 
 impl Split {
-    /// The split `name` under `root`; fails when its directory is missing.
-    /// A relative root is made absolute (against the working directory), so the
-    /// source a classifier records names the data from any other directory.
+    /// The split `name` under `root`; fails when its directory is missing. The
+    /// root is made absolute, so sources recorded from it (a classifier's
+    /// training split) still resolve from another working directory.
     pub fn open(root: impl Into<PathBuf>, name: impl Into<String>) -> Result<Split, DatasetError> {
-        let root: PathBuf = root.into();
-        let root = std::path::absolute(&root).unwrap_or(root);
-        let split = Split {
-            root,
+        let mut split = Split {
+            root: root.into(),
             name: name.into(),
             parts: Default::default(),
         };
+        // Absolute before the check too, so the error says where it looked.
+        if let Ok(absolute) = std::path::absolute(&split.root) {
+            split.root = absolute;
+        }
         if !split.dir().is_dir() {
             return Err(DatasetError::NoSplit(split.dir()));
         }

@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use crate::baseline::{self, BaselineError, BaselineKind, BaselineOptions, BaselinePrediction};
 use crate::cache::Cache;
-use crate::classifier::ClassifierError;
+use crate::classifier::{ClassifierError, ClassifierPlan};
 use crate::classify::saved::{ClassifierParams, SavedClassifier};
 use crate::classify::{ClassifyError, Prediction};
 use crate::dataset::{DatasetError, Split};
@@ -182,6 +182,14 @@ impl Plan {
             run_cache: None,
             reuse: false,
             report_dir,
+        }
+    }
+
+    /// Adds a classifier of either family to the plan.
+    pub fn add_classifier(&mut self, classifier: ClassifierPlan) {
+        match classifier {
+            ClassifierPlan::Vector(p) => self.classifiers.push(p),
+            ClassifierPlan::Residue(p) => self.residue_classifiers.push(p),
         }
     }
 }

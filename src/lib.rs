@@ -27,4 +27,5 @@ pub mod progress;
 pub mod report;
 pub mod residue;
 pub mod simd;
+pub mod suggest;
 pub mod vectors;

@@ -132,7 +132,7 @@ pub fn parse_kinds(list: &str) -> Result<Vec<BaselineKind>, BaselineError> {
 pub struct BaselineOptions {
     /// Where databases are cached (`<kind>-<key>/` below it).
     pub work_dir: PathBuf,
-    /// Parallel tool processes; 0 means all cores.
+    /// Parallel tool processes; 0 means the process's worker threads (all cores unless `--threads`).
     pub threads: usize,
     /// Directory holding the HMMER / BLAST+ programs; `None` searches `PATH`.
     pub tool_dir: Option<PathBuf>,
@@ -158,7 +158,8 @@ impl BaselineOptions {
         if self.threads > 0 {
             self.threads
         } else {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+            // The process's worker count (`--threads`), by default all cores.
+            rayon::current_num_threads()
         }
     }
 

@@ -39,9 +39,6 @@ pub struct BaselineArgs {
     /// Where the HMM / BLAST databases are cached (keyed by a digest of the training data).
     #[arg(long, default_value = "data/baselines")]
     pub work_dir: PathBuf,
-    /// Parallel tool processes (0: all cores).
-    #[arg(long, default_value_t = 0)]
-    pub threads: usize,
     /// Directory holding hmmbuild/hmmpress/hmmsearch or makeblastdb/blastp (default: search PATH).
     #[arg(long)]
     pub tool_dir: Option<PathBuf>,
@@ -61,7 +58,6 @@ impl BaselineArgs {
     fn validate(self) -> anyhow::Result<BaselineConfig> {
         let data = self.data.open()?;
         let mut options = BaselineOptions::new(self.work_dir);
-        options.threads = self.threads;
         options.tool_dir = self.tool_dir;
         options.hmm_max = self.max;
         Ok(BaselineConfig {

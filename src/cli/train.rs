@@ -34,7 +34,7 @@ pub struct ClassifierArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// MLP hidden layer sizes, comma separated.
-    #[arg(long, value_delimiter = ',', default_values_t = [500usize, 100, 100, 1000])]
+    #[arg(long, value_delimiter = ',', default_value = "500,100,100,1000")]
     pub hidden: Vec<usize>,
     /// MLP hidden activation: `identity` (the paper's) or `relu`.
     #[arg(long, default_value = "identity", value_parser = ["identity", "relu"])]
