@@ -30,7 +30,7 @@ pub mod window;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    #[error("unknown model {0:?}: not a registry name (see `protfam models list`) nor a directory{}", did_you_mean(.0))]
+    #[error("unknown model {0:?}: not a registry name (see `protfam models list`) nor a directory{suggestion}", suggestion = did_you_mean(.0))]
     UnknownModel(String),
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
