@@ -171,10 +171,8 @@ impl Calibration {
     /// Writes `calibration.json` into the classifier directory (atomically).
     pub fn save(&self, classifier_dir: &Path) -> Result<PathBuf, AnnotateError> {
         let path = Self::path(classifier_dir);
-        let tmp = path.with_extension("json.tmp");
         let json = serde_json::to_string_pretty(self).expect("calibration serialises");
-        std::fs::write(&tmp, json).map_err(|e| io_err(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
+        crate::atomic::write_bytes_atomic(&path, json.as_bytes()).map_err(|e| io_err(&path, e))?;
         Ok(path)
     }
 

@@ -408,10 +408,13 @@ pub fn describe(dir: &Path) -> Result<String, ClassifierError> {
     let mut s = String::new();
     let training_digest = if ResidueKnn::is_saved_in(dir) {
         let saved = crate::residue::classifier::SavedResidueKnn::read(dir)?;
+        // Its weights are the residue store: unusable (missing, damaged) is an error.
+        crate::residue::ResidueStore::open(&saved.store_dir)?;
         describe_residue(&mut s, dir, &saved);
         saved.store_data_digest.clone()
     } else if dir.join(VECTOR_META_FILE).is_file() {
-        let meta = SavedClassifier::load_meta(dir)?;
+        // `info` is how a user checks a directory: the weights' checksums too.
+        let meta = SavedClassifier::verify(dir)?;
         describe_vector(&mut s, dir, &meta);
         meta.training.digest.clone()
     } else {
@@ -433,7 +436,7 @@ pub fn describe_json(dir: &Path) -> Result<String, ClassifierError> {
         let saved = crate::residue::classifier::SavedResidueKnn::read(dir)?;
         Ok(serde_json::to_string_pretty(&saved).expect("saved form serialises"))
     } else if dir.join(VECTOR_META_FILE).is_file() {
-        let meta = SavedClassifier::load_meta(dir)?;
+        let meta = SavedClassifier::verify(dir)?;
         Ok(serde_json::to_string_pretty(&meta).expect("metadata serialises"))
     } else {
         Err(ClassifierError::NotAClassifier(dir.to_path_buf()))
@@ -444,6 +447,10 @@ fn describe_vector(s: &mut String, dir: &Path, meta: &crate::classify::saved::Cl
     let _ = writeln!(s, "classifier: {}", meta.classifier);
     let _ = writeln!(s, "directory: {}", dir.display());
     let _ = writeln!(s, "created by: {}", meta.created_by);
+    let _ = writeln!(
+        s,
+        "integrity: weights.safetensors and labels.json match their SHA-256 checksums"
+    );
     let params = serde_json::to_value(&meta.params).unwrap_or_default();
     let _ = writeln!(s, "hyper-parameters: {}", params.get("params").unwrap_or(&params));
     let e = &meta.embedder;

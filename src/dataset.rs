@@ -81,11 +81,12 @@ impl Split {
             name: name.into(),
             parts: Default::default(),
         };
-        if !split.dir().is_dir() {
-            return Err(DatasetError::NoSplit(split.dir()));
-        }
+        // Absolute before the check too, so the error says where it looked.
         if let Ok(absolute) = std::path::absolute(&split.root) {
             split.root = absolute;
+        }
+        if !split.dir().is_dir() {
+            return Err(DatasetError::NoSplit(split.dir()));
         }
         Ok(split)
     }

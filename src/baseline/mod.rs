@@ -38,7 +38,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::cache::atomic::write_bytes_atomic;
+use crate::atomic::write_bytes_atomic;
 use crate::io::{Family, ReadError};
 use crate::metrics::ReportRow;
 
@@ -488,11 +488,11 @@ fn ensure_database(
     };
     let json = serde_json::to_string_pretty(&manifest).expect("manifest serializes");
     let partial_manifest = partial.join(MANIFEST);
-    std::fs::write(&partial_manifest, json).map_err(|e| io_error(&partial_manifest, e))?;
+    write_bytes_atomic(&partial_manifest, json.as_bytes()).map_err(|e| io_error(&partial_manifest, e))?;
     if dir.exists() {
         std::fs::remove_dir_all(dir).map_err(|e| io_error(dir, e))?;
     }
-    std::fs::rename(&partial, dir).map_err(|e| io_error(dir, e))?;
+    crate::atomic::rename_durable(&partial, dir).map_err(|e| io_error(dir, e))?;
     Ok((manifest, false))
 }
 

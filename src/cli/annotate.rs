@@ -292,7 +292,7 @@ fn finish(
     };
     match &args.output {
         Some(path) => {
-            protfam::cache::atomic::write_atomic(path, |file| write(file))
+            protfam::atomic::write_atomic(path, |file| write(file))
                 .with_context(|| format!("cannot write {}", path.display()))?;
         }
         None => {

@@ -300,8 +300,7 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<ExitCode> {
     let (vectors, summaries) = embed_input(embedder.as_ref(), &input, &cache, opts, args.output.is_some())?;
     if let Some(path) = &args.summary_json {
         let json = serde_json::to_vec_pretty(&summaries)?;
-        protfam::cache::atomic::write_bytes_atomic(path, &json)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        protfam::atomic::write_bytes_atomic(path, &json).with_context(|| format!("cannot write {}", path.display()))?;
     }
     if let (Some(path), Some(vectors)) = (&args.output, vectors) {
         write_output(path, &vectors, embedder.as_ref())?;

@@ -81,6 +81,8 @@ pub struct Reader<R> {
     line: Vec<u8>,
     queue: VecDeque<Result<Record, ReadError>>,
     finished: bool,
+    /// A record (or record error) was produced: an input without any is an error.
+    any_record: bool,
 }
 
 impl<R: BufRead> Reader<R> {
@@ -97,6 +99,7 @@ impl<R: BufRead> Reader<R> {
             line: Vec::new(),
             queue: VecDeque::new(),
             finished: false,
+            any_record: false,
         }
     }
 
@@ -435,11 +438,23 @@ impl<R: BufRead> Iterator for Reader<R> {
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             if let Some(item) = self.queue.pop_front() {
+                self.any_record = true;
                 return Some(item);
             }
-            match self.next_alignment()? {
-                Ok(alignment) => self.queue.extend(alignment.records),
-                Err(error) => return Some(Err(error)),
+            match self.next_alignment() {
+                Some(Ok(alignment)) => self.queue.extend(alignment.records),
+                Some(Err(error)) => {
+                    self.any_record = true;
+                    return Some(Err(error));
+                }
+                None if !self.any_record => {
+                    self.any_record = true;
+                    return Some(Err(ReadError::new(
+                        &self.name,
+                        "no Stockholm record (the input is empty or its alignments have no sequences)",
+                    )));
+                }
+                None => return None,
             }
         }
     }

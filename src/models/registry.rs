@@ -516,7 +516,7 @@ fn fetch_inner(
             message: e.to_string(),
         })?;
     }
-    fs::rename(&partial, &dir).map_err(|e| ModelError::File {
+    crate::atomic::rename_durable(&partial, &dir).map_err(|e| ModelError::File {
         path: dir.clone(),
         message: e.to_string(),
     })?;

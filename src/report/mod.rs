@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cache::atomic::write_bytes_atomic;
+use crate::atomic::write_bytes_atomic;
 pub use crate::metrics::ReportRow;
 use crate::metrics::{CSV_SCALAR_COLUMNS, SIZE_BINS};
 
