@@ -422,8 +422,13 @@ mod tests {
         let records = ok(">x\tdesc here\nACDE");
         assert_eq!(records[0].description, "desc here");
         assert_eq!(records[0].sequence, "ACDE");
-        assert!(ok("").is_empty());
-        assert!(ok("\n\n  \n").is_empty());
+        // An input with no record is an error naming the file (one rule for every reader).
+        for empty in ["", "\n\n  \n"] {
+            let out = read(empty);
+            assert_eq!(out.len(), 1, "{empty:?}");
+            let err = out[0].as_ref().unwrap_err().to_string();
+            assert!(err.contains("t.fa") && err.contains("no FASTA record"), "{err}");
+        }
     }
 
     #[test]
@@ -488,10 +493,16 @@ mod tests {
     }
 
     #[test]
-    fn non_utf8_header_is_read_lossily() {
+    fn non_utf8_id_is_a_record_error_and_a_non_utf8_description_is_read_lossily() {
+        // An id that is not UTF-8 would silently become another id: refused, naming the byte.
         let bytes = b">id\xff rest\nMK\n";
         let records: Vec<_> = Reader::new(&bytes[..]).collect();
-        assert_eq!(records[0].as_ref().unwrap().id, "id\u{fffd}");
+        let err = records[0].as_ref().unwrap_err();
+        assert!(err.is_skippable() && err.to_string().contains("0xff"), "{err}");
+        let bytes = b">id rest\xff\nMK\n";
+        let records: Vec<_> = Reader::new(&bytes[..]).collect();
+        let record = records[0].as_ref().unwrap();
+        assert_eq!((record.id.as_str(), record.description.as_str()), ("id", "rest\u{fffd}"));
     }
 
     #[test]
