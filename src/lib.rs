@@ -16,6 +16,7 @@ pub mod embedder;
 pub mod evaluate;
 pub mod gemm;
 pub mod io;
+pub mod lowp;
 pub mod metrics;
 pub mod models;
 pub mod pipeline;
