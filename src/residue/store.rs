@@ -458,7 +458,7 @@ impl ResidueStore {
             .batch_tokens
             .unwrap_or_else(|| embedder.default_batch_tokens())
             .max(1);
-        let progress = crate::cli::progress_bar(records.len() as u64, "sequences");
+        let progress = crate::progress::bar(records.len() as u64, "sequences");
         let mut shards = Vec::new();
         for (i, chunk) in records.chunks(plan.shard_sequences).enumerate() {
             let path = dir.join(shard_name(i));
