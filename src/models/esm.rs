@@ -561,6 +561,10 @@ impl EsmSelfOutput {
             dense: candle_nn::linear(cfg.hidden_size, cfg.hidden_size, vb.pp("dense"))?,
         })
     }
+
+    pub fn forward(&self, hidden: &Tensor, input: &Tensor) -> candle_core::Result<Tensor> {
+        self.dense.forward(hidden)? + input
+    }
 }
 
 /// `EsmAttention`: pre-LayerNorm self-attention block.
@@ -604,6 +608,10 @@ impl EsmIntermediate {
             dense: candle_nn::linear(cfg.hidden_size, cfg.intermediate_size, vb.pp("dense"))?,
         })
     }
+
+    pub fn forward(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
+        self.dense.forward(hidden)?.gelu_erf()
+    }
 }
 
 /// `EsmOutput`: down-projection plus residual.
@@ -617,6 +625,10 @@ impl EsmOutput {
         Ok(EsmOutput {
             dense: candle_nn::linear(cfg.intermediate_size, cfg.hidden_size, vb.pp("dense"))?,
         })
+    }
+
+    pub fn forward(&self, hidden: &Tensor, input: &Tensor) -> candle_core::Result<Tensor> {
+        self.dense.forward(hidden)? + input
     }
 }
 
