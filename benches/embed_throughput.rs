@@ -125,6 +125,9 @@ fn run_protfam_dtype(model: &str, dtype: &str, fasta: &Path, cache: &Path, work:
     })
 }
 
+/// One ESM mode's measure and pooled vectors (when they could be read back).
+type EsmRun = Result<(Measure, Option<Vec<Vec<f32>>>), String>;
+
 /// The pooled vectors a `protfam embed` run left in `cache`, in the order of `sequences`.
 fn cached_pooled(cache: &Path, sequences: &[&str]) -> Result<Vec<Vec<f32>>, String> {
     let mut models = protfam::cache::Cache::new(cache).models().map_err(|e| e.to_string())?;
@@ -273,7 +276,7 @@ fn main() {
         let sequences: Vec<&str> = records.iter().map(|r| r.sequence.as_str()).collect();
         let flops: f64 = sequences.iter().map(|s| esm_flops(s.len(), 480, 1920, 12)).sum();
         let (f32_peak, bf16_peak) = measured_peaks();
-        let peer = |bf16: bool| {
+        let peer = |bf16: bool| -> EsmRun {
             let mut args = n_arg.clone();
             let pooled = work.join(if bf16 { "esm-peer-bf16.f32" } else { "esm-peer-f32.f32" });
             args.extend(["--save-pooled".to_string(), pooled.display().to_string()]);
@@ -286,7 +289,7 @@ fn main() {
         };
         let torch_f32 = peer(false);
         let torch_bf16 = peer(true);
-        let ours = |dtype: &str| {
+        let ours = |dtype: &str| -> EsmRun {
             if !model_dir.join("config.json").is_file() {
                 return Err("the peer did not write the model (torch + transformers missing?)".to_string());
             }
@@ -312,7 +315,7 @@ fn main() {
             "{:<16} {:>9} {:>9} {:>8} {:>16} {:>9} {:>12} {:>12}",
             "mode", "res/s", "GFLOP/s", "% peak", "vs best PyTorch", "MiB", "max|d| f32", "mean|d| f32"
         );
-        let f32_pooled = |r: &Result<(Measure, Option<Vec<Vec<f32>>>), String>| {
+        let f32_pooled = |r: &EsmRun| {
             r.as_ref().ok().and_then(|(_, p)| p.clone())
         };
         let (torch_ref, protfam_ref) = (f32_pooled(&torch_f32), f32_pooled(&protfam_f32));

@@ -396,8 +396,8 @@ struct Operands {
 }
 
 /// `k` is walked in chunks of this many 32-deep steps, so that the panel pair of `b` a chunk
-/// reads (32 x 256 bf16, 16 KiB) stays in L1 while the task's row blocks of `a` pass under it.
-const K_CHUNK_BLOCKS: usize = 8;
+/// reads (32 x 512 bf16, 32 KiB) stays in L1 while the task's row blocks of `a` pass under it.
+const K_CHUNK_BLOCKS: usize = 16;
 
 /// The bf16 levels: tasks of [`ROWS_PER_TASK`] x [`COLUMNS_PER_TASK`] outputs, each a loop of
 /// 32 x 32 kernel calls over chunks of `k` (outermost), panel pairs of `b`, then row blocks of
@@ -536,6 +536,7 @@ mod amx {
     /// # Safety
     /// The CPU has AMX and the process holds the tile-data permission.
     pub(super) unsafe fn configure() {
+        // Tiles 8-15 do not exist in palette 1: their entries must stay zero.
         let mut cfg = TileConfig {
             palette: 1,
             start_row: 0,
@@ -543,10 +544,8 @@ mod amx {
             column_bytes: [0; 16],
             rows: [0; 16],
         };
-        for t in 0..8 {
-            cfg.column_bytes[t] = 64;
-            cfg.rows[t] = TILE as u8;
-        }
+        cfg.column_bytes[..8].fill(64);
+        cfg.rows[..8].fill(TILE as u8);
         asm!("ldtilecfg [{}]", in(reg) &cfg, options(nostack, readonly));
     }
 
