@@ -263,6 +263,40 @@ pub fn matmul_abt_strided(
     (out, out_stride): (&mut [f32], usize),
     accumulate: bool,
 ) {
+    product((a, a_stride), m, b, (out, out_stride), accumulate, Terms::default());
+}
+
+/// `out = round(a) · round(b)ᵀ + bias (+ residual)`: PyTorch's `Linear` (`b` the `[out, in]`
+/// weight, `bias` one value per column, `residual` m x n like `out`), all contiguous. The bias and
+/// residual are added in f32 as each block of outputs is written, with no pass of their own.
+pub fn matmul_abt_bias(a: &[f32], m: usize, b: &PackedRhs, bias: &[f32], residual: Option<&[f32]>, out: &mut [f32]) {
+    assert_eq!(bias.len(), b.n, "bias is not one value per column");
+    if let Some(residual) = residual {
+        assert_eq!(residual.len(), m * b.n, "residual is not m x n");
+    }
+    let terms = Terms {
+        bias: Some(bias),
+        residual,
+    };
+    product((a, b.k), m, b, (out, b.n), false, terms);
+}
+
+/// What is added to the product as it is written: a value per column, and a matrix laid out like
+/// `out`.
+#[derive(Clone, Copy, Default)]
+struct Terms<'a> {
+    bias: Option<&'a [f32]>,
+    residual: Option<&'a [f32]>,
+}
+
+fn product(
+    (a, a_stride): (&[f32], usize),
+    m: usize,
+    b: &PackedRhs,
+    (out, out_stride): (&mut [f32], usize),
+    accumulate: bool,
+    terms: Terms,
+) {
     let (n, k) = (b.n, b.k);
     assert!(a_stride >= k && out_stride >= n, "row strides shorter than rows");
     if m == 0 || n == 0 {
@@ -270,13 +304,24 @@ pub fn matmul_abt_strided(
     }
     assert!(a.len() >= (m - 1) * a_stride + k, "a is not m x k");
     assert!(out.len() >= (m - 1) * out_stride + n, "out is not m x n");
-    if k == 0 {
-        if !accumulate {
-            for row in out.chunks_mut(out_stride).take(m) {
-                row[..n].fill(0.0);
+    if let Some(residual) = terms.residual {
+        assert!(residual.len() >= (m - 1) * out_stride + n, "residual is not laid out like out");
+    }
+    let has_terms = terms.bias.is_some() || terms.residual.is_some();
+    if k == 0 || (b.level == Level::F32 && has_terms) {
+        // out = [out +] bias + residual first; the f32 product then adds onto it.
+        for (i, row) in out.chunks_mut(out_stride).take(m).enumerate() {
+            for (j, o) in row[..n].iter_mut().enumerate() {
+                let base = if accumulate { *o } else { 0.0 };
+                *o = base
+                    + terms.bias.map_or(0.0, |bias| bias[j])
+                    + terms.residual.map_or(0.0, |residual| residual[i * out_stride + j]);
             }
         }
-        return;
+        if k == 0 {
+            return;
+        }
+        return wide_product(a, a_stride, m, b, out, out_stride, true);
     }
     match b.level {
         Level::F32 => wide_product(a, a_stride, m, b, out, out_stride, accumulate),
@@ -284,7 +329,7 @@ pub fn matmul_abt_strided(
             let mut scratch = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
             let kp = k.next_multiple_of(K_BLOCK);
             round_rows(a, a_stride, m, k, kp, &mut scratch);
-            tiled_product(&scratch, kp, m, b, out, out_stride, accumulate);
+            tiled_product(&scratch, kp, m, b, (out, out_stride), accumulate, terms);
             // A nested call (from a task this thread stole meanwhile) found the slot empty and
             // used its own buffer; keep the larger.
             SCRATCH.with(|s| {
@@ -382,6 +427,16 @@ struct OutBlock {
     /// Valid rows and columns (32 except at the edges).
     rows: usize,
     cols: usize,
+    /// The block's bias values and residual block (same stride), or null: added once, with the
+    /// first chunk of `k`.
+    bias: *const f32,
+    residual: *const f32,
+}
+
+impl OutBlock {
+    fn has_terms(&self) -> bool {
+        !self.bias.is_null() || !self.residual.is_null()
+    }
 }
 
 /// What one 32 x 32 kernel call reads: `k_count` consecutive 32-deep tiles of two 16-row blocks
@@ -407,9 +462,9 @@ fn tiled_product(
     kp: usize,
     m: usize,
     b: &PackedRhs,
-    out: &mut [f32],
-    out_stride: usize,
+    (out, out_stride): (&mut [f32], usize),
     accumulate: bool,
+    terms: Terms,
 ) {
     let n = b.n;
     let k_blocks = kp / K_BLOCK;
@@ -434,6 +489,7 @@ fn tiled_product(
                             tile_stride,
                             k_count,
                         };
+                        let first = k0 == 0;
                         let block = OutBlock {
                             // SAFETY (of the offset): i < m and j < n, inside `out` (asserted
                             // m x n with `out_stride`).
@@ -441,6 +497,14 @@ fn tiled_product(
                             stride: out_stride,
                             rows: BLOCK.min(m - i),
                             cols: BLOCK.min(n - j),
+                            bias: match terms.bias {
+                                Some(bias) if first => bias[j..].as_ptr(),
+                                _ => std::ptr::null(),
+                            },
+                            residual: match terms.residual {
+                                Some(residual) if first => residual[i * out_stride + j..].as_ptr(),
+                                _ => std::ptr::null(),
+                            },
                         };
                         kernel(operands, block, onto);
                     }
@@ -476,16 +540,24 @@ fn tiled_product(
     }
 }
 
-/// Adds (or copies) a 32 x 32 block computed in `tmp` (row stride 32) into its place in `out`.
+/// Writes a 32 x 32 block computed in `tmp` (row stride 32) to its place in `out`, plus its bias
+/// and residual terms, onto what `out` holds when `accumulate`.
 ///
 /// # Safety
-/// `block` must describe writable memory.
+/// `block` must describe writable memory, and its terms readable memory of the same shape.
 #[cfg(target_arch = "x86_64")]
 unsafe fn write_block(tmp: &[f32; BLOCK * BLOCK], block: &OutBlock, accumulate: bool) {
     for r in 0..block.rows {
         let dst = block.ptr.add(r * block.stride);
-        for c in 0..block.cols {
-            let v = tmp[r * BLOCK + c];
+        let src = &tmp[r * BLOCK..r * BLOCK + block.cols];
+        for (c, &v) in src.iter().enumerate() {
+            let mut v = v;
+            if !block.bias.is_null() {
+                v += *block.bias.add(c);
+            }
+            if !block.residual.is_null() {
+                v += *block.residual.add(r * block.stride + c);
+            }
             *dst.add(c) = if accumulate { *dst.add(c) + v } else { v };
         }
     }
@@ -606,7 +678,7 @@ mod amx {
                 options(nostack, nomem)
             );
         }
-        if full {
+        if full && !block.has_terms() {
             tile_store!("0", c, out_bytes);
             tile_store!("1", c.add(TILE), out_bytes);
             tile_store!("2", c.add(TILE * block.stride), out_bytes);
@@ -618,7 +690,8 @@ mod amx {
             tile_store!("1", t.add(TILE), BLOCK * 4);
             tile_store!("2", t.add(TILE * BLOCK), BLOCK * 4);
             tile_store!("3", t.add(TILE * BLOCK + TILE), BLOCK * 4);
-            write_block(&tmp, &block, accumulate);
+            // What was loaded from `out` is in the tiles already.
+            write_block(&tmp, &block, accumulate && !full);
         }
     }
 }
@@ -765,6 +838,39 @@ mod tests {
                             "{level:?} {m}x{n}x{k} acc={accumulate} at {idx}: {} vs {want}",
                             out[idx]
                         );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bias_and_residual_are_added_at_every_level() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        // 1100 deep: three chunks of k, the terms added once.
+        for (m, n, k) in [(3, 5, 7), (70, 45, 1100), (64, 64, 480)] {
+            let a = random(m * k, 11);
+            let b = random(n * k, 12);
+            let bias = random(n, 13);
+            let residual = random(m * n, 14);
+            let (exact, scale) = reference(&a, &b, m, n, k);
+            for level in levels() {
+                let packed = PackedRhs::pack_at(&b, n, k, level);
+                for with_residual in [false, true] {
+                    let mut out = vec![f32::NAN; m * n];
+                    let residual = with_residual.then_some(residual.as_slice());
+                    pool.install(|| matmul_abt_bias(&a, m, &packed, &bias, residual, &mut out));
+                    for i in 0..m {
+                        for j in 0..n {
+                            let idx = i * n + j;
+                            let want = exact[idx] + bias[j] as f64 + residual.map_or(0.0, |r| r[idx] as f64);
+                            let err = (out[idx] as f64 - want).abs();
+                            assert!(
+                                err <= 1e-5 * (scale[idx] + 2.0) + 1e-6,
+                                "{level:?} {m}x{n}x{k} residual={with_residual} at ({i}, {j}): {} vs {want}",
+                                out[idx]
+                            );
+                        }
                     }
                 }
             }

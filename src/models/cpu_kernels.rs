@@ -60,8 +60,8 @@ pub fn linear_bf16(
 ) {
     assert_eq!(weight.n(), bias.len(), "weight is not [out, in] for this bias");
     assert_eq!(x.len(), rows * weight.k(), "input is not [rows, in]");
-    fill_bias(bias, residual, out);
-    crate::lowp::matmul_abt(x, rows, weight, out, true);
+    assert_eq!(out.len(), rows * weight.n(), "output is not [rows, out]");
+    crate::lowp::matmul_abt_bias(x, rows, weight, bias, residual, out);
 }
 
 /// `out` = `bias` (+ `residual`) row by row: starting from them lets the GEMM accumulate onto
