@@ -27,19 +27,20 @@
 //! through [`PackedRhs::pack_at`].
 //!
 //! # Why own kernels
-//! Three means were weighed. The `gemm` crate's f16 kernels have no bf16 type
-//! and never use AMX or `vdpbf16ps`. Debian's oneDNN 2.6.3 (`libdnnl-dev`)
-//! has AMX kernels, but through its C API it would make the binary depend on a
-//! system C++ library that only Debian/Ubuntu x86 users have, and its matmul
-//! primitive repacks the weights on every call unless one goes through its
-//! primitive cache and memory descriptors for each shape. The products here
-//! have few shapes (`k` = hidden or intermediate size, `m` = tokens of a
-//! batch), so a 2 x 2-tile AMX kernel (32 x 32 outputs, the four accumulators
-//! fed by two row tiles of `a` and two column tiles of the pre-packed `b`) and
-//! an 8 x 32 `vdpbf16ps` kernel, both on one VNNI packing of `b` made at load,
-//! cover them with no dependency. Measured on this CPU (2 cores,
-//! `lowp::tests` and `benches/embed_throughput.rs`), see the README's bench
-//! table.
+//! Three means were weighed. The `gemm` crate's half-precision kernels are
+//! f16 only (no bf16 type) and use neither AMX nor `vdpbf16ps`. Debian's
+//! oneDNN 2.6.3 (`libdnnl-dev`) would make the binary depend on a system C++
+//! library that only Debian/Ubuntu x86 users have (the product is one
+//! self-contained binary on any x86-64 and aarch64), its matmul primitive
+//! works through memory descriptors and a primitive per shape, and whether
+//! 2.6.3 enables its AMX kernels by default was not established here (it was
+//! not measured against these kernels). The products here have few shapes
+//! (`k` = hidden or intermediate size, `m` = tokens of a batch), so a
+//! 2 x 2-tile AMX kernel (32 x 32 outputs: four accumulator tiles fed by two
+//! row tiles of `a` and two column tiles of the pre-packed `b`) and an 8 x 32
+//! `vdpbf16ps` kernel, both on one packing of `b` made at load, cover them
+//! with no dependency. Their speed, against PyTorch's oneDNN in the same run,
+//! is in `benches/embed_throughput.rs` (the GEMM peak line and the ESM rows).
 //!
 //! # Layouts
 //! [`PackedRhs`] stores `b` (n x k) in the VNNI layout both bf16 kernels read:
