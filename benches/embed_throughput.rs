@@ -315,9 +315,7 @@ fn main() {
             "{:<16} {:>9} {:>9} {:>8} {:>16} {:>9} {:>12} {:>12}",
             "mode", "res/s", "GFLOP/s", "% peak", "vs best PyTorch", "MiB", "max|d| f32", "mean|d| f32"
         );
-        let f32_pooled = |r: &EsmRun| {
-            r.as_ref().ok().and_then(|(_, p)| p.clone())
-        };
+        let f32_pooled = |r: &EsmRun| r.as_ref().ok().and_then(|(_, p)| p.clone());
         let (torch_ref, protfam_ref) = (f32_pooled(&torch_f32), f32_pooled(&protfam_f32));
         for (label, result, peak, reference) in [
             ("protfam f32", &protfam_f32, f32_peak, None),

@@ -306,7 +306,10 @@ fn product(
     assert!(a.len() >= (m - 1) * a_stride + k, "a is not m x k");
     assert!(out.len() >= (m - 1) * out_stride + n, "out is not m x n");
     if let Some(residual) = terms.residual {
-        assert!(residual.len() >= (m - 1) * out_stride + n, "residual is not laid out like out");
+        assert!(
+            residual.len() >= (m - 1) * out_stride + n,
+            "residual is not laid out like out"
+        );
     }
     let has_terms = terms.bias.is_some() || terms.residual.is_some();
     if k == 0 || (b.level == Level::F32 && has_terms) {
@@ -358,7 +361,11 @@ fn round_rows(a: &[f32], a_stride: usize, m: usize, k: usize, kp: usize, scratch
             vectorised(|| {
                 for r in 0..TILE {
                     let i = block * TILE + r;
-                    let row = if i < m { &a[i * a_stride..i * a_stride + k] } else { &[][..] };
+                    let row = if i < m {
+                        &a[i * a_stride..i * a_stride + k]
+                    } else {
+                        &[][..]
+                    };
                     for (kb, tile) in tiles.chunks_exact_mut(PANEL_BLOCK).enumerate() {
                         let dst = &mut tile[r * K_BLOCK..(r + 1) * K_BLOCK];
                         let start = (kb * K_BLOCK).min(row.len());
@@ -572,7 +579,7 @@ mod amx {
 
     use std::arch::asm;
 
-    use super::{write_block, OutBlock, Operands, BLOCK, PANEL_BLOCK, TILE};
+    use super::{write_block, Operands, OutBlock, BLOCK, PANEL_BLOCK, TILE};
 
     /// Asks Linux for the AMX tile-data state (once per process; the grant covers all threads).
     pub(super) fn request_permission() -> bool {
@@ -584,7 +591,10 @@ mod amx {
             // xsave features.
             let rc = unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) };
             if rc != 0 {
-                tracing::debug!("AMX tile data not granted by the kernel: {}", std::io::Error::last_os_error());
+                tracing::debug!(
+                    "AMX tile data not granted by the kernel: {}",
+                    std::io::Error::last_os_error()
+                );
             }
             rc == 0
         }
@@ -657,7 +667,13 @@ mod amx {
             tile_load!("2", c.add(TILE * block.stride), out_bytes);
             tile_load!("3", c.add(TILE * block.stride + TILE), out_bytes);
         } else {
-            asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
+            asm!(
+                "tilezero tmm0",
+                "tilezero tmm1",
+                "tilezero tmm2",
+                "tilezero tmm3",
+                options(nostack, nomem)
+            );
         }
         let Operands {
             a,
@@ -705,7 +721,7 @@ mod avx512 {
 
     use std::arch::x86_64::*;
 
-    use super::{write_block, OutBlock, Operands, BLOCK, K_BLOCK, PANEL_BLOCK, TILE};
+    use super::{write_block, Operands, OutBlock, BLOCK, K_BLOCK, PANEL_BLOCK, TILE};
 
     /// Rows per register block: 8 rows x 2 panels = 16 accumulators of the 32 registers.
     const ROWS: usize = 8;
@@ -821,7 +837,14 @@ mod tests {
     #[test]
     fn every_level_matches_the_f64_reference_of_the_rounded_operands() {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
-        for (m, n, k) in [(1, 1, 1), (5, 7, 3), (32, 32, 32), (33, 47, 65), (130, 300, 480), (64, 96, 1000)] {
+        for (m, n, k) in [
+            (1, 1, 1),
+            (5, 7, 3),
+            (32, 32, 32),
+            (33, 47, 65),
+            (130, 300, 480),
+            (64, 96, 1000),
+        ] {
             let a = random(m * k, 1);
             let b = random(n * k, 2);
             let (exact, scale) = reference(&a, &b, m, n, k);
@@ -884,7 +907,9 @@ mod tests {
         let (a_stride, out_stride) = (k + 13, n + 9);
         let a = random(m * a_stride, 5);
         let b = random(n * k, 6);
-        let dense: Vec<f32> = (0..m).flat_map(|i| a[i * a_stride..i * a_stride + k].to_vec()).collect();
+        let dense: Vec<f32> = (0..m)
+            .flat_map(|i| a[i * a_stride..i * a_stride + k].to_vec())
+            .collect();
         for level in levels() {
             let packed = PackedRhs::pack_at(&b, n, k, level);
             let mut want = vec![0f32; m * n];
@@ -892,7 +917,11 @@ mod tests {
             let mut out = vec![-7f32; m * out_stride];
             matmul_abt_strided((&a, a_stride), m, &packed, (&mut out, out_stride), false);
             for i in 0..m {
-                assert_eq!(&out[i * out_stride..i * out_stride + n], &want[i * n..(i + 1) * n], "{level:?}");
+                assert_eq!(
+                    &out[i * out_stride..i * out_stride + n],
+                    &want[i * n..(i + 1) * n],
+                    "{level:?}"
+                );
                 assert!(out[i * out_stride + n..(i + 1) * out_stride].iter().all(|&v| v == -7.0));
             }
         }

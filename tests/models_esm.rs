@@ -380,14 +380,21 @@ fn bf16_on_cpu_stays_within_bf16_rounding_and_is_cached_apart() {
         let f32_model = load(dir.to_str().unwrap(), &opts(None)).unwrap();
         assert_eq!(model.spec().dtype, "bf16");
         assert_eq!(f32_model.spec().dtype, "f32");
-        assert_ne!(model.spec().key(), f32_model.spec().key(), "{name}: bf16 and f32 share a cache key");
+        assert_ne!(
+            model.spec().key(),
+            f32_model.spec().key(),
+            "{name}: bf16 and f32 share a cache key"
+        );
         let seqs: Vec<&str> = reference.sequences.iter().map(String::as_str).collect();
         let residues = model.embed_residues(&seqs).unwrap();
         let mut worst = 0f32;
         for (i, ours) in residues.iter().enumerate() {
             worst = worst.max(max_abs_diff_rows(ours, &reference.matrix(&format!("residues_{i}"))));
         }
-        assert!(worst <= 0.1, "{name}: bf16 residues differ from transformers f32 by {worst}");
+        assert!(
+            worst <= 0.1,
+            "{name}: bf16 residues differ from transformers f32 by {worst}"
+        );
         assert!(worst > 1e-6, "{name}: bf16 products changed nothing (not taken?)");
         let pooled = model.embed_pooled(&seqs).unwrap();
         for (i, (p, w)) in pooled.iter().zip(&reference.matrix("pooled")).enumerate() {

@@ -481,7 +481,14 @@ mod tests {
         let mut want = vec![0f32; rows * n_out];
         linear(&round(&x), rows, &round(&w), &b, Some(&residual), &mut want);
         let mut out = vec![f32::NAN; rows * n_out];
-        linear_bf16(&x, rows, &PackedRhs::pack(&w, n_out, n_in), &b, Some(&residual), &mut out);
+        linear_bf16(
+            &x,
+            rows,
+            &PackedRhs::pack(&w, n_out, n_in),
+            &b,
+            Some(&residual),
+            &mut out,
+        );
         // Same exact products, f32 sums in another order.
         assert!(max_abs_diff(&out, &want) < 1e-5);
     }

