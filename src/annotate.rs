@@ -171,10 +171,8 @@ impl Calibration {
     /// Writes `calibration.json` into the classifier directory (atomically).
     pub fn save(&self, classifier_dir: &Path) -> Result<PathBuf, AnnotateError> {
         let path = Self::path(classifier_dir);
-        let tmp = path.with_extension("json.tmp");
         let json = serde_json::to_string_pretty(self).expect("calibration serialises");
-        std::fs::write(&tmp, json).map_err(|e| io_err(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
+        crate::atomic::write_bytes_atomic(&path, json.as_bytes()).map_err(|e| io_err(&path, e))?;
         Ok(path)
     }
 
@@ -327,6 +325,25 @@ pub struct Annotation {
     pub note: String,
 }
 
+impl Annotation {
+    /// A row that names no family (an invalid record, or a query with no candidate at all).
+    fn without_family(id: &str, annotation: &str, length: usize, note: String) -> Self {
+        Annotation {
+            id: id.to_string(),
+            annotation: annotation.to_string(),
+            family_id: String::new(),
+            family_accession: String::new(),
+            score: None,
+            confident: false,
+            next_best: Vec::new(),
+            nearest_id: None,
+            nearest_distance: None,
+            length,
+            note,
+        }
+    }
+}
+
 /// One input record as read: a valid one to be predicted, or one that was not readable.
 #[derive(Debug, Clone, PartialEq)]
 pub enum InputItem {
@@ -392,19 +409,7 @@ pub fn annotations(
     items
         .iter()
         .map(|item| match item {
-            InputItem::Invalid { id, message } => Annotation {
-                id: id.clone(),
-                annotation: INVALID_RECORD.to_string(),
-                family_id: String::new(),
-                family_accession: String::new(),
-                score: None,
-                confident: false,
-                next_best: Vec::new(),
-                nearest_id: None,
-                nearest_distance: None,
-                length: 0,
-                note: message.clone(),
-            },
+            InputItem::Invalid { id, message } => Annotation::without_family(id, INVALID_RECORD, 0, message.clone()),
             InputItem::Valid { id, length, note } => {
                 let outcome = outcomes.next().expect("one outcome per valid record");
                 let with_reason = |note: &str| match &outcome.abstained {
@@ -413,19 +418,7 @@ pub fn annotations(
                     None => note.to_string(),
                 };
                 let Some(p) = &outcome.prediction else {
-                    return Annotation {
-                        id: id.clone(),
-                        annotation: NO_CONFIDENT_FAMILY.to_string(),
-                        family_id: String::new(),
-                        family_accession: String::new(),
-                        score: None,
-                        confident: false,
-                        next_best: Vec::new(),
-                        nearest_id: None,
-                        nearest_distance: None,
-                        length: *length,
-                        note: with_reason(note),
-                    };
+                    return Annotation::without_family(id, NO_CONFIDENT_FAMILY, *length, with_reason(note));
                 };
                 let family = vocab.family(p.class);
                 let confident = outcome.abstained.is_none() && calibration.is_none_or(|c| c.is_confident(p));
@@ -747,8 +740,14 @@ mod tests {
             abstained: Some("no searchable residue".into()),
         };
         let rows = annotations(&items, &abstaining, &vocab, &train_ids, None, 3);
-        assert_eq!((rows[0].annotation.as_str(), rows[0].confident), (NO_CONFIDENT_FAMILY, false));
-        assert_eq!((rows[0].family_id.as_str(), rows[0].note.as_str()), ("Kinase", "score under the floor"));
+        assert_eq!(
+            (rows[0].annotation.as_str(), rows[0].confident),
+            (NO_CONFIDENT_FAMILY, false)
+        );
+        assert_eq!(
+            (rows[0].family_id.as_str(), rows[0].note.as_str()),
+            ("Kinase", "score under the floor")
+        );
         assert_eq!(rows[2].annotation, NO_CONFIDENT_FAMILY);
         assert!(rows[2].family_id.is_empty() && rows[2].score.is_none());
         assert_eq!(rows[2].note, "duplicate id (first at line 1); no searchable residue");

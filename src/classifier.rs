@@ -32,7 +32,11 @@ pub enum ClassifierError {
     #[error(
         "embedder {name} loaded here ({here}) differs from the one the classifier was trained with ({trained}): different weights or settings"
     )]
-    EmbedderMismatch { name: String, here: String, trained: String },
+    EmbedderMismatch {
+        name: String,
+        here: String,
+        trained: String,
+    },
     #[error("cannot load the classifier's embedder {name:?}")]
     Model {
         name: String,
@@ -114,33 +118,10 @@ impl std::str::FromStr for ClassifierName {
             "residue-knn-simple" => Ok(ClassifierName::Residue(ResidueVariant::SimpleVote)),
             _ => Err(ClassifierError::UnknownName {
                 name: s.to_string(),
-                suggestion: closest(s, &ClassifierName::ALL).map(str::to_string),
+                suggestion: crate::suggest::closest(s, &ClassifierName::ALL).map(str::to_string),
             }),
         }
     }
-}
-
-/// The known name nearest to `s` by edit distance, when it is near enough to be a typo.
-pub fn closest<'a>(s: &str, known: &[&'a str]) -> Option<&'a str> {
-    known
-        .iter()
-        .map(|k| (edit_distance(s, k), *k))
-        .min()
-        .filter(|(d, k)| *d <= 3.max(k.len() / 3) && *d < k.len())
-        .map(|(_, k)| k)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut row = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            row[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(row[j] + 1);
-        }
-        prev = row;
-    }
-    prev[b.len()]
 }
 
 /// Hyper-parameters of a classifier of either family.
@@ -427,10 +408,13 @@ pub fn describe(dir: &Path) -> Result<String, ClassifierError> {
     let mut s = String::new();
     let training_digest = if ResidueKnn::is_saved_in(dir) {
         let saved = crate::residue::classifier::SavedResidueKnn::read(dir)?;
+        // Its weights are the residue store: unusable (missing, damaged) is an error.
+        crate::residue::ResidueStore::open(&saved.store_dir)?;
         describe_residue(&mut s, dir, &saved);
         saved.store_data_digest.clone()
     } else if dir.join(VECTOR_META_FILE).is_file() {
-        let meta = SavedClassifier::load_meta(dir)?;
+        // `info` is how a user checks a directory: the weights' checksums too.
+        let meta = SavedClassifier::verify(dir)?;
         describe_vector(&mut s, dir, &meta);
         meta.training.digest.clone()
     } else {
@@ -452,7 +436,7 @@ pub fn describe_json(dir: &Path) -> Result<String, ClassifierError> {
         let saved = crate::residue::classifier::SavedResidueKnn::read(dir)?;
         Ok(serde_json::to_string_pretty(&saved).expect("saved form serialises"))
     } else if dir.join(VECTOR_META_FILE).is_file() {
-        let meta = SavedClassifier::load_meta(dir)?;
+        let meta = SavedClassifier::verify(dir)?;
         Ok(serde_json::to_string_pretty(&meta).expect("metadata serialises"))
     } else {
         Err(ClassifierError::NotAClassifier(dir.to_path_buf()))
@@ -463,6 +447,10 @@ fn describe_vector(s: &mut String, dir: &Path, meta: &crate::classify::saved::Cl
     let _ = writeln!(s, "classifier: {}", meta.classifier);
     let _ = writeln!(s, "directory: {}", dir.display());
     let _ = writeln!(s, "created by: {}", meta.created_by);
+    let _ = writeln!(
+        s,
+        "integrity: weights.safetensors and labels.json match their SHA-256 checksums"
+    );
     let params = serde_json::to_value(&meta.params).unwrap_or_default();
     let _ = writeln!(s, "hyper-parameters: {}", params.get("params").unwrap_or(&params));
     let e = &meta.embedder;
@@ -510,7 +498,14 @@ fn describe_residue(s: &mut String, dir: &Path, saved: &crate::residue::classifi
         serde_json::to_string(&saved.params).unwrap_or_default()
     );
     let e = &saved.embedder;
-    let _ = writeln!(s, "embedder: {} ({}, dim {}) key {}", e.name, e.architecture, e.dim, e.key());
+    let _ = writeln!(
+        s,
+        "embedder: {} ({}, dim {}) key {}",
+        e.name,
+        e.architecture,
+        e.dim,
+        e.key()
+    );
     let _ = writeln!(s, "embedder weights digest: {}", e.weights_digest);
     let _ = writeln!(s, "training data: {}", saved.source);
     let store = match crate::residue::ResidueStore::open(&saved.store_dir) {

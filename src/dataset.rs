@@ -51,7 +51,10 @@ pub fn find_root(explicit: Option<&Path>) -> Result<PathBuf, DatasetError> {
 /// levels below its checkout).
 pub fn bundled_root() -> Option<PathBuf> {
     let mut bases = vec![PathBuf::from(".")];
-    if let Some(exe_dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+    if let Some(exe_dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
         bases.extend(exe_dir.ancestors().take(4).map(Path::to_path_buf));
     }
     bases
@@ -69,13 +72,19 @@ pub struct Split {
 }
 
 impl Split {
-    /// The split `name` under `root`; fails when its directory is missing.
+    /// The split `name` under `root`; fails when its directory is missing. The
+    /// root is made absolute, so sources recorded from it (a classifier's
+    /// training split) still resolve from another working directory.
     pub fn open(root: impl Into<PathBuf>, name: impl Into<String>) -> Result<Split, DatasetError> {
-        let split = Split {
+        let mut split = Split {
             root: root.into(),
             name: name.into(),
             parts: Default::default(),
         };
+        // Absolute before the check too, so the error says where it looked.
+        if let Ok(absolute) = std::path::absolute(&split.root) {
+            split.root = absolute;
+        }
         if !split.dir().is_dir() {
             return Err(DatasetError::NoSplit(split.dir()));
         }
@@ -152,7 +161,10 @@ mod tests {
     fn write_split(root: &Path) {
         let header = "family_id,sequence_name,family_accession,aligned_sequence,sequence\n";
         for (part, rows) in [
-            ("train", "Fam_A,S1/1-4,PF00001.1,ACDE,ACDE\nFam_B,S2/1-4,PF00002.1,FGHI,FGHI\n"),
+            (
+                "train",
+                "Fam_A,S1/1-4,PF00001.1,ACDE,ACDE\nFam_B,S2/1-4,PF00002.1,FGHI,FGHI\n",
+            ),
             ("dev", "Fam_A,S3/1-4,PF00001.1,ACDF,ACDF\n"),
             ("test", "Fam_B,S4/1-4,PF00002.1,FGHK,FGHK\n"),
         ] {
@@ -174,7 +186,9 @@ mod tests {
         let digest = split.digest().unwrap();
         assert_eq!(digest, Split::open(dir.path(), "split").unwrap().digest().unwrap());
         let shard = dir.path().join("split/test/data-00000-of-00001");
-        let text = std::fs::read_to_string(&shard).unwrap().replace("FGHK,FGHK", "FGHM,FGHM");
+        let text = std::fs::read_to_string(&shard)
+            .unwrap()
+            .replace("FGHK,FGHK", "FGHM,FGHM");
         std::fs::write(&shard, text).unwrap();
         assert_ne!(digest, Split::open(dir.path(), "split").unwrap().digest().unwrap());
     }

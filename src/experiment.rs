@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use crate::baseline::{self, BaselineError, BaselineKind, BaselineOptions, BaselinePrediction};
 use crate::cache::Cache;
-use crate::classifier::ClassifierError;
+use crate::classifier::{ClassifierError, ClassifierPlan};
 use crate::classify::saved::{ClassifierParams, SavedClassifier};
 use crate::classify::{ClassifyError, Prediction};
 use crate::dataset::{DatasetError, Split};
@@ -38,7 +38,7 @@ pub enum ExperimentError {
     #[error(transparent)]
     Classify(#[from] ClassifyError),
     #[error(transparent)]
-    Classifier(#[from] ClassifierError),
+    Classifier(Box<ClassifierError>),
     #[error(transparent)]
     Residue(#[from] ResidueError),
     #[error(transparent)]
@@ -51,7 +51,7 @@ pub enum ExperimentError {
     Pipeline {
         model: String,
         #[source]
-        source: PipelineError,
+        source: Box<PipelineError>,
     },
     #[error("cannot load model {model:?}")]
     Model {
@@ -63,6 +63,12 @@ pub enum ExperimentError {
     Vectors { model: String, message: String },
     #[error("{0} needs the split's records and embedders, which this vector source does not give")]
     NeedsSplit(String),
+}
+
+impl From<ClassifierError> for ExperimentError {
+    fn from(e: ClassifierError) -> Self {
+        ExperimentError::Classifier(Box::new(e))
+    }
 }
 
 /// Gives the labelled vectors of one part (`train`, `dev`, `test`) of a split
@@ -115,7 +121,7 @@ impl VectorSource for CacheSource<'_> {
         let set = crate::pipeline::load_vectors(embedder, &self.cache, self.split, part, &opts).map_err(|source| {
             ExperimentError::Pipeline {
                 model: model.to_string(),
-                source,
+                source: Box::new(source),
             }
         })?;
         bar.finish_and_clear();
@@ -184,6 +190,14 @@ impl Plan {
             report_dir,
         }
     }
+
+    /// Adds a classifier of either family to the plan.
+    pub fn add_classifier(&mut self, classifier: ClassifierPlan) {
+        match classifier {
+            ClassifierPlan::Vector(p) => self.classifiers.push(p),
+            ClassifierPlan::Residue(p) => self.residue_classifiers.push(p),
+        }
+    }
 }
 
 /// What [`run`] did.
@@ -223,7 +237,12 @@ impl Keeper<'_> {
 
     fn keep(&mut self, embedder_key: &str, row: ReportRow) -> Result<(), ExperimentError> {
         if let Some(runs) = &self.plan.run_cache {
-            runs.record(embedder_key, &self.plan.split, self.digest.as_deref().unwrap_or(""), &row)?;
+            runs.record(
+                embedder_key,
+                &self.plan.split,
+                self.digest.as_deref().unwrap_or(""),
+                &row,
+            )?;
         }
         report::write_report(&self.paths, std::slice::from_ref(&row))?;
         self.summary.computed += 1;
@@ -269,7 +288,13 @@ fn run_baseline(kind: BaselineKind, source: &mut dyn VectorSource, keeper: &mut 
         .ok_or_else(|| ExperimentError::NeedsSplit(format!("the {kind} baseline")))?;
     tracing::info!("running the {kind} baseline on {}", split.dir().display());
     let run = baseline::run_baseline_detailed(kind, split, &keeper.plan.baseline_options)?;
-    baseline::write_reports(&keeper.plan.report_dir, kind, &keeper.plan.split, &run.row, &run.predictions)?;
+    baseline::write_reports(
+        &keeper.plan.report_dir,
+        kind,
+        &keeper.plan.split,
+        &run.row,
+        &run.predictions,
+    )?;
     write_predictions(
         &keeper.paths.predictions(&run.row.embedding, &run.row.classifier),
         &baseline_prediction_rows(&run.predictions),
@@ -483,4 +508,3 @@ pub fn score_rows(
         predict_seconds,
     )
 }
-

@@ -7,6 +7,7 @@
 //! [`evaluate`] measures them against HMM and BLAST [`baseline`]s.
 
 pub mod annotate;
+pub mod atomic;
 pub mod baseline;
 pub mod cache;
 pub mod classifier;
@@ -14,6 +15,8 @@ pub mod classify;
 pub mod dataset;
 pub mod embedder;
 pub mod experiment;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gemm;
 pub mod io;
 pub mod lowp;
@@ -25,4 +28,5 @@ pub mod progress;
 pub mod report;
 pub mod residue;
 pub mod simd;
+pub mod suggest;
 pub mod vectors;

@@ -32,7 +32,6 @@
 //! Indexed Job) cover a dataset exactly once between them.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::cache::{sequence_hash, Cache, CacheError, ModelCache, SeqHash};
@@ -241,7 +240,14 @@ pub fn embed_into<I>(
 where
     I: IntoIterator<Item = Result<Record, ReadError>>,
 {
-    run(embedder, records.into_iter(), source, cache, opts, keep == Keep::Vectors)
+    run(
+        embedder,
+        records.into_iter(),
+        source,
+        cache,
+        opts,
+        keep == Keep::Vectors,
+    )
 }
 
 /// Embeds records into the cache (nothing is kept in memory beyond a chunk).
@@ -329,6 +335,8 @@ struct Run<'a> {
     summary: EmbedSummary,
     started: Instant,
     last_flush: Instant,
+    /// Chunks another process had claimed (its hashes, our misses): done at the end.
+    deferred: Vec<(Vec<SeqHash>, Vec<Pending>)>,
 }
 
 fn run<I>(
@@ -365,6 +373,7 @@ where
         summary: EmbedSummary::default(),
         started: Instant::now(),
         last_flush: Instant::now(),
+        deferred: Vec::new(),
     };
     let outcome = state.process(records);
     // Whatever happened, vectors already computed reach the disk.
@@ -406,8 +415,11 @@ impl Run<'_> {
             self.resolve_chunk(chunk)?;
             match end {
                 ChunkEnd::Full => continue,
-                ChunkEnd::Exhausted => return Ok(()),
-                ChunkEnd::Failed(e) => return Err(e),
+                ChunkEnd::Exhausted => return self.finish_deferred(),
+                ChunkEnd::Failed(e) => {
+                    self.finish_deferred()?;
+                    return Err(e);
+                }
             }
         }
     }
@@ -511,11 +523,55 @@ impl Run<'_> {
         }
     }
 
-    /// Serves a chunk's sequences from the cache and embeds the rest.
+    /// Serves a chunk's sequences from the cache and embeds the rest, unless
+    /// another process has claimed the chunk (then it waits for the end).
     fn resolve_chunk(&mut self, chunk: Vec<Pending>) -> Result<(), PipelineError> {
         if chunk.is_empty() {
             return Ok(());
         }
+        let hashes: Vec<SeqHash> = chunk.iter().map(|p| p.hash).collect();
+        let misses = self.serve_cached(chunk)?;
+        if misses.is_empty() {
+            return Ok(());
+        }
+        match self.cache.claim(&hashes, false)? {
+            Some(claim) => {
+                // Another process may have finished it between our lookup and the claim.
+                let misses = if self.cache.refresh()? > 0 {
+                    self.serve_cached(misses)?
+                } else {
+                    misses
+                };
+                self.embed_claimed(misses, claim)
+            }
+            None => {
+                tracing::info!(
+                    "{} sequences claimed by another run on {}; coming back to them at the end",
+                    misses.len(),
+                    self.cache.dir().display()
+                );
+                self.deferred.push((hashes, misses));
+                Ok(())
+            }
+        }
+    }
+
+    /// Waits for the chunks other processes claimed, then embeds what they left.
+    fn finish_deferred(&mut self) -> Result<(), PipelineError> {
+        for (hashes, misses) in std::mem::take(&mut self.deferred) {
+            let claim = self
+                .cache
+                .claim(&hashes, true)?
+                .expect("a blocking claim always returns one");
+            self.cache.refresh()?;
+            let misses = self.serve_cached(misses)?;
+            self.embed_claimed(misses, claim)?;
+        }
+        Ok(())
+    }
+
+    /// Fills the sequences the cache has; returns the others.
+    fn serve_cached(&mut self, chunk: Vec<Pending>) -> Result<Vec<Pending>, PipelineError> {
         let hashes: Vec<SeqHash> = chunk.iter().map(|p| p.hash).collect();
         let found = self.cache.get_many(&hashes)?;
         let mut misses = Vec::new();
@@ -528,6 +584,14 @@ impl Run<'_> {
                 }
                 None => misses.push(pending),
             }
+        }
+        Ok(misses)
+    }
+
+    /// Embeds a claimed chunk's misses and writes them before the claim is released.
+    fn embed_claimed(&mut self, mut misses: Vec<Pending>, claim: crate::cache::Claim) -> Result<(), PipelineError> {
+        if misses.is_empty() {
+            return Ok(());
         }
         // Longest first: similar lengths share a batch (little padding) and the
         // largest batches, which need the most memory, run before hours are spent.
@@ -553,6 +617,10 @@ impl Run<'_> {
                 self.last_flush = Instant::now();
             }
         }
+        // On disk before the claim goes: a waiting process then finds these vectors.
+        self.cache.flush()?;
+        self.last_flush = Instant::now();
+        drop(claim);
         Ok(())
     }
 

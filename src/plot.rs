@@ -85,16 +85,22 @@ fn both(
     register_font();
     std::fs::create_dir_all(dir).map_err(|e| draw_err(dir, e))?;
     let (svg, png) = output_paths(dir, name);
-    {
-        let root = SVGBackend::new(&svg, size).into_drawing_area();
-        draw_svg(&root).map_err(|e| draw_err(&svg, e))?;
-        root.present().map_err(|e| draw_err(&svg, e))?;
-    }
-    {
-        let root = BitMapBackend::new(&png, size).into_drawing_area();
-        draw_png(&root).map_err(|e| draw_err(&png, e))?;
-        root.present().map_err(|e| draw_err(&png, e))?;
-    }
+    // plotters writes a path itself: it draws into a temporary file that the
+    // crate's atomic writer syncs and renames (a plot is never half written).
+    let atomic = |target: &Path, draw: &dyn Fn(&Path) -> Result<(), String>| {
+        crate::atomic::write_atomic_via_path(target, |tmp| draw(tmp).map_err(std::io::Error::other))
+            .map_err(|e| draw_err(target, e))
+    };
+    atomic(&svg, &|tmp| {
+        let root = SVGBackend::new(tmp, size).into_drawing_area();
+        draw_svg(&root)?;
+        root.present().map_err(|e| e.to_string())
+    })?;
+    atomic(&png, &|tmp| {
+        let root = BitMapBackend::new(tmp, size).into_drawing_area();
+        draw_png(&root)?;
+        root.present().map_err(|e| e.to_string())
+    })?;
     Ok((svg, png))
 }
 

@@ -50,8 +50,7 @@ pub fn log_lines(len: u64, unit: &str, every: Duration) -> ProgressBar {
         Some(len),
         ProgressDrawTarget::term_like_with_hz(Box::new(LogLines::new(every, std::io::stderr())), 1),
     );
-    let template =
-        format!("progress [{{elapsed_precise}}] {{msg}} {{pos}}/{{len}} {unit} ({{per_sec}}, ETA {{eta}})");
+    let template = format!("progress [{{elapsed_precise}}] {{msg}} {{pos}}/{{len}} {unit} ({{per_sec}}, ETA {{eta}})");
     if let Ok(style) = ProgressStyle::with_template(&template) {
         bar.set_style(style);
     }

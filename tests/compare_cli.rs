@@ -4,10 +4,9 @@
 mod common;
 
 use common::data_root;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use assert_cmd::Command;
-
 
 fn compare(tmp: &Path) -> std::process::Output {
     Command::cargo_bin("protfam")

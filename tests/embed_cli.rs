@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use protfam::cache::{Cache, ModelCache, SeqHash};
 
-
 fn models_dir() -> PathBuf {
     let dir = std::env::var_os("PROTFAM_MODELS")
         .map(PathBuf::from)

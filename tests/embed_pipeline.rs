@@ -85,7 +85,6 @@ impl Embedder for CompositionEmbedder {
     }
 }
 
-
 fn dev_records() -> Vec<Record> {
     pfam_csv::read_part(&data_root(), "clustered_split", "dev")
         .unwrap()
@@ -118,7 +117,8 @@ fn dev_part_is_embedded_once_then_served_from_cache() {
         ..Default::default()
     };
     let root = data_root();
-    let first = pipeline::load_vectors(&embedder, &cache, &root, "clustered_split", "dev", &opts).unwrap();
+    let split = protfam::dataset::Split::open(&root, "clustered_split").unwrap();
+    let first = pipeline::load_vectors(&embedder, &cache, &split, "dev", &opts).unwrap();
     let records = dev_records();
     assert_eq!(first.len(), records.len());
     assert_eq!(first.dim, embedder.spec().dim);
@@ -421,4 +421,101 @@ fn unirep64_through_the_pipeline_equals_one_by_one() {
     let (again, second) = pipeline::embed_to_vectors(embedder.as_ref(), ok(records), "dev", &cache, &opts).unwrap();
     assert_eq!(second.embedded, 0);
     assert_eq!(again, vectors, "cached vectors are bit-identical");
+}
+
+/// `index.json`'s row and distinct-vector counts.
+fn index_counts(cache: &Cache, spec: &EmbedderSpec) -> (u64, u64) {
+    let text = std::fs::read_to_string(cache.model_dir(spec).join("index.json")).unwrap();
+    let index: serde_json::Value = serde_json::from_str(&text).unwrap();
+    (index["rows"].as_u64().unwrap(), index["vectors"].as_u64().unwrap())
+}
+
+/// Issue 15 item 8: a chunk another process has claimed is skipped, the rest
+/// is embedded, and the run then waits for the claim and serves that chunk
+/// from what the other process wrote, embedding it no second time.
+#[test]
+fn a_chunk_claimed_by_another_writer_is_waited_for_not_embedded_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::new(dir.path());
+    let embedder = CompositionEmbedder::new();
+    let mut records = dev_records();
+    records.truncate(40);
+    let mut seen = std::collections::HashSet::new();
+    records.retain(|r| seen.insert(r.sequence.clone()));
+    // One sequence per chunk, so the first chunk is exactly the first sequence.
+    let opts = EmbedOptions {
+        chunk_residues: 1,
+        ..Default::default()
+    };
+    let first = sequence_hash(&records[0].sequence);
+    let last = sequence_hash(&records.last().unwrap().sequence);
+    let mut other = cache.open_model(embedder.spec()).unwrap();
+    let claim = other.claim(&[first], false).unwrap().expect("nobody holds it yet");
+    let summary = std::thread::scope(|s| {
+        let run = s.spawn(|| pipeline::embed_records(&embedder, ok(records.clone()), "dev", &cache, &opts));
+        // Wait until the run has done everything but the claimed chunk.
+        let started = std::time::Instant::now();
+        loop {
+            other.refresh().unwrap();
+            if other.contains(&last) {
+                break;
+            }
+            assert!(
+                started.elapsed().as_secs() < 120,
+                "the run never got past the claimed chunk"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(!other.contains(&first), "the claimed chunk was embedded by the run");
+        let v = embedder
+            .embed_pooled(&[records[0].sequence.as_str()])
+            .unwrap()
+            .remove(0);
+        other.insert(first, &v).unwrap();
+        other.flush().unwrap();
+        drop(claim);
+        run.join().unwrap().unwrap()
+    });
+    assert_eq!(summary.embedded, records.len() - 1);
+    assert_eq!(summary.cached, 1);
+    let n = records.len() as u64;
+    assert_eq!(index_counts(&cache, embedder.spec()), (n, n));
+    assert_eq!(all_vectors(&cache, embedder.spec()).len(), records.len());
+}
+
+/// Issue 15 item 8: two writers on one cache at once embed each sequence once
+/// between them, and `index.json` counts distinct vectors.
+#[test]
+fn two_concurrent_writers_embed_each_sequence_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::new(dir.path());
+    let records = dev_records();
+    let distinct: std::collections::HashSet<&str> = records.iter().map(|r| r.sequence.as_str()).collect();
+    let opts = EmbedOptions {
+        chunk_residues: 3000,
+        ..Default::default()
+    };
+    let (a, b) = (CompositionEmbedder::new(), CompositionEmbedder::new());
+    let barrier = std::sync::Barrier::new(2);
+    let (sa, sb) = std::thread::scope(|s| {
+        let ta = s.spawn(|| {
+            barrier.wait();
+            pipeline::embed_records(&a, ok(records.clone()), "dev", &cache, &opts).unwrap()
+        });
+        let tb = s.spawn(|| {
+            barrier.wait();
+            pipeline::embed_records(&b, ok(records.clone()), "dev", &cache, &opts).unwrap()
+        });
+        (ta.join().unwrap(), tb.join().unwrap())
+    });
+    assert_eq!(sa.embedded + sb.embedded, distinct.len(), "{sa:?} / {sb:?}");
+    assert_eq!(sa.embedded + sa.cached, distinct.len());
+    assert_eq!(sb.embedded + sb.cached, distinct.len());
+    let n = distinct.len() as u64;
+    assert_eq!(index_counts(&cache, a.spec()), (n, n));
+    let vectors = all_vectors(&cache, a.spec());
+    for r in &records {
+        let expected = a.embed_pooled(&[r.sequence.as_str()]).unwrap().remove(0);
+        assert_eq!(vectors[&sequence_hash(&r.sequence)], expected, "{}", r.id);
+    }
 }

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use protfam::io::{alphabet, fasta, pfam_csv, stockholm, ReadError, Record};
 use rand::{Rng, SeedableRng};
 
-
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/io").join(name)
 }

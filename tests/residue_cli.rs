@@ -117,10 +117,11 @@ fn residue_knn_through_evaluate_compare_train_annotate_and_info() {
     .arg(&reports);
     with_paths(&mut cmd);
     let (stdout, stderr) = run_ok(&mut cmd, "evaluate");
+    // One table format for every report (crate::report): embedding, then classifier.
     for label in [
-        "| knn | near |",
-        "| residue-knn-simple | near |",
-        "| residue-knn | near |",
+        "| near | knn |",
+        "| near | residue-knn-simple |",
+        "| near | residue-knn |",
     ] {
         assert!(stdout.contains(label), "{label} row in the table:\n{stdout}");
     }

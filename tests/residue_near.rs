@@ -13,13 +13,12 @@ use common::data_root;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use protfam::dataset::read_part;
 use protfam::io::vocab::LabelVocab;
 use protfam::io::Record;
 use protfam::models::LoadOptions;
 use protfam::residue::classifier::QueryHits;
-use protfam::dataset::read_part;
 use protfam::residue::{ResidueKnnParams, ScoreParams};
-
 
 fn near_dir() -> PathBuf {
     let dir = std::env::var_os("PROTFAM_MODELS")

@@ -111,7 +111,7 @@ pub fn build_database(
                         accession: accession.clone(),
                         source: Box::new(e),
                     })?;
-                std::fs::rename(&partial, &model).map_err(|e| io_error(&model, e))?;
+                crate::atomic::rename_durable(&partial, &model).map_err(|e| io_error(&model, e))?;
                 let _ = std::fs::remove_file(&sto);
                 let _ = std::fs::remove_file(&log);
             }
@@ -122,21 +122,22 @@ pub fn build_database(
     bar.finish_and_clear();
 
     let database = dir.join(DATABASE);
-    let mut out = BufWriter::new(File::create(&database).map_err(|e| io_error(&database, e))?);
     let mut index = String::new();
     let mut offset = 0u64;
-    for family in &train.families {
-        let accession = &family.family.accession;
-        let model = families_dir.join(format!("{accession}.hmm"));
-        let text = std::fs::read(&model).map_err(|e| io_error(&model, e))?;
-        out.write_all(&text).map_err(|e| io_error(&database, e))?;
-        index.push_str(&format!("{accession}\t{offset}\t{}\n", offset + text.len() as u64));
-        offset += text.len() as u64;
-    }
-    out.flush().map_err(|e| io_error(&database, e))?;
-    drop(out);
+    crate::atomic::write_atomic(&database, |out| {
+        for family in &train.families {
+            let accession = &family.family.accession;
+            let model = families_dir.join(format!("{accession}.hmm"));
+            let text = std::fs::read(&model)?;
+            out.write_all(&text)?;
+            index.push_str(&format!("{accession}\t{offset}\t{}\n", offset + text.len() as u64));
+            offset += text.len() as u64;
+        }
+        Ok(())
+    })
+    .map_err(|e| io_error(&database, e))?;
     let index_path = dir.join(MODEL_INDEX);
-    std::fs::write(&index_path, index).map_err(|e| io_error(&index_path, e))?;
+    crate::atomic::write_bytes_atomic(&index_path, index.as_bytes()).map_err(|e| io_error(&index_path, e))?;
     tools.hmmpress.run(
         &["-f".to_string(), database.display().to_string()],
         None,

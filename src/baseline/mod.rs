@@ -38,7 +38,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::cache::atomic::write_bytes_atomic;
+use crate::atomic::write_bytes_atomic;
 use crate::io::{Family, ReadError};
 use crate::metrics::ReportRow;
 
@@ -132,7 +132,7 @@ pub fn parse_kinds(list: &str) -> Result<Vec<BaselineKind>, BaselineError> {
 pub struct BaselineOptions {
     /// Where databases are cached (`<kind>-<key>/` below it).
     pub work_dir: PathBuf,
-    /// Parallel tool processes; 0 means all cores.
+    /// Parallel tool processes; 0 means the process's worker threads (all cores unless `--threads`).
     pub threads: usize,
     /// Directory holding the HMMER / BLAST+ programs; `None` searches `PATH`.
     pub tool_dir: Option<PathBuf>,
@@ -158,7 +158,8 @@ impl BaselineOptions {
         if self.threads > 0 {
             self.threads
         } else {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+            // The process's worker count (`--threads`), by default all cores.
+            rayon::current_num_threads()
         }
     }
 
@@ -487,11 +488,11 @@ fn ensure_database(
     };
     let json = serde_json::to_string_pretty(&manifest).expect("manifest serializes");
     let partial_manifest = partial.join(MANIFEST);
-    std::fs::write(&partial_manifest, json).map_err(|e| io_error(&partial_manifest, e))?;
+    write_bytes_atomic(&partial_manifest, json.as_bytes()).map_err(|e| io_error(&partial_manifest, e))?;
     if dir.exists() {
         std::fs::remove_dir_all(dir).map_err(|e| io_error(dir, e))?;
     }
-    std::fs::rename(&partial, dir).map_err(|e| io_error(dir, e))?;
+    crate::atomic::rename_durable(&partial, dir).map_err(|e| io_error(dir, e))?;
     Ok((manifest, false))
 }
 
@@ -517,7 +518,10 @@ pub fn write_reports(
     let json = serde_json::to_string_pretty(&vec![row.clone()]).expect("report rows serialize");
     write_atomically(&json_path, json.as_bytes())?;
     let csv_path = report_dir.join(format!("{stem}.csv"));
-    write_atomically(&csv_path, crate::report::csv_table(std::slice::from_ref(row)).as_bytes())?;
+    write_atomically(
+        &csv_path,
+        crate::report::csv_table(std::slice::from_ref(row)).as_bytes(),
+    )?;
     let tsv_path = report_dir.join(format!("{stem}-predictions.tsv"));
     let mut tsv = String::from(
         "sequence_name\ttrue_accession\ttrue_family\tpredicted_accession\tpredicted_family\tscore\tevalue\tcorrect\n",

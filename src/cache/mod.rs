@@ -17,6 +17,7 @@
 //!     index.json                            manifest of the shards (derived, rewritten atomically)
 //!     shards/shard-<ms>-<host>-<pid>-<random>.safetensors
 //!     corrupt/                              damaged shards moved aside, never read
+//!     claims/<digest>.lock                  flock claims of concurrent writers (see below)
 //! ```
 //!
 //! Each shard is a standard safetensors file with two tensors:
@@ -25,7 +26,8 @@
 //! Its `__metadata__` holds `format` = `protfam-embedding-cache/1`,
 //! `spec_key`, `spec` (JSON), `rows`, `dim`, and `sha256.embeddings` /
 //! `sha256.sequence_sha256`, the checksums of the two tensors' bytes.
-//! `index.json` lists every shard with its row count, size and checksums;
+//! `index.json` lists every shard with its row count, size and checksums,
+//! and counts `rows` (over all shards) and `vectors` (distinct sequences);
 //! it is derived from the shards (any run rewrites it), so the shards are the
 //! truth. The same sequence may occur in several shards (after a merge of
 //! overlapping caches, or two concurrent writers); rows are then equal and
@@ -60,11 +62,29 @@
 //! to `corrupt/`, and its sequences count as missing, so they are embedded
 //! again. Any number of processes may read a cache while others write to it.
 //!
-//! The shard writer ([`shard::write_shard`]) and the atomic file helpers
-//! ([`atomic`]) are public so that other stores (per-residue embeddings)
-//! follow the same design.
+//! A shard that is intact but not this directory's (another format, or an
+//! embedder key that disagrees with `spec.json`) is reported and left where it
+//! is: a metadata file that disagrees with the shards never moves good data.
+//! `cache merge` opens its sources read-only ([`ModelCache::open_read_only`]).
+//!
+//! # Concurrent writers
+//! Two runs embedding the same input into one cache (Slurm array tasks on a
+//! shared directory) split the work instead of both doing all of it: before
+//! embedding a chunk's missing sequences the pipeline takes
+//! [`ModelCache::claim`] (an exclusive `flock` on `claims/<chunk digest>.lock`),
+//! skipping chunks another process holds and coming back to them at the end,
+//! when that process has written them ([`ModelCache::refresh`] picks up its
+//! shards). A killed holder's lock is released by the kernel, so its chunk is
+//! then embedded by whoever waits for it. Different inputs never wait on each
+//! other; overlapping ones may embed a shared sequence twice, which costs time
+//! only: rows are equal and each sequence counts once.
+//!
+//! The shard writer ([`shard::write_shard`]) is public and every file goes
+//! through [`crate::atomic`], so other stores (per-residue embeddings,
+//! classifiers, reports) follow the same design.
 
-pub mod atomic;
+/// The crate's one atomic writer, re-exported where the cache's users first found it.
+pub use crate::atomic;
 pub mod shard;
 
 use std::collections::{BTreeMap, HashMap};
@@ -168,6 +188,36 @@ impl Cache {
         Ok(dirs)
     }
 
+    /// Recomputes every shard's checksums under the root (`protfam cache verify`):
+    /// damaged shards go to `corrupt/`; a directory whose `spec.json` disagrees
+    /// with its name or shards is reported and left untouched.
+    pub fn verify(&self) -> Result<Vec<VerifyReport>, CacheError> {
+        let mut reports = Vec::new();
+        for dir in self.model_dirs()? {
+            let report = match ModelCache::open_existing(&dir) {
+                Ok(mut model) => {
+                    let mut problems = model.problems().to_vec();
+                    let (checked, found) = model.verify_all();
+                    problems.extend(found);
+                    VerifyReport {
+                        key: model.key().to_string(),
+                        checked,
+                        vectors: model.stats().vectors,
+                        problems,
+                    }
+                }
+                Err(e) => VerifyReport {
+                    key: dir.file_name().unwrap_or_default().to_string_lossy().into_owned(),
+                    checked: 0,
+                    vectors: 0,
+                    problems: vec![e.to_string()],
+                },
+            };
+            reports.push(report);
+        }
+        Ok(reports)
+    }
+
     /// Opens every embedder's vectors found under the root.
     pub fn models(&self) -> Result<Vec<ModelCache>, CacheError> {
         self.model_dirs()?
@@ -175,6 +225,42 @@ impl Cache {
             .map(|d| ModelCache::open_existing(d))
             .collect()
     }
+}
+
+/// Creates a cache directory, naming it (not its parent) when a file is in the way.
+fn ensure_dir(dir: &Path) -> Result<(), CacheError> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(CacheError::Invalid {
+            path: dir.to_path_buf(),
+            message: "is a file, not the cache's directory: move it away".into(),
+        });
+    }
+    std::fs::create_dir_all(dir).map_err(io_err(dir))
+}
+
+/// Why a shard file is not used.
+enum ShardProblem {
+    /// Unreadable or inconsistent: moved to `corrupt/`.
+    Damaged(ShardError),
+    /// Intact but not this directory's (another format or embedder key): left alone.
+    Foreign(String),
+}
+
+/// Whether a directory name has the shape of an [`EmbedderSpec::key`] (`<name>-<12 hex>`).
+fn is_key_like(name: &str) -> bool {
+    name.rsplit_once('-')
+        .is_some_and(|(_, h)| h.len() == 12 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// What [`Cache::verify`] found in one embedder's directory.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct VerifyReport {
+    pub key: String,
+    /// Shards whose checksums were recomputed.
+    pub checked: usize,
+    pub vectors: usize,
+    /// One line per damaged or foreign shard or unusable directory, each naming its file.
+    pub problems: Vec<String>,
 }
 
 struct LoadedShard {
@@ -216,6 +302,8 @@ pub struct ModelCache {
     pending_values: Vec<f32>,
     pending_index: HashMap<SeqHash, usize>,
     problems: Vec<String>,
+    /// Opened by [`ModelCache::open_read_only`]: nothing on disk is changed.
+    read_only: bool,
 }
 
 impl std::fmt::Debug for ModelCache {
@@ -232,7 +320,8 @@ impl std::fmt::Debug for ModelCache {
 impl ModelCache {
     /// Opens the directory `dir` for `spec`, creating it (and `spec.json`) if needed.
     pub fn open(dir: &Path, spec: &EmbedderSpec) -> Result<Self, CacheError> {
-        std::fs::create_dir_all(dir.join("shards")).map_err(io_err(dir))?;
+        let shards_dir = dir.join("shards");
+        ensure_dir(&shards_dir)?;
         let spec_path = dir.join("spec.json");
         match std::fs::read(&spec_path) {
             Ok(bytes) => {
@@ -243,7 +332,16 @@ impl ModelCache {
                 if &stored != spec {
                     return Err(CacheError::Invalid {
                         path: spec_path,
-                        message: format!("holds vectors of another embedder ({stored:?}), not {spec:?}"),
+                        message: format!(
+                            "describes embedder {} (key {}), but this run's embedder {} has key {}, the \
+                             directory's name: spec.json was edited or copied from another cache. Nothing \
+                             was changed; restore spec.json (every shard keeps the spec it was written \
+                             for in its `spec` metadata) or move the directory away",
+                            stored.name,
+                            stored.key(),
+                            spec.name,
+                            spec.key()
+                        ),
                     });
                 }
             }
@@ -258,30 +356,61 @@ impl ModelCache {
                 })
             }
         }
-        Self::load(dir, spec.clone())
+        Self::load(dir, spec.clone(), false)
     }
 
     /// Opens an existing directory, reading the spec from its `spec.json`.
     pub fn open_existing(dir: &Path) -> Result<Self, CacheError> {
+        let spec = Self::read_spec(dir)?;
+        let shards_dir = dir.join("shards");
+        ensure_dir(&shards_dir)?;
+        Self::load(dir, spec, false)
+    }
+
+    /// Opens an existing directory to read it only (a `merge` source): no
+    /// file is created, moved, deleted or rewritten, and damaged shards are
+    /// only reported ([`ModelCache::problems`]) and skipped.
+    pub fn open_read_only(dir: &Path) -> Result<Self, CacheError> {
+        let spec = Self::read_spec(dir)?;
+        Self::load(dir, spec, true)
+    }
+
+    /// `spec.json`, checked against the directory's name (which is its key):
+    /// an edited spec is reported, never used to judge the shards.
+    fn read_spec(dir: &Path) -> Result<EmbedderSpec, CacheError> {
         let spec_path = dir.join("spec.json");
         let bytes = std::fs::read(&spec_path).map_err(io_err(&spec_path))?;
         let spec: EmbedderSpec = serde_json::from_slice(&bytes).map_err(|e| CacheError::Invalid {
             path: spec_path.clone(),
             message: format!("unreadable embedder spec: {e}"),
         })?;
-        std::fs::create_dir_all(dir.join("shards")).map_err(io_err(dir))?;
-        Self::load(dir, spec)
+        let dir_name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+        if let Some(name) = dir_name.filter(|n| is_key_like(n) && *n != spec.key()) {
+            return Err(CacheError::Invalid {
+                path: spec_path,
+                message: format!(
+                    "describes embedder {} with key {}, but the directory is {name}: spec.json was edited \
+                     or the directory renamed. Nothing was changed; restore spec.json (every shard keeps \
+                     the spec it was written for in its `spec` metadata)",
+                    spec.name,
+                    spec.key()
+                ),
+            });
+        }
+        Ok(spec)
     }
 
-    fn load(dir: &Path, spec: EmbedderSpec) -> Result<Self, CacheError> {
+    fn load(dir: &Path, spec: EmbedderSpec, read_only: bool) -> Result<Self, CacheError> {
         let shards_dir = dir.join("shards");
-        for removed in atomic::remove_stale_temp_files(&shards_dir).map_err(io_err(&shards_dir))? {
-            tracing::info!(
-                "removed unfinished shard {} left by an interrupted run",
-                removed.display()
-            );
+        if !read_only {
+            for removed in atomic::remove_stale_temp_files(&shards_dir).map_err(io_err(&shards_dir))? {
+                tracing::info!(
+                    "removed unfinished shard {} left by an interrupted run",
+                    removed.display()
+                );
+            }
+            let _ = atomic::remove_stale_temp_files(dir);
         }
-        let _ = atomic::remove_stale_temp_files(dir);
         let mut cache = ModelCache {
             dir: dir.to_path_buf(),
             key: spec.key(),
@@ -292,11 +421,17 @@ impl ModelCache {
             pending_values: Vec::new(),
             pending_index: HashMap::new(),
             problems: Vec::new(),
+            read_only,
         };
+        if read_only && !shards_dir.is_dir() {
+            return Ok(cache);
+        }
         for path in cache.shard_paths()? {
             cache.add_shard_file(&path, false);
         }
-        cache.write_index_if_changed()?;
+        if !read_only {
+            cache.write_index_if_changed()?;
+        }
         Ok(cache)
     }
 
@@ -350,32 +485,40 @@ impl ModelCache {
                 });
                 true
             }
-            Err(e) => {
+            Err(ShardProblem::Foreign(message)) => {
+                // Not damaged, only not ours (or our spec.json disagrees): never moved.
+                let line = format!("cache shard {}: {message}; left in place, not used", path.display());
+                tracing::warn!("{line}");
+                self.problems.push(line);
+                false
+            }
+            Err(ShardProblem::Damaged(e)) => {
                 self.quarantine(path, &e.message);
                 false
             }
         }
     }
 
-    fn check_structure(&self, path: &Path) -> Result<(ShardFile, usize), ShardError> {
-        let file = ShardFile::open(path)?;
+    fn check_structure(&self, path: &Path) -> Result<(ShardFile, usize), ShardProblem> {
+        let file = ShardFile::open(path).map_err(ShardProblem::Damaged)?;
         let meta = file.metadata();
         if meta.get("format").map(String::as_str) != Some(FORMAT) {
-            return Err(ShardError::new(
-                path,
-                format!("not a protfam cache shard (format {:?})", meta.get("format")),
-            ));
+            return Err(ShardProblem::Foreign(format!(
+                "not a protfam cache shard (metadata format {})",
+                meta.get("format").map(String::as_str).unwrap_or("missing")
+            )));
         }
         if meta.get("spec_key") != Some(&self.key) {
-            return Err(ShardError::new(
-                path,
-                format!(
-                    "belongs to embedder {:?}, not to this directory's {}",
-                    meta.get("spec_key"),
-                    self.key
-                ),
-            ));
+            return Err(ShardProblem::Foreign(format!(
+                "written for embedder key {}, not for this directory's {} (from spec.json)",
+                meta.get("spec_key").map(String::as_str).unwrap_or("(none)"),
+                self.key
+            )));
         }
+        self.check_tensors(path, file).map_err(ShardProblem::Damaged)
+    }
+
+    fn check_tensors(&self, path: &Path, file: ShardFile) -> Result<(ShardFile, usize), ShardError> {
         let shape = file.shape(EMBEDDINGS)?.to_vec();
         let hash_shape = file.shape(HASHES)?.to_vec();
         if shape.len() != 2 || shape[1] != self.spec.dim || hash_shape != [shape[0], 32] {
@@ -392,13 +535,23 @@ impl ModelCache {
         Ok((file, shape[0]))
     }
 
-    /// Moves a damaged shard to `corrupt/` (best effort) and records the problem.
+    /// Moves a damaged shard to `corrupt/` (best effort) and records the problem;
+    /// read-only caches only record it.
     fn quarantine(&mut self, path: &Path, message: &str) {
+        if self.read_only {
+            let line = format!(
+                "corrupt cache shard {}: {message}; skipped (left in place)",
+                path.display()
+            );
+            tracing::warn!("{line}");
+            self.problems.push(line);
+            return;
+        }
         let corrupt = self.dir.join("corrupt");
         let moved = std::fs::create_dir_all(&corrupt).and_then(|_| {
             let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
             let target = corrupt.join(format!("{}-{name}", atomic::unique_tag()));
-            std::fs::rename(path, &target).map(|_| target)
+            atomic::rename_durable(path, &target).map(|_| target)
         });
         let line = match moved {
             Ok(target) => format!(
@@ -451,7 +604,9 @@ impl ModelCache {
                 self.shards[index].live = false;
                 self.quarantine(&path, &e.message);
                 self.rebuild_map();
-                let _ = self.write_index();
+                if !self.read_only {
+                    let _ = self.write_index();
+                }
                 false
             }
         }
@@ -533,6 +688,64 @@ impl ModelCache {
         Ok(out)
     }
 
+    /// Adds the shards other processes wrote since this cache was opened (or last
+    /// refreshed). Returns how many were added.
+    pub fn refresh(&mut self) -> Result<usize, CacheError> {
+        let known: std::collections::HashSet<String> = self.shards.iter().map(|s| s.info.file.clone()).collect();
+        let mut added = 0;
+        for path in self.shard_paths()? {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if !known.contains(&name) && self.add_shard_file(&path, false) {
+                added += 1;
+            }
+        }
+        Ok(added)
+    }
+
+    /// Claims the work of embedding `hashes` (one pipeline chunk) against other
+    /// processes on this cache: an exclusive `flock` on `claims/<digest>.lock`,
+    /// released when the returned guard drops (or the process dies, however).
+    /// With `wait` false, `Ok(None)` means another process holds the claim now.
+    pub fn claim(&self, hashes: &[SeqHash], wait: bool) -> Result<Option<Claim>, CacheError> {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for hash in hashes {
+            h.update(hash);
+        }
+        let dir = self.dir.join("claims");
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let path = dir.join(format!("{}.lock", &hex::encode(h.finalize())[..24]));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        use std::os::fd::AsRawFd;
+        let flags = if wait {
+            libc::LOCK_EX
+        } else {
+            libc::LOCK_EX | libc::LOCK_NB
+        };
+        loop {
+            // SAFETY: flock on a file descriptor we own; no memory is involved.
+            if unsafe { libc::flock(file.as_raw_fd(), flags) } == 0 {
+                return Ok(Some(Claim { _file: file }));
+            }
+            let e = std::io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EWOULDBLOCK) if !wait => return Ok(None),
+                // A file system without locks: no coordination, the work is merely done twice.
+                Some(libc::ENOLCK) | Some(libc::EOPNOTSUPP) => return Ok(Some(Claim { _file: file })),
+                _ => return Err(CacheError::Io { path, source: e }),
+            }
+        }
+    }
+
     /// Buffers a vector; it reaches disk at the next [`flush`](Self::flush).
     /// A sequence already cached is ignored.
     pub fn insert(&mut self, hash: SeqHash, vector: &[f32]) -> Result<(), CacheError> {
@@ -562,6 +775,12 @@ impl ModelCache {
     pub fn flush(&mut self) -> Result<Option<PathBuf>, CacheError> {
         if self.pending_hashes.is_empty() {
             return Ok(None);
+        }
+        if self.read_only {
+            return Err(CacheError::Invalid {
+                path: self.dir.clone(),
+                message: "opened read-only; not written".into(),
+            });
         }
         let rows = self.pending_hashes.len();
         let name = format!(
@@ -670,6 +889,8 @@ impl ModelCache {
             .collect();
         let mut entries = Vec::new();
         let mut total = 0usize;
+        // Distinct sequences: ours from the map, others' from their hash tensors.
+        let mut extra: std::collections::HashSet<SeqHash> = std::collections::HashSet::new();
         for path in self.shard_paths()? {
             let name = path
                 .file_name()
@@ -679,6 +900,14 @@ impl ModelCache {
                 Some(s) => (s.rows, s.info.clone()),
                 None => match self.check_structure(&path) {
                     Ok((file, rows)) => {
+                        if let Ok(hashes) = file.bytes(HASHES, Dtype::U8) {
+                            for h in hashes.chunks_exact(32) {
+                                let h: SeqHash = h.try_into().expect("32-byte chunk");
+                                if !self.map.contains_key(&h) {
+                                    extra.insert(h);
+                                }
+                            }
+                        }
                         let sha256 = [EMBEDDINGS, HASHES]
                             .iter()
                             .map(|t| {
@@ -712,6 +941,7 @@ impl ModelCache {
             "spec": self.spec,
             "dim": self.spec.dim,
             "rows": total,
+            "vectors": self.map.len() + extra.len(),
             "shards": entries,
         });
         Ok(serde_json::to_vec_pretty(&index).expect("index serialises"))
@@ -749,6 +979,12 @@ impl Drop for ModelCache {
     }
 }
 
+/// A held claim on a chunk of work ([`ModelCache::claim`]); dropping it releases the lock.
+#[derive(Debug)]
+pub struct Claim {
+    _file: std::fs::File,
+}
+
 /// What [`merge`] did for one embedder.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct MergeReport {
@@ -780,7 +1016,8 @@ pub fn merge(sources: &[&Path], into: &Cache, flush_rows: usize) -> Result<Vec<M
             continue;
         }
         for dir in Cache::new(*source).model_dirs()? {
-            let mut src = ModelCache::open_existing(&dir)?;
+            // Sources are inputs: read only, whatever state they are in.
+            let mut src = ModelCache::open_read_only(&dir)?;
             let mut dst = into.open_model(src.spec())?;
             let (mut added, mut present) = (0usize, 0usize);
             let mut failure: Option<CacheError> = None;

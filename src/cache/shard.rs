@@ -3,7 +3,7 @@
 //! A shard is a standard safetensors file (readable with Python's
 //! `safetensors.numpy.load_file`) whose `__metadata__` carries, for each
 //! tensor `T`, the key `sha256.T` = hex SHA-256 of `T`'s raw little-endian
-//! bytes. [`write_shard`] writes it atomically (see [`super::atomic`]);
+//! bytes. [`write_shard`] writes it atomically (see [`crate::atomic`]);
 //! [`ShardFile::open`] memory-maps it and rejects truncated files and broken
 //! headers at once; [`ShardFile::verify`] recomputes the checksums, so a file
 //! damaged after it was written is detected before a single value is used.
@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use safetensors::Dtype;
 use sha2::{Digest, Sha256};
 
-use super::atomic;
+use crate::atomic;
 
 /// Metadata key prefix of a tensor checksum: `sha256.<tensor name>`.
 pub const CHECKSUM_PREFIX: &str = "sha256.";
@@ -198,7 +198,7 @@ pub fn write_shard(
         }
         Ok(())
     })
-    .map_err(|e| ShardError::new(path, format!("cannot write shard: {e}")))?;
+    .map_err(|e| ShardError::new(path, format!("cannot write (nothing was replaced): {e}")))?;
     let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let file = path
         .file_name()

@@ -17,6 +17,11 @@
 //!    neighbour; when the proof fails (near-ties at the candidate boundary) that
 //!    query is searched again exhaustively in f64.
 //!
+//! Any finite input is searched correctly: where the f32 products overflow (values
+//! near `f32::MAX`, whose squared norms or products exceed the f32 range) the
+//! proof cannot be made, and the query falls back to the exhaustive f64 search,
+//! whose squares and sums stay within f64 for every finite f32 vector.
+//!
 //! The result is the same neighbour list an exact f64 brute-force search gives
 //! (scikit-learn's `KNeighborsClassifier(algorithm="brute")` upcasts to f64 too).
 //!
@@ -201,6 +206,13 @@ impl Knn {
                 labels.len()
             )));
         }
+        if params.k > labels.len() {
+            return Err(ClassifyError::InvalidParams(format!(
+                "k = {} neighbours, but there are only {} training vectors",
+                params.k,
+                labels.len()
+            )));
+        }
         if let Some(bad) = labels.iter().find(|&&l| l as usize >= n_classes) {
             return Err(ClassifyError::Data(format!(
                 "class index {bad} outside the {n_classes} classes"
@@ -374,7 +386,8 @@ impl Knn {
     /// k-th exact distance; `<=` keeps equal bounds, so an equal distance at a
     /// lower index still wins its tie.
     fn nearest_by_bounds(&self, q: &[f32], bounds: &[f32], k: usize) -> (Vec<Neighbour>, usize) {
-        if q.iter().any(|v| v.abs() > PRUNE_MAX_ABS) {
+        // Huge components, or bounds the f32 arithmetic could not keep finite, prove nothing.
+        if q.iter().any(|v| v.abs() > PRUNE_MAX_ABS) || bounds.iter().any(|b| !b.is_finite()) {
             return (self.exhaustive(q, k), self.len());
         }
         let exact = |j: u32| Neighbour {
@@ -390,6 +403,9 @@ impl Knn {
         let mut top: Vec<Neighbour> = seeds.items.iter().map(|&(_, j)| exact(j)).collect();
         sort_neighbours(&mut top);
         top.truncate(k);
+        if top.len() < k {
+            return (self.exhaustive(q, k), self.len());
+        }
         let mut kth = top[k - 1].sq_distance;
         let mut rest: Vec<(f32, u32)> = bounds
             .iter()
@@ -471,7 +487,10 @@ impl Knn {
                         let qn = q_sq_norms[q_start + i];
                         for (j, (&dot, &tn)) in row.iter().zip(t_norms).enumerate() {
                             let approx = qn + tn - 2.0 * dot;
-                            if approx < cand.worst() {
+                            if !approx.is_finite() {
+                                // Overflow (inf or NaN): this query's f32 ranking proves nothing.
+                                cand.overflowed = true;
+                            } else if approx < cand.worst() {
                                 cand.insert(approx, (t_start + j) as u32);
                             }
                         }
@@ -488,6 +507,11 @@ impl Knn {
             .enumerate()
             .map(|(qi, cand)| {
                 let q = &queries[qi * d..(qi + 1) * d];
+                if cand.overflowed || cand.items.len() < k || !q_sq_norms[qi].is_finite() || !self.max_norm.is_finite()
+                {
+                    tracing::trace!(query = qi, "kNN f32 distances overflow; exhaustive f64 search");
+                    return self.exhaustive(q, k);
+                }
                 let mut exact: Vec<Neighbour> = cand
                     .items
                     .iter()
@@ -604,6 +628,8 @@ fn sort_neighbours(v: &mut [Neighbour]) {
 struct Candidates {
     cap: usize,
     items: Vec<(f32, u32)>,
+    /// Some approximate distance was not finite: the list cannot be trusted.
+    overflowed: bool,
 }
 
 impl Candidates {
@@ -611,6 +637,7 @@ impl Candidates {
         Candidates {
             cap,
             items: Vec::with_capacity(cap + 1),
+            overflowed: false,
         }
     }
 
@@ -939,6 +966,38 @@ mod tests {
             brute(&train, &huge, 2)
         );
         assert_eq!(got[1][0].index, 7);
+    }
+
+    /// Issue 15 item 1: one training value near `f32::MAX` made `qn + tn - 2 dot`
+    /// overflow, no candidate survived and the search indexed an empty list.
+    #[test]
+    fn finite_values_that_overflow_f32_products_are_searched_exactly() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(15);
+        for (dim, proj) in [(12usize, 0usize), (40, 4)] {
+            let mut rows = clustered(&mut rng, 200, dim, 0.0);
+            rows[3][0] = 3e38;
+            rows[8][1] = -3e38;
+            rows[11] = vec![f32::MAX; dim];
+            let classes: Vec<usize> = (0..200).map(|i| i % 10).collect();
+            let (train, vocab) = labelled(&rows, &classes);
+            for k in [1usize, 3, 200] {
+                let params = KnnParams {
+                    query_block: 7,
+                    train_block: 13,
+                    ..pruned(k, proj)
+                };
+                let knn = params.fit(&train, None, &vocab).unwrap();
+                let mut queries = vec![rows[5].clone(), rows[3].clone(), rows[11].clone()];
+                queries.push(vec![-f32::MAX; dim]);
+                let (qset, _) = labelled(&queries, &[0, 0, 0, 0]);
+                let got = knn.kneighbors(&qset, k).unwrap();
+                for (q, nb) in queries.iter().zip(&got) {
+                    assert_eq!(nb.iter().map(|n| n.index).collect::<Vec<_>>(), brute(&train, q, k));
+                    assert!(nb.iter().all(|n| n.sq_distance.is_finite()));
+                }
+                assert_eq!(knn.predict(&qset).unwrap().len(), 4);
+            }
+        }
     }
 
     #[test]

@@ -52,6 +52,8 @@ pub enum ClassifyError {
     Candle(#[from] candle_core::Error),
     #[error("{path}: {message}")]
     Io { path: String, message: String },
+    #[error(transparent)]
+    Vocab(#[from] crate::io::vocab::VocabError),
     #[error("the classifier was trained on vectors of embedder {expected}, but these come from {found}")]
     EmbedderMismatch { expected: String, found: String },
 }

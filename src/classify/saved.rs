@@ -14,6 +14,12 @@
 //! - `train_ids.txt` (kNN kinds): the id of every training row, one a line, so a
 //!   nearest neighbour can be named.
 //!
+//! Every tensor of `weights.safetensors` has its SHA-256 in the file's
+//! `__metadata__` (`sha256.<tensor>`, as the embedding cache's shards), and so
+//! do `labels.json` and `train_ids.txt` (`file_sha256.<file>`); [`SavedClassifier::load`]
+//! and [`SavedClassifier::verify`] recompute them, so a damaged or edited file is
+//! an error naming the file and tensor, never a silently wrong label.
+//!
 //! Loading gives bit-identical predictions: every tensor is stored as the f32
 //! bytes it was trained to, and derived state (kNN centring) is recomputed by the
 //! same code. Predicting with vectors of another embedder is an error.
@@ -29,12 +35,20 @@ use super::ensemble::{EnsembleMode, KnnEnsemble, KnnEnsembleParams, MlpEnsemble,
 use super::knn::{Knn, KnnParams};
 use super::mlp::{EpochLog, Mlp, MlpParams, Scaler};
 use super::{class_indices, ClassifyError, ComputeDevice, Fit, Predict, Prediction};
+use crate::cache::shard::{sha256_hex, write_shard, ShardFile, TensorData};
 use crate::embedder::EmbedderSpec;
 use crate::io::vocab::LabelVocab;
 use crate::vectors::VectorSet;
 
-/// Version of the directory layout written by [`SavedClassifier::save`].
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the directory layout written by [`SavedClassifier::save`]
+/// (2: `weights.safetensors` carries a SHA-256 per tensor and of `labels.json`
+/// and `train_ids.txt`; version 1 had no checksums and is not read).
+pub const FORMAT_VERSION: u32 = 2;
+
+/// `format` metadata value of a classifier's `weights.safetensors`.
+pub const WEIGHTS_FORMAT: &str = "protfam-classifier-weights/2";
+/// Metadata key prefix of the checksum of a companion file (`file_sha256.labels.json`).
+pub const FILE_CHECKSUM_PREFIX: &str = "file_sha256.";
 
 /// The classifier names of `train --classifier` and `evaluate --classifiers`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
@@ -397,29 +411,46 @@ impl SavedClassifier {
                 }
             }
         }
-        let weights = dir.join("weights.safetensors");
-        let tmp = dir.join(".weights.safetensors.tmp");
-        candle_core::safetensors::save(&tensors, &tmp).map_err(|e| io_err(&tmp, e))?;
-        std::fs::rename(&tmp, &weights).map_err(|e| io_err(&weights, e))?;
-        write_atomic(&dir.join("labels.json"), |p| {
-            self.vocab.save(p).map_err(|e| io_err(p, e))
-        })?;
+        // Companion files first, so the weights' checksums describe files on disk.
+        let labels_path = dir.join("labels.json");
+        self.vocab.save(&labels_path)?;
+        let mut metadata = std::collections::BTreeMap::new();
+        metadata.insert("format".to_string(), WEIGHTS_FORMAT.to_string());
+        let labels_bytes = std::fs::read(&labels_path).map_err(|e| io_err(&labels_path, e))?;
+        metadata.insert(format!("{FILE_CHECKSUM_PREFIX}labels.json"), sha256_hex(&labels_bytes));
+        let ids_path = dir.join("train_ids.txt");
         if !self.train_ids.is_empty() {
             let mut text = self.train_ids.join("\n");
             text.push('\n');
-            write_atomic(&dir.join("train_ids.txt"), |p| {
-                std::fs::write(p, &text).map_err(|e| io_err(p, e))
-            })?;
+            crate::atomic::write_bytes_atomic(&ids_path, text.as_bytes()).map_err(|e| io_err(&ids_path, e))?;
+            metadata.insert(
+                format!("{FILE_CHECKSUM_PREFIX}train_ids.txt"),
+                sha256_hex(text.as_bytes()),
+            );
         }
+        let mut names: Vec<&String> = tensors.keys().collect();
+        names.sort();
+        let mut data = Vec::with_capacity(names.len());
+        for name in names {
+            let t = &tensors[name];
+            let shape = t.dims().to_vec();
+            data.push(match t.dtype() {
+                DType::F32 => TensorData::f32(name, shape, &t.flatten_all()?.to_vec1::<f32>()?),
+                DType::U32 => TensorData::u32(name, shape, &t.flatten_all()?.to_vec1::<u32>()?),
+                other => return Err(io_err(dir, format!("tensor {name}: unexpected dtype {other:?}"))),
+            });
+        }
+        // Every tensor is 4-byte wide, so the name order keeps them aligned.
+        let weights = dir.join("weights.safetensors");
+        write_shard(&weights, &data, &metadata).map_err(|e| io_err(&weights, e.message))?;
         self.save_meta(dir)
     }
 
     /// Rewrites only `classifier.json` (e.g. after adding a calibration).
     pub fn save_meta(&self, dir: &Path) -> Result<(), ClassifyError> {
         let json = serde_json::to_string_pretty(&self.meta).map_err(|e| io_err(dir, e))?;
-        write_atomic(&dir.join("classifier.json"), |p| {
-            std::fs::write(p, &json).map_err(|e| io_err(p, e))
-        })
+        let path = dir.join("classifier.json");
+        crate::atomic::write_bytes_atomic(&path, json.as_bytes()).map_err(|e| io_err(&path, e))
     }
 
     /// Reads only `classifier.json`.
@@ -428,6 +459,13 @@ impl SavedClassifier {
         let text = std::fs::read_to_string(&path).map_err(|e| io_err(&path, e))?;
         let meta: ClassifierMeta =
             serde_json::from_str(&text).map_err(|e| io_err(&path, format!("invalid JSON: {e}")))?;
+        if meta.format_version == 1 {
+            return Err(io_err(
+                &path,
+                "format version 1, written by a protfam without weight checksums; \
+                 retrain it with `protfam train` (this protfam reads version 2)",
+            ));
+        }
         if meta.format_version != FORMAT_VERSION {
             return Err(io_err(
                 &path,
@@ -446,12 +484,22 @@ impl SavedClassifier {
         Ok(meta)
     }
 
+    /// Checks a classifier directory without loading the model: `classifier.json`
+    /// parses, `weights.safetensors` is complete and every tensor, `labels.json` and
+    /// `train_ids.txt` match their SHA-256. Errors name the file and the tensor.
+    pub fn verify(dir: &Path) -> Result<ClassifierMeta, ClassifyError> {
+        let meta = Self::load_meta(dir)?;
+        verify_weights(dir, meta.classifier.is_neighbour_method())?;
+        Ok(meta)
+    }
+
     /// Loads a classifier directory, computing on `device`.
     pub fn load(dir: &Path, device: &Device) -> Result<SavedClassifier, ClassifyError> {
         let mut meta = Self::load_meta(dir)?;
+        verify_weights(dir, meta.classifier.is_neighbour_method())?;
         meta.params.set_device(device);
         let labels_path = dir.join("labels.json");
-        let vocab = LabelVocab::load(&labels_path).map_err(|e| io_err(&labels_path, e))?;
+        let vocab = LabelVocab::load(&labels_path)?;
         if vocab.len() != meta.training.n_classes {
             return Err(io_err(
                 &labels_path,
@@ -620,12 +668,39 @@ fn knn_data(
     Ok((data, labels))
 }
 
-fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<(), ClassifyError>) -> Result<(), ClassifyError> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    write(&tmp)?;
-    std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))
+/// Checks `weights.safetensors` (complete, every tensor's SHA-256) and the
+/// checksums it holds of `labels.json` and (kNN kinds) `train_ids.txt`.
+fn verify_weights(dir: &Path, neighbour_method: bool) -> Result<(), ClassifyError> {
+    let weights = dir.join("weights.safetensors");
+    if !weights.is_file() {
+        return Err(io_err(&weights, "missing (the classifier directory is incomplete)"));
+    }
+    let file = ShardFile::open(&weights).map_err(|e| io_err(&weights, e.message))?;
+    if file.metadata().get("format").map(String::as_str) != Some(WEIGHTS_FORMAT) {
+        return Err(io_err(
+            &weights,
+            "no checksums (not written by this protfam's `train`): retrain the classifier",
+        ));
+    }
+    file.verify().map_err(|e| io_err(&weights, e.message))?;
+    let mut companions = vec!["labels.json"];
+    if neighbour_method {
+        companions.push("train_ids.txt");
+    }
+    for name in companions {
+        let path = dir.join(name);
+        let expected = file
+            .metadata()
+            .get(&format!("{FILE_CHECKSUM_PREFIX}{name}"))
+            .ok_or_else(|| io_err(&weights, format!("no checksum of {name}")))?;
+        let bytes = std::fs::read(&path).map_err(|e| io_err(&path, e))?;
+        let actual = sha256_hex(&bytes);
+        if &actual != expected {
+            return Err(io_err(
+                &path,
+                format!("checksum mismatch: stored {expected} in weights.safetensors, computed {actual} (file damaged or edited)"),
+            ));
+        }
+    }
+    Ok(())
 }

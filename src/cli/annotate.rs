@@ -35,7 +35,11 @@ pub struct AnnotateArgs {
     #[arg(long, value_name = "DIR")]
     pub classifier: PathBuf,
     /// Input sequences: FASTA (or Stockholm / Pfam CSV shard), plain or gzip; `-` reads standard input.
-    #[arg(value_name = "INPUT", required_unless_present = "input_flag", conflicts_with = "input_flag")]
+    #[arg(
+        value_name = "INPUT",
+        required_unless_present = "input_flag",
+        conflicts_with = "input_flag"
+    )]
     pub input: Option<PathBuf>,
     /// Input sequences (the same as the positional INPUT).
     #[arg(short = 'i', long = "input", value_name = "FILE")]
@@ -256,7 +260,11 @@ pub fn run(args: AnnotateArgs) -> anyhow::Result<ExitCode> {
     let outcomes = classifier.predict_records(embedder.as_ref(), &cache, &input.records, &input.name, &opts)?;
     opts.progress.finish_and_clear();
     if outcomes.len() != input.records.len() {
-        bail!("internal: {} predictions for {} valid records", outcomes.len(), input.records.len());
+        bail!(
+            "internal: {} predictions for {} valid records",
+            outcomes.len(),
+            input.records.len()
+        );
     }
     let rows = annotate::annotations(
         &input.items,
@@ -284,7 +292,7 @@ fn finish(
     };
     match &args.output {
         Some(path) => {
-            protfam::cache::atomic::write_atomic(path, |file| write(file))
+            protfam::atomic::write_atomic(path, |file| write(file))
                 .with_context(|| format!("cannot write {}", path.display()))?;
         }
         None => {
@@ -319,4 +327,3 @@ fn report_input_problems(input: &Input) {
         );
     }
 }
-

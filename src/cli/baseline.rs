@@ -28,14 +28,17 @@ pub struct BaselineArgs {
     #[command(flatten)]
     pub data: DataArgs,
     /// Where the JSON / CSV reports go.
-    #[arg(short = 'o', long = "output", alias = "report-dir", value_name = "DIR", default_value = "data/reports")]
+    #[arg(
+        short = 'o',
+        long = "output",
+        alias = "report-dir",
+        value_name = "DIR",
+        default_value = "data/reports"
+    )]
     pub report_dir: PathBuf,
     /// Where the HMM / BLAST databases are cached (keyed by a digest of the training data).
     #[arg(long, default_value = "data/baselines")]
     pub work_dir: PathBuf,
-    /// Parallel tool processes (0: all cores).
-    #[arg(long, default_value_t = 0)]
-    pub threads: usize,
     /// Directory holding hmmbuild/hmmpress/hmmsearch or makeblastdb/blastp (default: search PATH).
     #[arg(long)]
     pub tool_dir: Option<PathBuf>,
@@ -55,7 +58,6 @@ impl BaselineArgs {
     fn validate(self) -> anyhow::Result<BaselineConfig> {
         let data = self.data.open()?;
         let mut options = BaselineOptions::new(self.work_dir);
-        options.threads = self.threads;
         options.tool_dir = self.tool_dir;
         options.hmm_max = self.max;
         Ok(BaselineConfig {

@@ -87,6 +87,7 @@ pub fn run(cmd: CacheCommand) -> anyhow::Result<ExitCode> {
                     eprintln!("  {p}");
                 }
             }
+            let problems: usize = reports.iter().map(|r| r.problems.len()).sum();
             if reports.is_empty() {
                 println!(
                     "no cached models found in {}",
@@ -97,7 +98,12 @@ pub fn run(cmd: CacheCommand) -> anyhow::Result<ExitCode> {
                         .join(", ")
                 );
             }
-            Ok(ExitCode::SUCCESS)
+            // Damaged source shards were skipped: the merge is incomplete.
+            Ok(if problems == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         CacheCommand::Export {
             model,
@@ -160,21 +166,19 @@ fn stats(root: &Path, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn verify(root: &Path) -> anyhow::Result<ExitCode> {
-    let cache = Cache::new(root);
     let mut bad = 0;
-    for mut model in cache.models()? {
-        let opened = model.problems().to_vec();
-        let (checked, problems) = model.verify_all();
-        let n = opened.len() + problems.len();
+    for r in Cache::new(root).verify()? {
         println!(
-            "{}: {checked} shards checked, {} vectors, {n} damaged",
-            model.key(),
-            model.stats().vectors
+            "{}: {} shards checked, {} vectors, {} problems",
+            r.key,
+            r.checked,
+            r.vectors,
+            r.problems.len()
         );
-        for p in opened.iter().chain(&problems) {
+        for p in &r.problems {
             println!("  {p}");
         }
-        bad += n;
+        bad += r.problems.len();
     }
     Ok(if bad == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

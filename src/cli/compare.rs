@@ -48,7 +48,10 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
         "{} evaluation(s) run, {} reused from {}",
         summary.computed,
         summary.reused,
-        plan.run_cache.as_ref().map(|r| r.dir.display().to_string()).unwrap_or_default()
+        plan.run_cache
+            .as_ref()
+            .map(|r| r.dir.display().to_string())
+            .unwrap_or_default()
     );
     eprintln!(
         "comparison: {}\n  tables: {} {} {}\n  plots: {} {} {} {}",

@@ -59,7 +59,11 @@ impl ModelArgs {
     pub fn models_dir(&self) -> PathBuf {
         self.models_dir
             .clone()
-            .or_else(|| std::env::var_os("PROTFAM_MODELS").filter(|d| !d.is_empty()).map(PathBuf::from))
+            .or_else(|| {
+                std::env::var_os("PROTFAM_MODELS")
+                    .filter(|d| !d.is_empty())
+                    .map(PathBuf::from)
+            })
             .unwrap_or_else(|| PathBuf::from("models"))
     }
 

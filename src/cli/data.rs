@@ -77,10 +77,7 @@ pub fn check_file(
     lenient: bool,
     reject_duplicates: bool,
 ) -> anyhow::Result<FileSummary> {
-    let reader = match SequenceReader::open(path, format)? {
-        SequenceReader::Fasta(fasta) => SequenceReader::Fasta(fasta.reject_duplicates(reject_duplicates)),
-        other => other,
-    };
+    let reader = SequenceReader::open(path, format)?.reject_duplicates(reject_duplicates);
     let format = reader.format();
     let mut records = alphabet::checked(reader, lenient);
     let stats = part_stats("file", records.by_ref(), 0)?;

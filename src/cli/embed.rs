@@ -204,18 +204,16 @@ pub fn embed_input(
     mut opts: EmbedOptions,
     collect: bool,
 ) -> anyhow::Result<(Option<VectorSet>, Vec<EmbedSummary>)> {
-    use std::io::IsTerminal;
-    let total = if std::io::stderr().is_terminal() {
-        input.count_records()
-    } else {
-        None
-    };
+    let total = input.count_records();
     let bar = protfam::progress::bar(total.unwrap_or(0), "sequences");
     if total.is_none() {
-        bar.set_length(u64::MAX);
-        if let Ok(style) =
-            indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {pos} sequences ({per_sec}) {msg}")
-        {
+        // Standard input: no total to show, only the count and the rate.
+        let template = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            "{spinner} [{elapsed_precise}] {pos} sequences ({per_sec}) {msg}"
+        } else {
+            "progress [{elapsed_precise}] {pos} sequences ({per_sec}) {msg}"
+        };
+        if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
             bar.set_style(style);
         }
     }
@@ -302,8 +300,7 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<ExitCode> {
     let (vectors, summaries) = embed_input(embedder.as_ref(), &input, &cache, opts, args.output.is_some())?;
     if let Some(path) = &args.summary_json {
         let json = serde_json::to_vec_pretty(&summaries)?;
-        protfam::cache::atomic::write_bytes_atomic(path, &json)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        protfam::atomic::write_bytes_atomic(path, &json).with_context(|| format!("cannot write {}", path.display()))?;
     }
     if let (Some(path), Some(vectors)) = (&args.output, vectors) {
         write_output(path, &vectors, embedder.as_ref())?;

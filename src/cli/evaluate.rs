@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use protfam::classifier::{ClassifierName, ClassifierPlan};
+use protfam::classifier::ClassifierName;
 use protfam::dataset::Split;
 use protfam::experiment::{CacheSource, Plan, RunSummary};
 use protfam::report::runs::RunCache;
@@ -31,10 +31,21 @@ pub struct ExperimentArgs {
     #[arg(long, value_delimiter = ',')]
     pub baselines: Vec<String>,
     /// Cache of the baselines' HMM / BLAST databases.
-    #[arg(long, value_name = "DIR", default_value = "data/baselines", alias = "baseline-work-dir")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "data/baselines",
+        alias = "baseline-work-dir"
+    )]
     pub work_dir: PathBuf,
     /// Report directory: `<dir>/<split>/evaluate.{json,csv,md}`, per-query predictions, the run cache.
-    #[arg(short = 'o', long = "output", alias = "report-dir", value_name = "DIR", default_value = "data/reports")]
+    #[arg(
+        short = 'o',
+        long = "output",
+        alias = "report-dir",
+        value_name = "DIR",
+        default_value = "data/reports"
+    )]
     pub report_dir: PathBuf,
     #[command(flatten)]
     pub data: DataArgs,
@@ -56,10 +67,7 @@ impl ExperimentArgs {
         let mut plan = Plan::new(split.name(), &self.report_dir);
         for name in &self.classifiers {
             let name: ClassifierName = name.parse()?;
-            match classifier_plan(name, &self.params, &self.residue, &device)? {
-                ClassifierPlan::Vector(p) => plan.classifiers.push(p),
-                ClassifierPlan::Residue(p) => plan.residue_classifiers.push(p),
-            }
+            plan.add_classifier(classifier_plan(name, &self.params, &self.residue, &device)?);
         }
         plan.models = self.models.clone();
         plan.residue_models = self.residue.models(&self.models).to_vec();

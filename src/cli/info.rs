@@ -1,6 +1,8 @@
 //! `protfam info <dir>`: what a saved classifier of either family holds — kind,
 //! hyper-parameters, embedder identity, training data, per-epoch log, residue
-//! store, calibration — without loading its weights ([`protfam::classifier::describe`]).
+//! store, calibration ([`protfam::classifier::describe`]) — and whether its files
+//! are intact: every weight tensor's SHA-256 is recomputed, and a missing,
+//! truncated or damaged file makes `info` fail.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

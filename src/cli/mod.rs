@@ -25,6 +25,10 @@ pub struct Cli {
     /// More log output (repeat for more); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// Worker threads for every parallel step (embedding, search, training,
+    /// baseline tool processes) [default: all cores; also $RAYON_NUM_THREADS].
+    #[arg(long, global = true, value_name = "N")]
+    pub threads: Option<usize>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -66,6 +70,15 @@ pub enum Command {
 pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     init_logging(cli.verbose);
+    if let Some(n) = cli.threads {
+        anyhow::ensure!(n > 0, "--threads must be at least 1");
+        // Candle sizes its own pools from the variable; rayon's global pool is ours.
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .map_err(|e| anyhow::anyhow!("cannot start {n} worker threads: {e}"))?;
+    }
     match cli.command {
         Command::Data(cmd) => data::run(cmd),
         Command::Embed(args) => embed::run(args),
@@ -98,4 +111,3 @@ fn init_logging(verbose: u8) {
         .with_ansi(ansi)
         .try_init();
 }
-

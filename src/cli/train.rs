@@ -34,7 +34,7 @@ pub struct ClassifierArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// MLP hidden layer sizes, comma separated.
-    #[arg(long, value_delimiter = ',', default_values_t = [500usize, 100, 100, 1000])]
+    #[arg(long, value_delimiter = ',', default_value = "500,100,100,1000")]
     pub hidden: Vec<usize>,
     /// MLP hidden activation: `identity` (the paper's) or `relu`.
     #[arg(long, default_value = "identity", value_parser = ["identity", "relu"])]
@@ -170,7 +170,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     let load = args.models.load_options()?;
     let plan = classifier_plan(name, &args.params, &args.residue, &load.device)?;
     let split = args.data.open()?;
-    let embedder = protfam::models::load(&args.model, &load).with_context(|| format!("cannot load model {:?}", args.model))?;
+    let embedder =
+        protfam::models::load(&args.model, &load).with_context(|| format!("cannot load model {:?}", args.model))?;
     let cache = args.cache.open();
     let ctx = TrainContext {
         split: &split,

@@ -204,6 +204,22 @@ impl<I: Iterator<Item = Result<Record, ReadError>>> Iterator for Checked<I> {
     }
 }
 
+/// Shortest sequence [`looks_like_nucleotides`] judges: short peptides of
+/// A, C, G, T and N residues do occur.
+pub const NUCLEOTIDE_MIN_LEN: usize = 20;
+
+/// Whether a sequence is almost surely DNA or RNA rather than protein: at least
+/// [`NUCLEOTIDE_MIN_LEN`] letters, all of them A, C, G, T, U or N. (Twenty
+/// residues drawn from those five amino acids alone is vanishingly rare in
+/// real proteins; a nucleotide FASTA given by mistake would otherwise be
+/// embedded as a protein without a word.)
+pub fn looks_like_nucleotides(sequence: &[u8]) -> bool {
+    sequence.len() >= NUCLEOTIDE_MIN_LEN
+        && sequence
+            .iter()
+            .all(|b| matches!(b.to_ascii_uppercase(), b'A' | b'C' | b'G' | b'T' | b'U' | b'N'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

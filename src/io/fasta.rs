@@ -113,6 +113,8 @@ pub struct Reader<R> {
     duplicates: Vec<DuplicateId>,
     reject_duplicates: bool,
     finished: bool,
+    /// A header has been read: an input without any is an error, not an empty result.
+    any_record: bool,
 }
 
 impl Reader<Box<dyn BufRead>> {
@@ -140,6 +142,7 @@ impl<R: BufRead> Reader<R> {
             duplicates: Vec::new(),
             reject_duplicates: false,
             finished: false,
+            any_record: false,
         }
     }
 
@@ -186,6 +189,7 @@ impl<R: BufRead> Reader<R> {
                     continue;
                 }
                 if let Some(rest) = self.line.strip_prefix(b">") {
+                    self.any_record = true;
                     break (self.line_no, rest.to_vec());
                 }
                 return Err(self.error(
@@ -216,10 +220,40 @@ impl<R: BufRead> Reader<R> {
             }
         }
 
-        let header = String::from_utf8_lossy(&header);
-        let (id, description) = match header.split_once(|c: char| c.is_ascii_whitespace()) {
-            Some((id, rest)) => (id.to_string(), rest.trim().to_string()),
-            None => (header.trim_end().to_string(), String::new()),
+        // The id names the record everywhere (caches, predictions): it must be
+        // exact, so bytes that are not UTF-8 are an error; a description is only
+        // shown, so there they become U+FFFD with a warning.
+        let split = header
+            .iter()
+            .position(|b| b.is_ascii_whitespace())
+            .unwrap_or(header.len());
+        let (raw_id, raw_rest) = header.split_at(split);
+        let id = match std::str::from_utf8(raw_id) {
+            Ok(id) => id.to_string(),
+            Err(e) => {
+                return Err(self
+                    .error(
+                        header_line,
+                        format!(
+                            "id is not valid UTF-8 (byte {:#04x} at column {}); fix the header's encoding",
+                            raw_id[e.valid_up_to()],
+                            e.valid_up_to() + 2
+                        ),
+                    )
+                    .in_record(String::from_utf8_lossy(raw_id).into_owned())
+                    .invalid_record())
+            }
+        };
+        let description = match std::str::from_utf8(raw_rest) {
+            Ok(d) => d.trim().to_string(),
+            Err(_) => {
+                tracing::warn!(
+                    "{}:{}: description of {id} is not valid UTF-8; invalid bytes shown as U+FFFD",
+                    self.name,
+                    header_line
+                );
+                String::from_utf8_lossy(raw_rest).trim().to_string()
+            }
         };
         if id.is_empty() {
             let err = self.error(header_line, "header has no id (the id must follow '>' directly)");
@@ -262,6 +296,19 @@ impl<R: BufRead> Reader<R> {
         if sequence.is_empty() {
             return Err(self.error(header_line, "empty sequence").in_record(id).invalid_record());
         }
+        if alphabet::looks_like_nucleotides(&sequence) {
+            return Err(self
+                .error(
+                    header_line,
+                    format!(
+                        "looks like a nucleotide sequence ({} residues, all A/C/G/T/U/N); protfam embeds \
+                         proteins: translate it first",
+                        sequence.len()
+                    ),
+                )
+                .in_record(id)
+                .invalid_record());
+        }
         if let Some((position, byte)) = alphabet::find_invalid(&sequence) {
             let line = line_starts
                 .iter()
@@ -296,7 +343,11 @@ impl<R: BufRead> Iterator for Reader<R> {
             Ok(Some(record)) => Some(Ok(record)),
             Ok(None) => {
                 self.finished = true;
-                None
+                if self.any_record {
+                    None
+                } else {
+                    Some(Err(ReadError::new(&self.name, "no FASTA record (the input is empty)")))
+                }
             }
             Err(error) => {
                 if !error.is_skippable() {
@@ -333,12 +384,13 @@ impl<W: Write> Writer<W> {
 
 /// Writes records to a FASTA file at `path`.
 pub fn write_file<'a>(path: &Path, records: impl IntoIterator<Item = &'a Record>) -> io::Result<()> {
-    let file = std::fs::File::create(path)?;
-    let mut writer = Writer::new(file);
-    for record in records {
-        writer.write_record(record)?;
-    }
-    writer.flush()
+    crate::atomic::write_atomic(path, |file| {
+        let mut writer = Writer::new(file);
+        for record in records {
+            writer.write_record(record)?;
+        }
+        writer.flush()
+    })
 }
 
 #[cfg(test)]

@@ -85,6 +85,10 @@ impl SequenceReader {
             Some(format) => format,
             None => {
                 let start = input.fill_buf().map_err(|e| ReadError::io(&name, "cannot read", &e))?;
+                if start.iter().all(u8::is_ascii_whitespace) {
+                    // One rule for every reader: an input without a record is an error.
+                    return Err(ReadError::new(&name, "no record: the input is empty"));
+                }
                 detect(start).ok_or_else(|| {
                     ReadError::new(
                         &name,
@@ -109,11 +113,22 @@ impl SequenceReader {
         }
     }
 
-    /// Repeated ids (FASTA only; the other formats reject or cannot have them).
+    /// Makes a repeated id (FASTA) or `sequence_name` (Pfam CSV) an error for
+    /// that record. Stockholm needs none: its format merges rows by name.
+    pub fn reject_duplicates(self, reject: bool) -> Self {
+        match self {
+            SequenceReader::Fasta(r) => SequenceReader::Fasta(r.reject_duplicates(reject)),
+            SequenceReader::PfamCsv(r) => SequenceReader::PfamCsv(r.reject_duplicates(reject)),
+            other => other,
+        }
+    }
+
+    /// Repeated ids so far (FASTA ids, Pfam CSV sequence names).
     pub fn duplicates(&self) -> &[fasta::DuplicateId] {
         match self {
             SequenceReader::Fasta(reader) => reader.duplicates(),
-            _ => &[],
+            SequenceReader::PfamCsv(reader) => reader.duplicates(),
+            SequenceReader::Stockholm(_) => &[],
         }
     }
 }
@@ -153,6 +168,12 @@ mod tests {
             .err()
             .unwrap();
         assert!(e.to_string().starts_with("x:1: unknown format"), "{e}");
+        for empty in [&b""[..], &b"\n \n"[..]] {
+            let e = SequenceReader::from_reader(Box::new(empty), "e.fa", None)
+                .err()
+                .unwrap();
+            assert_eq!(e.to_string(), "e.fa: no record: the input is empty");
+        }
         let forced = SequenceReader::from_reader(Box::new(&b">a\nMK\n"[..]), "x", Some(Format::Fasta)).unwrap();
         assert_eq!(forced.count(), 1);
     }

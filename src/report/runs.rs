@@ -86,12 +86,14 @@ impl RunCache {
     }
 
     pub fn put(&self, run: &CachedRun) -> Result<PathBuf, ReportError> {
-                let path = self.path(&run.embedder_key, &run.classifier);
-        write_file(&path, serde_json::to_string_pretty(run).expect("run serialises").as_bytes())?;
+        let path = self.path(&run.embedder_key, &run.classifier);
+        write_file(
+            &path,
+            serde_json::to_string_pretty(run).expect("run serialises").as_bytes(),
+        )?;
         Ok(path)
     }
 }
-
 
 #[cfg(test)]
 mod tests {

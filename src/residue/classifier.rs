@@ -457,7 +457,7 @@ impl QueryHits {
             .collect::<Result<_, _>>()?;
         let metadata = [("key".to_string(), key.to_string())].into_iter().collect();
         let bytes = safetensors::serialize(tensors, Some(metadata)).map_err(|e| err(&e))?;
-        crate::cache::atomic::write_atomic(path, |w| std::io::Write::write_all(w, &bytes)).map_err(|e| err(&e))
+        crate::atomic::write_atomic(path, |w| std::io::Write::write_all(w, &bytes)).map_err(|e| err(&e))
     }
 
     /// Reads hits saved by [`QueryHits::save`]; `None` when the file is missing or was saved
@@ -796,8 +796,7 @@ impl ResidueKnn {
         };
         let json = serde_json::to_vec_pretty(&saved).expect("saved form serialises");
         let path = dir.join(SAVED_FILE);
-        crate::cache::atomic::write_atomic(&path, |w| std::io::Write::write_all(w, &json))
-            .map_err(|e| err(&path, &e))?;
+        crate::atomic::write_atomic(&path, |w| std::io::Write::write_all(w, &json)).map_err(|e| err(&path, &e))?;
         let labels = dir.join("labels.json");
         self.vocab.save(&labels).map_err(|e| err(&labels, &e))
     }

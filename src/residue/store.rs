@@ -17,6 +17,12 @@
 //! - `manifest.json`: the plan plus every shard's row count and SHA-256,
 //!   written last: its presence means the store is complete.
 //!
+//! Every tensor's SHA-256 is in its shard's metadata (`sha256.<tensor>`, as in
+//! the embedding cache) and is recomputed whenever a store is opened, so a
+//! damaged shard is an error naming the file and tensor, never silently wrong
+//! hits. (Stores written before these checksums are checked against the
+//! manifest's whole-file SHA-256 instead.)
+//!
 //! Each file is written to a temporary name and renamed into place, so a
 //! writer killed at any moment (kill -9) leaves only whole shards; a restart
 //! embeds only the sequences of missing shards. A shard that fails to parse
@@ -40,6 +46,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::ResidueError;
+use crate::cache::shard::{sha256_hex, CHECKSUM_PREFIX};
 use crate::embedder::{Embedder, EmbedderSpec, ResidueMatrix};
 use crate::io::{Family, Record};
 
@@ -225,6 +232,34 @@ struct ShardContents {
     residues_offset: usize,
 }
 
+/// Recomputes the SHA-256 of every tensor of a shard and compares it with its
+/// `sha256.<tensor>` metadata. `Ok(false)`: the shard has no checksums (a store
+/// written before they existed; its manifest's whole-file checksum then guards it).
+fn verify_tensors(path: &Path, bytes: &[u8]) -> Result<bool, ResidueError> {
+    let tensors =
+        SafeTensors::deserialize(bytes).map_err(|e| io_err(path, format!("not a valid safetensors shard: {e}")))?;
+    let (_, metadata) =
+        SafeTensors::read_metadata(bytes).map_err(|e| io_err(path, format!("not a valid safetensors shard: {e}")))?;
+    let info = metadata.metadata().clone().unwrap_or_default();
+    if !info.keys().any(|k| k.starts_with(CHECKSUM_PREFIX)) {
+        return Ok(false);
+    }
+    for (name, view) in tensors.tensors() {
+        let key = format!("{CHECKSUM_PREFIX}{name}");
+        let expected = info
+            .get(&key)
+            .ok_or_else(|| io_err(path, format!("no checksum ({key}) for tensor {name}")))?;
+        let actual = sha256_hex(view.data());
+        if &actual != expected {
+            return Err(io_err(
+                path,
+                format!("checksum mismatch in tensor {name}: stored {expected}, computed {actual} (shard damaged; delete the store directory to rebuild it)"),
+            ));
+        }
+    }
+    Ok(true)
+}
+
 fn parse_shard(path: &Path, bytes: &[u8]) -> Result<ShardContents, ResidueError> {
     let tensors =
         SafeTensors::deserialize(bytes).map_err(|e| io_err(path, format!("not a valid safetensors shard: {e}")))?;
@@ -351,7 +386,7 @@ fn embed_shard(
     let n_rows = positions.len();
     let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
     let families: Vec<Option<&Family>> = records.iter().map(|r| r.family.as_ref()).collect();
-    let metadata: std::collections::HashMap<String, String> = [
+    let mut metadata: std::collections::HashMap<String, String> = [
         ("ids".to_string(), serde_json::to_string(&ids).expect("ids serialise")),
         (
             "families".to_string(),
@@ -378,6 +413,9 @@ fn embed_shard(
     .into_iter()
     .map(|(k, v)| (k, v.expect("tensor sizes match by construction")))
     .collect();
+    for (name, view) in &tensors {
+        metadata.insert(format!("{CHECKSUM_PREFIX}{name}"), sha256_hex(view.data()));
+    }
     safetensors::serialize(tensors, Some(metadata)).map_err(|e| ResidueError::Store {
         path: "<shard>".into(),
         message: format!("serialising shard: {e}"),
@@ -436,7 +474,7 @@ impl ResidueStore {
             return Ok((store, stats));
         }
         std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
-        crate::cache::atomic::remove_stale_temp_files(&dir).map_err(|e| io_err(&dir, e))?;
+        crate::atomic::remove_stale_temp_files(&dir).map_err(|e| io_err(&dir, e))?;
         let plan_path = dir.join("plan.json");
         if plan_path.exists() {
             let text = std::fs::read_to_string(&plan_path).map_err(|e| io_err(&plan_path, e))?;
@@ -451,8 +489,7 @@ impl ResidueStore {
             }
         }
         let plan_json = serde_json::to_vec_pretty(&plan).expect("plan serialises");
-        crate::cache::atomic::write_atomic(&plan_path, |w| w.write_all(&plan_json))
-            .map_err(|e| io_err(&plan_path, e))?;
+        crate::atomic::write_atomic(&plan_path, |w| w.write_all(&plan_json)).map_err(|e| io_err(&plan_path, e))?;
 
         let batch_tokens = config
             .batch_tokens
@@ -479,7 +516,7 @@ impl ResidueStore {
                 }
             }
             let bytes = embed_shard(embedder, chunk, plan.stride, batch_tokens, &progress)?;
-            crate::cache::atomic::write_atomic(&path, |w| w.write_all(&bytes)).map_err(|e| io_err(&path, e))?;
+            crate::atomic::write_atomic(&path, |w| w.write_all(&bytes)).map_err(|e| io_err(&path, e))?;
             let n_rows = parse_shard(&path, &bytes)?.n_rows;
             stats.shards_written += 1;
             stats.sequences_embedded += chunk.len();
@@ -499,15 +536,17 @@ impl ResidueStore {
         let manifest = Manifest { plan, n_rows, shards };
         let manifest_path = dir.join("manifest.json");
         let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
-        crate::cache::atomic::write_atomic(&manifest_path, |w| w.write_all(&json))
-            .map_err(|e| io_err(&manifest_path, e))?;
+        crate::atomic::write_atomic(&manifest_path, |w| w.write_all(&json)).map_err(|e| io_err(&manifest_path, e))?;
         stats.seconds = started.elapsed().as_secs_f64();
         Ok((ResidueStore::open(&dir)?, stats))
     }
 
-    /// Checks that an existing shard parses and holds exactly `records`; returns its row count.
+    /// Checks that an existing shard is intact and holds exactly `records`; returns its row count.
     fn check_shard(path: &Path, records: &[Record]) -> Result<usize, ResidueError> {
         let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
+        if !verify_tensors(path, &bytes)? {
+            return Err(io_err(path, "shard without checksums (from an older protfam)"));
+        }
         let contents = parse_shard(path, &bytes)?;
         let same = contents.ids.len() == records.len()
             && contents.ids.iter().zip(records).all(|(id, r)| *id == r.id)
@@ -536,6 +575,24 @@ impl ResidueStore {
             ));
         }
         let dim = manifest.plan.spec.dim;
+        // Every shard's checksums first (in parallel: this reads the whole store).
+        {
+            use rayon::prelude::*;
+            manifest.shards.par_iter().try_for_each(|info| {
+                let path = dir.join(&info.file);
+                let file = File::open(&path).map_err(|e| io_err(&path, e))?;
+                // SAFETY: shards are never modified in place (only replaced by rename).
+                let mmap = unsafe { Mmap::map(&file) }.map_err(|e| io_err(&path, e))?;
+                if !verify_tensors(&path, &mmap)? && sha256_hex(&mmap) != info.sha256 {
+                    return Err(io_err(
+                        &path,
+                        "checksum mismatch with manifest.json: the shard was modified or corrupted \
+                         (delete the store directory to rebuild it)",
+                    ));
+                }
+                Ok(())
+            })?;
+        }
         let mut store = ResidueStore {
             dir: dir.to_path_buf(),
             manifest: manifest.clone(),
@@ -762,6 +819,34 @@ mod tests {
         // A second call is served from disk.
         let (_, again) = ResidueStore::build_or_open(dir.path(), &embedder, &recs, &config).unwrap();
         assert_eq!((again.shards_reused, again.shards_written), (3, 0));
+    }
+
+    /// Issue 15: every tensor of a residue shard is checksummed and checked on open.
+    #[test]
+    fn a_damaged_tensor_is_an_error_naming_shard_and_tensor() {
+        let dir = tempfile::tempdir().unwrap();
+        let embedder = LetterEmbedder::new();
+        let recs = records();
+        let config = StoreConfig {
+            stride: 1,
+            shard_sequences: 2,
+            batch_tokens: None,
+        };
+        let (store, _) = ResidueStore::build_or_open(dir.path(), &embedder, &recs, &config).unwrap();
+        let store_dir = store.dir.clone();
+        drop(store);
+        let path = store_dir.join(shard_name(1));
+        let mut bytes = std::fs::read(&path).unwrap();
+        let (n, meta) = SafeTensors::read_metadata(&bytes).unwrap();
+        assert!(meta.metadata().as_ref().unwrap().contains_key("sha256.residues"));
+        let start = 8 + n + meta.info("residues").unwrap().data_offsets.0;
+        bytes[start + 1] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = ResidueStore::open(&store_dir).err().unwrap().to_string();
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(err.contains("checksum mismatch in tensor residues"), "{err}");
+        // build_or_open reports it too, instead of serving wrong rows.
+        assert!(ResidueStore::build_or_open(dir.path(), &embedder, &recs, &config).is_err());
     }
 
     #[test]

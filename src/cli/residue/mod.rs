@@ -150,8 +150,12 @@ pub fn run(cmd: ResidueCommand) -> anyhow::Result<ExitCode> {
                 shard_sequences: params.shard_sequences,
                 batch_tokens: None,
             };
-            let (store, stats) =
-                protfam::residue::ResidueStore::build_or_open(&knn.residue_store, embedder.as_ref(), &records, &config)?;
+            let (store, stats) = protfam::residue::ResidueStore::build_or_open(
+                &knn.residue_store,
+                embedder.as_ref(),
+                &records,
+                &config,
+            )?;
             println!(
                 "{}: {} sequences, {} rows x {} (f16, {:.1} MiB); {} shards reused, {} written, {} residues embedded in {:.1}s ({:.0} residues/s); peak RSS {:.0} MiB",
                 store.dir.display(),

@@ -8,8 +8,13 @@
 //! deletes the ones left by dead processes of this host, so concurrent writers
 //! (other processes, other hosts on a shared file system) are never disturbed.
 //!
-//! These helpers are shared by every on-disk store of protfam (the embedding
-//! cache, the per-residue store, trained classifiers).
+//! This is the one way protfam writes an output file: the embedding cache,
+//! the per-residue store, trained classifiers, reports, predictions, plots and
+//! annotation output all go through [`write_atomic`] (a writer),
+//! [`write_bytes_atomic`] (bytes in memory) or [`write_atomic_via_path`] (a
+//! library that insists on writing a path itself), and whole directories are
+//! moved into place with [`rename_durable`]. A full disk therefore fails the
+//! write with an error naming the target, and leaves the previous file.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -74,10 +79,7 @@ pub fn write_atomic<F>(target: &Path, write: F) -> io::Result<()>
 where
     F: FnOnce(&mut BufWriter<File>) -> io::Result<()>,
 {
-    let dir = match target.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let dir = parent_dir(target);
     let temp = temp_path_for(target);
     let result = (|| {
         let file = File::options().write(true).create_new(true).open(&temp)?;
@@ -93,6 +95,44 @@ where
         let _ = std::fs::remove_file(&temp);
     }
     result
+}
+
+/// [`write_atomic`] for writers that need a path (plotters, a library's
+/// `save(path)`): `write` creates the temporary path it is given; that file is
+/// then synced, renamed onto `target` and the directory synced.
+pub fn write_atomic_via_path<E, F>(target: &Path, write: F) -> Result<(), E>
+where
+    F: FnOnce(&Path) -> Result<(), E>,
+    E: From<io::Error>,
+{
+    let dir = parent_dir(target);
+    let temp = temp_path_for(target);
+    let result = write(&temp).and_then(|()| {
+        (|| {
+            File::open(&temp)?.sync_all()?;
+            std::fs::rename(&temp, target)?;
+            sync_dir(&dir)
+        })()
+        .map_err(E::from)
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+/// Renames `from` (a finished file or directory) onto `to` and syncs the
+/// directory of `to`, so the move survives a crash.
+pub fn rename_durable(from: &Path, to: &Path) -> io::Result<()> {
+    std::fs::rename(from, to)?;
+    sync_dir(&parent_dir(to))
+}
+
+fn parent_dir(target: &Path) -> PathBuf {
+    match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
 }
 
 /// [`write_atomic`] for a byte buffer already in memory.
@@ -163,6 +203,39 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("index.json")]);
+    }
+
+    #[test]
+    fn path_writers_and_directory_moves_are_atomic_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("plot.svg");
+        write_atomic_via_path(&target, |tmp| {
+            assert_ne!(tmp, target.as_path());
+            assert!(
+                tmp.to_string_lossy().ends_with("plot.svg"),
+                "extension kept for format detection"
+            );
+            std::fs::write(tmp, b"<svg/>")
+        })
+        .unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"<svg/>");
+        let failed: io::Result<()> = write_atomic_via_path(&target, |tmp| {
+            std::fs::write(tmp, b"half")?;
+            Err(io::Error::other("plotting failed"))
+        });
+        assert!(failed.is_err());
+        assert_eq!(std::fs::read(&target).unwrap(), b"<svg/>");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "temporary file removed"
+        );
+
+        let partial = dir.path().join("model.partial");
+        std::fs::create_dir(&partial).unwrap();
+        std::fs::write(partial.join("a"), b"x").unwrap();
+        rename_durable(&partial, &dir.path().join("model")).unwrap();
+        assert_eq!(std::fs::read(dir.path().join("model/a")).unwrap(), b"x");
     }
 
     #[test]
