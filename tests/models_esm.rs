@@ -360,3 +360,57 @@ fn esm2_t12_35m_sized_model_embeds_on_cpu() {
     }
     assert_ne!(pooled[0], pooled[1]);
 }
+
+/// `--dtype bf16` on the CPU: an f32 model whose projections multiply in bf16 (AMX, AVX512-BF16
+/// or f32 products of bf16-rounded values, whichever this CPU has). Against transformers' f32
+/// outputs the residue embeddings stay within bf16 rounding: 0.1 max |diff| on these
+/// LayerNorm-scaled hidden states (the f32 path is at 1e-4; bf16 sums or LayerNorm statistics
+/// would be off by ~1), and pooled vectors, averages over residues, within 0.05.
+/// The spec, and so the cache directory, keys bf16 apart from f32.
+#[test]
+fn bf16_on_cpu_stays_within_bf16_rounding_and_is_cached_apart() {
+    let bf16 = LoadOptions {
+        dtype: DType::BF16,
+        ..LoadOptions::default()
+    };
+    for name in FIXTURES {
+        let dir = models_dir().join(name);
+        let reference = Reference::read(&dir);
+        let model = load(dir.to_str().unwrap(), &bf16).unwrap();
+        let f32_model = load(dir.to_str().unwrap(), &opts(None)).unwrap();
+        assert_eq!(model.spec().dtype, "bf16");
+        assert_eq!(f32_model.spec().dtype, "f32");
+        assert_ne!(
+            model.spec().key(),
+            f32_model.spec().key(),
+            "{name}: bf16 and f32 share a cache key"
+        );
+        let seqs: Vec<&str> = reference.sequences.iter().map(String::as_str).collect();
+        let residues = model.embed_residues(&seqs).unwrap();
+        let mut worst = 0f32;
+        for (i, ours) in residues.iter().enumerate() {
+            worst = worst.max(max_abs_diff_rows(ours, &reference.matrix(&format!("residues_{i}"))));
+        }
+        assert!(
+            worst <= 0.1,
+            "{name}: bf16 residues differ from transformers f32 by {worst}"
+        );
+        assert!(worst > 1e-6, "{name}: bf16 products changed nothing (not taken?)");
+        let pooled = model.embed_pooled(&seqs).unwrap();
+        for (i, (p, w)) in pooled.iter().zip(&reference.matrix("pooled")).enumerate() {
+            let diff = p.iter().zip(w).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(diff <= 0.05, "{name} pooled {i}: bf16 max |diff| {diff}");
+        }
+    }
+    // One cache, two dtypes: two model directories.
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = protfam::cache::Cache::new(tmp.path());
+    let dir = models_dir().join("esm2_tiny");
+    let a = cache
+        .open_model(load(dir.to_str().unwrap(), &bf16).unwrap().spec())
+        .unwrap();
+    let b = cache
+        .open_model(load(dir.to_str().unwrap(), &opts(None)).unwrap().spec())
+        .unwrap();
+    assert_ne!(a.dir(), b.dir());
+}

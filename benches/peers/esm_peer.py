@@ -9,9 +9,15 @@ The model is an ESM-2 t12_35M-sized model (12 layers, 480 hidden, 20 heads,
 rotary positions) with seeded random weights: speed does not depend on the
 values. `--save-model DIR` writes it first in the Hugging Face layout
 (`config.json`, `model.safetensors`, `vocab.txt`), so protfam's bench loads the
-very same weights. Prints one JSON line: residues/s and peak RSS.
+very same weights. `--bf16` runs the model under
+`torch.autocast("cpu", dtype=torch.bfloat16)` (PyTorch's fastest CPU mode: its
+matmuls in bf16 on oneDNN, AMX where the CPU has it; LayerNorm, softmax and
+the residual sums in f32). `--save-pooled FILE` writes the pooled vectors as
+raw little-endian f32, N x 480, in input order. Prints one JSON line:
+residues/s and peak RSS.
 
-Usage: python3 benches/peers/esm_peer.py [--n 500] [--save-model DIR] [--threads 2]
+Usage: python3 benches/peers/esm_peer.py [--n 500] [--save-model DIR] [--threads 2] [--bf16]
+       [--save-pooled FILE]
 """
 import argparse
 import time
@@ -85,6 +91,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--save-model", default=None)
+    ap.add_argument("--bf16", action="store_true", help="torch.autocast(cpu, bfloat16)")
+    ap.add_argument("--save-pooled", default=None)
     args = ap.parse_args()
     seqs = load_sequences(data_root(args.data), args.n, args.split)
 
@@ -106,7 +114,10 @@ def main():
             mask[row, : len(toks)] = 1
         return ids, mask
 
-    with torch.inference_mode():
+    import contextlib
+
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if args.bf16 else contextlib.nullcontext()
+    with torch.inference_mode(), autocast:
         ids, mask = encode([0])
         model(input_ids=ids, attention_mask=mask)  # warm-up
         start = time.perf_counter()
@@ -115,11 +126,14 @@ def main():
             ids, mask = encode(batch)
             hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state
             for row, i in enumerate(batch):
-                pooled[i] = hidden[row, 1 : len(seqs[i]) + 1].mean(0)
+                pooled[i] = hidden[row, 1 : len(seqs[i]) + 1].float().mean(0)
         seconds = time.perf_counter() - start
     assert all(p is not None and p.shape == (480,) for p in pooled)
-    report("transformers EsmModel, PyTorch CPU (esm2_t12_35M random)", seqs, seconds,
-           threads=args.threads, toks_per_batch=args.toks_per_batch, torch=torch.__version__)
+    if args.save_pooled:
+        torch.stack(pooled).to(torch.float32).contiguous().numpy().astype("<f4").tofile(args.save_pooled)
+    mode = "autocast bf16" if args.bf16 else "f32"
+    report(f"transformers EsmModel, PyTorch CPU {mode} (esm2_t12_35M random)", seqs, seconds,
+           threads=args.threads, toks_per_batch=args.toks_per_batch, torch=torch.__version__, mode=mode)
 
 
 if __name__ == "__main__":

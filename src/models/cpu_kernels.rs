@@ -1,5 +1,6 @@
 //! f32 CPU kernels for transformer encoders, used by the ESM CPU path
-//! ([`crate::models::esm`]) and the UniRep recurrence.
+//! ([`crate::models::esm_cpu`]) and the UniRep recurrence; [`linear_bf16`] is
+//! the `Linear` of the `--dtype bf16` path (products on [`crate::lowp`]).
 //!
 //! Why they exist: Candle's CPU backend runs every op as its own pass over a
 //! freshly allocated tensor, so an encoder block spends much of its time in page
@@ -20,6 +21,7 @@ use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
 use crate::gemm::{gemm_strided, SharedMut};
+use crate::lowp::PackedRhs;
 use crate::simd::vectorised;
 
 /// Elements per rayon task in elementwise passes: enough to amortise scheduling.
@@ -40,8 +42,36 @@ pub fn linear(x: &[f32], rows: usize, weight: &[f32], bias: &[f32], residual: Op
     );
     let n_in = weight.len() / n_out;
     assert_eq!(x.len(), rows * n_in, "input is not [rows, in]");
-    assert_eq!(out.len(), rows * n_out, "output is not [rows, out]");
-    // Starting from bias (+ residual) lets the GEMM accumulate onto it: no extra pass over `out`.
+    fill_bias(bias, residual, out);
+    // out += x (rows x in) * W^T, W read (out x in) row-major through strides.
+    gemm_strided((rows, n_out, n_in), out, true, (x, n_in, 1), (weight, 1, n_in));
+}
+
+/// [`linear`] with the weight rounded to bf16 and packed ([`crate::lowp::PackedRhs`] of the
+/// `[out, in]` weight): `x` is rounded to bf16 for the product, which sums in f32; the bias and
+/// residual are added in f32.
+pub fn linear_bf16(
+    x: &[f32],
+    rows: usize,
+    weight: &PackedRhs,
+    bias: &[f32],
+    residual: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    assert_eq!(weight.n(), bias.len(), "weight is not [out, in] for this bias");
+    assert_eq!(x.len(), rows * weight.k(), "input is not [rows, in]");
+    assert_eq!(out.len(), rows * weight.n(), "output is not [rows, out]");
+    crate::lowp::matmul_abt_bias(x, rows, weight, bias, residual, out);
+}
+
+/// `out` = `bias` (+ `residual`) row by row: starting from them lets the GEMM accumulate onto
+/// them, with no extra pass over `out`.
+fn fill_bias(bias: &[f32], residual: Option<&[f32]>, out: &mut [f32]) {
+    let n_out = bias.len();
+    assert!(
+        n_out > 0 && out.len().is_multiple_of(n_out),
+        "output is not [rows, out]"
+    );
     let chunk = rows_per_task(n_out) * n_out;
     match residual {
         Some(residual) => {
@@ -62,8 +92,6 @@ pub fn linear(x: &[f32], rows: usize, weight: &[f32], bias: &[f32], residual: Op
             }
         }),
     }
-    // out += x (rows x in) * W^T, W read (out x in) row-major through strides.
-    gemm_strided((rows, n_out, n_in), out, true, (x, n_in, 1), (weight, 1, n_in));
 }
 
 /// Sum of `f(x)` over a slice in eight independent lanes, so that the loop vectorises (a plain
@@ -440,6 +468,29 @@ mod tests {
         linear(&x, rows, &w, &b, None, &mut plain);
         let without: Vec<f32> = want.iter().zip(&residual).map(|(a, r)| a - r).collect();
         assert!(max_abs_diff(&plain, &without) < 1e-5);
+    }
+
+    #[test]
+    fn bf16_linear_is_the_f32_linear_of_rounded_operands() {
+        let (rows, n_in, n_out) = (37, 29, 45);
+        let x = random(rows * n_in, 1);
+        let w = random(n_out * n_in, 2);
+        let b = random(n_out, 3);
+        let residual = random(rows * n_out, 4);
+        let round = |v: &[f32]| v.iter().map(|&v| crate::lowp::round_bf16(v)).collect::<Vec<_>>();
+        let mut want = vec![0f32; rows * n_out];
+        linear(&round(&x), rows, &round(&w), &b, Some(&residual), &mut want);
+        let mut out = vec![f32::NAN; rows * n_out];
+        linear_bf16(
+            &x,
+            rows,
+            &PackedRhs::pack(&w, n_out, n_in),
+            &b,
+            Some(&residual),
+            &mut out,
+        );
+        // Same exact products, f32 sums in another order.
+        assert!(max_abs_diff(&out, &want) < 1e-5);
     }
 
     #[test]

@@ -35,14 +35,12 @@
 //! longer contexts.
 //!
 //! # CPU
-//! An f32 model on the CPU runs its blocks on [`crate::models::cpu_kernels`]
-//! instead of Candle ops ([`EsmModel::forward_cpu`]; any other device or dtype
-//! takes [`EsmModel::forward_candle`]): the real tokens of a batch are packed
-//! without padding, each projection is one GEMM with its bias and residual folded
-//! in (query, key and value stacked into one at load time), and attention runs per
-//! sequence and head. Real tokens get the same values either way (the unit tests
-//! compare the two paths); padding positions, which HF fills with values nothing
-//! reads, stay zero.
+//! This file is the model as HF writes it, in Candle ops
+//! ([`EsmModel::forward_candle`], any device and dtype). An f32 model on the
+//! CPU runs its blocks on the fused kernels of [`crate::models::esm_cpu`]
+//! instead ([`EsmModel::forward_cpu`], same values for every real token), and
+//! `--dtype bf16` on the CPU loads the model in f32 and packs its projection
+//! weights for bf16 products there ([`EsmModel::use_bf16_products`]).
 //!
 //! # Tokenization
 //! Equal to HF's `EsmTokenizer` id for id: `<cls>`, one token per residue
@@ -59,7 +57,7 @@ use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
 use serde::Deserialize;
 
-use super::cpu_kernels::{self, Heads};
+use super::esm_cpu::Products;
 use super::hf_config;
 use super::weights::{self, Checkpoint};
 use super::window::{embed_windowed, WindowPolicy};
@@ -496,9 +494,9 @@ fn apply_rotary(x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<T
 pub struct EsmSelfAttention {
     /// HF's `query`, `key` and `value` stacked into one `[3 * hidden, hidden]` projection at load
     /// time: one GEMM instead of three, and the row layout the CPU attention kernel reads.
-    qkv: Linear,
-    num_heads: usize,
-    head_dim: usize,
+    pub(super) qkv: Linear,
+    pub(super) num_heads: usize,
+    pub(super) head_dim: usize,
 }
 
 impl EsmSelfAttention {
@@ -517,7 +515,7 @@ impl EsmSelfAttention {
         })
     }
 
-    fn query_scale(&self) -> f64 {
+    pub(super) fn query_scale(&self) -> f64 {
         (self.head_dim as f64).powf(-0.5)
     }
 
@@ -549,27 +547,12 @@ impl EsmSelfAttention {
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
         probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, width))
     }
-
-    /// CPU f32 path of [`Self::forward`]: `normed` `[rows, hidden]` -> `context` `[rows, hidden]`.
-    fn forward_cpu(
-        &self,
-        normed: &[f32],
-        batch: &CpuBatch,
-        qkv: &mut [f32],
-        context: &mut [f32],
-    ) -> candle_core::Result<()> {
-        cpu_linear(&self.qkv, normed, None, qkv)?;
-        let rotary = batch.rotary.as_ref().map(|(cos, sin)| (cos.as_slice(), sin.as_slice()));
-        cpu_kernels::scale_and_rotate(qkv, &batch.positions, batch.heads, self.query_scale() as f32, rotary);
-        cpu_kernels::attention(qkv, &batch.sequences, batch.heads, context);
-        Ok(())
-    }
 }
 
 /// `EsmSelfOutput`: projection plus residual.
 #[derive(Debug, Clone)]
 pub struct EsmSelfOutput {
-    dense: Linear,
+    pub(super) dense: Linear,
 }
 
 impl EsmSelfOutput {
@@ -582,18 +565,14 @@ impl EsmSelfOutput {
     pub fn forward(&self, hidden: &Tensor, input: &Tensor) -> candle_core::Result<Tensor> {
         self.dense.forward(hidden)? + input
     }
-
-    fn forward_cpu(&self, hidden: &[f32], input: &[f32], out: &mut [f32]) -> candle_core::Result<()> {
-        cpu_linear(&self.dense, hidden, Some(input), out)
-    }
 }
 
 /// `EsmAttention`: pre-LayerNorm self-attention block.
 #[derive(Debug, Clone)]
 pub struct EsmAttention {
-    self_attention: EsmSelfAttention,
-    output: EsmSelfOutput,
-    layer_norm: LayerNorm,
+    pub(super) self_attention: EsmSelfAttention,
+    pub(super) output: EsmSelfOutput,
+    pub(super) layer_norm: LayerNorm,
 }
 
 impl EsmAttention {
@@ -615,21 +594,12 @@ impl EsmAttention {
         let attended = self.self_attention.forward(&normed, mask_bias, rotary)?;
         self.output.forward(&attended, hidden)
     }
-
-    /// CPU f32 path of [`Self::forward`]: `hidden` -> `bufs.attention_output`.
-    fn forward_cpu(&self, hidden: &[f32], batch: &CpuBatch, bufs: &mut CpuBuffers) -> candle_core::Result<()> {
-        cpu_layer_norm(&self.layer_norm, hidden, &mut bufs.normed)?;
-        self.self_attention
-            .forward_cpu(&bufs.normed, batch, &mut bufs.qkv, &mut bufs.context)?;
-        self.output
-            .forward_cpu(&bufs.context, hidden, &mut bufs.attention_output)
-    }
 }
 
 /// `EsmIntermediate`: up-projection and the exact (erf) GELU of the original ESM.
 #[derive(Debug, Clone)]
 pub struct EsmIntermediate {
-    dense: Linear,
+    pub(super) dense: Linear,
 }
 
 impl EsmIntermediate {
@@ -642,18 +612,12 @@ impl EsmIntermediate {
     pub fn forward(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
         self.dense.forward(hidden)?.gelu_erf()
     }
-
-    fn forward_cpu(&self, hidden: &[f32], out: &mut [f32]) -> candle_core::Result<()> {
-        cpu_linear(&self.dense, hidden, None, out)?;
-        cpu_kernels::gelu_erf(out);
-        Ok(())
-    }
 }
 
 /// `EsmOutput`: down-projection plus residual.
 #[derive(Debug, Clone)]
 pub struct EsmOutput {
-    dense: Linear,
+    pub(super) dense: Linear,
 }
 
 impl EsmOutput {
@@ -666,19 +630,15 @@ impl EsmOutput {
     pub fn forward(&self, hidden: &Tensor, input: &Tensor) -> candle_core::Result<Tensor> {
         self.dense.forward(hidden)? + input
     }
-
-    fn forward_cpu(&self, hidden: &[f32], input: &[f32], out: &mut [f32]) -> candle_core::Result<()> {
-        cpu_linear(&self.dense, hidden, Some(input), out)
-    }
 }
 
 /// `EsmLayer`: attention block then pre-LayerNorm feed-forward block.
 #[derive(Debug, Clone)]
 pub struct EsmLayer {
-    attention: EsmAttention,
-    intermediate: EsmIntermediate,
-    output: EsmOutput,
-    layer_norm: LayerNorm,
+    pub(super) attention: EsmAttention,
+    pub(super) intermediate: EsmIntermediate,
+    pub(super) output: EsmOutput,
+    pub(super) layer_norm: LayerNorm,
 }
 
 impl EsmLayer {
@@ -702,22 +662,13 @@ impl EsmLayer {
         let intermediate = self.intermediate.forward(&normed)?;
         self.output.forward(&intermediate, &attention_output)
     }
-
-    /// CPU f32 path of [`Self::forward`], on `hidden` `[rows, hidden]` in place.
-    fn forward_cpu(&self, hidden: &mut [f32], batch: &CpuBatch, bufs: &mut CpuBuffers) -> candle_core::Result<()> {
-        self.attention.forward_cpu(hidden, batch, bufs)?;
-        cpu_layer_norm(&self.layer_norm, &bufs.attention_output, &mut bufs.normed)?;
-        self.intermediate.forward_cpu(&bufs.normed, &mut bufs.intermediate)?;
-        self.output
-            .forward_cpu(&bufs.intermediate, &bufs.attention_output, hidden)
-    }
 }
 
 /// `EsmEncoder`: the blocks and the final `emb_layer_norm_after`.
 #[derive(Debug, Clone)]
 pub struct EsmEncoder {
-    layers: Vec<EsmLayer>,
-    emb_layer_norm_after: LayerNorm,
+    pub(super) layers: Vec<EsmLayer>,
+    pub(super) emb_layer_norm_after: LayerNorm,
 }
 
 impl EsmEncoder {
@@ -750,35 +701,20 @@ impl EsmEncoder {
         }
         Ok(hidden)
     }
-
-    /// CPU f32 path of [`Self::forward`], on the packed tokens `hidden` `[rows, hidden]` in place.
-    fn forward_cpu(&self, hidden: &mut Vec<f32>, batch: &CpuBatch, upto: usize) -> candle_core::Result<()> {
-        let rows = batch.positions.len();
-        let intermediate = match self.layers.first() {
-            Some(layer) => layer.intermediate.dense.weight().dim(0)?,
-            None => 0,
-        };
-        let mut bufs = CpuBuffers::new(rows, batch.heads.hidden(), intermediate);
-        for layer in self.layers.iter().take(upto) {
-            layer.forward_cpu(hidden, batch, &mut bufs)?;
-        }
-        if upto == self.layers.len() {
-            cpu_layer_norm(&self.emb_layer_norm_after, hidden, &mut bufs.normed)?;
-            std::mem::swap(hidden, &mut bufs.normed);
-        }
-        Ok(())
-    }
 }
 
 /// `EsmModel` without the pooler and contact head (neither feeds residue embeddings).
 #[derive(Debug, Clone)]
 pub struct EsmModel {
-    embeddings: EsmEmbeddings,
-    rotary_embeddings: Option<EsmRotaryEmbedding>,
-    encoder: EsmEncoder,
-    num_heads: usize,
-    dtype: DType,
-    device: Device,
+    pub(super) embeddings: EsmEmbeddings,
+    pub(super) rotary_embeddings: Option<EsmRotaryEmbedding>,
+    pub(super) encoder: EsmEncoder,
+    pub(super) num_heads: usize,
+    pub(super) dtype: DType,
+    pub(super) device: Device,
+    /// How the CPU path multiplies by the projection weights (f32 unless
+    /// [`Self::use_bf16_products`]).
+    pub(super) products: Products,
 }
 
 impl EsmModel {
@@ -795,6 +731,7 @@ impl EsmModel {
             num_heads: cfg.num_attention_heads,
             dtype: vb.dtype(),
             device: vb.device().clone(),
+            products: Products::F32,
         })
     }
 
@@ -806,7 +743,7 @@ impl EsmModel {
         &self.device
     }
 
-    /// Whether [`Self::forward`] takes the CPU kernels ([`crate::models::cpu_kernels`]) rather than
+    /// Whether [`Self::forward`] takes the CPU kernels ([`crate::models::esm_cpu`]) rather than
     /// Candle ops: on the CPU in f32, where Candle's per-op passes cost most.
     pub fn uses_cpu_kernels(&self) -> bool {
         self.device.is_cpu() && self.dtype == DType::F32
@@ -823,7 +760,8 @@ impl EsmModel {
         }
     }
 
-    /// [`Self::forward`] with Candle ops only: any device and dtype.
+    /// [`Self::forward`] with Candle ops only: any device and dtype (always f32 products on an f32
+    /// model, whether or not [`Self::use_bf16_products`] was called).
     pub fn forward_candle(
         &self,
         input_ids: &Tensor,
@@ -851,162 +789,6 @@ impl EsmModel {
         };
         self.encoder.forward(&hidden, &mask_bias, rotary.as_ref(), layer)
     }
-
-    /// [`Self::forward`] through the f32 CPU kernels: the embeddings in Candle (one cheap pass),
-    /// then the blocks on the real tokens only, packed without padding into buffers reused from
-    /// layer to layer. A padding position's output is its embedding, zero, where HF and
-    /// [`Self::forward_candle`] leave values that nothing reads; every real token's output is
-    /// the same.
-    pub fn forward_cpu(
-        &self,
-        input_ids: &Tensor,
-        attention_mask: &Tensor,
-        layer: usize,
-    ) -> candle_core::Result<Tensor> {
-        if !self.uses_cpu_kernels() {
-            candle_core::bail!(
-                "the ESM CPU kernels need an f32 model on the CPU, not {:?} on {:?}",
-                self.dtype,
-                self.device
-            );
-        }
-        let mask = attention_mask.to_dtype(DType::F32)?;
-        let hidden = self.embeddings.forward(input_ids, &mask)?;
-        if layer == 0 {
-            return Ok(hidden);
-        }
-        let (b, t, h) = hidden.dims3()?;
-        let mask: Vec<f32> = mask.flatten_all()?.to_vec1()?;
-        let mut padded: Vec<f32> = hidden.flatten_all()?.to_vec1()?;
-        let mut kept = Vec::with_capacity(b * t);
-        let mut positions = Vec::with_capacity(b * t);
-        let mut sequences = Vec::with_capacity(b);
-        for (row, mask) in mask.chunks_exact(t.max(1)).enumerate() {
-            let start = kept.len();
-            for (position, &m) in mask.iter().enumerate() {
-                if m != 0.0 {
-                    kept.push(row * t + position);
-                    positions.push(position);
-                }
-            }
-            sequences.push(start..kept.len());
-        }
-        let mut packed = Vec::with_capacity(kept.len() * h);
-        for &i in &kept {
-            packed.extend_from_slice(&padded[i * h..(i + 1) * h]);
-        }
-        let rotary = match &self.rotary_embeddings {
-            Some(r) => {
-                let (cos, sin) = r.forward(t)?;
-                Some((cos.flatten_all()?.to_vec1()?, sin.flatten_all()?.to_vec1()?))
-            }
-            None => None,
-        };
-        let batch = CpuBatch {
-            heads: Heads {
-                heads: self.num_heads,
-                head_dim: h / self.num_heads,
-            },
-            sequences,
-            positions,
-            rotary,
-        };
-        self.encoder.forward_cpu(&mut packed, &batch, layer)?;
-        for (&i, row) in kept.iter().zip(packed.chunks_exact(h)) {
-            padded[i * h..(i + 1) * h].copy_from_slice(row);
-        }
-        Tensor::from_vec(padded, (b, t, h), &self.device)
-    }
-}
-
-/// What every block of one CPU forward pass shares.
-struct CpuBatch {
-    heads: Heads,
-    /// Each sequence's range of packed rows (its real tokens).
-    sequences: Vec<std::ops::Range<usize>>,
-    /// Each packed row's position in its sequence (its column in the padded batch).
-    positions: Vec<usize>,
-    /// `(cos, sin)`, each `[tokens, head_dim]`, for rotary models.
-    rotary: Option<(Vec<f32>, Vec<f32>)>,
-}
-
-/// Activations of one block, allocated once per forward pass: fresh multi-megabyte buffers per op
-/// cost page faults that rival the arithmetic.
-struct CpuBuffers {
-    normed: Vec<f32>,
-    qkv: Vec<f32>,
-    context: Vec<f32>,
-    attention_output: Vec<f32>,
-    intermediate: Vec<f32>,
-}
-
-impl CpuBuffers {
-    fn new(rows: usize, hidden: usize, intermediate: usize) -> Self {
-        CpuBuffers {
-            normed: vec![0.0; rows * hidden],
-            qkv: vec![0.0; rows * 3 * hidden],
-            context: vec![0.0; rows * hidden],
-            attention_output: vec![0.0; rows * hidden],
-            intermediate: vec![0.0; rows * intermediate],
-        }
-    }
-}
-
-/// A contiguous f32 CPU tensor's elements, borrowed (no copy) while the view lives.
-struct CpuF32<'a> {
-    storage: candle_core::StorageRef<'a>,
-    range: std::ops::Range<usize>,
-}
-
-impl<'a> CpuF32<'a> {
-    fn of(tensor: &'a Tensor) -> candle_core::Result<Self> {
-        let (storage, layout) = tensor.storage_and_layout();
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("the ESM CPU kernels need contiguous weights");
-        };
-        match &*storage {
-            candle_core::Storage::Cpu(cpu) => {
-                cpu.as_slice::<f32>()?;
-            }
-            _ => candle_core::bail!("the ESM CPU kernels need weights on the CPU"),
-        }
-        Ok(CpuF32 {
-            storage,
-            range: start..end,
-        })
-    }
-}
-
-impl std::ops::Deref for CpuF32<'_> {
-    type Target = [f32];
-
-    fn deref(&self) -> &[f32] {
-        match &*self.storage {
-            candle_core::Storage::Cpu(cpu) => {
-                &cpu.as_slice::<f32>().expect("f32 checked in CpuF32::of")[self.range.clone()]
-            }
-            _ => unreachable!("CPU storage checked in CpuF32::of"),
-        }
-    }
-}
-
-fn cpu_linear(linear: &Linear, x: &[f32], residual: Option<&[f32]>, out: &mut [f32]) -> candle_core::Result<()> {
-    let Some(bias) = linear.bias() else {
-        candle_core::bail!("ESM projections have biases");
-    };
-    let (weight, bias) = (CpuF32::of(linear.weight())?, CpuF32::of(bias)?);
-    let rows = out.len() / bias.len().max(1);
-    cpu_kernels::linear(x, rows, &weight, &bias, residual, out);
-    Ok(())
-}
-
-fn cpu_layer_norm(ln: &LayerNorm, x: &[f32], out: &mut [f32]) -> candle_core::Result<()> {
-    let Some(bias) = ln.bias() else {
-        candle_core::bail!("ESM LayerNorms have biases");
-    };
-    let (weight, bias) = (CpuF32::of(ln.weight())?, CpuF32::of(bias)?);
-    cpu_kernels::layer_norm(x, &weight, &bias, ln.eps() as f32, out);
-    Ok(())
 }
 
 /// An ESM checkpoint ready to embed sequences.
@@ -1155,12 +937,20 @@ pub fn load_esm(dir: &Path, name: &str, opts: &LoadOptions) -> Result<EsmEmbedde
     let files: Vec<PathBuf> = ckpt.files().to_vec();
     let digest = weights::model_digest(dir)?;
 
-    let vb = ckpt.var_builder(opts.dtype, &opts.device);
+    // bf16 on the CPU: an f32 model whose projections multiply in bf16 (crate::models::esm_cpu);
+    // elsewhere the dtype is Candle's.
+    let bf16_cpu = opts.device.is_cpu() && opts.dtype == DType::BF16;
+    let load_dtype = if bf16_cpu { DType::F32 } else { opts.dtype };
+    let vb = ckpt.var_builder(load_dtype, &opts.device);
     let vb = if prefix.is_empty() { vb } else { vb.pp("esm") };
-    let model = EsmModel::load(vb, &cfg).map_err(|e| ModelError::File {
+    let weights_err = |e: candle_core::Error| ModelError::File {
         path: files.first().cloned().unwrap_or_else(|| dir.to_path_buf()),
         message: format!("loading ESM weights: {e}"),
-    })?;
+    };
+    let mut model = EsmModel::load(vb, &cfg).map_err(weights_err)?;
+    if bf16_cpu {
+        model.use_bf16_products().map_err(weights_err)?;
+    }
 
     let max_residues = cfg.max_residues();
     let window = WindowPolicy::new(max_residues);
@@ -1248,100 +1038,5 @@ mod tests {
             rotate_half(&x).unwrap().to_vec2::<f32>().unwrap(),
             vec![vec![-3., -4., 1., 2.]]
         );
-    }
-
-    /// A random-weight model of `cfg` (LayerNorm weights near 1, as trained ones are).
-    fn random_model(cfg: &Config, seed: u64) -> EsmModel {
-        use rand::{Rng, SeedableRng};
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let mut tensors = HashMap::new();
-        for (name, shape) in cfg.expected_tensors() {
-            let n: usize = shape.iter().product();
-            let centre = if name.contains("LayerNorm.weight") || name.contains("layer_norm") && name.ends_with("weight")
-            {
-                1.0
-            } else {
-                0.0
-            };
-            let data: Vec<f32> = (0..n).map(|_| centre + rng.gen_range(-0.3f32..0.3)).collect();
-            tensors.insert(name, Tensor::from_vec(data, shape.as_slice(), &Device::Cpu).unwrap());
-        }
-        EsmModel::load(VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu), cfg).unwrap()
-    }
-
-    #[test]
-    fn cpu_kernels_match_candle_ops_with_padding() {
-        for position in ["rotary", "absolute"] {
-            let cfg: Config = serde_json::from_str(&format!(
-                r#"{{"vocab_size":33,"hidden_size":40,"num_hidden_layers":3,"num_attention_heads":5,
-                    "intermediate_size":96,"pad_token_id":1,"mask_token_id":32,"max_position_embeddings":64,
-                    "position_embedding_type":"{position}","token_dropout":true,"layer_norm_eps":1e-5,
-                    "emb_layer_norm_before":{}}}"#,
-                position == "absolute"
-            ))
-            .unwrap();
-            let model = random_model(&cfg, 7);
-            assert!(model.uses_cpu_kernels());
-            let tok = EsmTokenizer::builtin();
-            let seqs = [
-                "MKTAYIAKQRQISFVKSHFSRQ",
-                "GSHMLE<mask>DPK",
-                "W",
-                "ACDEFGHIKLMNPQRSTVWYXBUZO",
-            ];
-            let width = seqs.iter().map(|s| tok.encode(s).len()).max().unwrap();
-            let (mut ids, mut mask) = (Vec::new(), Vec::new());
-            for s in seqs {
-                let toks = tok.encode(s);
-                mask.extend((0..width).map(|i| if i < toks.len() { 1f32 } else { 0.0 }));
-                ids.extend(toks.iter().copied().chain(std::iter::repeat(tok.pad_id())).take(width));
-            }
-            let ids = Tensor::from_vec(ids, (seqs.len(), width), &Device::Cpu).unwrap();
-            let mask = Tensor::from_vec(mask, (seqs.len(), width), &Device::Cpu).unwrap();
-            let real = mask.to_vec2::<f32>().unwrap();
-            for layer in [0, 1, 3] {
-                let fast = model.forward_cpu(&ids, &mask, layer).unwrap();
-                let plain = model.forward_candle(&ids, &mask, layer).unwrap();
-                assert_eq!(fast.dims(), plain.dims());
-                let (fast, plain) = (fast.to_vec3::<f32>().unwrap(), plain.to_vec3::<f32>().unwrap());
-                let mut worst = 0f32;
-                for (s, real) in real.iter().enumerate() {
-                    for (p, &m) in real.iter().enumerate() {
-                        if m == 0.0 {
-                            assert!(fast[s][p].iter().all(|&v| v == 0.0), "padding keeps its zero embedding");
-                            continue;
-                        }
-                        for (a, b) in fast[s][p].iter().zip(&plain[s][p]) {
-                            worst = worst.max((a - b).abs());
-                        }
-                    }
-                }
-                assert!(
-                    worst <= 2e-5,
-                    "{position} layer {layer}: CPU kernels differ from Candle by {worst}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn cpu_kernels_are_refused_off_f32_and_candle_serves_it() {
-        let cfg: Config = serde_json::from_str(
-            r#"{"vocab_size":33,"hidden_size":8,"num_hidden_layers":1,"num_attention_heads":2,
-                "intermediate_size":16,"position_embedding_type":"rotary"}"#,
-        )
-        .unwrap();
-        let tensors: HashMap<String, Tensor> = cfg
-            .expected_tensors()
-            .into_iter()
-            .map(|(n, s)| (n, Tensor::ones(s.as_slice(), DType::F16, &Device::Cpu).unwrap()))
-            .collect();
-        let model = EsmModel::load(VarBuilder::from_tensors(tensors, DType::F16, &Device::Cpu), &cfg).unwrap();
-        assert!(!model.uses_cpu_kernels());
-        let ids = Tensor::new(&[[0u32, 5, 2]], &Device::Cpu).unwrap();
-        let mask = Tensor::ones((1, 3), DType::F32, &Device::Cpu).unwrap();
-        assert!(model.forward_cpu(&ids, &mask, 1).is_err());
-        // The generic path serves it.
-        assert_eq!(model.forward(&ids, &mask, 1).unwrap().dims(), &[1, 3, 8]);
     }
 }

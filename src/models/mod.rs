@@ -17,6 +17,7 @@ use crate::embedder::Embedder;
 pub mod bert;
 pub mod cpu_kernels;
 pub mod esm;
+pub mod esm_cpu;
 mod hf_config;
 pub mod near;
 pub mod npz;
@@ -185,8 +186,9 @@ pub fn parse_device(s: &str) -> Result<Device, ModelError> {
     Device::new_cuda(ordinal).map_err(|e| ModelError::Other(format!("device {s}: {e}")))
 }
 
-/// Parses `--dtype`: `f32`, `f16` or `bf16` (`auto`: f32 on CPU, f16 on CUDA). Half precision is for
-/// CUDA; on CPU it is refused, because Candle's CPU kernels are slower and less exact in it.
+/// Parses `--dtype`: `f32`, `f16` or `bf16` (`auto`: f32 on CPU, f16 on CUDA). On the CPU, f16 is
+/// refused (Candle's CPU kernels are slower and less exact in it) and bf16 means f32 activations
+/// with bf16 products ([`crate::lowp`]) where a model has that path ([`refuse_cpu_bf16`]).
 pub fn parse_dtype(s: &str, device: &Device) -> Result<DType, ModelError> {
     let dtype = match s.trim().to_ascii_lowercase().as_str() {
         "auto" => return Ok(if device.is_cuda() { DType::F16 } else { DType::F32 }),
@@ -199,12 +201,24 @@ pub fn parse_dtype(s: &str, device: &Device) -> Result<DType, ModelError> {
             )))
         }
     };
-    if dtype != DType::F32 && device.is_cpu() {
+    if dtype == DType::F16 && device.is_cpu() {
         return Err(ModelError::Other(format!(
-            "dtype {s} needs a CUDA device (--device cuda:N); CPU runs in f32"
+            "dtype {s} needs a CUDA device (--device cuda:N); the CPU runs f32 or bf16"
         )));
     }
     Ok(dtype)
+}
+
+/// For models without a bf16 CPU path: an error for `--dtype bf16` on the CPU, where Candle would
+/// run every op (sums, LayerNorm, softmax) in bf16, slowly and visibly off f32.
+pub fn refuse_cpu_bf16(name: &str, opts: &LoadOptions) -> Result<(), ModelError> {
+    if opts.device.is_cpu() && opts.dtype == DType::BF16 {
+        return Err(ModelError::Other(format!(
+            "{name}: --dtype bf16 on the CPU is implemented for ESM models only (f32 activations, \
+             bf16 products); run this model with --dtype f32 on the CPU or bf16 on CUDA"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -229,6 +243,7 @@ mod tests {
         assert_eq!(parse_dtype("f32", &Device::Cpu).unwrap(), DType::F32);
         assert_eq!(parse_dtype("auto", &Device::Cpu).unwrap(), DType::F32);
         assert!(parse_dtype("f16", &Device::Cpu).is_err());
+        assert_eq!(parse_dtype("bf16", &Device::Cpu).unwrap(), DType::BF16);
         assert!(parse_dtype("f64", &Device::Cpu).is_err());
     }
 

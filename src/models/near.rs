@@ -187,6 +187,7 @@ impl Near {
                 "{name}: NEAR has a single output layer; --layer does not apply"
             )));
         }
+        super::refuse_cpu_bf16(name, opts)?;
         let weights = NpzWeights::open(&path)?;
         let config = NearConfig::default();
         let device = opts.device.clone();

@@ -113,6 +113,7 @@ impl<M: PaddedEncoder> Encoder<M> {
         vocab_source: &str,
         build: impl FnOnce(&Checkpoint, VarBuilder<'static>) -> candle_core::Result<M>,
     ) -> Result<Self, ModelError> {
+        super::refuse_cpu_bf16(name, opts)?;
         let config_path = dir.join("config.json");
         let state = hf_config::hidden_state_index(opts.layer, layout.num_layers + 1, &config_path)?;
         let ckpt = Checkpoint::open(dir)?;
