@@ -21,5 +21,6 @@ pub mod models;
 pub mod pipeline;
 pub mod plot;
 pub mod residue;
+pub mod shard;
 pub mod simd;
 pub mod vectors;

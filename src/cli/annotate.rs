@@ -19,7 +19,8 @@ use crate::classify::saved::SavedClassifier;
 use crate::embedder::{Embedder, EmbedderSpec};
 use crate::io::input::SequenceReader;
 use crate::io::{alphabet, Record};
-use crate::pipeline::{self, EmbedOptions};
+use crate::pipeline::{self, EmbedOptions, WorkShard};
+use crate::shard::{PartContext, Placement, RecordSelection};
 
 /// Output format of `protfam annotate`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -52,8 +53,74 @@ pub struct AnnotateArgs {
     /// Exit with status 0 even when some records were invalid (they are always reported and skipped).
     #[arg(long)]
     pub lenient: bool,
+    /// Annotate only share K of N of the records (record i belongs to share i mod N, K from 0):
+    /// one task of a job array. Writes `part-K-of-N.jsonl` to --part-dir for `protfam annotate merge`.
+    #[arg(long, value_name = "K/N", requires = "part_dir", conflicts_with = "output")]
+    pub shard: Option<WorkShard>,
+    /// Directory the part of --shard is written to (shared by all tasks).
+    #[arg(long, requires = "shard")]
+    pub part_dir: Option<PathBuf>,
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+/// `protfam annotate [ARGS] INPUT` or `protfam annotate merge PART_DIR`.
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct AnnotateCommand {
+    #[command(subcommand)]
+    pub action: Option<AnnotateAction>,
+    #[command(flatten)]
+    pub args: Option<AnnotateArgs>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum AnnotateAction {
+    /// Merge the parts of `annotate --shard K/N` tasks into the output one
+    /// process would have written (input order); refuses while a part is missing or damaged.
+    Merge(MergeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MergeArgs {
+    /// The --part-dir of the tasks.
+    pub part_dir: PathBuf,
+    /// Output file (default: standard output).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Tsv)]
+    pub format: OutputFormat,
+    /// Exit with status 0 even when some records were invalid.
+    #[arg(long)]
+    pub lenient: bool,
+}
+
+/// Runs `annotate` or `annotate merge`.
+pub fn run_command(cmd: AnnotateCommand) -> anyhow::Result<ExitCode> {
+    match (cmd.action, cmd.args) {
+        (Some(AnnotateAction::Merge(merge)), _) => run_merge(merge),
+        (None, Some(args)) => run(args),
+        (None, None) => bail!("give --classifier DIR and an INPUT file (or `protfam annotate merge PART_DIR`)"),
+    }
+}
+
+/// `annotate merge`: the parts' rows in input order, written as `annotate` writes them.
+fn run_merge(args: MergeArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let merged = crate::shard::merge_parts(&args.part_dir)?;
+    eprintln!(
+        "merged {} parts of {} ({} records)",
+        merged.parts, merged.header.input, merged.header.input_records
+    );
+    write_rows(
+        args.output.as_deref(),
+        args.format,
+        args.lenient,
+        &merged.rows,
+        merged.header.duplicate_ids,
+        started,
+    )
 }
 
 /// Settings shared by `annotate` and `calibrate`.
@@ -241,6 +308,33 @@ struct Input {
     records: Vec<Record>,
     duplicates: usize,
     name: String,
+    /// With `--shard`: where the kept records sit in the whole input.
+    placement: Option<Placement>,
+}
+
+impl Input {
+    /// Keeps only this task's share of the records (`--shard`).
+    fn select(self, shard: Option<WorkShard>) -> Self {
+        let Some(shard) = shard else { return self };
+        let selection = RecordSelection::select(self.items, self.records, shard);
+        Input {
+            items: selection.items,
+            records: selection.records,
+            placement: Some(selection.placement),
+            ..self
+        }
+    }
+}
+
+/// What must be the same in every task of a sharded run, besides the input.
+fn part_settings(args: &AnnotateArgs, training_digest: &str, calibration: Option<&Calibration>) -> serde_json::Value {
+    serde_json::json!({
+        "classifier": std::fs::canonicalize(&args.classifier).unwrap_or_else(|_| args.classifier.clone()),
+        "training_digest": training_digest,
+        "calibration": calibration,
+        "top_k": args.top_k,
+        "protfam": env!("CARGO_PKG_VERSION"),
+    })
 }
 
 fn read_input(path: &Path) -> anyhow::Result<Input> {
@@ -303,6 +397,7 @@ fn read_input(path: &Path) -> anyhow::Result<Input> {
         records,
         duplicates: duplicates.len(),
         name,
+        placement: None,
     })
 }
 
@@ -341,7 +436,7 @@ pub fn run(args: AnnotateArgs) -> anyhow::Result<ExitCode> {
         ),
     }
 
-    let input = read_input(&args.input)?;
+    let input = read_input(&args.input)?.select(args.shard);
     report_input_problems(&input);
     let opts = EmbedOptions {
         batch_tokens: args.common.batch_tokens,
@@ -388,43 +483,70 @@ pub fn run(args: AnnotateArgs) -> anyhow::Result<ExitCode> {
         calibration.as_ref(),
         args.top_k,
     );
-
-    finish(&args, &rows, input.duplicates, started)
+    let settings = part_settings(&args, &classifier.meta.training.digest, calibration.as_ref());
+    finish(&args, &rows, &input, settings, started)
 }
 
-/// Writes the rows (atomically to `-o`, else to stdout), prints the summary and picks the exit status.
+/// Writes the rows (atomically to `-o`, or as this task's part with `--shard`,
+/// else to stdout), prints the summary and picks the exit status.
 fn finish(
     args: &AnnotateArgs,
+    rows: &[annotate::Annotation],
+    input: &Input,
+    settings: serde_json::Value,
+    started: Instant,
+) -> anyhow::Result<ExitCode> {
+    if let (Some(shard), Some(dir), Some(placement)) = (args.shard, &args.part_dir, &input.placement) {
+        let context = PartContext {
+            shard,
+            input: &input.name,
+            duplicate_ids: input.duplicates,
+            settings,
+        };
+        let path = crate::shard::write_part(dir, &context, placement, rows)?;
+        eprintln!("part {shard}: {} of {} records -> {}", rows.len(), placement.input_records, path.display());
+        return exit_status(rows, input.duplicates, started, args.lenient);
+    }
+    write_rows(args.output.as_deref(), args.format, args.lenient, rows, input.duplicates, started)
+}
+
+/// Writes the rows (atomically to `output`, else to stdout), prints the summary and picks the exit status.
+fn write_rows(
+    output: Option<&Path>,
+    format: OutputFormat,
+    lenient: bool,
     rows: &[annotate::Annotation],
     duplicates: usize,
     started: Instant,
 ) -> anyhow::Result<ExitCode> {
     let write = |out: &mut dyn Write| -> std::io::Result<()> {
-        match args.format {
+        match format {
             OutputFormat::Tsv => annotate::write_tsv(out, rows),
             OutputFormat::Json => annotate::write_json(out, rows),
         }
     };
-    match &args.output {
-        Some(path) => {
-            let tmp = path.with_extension("partial");
-            let mut file = std::io::BufWriter::new(
-                std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?,
-            );
-            write(&mut file).with_context(|| format!("writing {}", tmp.display()))?;
-            drop(file);
-            std::fs::rename(&tmp, path)
-                .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
-        }
+    match output {
+        Some(path) => crate::cache::atomic::write_atomic(path, |file| write(file))
+            .with_context(|| format!("writing {}", path.display()))?,
         None => {
             let stdout = std::io::stdout();
             let mut lock = stdout.lock();
             write(&mut lock).context("writing to standard output")?;
         }
     }
+    exit_status(rows, duplicates, started, lenient)
+}
+
+/// Prints the summary; status 2 when records were invalid, unless `lenient`.
+fn exit_status(
+    rows: &[annotate::Annotation],
+    duplicates: usize,
+    started: Instant,
+    lenient: bool,
+) -> anyhow::Result<ExitCode> {
     let summary = annotate::summarise(rows, duplicates, started.elapsed().as_secs_f64());
     eprintln!("{summary}");
-    if summary.invalid > 0 && !args.lenient {
+    if summary.invalid > 0 && !lenient {
         eprintln!(
             "{} invalid record(s) were reported and skipped; exit status 2 (pass --lenient for 0)",
             summary.invalid
@@ -478,7 +600,7 @@ fn run_residue(args: AnnotateArgs, started: Instant) -> anyhow::Result<ExitCode>
             args.classifier.display()
         );
     }
-    let input = read_input(&args.input)?;
+    let input = read_input(&args.input)?.select(args.shard);
     report_input_problems(&input);
     let predictions = if input.records.is_empty() {
         Vec::new()
@@ -522,5 +644,6 @@ fn run_residue(args: AnnotateArgs, started: Instant) -> anyhow::Result<ExitCode>
             format!("{}; {reason}", row.note)
         };
     }
-    finish(&args, &rows, input.duplicates, started)
+    let settings = part_settings(&args, &knn.store.manifest.plan.data_digest, calibration.as_ref());
+    finish(&args, &rows, &input, settings, started)
 }
