@@ -230,7 +230,7 @@ log "embed, one process: NEAR on clustered_split/test"
 "$PROTFAM" embed --model near --data "$DATA" --split clustered_split --parts test --cache "$W/single/cache" \
   2>"$W/logs/embed-single.log"
 "$PROTFAM" cache export --model near --data "$DATA" --split clustered_split --parts test \
-  --cache "$W/single/cache" --out "$W/single/test" 2>"$W/logs/export-single.log"
+  --cache "$W/single/cache" --out "$W/single/test" >"$W/logs/export-single.log" 2>&1
 
 t0=$(date +%s)
 export MODEL=near DATA SPLIT=clustered_split PARTS=test WORK="$W/embed" CACHE="$W/embed/merged"
@@ -244,7 +244,7 @@ expect_completed "$merge_job"
 log "embed array + merge: $(($(date +%s) - t0)) s"
 # Export from the merged cache with no weights at hand: it must find every vector there.
 "$PROTFAM" cache export --model near --data "$DATA" --split clustered_split --parts test \
-  --cache "$CACHE" --out "$W/embed/test" 2>"$W/logs/export-merged.log"
+  --cache "$CACHE" --out "$W/embed/test" >"$W/logs/export-merged.log" 2>&1
 grep -q " 0 embedded" "$W/logs/export-merged.log" \
   || die "export from the merged cache embedded vectors: $(cat "$W/logs/export-merged.log")"
 same_bytes "$W/single/test.npy" "$W/embed/test.npy" "embed vectors (npy)"

@@ -436,7 +436,7 @@ pub fn run(args: AnnotateArgs) -> anyhow::Result<ExitCode> {
         ),
     }
 
-    let input = read_input(&args.input)?.select(args.shard);
+    let mut input = read_input(&args.input)?.select(args.shard);
     report_input_problems(&input);
     let opts = EmbedOptions {
         batch_tokens: args.common.batch_tokens,
@@ -456,7 +456,7 @@ pub fn run(args: AnnotateArgs) -> anyhow::Result<ExitCode> {
         let mut model_cache = cache.open_model(embedder.spec())?;
         let (v, s) = pipeline::embed_with_cache(
             embedder.as_ref(),
-            input.records.into_iter().map(Ok),
+            std::mem::take(&mut input.records).into_iter().map(Ok),
             &input.name,
             &mut model_cache,
             &opts,
