@@ -258,8 +258,8 @@ sample() { # part step -> one CSV with the header and every step-th record
   awk -v step="$2" 'FNR == 1 { if (NR == 1) print; next } { if (n++ % step == 0) print }' \
     "$DATA/clustered_split/$1"/data-*
 }
-sample train 16 >"$mini/train/data-00000-of-00001"
-sample dev 2 >"$mini/dev/data-00000-of-00001"
+sample train 32 >"$mini/train/data-00000-of-00001"
+sample dev 4 >"$mini/dev/data-00000-of-00001"
 "$PROTFAM" train --data "$W/mini" --split clustered_split --model near --classifier knn \
   --cache "$W/single/cache" --models-dir "$ROOT/models" --out "$W/knn" --min-precision 0.5 \
   2>"$W/logs/train.log"

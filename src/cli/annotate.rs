@@ -65,13 +65,47 @@ pub struct AnnotateArgs {
 }
 
 /// `protfam annotate [ARGS] INPUT` or `protfam annotate merge PART_DIR`.
-#[derive(Debug, clap::Args)]
-#[command(args_conflicts_with_subcommands = true)]
+///
+/// Parsed by hand: clap's derive cannot make the annotate flags (some of them
+/// required) optional only when the `merge` subcommand is given.
+#[derive(Debug)]
 pub struct AnnotateCommand {
-    #[command(subcommand)]
     pub action: Option<AnnotateAction>,
-    #[command(flatten)]
     pub args: Option<AnnotateArgs>,
+}
+
+impl clap::FromArgMatches for AnnotateCommand {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        if matches.subcommand_name().is_some() {
+            Ok(AnnotateCommand {
+                action: Some(<AnnotateAction as clap::FromArgMatches>::from_arg_matches(matches)?),
+                args: None,
+            })
+        } else {
+            Ok(AnnotateCommand {
+                action: None,
+                args: Some(<AnnotateArgs as clap::FromArgMatches>::from_arg_matches(matches)?),
+            })
+        }
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl clap::Args for AnnotateCommand {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        let cmd = <AnnotateArgs as clap::Args>::augment_args(cmd);
+        <AnnotateAction as clap::Subcommand>::augment_subcommands(cmd)
+            .args_conflicts_with_subcommands(true)
+            .subcommand_negates_reqs(true)
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
 }
 
 #[derive(Debug, clap::Subcommand)]
