@@ -27,8 +27,7 @@ use std::time::Instant;
 
 use protfam::classify::mlp::{Activation, BatchSize, MlpParams};
 use protfam::classify::{class_indices, Fit, KnnParams, Predict};
-use protfam::cli::train::DataArgs;
-use protfam::evaluate::VectorSource;
+use protfam::experiment::{CacheSource, VectorSource};
 use protfam::io::vocab::LabelVocab;
 use protfam::vectors::VectorSet;
 
@@ -94,15 +93,15 @@ fn peer(script: &str, args: &[String]) -> serde_json::Value {
 
 fn vectors() -> (String, VectorSet, VectorSet, VectorSet) {
     let model = std::env::var("PROTFAM_BENCH_MODEL").unwrap_or_else(|_| "unirep1900".into());
-    let data = DataArgs {
-        data: common::data_root(),
-        split: "clustered_split".into(),
-        cache: PathBuf::from(std::env::var("PROTFAM_CACHE").unwrap_or_else(|_| "data/cache".into())),
-        models_dir: PathBuf::from(std::env::var("PROTFAM_MODELS").unwrap_or_else(|_| "models".into())),
-        cpu: false,
-    };
-    let mut source = protfam::cli::evaluate::CacheSource::new(&data, protfam::classify::default_device());
-    let loaded = (|| -> Result<_, protfam::evaluate::EvaluateError> {
+    let loaded = (|| -> Result<_, protfam::experiment::ExperimentError> {
+        let split = protfam::dataset::Split::open(common::data_root(), "clustered_split")?;
+        let cache = protfam::cache::Cache::new(std::env::var("PROTFAM_CACHE").unwrap_or_else(|_| "data/cache".into()));
+        let load = protfam::models::LoadOptions {
+            device: protfam::classify::default_device(),
+            models_dir: PathBuf::from(std::env::var("PROTFAM_MODELS").unwrap_or_else(|_| "models".into())),
+            ..Default::default()
+        };
+        let mut source = CacheSource::new(&split, cache, load);
         Ok((
             source.vectors(&model, "train")?.1,
             source.vectors(&model, "dev")?.1,

@@ -26,11 +26,12 @@ fn data_root() -> PathBuf {
     if let Some(p) = std::env::var_os("PROTFAM_DATA") {
         return PathBuf::from(p);
     }
-    let sibling = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/pfam35-uniprot20k");
-    if sibling.is_dir() {
-        return sibling;
-    }
-    PathBuf::from("/work/shared/data/pfam35-uniprot20k")
+    let checkout = Path::new(env!("CARGO_MANIFEST_DIR"));
+    ["data/pfam35-uniprot20k", "../shared/data/pfam35-uniprot20k"]
+        .iter()
+        .map(|p| checkout.join(p))
+        .find(|p| p.is_dir())
+        .expect("the bundled dataset: run `make data` or set PROTFAM_DATA")
 }
 
 fn models_dir() -> PathBuf {

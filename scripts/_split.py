@@ -10,8 +10,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def data_root(arg=None):
     """`arg`, else $PROTFAM_DATA, else the bundled data next to the checkout."""
-    for cand in (arg, os.environ.get("PROTFAM_DATA"), REPO.parent / "shared/data/pfam35-uniprot20k",
-                 "/work/shared/data/pfam35-uniprot20k"):
+    for cand in (arg, os.environ.get("PROTFAM_DATA"), REPO.parent / "shared/data/pfam35-uniprot20k", REPO / "data/pfam35-uniprot20k"):
         if cand and Path(cand).is_dir():
             return Path(cand)
     sys.exit("dataset not found: pass --data or set PROTFAM_DATA")

@@ -13,7 +13,7 @@
 #   scripts/baseline_fixtures.sh [data_root]
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-root=${1:-${PROTFAM_DATA:-/work/shared/data/pfam35-uniprot20k}}
+root=${1:-${PROTFAM_DATA:-$(dirname "$0")/../../shared/data/pfam35-uniprot20k}}
 out="$here/tests/data/baseline"
 mkdir -p "$out"
 python3 - "$root" "$out/tiny" <<'PY'

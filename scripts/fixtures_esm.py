@@ -42,7 +42,7 @@ VOCAB = ["<cls>", "<pad>", "<eos>", "<unk>", "L", "A", "G", "V", "S", "E", "R", 
 def data_dir():
     env = os.environ.get("PROTFAM_DATA")
     for cand in [env, os.path.join(ROOT, "..", "shared", "data", "pfam35-uniprot20k"),
-                 "/work/shared/data/pfam35-uniprot20k"]:
+                 os.path.join(ROOT, "data", "pfam35-uniprot20k")]:
         if cand and os.path.isdir(cand):
             return cand
     sys.exit("pfam35-uniprot20k not found: set PROTFAM_DATA")

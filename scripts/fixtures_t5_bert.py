@@ -47,7 +47,7 @@ PROBES = ["MUZOBXJ", "ACDEFGHIKLMNPQRSTVWY", "BBJJXXOU", "W"]
 def data_dir() -> Path:
     env = os.environ.get("PROTFAM_DATA")
     candidates = [Path(env)] if env else []
-    candidates += [ROOT.parent / "shared/data/pfam35-uniprot20k", Path("/work/shared/data/pfam35-uniprot20k")]
+    candidates += [ROOT.parent / "shared/data/pfam35-uniprot20k", ROOT / "data/pfam35-uniprot20k"]
     for c in candidates:
         if c.is_dir():
             return c

@@ -26,8 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 def data_root() -> Path:
     if len(sys.argv) > 1:
         return Path(sys.argv[1])
-    for cand in (os.environ.get("PROTFAM_DATA"), REPO.parent / "shared/data/pfam35-uniprot20k",
-                 "/work/shared/data/pfam35-uniprot20k"):
+    for cand in (os.environ.get("PROTFAM_DATA"), REPO.parent / "shared/data/pfam35-uniprot20k", REPO / "data/pfam35-uniprot20k"):
         if cand and Path(cand).is_dir():
             return Path(cand)
     sys.exit("pfam35-uniprot20k not found: pass its path or set PROTFAM_DATA")

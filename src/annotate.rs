@@ -327,6 +327,25 @@ pub struct Annotation {
     pub note: String,
 }
 
+impl Annotation {
+    /// A row that names no family (an invalid record, or a query with no candidate at all).
+    fn without_family(id: &str, annotation: &str, length: usize, note: String) -> Self {
+        Annotation {
+            id: id.to_string(),
+            annotation: annotation.to_string(),
+            family_id: String::new(),
+            family_accession: String::new(),
+            score: None,
+            confident: false,
+            next_best: Vec::new(),
+            nearest_id: None,
+            nearest_distance: None,
+            length,
+            note,
+        }
+    }
+}
+
 /// One input record as read: a valid one to be predicted, or one that was not readable.
 #[derive(Debug, Clone, PartialEq)]
 pub enum InputItem {
@@ -357,37 +376,54 @@ impl std::fmt::Display for AnnotateSummary {
     }
 }
 
-/// Builds the output rows: `predictions` belong to the `Valid` items, in order.
-/// Without a calibration every answer counts as confident.
+/// What one query got from a classifier: its ranked families (none when the
+/// classifier had nothing to say) and, for an abstention the classifier itself
+/// decided (no searchable residue, no hit, score under its floor), the reason.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub prediction: Option<Prediction>,
+    pub abstained: Option<String>,
+}
+
+impl Outcome {
+    /// A prediction with no abstention of the classifier's own.
+    pub fn predicted(prediction: Prediction) -> Self {
+        Outcome {
+            prediction: Some(prediction),
+            abstained: None,
+        }
+    }
+}
+
+/// Builds the output rows: `outcomes` belong to the `Valid` items, in order.
+/// Without a calibration every answer counts as confident; a classifier's own
+/// abstention is `no confident family` whatever the calibration says, with the
+/// reason in the note.
 pub fn annotations(
     items: &[InputItem],
-    predictions: &[Prediction],
+    outcomes: &[Outcome],
     vocab: &LabelVocab,
     train_ids: &[String],
     calibration: Option<&Calibration>,
     top_k: usize,
 ) -> Vec<Annotation> {
-    let mut predictions = predictions.iter();
+    let mut outcomes = outcomes.iter();
     items
         .iter()
         .map(|item| match item {
-            InputItem::Invalid { id, message } => Annotation {
-                id: id.clone(),
-                annotation: INVALID_RECORD.to_string(),
-                family_id: String::new(),
-                family_accession: String::new(),
-                score: None,
-                confident: false,
-                next_best: Vec::new(),
-                nearest_id: None,
-                nearest_distance: None,
-                length: 0,
-                note: message.clone(),
-            },
+            InputItem::Invalid { id, message } => Annotation::without_family(id, INVALID_RECORD, 0, message.clone()),
             InputItem::Valid { id, length, note } => {
-                let p = predictions.next().expect("one prediction per valid record");
+                let outcome = outcomes.next().expect("one outcome per valid record");
+                let with_reason = |note: &str| match &outcome.abstained {
+                    Some(reason) if note.is_empty() => reason.clone(),
+                    Some(reason) => format!("{note}; {reason}"),
+                    None => note.to_string(),
+                };
+                let Some(p) = &outcome.prediction else {
+                    return Annotation::without_family(id, NO_CONFIDENT_FAMILY, *length, with_reason(note));
+                };
                 let family = vocab.family(p.class);
-                let confident = calibration.is_none_or(|c| c.is_confident(p));
+                let confident = outcome.abstained.is_none() && calibration.is_none_or(|c| c.is_confident(p));
                 Annotation {
                     id: id.clone(),
                     annotation: if confident {
@@ -416,7 +452,7 @@ pub fn annotations(
                     nearest_id: p.nearest.and_then(|(i, _)| train_ids.get(i).cloned()),
                     nearest_distance: p.nearest.map(|(_, d)| d),
                     length: *length,
-                    note: note.clone(),
+                    note: with_reason(note),
                 }
             }
         })
@@ -655,6 +691,7 @@ mod tests {
             candidates: Vec::new(),
         };
         let train_ids = vec!["t0".to_string(), "t1".to_string()];
+        let preds: Vec<Outcome> = preds.into_iter().map(Outcome::predicted).collect();
         let rows = annotations(&items, &preds, &vocab, &train_ids, Some(&cal), 2);
         assert_eq!(rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
         assert_eq!((rows[0].annotation.as_str(), rows[0].confident), ("Kinase", true));
@@ -696,5 +733,19 @@ mod tests {
         // Without a calibration every valid answer is confident.
         let rows = annotations(&items, &preds, &vocab, &train_ids, None, 3);
         assert!(rows[2].confident && rows[2].next_best.len() == 2);
+
+        // A classifier's own abstention wins over the calibration and says why.
+        let mut abstaining = preds.clone();
+        abstaining[0].abstained = Some("score under the floor".into());
+        abstaining[1] = Outcome {
+            prediction: None,
+            abstained: Some("no searchable residue".into()),
+        };
+        let rows = annotations(&items, &abstaining, &vocab, &train_ids, None, 3);
+        assert_eq!((rows[0].annotation.as_str(), rows[0].confident), (NO_CONFIDENT_FAMILY, false));
+        assert_eq!((rows[0].family_id.as_str(), rows[0].note.as_str()), ("Kinase", "score under the floor"));
+        assert_eq!(rows[2].annotation, NO_CONFIDENT_FAMILY);
+        assert!(rows[2].family_id.is_empty() && rows[2].score.is_none());
+        assert_eq!(rows[2].note, "duplicate id (first at line 1); no searchable residue");
     }
 }

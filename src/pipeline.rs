@@ -7,17 +7,18 @@
 //! to the cache every few thousand vectors or seconds, so a killed run loses
 //! little and a restarted one embeds only what is missing.
 //! [`embed_to_vectors`] does the same and also returns the vectors in input
-//! order; [`load_vectors`] is the one call classifiers need:
+//! order; [`embed_into`] is both on an open [`ModelCache`]; [`load_vectors`]
+//! is the one call classifiers need:
 //!
 //! ```no_run
 //! use protfam::{cache::Cache, models, pipeline};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let embedder = models::load("unirep1900", &models::LoadOptions::default())?;
 //! let cache = Cache::new("data/cache");
-//! let root = std::path::Path::new("data/pfam35-uniprot20k");
+//! let split = protfam::dataset::Split::open("data/pfam35-uniprot20k", "clustered_split")?;
 //! let opts = pipeline::EmbedOptions::default();
 //! // Every record of the part, in file order, with its family; missing vectors are embedded now.
-//! let train = pipeline::load_vectors(embedder.as_ref(), &cache, root, "clustered_split", "train", &opts)?;
+//! let train = pipeline::load_vectors(embedder.as_ref(), &cache, &split, "train", &opts)?;
 //! assert_eq!(train.dim, embedder.spec().dim);
 //! # Ok(()) }
 //! ```
@@ -31,7 +32,6 @@
 //! Indexed Job) cover a dataset exactly once between them.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::cache::{sequence_hash, Cache, CacheError, ModelCache, SeqHash};
@@ -43,6 +43,8 @@ use crate::vectors::VectorSet;
 pub enum PipelineError {
     #[error(transparent)]
     Read(#[from] ReadError),
+    #[error(transparent)]
+    Dataset(#[from] crate::dataset::DatasetError),
     #[error("{source_name}: record {record}: {message}")]
     InvalidRecord {
         source_name: String,
@@ -214,8 +216,34 @@ pub fn peak_memory_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// What [`embed_into`] hands back besides the summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// Only write the cache (nothing is kept in memory beyond a chunk).
+    Nothing,
+    /// Also return the vectors of the accepted records in input order
+    /// (duplicates included, skipped records left out).
+    Vectors,
+}
+
+/// The pipeline itself, on an already opened [`ModelCache`] (so one command can
+/// embed several inputs into one cache). `source` names the input (a file or
+/// dataset part) in error messages.
+pub fn embed_into<I>(
+    embedder: &dyn Embedder,
+    records: I,
+    source: &str,
+    cache: &mut ModelCache,
+    opts: &EmbedOptions,
+    keep: Keep,
+) -> Result<(Option<VectorSet>, EmbedSummary), PipelineError>
+where
+    I: IntoIterator<Item = Result<Record, ReadError>>,
+{
+    run(embedder, records.into_iter(), source, cache, opts, keep == Keep::Vectors)
+}
+
 /// Embeds records into the cache (nothing is kept in memory beyond a chunk).
-/// `source` names the input (a file or dataset part) in error messages.
 pub fn embed_records<I>(
     embedder: &dyn Embedder,
     records: I,
@@ -227,21 +255,7 @@ where
     I: IntoIterator<Item = Result<Record, ReadError>>,
 {
     let mut model_cache = cache.open_model(embedder.spec())?;
-    run(embedder, records.into_iter(), source, &mut model_cache, opts, false).map(|(_, s)| s)
-}
-
-/// [`embed_records`] on an already opened [`ModelCache`].
-pub fn embed_records_with_cache<I>(
-    embedder: &dyn Embedder,
-    records: I,
-    source: &str,
-    cache: &mut ModelCache,
-    opts: &EmbedOptions,
-) -> Result<EmbedSummary, PipelineError>
-where
-    I: IntoIterator<Item = Result<Record, ReadError>>,
-{
-    run(embedder, records.into_iter(), source, cache, opts, false).map(|(_, s)| s)
+    embed_into(embedder, records, source, &mut model_cache, opts, Keep::Nothing).map(|(_, s)| s)
 }
 
 /// Like [`embed_records`], and returns the vectors of the accepted records in
@@ -257,38 +271,23 @@ where
     I: IntoIterator<Item = Result<Record, ReadError>>,
 {
     let mut model_cache = cache.open_model(embedder.spec())?;
-    embed_with_cache(embedder, records, source, &mut model_cache, opts)
+    let (vectors, summary) = embed_into(embedder, records, source, &mut model_cache, opts, Keep::Vectors)?;
+    Ok((vectors.expect("kept"), summary))
 }
 
-/// [`embed_to_vectors`] on an already opened [`ModelCache`].
-pub fn embed_with_cache<I>(
-    embedder: &dyn Embedder,
-    records: I,
-    source: &str,
-    cache: &mut ModelCache,
-    opts: &EmbedOptions,
-) -> Result<(VectorSet, EmbedSummary), PipelineError>
-where
-    I: IntoIterator<Item = Result<Record, ReadError>>,
-{
-    let (vectors, summary) = run(embedder, records.into_iter(), source, cache, opts, true)?;
-    Ok((vectors.expect("collected"), summary))
-}
-
-/// The vectors of one part of a Pfam split (`<root>/<split>/<part>`), every
-/// record in file order with its family label, embedding (and caching) what
-/// the cache lacks. Invalid records are an error unless `opts.lenient`.
+/// The vectors of one part of a Pfam split, every record in file order with
+/// its family label, embedding (and caching) what the cache lacks. Invalid
+/// records are an error unless `opts.lenient`.
 pub fn load_vectors(
     embedder: &dyn Embedder,
     cache: &Cache,
-    root: &Path,
-    split: &str,
+    split: &crate::dataset::Split,
     part: &str,
     opts: &EmbedOptions,
 ) -> Result<VectorSet, PipelineError> {
-    let records = crate::io::pfam_csv::read_part(root, split, part)?;
-    let source = root.join(split).join(part).display().to_string();
-    let (vectors, summary) = embed_to_vectors(embedder, records, &source, cache, opts)?;
+    let records = split.records(part)?;
+    let source = split.part_label(part);
+    let (vectors, summary) = embed_to_vectors(embedder, records.iter().cloned().map(Ok), &source, cache, opts)?;
     tracing::info!("{source} with {}: {summary}", embedder.spec().name);
     Ok(vectors)
 }

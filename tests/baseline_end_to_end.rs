@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use protfam::baseline::hmm::read_tblout;
+use protfam::dataset::Split;
 use protfam::baseline::{
     run_baseline, run_baseline_detailed, write_reports, BaselineError, BaselineKind, BaselineOptions,
 };
@@ -39,7 +40,7 @@ fn hmm_baseline_matches_raw_hmmscan_and_reuses_its_database() {
     let work = tempfile::tempdir().unwrap();
     let opts = options(work.path());
     let root = fixtures().join("tiny");
-    let first = run_baseline_detailed(BaselineKind::Hmm, &root, "clustered_split", &opts).unwrap();
+    let first = run_baseline_detailed(BaselineKind::Hmm, &Split::open(&root, "clustered_split").unwrap(), &opts).unwrap();
     assert!(!first.reused_database);
     assert_eq!(first.row.n, 12);
     assert_eq!(first.row.errors, checked_errors("hmm"));
@@ -82,7 +83,7 @@ fn hmm_baseline_matches_raw_hmmscan_and_reuses_its_database() {
         );
     }
 
-    let second = run_baseline_detailed(BaselineKind::Hmm, &root, "clustered_split", &opts).unwrap();
+    let second = run_baseline_detailed(BaselineKind::Hmm, &Split::open(&root, "clustered_split").unwrap(), &opts).unwrap();
     assert!(second.reused_database);
     assert_eq!(second.database_dir, first.database_dir);
     assert_eq!(second.predictions, first.predictions);
@@ -116,9 +117,9 @@ fn max_mode_gives_every_sequence_a_family() {
     let work = tempfile::tempdir().unwrap();
     let mut opts = options(work.path());
     let root = fixtures().join("tiny");
-    let filtered = run_baseline_detailed(BaselineKind::Hmm, &root, "clustered_split", &opts).unwrap();
+    let filtered = run_baseline_detailed(BaselineKind::Hmm, &Split::open(&root, "clustered_split").unwrap(), &opts).unwrap();
     opts.hmm_max = true;
-    let unfiltered = run_baseline_detailed(BaselineKind::Hmm, &root, "clustered_split", &opts).unwrap();
+    let unfiltered = run_baseline_detailed(BaselineKind::Hmm, &Split::open(&root, "clustered_split").unwrap(), &opts).unwrap();
     // Same profiles (the cache key does not depend on search options), every sequence scored against every profile.
     assert!(unfiltered.reused_database);
     assert!(unfiltered.predictions.iter().all(|p| p.predicted.is_some()));
@@ -240,7 +241,7 @@ fn a_damaged_cache_is_rebuilt() {
         .find(|p| p.is_dir())
         .unwrap();
     std::fs::remove_file(dir.join("train.psq")).unwrap();
-    let again = run_baseline_detailed(BaselineKind::Blast, &root, "clustered_split", &opts).unwrap();
+    let again = run_baseline_detailed(BaselineKind::Blast, &Split::open(&root, "clustered_split").unwrap(), &opts).unwrap();
     assert!(!again.reused_database);
     assert_eq!(again.predictions, predictions);
     assert_eq!(again.row.errors, row.errors);

@@ -7,7 +7,8 @@ mod common;
 use protfam::classify::mlp::BatchSize;
 use protfam::classify::saved::{ClassifierKind, ClassifierParams, SavedClassifier};
 use protfam::classify::MlpParams;
-use protfam::evaluate::{read_predictions, read_report, run, EvaluateConfig, ReportPaths};
+use protfam::experiment::{run, Plan};
+use protfam::report::{read_predictions, read_report, ReportPaths};
 
 use common::{part_vectors, CompositionSource};
 
@@ -21,23 +22,19 @@ fn evaluate_writes_reports_breakdown_and_predictions() {
         batch: BatchSize::Fraction(0.02),
         ..Default::default()
     };
-    let config = EvaluateConfig {
-        split: "clustered_split".into(),
-        models: vec!["composition".into()],
-        classifiers: vec![
-            ClassifierParams::defaults(ClassifierKind::Knn),
-            ClassifierParams::defaults(ClassifierKind::KnnEnsemble),
-            ClassifierParams::Mlp(mlp),
-        ],
-        report_dir: dir.path().to_path_buf(),
-        save_classifiers: Some(dir.path().join("classifiers")),
-        source: "bundled".into(),
-        run_cache: None,
-    };
+    let mut config = Plan::new("clustered_split", dir.path());
+    config.models = vec!["composition".into()];
+    config.classifiers = vec![
+        ClassifierParams::defaults(ClassifierKind::Knn),
+        ClassifierParams::defaults(ClassifierKind::KnnEnsemble),
+        ClassifierParams::Mlp(mlp),
+    ];
+    config.save_classifiers = Some(dir.path().join("classifiers"));
+    config.source = "bundled".into();
     let mut source = CompositionSource {
         split: "clustered_split".into(),
     };
-    let rows = run(&config, &mut source, &[]).unwrap();
+    let rows = run(&config, &mut source).unwrap().rows;
     assert_eq!(rows.len(), 3);
     let paths = ReportPaths::new(dir.path(), "clustered_split");
 
@@ -138,7 +135,7 @@ fn evaluate_writes_reports_breakdown_and_predictions() {
         .all(|(p, r)| saved.vocab.family(p.class).accession == r.predicted_accession));
 
     // A second run for another pair merges into the same report.
-    let config2 = EvaluateConfig {
+    let config2 = Plan {
         classifiers: vec![ClassifierParams::Knn(protfam::classify::KnnParams {
             k: 3,
             ..Default::default()
@@ -146,10 +143,10 @@ fn evaluate_writes_reports_breakdown_and_predictions() {
         save_classifiers: None,
         ..config
     };
-    let second = run(&config2, &mut source, &[]).unwrap();
+    let second = run(&config2, &mut source).unwrap().rows;
     assert_eq!(second[0].classifier, "knn-k3");
     assert_eq!(read_report(&paths.json()).unwrap().len(), 4, "a new pair adds a row");
-    protfam::evaluate::write_report(&paths, &[rows[0].clone()]).unwrap();
+    protfam::report::write_report(&paths, &[rows[0].clone()]).unwrap();
     assert_eq!(
         read_report(&paths.json()).unwrap().len(),
         4,

@@ -1,21 +1,14 @@
 //! `protfam data ...` end to end: the bundled split, a small fixture split
 //! with a bad record (strict and lenient), and input checking from files and stdin.
 
+mod common;
+
+use common::data_root;
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use predicates::prelude::*;
 
-fn data_root() -> PathBuf {
-    if let Some(dir) = std::env::var_os("PROTFAM_DATA") {
-        return PathBuf::from(dir);
-    }
-    let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/pfam35-uniprot20k");
-    if beside.is_dir() {
-        return beside;
-    }
-    PathBuf::from("/work/shared/data/pfam35-uniprot20k")
-}
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/io").join(name)

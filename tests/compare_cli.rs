@@ -1,20 +1,13 @@
 //! `protfam compare` end to end on the bundled clustered split: two one-hot
 //! embeddings x two classifiers, then a rerun that reuses every cached evaluation.
 
+mod common;
+
+use common::data_root;
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 
-fn data_root() -> PathBuf {
-    if let Some(d) = std::env::var_os("PROTFAM_DATA") {
-        return PathBuf::from(d);
-    }
-    let sibling = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/pfam35-uniprot20k");
-    if sibling.is_dir() {
-        return sibling;
-    }
-    PathBuf::from("/work/shared/data/pfam35-uniprot20k")
-}
 
 fn compare(tmp: &Path) -> std::process::Output {
     Command::cargo_bin("protfam")

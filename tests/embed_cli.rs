@@ -8,6 +8,9 @@
 //! - a damaged cache shard is reported, moved aside and re-embedded;
 //! - `--output` safetensors and `cache export` files are readable.
 
+mod common;
+
+use common::data_root;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -15,16 +18,6 @@ use std::time::{Duration, Instant};
 
 use protfam::cache::{Cache, ModelCache, SeqHash};
 
-fn data_root() -> PathBuf {
-    if let Some(p) = std::env::var_os("PROTFAM_DATA") {
-        return PathBuf::from(p);
-    }
-    let sibling = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/pfam35-uniprot20k");
-    if sibling.is_dir() {
-        return sibling;
-    }
-    PathBuf::from("/work/shared/data/pfam35-uniprot20k")
-}
 
 fn models_dir() -> PathBuf {
     let dir = std::env::var_os("PROTFAM_MODELS")

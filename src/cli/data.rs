@@ -20,10 +20,10 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use serde::Serialize;
 
-use crate::io::alphabet::{self, SkipReport};
-use crate::io::input::{Format, SequenceReader};
-use crate::io::pfam_csv::{self, PARTS};
-use crate::io::{Family, ReadError, Record};
+use protfam::io::alphabet::{self, SkipReport};
+use protfam::io::input::{Format, SequenceReader};
+use protfam::io::pfam_csv::{self, PARTS};
+use protfam::io::{Family, ReadError, Record};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum DataCommand {

@@ -18,23 +18,25 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use candle_core::{DType, Device};
 
-use crate::cache::shard::{self, TensorData};
-use crate::cache::Cache;
-use crate::embedder::Embedder;
-use crate::io::{ReadError, Record};
-use crate::models::{self, LoadOptions};
-use crate::pipeline::{self, EmbedOptions, EmbedSummary, WorkShard};
-use crate::vectors::VectorSet;
+use protfam::cache::shard::{self, TensorData};
+use protfam::cache::Cache;
+use protfam::embedder::Embedder;
+use protfam::io::{ReadError, Record};
+use protfam::models::{self, LoadOptions};
+use protfam::pipeline::{self, EmbedOptions, EmbedSummary, Keep, WorkShard};
+
+use super::context::{CacheArgs, ModelArgs};
+use protfam::vectors::VectorSet;
 
 #[derive(Debug, clap::Args)]
 pub struct EmbedArgs {
     /// Model: a registry name (`protfam models list`) or a model directory.
-    #[arg(long, short, default_value = "unirep1900")]
+    #[arg(short = 'm', long, default_value = "unirep1900")]
     pub model: String,
-    /// Root of a Pfam split dataset (`<root>/<split>/<part>/data-*`); defaults to $PROTFAM_DATA.
-    #[arg(long, conflicts_with = "fasta")]
+    /// Root of a Pfam split dataset (`<root>/<split>/<part>/data-*`)
+    /// [default: $PROTFAM_DATA, else the bundled pfam35-uniprot20k].
+    #[arg(long, value_name = "DIR", conflicts_with = "fasta")]
     pub data: Option<PathBuf>,
     /// Split under --data.
     #[arg(long, default_value = "clustered_split")]
@@ -43,7 +45,7 @@ pub struct EmbedArgs {
     #[arg(long, value_delimiter = ',', default_value = "train,dev,test")]
     pub parts: Vec<String>,
     /// FASTA file to embed instead of a split (`-` reads standard input; gzip is recognised).
-    #[arg(long)]
+    #[arg(short = 'i', long = "input", alias = "fasta", value_name = "FILE")]
     pub fasta: Option<PathBuf>,
     /// Also write the vectors in input order to this safetensors file (tensor `embeddings`, metadata `ids`).
     #[arg(long, short)]
@@ -58,30 +60,22 @@ pub struct EmbedArgs {
 /// Options shared by every command that embeds (`embed`, `cache export`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct EmbedCommon {
-    /// Embedding cache directory.
-    #[arg(long, default_value = crate::cache::DEFAULT_DIR)]
-    pub cache: PathBuf,
+    #[command(flatten)]
+    pub cache: CacheArgs,
     /// Residues per batch, padding included (default: the model's own).
     #[arg(long)]
     pub batch_tokens: Option<usize>,
     /// Hidden layer to pool (negative counts from the end; default the last).
     #[arg(long, allow_hyphen_values = true)]
     pub layer: Option<i64>,
-    /// `cpu`, `cuda` or `cuda:N` (CUDA needs the `cuda` feature).
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    /// Compute dtype: f32, f16 or bf16 (default f32).
-    #[arg(long, default_value = "f32")]
-    pub dtype: String,
     /// Skip and report unreadable or invalid records instead of stopping at the first.
     #[arg(long)]
     pub lenient: bool,
     /// Embed only share K of N (K from 0), chosen by sequence hash: one worker of a job array.
     #[arg(long, value_name = "K/N")]
     pub shard: Option<WorkShard>,
-    /// Directory of registry models [default: $PROTFAM_MODELS, else `models`].
-    #[arg(long)]
-    pub models_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub models: ModelArgs,
     /// Write new vectors to the cache every this many vectors...
     #[arg(long, default_value_t = 4096)]
     pub flush_rows: usize,
@@ -90,45 +84,12 @@ pub struct EmbedCommon {
     pub flush_seconds: f64,
 }
 
-/// `cpu`, `cuda`, `cuda:N` -> a candle device.
-pub fn parse_device(spec: &str) -> anyhow::Result<Device> {
-    match spec {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" => Device::new_cuda(0).context("cannot open CUDA device 0 (built without the `cuda` feature?)"),
-        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
-            Some(Ok(n)) => Device::new_cuda(n)
-                .with_context(|| format!("cannot open CUDA device {n} (built without the `cuda` feature?)")),
-            _ => bail!("unknown device {other:?}: use cpu, cuda or cuda:N"),
-        },
-    }
-}
-
-/// `f32`, `f16`, `bf16` -> a candle dtype.
-pub fn parse_dtype(spec: &str) -> anyhow::Result<DType> {
-    match spec {
-        "f32" => Ok(DType::F32),
-        "f16" => Ok(DType::F16),
-        "bf16" => Ok(DType::BF16),
-        other => bail!("unknown dtype {other:?}: use f32, f16 or bf16"),
-    }
-}
-
 impl EmbedCommon {
-    /// `--models-dir`, else `$PROTFAM_MODELS`, else `models`.
-    pub fn models_dir(&self) -> PathBuf {
-        self.models_dir
-            .clone()
-            .or_else(|| std::env::var_os("PROTFAM_MODELS").map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from("models"))
-    }
-
     /// Loads the model with these settings.
     pub fn load_model(&self, model: &str) -> anyhow::Result<Box<dyn Embedder>> {
         let opts = LoadOptions {
-            device: parse_device(&self.device)?,
-            dtype: parse_dtype(&self.dtype)?,
             layer: self.layer,
-            models_dir: self.models_dir(),
+            ..self.models.load_options()?
         };
         models::load(model, &opts).with_context(|| format!("cannot load model {model:?}"))
     }
@@ -168,15 +129,9 @@ impl Input {
         if let Some(path) = fasta {
             return Ok(Input::Fasta(path.to_path_buf()));
         }
-        let root = match data {
-            Some(d) => d.to_path_buf(),
-            None => match std::env::var_os("PROTFAM_DATA") {
-                Some(d) => PathBuf::from(d),
-                None => bail!("give --data <root> (or set PROTFAM_DATA) or --fasta <file>"),
-            },
-        };
+        let root = protfam::dataset::find_root(data).context("give --data DIR or --input FILE")?;
         for part in parts {
-            if !crate::io::pfam_csv::PARTS.contains(&part.as_str()) {
+            if !protfam::io::pfam_csv::PARTS.contains(&part.as_str()) {
                 bail!("unknown part {part:?}: use train, dev, test");
             }
         }
@@ -192,7 +147,7 @@ impl Input {
         match self {
             Input::Split { root, split, parts } => {
                 for part in parts {
-                    crate::io::pfam_csv::shard_paths(root, split, part)?;
+                    protfam::io::pfam_csv::shard_paths(root, split, part)?;
                 }
             }
             Input::Fasta(path) => {
@@ -211,13 +166,13 @@ impl Input {
             Input::Split { root, split, parts } => parts
                 .iter()
                 .map(|part| {
-                    let reader = crate::io::pfam_csv::read_part(root, split, part)?;
+                    let reader = protfam::io::pfam_csv::read_part(root, split, part)?;
                     let boxed: Box<dyn Iterator<Item = Result<Record, ReadError>>> = Box::new(reader);
                     Ok((root.join(split).join(part).display().to_string(), boxed))
                 })
                 .collect(),
             Input::Fasta(path) => {
-                let reader = crate::io::fasta::open(path)?;
+                let reader = protfam::io::fasta::open(path)?;
                 let name = reader.name().to_string();
                 let boxed: Box<dyn Iterator<Item = Result<Record, ReadError>>> = Box::new(reader);
                 Ok(vec![(name, boxed)])
@@ -249,18 +204,16 @@ pub fn embed_input(
     mut opts: EmbedOptions,
     collect: bool,
 ) -> anyhow::Result<(Option<VectorSet>, Vec<EmbedSummary>)> {
-    use std::io::IsTerminal;
-    let total = if std::io::stderr().is_terminal() {
-        input.count_records()
-    } else {
-        None
-    };
-    let bar = super::progress_bar(total.unwrap_or(0), "sequences");
+    let total = input.count_records();
+    let bar = protfam::progress::bar(total.unwrap_or(0), "sequences");
     if total.is_none() {
-        bar.set_length(u64::MAX);
-        if let Ok(style) =
-            indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {pos} sequences ({per_sec}) {msg}")
-        {
+        // Standard input: no total to show, only the count and the rate.
+        let template = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            "{spinner} [{elapsed_precise}] {pos} sequences ({per_sec}) {msg}"
+        } else {
+            "progress [{elapsed_precise}] {pos} sequences ({per_sec}) {msg}"
+        };
+        if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
             bar.set_style(style);
         }
     }
@@ -273,10 +226,9 @@ pub fn embed_input(
     let mut summaries = Vec::new();
     for (source, records) in input.sources()? {
         let result = if collect {
-            pipeline::embed_with_cache(embedder, records, &source, &mut model_cache, &opts).map(|(v, s)| (Some(v), s))
+            pipeline::embed_into(embedder, records, &source, &mut model_cache, &opts, Keep::Vectors)
         } else {
-            // Not collecting: the same streaming run without keeping vectors.
-            pipeline::embed_records_with_cache(embedder, records, &source, &mut model_cache, &opts).map(|s| (None, s))
+            pipeline::embed_into(embedder, records, &source, &mut model_cache, &opts, Keep::Nothing)
         };
         let (vectors, summary) = match result {
             Ok(r) => r,
@@ -338,7 +290,7 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<ExitCode> {
     input.check()?;
     let opts = args.common.pipeline_options()?;
     let embedder = args.common.load_model(&args.model)?;
-    let cache = Cache::new(&args.common.cache);
+    let cache = args.common.cache.open();
     tracing::info!(
         "embedding with {} (dim {}, cache {})",
         embedder.spec().name,
@@ -348,7 +300,7 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<ExitCode> {
     let (vectors, summaries) = embed_input(embedder.as_ref(), &input, &cache, opts, args.output.is_some())?;
     if let Some(path) = &args.summary_json {
         let json = serde_json::to_vec_pretty(&summaries)?;
-        crate::cache::atomic::write_bytes_atomic(path, &json)
+        protfam::cache::atomic::write_bytes_atomic(path, &json)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     if let (Some(path), Some(vectors)) = (&args.output, vectors) {

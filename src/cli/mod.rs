@@ -9,6 +9,7 @@ pub mod annotate;
 pub mod baseline;
 pub mod cache;
 pub mod compare;
+pub mod context;
 pub mod data;
 pub mod embed;
 pub mod evaluate;
@@ -24,6 +25,10 @@ pub struct Cli {
     /// More log output (repeat for more); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// Worker threads for every parallel step (embedding, search, training,
+    /// baseline tool processes) [default: all cores; also $RAYON_NUM_THREADS].
+    #[arg(long, global = true, value_name = "N")]
+    pub threads: Option<usize>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -65,6 +70,15 @@ pub enum Command {
 pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     init_logging(cli.verbose);
+    if let Some(n) = cli.threads {
+        anyhow::ensure!(n > 0, "--threads must be at least 1");
+        // Candle sizes its own pools from the variable; rayon's global pool is ours.
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .map_err(|e| anyhow::anyhow!("cannot start {n} worker threads: {e}"))?;
+    }
     match cli.command {
         Command::Data(cmd) => data::run(cmd),
         Command::Embed(args) => embed::run(args),
@@ -89,36 +103,12 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Escape codes only for a terminal: Slurm and CI logs stay plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .try_init();
 }
 
-/// A progress bar on stderr that hides itself when stderr is not a terminal.
-/// `$PROTFAM_DATA`, else the bundled data next to the checkout or under `data/`.
-pub(crate) fn default_data_root() -> Option<std::path::PathBuf> {
-    if let Some(dir) = std::env::var_os("PROTFAM_DATA") {
-        return Some(std::path::PathBuf::from(dir));
-    }
-    ["../shared/data/pfam35-uniprot20k", "data/pfam35-uniprot20k"]
-        .iter()
-        .map(std::path::PathBuf::from)
-        .find(|p| p.is_dir())
-}
-
-pub fn progress_bar(len: u64, unit: &str) -> indicatif::ProgressBar {
-    use std::io::IsTerminal;
-    let bar = if std::io::stderr().is_terminal() {
-        indicatif::ProgressBar::new(len)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    let template = format!(
-        "{{spinner}} [{{elapsed_precise}}] {{bar:40}} {{pos}}/{{len}} {unit} ({{per_sec}}, ETA {{eta}}) {{msg}}"
-    );
-    if let Ok(style) = indicatif::ProgressStyle::with_template(&template) {
-        bar.set_style(style);
-    }
-    bar
-}

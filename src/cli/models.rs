@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::models::registry::{self, Source};
+use protfam::models::registry::{self, Source};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ModelsCommand {

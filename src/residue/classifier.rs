@@ -529,6 +529,19 @@ pub struct SavedResidueKnn {
     pub source: String,
 }
 
+impl SavedResidueKnn {
+    /// Reads `residue-knn.json` from a classifier directory.
+    pub fn read(dir: &Path) -> Result<SavedResidueKnn, ResidueError> {
+        let path = dir.join(SAVED_FILE);
+        let err = |e: &dyn std::fmt::Display| ResidueError::Store {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| err(&e))?;
+        serde_json::from_str(&text).map_err(|e| err(&e))
+    }
+}
+
 /// A fitted `residue-knn`.
 pub struct ResidueKnn {
     pub params: ResidueKnnParams,
@@ -609,7 +622,7 @@ impl ResidueKnn {
             query_block: self.params.query_block,
         };
         let passes = queries.data.len().div_ceil(chunk.max(1)).max(1);
-        let progress = crate::cli::progress_bar((self.store.n_rows() * passes) as u64, "store rows");
+        let progress = crate::progress::bar((self.store.n_rows() * passes) as u64, "store rows");
         for part in queries.data.chunks(chunk.max(dim)) {
             let hits = match &self.approx {
                 None => exact_top_k(part, dim, &self.store, k, &opts, &progress)?,
@@ -796,8 +809,7 @@ impl ResidueKnn {
             path: p.display().to_string(),
             message: e.to_string(),
         };
-        let text = std::fs::read_to_string(&path).map_err(|e| err(&path, &e))?;
-        let saved: SavedResidueKnn = serde_json::from_str(&text).map_err(|e| err(&path, &e))?;
+        let saved = SavedResidueKnn::read(dir)?;
         if saved.classifier != NAME {
             return Err(err(
                 &path,

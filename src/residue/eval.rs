@@ -18,14 +18,6 @@ use crate::embedder::Embedder;
 use crate::io::{Family, Record};
 use crate::metrics::{error_by_family_size, score, Metrics, ReportRow, SizeBinError};
 
-/// Reads all records of one part of a Pfam split.
-pub fn read_part(root: &Path, split: &str, part: &str) -> Result<Vec<Record>, ResidueError> {
-    crate::io::pfam_csv::read_part(root, split, part)
-        .map_err(|e| ResidueError::Data(e.to_string()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ResidueError::Data(e.to_string()))
-}
-
 /// Peak resident memory of this process in bytes (Linux `VmHWM`; 0 elsewhere).
 pub fn peak_rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -60,7 +52,28 @@ pub struct ResidueEvalReport {
     pub peak_rss_bytes: u64,
     /// One row per query, in query order (written as the predictions CSV, not into the JSON report).
     #[serde(skip)]
-    pub predictions: Vec<crate::evaluate::PredictionRow>,
+    pub predictions: Vec<crate::report::PredictionRow>,
+}
+
+/// The search's size, speed and memory in one sentence.
+pub fn search_summary(r: &ResidueEvalReport) -> String {
+    format!(
+        "search: {} query residues of {} sequences vs {} store rows ({:.1} MiB f16 on disk, index {:.1} MiB) in {:.1}s = {:.0} residues/s; embedding {:.1}s; {:.1} sequences/s overall; peak RSS {:.0} MiB",
+        r.query_residues,
+        r.query_sequences,
+        r.store_rows,
+        mib(r.store_bytes),
+        mib(r.index_bytes),
+        r.search_seconds,
+        r.residues_per_second,
+        r.embed_seconds,
+        r.sequences_per_second,
+        mib(r.peak_rss_bytes)
+    )
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
 }
 
 /// The shared per-query rows of `evaluate`'s predictions CSV. The nearest
@@ -70,7 +83,7 @@ pub fn prediction_rows(
     knn: &ResidueKnn,
     records: &[Record],
     predictions: &[ResiduePrediction],
-) -> Vec<crate::evaluate::PredictionRow> {
+) -> Vec<crate::report::PredictionRow> {
     records
         .iter()
         .zip(predictions)
@@ -89,7 +102,7 @@ pub fn prediction_rows(
                 ),
                 None => (String::new(), None),
             };
-            crate::evaluate::PredictionRow {
+            crate::report::PredictionRow {
                 id: r.id.clone(),
                 true_family: r.family.as_ref().map(|f| f.family_id.clone()).unwrap_or_default(),
                 true_accession: r.family.as_ref().map(|f| f.accession.clone()).unwrap_or_default(),
@@ -400,21 +413,18 @@ pub fn family_sizes(train: &[Record]) -> HashMap<Family, usize> {
 
 /// The whole `residue-knn` evaluation of one split, for `protfam evaluate
 /// --classifiers residue-knn,...`: fit on `train` (building or reopening the
-/// store under `store_root`), predict `test_part` under every setting of
+/// store under `store_root`), predict `test` under every setting of
 /// `params`. Settings that share the store stride, query stride and index
 /// share one store and one search (with the largest `search_k`); only the
 /// scoring is repeated, so the simple vote beside the tuned default costs
 /// almost nothing. Reports come back in the order of `params`.
 pub fn evaluate_split(
     embedder: &dyn Embedder,
-    root: &Path,
-    split: &str,
-    test_part: &str,
+    train: &[Record],
+    test: &[Record],
     params: &[super::ResidueKnnParams],
     store_root: &Path,
 ) -> Result<Vec<ResidueEvalReport>, ResidueError> {
-    let train = read_part(root, split, "train")?;
-    let test = read_part(root, split, test_part)?;
     let vocab = crate::io::vocab::LabelVocab::from_families(train.iter().filter_map(|r| r.family.as_ref()));
     let mut reports: Vec<Option<ResidueEvalReport>> = vec![None; params.len()];
     for i in 0..params.len() {
@@ -433,11 +443,11 @@ pub fn evaluate_split(
         let mut search_params = params[i].clone();
         search_params.search_k = group.iter().map(|&j| params[j].search_k).max().unwrap_or(1);
         let started = Instant::now();
-        let knn = search_params.fit(embedder, &train, &vocab, store_root)?;
+        let knn = search_params.fit(embedder, train, &vocab, store_root)?;
         let train_seconds = started.elapsed().as_secs_f64();
-        let searched = search_part(&knn, embedder, &test)?;
+        let searched = search_part(&knn, embedder, test)?;
         for j in group {
-            reports[j] = Some(report(&knn, &params[j], &searched, &train, &test, train_seconds));
+            reports[j] = Some(report(&knn, &params[j], &searched, train, test, train_seconds));
         }
     }
     Ok(reports.into_iter().map(|r| r.expect("every setting scored")).collect())

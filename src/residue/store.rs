@@ -521,7 +521,7 @@ impl ResidueStore {
             .batch_tokens
             .unwrap_or_else(|| embedder.default_batch_tokens())
             .max(1);
-        let progress = crate::cli::progress_bar(records.len() as u64, "sequences");
+        let progress = crate::progress::bar(records.len() as u64, "sequences");
         let mut shards = Vec::new();
         let mut unusable = Vec::new();
         for (i, chunk) in records.chunks(plan.shard_sequences).enumerate() {

@@ -6,21 +6,22 @@
 use std::path::PathBuf;
 
 use protfam::embedder::{EmbedderSpec, Pooling};
-use protfam::evaluate::{EvaluateError, VectorSource};
+use protfam::experiment::{ExperimentError, VectorSource};
 use protfam::io::pfam_csv::read_part;
 use protfam::vectors::VectorSet;
 
-/// The bundled dataset: `$PROTFAM_DATA`, else `../shared/data/...` next to the
-/// repository, else `/work/shared/data/...`.
+/// The bundled dataset: `$PROTFAM_DATA`, else `data/pfam35-uniprot20k` or
+/// `../shared/data/pfam35-uniprot20k` of the checkout (the library's own rule).
 pub fn data_root() -> PathBuf {
     if let Ok(p) = std::env::var("PROTFAM_DATA") {
         return PathBuf::from(p);
     }
-    let sibling = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/pfam35-uniprot20k");
-    if sibling.exists() {
-        return sibling;
-    }
-    PathBuf::from("/work/shared/data/pfam35-uniprot20k")
+    let checkout = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    ["data/pfam35-uniprot20k", "../shared/data/pfam35-uniprot20k"]
+        .iter()
+        .map(|p| checkout.join(p))
+        .find(|p| p.is_dir())
+        .expect("the bundled dataset: run `make data` or set PROTFAM_DATA")
 }
 
 /// Every CSV record of the bundled `<split>/<part>`, in shard order.
@@ -115,7 +116,7 @@ pub struct CompositionSource {
 }
 
 impl VectorSource for CompositionSource {
-    fn vectors(&mut self, model: &str, part: &str) -> Result<(EmbedderSpec, VectorSet), EvaluateError> {
+    fn vectors(&mut self, model: &str, part: &str) -> Result<(EmbedderSpec, VectorSet), ExperimentError> {
         assert_eq!(model, "composition");
         Ok((composition_spec(), part_vectors(&self.split, part)))
     }

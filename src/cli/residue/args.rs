@@ -1,0 +1,147 @@
+//! The flags of the `residue-knn` classifier, shared by `train`, `evaluate`,
+//! `compare` and the `residue` subcommands (defaults: the dev-tuned settings).
+
+use std::path::PathBuf;
+
+use protfam::classifier::ResidueVariant;
+use protfam::residue::{Aggregate, IndexKind, ResidueKnnParams};
+
+/// Flags of the `residue-knn` classifier (defaults: the dev-tuned settings).
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "residue-knn")]
+pub struct ResidueKnnArgs {
+    /// Keep every N-th training residue in the store.
+    #[arg(long)]
+    pub residue_stride: Option<usize>,
+    /// Search every N-th query residue (default 1, or --residue-stride when that is given).
+    #[arg(long)]
+    pub residue_query_stride: Option<usize>,
+    /// Nearest training residues per query residue that vote.
+    #[arg(long)]
+    pub residue_top_k: Option<usize>,
+    /// Ignore hits below this cosine similarity.
+    #[arg(long)]
+    pub min_similarity: Option<f32>,
+    /// Strength of the diagonal-consistency bonus (0 = plain similarity vote).
+    #[arg(long)]
+    pub diagonal_weight: Option<f32>,
+    /// Offsets (query pos - target pos) within this many residues agree.
+    #[arg(long)]
+    pub diagonal_band: Option<u32>,
+    /// Agreeing hits beyond this many add nothing more.
+    #[arg(long)]
+    pub diagonal_cap: Option<u32>,
+    /// Pool votes per family or per best training sequence (family|sequence).
+    #[arg(long)]
+    pub residue_aggregate: Option<Aggregate>,
+    /// Training sequences per query aligned to it in the second stage (0 = vote scores only).
+    #[arg(long)]
+    pub align_candidates: Option<usize>,
+    /// Alignment match score: cosine similarity minus this.
+    #[arg(long)]
+    pub align_shift: Option<f32>,
+    /// Alignment cost of the first residue of a gap.
+    #[arg(long)]
+    pub align_gap_open: Option<f32>,
+    /// Alignment cost of each further residue of a gap.
+    #[arg(long)]
+    pub align_gap_extend: Option<f32>,
+    /// Weight of the alignment score beside the vote score.
+    #[arg(long)]
+    pub align_weight: Option<f32>,
+    /// Predict no family when the best family score (share of the query explained) is below this.
+    #[arg(long)]
+    pub residue_min_score: Option<f32>,
+    /// Exact blocked search or approximate HNSW (exact|hnsw).
+    #[arg(long)]
+    pub residue_index: Option<IndexKind>,
+    /// The simple vote: stride 2 both sides, top-1, no diagonal term (other flags still apply on top).
+    #[arg(long)]
+    pub simple_vote: bool,
+    /// Root directory of residue stores.
+    #[arg(long, default_value = "data/residue")]
+    pub residue_store: PathBuf,
+    /// Embedding models the residue classifiers of `evaluate` / `compare` run
+    /// with, comma separated (default: the same as --models).
+    #[arg(long, value_delimiter = ',')]
+    pub residue_models: Vec<String>,
+}
+
+impl ResidueKnnArgs {
+    /// Validated classifier parameters.
+    pub fn params(&self) -> anyhow::Result<ResidueKnnParams> {
+        let mut p = if self.simple_vote {
+            ResidueKnnParams::simple_vote()
+        } else {
+            ResidueKnnParams::default()
+        };
+        if let Some(s) = self.residue_stride {
+            p.stride = s;
+            p.query_stride = s;
+        }
+        if let Some(s) = self.residue_query_stride {
+            p.query_stride = s;
+        }
+        if let Some(k) = self.residue_top_k {
+            p.score.top_k = k;
+            p.search_k = k;
+        }
+        if let Some(v) = self.min_similarity {
+            p.score.min_similarity = v;
+        }
+        if let Some(v) = self.diagonal_weight {
+            p.score.diagonal_weight = v;
+        }
+        if let Some(v) = self.diagonal_band {
+            p.score.diagonal_band = v;
+        }
+        if let Some(v) = self.diagonal_cap {
+            p.score.diagonal_cap = v;
+        }
+        if let Some(v) = self.residue_aggregate {
+            p.score.aggregate = v;
+        }
+        if let Some(v) = self.align_candidates {
+            p.score.align.candidates = v;
+        }
+        if let Some(v) = self.align_shift {
+            p.score.align.shift = v;
+        }
+        if let Some(v) = self.align_gap_open {
+            p.score.align.gap_open = v;
+        }
+        if let Some(v) = self.align_gap_extend {
+            p.score.align.gap_extend = v;
+        }
+        if let Some(v) = self.align_weight {
+            p.score.align.weight = v;
+        }
+        if let Some(v) = self.residue_min_score {
+            p.min_score = v;
+        }
+        if let Some(v) = self.residue_index {
+            p.index = v;
+        }
+        p.validate()?;
+        Ok(p)
+    }
+}
+
+impl ResidueKnnArgs {
+    /// The models residue classifiers run with: `--residue-models`, else `models`.
+    pub fn models<'a>(&'a self, models: &'a [String]) -> &'a [String] {
+        if self.residue_models.is_empty() {
+            models
+        } else {
+            &self.residue_models
+        }
+    }
+
+    /// Parameters for a residue classifier name (`residue-knn-simple` starts from the simple vote).
+    pub fn params_for(&self, variant: ResidueVariant) -> anyhow::Result<ResidueKnnParams> {
+        let mut args = self.clone();
+        args.simple_vote |= variant == ResidueVariant::SimpleVote;
+        args.params()
+    }
+}
+

@@ -1,0 +1,446 @@
+//! `protfam residue`: build the per-residue store, evaluate `residue-knn` on a
+//! split, tune its scoring on the dev part, and measure the HNSW index's
+//! recall against exact search. The classifier's own flags are in [`args`].
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use protfam::embedder::Embedder;
+use protfam::residue::eval::{self, TuneGrid};
+use protfam::residue::search::{exact_top_k, recall_at_k, ApproxIndex, ApproxOptions, SearchOptions};
+use protfam::residue::{Aggregate, ResidueKnn, ResidueKnnParams, ScoreParams};
+
+use super::context::{DataArgs, ModelArgs};
+
+pub mod args;
+pub use args::ResidueKnnArgs;
+
+/// Which split and which residue embedder a `residue` subcommand works on.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ResidueTarget {
+    /// Embedding model (registry name or model directory).
+    #[arg(short = 'm', long, default_value = "near")]
+    pub model: String,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub models: ModelArgs,
+}
+
+impl ResidueTarget {
+    pub fn load_embedder(&self) -> anyhow::Result<Box<dyn Embedder>> {
+        protfam::models::load(&self.model, &self.models.load_options()?)
+            .with_context(|| format!("cannot load model {:?}", self.model))
+    }
+
+    /// Every record of one part of the split.
+    pub fn records(&self, part: &str) -> anyhow::Result<Vec<protfam::io::Record>> {
+        Ok(self.data.open()?.records(part)?.as_ref().clone())
+    }
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ResidueCommand {
+    /// Build (or finish) the per-residue store of one part of a split.
+    Build {
+        #[command(flatten)]
+        split: ResidueTarget,
+        #[arg(long, default_value = "train")]
+        part: String,
+        #[command(flatten)]
+        knn: ResidueKnnArgs,
+        /// Build only store shards K mod N (one task of a job array; no manifest). Finish with --merge.
+        #[arg(long, value_name = "K/N", conflicts_with = "merge")]
+        shard: Option<protfam::pipeline::WorkShard>,
+        /// After the --shard tasks: check every store shard is there (embeds nothing) and write the manifest.
+        #[arg(long)]
+        merge: bool,
+    },
+    /// Train on `train`, predict `test` (or --part), print and save the report.
+    Evaluate {
+        #[command(flatten)]
+        split: ResidueTarget,
+        #[arg(long, default_value = "test")]
+        part: String,
+        #[command(flatten)]
+        knn: ResidueKnnArgs,
+        /// Only the first N query sequences (quick checks).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Where the JSON report goes.
+        #[arg(long, default_value = "data/reports")]
+        report_dir: PathBuf,
+        /// Save the fitted classifier here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Grid-search the scoring parameters on the dev part (never test); prints the best settings.
+    Tune {
+        #[command(flatten)]
+        split: ResidueTarget,
+        #[command(flatten)]
+        knn: ResidueKnnArgs,
+        /// Hits searched per residue (the largest top-k tried).
+        #[arg(long, default_value_t = 10)]
+        search_k: usize,
+        /// JSON file for all tried settings.
+        #[arg(long, default_value = "data/reports/residue-tuning.json")]
+        out: PathBuf,
+        /// Keep the searched dev hits in this file and reuse them when it matches (same store,
+        /// dev part, strides and --search-k), so re-tuning skips the search.
+        #[arg(long)]
+        hits_cache: Option<PathBuf>,
+        /// Only the alignment grid, on top of the vote settings given by the classifier flags.
+        #[arg(long)]
+        align_only: bool,
+        /// Alignment grid: candidates per query.
+        #[arg(long, value_delimiter = ',')]
+        grid_align_candidates: Vec<usize>,
+        /// Alignment grid: similarity shifts.
+        #[arg(long, value_delimiter = ',')]
+        grid_align_shift: Vec<f32>,
+        /// Alignment grid: gap open costs.
+        #[arg(long, value_delimiter = ',')]
+        grid_align_gap_open: Vec<f32>,
+        /// Alignment grid: gap extension costs.
+        #[arg(long, value_delimiter = ',')]
+        grid_align_gap_extend: Vec<f32>,
+        /// Alignment grid: weights of the alignment score.
+        #[arg(long, value_delimiter = ',')]
+        grid_align_weight: Vec<f32>,
+    },
+    /// Recall@k of the HNSW index against exact search on a sample of test residues.
+    Recall {
+        #[command(flatten)]
+        split: ResidueTarget,
+        #[command(flatten)]
+        knn: ResidueKnnArgs,
+        /// Query sequences sampled from the test part.
+        #[arg(long, default_value_t = 100)]
+        queries: usize,
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        /// HNSW ef (construction and search), comma separated.
+        #[arg(long, default_value = "100", value_delimiter = ',')]
+        ef: Vec<usize>,
+    },
+}
+
+/// The embedder, the training records, the fitted classifier and the fit time in seconds.
+type Fitted = (Box<dyn Embedder>, Vec<protfam::io::Record>, ResidueKnn, f64);
+
+fn fit(split: &ResidueTarget, knn: &ResidueKnnArgs, params: ResidueKnnParams) -> anyhow::Result<Fitted> {
+    let embedder = split.load_embedder()?;
+    let train = split.records("train")?;
+    let vocab = protfam::io::vocab::LabelVocab::from_families(train.iter().filter_map(|r| r.family.as_ref()));
+    let started = Instant::now();
+    let model = params.fit(embedder.as_ref(), &train, &vocab, &knn.residue_store)?;
+    Ok((embedder, train, model, started.elapsed().as_secs_f64()))
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// Runs a `protfam residue` subcommand.
+pub fn run(cmd: ResidueCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ResidueCommand::Build {
+            split,
+            part,
+            knn,
+            shard,
+            merge,
+        } => {
+            let params = knn.params()?;
+            let embedder = split.load_embedder()?;
+            let records = split.records(&part)?;
+            let config = protfam::residue::StoreConfig {
+                stride: params.stride,
+                shard_sequences: params.shard_sequences,
+                batch_tokens: None,
+            };
+            let root = &knn.residue_store;
+            if let Some(shard) = shard {
+                let stats = protfam::residue::ResidueStore::build_part(root, embedder.as_ref(), &records, &config, shard)?;
+                println!(
+                    "task {shard}: {} store shards reused, {} written, {} residues embedded in {:.1}s; finish with `residue build --merge`",
+                    stats.shards_reused, stats.shards_written, stats.residues_embedded, stats.seconds
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            let (store, stats) = if merge {
+                protfam::residue::ResidueStore::merge_parts(root, embedder.as_ref(), &records, &config)?
+            } else {
+                protfam::residue::ResidueStore::build_or_open(root, embedder.as_ref(), &records, &config)?
+            };
+            println!(
+                "{}: {} sequences, {} rows x {} (f16, {:.1} MiB); {} shards reused, {} written, {} residues embedded in {:.1}s ({:.0} residues/s); peak RSS {:.0} MiB",
+                store.dir.display(),
+                store.sequences.len(),
+                store.n_rows(),
+                store.dim(),
+                mib(store.disk_bytes()),
+                stats.shards_reused,
+                stats.shards_written,
+                stats.residues_embedded,
+                stats.seconds,
+                stats.residues_embedded as f64 / stats.seconds.max(1e-9),
+                mib(eval::peak_rss_bytes())
+            );
+        }
+        ResidueCommand::Evaluate {
+            split,
+            part,
+            knn,
+            limit,
+            report_dir,
+            out,
+        } => {
+            let params = knn.params()?;
+            let (embedder, train, model, train_seconds) = fit(&split, &knn, params)?;
+            let mut test = split.records(&part)?;
+            if let Some(n) = limit {
+                test.truncate(n);
+            }
+            let report = eval::evaluate(&model, embedder.as_ref(), &train, &test, train_seconds)?;
+            print_report(&report, &split.data.split, &part);
+            let path = report_dir.join(format!(
+                "residue-knn-{}-{}-{}.json",
+                embedder.spec().name,
+                split.data.split,
+                part
+            ));
+            protfam::report::write_file(&path, &serde_json::to_vec_pretty(&report)?)?;
+            eprintln!("report written to {}", path.display());
+            if let Some(dir) = out {
+                model.save(&dir)?;
+            }
+        }
+        ResidueCommand::Tune {
+            split,
+            knn,
+            search_k,
+            out,
+            hits_cache,
+            align_only,
+            grid_align_candidates,
+            grid_align_shift,
+            grid_align_gap_open,
+            grid_align_gap_extend,
+            grid_align_weight,
+        } => {
+            let mut params = knn.params()?;
+            params.search_k = search_k;
+            params.score.top_k = params.score.top_k.min(search_k);
+            let (embedder, _train, model, _) = fit(&split, &knn, params.clone())?;
+            let dev = split.records("dev")?;
+            let hits_key = format!(
+                "{}-q{}-k{}-{}",
+                model.store.manifest.plan.key(),
+                params.query_stride,
+                search_k,
+                protfam::residue::store::data_digest(&dev)
+            );
+            let cached = match &hits_cache {
+                Some(path) => protfam::residue::classifier::QueryHits::load(path, &hits_key)?,
+                None => None,
+            };
+            let hits = match cached {
+                Some(hits) => {
+                    eprintln!(
+                        "dev hits reused from {}",
+                        hits_cache.as_ref().map_or(String::new(), |p| p.display().to_string())
+                    );
+                    hits
+                }
+                None => {
+                    let started = Instant::now();
+                    let hits = model.search_records(embedder.as_ref(), &dev)?;
+                    eprintln!("dev searched in {:.1}s", started.elapsed().as_secs_f64());
+                    if let Some(path) = &hits_cache {
+                        hits.save(path, &hits_key)?;
+                    }
+                    hits
+                }
+            };
+            let mut grid = TuneGrid::default();
+            replace_unless_empty(&mut grid.align_candidates, grid_align_candidates);
+            replace_unless_empty(&mut grid.align_shift, grid_align_shift);
+            replace_unless_empty(&mut grid.align_gap_open, grid_align_gap_open);
+            replace_unless_empty(&mut grid.align_gap_extend, grid_align_gap_extend);
+            replace_unless_empty(&mut grid.align_weight, grid_align_weight);
+            let started = Instant::now();
+            let results = if align_only {
+                eval::tune_settings(&model, &dev, &hits, grid.align_settings(&params.score))
+            } else {
+                eval::tune(&model, &dev, &hits, &grid)
+            };
+            eprintln!("scored in {:.1}s", started.elapsed().as_secs_f64());
+            println!("| top_k | min_sim | aggregate | diag_weight | band | cap | align (cand/shift/open/extend/weight) | dev errors | dev error % |");
+            println!("|---|---|---|---|---|---|---|---|---|");
+            let simple = results
+                .iter()
+                .find(|r| r.params == ScoreParams::simple_vote() || is_simple(&r.params));
+            for r in results.iter().take(15).chain(simple) {
+                let p = &r.params;
+                let align = if p.align.is_on() {
+                    format!(
+                        "{}/{}/{}/{}/{}",
+                        p.align.candidates, p.align.shift, p.align.gap_open, p.align.gap_extend, p.align.weight
+                    )
+                } else {
+                    "off".to_string()
+                };
+                println!(
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {:.2} |",
+                    p.top_k,
+                    p.min_similarity,
+                    p.aggregate,
+                    p.diagonal_weight,
+                    p.diagonal_band,
+                    p.diagonal_cap,
+                    align,
+                    r.errors,
+                    100.0 * r.error_rate
+                );
+            }
+            protfam::report::write_file(&out, &serde_json::to_vec_pretty(&results)?)?;
+            eprintln!(
+                "{} settings on {} dev sequences; all results in {}",
+                results.len(),
+                dev.len(),
+                out.display()
+            );
+        }
+        ResidueCommand::Recall {
+            split,
+            knn,
+            queries,
+            k,
+            ef,
+        } => {
+            let params = knn.params()?;
+            let (embedder, _train, model, _) = fit(&split, &knn, params.clone())?;
+            let test = split.records("test")?;
+            // Every n-th test sequence: a fixed, spread-out sample.
+            let step = (test.len() / queries.max(1)).max(1);
+            let sample: Vec<_> = test.iter().step_by(step).take(queries).cloned().collect();
+            let residues = protfam::residue::classifier::QueryResidues::embed(
+                embedder.as_ref(),
+                &sample,
+                params.query_stride,
+                4096,
+            )?;
+            let store = &model.store;
+            let started = Instant::now();
+            let opts = SearchOptions {
+                device: model.device.clone(),
+                ..Default::default()
+            };
+            let exact = exact_top_k(
+                &residues.data,
+                store.dim(),
+                store,
+                k,
+                &opts,
+                &indicatif::ProgressBar::hidden(),
+            )?;
+            let exact_s = started.elapsed().as_secs_f64();
+            println!(
+                "exact: {} query residues x {} store rows in {:.2}s ({:.0} residues/s)",
+                residues.n_rows(),
+                store.n_rows(),
+                exact_s,
+                residues.n_rows() as f64 / exact_s
+            );
+            for &e in &ef {
+                let started = Instant::now();
+                let index = ApproxIndex::build(
+                    store,
+                    &ApproxOptions {
+                        ef_construction: e,
+                        ef_search: e,
+                        seed: 42,
+                    },
+                );
+                let build_s = started.elapsed().as_secs_f64();
+                let started = Instant::now();
+                let approx = index.top_k(&residues.data, k);
+                let search_s = started.elapsed().as_secs_f64();
+                println!(
+                    "hnsw ef={e}: build {:.1}s, search {:.2}s ({:.0} residues/s), recall@1 {:.4}, recall@{k} {:.4}, index ~{:.0} MiB",
+                    build_s,
+                    search_s,
+                    residues.n_rows() as f64 / search_s.max(1e-9),
+                    recall_at_k(&exact, &approx, 1),
+                    recall_at_k(&exact, &approx, k),
+                    mib(index.memory_bytes() as u64)
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A grid axis given on the command line replaces the default axis.
+fn replace_unless_empty<T>(axis: &mut Vec<T>, given: Vec<T>) {
+    if !given.is_empty() {
+        *axis = given;
+    }
+}
+
+fn is_simple(p: &ScoreParams) -> bool {
+    p.top_k == 1
+        && p.diagonal_weight == 0.0
+        && p.aggregate == Aggregate::Family
+        && p.min_similarity <= 0.0
+        && !p.align.is_on()
+}
+
+fn print_report(r: &eval::ResidueEvalReport, split: &str, part: &str) {
+    let row = &r.row;
+    println!("## residue-knn on {split}/{part} ({})", row.embedding);
+    println!();
+    println!("| method | embedding | error % | errors | precision | recall | F1 | train s | predict s |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {} | {} | {:.2} | {}/{} | {:.4} | {:.4} | {:.4} | {:.1} | {:.1} |",
+        row.classifier,
+        row.embedding,
+        100.0 * row.error_rate,
+        row.errors,
+        row.n,
+        row.precision,
+        row.recall,
+        row.f1,
+        row.train_seconds,
+        row.predict_seconds
+    );
+    println!();
+    println!("Error by training-family size:");
+    println!();
+    println!("| family size | n | errors | error % |");
+    println!("|---|---|---|---|");
+    for b in &row.by_family_size {
+        println!("| {} | {} | {} | {:.2} |", b.bin, b.n, b.errors, 100.0 * b.error_rate);
+    }
+    println!();
+    let p = &r.params;
+    println!(
+        "settings: stride {} / query stride {}, top-k {}, min similarity {}, diagonal weight {} band {} cap {}, aggregate {}, index {}; abstained {}",
+        p.stride,
+        p.query_stride,
+        p.score.top_k,
+        p.score.min_similarity,
+        p.score.diagonal_weight,
+        p.score.diagonal_band,
+        p.score.diagonal_cap,
+        p.score.aggregate,
+        r.index,
+        r.abstained
+    );
+    println!("{}", eval::search_summary(r));
+}
