@@ -38,7 +38,7 @@ pub enum ExperimentError {
     #[error(transparent)]
     Classify(#[from] ClassifyError),
     #[error(transparent)]
-    Classifier(#[from] ClassifierError),
+    Classifier(Box<ClassifierError>),
     #[error(transparent)]
     Residue(#[from] ResidueError),
     #[error(transparent)]
@@ -51,7 +51,7 @@ pub enum ExperimentError {
     Pipeline {
         model: String,
         #[source]
-        source: PipelineError,
+        source: Box<PipelineError>,
     },
     #[error("cannot load model {model:?}")]
     Model {
@@ -63,6 +63,12 @@ pub enum ExperimentError {
     Vectors { model: String, message: String },
     #[error("{0} needs the split's records and embedders, which this vector source does not give")]
     NeedsSplit(String),
+}
+
+impl From<ClassifierError> for ExperimentError {
+    fn from(e: ClassifierError) -> Self {
+        ExperimentError::Classifier(Box::new(e))
+    }
 }
 
 /// Gives the labelled vectors of one part (`train`, `dev`, `test`) of a split
@@ -115,7 +121,7 @@ impl VectorSource for CacheSource<'_> {
         let set = crate::pipeline::load_vectors(embedder, &self.cache, self.split, part, &opts).map_err(|source| {
             ExperimentError::Pipeline {
                 model: model.to_string(),
-                source,
+                source: Box::new(source),
             }
         })?;
         bar.finish_and_clear();

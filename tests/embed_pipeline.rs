@@ -118,7 +118,8 @@ fn dev_part_is_embedded_once_then_served_from_cache() {
         ..Default::default()
     };
     let root = data_root();
-    let first = pipeline::load_vectors(&embedder, &cache, &root, "clustered_split", "dev", &opts).unwrap();
+    let split = protfam::dataset::Split::open(&root, "clustered_split").unwrap();
+    let first = pipeline::load_vectors(&embedder, &cache, &split, "dev", &opts).unwrap();
     let records = dev_records();
     assert_eq!(first.len(), records.len());
     assert_eq!(first.dim, embedder.spec().dim);
