@@ -22,7 +22,7 @@ FUZZ_TARGETS := fasta stockholm pfam_csv cache_shard cache_dir classifier_dir np
 # cargo-fuzz wants a nightly compiler; RUSTC_BOOTSTRAP lets a stable one stand in.
 FUZZ_CARGO ?= $(shell rustup toolchain list 2>/dev/null | grep -q '^nightly' && echo 'cargo +nightly' || echo 'env RUSTC_BOOTSTRAP=1 cargo')
 
-.PHONY: fuzz fuzz-build fuzz-ci test-slow fixtures baseline-check pfam32 all build test test-deps lint data models embed evaluate compare baselines bench clean-cache help
+.PHONY: slurm-test workflow-quick fuzz fuzz-build fuzz-ci test-slow fixtures baseline-check pfam32 all build test test-deps lint data models embed evaluate compare baselines bench clean-cache help
 
 all: build
 
@@ -38,6 +38,7 @@ help:
 	@echo "make baselines  HMMER and BLAST baselines"
 	@echo "make bench      benchmarks against the peers (PyTorch, jax-unirep, scikit-learn)"
 	@echo "make fuzz       fuzz every reader and loader FUZZ_SECONDS (600) each"
+	@echo "make slurm-test sharded embed + annotate through a real one-node Slurm (root; installs slurm-wlm, munge)"
 
 build:
 	$(CARGO) build --release
@@ -117,6 +118,17 @@ compare: build models test-deps
 
 bench: build models
 	$(CARGO) bench
+
+# Sharded embed and annotate as sbatch job arrays on a one-node Slurm this
+# script starts (and stops) itself, compared byte for byte with single-process
+# runs; one task is killed and re-run alone (contrib/slurm/README.md).
+slurm-test: build models
+	bash scripts/slurm_test.sh
+
+# The Snakemake workflow on a sample of the bundled split (a few minutes).
+workflow-quick: build models
+	@command -v snakemake >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq snakemake >/dev/null; }
+	snakemake -s workflow/Snakefile --cores 2 --configfile workflow/config/quick.yaml
 
 # Full-size model smoke test (ProtT5-XL-sized encoder, random weights): ~6 min, ~7 GB RAM.
 test-slow: models

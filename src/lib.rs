@@ -27,6 +27,7 @@ pub mod plot;
 pub mod progress;
 pub mod report;
 pub mod residue;
+pub mod shard;
 pub mod simd;
 pub mod suggest;
 pub mod vectors;

@@ -12,13 +12,14 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use protfam::annotate::{self, InputItem};
+use protfam::annotate::{self, Calibration, InputItem};
 use protfam::classifier::{load_embedder_for, TrainedClassifier};
 use protfam::dataset::Split;
 use protfam::embedder::Embedder;
 use protfam::io::input::SequenceReader;
 use protfam::io::{alphabet, Record};
-use protfam::pipeline::EmbedOptions;
+use protfam::pipeline::{EmbedOptions, WorkShard};
+use protfam::shard::{PartContext, Placement, RecordSelection};
 
 use super::context::{CacheArgs, ModelArgs};
 
@@ -61,6 +62,13 @@ pub struct AnnotateArgs {
     /// Exit with status 0 even when some records were invalid (they are always reported and skipped).
     #[arg(long)]
     pub lenient: bool,
+    /// Annotate only share K of N of the records (record i belongs to share i mod N, K from 0):
+    /// one task of a job array. Writes `part-K-of-N.jsonl` to --part-dir for `protfam annotate merge`.
+    #[arg(long, value_name = "K/N", requires = "part_dir", conflicts_with = "output")]
+    pub shard: Option<WorkShard>,
+    /// Directory the part of --shard is written to (shared by all tasks).
+    #[arg(long, requires = "shard")]
+    pub part_dir: Option<PathBuf>,
     /// Residues per embedding batch (default: the model's own).
     #[arg(long)]
     pub batch_tokens: Option<usize>,
@@ -68,6 +76,99 @@ pub struct AnnotateArgs {
     pub cache: CacheArgs,
     #[command(flatten)]
     pub models: ModelArgs,
+}
+
+/// `protfam annotate [ARGS] INPUT` or `protfam annotate merge PART_DIR`.
+///
+/// Parsed by hand: clap's derive cannot make the annotate flags (some of them
+/// required) optional only when the `merge` subcommand is given.
+#[derive(Debug)]
+pub struct AnnotateCommand {
+    pub action: Option<AnnotateAction>,
+    pub args: Option<AnnotateArgs>,
+}
+
+impl clap::FromArgMatches for AnnotateCommand {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        if matches.subcommand_name().is_some() {
+            Ok(AnnotateCommand {
+                action: Some(<AnnotateAction as clap::FromArgMatches>::from_arg_matches(matches)?),
+                args: None,
+            })
+        } else {
+            Ok(AnnotateCommand {
+                action: None,
+                args: Some(<AnnotateArgs as clap::FromArgMatches>::from_arg_matches(matches)?),
+            })
+        }
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl clap::Args for AnnotateCommand {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        let cmd = <AnnotateArgs as clap::Args>::augment_args(cmd);
+        <AnnotateAction as clap::Subcommand>::augment_subcommands(cmd)
+            .args_conflicts_with_subcommands(true)
+            .subcommand_negates_reqs(true)
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum AnnotateAction {
+    /// Merge the parts of `annotate --shard K/N` tasks into the output one
+    /// process would have written (input order); refuses while a part is missing or damaged.
+    Merge(MergeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MergeArgs {
+    /// The --part-dir of the tasks.
+    pub part_dir: PathBuf,
+    /// Output file (default: standard output).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Tsv)]
+    pub format: OutputFormat,
+    /// Exit with status 0 even when some records were invalid.
+    #[arg(long)]
+    pub lenient: bool,
+}
+
+/// Runs `annotate` or `annotate merge`.
+pub fn run_command(cmd: AnnotateCommand) -> anyhow::Result<ExitCode> {
+    match (cmd.action, cmd.args) {
+        (Some(AnnotateAction::Merge(merge)), _) => run_merge(merge),
+        (None, Some(args)) => run(args),
+        (None, None) => bail!("give --classifier DIR and an INPUT file (or `protfam annotate merge PART_DIR`)"),
+    }
+}
+
+/// `annotate merge`: the parts' rows in input order, written as `annotate` writes them.
+fn run_merge(args: MergeArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let merged = protfam::shard::merge_parts(&args.part_dir)?;
+    eprintln!(
+        "merged {} parts of {} ({} records)",
+        merged.parts, merged.header.input, merged.header.input_records
+    );
+    write_rows(
+        args.output.as_deref(),
+        args.format,
+        args.lenient,
+        &merged.rows,
+        merged.header.duplicate_ids,
+        started,
+    )
 }
 
 impl AnnotateArgs {
@@ -154,6 +255,33 @@ struct Input {
     records: Vec<Record>,
     duplicates: usize,
     name: String,
+    /// With `--shard`: where the kept records sit in the whole input.
+    placement: Option<Placement>,
+}
+
+impl Input {
+    /// Keeps only this task's share of the records (`--shard`).
+    fn select(self, shard: Option<WorkShard>) -> Self {
+        let Some(shard) = shard else { return self };
+        let selection = RecordSelection::select(self.items, self.records, shard);
+        Input {
+            items: selection.items,
+            records: selection.records,
+            placement: Some(selection.placement),
+            ..self
+        }
+    }
+}
+
+/// What must be the same in every task of a sharded run, besides the input.
+fn part_settings(args: &AnnotateArgs, training_digest: &str, calibration: Option<&Calibration>) -> serde_json::Value {
+    serde_json::json!({
+        "classifier": std::fs::canonicalize(&args.classifier).unwrap_or_else(|_| args.classifier.clone()),
+        "training_digest": training_digest,
+        "calibration": calibration,
+        "top_k": args.top_k,
+        "protfam": env!("CARGO_PKG_VERSION"),
+    })
 }
 
 fn read_input(path: &Path) -> anyhow::Result<Input> {
@@ -216,6 +344,7 @@ fn read_input(path: &Path) -> anyhow::Result<Input> {
         records,
         duplicates: duplicates.len(),
         name,
+        placement: None,
     })
 }
 
@@ -254,7 +383,7 @@ pub fn run(args: AnnotateArgs) -> anyhow::Result<ExitCode> {
         ),
     }
 
-    let input = read_input(input_path)?;
+    let input = read_input(input_path)?.select(args.shard);
     report_input_problems(&input);
     let opts = embed_options(args.batch_tokens, input.records.len() as u64);
     let outcomes = classifier.predict_records(embedder.as_ref(), &cache, &input.records, &input.name, &opts)?;
@@ -274,36 +403,70 @@ pub fn run(args: AnnotateArgs) -> anyhow::Result<ExitCode> {
         calibration.as_ref(),
         args.top_k,
     );
-    finish(&args, &rows, input.duplicates, started)
+    let settings = part_settings(&args, classifier.training_digest(), calibration.as_ref());
+    finish(&args, &rows, &input, settings, started)
 }
 
-/// Writes the rows (atomically to `-o`, else to stdout), prints the summary and picks the exit status.
+/// Writes the rows (atomically to `-o`, or as this task's part with `--shard`,
+/// else to stdout), prints the summary and picks the exit status.
 fn finish(
     args: &AnnotateArgs,
+    rows: &[annotate::Annotation],
+    input: &Input,
+    settings: serde_json::Value,
+    started: Instant,
+) -> anyhow::Result<ExitCode> {
+    if let (Some(shard), Some(dir), Some(placement)) = (args.shard, &args.part_dir, &input.placement) {
+        let context = PartContext {
+            shard,
+            input: &input.name,
+            duplicate_ids: input.duplicates,
+            settings,
+        };
+        let path = protfam::shard::write_part(dir, &context, placement, rows)?;
+        eprintln!("part {shard}: {} of {} records -> {}", rows.len(), placement.input_records, path.display());
+        return exit_status(rows, input.duplicates, started, args.lenient);
+    }
+    write_rows(args.output.as_deref(), args.format, args.lenient, rows, input.duplicates, started)
+}
+
+/// Writes the rows (atomically to `output`, else to stdout), prints the summary and picks the exit status.
+fn write_rows(
+    output: Option<&Path>,
+    format: OutputFormat,
+    lenient: bool,
     rows: &[annotate::Annotation],
     duplicates: usize,
     started: Instant,
 ) -> anyhow::Result<ExitCode> {
     let write = |out: &mut dyn Write| -> std::io::Result<()> {
-        match args.format {
+        match format {
             OutputFormat::Tsv => annotate::write_tsv(out, rows),
             OutputFormat::Json => annotate::write_json(out, rows),
         }
     };
-    match &args.output {
-        Some(path) => {
-            protfam::atomic::write_atomic(path, |file| write(file))
-                .with_context(|| format!("cannot write {}", path.display()))?;
-        }
+    match output {
+        Some(path) => protfam::atomic::write_atomic(path, |file| write(file))
+            .with_context(|| format!("writing {}", path.display()))?,
         None => {
             let stdout = std::io::stdout();
             let mut lock = stdout.lock();
             write(&mut lock).context("writing to standard output")?;
         }
     }
+    exit_status(rows, duplicates, started, lenient)
+}
+
+/// Prints the summary; status 2 when records were invalid, unless `lenient`.
+fn exit_status(
+    rows: &[annotate::Annotation],
+    duplicates: usize,
+    started: Instant,
+    lenient: bool,
+) -> anyhow::Result<ExitCode> {
     let summary = annotate::summarise(rows, duplicates, started.elapsed().as_secs_f64());
     eprintln!("{summary}");
-    if summary.invalid > 0 && !args.lenient {
+    if summary.invalid > 0 && !lenient {
         eprintln!(
             "{} invalid record(s) were reported and skipped; exit status 2 (pass --lenient for 0)",
             summary.invalid

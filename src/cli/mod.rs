@@ -51,7 +51,7 @@ pub enum Command {
     /// Train and test classifiers on a split and report error rates.
     Evaluate(evaluate::EvaluateArgs),
     /// Predict Pfam families for the sequences of a FASTA file.
-    Annotate(annotate::AnnotateArgs),
+    Annotate(annotate::AnnotateCommand),
     /// Calibrate a trained classifier's abstention threshold on the dev part of its split.
     Calibrate(annotate::CalibrateArgs),
     /// Compare embedding models and classifiers in one report with plots.
@@ -86,7 +86,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Models(cmd) => models::run(cmd),
         Command::Train(args) => train::run(args),
         Command::Evaluate(args) => evaluate::run(args),
-        Command::Annotate(args) => annotate::run(args),
+        Command::Annotate(cmd) => annotate::run_command(cmd),
         Command::Calibrate(args) => annotate::run_calibrate(args),
         Command::Compare(args) => compare::run(args),
         Command::Baseline(cmd) => baseline::run(cmd),

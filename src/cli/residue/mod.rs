@@ -51,6 +51,12 @@ pub enum ResidueCommand {
         part: String,
         #[command(flatten)]
         knn: ResidueKnnArgs,
+        /// Build only store shards K mod N (one task of a job array; no manifest). Finish with --merge.
+        #[arg(long, value_name = "K/N", conflicts_with = "merge")]
+        shard: Option<protfam::pipeline::WorkShard>,
+        /// After the --shard tasks: check every store shard is there (embeds nothing) and write the manifest.
+        #[arg(long)]
+        merge: bool,
     },
     /// Train on `train`, predict `test` (or --part), print and save the report.
     Evaluate {
@@ -141,7 +147,13 @@ fn mib(bytes: u64) -> f64 {
 /// Runs a `protfam residue` subcommand.
 pub fn run(cmd: ResidueCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        ResidueCommand::Build { split, part, knn } => {
+        ResidueCommand::Build {
+            split,
+            part,
+            knn,
+            shard,
+            merge,
+        } => {
             let params = knn.params()?;
             let embedder = split.load_embedder()?;
             let records = split.records(&part)?;
@@ -150,12 +162,20 @@ pub fn run(cmd: ResidueCommand) -> anyhow::Result<ExitCode> {
                 shard_sequences: params.shard_sequences,
                 batch_tokens: None,
             };
-            let (store, stats) = protfam::residue::ResidueStore::build_or_open(
-                &knn.residue_store,
-                embedder.as_ref(),
-                &records,
-                &config,
-            )?;
+            let root = &knn.residue_store;
+            if let Some(shard) = shard {
+                let stats = protfam::residue::ResidueStore::build_part(root, embedder.as_ref(), &records, &config, shard)?;
+                println!(
+                    "task {shard}: {} store shards reused, {} written, {} residues embedded in {:.1}s; finish with `residue build --merge`",
+                    stats.shards_reused, stats.shards_written, stats.residues_embedded, stats.seconds
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            let (store, stats) = if merge {
+                protfam::residue::ResidueStore::merge_parts(root, embedder.as_ref(), &records, &config)?
+            } else {
+                protfam::residue::ResidueStore::build_or_open(root, embedder.as_ref(), &records, &config)?
+            };
             println!(
                 "{}: {} sequences, {} rows x {} (f16, {:.1} MiB); {} shards reused, {} written, {} residues embedded in {:.1}s ({:.0} residues/s); peak RSS {:.0} MiB",
                 store.dir.display(),
