@@ -90,7 +90,7 @@ pub fn pfam_csv(data: &[u8]) {
     let Ok(reader) = crate::io::pfam_csv::ShardReader::from_reader(data, "data-00000-of-00001") else {
         return;
     };
-    for record in reader.reject_duplicates(data.len() % 2 == 0).take(100_000) {
+    for record in reader.reject_duplicates(data.len().is_multiple_of(2)).take(100_000) {
         if let Err(e) = record {
             let _ = e.to_string();
         }

@@ -167,7 +167,6 @@ impl RecordSelection {
         kept.placement.input_digest = hex(&hasher.finalize());
         kept
     }
-
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -247,11 +246,7 @@ pub fn write_part(
         // A caller bug, but never write a part the merge would have to reject.
         return Err(ShardError::damaged(
             dir,
-            format!(
-                "{} rows for {} selected records",
-                rows.len(),
-                placement.ordinals.len()
-            ),
+            format!("{} rows for {} selected records", rows.len(), placement.ordinals.len()),
         ));
     }
     std::fs::create_dir_all(dir).map_err(|e| ShardError::io(dir, e))?;
@@ -311,8 +306,8 @@ pub fn read_part(path: &Path) -> Result<(PartHeader, Vec<PartRow>), ShardError> 
     if !header_line.ends_with('\n') {
         return Err(ShardError::damaged(path, "no complete header line"));
     }
-    let header: PartHeader = serde_json::from_str(header_line.trim_end())
-        .map_err(|e| ShardError::damaged(path, format!("header: {e}")))?;
+    let header: PartHeader =
+        serde_json::from_str(header_line.trim_end()).map_err(|e| ShardError::damaged(path, format!("header: {e}")))?;
     if header.format != PART_FORMAT || header.version != PART_VERSION {
         return Err(ShardError::damaged(
             path,
@@ -382,9 +377,7 @@ pub fn merge_parts(dir: &Path) -> Result<Merged, ShardError> {
     if let Some((k, _, path)) = found.iter().find(|(k, n, _)| k >= n) {
         return Err(ShardError::damaged(path, format!("part {k} of {count} does not exist")));
     }
-    let missing: Vec<usize> = (0..count)
-        .filter(|k| !found.iter().any(|(f, _, _)| f == k))
-        .collect();
+    let missing: Vec<usize> = (0..count).filter(|k| !found.iter().any(|(f, _, _)| f == k)).collect();
     if !missing.is_empty() {
         let names = missing
             .iter()
@@ -410,7 +403,10 @@ pub fn merge_parts(dir: &Path) -> Result<Merged, ShardError> {
         if header.index != *k || header.count != count {
             return Err(ShardError::damaged(
                 path,
-                format!("header says part {}/{}, the name {k}/{count}", header.index, header.count),
+                format!(
+                    "header says part {}/{}, the name {k}/{count}",
+                    header.index, header.count
+                ),
             ));
         }
         match &first {
@@ -515,13 +511,11 @@ mod tests {
         let mut ordinals: Vec<u64> = parts.iter().flat_map(|p| p.placement.ordinals.clone()).collect();
         ordinals.sort();
         assert_eq!(ordinals, (0..11).collect::<Vec<u64>>());
-        assert!(parts.iter().all(|p| p.placement.input_digest == parts[0].placement.input_digest));
+        assert!(parts
+            .iter()
+            .all(|p| p.placement.input_digest == parts[0].placement.input_digest));
         for p in &parts {
-            let valid = p
-                .items
-                .iter()
-                .filter(|i| matches!(i, InputItem::Valid { .. }))
-                .count();
+            let valid = p.items.iter().filter(|i| matches!(i, InputItem::Valid { .. })).count();
             assert_eq!(valid, p.records.len());
             for (item, ordinal) in p.items.iter().zip(&p.placement.ordinals) {
                 assert_eq!(*item, all[*ordinal as usize]);

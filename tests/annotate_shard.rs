@@ -107,7 +107,11 @@ fn run_shards(input: &Path, dir: &Path, n: usize, extra: &[&str]) {
         let mut args = vec!["--shard", &shard, "--part-dir", dir.to_str().unwrap()];
         args.extend_from_slice(extra);
         let out = annotate(input, &args);
-        assert!(out.status.success(), "task {shard}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "task {shard}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -163,8 +167,13 @@ fn merged_parts_equal_a_single_process_run_byte_for_byte() {
     let merged_path = f.root.join("merged.tsv");
     let single_path = f.root.join("single.tsv");
     assert!(merge(&dir, &["-o", merged_path.to_str().unwrap()]).status.success());
-    assert!(annotate(&f.input, &["-o", single_path.to_str().unwrap()]).status.success());
-    assert_eq!(std::fs::read(&merged_path).unwrap(), std::fs::read(&single_path).unwrap());
+    assert!(annotate(&f.input, &["-o", single_path.to_str().unwrap()])
+        .status
+        .success());
+    assert_eq!(
+        std::fs::read(&merged_path).unwrap(),
+        std::fs::read(&single_path).unwrap()
+    );
 }
 
 #[test]
@@ -173,7 +182,12 @@ fn invalid_records_keep_their_exit_status_through_the_merge() {
     let dir = fresh_dir("parts-status");
     run_shards(&f.input, &dir, 2, &[]);
     let strict = protfam().args(["annotate", "merge"]).arg(&dir).output().unwrap();
-    assert_eq!(strict.status.code(), Some(2), "{}", String::from_utf8_lossy(&strict.stderr));
+    assert_eq!(
+        strict.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&strict.stderr)
+    );
 }
 
 #[test]
@@ -245,21 +259,34 @@ fn parts_of_another_run_are_refused_and_named() {
     run_shards(&f.input, &dir, 2, &[]);
     let other = fresh_dir("parts-other-input");
     run_shards(&f.other_input, &other, 2, &[]);
-    std::fs::copy(other.join("part-00001-of-00002.jsonl"), dir.join("part-00001-of-00002.jsonl")).unwrap();
+    std::fs::copy(
+        other.join("part-00001-of-00002.jsonl"),
+        dir.join("part-00001-of-00002.jsonl"),
+    )
+    .unwrap();
     let out = merge(&dir, &[]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("part-00001-of-00002.jsonl") && stderr.contains("another input"), "{stderr}");
+    assert!(
+        stderr.contains("part-00001-of-00002.jsonl") && stderr.contains("another input"),
+        "{stderr}"
+    );
 
     // Other settings (--top-k).
     let dir = fresh_dir("parts-settings");
     run_shards(&f.input, &dir, 2, &[]);
-    let out = annotate(&f.input, &["--shard", "1/2", "--part-dir", dir.to_str().unwrap(), "--top-k", "5"]);
+    let out = annotate(
+        &f.input,
+        &["--shard", "1/2", "--part-dir", dir.to_str().unwrap(), "--top-k", "5"],
+    );
     assert!(out.status.success());
     let out = merge(&dir, &[]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("part-00001-of-00002.jsonl") && stderr.contains("other settings"), "{stderr}");
+    assert!(
+        stderr.contains("part-00001-of-00002.jsonl") && stderr.contains("other settings"),
+        "{stderr}"
+    );
 
     // A stale part of a run with another N in the same directory.
     let dir = fresh_dir("parts-mixed");

@@ -148,7 +148,7 @@ fn huge_finite_training_values_are_searched_without_panic() {
     let t = trained_knn();
     let weights = t.classifier.join("weights.safetensors");
     let file = protfam::cache::shard::ShardFile::open(&weights).unwrap();
-    let mut meta: BTreeMap<String, String> = file
+    let meta: BTreeMap<String, String> = file
         .metadata()
         .iter()
         .filter(|(k, _)| !k.starts_with("sha256."))

@@ -424,10 +424,22 @@ fn finish(
             settings,
         };
         let path = protfam::shard::write_part(dir, &context, placement, rows)?;
-        eprintln!("part {shard}: {} of {} records -> {}", rows.len(), placement.input_records, path.display());
+        eprintln!(
+            "part {shard}: {} of {} records -> {}",
+            rows.len(),
+            placement.input_records,
+            path.display()
+        );
         return exit_status(rows, input.duplicates, started, args.lenient);
     }
-    write_rows(args.output.as_deref(), args.format, args.lenient, rows, input.duplicates, started)
+    write_rows(
+        args.output.as_deref(),
+        args.format,
+        args.lenient,
+        rows,
+        input.duplicates,
+        started,
+    )
 }
 
 /// Writes the rows (atomically to `output`, else to stdout), prints the summary and picks the exit status.

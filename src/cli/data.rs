@@ -142,7 +142,9 @@ impl TryFrom<StatsArgs> for StatsConfig {
         if !args.root.is_dir() {
             bail!(
                 "dataset root {} is not a directory (run `make data` or pass the path to pfam35-uniprot20k)",
-                std::path::absolute(&args.root).unwrap_or_else(|_| args.root.clone()).display()
+                std::path::absolute(&args.root)
+                    .unwrap_or_else(|_| args.root.clone())
+                    .display()
             );
         }
         if args.split.is_empty() || args.split.contains(['/', '\\']) {

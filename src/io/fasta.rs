@@ -502,7 +502,10 @@ mod tests {
         let bytes = b">id rest\xff\nMK\n";
         let records: Vec<_> = Reader::new(&bytes[..]).collect();
         let record = records[0].as_ref().unwrap();
-        assert_eq!((record.id.as_str(), record.description.as_str()), ("id", "rest\u{fffd}"));
+        assert_eq!(
+            (record.id.as_str(), record.description.as_str()),
+            ("id", "rest\u{fffd}")
+        );
     }
 
     #[test]

@@ -551,8 +551,7 @@ impl ResidueStore {
         if scope != BuildScope::Merge {
             // Tasks of an array write the same plan; each write is atomic.
             let plan_json = serde_json::to_vec_pretty(&plan).expect("plan serialises");
-            crate::atomic::write_atomic(&plan_path, |w| w.write_all(&plan_json))
-                .map_err(|e| io_err(&plan_path, e))?;
+            crate::atomic::write_atomic(&plan_path, |w| w.write_all(&plan_json)).map_err(|e| io_err(&plan_path, e))?;
         }
 
         let batch_tokens = config

@@ -164,7 +164,8 @@ pub fn run(cmd: ResidueCommand) -> anyhow::Result<ExitCode> {
             };
             let root = &knn.residue_store;
             if let Some(shard) = shard {
-                let stats = protfam::residue::ResidueStore::build_part(root, embedder.as_ref(), &records, &config, shard)?;
+                let stats =
+                    protfam::residue::ResidueStore::build_part(root, embedder.as_ref(), &records, &config, shard)?;
                 println!(
                     "task {shard}: {} store shards reused, {} written, {} residues embedded in {:.1}s; finish with `residue build --merge`",
                     stats.shards_reused, stats.shards_written, stats.residues_embedded, stats.seconds
