@@ -22,7 +22,7 @@ FUZZ_TARGETS := fasta stockholm pfam_csv cache_shard cache_dir classifier_dir np
 # cargo-fuzz wants a nightly compiler; RUSTC_BOOTSTRAP lets a stable one stand in.
 FUZZ_CARGO ?= $(shell rustup toolchain list 2>/dev/null | grep -q '^nightly' && echo 'cargo +nightly' || echo 'env RUSTC_BOOTSTRAP=1 cargo')
 
-.PHONY: slurm-test workflow-quick fuzz fuzz-build fuzz-ci test-slow fixtures baseline-check pfam32 all build test test-deps lint data models embed evaluate compare baselines bench clean-cache help
+.PHONY: domains slurm-test workflow-quick fuzz fuzz-build fuzz-ci test-slow fixtures baseline-check pfam32 all build test test-deps lint data models embed evaluate compare baselines bench clean-cache help
 
 all: build
 
@@ -36,6 +36,7 @@ help:
 	@echo "make evaluate   train + test all classifiers on the cached embeddings"
 	@echo "make compare    comparison report with plots"
 	@echo "make baselines  HMMER and BLAST baselines"
+	@echo "make domains    every domain of the bundled whole proteins, protfam beside hmmscan"
 	@echo "make bench      benchmarks against the peers (PyTorch, jax-unirep, scikit-learn)"
 	@echo "make fuzz       fuzz every reader and loader FUZZ_SECONDS (600) each"
 	@echo "make slurm-test sharded embed + annotate through a real one-node Slurm (root; installs slurm-wlm, munge)"
@@ -50,9 +51,11 @@ test-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hmmer hmmer-examples ncbi-blast+ >/dev/null; \
 	fi
 
+# Release profile: the tests share the release build of the dependencies with
+# `make build`, `make evaluate` and `make bench`, so a clean clone compiles them once.
 test: test-deps models
-	$(CARGO) test --lib --bins --tests
-	$(CARGO) test --doc
+	$(CARGO) test --release --lib --bins --tests
+	$(CARGO) test --release --doc
 
 # Fuzzing (cargo-fuzz, libFuzzer): every reader and loader for FUZZ_SECONDS each,
 # from seed corpora built out of tests/data and the bundled split. Crashes land in
@@ -115,6 +118,16 @@ baseline-check: test-deps
 compare: build models test-deps
 	$(PROTFAM) compare --data $(DATA) --split $(SPLIT) --models $(MODELS) --classifiers $(CLASSIFIERS),$(RESIDUE_CLASSIFIERS) \
 		--residue-models $(RESIDUE_MODELS) --baselines $(BASELINES) --cache $(CACHE) --report-dir $(REPORTS)
+
+# Domain annotation of whole proteins (full_length/ of the bundled data): residue-knn
+# on NEAR (trained once into DOMAIN_CLASSIFIER, its store under data/residue), calibrated
+# on the dev proteins, against hmmscan with its cut fitted on the same dev proteins.
+DOMAIN_CLASSIFIER ?= data/classifiers/near-residue-knn
+domains: build models test-deps
+	@test -f $(DOMAIN_CLASSIFIER)/residue-knn.json || $(PROTFAM) train --classifier residue-knn --model near \
+		--data $(DATA) --split clustered_split --no-calibrate --residue-store data/residue -o $(DOMAIN_CLASSIFIER)
+	$(PROTFAM) domains evaluate --classifier $(DOMAIN_CLASSIFIER) --data $(DATA) --split clustered_split \
+		--work-dir data/baselines -o $(REPORTS)/domains
 
 bench: build models
 	$(CARGO) bench

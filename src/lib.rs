@@ -13,6 +13,7 @@ pub mod cache;
 pub mod classifier;
 pub mod classify;
 pub mod dataset;
+pub mod domains;
 pub mod embedder;
 pub mod experiment;
 #[doc(hidden)]

@@ -314,6 +314,29 @@ pub fn database_dir(work_dir: &Path, kind: BaselineKind, training_digest: &str, 
     work_dir.join(format!("{}-{}", kind.name(), &hex::encode(key.finalize())[..16]))
 }
 
+/// The pressed HMM database of `data`'s training part (built once, then reused
+/// from `opts.work_dir`), for callers that run their own HMMER search on it
+/// (`hmmscan` in domain annotation). Returns its directory and the training set.
+pub fn hmm_database(
+    data: &crate::dataset::Split,
+    opts: &BaselineOptions,
+) -> Result<(PathBuf, hmm::HmmerTools, TrainingSet), BaselineError> {
+    let tools = hmm::HmmerTools::find(opts.tool_dir.as_deref())?;
+    let tool_version = tools.hmmbuild.version();
+    let train = TrainingSet::from_records(&data.records("train")?, &data.part_label("train"))?;
+    let dir = database_dir(&opts.work_dir, BaselineKind::Hmm, &train.digest, &tool_version);
+    let (manifest, reused) = ensure_database(&dir, BaselineKind::Hmm, &train, &tool_version, |partial| {
+        hmm::build_database(&train, partial, &tools, opts)
+    })?;
+    tracing::info!(
+        "{} HMM database {} (built in {:.1} s)",
+        if reused { "reusing" } else { "built" },
+        dir.display(),
+        manifest.build_seconds
+    );
+    Ok((dir, tools, train))
+}
+
 /// Runs one baseline on `<root>/<split>`: build or reuse the database from
 /// the training part, search the test part, score the predictions.
 /// `train_seconds` is the database build time (recorded in the cache when

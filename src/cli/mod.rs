@@ -11,6 +11,7 @@ pub mod cache;
 pub mod compare;
 pub mod context;
 pub mod data;
+pub mod domains;
 pub mod embed;
 pub mod evaluate;
 pub mod info;
@@ -62,6 +63,9 @@ pub enum Command {
     /// Residue-level retrieval (`residue-knn`): build the store, evaluate, tune, measure recall.
     #[command(subcommand)]
     Residue(residue::ResidueCommand),
+    /// Every domain of whole proteins: scan, calibrate on dev, evaluate beside hmmscan.
+    #[command(subcommand)]
+    Domains(domains::DomainsCommand),
     /// Show what a trained classifier directory holds.
     Info(info::InfoArgs),
 }
@@ -92,6 +96,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Baseline(cmd) => baseline::run(cmd),
         Command::Info(args) => info::run(args),
         Command::Residue(cmd) => residue::run(cmd),
+        Command::Domains(cmd) => domains::run(cmd),
     }
 }
 

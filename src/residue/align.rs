@@ -119,6 +119,89 @@ pub fn local_alignment_score(sim: &[f32], rows: usize, cols: usize, params: &Ali
     best
 }
 
+/// A best local alignment with its span: rows `query_start..=query_end` of the
+/// query aligned to columns `target_start..=target_end` of the target.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LocalAlignment {
+    /// Raw score (sum of `sim - shift` over aligned pairs minus gap costs).
+    pub score: f32,
+    pub query_start: usize,
+    pub query_end: usize,
+    pub target_start: usize,
+    pub target_end: usize,
+}
+
+/// [`local_alignment_score`] that also says where the best alignment starts and
+/// ends. Each cell of the recurrences carries the cell its path started from, so
+/// no traceback matrix is kept: memory stays at a few rows whatever the sizes.
+/// `None` when no pair scores above zero.
+pub fn local_alignment(sim: &[f32], rows: usize, cols: usize, params: &AlignParams) -> Option<LocalAlignment> {
+    debug_assert_eq!(sim.len(), rows * cols);
+    if rows == 0 || cols == 0 {
+        return None;
+    }
+    let (open, extend) = (params.gap_open, params.gap_extend);
+    const NONE: (u32, u32) = (u32::MAX, u32::MAX);
+    let mut h = vec![0f32; cols + 1];
+    let mut h_start = vec![NONE; cols + 1];
+    let mut f = vec![f32::NEG_INFINITY; cols + 1];
+    let mut f_start = vec![NONE; cols + 1];
+    let mut best: Option<LocalAlignment> = None;
+    for (i, row) in sim.chunks_exact(cols).enumerate() {
+        let (mut diagonal, mut diagonal_start) = (0f32, NONE);
+        let (mut e, mut e_start) = (f32::NEG_INFINITY, NONE);
+        let (mut left, mut left_start) = (0f32, NONE);
+        for j in 1..=cols {
+            let (up, up_start) = (h[j], h_start[j]);
+            // Gap in the target (query residue i skipped): from the cell above.
+            if up - open >= f[j] - extend {
+                f[j] = up - open;
+                f_start[j] = up_start;
+            } else {
+                f[j] -= extend;
+            }
+            // Gap in the query (target residue j skipped): from the cell on the left.
+            if left - open >= e - extend {
+                e = left - open;
+                e_start = left_start;
+            } else {
+                e -= extend;
+            }
+            let matched = diagonal + row[j - 1] - params.shift;
+            // A path whose predecessor scored 0 starts here.
+            let matched_start = if diagonal > 0.0 {
+                diagonal_start
+            } else {
+                (i as u32, (j - 1) as u32)
+            };
+            let (mut cell, mut cell_start) = (matched, matched_start);
+            if e > cell {
+                (cell, cell_start) = (e, e_start);
+            }
+            if f[j] > cell {
+                (cell, cell_start) = (f[j], f_start[j]);
+            }
+            if cell <= 0.0 {
+                (cell, cell_start) = (0.0, NONE);
+            }
+            (diagonal, diagonal_start) = (up, up_start);
+            h[j] = cell;
+            h_start[j] = cell_start;
+            (left, left_start) = (cell, cell_start);
+            if cell > 0.0 && best.is_none_or(|b| cell > b.score) {
+                best = Some(LocalAlignment {
+                    score: cell,
+                    query_start: cell_start.0 as usize,
+                    query_end: i,
+                    target_start: cell_start.1 as usize,
+                    target_end: j - 1,
+                });
+            }
+        }
+    }
+    best
+}
+
 /// The training sequences with the largest residue votes: for each sequence, the sum over
 /// query residues of the best hit similarity to it (among each residue's first `top_k` hits).
 /// Returns at most `n` sequence indices, best first (ties: lower index).
@@ -252,6 +335,50 @@ mod tests {
                 let fast = local_alignment_score(&sim, rows, cols, &p);
                 let slow = reference(&sim, rows, cols, &p);
                 assert!((fast - slow).abs() < 1e-5, "{rows}x{cols} {p:?}: {fast} vs {slow}");
+            }
+        }
+    }
+
+    #[test]
+    fn spans_match_the_score_and_a_planted_diagonal() {
+        // A 5-long diagonal planted at query 7.., target 2.. in noise below the shift.
+        let (rows, cols) = (20, 12);
+        let mut sim = vec![0.05f32; rows * cols];
+        for k in 0..5 {
+            sim[(7 + k) * cols + 2 + k] = 0.9;
+        }
+        let p = params(0.3, 1.0, 0.2);
+        let a = local_alignment(&sim, rows, cols, &p).expect("an alignment");
+        assert_eq!((a.query_start, a.query_end, a.target_start, a.target_end), (7, 11, 2, 6));
+        assert!((a.score - 5.0 * 0.6).abs() < 1e-5, "{a:?}");
+        assert!(local_alignment(&vec![0.1f32; 6], 2, 3, &p).is_none());
+    }
+
+    #[test]
+    fn spans_agree_with_the_score_only_recurrence_on_random_similarities() {
+        let mut state = 777u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        };
+        for (rows, cols) in [(1, 1), (4, 9), (17, 5), (40, 33)] {
+            let sim: Vec<f32> = (0..rows * cols).map(|_| next()).collect();
+            for p in [params(0.1, 0.5, 0.1), params(0.4, 1.0, 0.3), params(0.0, 0.2, 0.05)] {
+                let whole = local_alignment_score(&sim, rows, cols, &p);
+                let Some(a) = local_alignment(&sim, rows, cols, &p) else {
+                    assert_eq!(whole, 0.0);
+                    continue;
+                };
+                assert!((a.score - whole).abs() < 1e-5, "{rows}x{cols} {p:?}");
+                // The best alignment lies inside its span: the span's sub-matrix scores the same.
+                let (r, c) = (a.query_end - a.query_start + 1, a.target_end - a.target_start + 1);
+                let sub: Vec<f32> = (a.query_start..=a.query_end)
+                    .flat_map(|i| sim[i * cols + a.target_start..=i * cols + a.target_end].iter().copied())
+                    .collect();
+                let inside = local_alignment_score(&sub, r, c, &p);
+                assert!((inside - whole).abs() < 1e-5, "{rows}x{cols} {p:?}: {inside} vs {whole}");
             }
         }
     }
