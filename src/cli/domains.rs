@@ -97,13 +97,41 @@ pub struct CalibrateArgs {
     /// Precision the confident calls must reach on the dev proteins.
     #[arg(long, default_value_t = 0.9)]
     pub min_precision: f64,
-    /// Keep the default scan settings instead of choosing them on dev.
+    /// Keep the scan settings as given instead of choosing shift and gap costs on dev.
     #[arg(long)]
     pub no_tune: bool,
+    #[command(flatten)]
+    pub scan: ScanFlags,
     #[command(flatten)]
     pub full_length: FullLengthArgs,
     #[command(flatten)]
     pub models: ModelArgs,
+}
+
+/// Scan settings that are given rather than tuned.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Scan")]
+pub struct ScanFlags {
+    /// Search every N-th residue of the proteins (a multiple of the store's stride).
+    #[arg(long, default_value_t = ScanParams::default().search_stride)]
+    pub search_stride: usize,
+    /// Window length in residues; each window nominates its own candidates.
+    #[arg(long, default_value_t = ScanParams::default().window)]
+    pub window: usize,
+    /// Training domains aligned per window.
+    #[arg(long, default_value_t = ScanParams::default().window_candidates)]
+    pub window_candidates: usize,
+}
+
+impl ScanFlags {
+    fn params(&self) -> ScanParams {
+        ScanParams {
+            search_stride: self.search_stride,
+            window: self.window,
+            window_candidates: self.window_candidates,
+            ..ScanParams::default()
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -120,6 +148,8 @@ pub struct EvaluateArgs {
     /// Precision of the dev-fitted cuts (protfam and hmmscan alike).
     #[arg(long, default_value_t = 0.9)]
     pub min_precision: f64,
+    #[command(flatten)]
+    pub scan: ScanFlags,
     /// Leave out the hmmscan baseline.
     #[arg(long)]
     pub no_hmmer: bool,
@@ -275,15 +305,15 @@ fn run_scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
 
 /// The scan settings tried on dev: the match-score shift and the gap costs move the
 /// envelope edges and how chance alignments score; the rest keeps its defaults.
-fn tuning_grid() -> Vec<ScanParams> {
+fn tuning_grid(base: &ScanParams) -> Vec<ScanParams> {
     let mut grid = Vec::new();
-    for shift in [0.1f32, 0.2, 0.3] {
-        for (open, extend) in [(0.5f32, 0.05f32), (1.0, 0.1), (2.0, 0.2)] {
+    for shift in [0.1f32, 0.15] {
+        for (open, extend) in [(0.5f32, 0.05f32), (1.0, 0.1)] {
             grid.push(ScanParams {
                 shift,
                 gap_open: open,
                 gap_extend: extend,
-                ..ScanParams::default()
+                ..base.clone()
             });
         }
     }
@@ -310,7 +340,15 @@ fn run_calibrate(args: CalibrateArgs) -> anyhow::Result<DomainCalibration> {
         "--min-precision must lie in (0, 1]"
     );
     let (knn, embedder) = load(&args.classifier, &args.models)?;
-    calibrate(&knn, embedder.as_ref(), &args.classifier, &args.full_length, args.min_precision, !args.no_tune)
+    calibrate(
+        &knn,
+        embedder.as_ref(),
+        &args.classifier,
+        &args.full_length,
+        &args.scan.params(),
+        args.min_precision,
+        !args.no_tune,
+    )
 }
 
 fn calibrate(
@@ -318,6 +356,7 @@ fn calibrate(
     embedder: &dyn Embedder,
     classifier_dir: &Path,
     full_length: &FullLengthArgs,
+    base: &ScanParams,
     min_precision: f64,
     tune: bool,
 ) -> anyhow::Result<DomainCalibration> {
@@ -327,7 +366,7 @@ fn calibrate(
     let records = read_proteins(&fasta, false)?;
     let scanner = DomainScanner::new(knn, embedder)?;
     let started = Instant::now();
-    let grid = if tune { tuning_grid() } else { vec![ScanParams::default()] };
+    let grid = if tune { tuning_grid(base) } else { vec![base.clone()] };
     let searched = search_all(&scanner, &records, &grid[0])?;
     eprintln!("searched {} dev proteins in {:.1} s", records.len(), started.elapsed().as_secs_f64());
     let tuned_on = format!("{} + {}", fasta.display(), truth_path.display());
@@ -374,7 +413,15 @@ fn run_evaluate(args: EvaluateArgs) -> anyhow::Result<ExitCode> {
         Some(c) if c.min_precision == args.min_precision => c,
         _ => {
             eprintln!("calibrating on the dev proteins first (precision {})", args.min_precision);
-            calibrate(&knn, embedder.as_ref(), &args.classifier, &args.full_length, args.min_precision, true)?
+            calibrate(
+                &knn,
+                embedder.as_ref(),
+                &args.classifier,
+                &args.full_length,
+                &args.scan.params(),
+                args.min_precision,
+                true,
+            )?
         }
     };
     let fl = &args.full_length;

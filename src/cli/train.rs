@@ -177,7 +177,12 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         split: &split,
         cache: &cache,
         residue_store: &args.residue.residue_store,
-        progress: protfam::progress::bar(0, "sequences"),
+        // The residue store shows its own progress; an idle second reporter would only log 0/0.
+        progress: if matches!(plan, ClassifierPlan::Residue(_)) {
+            protfam::progress::hidden()
+        } else {
+            protfam::progress::bar(0, "sequences")
+        },
     };
     let started = Instant::now();
     let classifier = TrainedClassifier::train(&plan, embedder.as_ref(), &ctx)

@@ -1,9 +1,8 @@
 //! Domain calls by residue retrieval and local alignment on embeddings.
 //!
 //! For each protein:
-//! 1. embed every residue once with the store's embedder; keep the rows on the
-//!    store's stride (the rows alignment uses) and search every
-//!    `search_stride`-th of them in the `residue-knn` store (top `search_k`);
+//! 1. embed every residue once with the store's embedder and search every
+//!    `search_stride`-th residue in the `residue-knn` store (top `search_k`);
 //! 2. cut the protein into windows of `window` residues overlapping by half;
 //!    in each window the training domains with the largest summed similarity
 //!    (each searched residue adds its best hit on that domain) become
@@ -12,8 +11,9 @@
 //! 3. align each candidate (Smith-Waterman with affine gaps, cosine minus
 //!    `shift` as the match score: [`crate::residue::align::local_alignment`])
 //!    to the stretch of the protein its windows cover, widened by the
-//!    candidate's length on both sides; the aligned span is the call's
-//!    envelope and the candidate's span its match;
+//!    candidate's length on both sides, once per phase of the store's stride
+//!    (the stored rows of a domain start at its own first residue); the
+//!    aligned span is the call's envelope and the candidate's span its match;
 //! 4. resolve overlaps as Pfam does ([`super::resolve_overlaps`]).
 //!
 //! The call score is the alignment score in residues (raw score times the
@@ -120,7 +120,7 @@ impl ScanParams {
 pub struct SearchedProtein {
     pub id: String,
     pub len: usize,
-    /// Positions (0-based) of the rows on the store's stride, and the unit rows.
+    /// Positions (0-based) of every informative residue, and their unit rows.
     pub positions: Vec<u32>,
     pub rows: Vec<f32>,
     /// Searched positions and their hits (`k` slots each, best first).
@@ -162,7 +162,9 @@ impl<'a> DomainScanner<'a> {
             .map(|r| SearchedProtein {
                 id: r.id.clone(),
                 len: r.sequence.len(),
-                positions: kept_positions(&r.sequence, stride),
+                // Every informative residue: the stored rows of a training domain sit on its
+                // own stride, which falls on either phase of the protein's (see `call`).
+                positions: kept_positions(&r.sequence, 1),
                 rows: Vec::new(),
                 searched: Vec::new(),
                 hits: Vec::new(),
@@ -260,41 +262,55 @@ impl<'a> DomainScanner<'a> {
                 let hi_res = (b + stored.len).min(protein.len);
                 let lo = protein.positions.partition_point(|&p| (p as usize) < lo_res);
                 let hi = protein.positions.partition_point(|&p| (p as usize) < hi_res);
-                if hi <= lo {
-                    continue;
-                }
-                let rows = hi - lo;
-                let mut sim = vec![0f32; rows * cols];
-                crate::gemm::matmul_abt(rows, cols, dim, &protein.rows[lo * dim..hi * dim], &target, &mut sim);
-                // Two copies of one domain in a stretch (tandem repeats) are two calls: after the
-                // best alignment its query rows are masked and the stretch is aligned again.
-                for _ in 0..ALIGNMENTS_PER_STRETCH {
-                    let Some(hit) = local_alignment(&sim, rows, cols, &align) else {
-                        break;
-                    };
-                    let score = hit.score as f64 * stride as f64;
-                    if score < params.min_score {
-                        break;
+                // The store keeps every `stride`-th residue of the training domain from its own
+                // first residue; a domain inside a protein may start on any phase of that stride,
+                // so each phase of the protein's residues is aligned and every call kept
+                // (overlap resolution keeps the better phase).
+                for phase in 0..stride {
+                    let picked: Vec<usize> = (lo..hi)
+                        .filter(|&r| protein.positions[r] as usize % stride == phase)
+                        .collect();
+                    if picked.is_empty() {
+                        continue;
                     }
-                    sim[hit.query_start * cols..(hit.query_end + 1) * cols].fill(MASKED);
-                    let q_first = protein.positions[lo + hit.query_start] as usize;
-                    let q_last = protein.positions[lo + hit.query_end] as usize;
-                    let t_first = store.row_position[stored.first_row + hit.target_start] as usize;
-                    let t_last = store.row_position[stored.first_row + hit.target_end] as usize;
-                    calls.push(DomainCall {
-                        start: q_first + 1,
-                        // The last aligned row stands for the residues up to the next row on the stride.
-                        end: (q_last + stride).min(protein.len),
-                        family: family.clone(),
-                        score,
-                        evalue: None,
-                        confidence: None,
-                        confident: false,
-                        best_match: stored.id.clone(),
-                        match_start: t_first + 1,
-                        match_end: (t_last + stride).min(stored.len),
-                        match_len: stored.len,
-                    });
+                    let rows = picked.len();
+                    let mut query = Vec::with_capacity(rows * dim);
+                    for &r in &picked {
+                        query.extend_from_slice(&protein.rows[r * dim..(r + 1) * dim]);
+                    }
+                    let mut sim = vec![0f32; rows * cols];
+                    crate::gemm::matmul_abt(rows, cols, dim, &query, &target, &mut sim);
+                    // Copies of one domain in a stretch (tandem repeats) are each a call: after the
+                    // best alignment its query rows are masked and the stretch is aligned again,
+                    // until nothing scores `min_score`.
+                    for _ in 0..ALIGNMENTS_PER_STRETCH {
+                        let Some(hit) = local_alignment(&sim, rows, cols, &align) else {
+                            break;
+                        };
+                        let score = hit.score as f64 * stride as f64;
+                        if score < params.min_score {
+                            break;
+                        }
+                        sim[hit.query_start * cols..(hit.query_end + 1) * cols].fill(MASKED);
+                        let q_first = protein.positions[picked[hit.query_start]] as usize;
+                        let q_last = protein.positions[picked[hit.query_end]] as usize;
+                        let t_first = store.row_position[stored.first_row + hit.target_start] as usize;
+                        let t_last = store.row_position[stored.first_row + hit.target_end] as usize;
+                        calls.push(DomainCall {
+                            start: q_first + 1,
+                            // The last aligned row stands for the residues up to the next one on the stride.
+                            end: (q_last + stride).min(protein.len),
+                            family: family.clone(),
+                            score,
+                            evalue: None,
+                            confidence: None,
+                            confident: false,
+                            best_match: stored.id.clone(),
+                            match_start: t_first + 1,
+                            match_end: (t_last + stride).min(stored.len),
+                            match_len: stored.len,
+                        });
+                    }
                 }
             }
         }
@@ -337,8 +353,9 @@ pub fn batch_ranges(lengths: impl IntoIterator<Item = usize>, max: usize) -> Vec
     out
 }
 
-/// Alignments tried per candidate and stretch (the second finds a repeat).
-const ALIGNMENTS_PER_STRETCH: usize = 2;
+/// At most this many alignments per candidate and stretch: a stretch can hold
+/// several copies of a repeated domain (all of them are called).
+const ALIGNMENTS_PER_STRETCH: usize = 8;
 /// Similarity of masked (already aligned) query rows: no alignment crosses them.
 const MASKED: f32 = -1.0e3;
 
