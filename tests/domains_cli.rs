@@ -88,7 +88,10 @@ fn proteins(set: &str, n: usize) -> (Vec<(String, String)>, Vec<TruthRow>) {
 
 fn write_full_length(dir: &Path, set: &str, fasta: &[(String, String)], truth: &[TruthRow]) {
     std::fs::create_dir_all(dir).unwrap();
-    let text: String = fasta.iter().map(|(id, s)| format!(">{id} whole protein\n{s}\n")).collect();
+    let text: String = fasta
+        .iter()
+        .map(|(id, s)| format!(">{id} whole protein\n{s}\n"))
+        .collect();
     std::fs::write(dir.join(format!("{set}.fasta")), text).unwrap();
     let mut tsv = String::from("sequence_id\tstart\tend\tfamily_id\tfamily_accession\tpart\n");
     for t in truth {
@@ -147,14 +150,21 @@ fn domains_calibrate_evaluate_and_scan_whole_proteins() {
 
     let classifier = dir.path().join("classifier");
     let mut cmd = protfam();
-    cmd.args(["train", "--model", "near", "--classifier", "residue-knn", "--no-calibrate"])
-        .arg("--data")
-        .arg(&data)
-        .args(["--split", SPLIT])
-        .arg("--residue-store")
-        .arg(dir.path().join("residue"))
-        .arg("-o")
-        .arg(&classifier);
+    cmd.args([
+        "train",
+        "--model",
+        "near",
+        "--classifier",
+        "residue-knn",
+        "--no-calibrate",
+    ])
+    .arg("--data")
+    .arg(&data)
+    .args(["--split", SPLIT])
+    .arg("--residue-store")
+    .arg(dir.path().join("residue"))
+    .arg("-o")
+    .arg(&classifier);
     run_ok(&mut cmd, "train");
 
     // A vector classifier is refused with a clear message.
@@ -182,7 +192,11 @@ fn domains_calibrate_evaluate_and_scan_whole_proteins() {
     let (stdout, stderr) = run_ok(&mut cmd, "domains evaluate");
     assert!(stderr.contains("calibrating on the dev proteins first"), "{stderr}");
     assert!(classifier.join("domain-calibration.json").is_file());
-    for needle in ["| protfam residue-knn (near) | dev |", "| protfam residue-knn (near) | test |", "| hmmscan (training-part HMMs) | test |"] {
+    for needle in [
+        "| protfam residue-knn (near) | dev |",
+        "| protfam residue-knn (near) | test |",
+        "| hmmscan (training-part HMMs) | test |",
+    ] {
         assert!(stdout.contains(needle), "{needle} in\n{stdout}");
     }
     let report: serde_json::Value =
@@ -196,7 +210,10 @@ fn domains_calibrate_evaluate_and_scan_whole_proteins() {
     let input = data.join("full_length/test.fasta");
     let scan = |extra: &[&str], input: &Path| {
         let mut cmd = protfam();
-        cmd.args(["domains", "scan", "--classifier"]).arg(&classifier).arg(input).args(extra);
+        cmd.args(["domains", "scan", "--classifier"])
+            .arg(&classifier)
+            .arg(input)
+            .args(extra);
         cmd.output().unwrap()
     };
     let out = scan(&["--all-calls"], &input);
@@ -215,7 +232,11 @@ fn domains_calibrate_evaluate_and_scan_whole_proteins() {
             })
         })
         .count();
-    assert!(5 * called >= 4 * seen.len(), "{called} of {} seen domains called:\n{calls:?}", seen.len());
+    assert!(
+        5 * called >= 4 * seen.len(),
+        "{called} of {} seen domains called:\n{calls:?}",
+        seen.len()
+    );
     let order: Vec<&str> = calls.iter().map(|c| c["sequence_id"].as_str()).collect::<Vec<_>>();
     let mut firsts: Vec<&str> = order.clone();
     firsts.dedup();
@@ -240,7 +261,14 @@ fn domains_calibrate_evaluate_and_scan_whole_proteins() {
     let unit = &train[0][4];
     let titin: String = unit.chars().cycle().take(35_000).collect();
     let hard = dir.path().join("hard.fasta");
-    std::fs::write(&hard, format!(">ten_domains\n{ten}\n>titin_sized\n{titin}\n>only_x\n{}\n", "X".repeat(50))).unwrap();
+    std::fs::write(
+        &hard,
+        format!(
+            ">ten_domains\n{ten}\n>titin_sized\n{titin}\n>only_x\n{}\n",
+            "X".repeat(50)
+        ),
+    )
+    .unwrap();
     let out = scan(&["--all-calls"], &hard);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let calls = rows(&String::from_utf8_lossy(&out.stdout));
@@ -256,7 +284,10 @@ fn domains_calibrate_evaluate_and_scan_whole_proteins() {
         })
         .count();
     assert!(found >= 8, "{found} of 10 domains found:\n{calls:?}");
-    let titin_calls = calls.iter().filter(|c| c["sequence_id"] == "titin_sized" && c["start"] != "-").count();
+    let titin_calls = calls
+        .iter()
+        .filter(|c| c["sequence_id"] == "titin_sized" && c["start"] != "-")
+        .count();
     assert!(titin_calls >= 35_000 / unit.len() / 4, "{titin_calls} repeats called");
     let x = calls.iter().find(|c| c["sequence_id"] == "only_x").unwrap();
     assert!(x["note"].contains("no searchable residue"), "{x:?}");

@@ -46,7 +46,11 @@ pub struct ScanArgs {
     #[arg(long, value_name = "DIR")]
     pub classifier: PathBuf,
     /// Whole proteins: FASTA (plain or gzip; `-` reads standard input).
-    #[arg(value_name = "INPUT", required_unless_present = "input_flag", conflicts_with = "input_flag")]
+    #[arg(
+        value_name = "INPUT",
+        required_unless_present = "input_flag",
+        conflicts_with = "input_flag"
+    )]
     pub input: Option<PathBuf>,
     /// The same as the positional INPUT.
     #[arg(short = 'i', long = "input", value_name = "FILE")]
@@ -254,7 +258,11 @@ fn scan_records(
 }
 
 fn run_scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
-    let input = args.input_flag.as_deref().or(args.input.as_deref()).expect("clap requires an input");
+    let input = args
+        .input_flag
+        .as_deref()
+        .or(args.input.as_deref())
+        .expect("clap requires an input");
     let (knn, embedder) = load(&args.classifier, &args.models)?;
     let calibration = DomainCalibration::load(&args.classifier)?;
     let params = match &calibration {
@@ -321,7 +329,11 @@ fn tuning_grid(base: &ScanParams) -> Vec<ScanParams> {
 }
 
 /// Searches every protein once (the costly part), for calling under several settings.
-fn search_all(scanner: &DomainScanner, records: &[Record], params: &ScanParams) -> anyhow::Result<Vec<SearchedProtein>> {
+fn search_all(
+    scanner: &DomainScanner,
+    records: &[Record],
+    params: &ScanParams,
+) -> anyhow::Result<Vec<SearchedProtein>> {
     let residues: u64 = records.iter().map(|r| r.sequence.len() as u64).sum();
     let bar = protfam::progress::bar(residues, "residues");
     let mut out = Vec::with_capacity(records.len());
@@ -368,7 +380,11 @@ fn calibrate(
     let started = Instant::now();
     let grid = if tune { tuning_grid(base) } else { vec![base.clone()] };
     let searched = search_all(&scanner, &records, &grid[0])?;
-    eprintln!("searched {} dev proteins in {:.1} s", records.len(), started.elapsed().as_secs_f64());
+    eprintln!(
+        "searched {} dev proteins in {:.1} s",
+        records.len(),
+        started.elapsed().as_secs_f64()
+    );
     let tuned_on = format!("{} + {}", fasta.display(), truth_path.display());
     let mut best: Option<DomainCalibration> = None;
     for params in &grid {
@@ -383,7 +399,10 @@ fn calibrate(
             c.tune_metrics.recall_of("dev"),
             c.tune_metrics.recall_of("train")
         );
-        if best.as_ref().is_none_or(|b| c.tune_metrics.recall > b.tune_metrics.recall) {
+        if best
+            .as_ref()
+            .is_none_or(|b| c.tune_metrics.recall > b.tune_metrics.recall)
+        {
             best = Some(c);
         }
     }
@@ -412,7 +431,10 @@ fn run_evaluate(args: EvaluateArgs) -> anyhow::Result<ExitCode> {
     let calibration = match DomainCalibration::load(&args.classifier)? {
         Some(c) if c.min_precision == args.min_precision => c,
         _ => {
-            eprintln!("calibrating on the dev proteins first (precision {})", args.min_precision);
+            eprintln!(
+                "calibrating on the dev proteins first (precision {})",
+                args.min_precision
+            );
             calibrate(
                 &knn,
                 embedder.as_ref(),
@@ -518,7 +540,11 @@ fn run_evaluate(args: EvaluateArgs) -> anyhow::Result<ExitCode> {
     md.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for r in &rows {
         let m = &r.metrics;
-        let remote = if r.set == "dev" { m.recall_of("dev") } else { m.recall_of("test") };
+        let remote = if r.set == "dev" {
+            m.recall_of("dev")
+        } else {
+            m.recall_of("test")
+        };
         md.push_str(&format!(
             "| {} | {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {} of {} | {} / {} | {} |\n",
             r.method,
@@ -534,18 +560,26 @@ fn run_evaluate(args: EvaluateArgs) -> anyhow::Result<ExitCode> {
             m.proteins,
             m.median_start_error,
             m.median_end_error,
-            r.seconds.map_or("–".into(), |s| format!("{:.2}", m.proteins as f64 / s.max(1e-9)))
+            r.seconds
+                .map_or("–".into(), |s| format!("{:.2}", m.proteins as f64 / s.max(1e-9)))
         ));
     }
     if let Some(p) = hmm_test_precision {
         let (recall, cut) = recall_at_precision(&protfam_calls, &test_truth, p, "test");
-        let hmm_recall = rows.iter().find(|r| r.set == "test" && r.method.starts_with("hmmscan")).map_or(0.0, |r| r.metrics.recall_of("test"));
+        let hmm_recall = rows
+            .iter()
+            .find(|r| r.set == "test" && r.method.starts_with("hmmscan"))
+            .map_or(0.0, |r| r.metrics.recall_of("test"));
         md.push_str(&format!(
             "\nAt hmmscan's test precision ({p:.3}), protfam's best recall of remote (`test` part) domains over \
              score cuts is {recall:.3} (cut {}), hmmscan's {hmm_recall:.3}: {:.2}x. This line reads the \
              test curve at a precision, it fits nothing that the rows above use.\n",
             cut.map_or("none".into(), |c| format!("{c:.1}")),
-            if hmm_recall > 0.0 { recall / hmm_recall } else { f64::NAN }
+            if hmm_recall > 0.0 {
+                recall / hmm_recall
+            } else {
+                f64::NAN
+            }
         ));
     }
     let json = serde_json::json!({
@@ -557,7 +591,8 @@ fn run_evaluate(args: EvaluateArgs) -> anyhow::Result<ExitCode> {
         })).collect::<Vec<_>>(),
     });
     let md_path = args.output.join("domains.md");
-    protfam::atomic::write_bytes_atomic(&md_path, md.as_bytes()).with_context(|| format!("writing {}", md_path.display()))?;
+    protfam::atomic::write_bytes_atomic(&md_path, md.as_bytes())
+        .with_context(|| format!("writing {}", md_path.display()))?;
     let json_path = args.output.join("domains.json");
     protfam::atomic::write_bytes_atomic(&json_path, serde_json::to_string_pretty(&json)?.as_bytes())
         .with_context(|| format!("writing {}", json_path.display()))?;

@@ -63,7 +63,10 @@ impl Truth {
             let fields: Vec<&str> = line.trim_end_matches('\r').split('\t').collect();
             if n == 1 {
                 if fields != HEADER {
-                    return Err(parse(n, format!("expected the header {:?}, found {line:?}", HEADER.join("\t"))));
+                    return Err(parse(
+                        n,
+                        format!("expected the header {:?}, found {line:?}", HEADER.join("\t")),
+                    ));
                 }
                 continue;
             }
@@ -71,7 +74,10 @@ impl Truth {
                 continue;
             }
             let [id, start, end, family_id, accession, part] = fields[..] else {
-                return Err(parse(n, format!("expected 6 tab-separated fields, found {}", fields.len())));
+                return Err(parse(
+                    n,
+                    format!("expected 6 tab-separated fields, found {}", fields.len()),
+                ));
             };
             let coordinate = |s: &str, what: &str| {
                 s.parse::<usize>()
@@ -83,7 +89,11 @@ impl Truth {
             if end < start {
                 return Err(parse(n, format!("end {end} is before start {start}")));
             }
-            truth.by_protein.entry(id.to_string()).or_default().push(truth.domains.len());
+            truth
+                .by_protein
+                .entry(id.to_string())
+                .or_default()
+                .push(truth.domains.len());
             truth.domains.push(TruthDomain {
                 sequence_id: id.to_string(),
                 start,
@@ -152,7 +162,11 @@ pub fn label_calls(proteins: &[ProteinDomains], truth: &Truth) -> Vec<LabelledCa
             });
         }
     }
-    out.sort_by(|a, b| b.score.total_cmp(&a.score).then((a.protein, a.call).cmp(&(b.protein, b.call))));
+    out.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then((a.protein, a.call).cmp(&(b.protein, b.call)))
+    });
     out
 }
 
@@ -279,10 +293,7 @@ impl DomainCalibration {
             path: path.display().to_string(),
             message: format!("damaged domain calibration ({e}); run `protfam domains calibrate` again"),
         })?;
-        let steps_ok = me
-            .steps
-            .windows(2)
-            .all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1)
+        let steps_ok = me.steps.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1)
             && me.steps.iter().all(|s| s.0.is_finite() && (0.0..=1.0).contains(&s.1));
         if !steps_ok || !(0.0..=1.0).contains(&me.min_precision) || me.cut.is_some_and(|c| !c.is_finite()) {
             return Err(DomainError::Calibration {
@@ -378,7 +389,12 @@ impl DomainMetrics {
 
 /// The best recall of `part` domains over cuts whose precision is at least `precision`
 /// (a point of the precision-recall curve, for comparing methods at equal precision).
-pub fn recall_at_precision(proteins: &[ProteinDomains], truth: &Truth, precision: f64, part: &str) -> (f64, Option<f64>) {
+pub fn recall_at_precision(
+    proteins: &[ProteinDomains],
+    truth: &Truth,
+    precision: f64,
+    part: &str,
+) -> (f64, Option<f64>) {
     let labelled = label_calls(proteins, truth);
     let ids: std::collections::HashSet<&str> = proteins.iter().map(|p| p.sequence_id.as_str()).collect();
     let total = truth

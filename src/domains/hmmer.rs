@@ -63,7 +63,8 @@ pub fn scan(
                 let fasta = scratch.path().join(format!("chunk-{c:05}.fasta"));
                 let tbl = scratch.path().join(format!("chunk-{c:05}.domtbl"));
                 {
-                    let file = std::fs::File::create(&fasta).map_err(|e| DomainError::io(&fasta, "cannot create", e))?;
+                    let file =
+                        std::fs::File::create(&fasta).map_err(|e| DomainError::io(&fasta, "cannot create", e))?;
                     let mut out = BufWriter::new(file);
                     for i in range.clone() {
                         // Ids of any shape (spaces, `|`) never reach HMMER: proteins are `q<index>`.
@@ -73,7 +74,12 @@ pub fn scan(
                     out.flush().map_err(|e| DomainError::io(&fasta, "cannot write", e))?;
                 }
                 let mut args: Vec<String> = HMMSCAN_ARGS.iter().map(|s| s.to_string()).collect();
-                args.extend(["-o".into(), "/dev/null".into(), "--domtblout".into(), tbl.display().to_string()]);
+                args.extend([
+                    "-o".into(),
+                    "/dev/null".into(),
+                    "--domtblout".into(),
+                    tbl.display().to_string(),
+                ]);
                 args.extend([database.display().to_string(), fasta.display().to_string()]);
                 hmmscan.run(&args, None, None, &scratch.path().join(format!("chunk-{c:05}.log")))?;
                 let parsed = read_domtblout(&tbl, &families)?;
@@ -123,10 +129,12 @@ pub fn read_domtblout(path: &Path, families: &HashMap<&str, &Family>) -> Result<
             return Err(parse(format!("expected at least 22 columns, found {}", f.len())));
         }
         let number = |i: usize| -> Result<f64, DomainError> {
-            f[i].parse::<f64>().map_err(|_| parse(format!("column {} is not a number: {:?}", i + 1, f[i])))
+            f[i].parse::<f64>()
+                .map_err(|_| parse(format!("column {} is not a number: {:?}", i + 1, f[i])))
         };
         let position = |i: usize| -> Result<usize, DomainError> {
-            f[i].parse::<usize>().map_err(|_| parse(format!("column {} is not a position: {:?}", i + 1, f[i])))
+            f[i].parse::<usize>()
+                .map_err(|_| parse(format!("column {} is not a position: {:?}", i + 1, f[i])))
         };
         let query: usize = f[3]
             .strip_prefix('q')
@@ -177,7 +185,10 @@ mod tests {
         assert_eq!(rows.len(), 1);
         let (q, c) = &rows[0];
         assert_eq!(*q, 3);
-        assert_eq!((c.start, c.end, c.match_start, c.match_end, c.match_len), (3, 192, 2, 186, 187));
+        assert_eq!(
+            (c.start, c.end, c.match_start, c.match_end, c.match_len),
+            (3, 192, 2, 186, 187)
+        );
         assert_eq!(c.score, 160.0);
         assert_eq!(c.evalue, Some(2.5e-48));
         assert_eq!(c.family.family_id, "GTP_EFTU");

@@ -121,7 +121,11 @@ impl<W: Write> DomainWriter<W> {
                         })
                     })
                     .collect();
-                let note = if calls.is_empty() { Some(Self::empty_note(p)) } else { None };
+                let note = if calls.is_empty() {
+                    Some(Self::empty_note(p))
+                } else {
+                    None
+                };
                 let value = serde_json::json!({
                     "sequence_id": p.sequence_id,
                     "length": p.length,
@@ -254,16 +258,28 @@ mod tests {
         assert!(arr[1]["note"].as_str().unwrap().starts_with("no confident domain"));
         let empty = DomainWriter::new(Vec::new(), DomainFormat::Json, false).unwrap();
         let text = String::from_utf8(empty.finish().unwrap()).unwrap();
-        assert_eq!(serde_json::from_str::<serde_json::Value>(&text).unwrap(), serde_json::json!([]));
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+            serde_json::json!([])
+        );
     }
 
     #[test]
     fn gff3_features_escape_reserved_characters() {
         let text = render(DomainFormat::Gff3, false);
         assert!(text.starts_with("##gff-version 3\n"));
-        let feature: Vec<&str> = text.lines().find(|l| !l.starts_with('#')).unwrap().split('\t').collect();
+        let feature: Vec<&str> = text
+            .lines()
+            .find(|l| !l.starts_with('#'))
+            .unwrap()
+            .split('\t')
+            .collect();
         assert_eq!(feature.len(), 9);
         assert_eq!(&feature[..5], ["sp|P1|A;B", "protfam", "protein_domain", "10", "120"]);
-        assert!(feature[8].starts_with("ID=sp|P1|A%3BB.d1;Name=fam_PF1;Dbxref=Pfam:PF1;"), "{}", feature[8]);
+        assert!(
+            feature[8].starts_with("ID=sp|P1|A%3BB.d1;Name=fam_PF1;Dbxref=Pfam:PF1;"),
+            "{}",
+            feature[8]
+        );
     }
 }

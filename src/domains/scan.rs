@@ -86,7 +86,9 @@ impl ScanParams {
         if !(self.min_score.is_finite() && self.min_score >= 0.0) {
             return bad("min_score must be finite and >= 0".into());
         }
-        self.align().validate().map_err(|e| DomainError::InvalidParams(e.to_string()))
+        self.align()
+            .validate()
+            .map_err(|e| DomainError::InvalidParams(e.to_string()))
     }
 
     pub(crate) fn align(&self) -> AlignParams {
@@ -183,8 +185,14 @@ impl<'a> DomainScanner<'a> {
                 tokens += records[order[end]].sequence.len();
                 end += 1;
             }
-            let batch: Vec<&str> = order[start..end].iter().map(|&i| records[i].sequence.as_str()).collect();
-            let mats = self.embedder.embed_residues(&batch).map_err(crate::residue::ResidueError::from)?;
+            let batch: Vec<&str> = order[start..end]
+                .iter()
+                .map(|&i| records[i].sequence.as_str())
+                .collect();
+            let mats = self
+                .embedder
+                .embed_residues(&batch)
+                .map_err(crate::residue::ResidueError::from)?;
             for (&i, m) in order[start..end].iter().zip(mats) {
                 if m.len != records[i].sequence.len() || m.dim != dim {
                     return Err(DomainError::Protein {
@@ -412,9 +420,7 @@ fn candidate_regions(
     }
     let mut out: Vec<(u32, Vec<(usize, usize)>)> = nominated
         .into_iter()
-        .map(|(seq, windows)| {
-            (seq, windows.into_iter().map(window_of).collect())
-        })
+        .map(|(seq, windows)| (seq, windows.into_iter().map(window_of).collect()))
         .collect();
     out.sort_by_key(|(seq, _)| *seq);
     out
@@ -470,7 +476,10 @@ mod tests {
         };
         let regions = candidate_regions(&p, &params, &row_sequence);
         // Windows of 100 at step 50: 0-100 and 50-150 nominate sequence 0; 250-350 and 300-400 sequence 1.
-        assert_eq!(regions, vec![(0, vec![(0, 100), (50, 150)]), (1, vec![(250, 350), (300, 400)])]);
+        assert_eq!(
+            regions,
+            vec![(0, vec![(0, 100), (50, 150)]), (1, vec![(250, 350), (300, 400)])]
+        );
         let two = ScanParams {
             window_candidates: 2,
             ..params

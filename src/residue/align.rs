@@ -349,7 +349,10 @@ mod tests {
         }
         let p = params(0.3, 1.0, 0.2);
         let a = local_alignment(&sim, rows, cols, &p).expect("an alignment");
-        assert_eq!((a.query_start, a.query_end, a.target_start, a.target_end), (7, 11, 2, 6));
+        assert_eq!(
+            (a.query_start, a.query_end, a.target_start, a.target_end),
+            (7, 11, 2, 6)
+        );
         assert!((a.score - 5.0 * 0.6).abs() < 1e-5, "{a:?}");
         assert!(local_alignment(&vec![0.1f32; 6], 2, 3, &p).is_none());
     }
@@ -378,7 +381,10 @@ mod tests {
                     .flat_map(|i| sim[i * cols + a.target_start..=i * cols + a.target_end].iter().copied())
                     .collect();
                 let inside = local_alignment_score(&sub, r, c, &p);
-                assert!((inside - whole).abs() < 1e-5, "{rows}x{cols} {p:?}: {inside} vs {whole}");
+                assert!(
+                    (inside - whole).abs() < 1e-5,
+                    "{rows}x{cols} {p:?}: {inside} vs {whole}"
+                );
             }
         }
     }
