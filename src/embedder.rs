@@ -116,3 +116,39 @@ pub trait Embedder: Send + Sync {
         4096
     }
 }
+
+/// Batches for an embedder: the indices of `lengths` sorted by length (padding
+/// costs), cut into runs of at most `batch_tokens` residues (a longer sequence
+/// forms a batch alone). Callers put the results back in input order.
+pub fn length_sorted_batches(lengths: &[usize], batch_tokens: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by_key(|&i| lengths[i]);
+    let mut batches: Vec<Vec<usize>> = Vec::new();
+    let mut tokens = 0;
+    for i in order {
+        match batches.last_mut() {
+            Some(batch) if tokens + lengths[i] <= batch_tokens => batch.push(i),
+            _ => {
+                batches.push(vec![i]);
+                tokens = 0;
+            }
+        }
+        tokens += lengths[i];
+    }
+    batches
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_are_length_sorted_and_within_the_budget() {
+        let lengths = [50, 10, 300, 20, 40];
+        assert_eq!(
+            length_sorted_batches(&lengths, 70),
+            vec![vec![1, 3, 4], vec![0], vec![2]]
+        );
+        assert!(length_sorted_batches(&[], 10).is_empty());
+    }
+}

@@ -317,12 +317,15 @@ fn tuning_grid(base: &ScanParams) -> Vec<ScanParams> {
     let mut grid = Vec::new();
     for shift in [0.1f32, 0.15] {
         for (open, extend) in [(0.5f32, 0.05f32), (1.0, 0.1)] {
-            grid.push(ScanParams {
-                shift,
-                gap_open: open,
-                gap_extend: extend,
-                ..base.clone()
-            });
+            for vote_weight in [0.0f32, 0.5, 1.0] {
+                grid.push(ScanParams {
+                    shift,
+                    gap_open: open,
+                    gap_extend: extend,
+                    vote_weight,
+                    ..base.clone()
+                });
+            }
         }
     }
     grid

@@ -55,18 +55,26 @@ pub struct ScanParams {
     pub gap_extend: f32,
     /// Calls scoring below this (residues) are not reported at all.
     pub min_score: f64,
+    /// Weight of the family's residue votes inside the call's span, added to
+    /// the alignment score: the best hit on any training domain of the family
+    /// for each searched residue (cosine minus `shift`, at least 0), summed and
+    /// scaled to residues. Evidence from every member of the family, where the
+    /// alignment sees one.
+    #[serde(default)]
+    pub vote_weight: f32,
 }
 
 impl Default for ScanParams {
     fn default() -> Self {
         ScanParams {
             search_stride: 4,
-            window: 160,
-            window_candidates: 6,
+            window: 64,
+            window_candidates: 8,
             shift: 0.2,
             gap_open: 1.0,
             gap_extend: 0.1,
             min_score: 5.0,
+            vote_weight: 0.0,
         }
     }
 }
@@ -86,6 +94,9 @@ impl ScanParams {
         if !(self.min_score.is_finite() && self.min_score >= 0.0) {
             return bad("min_score must be finite and >= 0".into());
         }
+        if !(self.vote_weight.is_finite() && self.vote_weight >= 0.0) {
+            return bad("vote_weight must be finite and >= 0".into());
+        }
         self.align()
             .validate()
             .map_err(|e| DomainError::InvalidParams(e.to_string()))
@@ -104,13 +115,14 @@ impl ScanParams {
     /// Short description for reports (`stride 4, window 160 x 6, shift 0.2, gaps 1/0.1`).
     pub fn describe(&self) -> String {
         format!(
-            "search stride {}, windows of {} x {} candidates, shift {}, gaps {}/{}, min score {}",
+            "search stride {}, windows of {} x {} candidates, shift {}, gaps {}/{}, vote weight {}, min score {}",
             self.search_stride,
             self.window,
             self.window_candidates,
             self.shift,
             self.gap_open,
             self.gap_extend,
+            self.vote_weight,
             self.min_score
         )
     }
@@ -173,27 +185,17 @@ impl<'a> DomainScanner<'a> {
                 k: self.knn.params.search_k,
             })
             .collect();
-        // Length-sorted embedding batches (padding costs), results put back in input order.
-        let mut order: Vec<usize> = (0..records.len()).filter(|&i| !out[i].positions.is_empty()).collect();
-        order.sort_by_key(|&i| records[i].sequence.len());
-        let batch_tokens = self.embedder.default_batch_tokens();
-        let mut start = 0;
-        while start < order.len() {
-            let mut end = start;
-            let mut tokens = 0;
-            while end < order.len() && (end == start || tokens + records[order[end]].sequence.len() <= batch_tokens) {
-                tokens += records[order[end]].sequence.len();
-                end += 1;
-            }
-            let batch: Vec<&str> = order[start..end]
-                .iter()
-                .map(|&i| records[i].sequence.as_str())
-                .collect();
+        // Proteins with nothing to search are not embedded.
+        let todo: Vec<usize> = (0..records.len()).filter(|&i| !out[i].positions.is_empty()).collect();
+        let lengths: Vec<usize> = todo.iter().map(|&i| records[i].sequence.len()).collect();
+        for batch_indices in crate::embedder::length_sorted_batches(&lengths, self.embedder.default_batch_tokens()) {
+            let members: Vec<usize> = batch_indices.iter().map(|&j| todo[j]).collect();
+            let batch: Vec<&str> = members.iter().map(|&i| records[i].sequence.as_str()).collect();
             let mats = self
                 .embedder
                 .embed_residues(&batch)
                 .map_err(crate::residue::ResidueError::from)?;
-            for (&i, m) in order[start..end].iter().zip(mats) {
+            for (&i, m) in members.iter().zip(mats) {
                 if m.len != records[i].sequence.len() || m.dim != dim {
                     return Err(DomainError::Protein {
                         id: records[i].id.clone(),
@@ -212,7 +214,6 @@ impl<'a> DomainScanner<'a> {
                 }
                 normalise_rows(&mut p.rows, dim);
             }
-            start = end;
         }
         // One search over the batch's sampled rows.
         let mut queries = QueryResidues {
@@ -295,13 +296,19 @@ impl<'a> DomainScanner<'a> {
                         let Some(hit) = local_alignment(&sim, rows, cols, &align) else {
                             break;
                         };
-                        let score = hit.score as f64 * stride as f64;
-                        if score < params.min_score {
+                        let alignment_score = hit.score as f64 * stride as f64;
+                        if alignment_score < params.min_score {
                             break;
                         }
                         sim[hit.query_start * cols..(hit.query_end + 1) * cols].fill(MASKED);
                         let q_first = protein.positions[picked[hit.query_start]] as usize;
                         let q_last = protein.positions[picked[hit.query_end]] as usize;
+                        let score = if params.vote_weight > 0.0 {
+                            let vote = family_vote(protein, store, q_first, q_last, &family, params.shift);
+                            alignment_score + params.vote_weight as f64 * vote * params.search_stride as f64
+                        } else {
+                            alignment_score
+                        };
                         let t_first = store.row_position[stored.first_row + hit.target_start] as usize;
                         let t_last = store.row_position[stored.first_row + hit.target_end] as usize;
                         calls.push(DomainCall {
@@ -339,6 +346,37 @@ impl<'a> DomainScanner<'a> {
     pub fn call_all(&self, proteins: &[SearchedProtein], params: &ScanParams) -> Vec<ProteinDomains> {
         proteins.par_iter().map(|p| self.call(p, params)).collect()
     }
+}
+
+/// Sum over the searched residues in `first..=last` of the best hit on any
+/// training domain of `family` (cosine minus `shift`, at least 0).
+fn family_vote(
+    protein: &SearchedProtein,
+    store: &crate::residue::ResidueStore,
+    first: usize,
+    last: usize,
+    family: &crate::io::Family,
+    shift: f32,
+) -> f64 {
+    let k = protein.k.max(1);
+    let a = protein.searched.partition_point(|&p| (p as usize) < first);
+    let b = protein.searched.partition_point(|&p| (p as usize) <= last);
+    (a..b)
+        .map(|i| {
+            protein.hits[i * k..(i + 1) * k]
+                .iter()
+                .filter(|h| !h.is_empty())
+                .filter(|h| {
+                    let seq = store.row_sequence[h.row as usize] as usize;
+                    store.sequences[seq]
+                        .family
+                        .as_ref()
+                        .is_some_and(|f| f.accession == family.accession)
+                })
+                .map(|h| (h.similarity - shift).max(0.0) as f64)
+                .fold(0.0, f64::max)
+        })
+        .sum()
 }
 
 /// Consecutive ranges of items whose lengths sum to at most `max` (an item longer

@@ -337,20 +337,9 @@ fn embed_shard(
     let dim = embedder.spec().dim;
     let mut matrices: Vec<Option<ResidueMatrix>> = vec![None; records.len()];
     // Length-sorted batches up to the token budget; results go back to input order.
-    let mut order: Vec<usize> = (0..records.len()).collect();
-    order.sort_by_key(|&i| records[i].sequence.len());
-    let mut start = 0;
-    while start < order.len() {
-        let mut end = start;
-        let mut tokens = 0;
-        while end < order.len() && (end == start || tokens + records[order[end]].sequence.len() <= batch_tokens) {
-            tokens += records[order[end]].sequence.len();
-            end += 1;
-        }
-        let batch: Vec<&str> = order[start..end]
-            .iter()
-            .map(|&i| records[i].sequence.as_str())
-            .collect();
+    let lengths: Vec<usize> = records.iter().map(|r| r.sequence.len()).collect();
+    for members in crate::embedder::length_sorted_batches(&lengths, batch_tokens) {
+        let batch: Vec<&str> = members.iter().map(|&i| records[i].sequence.as_str()).collect();
         let out = embedder.embed_residues(&batch).map_err(ResidueError::Embed)?;
         if out.len() != batch.len() {
             return Err(ResidueError::Embed(crate::embedder::EmbedError::Model {
@@ -358,11 +347,10 @@ fn embed_shard(
                 message: format!("returned {} matrices for {} sequences", out.len(), batch.len()),
             }));
         }
-        for (&i, m) in order[start..end].iter().zip(out) {
+        for (&i, m) in members.iter().zip(out) {
             matrices[i] = Some(m);
         }
-        progress.inc((end - start) as u64);
-        start = end;
+        progress.inc(members.len() as u64);
     }
     let mut residues: Vec<u8> = Vec::new();
     let mut positions = Vec::new();
