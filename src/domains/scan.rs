@@ -438,13 +438,13 @@ fn candidate_regions(
         // Windows w with w*step <= pos < w*step + window.
         let last = (pos / step).min(n_windows - 1);
         let first = (pos + 1).saturating_sub(params.window).div_ceil(step);
-        for w in first..=last {
+        for (w, tally) in votes.iter_mut().enumerate().take(last + 1).skip(first) {
             let (a, b) = window_of(w);
             if pos < a || pos >= b {
                 continue;
             }
             for &(seq, sim) in &best {
-                *votes[w].entry(seq).or_insert(0.0) += sim;
+                *tally.entry(seq).or_insert(0.0) += sim;
             }
         }
     }

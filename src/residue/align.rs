@@ -354,7 +354,7 @@ mod tests {
             (7, 11, 2, 6)
         );
         assert!((a.score - 5.0 * 0.6).abs() < 1e-5, "{a:?}");
-        assert!(local_alignment(&vec![0.1f32; 6], 2, 3, &p).is_none());
+        assert!(local_alignment(&[0.1f32; 6], 2, 3, &p).is_none());
     }
 
     #[test]
