@@ -315,9 +315,9 @@ fn run_scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
 /// envelope edges and how chance alignments score; the rest keeps its defaults.
 fn tuning_grid(base: &ScanParams) -> Vec<ScanParams> {
     let mut grid = Vec::new();
-    for shift in [0.1f32, 0.15] {
+    for shift in [0.15f32, 0.2] {
         for (open, extend) in [(0.5f32, 0.05f32), (1.0, 0.1)] {
-            for vote_weight in [0.0f32, 0.5, 1.0] {
+            for vote_weight in [0.0f32, 1.0, 2.0] {
                 grid.push(ScanParams {
                     shift,
                     gap_open: open,
