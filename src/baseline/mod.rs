@@ -27,7 +27,7 @@
 pub mod blast;
 pub mod data;
 pub mod hmm;
-mod search;
+pub(crate) mod search;
 pub mod tools;
 
 use std::fmt;

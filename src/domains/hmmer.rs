@@ -14,9 +14,8 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
 
-use rayon::prelude::*;
-
 use super::{resolve_overlaps, DomainCall, DomainError, ProteinDomains};
+use crate::baseline::search::{in_chunks, parse_table, test_index};
 use crate::baseline::tools::Tool;
 use crate::baseline::{BaselineError, BaselineOptions, TrainingSet};
 use crate::io::{Family, Record};
@@ -25,6 +24,8 @@ use crate::io::{Family, Record};
 pub const HMMSCAN_ARGS: [&str; 7] = ["--cpu", "1", "--noali", "-E", "10", "--domE", "10"];
 
 /// Scans `proteins` against the pressed database in `db_dir`; one entry per protein, input order.
+/// The proteins are chunked and scanned by single-threaded `hmmscan` processes on the worker
+/// pool, as the HMM baseline's `hmmsearch` runs are ([`crate::baseline::search::in_chunks`]).
 pub fn scan(
     db_dir: &Path,
     train: &TrainingSet,
@@ -42,58 +43,37 @@ pub fn scan(
         .prefix("hmmscan-")
         .tempdir_in(db_dir)
         .map_err(|e| DomainError::io(db_dir, "cannot make a scratch directory", e))?;
-    let workers = opts.thread_count().max(1);
-    // About four chunks per worker, by residues, so that one titin does not hold everything up.
-    let total: usize = proteins.iter().map(|r| r.sequence.len()).sum();
-    let chunks = super::scan::batch_ranges(
-        proteins.iter().map(|r| r.sequence.len()),
-        total.div_ceil(workers * 4).max(1),
-    );
-    let bar = crate::progress::bar(proteins.len() as u64, "proteins");
-    bar.set_message("hmmscan");
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(workers)
-        .build()
-        .map_err(|e| BaselineError::Options(format!("cannot start {workers} worker threads: {e}")))?;
-    let rows: Vec<Vec<(usize, DomainCall)>> = pool.install(|| {
-        chunks
-            .par_iter()
-            .enumerate()
-            .map(|(c, range)| -> Result<Vec<(usize, DomainCall)>, DomainError> {
-                let fasta = scratch.path().join(format!("chunk-{c:05}.fasta"));
-                let tbl = scratch.path().join(format!("chunk-{c:05}.domtbl"));
-                {
-                    let file =
-                        std::fs::File::create(&fasta).map_err(|e| DomainError::io(&fasta, "cannot create", e))?;
-                    let mut out = BufWriter::new(file);
-                    for i in range.clone() {
-                        // Ids of any shape (spaces, `|`) never reach HMMER: proteins are `q<index>`.
-                        writeln!(out, ">q{i}\n{}", proteins[i].sequence)
-                            .map_err(|e| DomainError::io(&fasta, "cannot write", e))?;
-                    }
-                    out.flush().map_err(|e| DomainError::io(&fasta, "cannot write", e))?;
-                }
-                let mut args: Vec<String> = HMMSCAN_ARGS.iter().map(|s| s.to_string()).collect();
-                args.extend([
-                    "-o".into(),
-                    "/dev/null".into(),
-                    "--domtblout".into(),
-                    tbl.display().to_string(),
-                ]);
-                args.extend([database.display().to_string(), fasta.display().to_string()]);
-                hmmscan.run(&args, None, None, &scratch.path().join(format!("chunk-{c:05}.log")))?;
-                let parsed = read_domtblout(&tbl, &families)?;
-                bar.inc(range.len() as u64);
-                Ok(parsed)
-            })
-            .collect::<Result<_, _>>()
-    })?;
-    bar.finish_and_clear();
-    let mut per_protein: Vec<Vec<DomainCall>> = vec![Vec::new(); proteins.len()];
-    for (i, call) in rows.into_iter().flatten() {
-        if let Some(slot) = per_protein.get_mut(i) {
-            slot.push(call);
+    let indexed: Vec<(usize, &Record)> = proteins.iter().enumerate().collect();
+    let rows = in_chunks(opts, &indexed, "proteins", "hmmscan", |c, chunk| {
+        let fasta = scratch.path().join(format!("chunk-{c:05}.fasta"));
+        let tbl = scratch.path().join(format!("chunk-{c:05}.domtbl"));
+        let io = |path: &Path, e: std::io::Error| BaselineError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
+        let file = std::fs::File::create(&fasta).map_err(|e| io(&fasta, e))?;
+        let mut out = BufWriter::new(file);
+        for (i, record) in chunk {
+            // Ids of any shape (spaces, `|`) never reach HMMER: proteins are `q<index>`.
+            writeln!(out, ">q{i}\n{}", record.sequence).map_err(|e| io(&fasta, e))?;
         }
+        out.flush().map_err(|e| io(&fasta, e))?;
+        drop(out);
+        let mut args: Vec<String> = HMMSCAN_ARGS.iter().map(|s| s.to_string()).collect();
+        args.extend([
+            "-o".into(),
+            "/dev/null".into(),
+            "--domtblout".into(),
+            tbl.display().to_string(),
+        ]);
+        args.extend([database.display().to_string(), fasta.display().to_string()]);
+        hmmscan.run(&args, None, None, &scratch.path().join(format!("chunk-{c:05}.log")))?;
+        let file = std::fs::File::open(&tbl).map_err(|e| io(&tbl, e))?;
+        parse_domtblout(BufReader::new(file), &tbl, &families, proteins.len())
+    })?;
+    let mut per_protein: Vec<Vec<DomainCall>> = vec![Vec::new(); proteins.len()];
+    for (i, call) in rows {
+        per_protein[i].push(call);
     }
     Ok(per_protein
         .into_iter()
@@ -110,59 +90,57 @@ pub fn scan(
         .collect())
 }
 
-/// Parses `hmmscan --domtblout` rows (target = profile named by accession, query = `q<index>`).
-pub fn read_domtblout(path: &Path, families: &HashMap<&str, &Family>) -> Result<Vec<(usize, DomainCall)>, DomainError> {
-    let file = std::fs::File::open(path).map_err(|e| DomainError::io(path, "cannot open", e))?;
-    let mut out = Vec::new();
-    for (n, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| DomainError::io(path, "cannot read", e))?;
-        if line.starts_with('#') || line.trim().is_empty() {
-            continue;
-        }
-        let parse = |message: String| DomainError::Parse {
-            path: path.display().to_string(),
-            line: n + 1,
-            message,
-        };
+/// Parses `hmmscan --domtblout` rows (target = profile named by accession, query = `q<index>`
+/// below `n_queries`) with the baseline's table reader.
+fn parse_domtblout(
+    reader: impl BufRead,
+    path: &Path,
+    families: &HashMap<&str, &Family>,
+    n_queries: usize,
+) -> Result<Vec<(usize, DomainCall)>, BaselineError> {
+    parse_table(reader, path, |line, at| {
         let f: Vec<&str> = line.split_whitespace().collect();
         if f.len() < 22 {
-            return Err(parse(format!("expected at least 22 columns, found {}", f.len())));
+            return Err(at.error(format!("expected at least 22 columns, found {}", f.len())));
         }
-        let number = |i: usize| -> Result<f64, DomainError> {
-            f[i].parse::<f64>()
-                .map_err(|_| parse(format!("column {} is not a number: {:?}", i + 1, f[i])))
-        };
-        let position = |i: usize| -> Result<usize, DomainError> {
-            f[i].parse::<usize>()
-                .map_err(|_| parse(format!("column {} is not a position: {:?}", i + 1, f[i])))
-        };
-        let query: usize = f[3]
-            .strip_prefix('q')
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| parse(format!("unexpected query name {:?}", f[3])))?;
+        let number = |k: usize, what: &str| at.parse::<f64>(&f, k, what, "number");
+        let position = |k: usize, what: &str| at.parse::<usize>(&f, k, what, "position");
+        let query = test_index(f[3], n_queries, path, "hmmscan", "protein")?;
         let accession = f[0];
         let family = families
             .get(accession)
             .map(|f| (*f).clone())
             .unwrap_or_else(|| Family::new("", accession));
-        out.push((
+        Ok((
             query,
             DomainCall {
-                start: position(19)?,
-                end: position(20)?,
+                start: position(19, "env from")?,
+                end: position(20, "env to")?,
                 family,
-                score: number(13)?,
-                evalue: Some(number(12)?),
+                score: number(13, "domain score")?,
+                evalue: Some(number(12, "i-Evalue")?),
                 confidence: None,
                 confident: false,
                 best_match: accession.to_string(),
-                match_start: position(15)?,
-                match_end: position(16)?,
-                match_len: position(2)?,
+                match_start: position(15, "hmm from")?,
+                match_end: position(16, "hmm to")?,
+                match_len: position(2, "tlen")?,
             },
-        ));
-    }
-    Ok(out)
+        ))
+    })
+}
+
+/// Reads a `hmmscan --domtblout` file of up to `n_queries` proteins; errors name the file and line.
+pub fn read_domtblout(
+    path: &Path,
+    families: &HashMap<&str, &Family>,
+    n_queries: usize,
+) -> Result<Vec<(usize, DomainCall)>, DomainError> {
+    let file = std::fs::File::open(path).map_err(|e| DomainError::io(path, "cannot open", e))?;
+    parse_domtblout(BufReader::new(file), path, families, n_queries).map_err(|e| match e {
+        BaselineError::Parse { path, line, message } => DomainError::Parse { path, line, message },
+        other => DomainError::Baseline(other),
+    })
 }
 
 #[cfg(test)]
@@ -181,7 +159,7 @@ mod tests {
         .unwrap();
         let fam = Family::new("GTP_EFTU", "PF00009");
         let families: HashMap<&str, &Family> = [("PF00009", &fam)].into_iter().collect();
-        let rows = read_domtblout(&path, &families).unwrap();
+        let rows = read_domtblout(&path, &families, 4).unwrap();
         assert_eq!(rows.len(), 1);
         let (q, c) = &rows[0];
         assert_eq!(*q, 3);
@@ -193,7 +171,7 @@ mod tests {
         assert_eq!(c.evalue, Some(2.5e-48));
         assert_eq!(c.family.family_id, "GTP_EFTU");
         std::fs::write(&path, "PF00009 - 187 q3 - 600 x\n").unwrap();
-        let err = read_domtblout(&path, &families).unwrap_err().to_string();
+        let err = read_domtblout(&path, &families, 4).unwrap_err().to_string();
         assert!(err.contains("line 1"), "{err}");
     }
 }
