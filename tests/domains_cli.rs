@@ -24,16 +24,6 @@ fn protfam() -> Command {
     cmd
 }
 
-fn run_ok(cmd: &mut Command, what: &str) -> (String, String) {
-    let out = cmd.output().unwrap();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    );
-    assert!(out.status.success(), "{what} failed:\n{stderr}");
-    (stdout, stderr)
-}
-
 /// Whole proteins of a full_length FASTA by id (first word of the header), in file order.
 fn read_fasta(path: &Path) -> Vec<(String, String)> {
     let text = std::fs::read_to_string(path).unwrap();
@@ -165,7 +155,7 @@ fn domains_calibrate_evaluate_and_scan_whole_proteins() {
     .arg(dir.path().join("residue"))
     .arg("-o")
     .arg(&classifier);
-    run_ok(&mut cmd, "train");
+    common::run_ok(&mut cmd, "train");
 
     // A vector classifier is refused with a clear message.
     let out = protfam()
@@ -189,7 +179,7 @@ fn domains_calibrate_evaluate_and_scan_whole_proteins() {
         .arg(dir.path().join("baselines"))
         .arg("-o")
         .arg(&reports);
-    let (stdout, stderr) = run_ok(&mut cmd, "domains evaluate");
+    let (stdout, stderr) = common::run_ok(&mut cmd, "domains evaluate");
     assert!(stderr.contains("calibrating on the dev proteins first"), "{stderr}");
     assert!(classifier.join("domain-calibration.json").is_file());
     for needle in [

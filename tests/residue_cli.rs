@@ -74,16 +74,6 @@ fn predictions(path: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn run_ok(cmd: &mut Command, what: &str) -> (String, String) {
-    let out = cmd.output().unwrap();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    );
-    assert!(out.status.success(), "{what} failed:\n{stderr}");
-    (stdout, stderr)
-}
-
 #[test]
 fn residue_knn_through_evaluate_compare_train_annotate_and_info() {
     let dir = tempfile::tempdir().unwrap();
@@ -116,7 +106,7 @@ fn residue_knn_through_evaluate_compare_train_annotate_and_info() {
     .arg("--report-dir")
     .arg(&reports);
     with_paths(&mut cmd);
-    let (stdout, stderr) = run_ok(&mut cmd, "evaluate");
+    let (stdout, stderr) = common::run_ok(&mut cmd, "evaluate");
     // One table format for every report (crate::report): embedding, then classifier.
     for label in [
         "| near | knn |",
@@ -146,7 +136,7 @@ fn residue_knn_through_evaluate_compare_train_annotate_and_info() {
         .arg("--report-dir")
         .arg(&reports);
     with_paths(&mut cmd);
-    let (_, stderr) = run_ok(&mut cmd, "compare");
+    let (_, stderr) = common::run_ok(&mut cmd, "compare");
     assert!(
         stderr.contains("0 evaluation(s) run, 2 reused"),
         "compare reuses evaluate's runs:\n{stderr}"
@@ -167,10 +157,10 @@ fn residue_knn_through_evaluate_compare_train_annotate_and_info() {
     .arg("--out")
     .arg(&classifier);
     with_paths(&mut cmd);
-    run_ok(&mut cmd, "train");
+    common::run_ok(&mut cmd, "train");
     assert!(classifier.join("residue-knn.json").is_file());
     assert!(classifier.join("calibration.json").is_file());
-    let (info, _) = run_ok(protfam().arg("info").arg(&classifier), "info");
+    let (info, _) = common::run_ok(protfam().arg("info").arg(&classifier), "info");
     assert!(info.contains("classifier: residue-knn"), "{info}");
     assert!(
         info.contains("residue store:") && info.contains("residue rows"),
@@ -193,7 +183,7 @@ fn residue_knn_through_evaluate_compare_train_annotate_and_info() {
         .arg(&out_path)
         .arg("--cache")
         .arg(&cache);
-    let (_, stderr) = run_ok(&mut cmd, "annotate");
+    let (_, stderr) = common::run_ok(&mut cmd, "annotate");
     assert!(
         stderr.contains(&format!("{} sequences:", test_rows.len() + 2)),
         "{stderr}"

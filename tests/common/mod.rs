@@ -63,6 +63,17 @@ pub fn write_split_part<'a>(
     w.flush().unwrap();
 }
 
+/// Runs a CLI command that must succeed; its stdout and stderr (stderr shown when it fails).
+pub fn run_ok(cmd: &mut assert_cmd::Command, what: &str) -> (String, String) {
+    let out = cmd.output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "{what} failed:\n{stderr}");
+    (stdout, stderr)
+}
+
 const AMINO: &[u8] = b"ACDEFGHIKLMNPQRSTVWY";
 
 /// Amino-acid (20) and dipeptide (400) composition of a sequence: a real, if
