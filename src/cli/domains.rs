@@ -222,13 +222,13 @@ fn read_proteins(path: &Path, lenient: bool) -> anyhow::Result<Vec<Record>> {
     Ok(records)
 }
 
-/// Embeds and searches `records` batch by batch, handing each batch's calls to `each` in input order.
-fn scan_records(
+/// Embeds and searches `records` batch by batch (bounded memory) with a progress bar,
+/// handing each batch's searched proteins to `each` in input order; ends with a speed line.
+fn search_batches(
     scanner: &DomainScanner,
     records: &[Record],
     params: &ScanParams,
-    calibration: Option<&DomainCalibration>,
-    mut each: impl FnMut(&[ProteinDomains]) -> anyhow::Result<()>,
+    mut each: impl FnMut(Vec<SearchedProtein>) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let residues: u64 = records.iter().map(|r| r.sequence.len() as u64).sum();
     let bar = protfam::progress::bar(residues, "residues");
@@ -236,12 +236,7 @@ fn scan_records(
     let mut done = 0usize;
     for range in scanner.batches(records) {
         let batch = &records[range];
-        let searched = scanner.search(batch, params)?;
-        let mut calls = scanner.call_all(&searched, params);
-        if let Some(c) = calibration {
-            c.apply(&mut calls);
-        }
-        each(&calls)?;
+        each(scanner.search(batch, params)?)?;
         done += batch.len();
         bar.inc(batch.iter().map(|r| r.sequence.len() as u64).sum());
         bar.set_message(format!("{done}/{} proteins", records.len()));
@@ -255,6 +250,23 @@ fn scan_records(
         residues as f64 / seconds.max(1e-9)
     );
     Ok(())
+}
+
+/// Calls the domains of `records` batch by batch, handing each batch's calls to `each` in input order.
+fn scan_records(
+    scanner: &DomainScanner,
+    records: &[Record],
+    params: &ScanParams,
+    calibration: Option<&DomainCalibration>,
+    mut each: impl FnMut(&[ProteinDomains]) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    search_batches(scanner, records, params, |searched| {
+        let mut calls = scanner.call_all(&searched, params);
+        if let Some(c) = calibration {
+            c.apply(&mut calls);
+        }
+        each(&calls)
+    })
 }
 
 fn run_scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
@@ -337,15 +349,11 @@ fn search_all(
     records: &[Record],
     params: &ScanParams,
 ) -> anyhow::Result<Vec<SearchedProtein>> {
-    let residues: u64 = records.iter().map(|r| r.sequence.len() as u64).sum();
-    let bar = protfam::progress::bar(residues, "residues");
     let mut out = Vec::with_capacity(records.len());
-    for range in scanner.batches(records) {
-        let batch = &records[range];
-        out.extend(scanner.search(batch, params)?);
-        bar.inc(batch.iter().map(|r| r.sequence.len() as u64).sum());
-    }
-    bar.finish_and_clear();
+    search_batches(scanner, records, params, |batch| {
+        out.extend(batch);
+        Ok(())
+    })?;
     Ok(out)
 }
 
@@ -380,14 +388,8 @@ fn calibrate(
     let truth = Truth::read(&truth_path)?;
     let records = read_proteins(&fasta, false)?;
     let scanner = DomainScanner::new(knn, embedder)?;
-    let started = Instant::now();
     let grid = if tune { tuning_grid(base) } else { vec![base.clone()] };
     let searched = search_all(&scanner, &records, &grid[0])?;
-    eprintln!(
-        "searched {} dev proteins in {:.1} s",
-        records.len(),
-        started.elapsed().as_secs_f64()
-    );
     let tuned_on = format!("{} + {}", fasta.display(), truth_path.display());
     let mut best: Option<DomainCalibration> = None;
     for params in &grid {
