@@ -17,6 +17,7 @@ use crate::classify::saved::{ClassifierKind, ClassifierParams, SavedClassifier};
 use crate::classify::{ClassifyError, Prediction};
 use crate::dataset::{DatasetError, Split};
 use crate::embedder::{Embedder, EmbedderSpec};
+use crate::fusion::FeatureSet;
 use crate::io::vocab::LabelVocab;
 use crate::io::Record;
 use crate::models::{LoadOptions, ModelError};
@@ -43,6 +44,10 @@ pub enum ClassifierError {
         #[source]
         source: ModelError,
     },
+    #[error(
+        "{0} is fit on the tune split and measured by `protfam evaluate --classifiers {0}`; it cannot be saved for `annotate` yet"
+    )]
+    EvaluateOnly(&'static str),
     #[error(transparent)]
     Vector(#[from] ClassifyError),
     #[error(transparent)]
@@ -72,11 +77,13 @@ pub enum ResidueVariant {
 pub enum ClassifierName {
     Vector(ClassifierKind),
     Residue(ResidueVariant),
+    /// `residue-knn-tuned` and `hybrid`: learned combinations fit on the tune split.
+    Learned(FeatureSet),
 }
 
 impl ClassifierName {
     /// Every name, in the order help texts list them.
-    pub const ALL: [&'static str; 7] = [
+    pub const ALL: [&'static str; 9] = [
         "knn",
         "knn-ensemble",
         "mlp",
@@ -84,6 +91,8 @@ impl ClassifierName {
         "mlp-ensemble-full",
         "residue-knn",
         "residue-knn-simple",
+        crate::fusion::RESIDUE_TUNED,
+        crate::fusion::HYBRID,
     ];
 
     pub fn name(&self) -> &'static str {
@@ -91,11 +100,13 @@ impl ClassifierName {
             ClassifierName::Vector(k) => k.name(),
             ClassifierName::Residue(ResidueVariant::Tuned) => crate::residue::classifier::NAME,
             ClassifierName::Residue(ResidueVariant::SimpleVote) => "residue-knn-simple",
+            ClassifierName::Learned(set) => set.name(),
         }
     }
 
+    /// Works on residues (residue-knn and the learned combinations of its evidence).
     pub fn is_residue(&self) -> bool {
-        matches!(self, ClassifierName::Residue(_))
+        matches!(self, ClassifierName::Residue(_) | ClassifierName::Learned(_))
     }
 }
 
@@ -116,6 +127,8 @@ impl std::str::FromStr for ClassifierName {
         match s {
             "residue-knn" => Ok(ClassifierName::Residue(ResidueVariant::Tuned)),
             "residue-knn-simple" => Ok(ClassifierName::Residue(ResidueVariant::SimpleVote)),
+            crate::fusion::RESIDUE_TUNED => Ok(ClassifierName::Learned(FeatureSet::Residue)),
+            crate::fusion::HYBRID => Ok(ClassifierName::Learned(FeatureSet::Hybrid)),
             _ => Err(ClassifierError::UnknownName {
                 name: s.to_string(),
                 suggestion: crate::suggest::closest(s, &ClassifierName::ALL).map(str::to_string),
@@ -129,6 +142,7 @@ impl std::str::FromStr for ClassifierName {
 pub enum ClassifierPlan {
     Vector(ClassifierParams),
     Residue(ResidueKnnParams),
+    Learned(FeatureSet),
 }
 
 impl ClassifierPlan {
@@ -137,6 +151,7 @@ impl ClassifierPlan {
         match self {
             ClassifierPlan::Vector(p) => p.label(),
             ClassifierPlan::Residue(p) => p.label(),
+            ClassifierPlan::Learned(set) => set.name().to_string(),
         }
     }
 }
@@ -180,6 +195,7 @@ impl TrainedClassifier {
                 knn.source = source;
                 Ok(TrainedClassifier::Residue(knn))
             }
+            ClassifierPlan::Learned(set) => Err(ClassifierError::EvaluateOnly(set.name())),
         }
     }
 
@@ -566,7 +582,7 @@ mod tests {
         for name in ClassifierName::ALL {
             let parsed: ClassifierName = name.parse().unwrap();
             assert_eq!(parsed.name(), name);
-            assert_eq!(parsed.is_residue(), name.starts_with("residue"));
+            assert_eq!(parsed.is_residue(), name.starts_with("residue") || name == "hybrid");
         }
     }
 

@@ -42,6 +42,8 @@ pub enum ExperimentError {
     #[error(transparent)]
     Residue(#[from] ResidueError),
     #[error(transparent)]
+    Learned(#[from] crate::fusion::run::FusionRunError),
+    #[error(transparent)]
     Baseline(#[from] BaselineError),
     #[error(transparent)]
     Report(#[from] ReportError),
@@ -155,6 +157,12 @@ pub struct Plan {
     /// Embedding models of the residue classifiers.
     pub residue_models: Vec<String>,
     pub residue_classifiers: Vec<ResidueKnnParams>,
+    /// Learned combinations (`residue-knn-tuned`, `hybrid`), fit on `tune_split`.
+    pub learned: Vec<crate::fusion::FeatureSet>,
+    /// The tuning split they are fit on (under the same dataset root).
+    pub tune_split: String,
+    /// The `residue-knn` whose evidence they combine.
+    pub learned_residue: ResidueKnnParams,
     /// Root of residue stores.
     pub residue_store: PathBuf,
     pub baselines: Vec<BaselineKind>,
@@ -180,6 +188,9 @@ impl Plan {
             classifiers: Vec::new(),
             residue_models: Vec::new(),
             residue_classifiers: Vec::new(),
+            learned: Vec::new(),
+            tune_split: "tune_split".to_string(),
+            learned_residue: ResidueKnnParams::default(),
             residue_store: PathBuf::from("data/residue"),
             baselines: Vec::new(),
             baseline_options: BaselineOptions::new("data/baselines"),
@@ -196,6 +207,11 @@ impl Plan {
         match classifier {
             ClassifierPlan::Vector(p) => self.classifiers.push(p),
             ClassifierPlan::Residue(p) => self.residue_classifiers.push(p),
+            ClassifierPlan::Learned(set) => {
+                if !self.learned.contains(&set) {
+                    self.learned.push(set)
+                }
+            }
         }
     }
 }
@@ -270,6 +286,10 @@ pub fn run(plan: &Plan, source: &mut dyn VectorSource) -> Result<RunSummary, Exp
         for model in &plan.residue_models {
             run_residue(model, source, &mut keeper)?;
         }
+    }
+    if !plan.learned.is_empty() {
+        let model = plan.residue_models.first().map_or("near", String::as_str);
+        run_learned(model, source, &mut keeper)?;
     }
     if !plan.classifiers.is_empty() {
         for model in &plan.models {
@@ -355,6 +375,53 @@ fn run_residue(model: &str, source: &mut dyn VectorSource, keeper: &mut Keeper) 
             crate::residue::eval::search_summary(&report)
         );
         keeper.keep(&params.run_key(&key), report.row)?;
+    }
+    Ok(())
+}
+
+/// Fits `residue-knn-tuned` and `hybrid` on the tune split with `model`'s residues and
+/// measures them (and the HMM and `residue-knn` beside them) on tune, dev and test:
+/// `<split>/learned.md` and `.json`, plus the test rows of the learned classifiers.
+fn run_learned(model: &str, source: &mut dyn VectorSource, keeper: &mut Keeper) -> Result<(), ExperimentError> {
+    let plan = keeper.plan;
+    let (root, name) = source
+        .split()
+        .map(|s| (s.root().to_path_buf(), s.name().to_string()))
+        .ok_or_else(|| ExperimentError::NeedsSplit("the learned classifiers".into()))?;
+    let split = Split::open(root, name).map_err(crate::fusion::run::FusionRunError::from)?;
+    let embedder = source.embedder(model)?;
+    let mut opts = crate::fusion::run::FusionOptions::new(&plan.residue_store, plan.baseline_options.clone());
+    opts.tune_split = plan.tune_split.clone();
+    opts.residue = plan.learned_residue.clone();
+    tracing::info!(
+        "fitting {} on {} with {} residues",
+        plan.learned.iter().map(|s| s.name()).collect::<Vec<_>>().join(", "),
+        opts.tune_split,
+        embedder.spec().name
+    );
+    let report = crate::fusion::run::run(&split, embedder, &opts)?;
+    let markdown = report.markdown();
+    report::write_file(&keeper.paths.dir.join("learned.md"), markdown.as_bytes())?;
+    report::write_file(
+        &keeper.paths.dir.join("learned.json"),
+        &serde_json::to_vec_pretty(&report).expect("report serialises"),
+    )?;
+    for (part, queries) in &report.evidence {
+        let mut lines = Vec::new();
+        for q in queries {
+            lines.extend(serde_json::to_vec(q).expect("evidence serialises"));
+            lines.push(b'\n');
+        }
+        report::write_file(&keeper.paths.dir.join("learned-evidence").join(format!("{part}.jsonl")), &lines)?;
+    }
+    tracing::info!("learned classifiers: {}", keeper.paths.dir.join("learned.md").display());
+    for mut row in report.test_rows {
+        if !plan.learned.iter().any(|s| s.name() == row.classifier) {
+            continue;
+        }
+        row.embedding = format!("{}{}", embedder.spec().name, if row.classifier == crate::fusion::HYBRID { "+hmm" } else { "" });
+        let key = format!("{}-{}", embedder.spec().key(), row.classifier);
+        keeper.keep(&key, row)?;
     }
     Ok(())
 }

@@ -17,6 +17,7 @@ pub mod domains;
 pub mod embedder;
 pub mod experiment;
 #[doc(hidden)]
+pub mod fusion;
 pub mod fuzzing;
 pub mod gemm;
 pub mod io;

@@ -182,6 +182,20 @@ pub fn search(
     tools: &HmmerTools,
     opts: &BaselineOptions,
 ) -> Result<Vec<Option<Hit>>, BaselineError> {
+    let ranked = search_ranked(dir, test, tools, opts, 1)?;
+    Ok(ranked.into_iter().map(|hits| hits.into_iter().next()).collect())
+}
+
+/// [`search`], keeping the `per_query` best families of every test sequence
+/// (best first; fewer where fewer profiles reported a hit): the evidence the
+/// hybrid annotator weighs against `residue-knn`'s.
+pub fn search_ranked(
+    dir: &Path,
+    test: &TestSet,
+    tools: &HmmerTools,
+    opts: &BaselineOptions,
+    per_query: usize,
+) -> Result<Vec<Vec<Hit>>, BaselineError> {
     let models = read_model_index(dir)?;
     let database = dir.join(DATABASE);
     let scratch = tempfile::Builder::new()
@@ -228,7 +242,7 @@ pub fn search(
         let _ = std::fs::remove_file(&tbl);
         Ok(hits)
     })?;
-    best_hits(rows.iter(), test.names.len(), dir)
+    ranked_hits(rows.iter(), test.names.len(), per_query, dir)
 }
 
 /// Best hit per test sequence from `hmmsearch` table rows (target = test
@@ -240,7 +254,19 @@ pub fn best_hits<'a>(
     n_queries: usize,
     context: &Path,
 ) -> Result<Vec<Option<Hit>>, BaselineError> {
-    let mut best: Vec<Option<Hit>> = vec![None; n_queries];
+    let ranked = ranked_hits(rows, n_queries, 1, context)?;
+    Ok(ranked.into_iter().map(|hits| hits.into_iter().next()).collect())
+}
+
+/// The `per_query` best families of every test sequence, ordered as in
+/// [`best_hits`]; a family appears once (its best row).
+pub fn ranked_hits<'a>(
+    rows: impl Iterator<Item = &'a TblHit>,
+    n_queries: usize,
+    per_query: usize,
+    context: &Path,
+) -> Result<Vec<Vec<Hit>>, BaselineError> {
+    let mut ranked: Vec<Vec<Hit>> = vec![Vec::new(); n_queries];
     for row in rows {
         let i = search::test_index(&row.target_name, n_queries, context, "hmmsearch", "test sequence")?;
         let candidate = Hit {
@@ -248,11 +274,24 @@ pub fn best_hits<'a>(
             score: row.score,
             evalue: row.evalue,
         };
-        if best[i].as_ref().is_none_or(|b| candidate.beats(b)) {
-            best[i] = Some(candidate);
+        let hits = &mut ranked[i];
+        match hits.iter().position(|h| h.accession == candidate.accession) {
+            Some(j) if candidate.beats(&hits[j]) => hits[j] = candidate,
+            Some(_) => continue,
+            None => hits.push(candidate),
         }
+        hits.sort_by(|a, b| {
+            if a.beats(b) {
+                std::cmp::Ordering::Less
+            } else if b.beats(a) {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        });
+        hits.truncate(per_query.max(1));
     }
-    Ok(best)
+    Ok(ranked)
 }
 
 /// One row of HMMER's `--tblout` (per-sequence hits table).
@@ -387,5 +426,16 @@ q7                   -          PF00005              -                2.1   -1.5
         assert_eq!(best[2].as_ref().unwrap().accession, "PF4");
         assert!(best[3].is_none());
         assert!(best_hits([row("q9", "PF1", 1.0, 1.0)].iter(), 4, Path::new("t")).is_err());
+        // Ranked: best first, each family once (its best row), at most `per_query`.
+        let more = [
+            row("q0", "PF2", 50.0, 1e-10),
+            row("q0", "PF3", 60.0, 1e-12),
+            row("q0", "PF2", 70.0, 1e-14),
+            row("q0", "PF5", 10.0, 1.0),
+            row("q0", "PF6", 20.0, 0.1),
+        ];
+        let ranked = ranked_hits(more.iter(), 1, 3, Path::new("t")).unwrap();
+        let order: Vec<(&str, f64)> = ranked[0].iter().map(|h| (h.accession.as_str(), h.score)).collect();
+        assert_eq!(order, [("PF2", 70.0), ("PF3", 60.0), ("PF6", 20.0)]);
     }
 }

@@ -24,9 +24,15 @@ pub struct ExperimentArgs {
     #[arg(short = 'm', long, value_delimiter = ',', default_value = "unirep1900,onehot")]
     pub models: Vec<String>,
     /// Classifiers, comma separated: knn, knn-ensemble, mlp, mlp-ensemble, mlp-ensemble-full,
-    /// residue-knn (residue-level retrieval, tuned defaults), residue-knn-simple (the simple vote).
+    /// residue-knn (residue-level retrieval, tuned defaults), residue-knn-simple (the simple vote),
+    /// residue-knn-tuned (residue-knn's evidence combined by a model fit on --tune-split),
+    /// hybrid (the same with the HMM baseline's evidence).
     #[arg(long, value_delimiter = ',', default_value = "knn,knn-ensemble,mlp,mlp-ensemble")]
     pub classifiers: Vec<String>,
+    /// Split (under the same dataset root) that residue-knn-tuned and hybrid are fit and
+    /// calibrated on: built like the test part from the training part only.
+    #[arg(long, default_value = "tune_split")]
+    pub tune_split: String,
     /// Baselines to run on the same split and add to the report: hmm, blast.
     #[arg(long, value_delimiter = ',')]
     pub baselines: Vec<String>,
@@ -72,6 +78,8 @@ impl ExperimentArgs {
         plan.models = self.models.clone();
         plan.residue_models = self.residue.models(&self.models).to_vec();
         plan.residue_store = self.residue.residue_store.clone();
+        plan.tune_split = self.tune_split.clone();
+        plan.learned_residue = self.residue.params()?;
         plan.baselines = protfam::baseline::parse_kinds(&self.baselines.join(","))?;
         plan.baseline_options = protfam::baseline::BaselineOptions::new(&self.work_dir);
         plan.source = split.part_label("train");

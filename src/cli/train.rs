@@ -131,6 +131,7 @@ pub fn classifier_plan(
     Ok(match name {
         ClassifierName::Vector(kind) => ClassifierPlan::Vector(params.params(kind, device)?),
         ClassifierName::Residue(variant) => ClassifierPlan::Residue(residue.params_for(variant)?),
+        ClassifierName::Learned(set) => ClassifierPlan::Learned(set),
     })
 }
 

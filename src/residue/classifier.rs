@@ -270,6 +270,25 @@ impl ResidueKnnParams {
     }
 }
 
+/// One family's evidence for a query beyond its combined score: what the
+/// learned combinations (`residue-knn-tuned`, `hybrid`) weigh.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FamilyEvidence {
+    pub class: usize,
+    /// Share of the query's residues whose best hit of this family voted for it.
+    pub vote: f32,
+    /// Best alignment score of one of its sequences (0 when none was aligned).
+    pub alignment: f32,
+    /// Second-best aligned sequence of the family (0 when fewer than two).
+    pub second_alignment: f32,
+    /// How many of its sequences were among the aligned candidates.
+    pub aligned_members: usize,
+    /// `(vote + weight x alignment) / (1 + weight)`: the fixed-weight score.
+    pub combined: f32,
+    /// Its best aligned training sequence.
+    pub best_aligned: Option<u32>,
+}
+
 /// A query's answer, with the reason when there is no family.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResiduePrediction {
@@ -647,10 +666,46 @@ impl ResidueKnn {
         Ok(QueryHits::new(residues, table))
     }
 
-    /// Family scores of one query's hits.
+    /// Family scores of one query's hits: each family's vote, plus (when the
+    /// alignment stage is on) `weight` x its best alignment score, over `1 + weight`.
     pub fn family_scores(&self, hits: &QueryHits, query: usize, params: &ScoreParams) -> FamilyScores {
+        let (votes, evidence) = self.family_evidence(hits, query, params);
+        if evidence.is_empty() {
+            return votes;
+        }
+        let rows = self.hit_rows(hits, query);
+        let ranked: Vec<(usize, f32)> = evidence.iter().map(|e| (e.class, e.combined)).collect();
+        // The nearest training example is the winner's best aligned sequence, or (when none of
+        // its sequences was aligned) its most similar hit.
+        let best_hit = evidence.first().and_then(|e| match e.best_aligned {
+            Some(seq) => self.best_hit_where(&rows, |row_seq| row_seq == seq),
+            None => self.best_hit_where(&rows, |row_seq| {
+                self.sequence_class[row_seq as usize] == Some(e.class as u32)
+            }),
+        });
+        FamilyScores {
+            n_query_residues: votes.n_query_residues,
+            ranked,
+            best_hit,
+        }
+    }
+
+    fn hit_rows<'h>(&self, hits: &'h QueryHits, query: usize) -> Vec<&'h [super::search::Hit]> {
         let (a, b) = hits.ranges[query];
-        let rows: Vec<&[super::search::Hit]> = (a..b).map(|i| hits.table.row(i)).collect();
+        (a..b).map(|i| hits.table.row(i)).collect()
+    }
+
+    /// Every voted family's evidence for one query, best combined score first
+    /// (empty when the alignment stage is off or nothing was voted: then the
+    /// returned votes are the whole answer). The votes come back too.
+    pub fn family_evidence(
+        &self,
+        hits: &QueryHits,
+        query: usize,
+        params: &ScoreParams,
+    ) -> (FamilyScores, Vec<FamilyEvidence>) {
+        let (a, b) = hits.ranges[query];
+        let rows = self.hit_rows(hits, query);
         let targets = Targets {
             row_sequence: &self.store.row_sequence,
             row_position: &self.store.row_position,
@@ -658,7 +713,7 @@ impl ResidueKnn {
         };
         let votes = score_query(&hits.positions[a..b], &rows, &targets, params);
         if !params.align.is_on() || votes.ranked.is_empty() {
-            return votes;
+            return (votes, Vec::new());
         }
         let candidates = candidate_sequences(&rows, params.top_k, &self.store.row_sequence, params.align.candidates);
         // Stored rows are every `stride`-th residue, so a query searched more densely is
@@ -676,40 +731,36 @@ impl ResidueKnn {
             |seq| self.sequence_rows(seq),
             &params.align,
         );
-        // A family's alignment score is its best aligned sequence's.
-        let mut aligned_class: std::collections::HashMap<usize, (f32, u32)> = std::collections::HashMap::new();
+        // Per family: its aligned sequences' scores, best first.
+        let mut aligned_class: std::collections::HashMap<usize, Vec<(f32, u32)>> = std::collections::HashMap::new();
         for a in &aligned {
-            let Some(class) = self.sequence_class[a.sequence as usize] else {
-                continue;
-            };
-            let entry = aligned_class.entry(class as usize).or_insert((a.score, a.sequence));
-            if a.score > entry.0 {
-                *entry = (a.score, a.sequence);
+            if let Some(class) = self.sequence_class[a.sequence as usize] {
+                aligned_class.entry(class as usize).or_default().push((a.score, a.sequence));
             }
         }
+        for scores in aligned_class.values_mut() {
+            scores.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
+        }
         let weight = params.align.weight;
-        let mut ranked: Vec<(usize, f32)> = votes
+        let mut evidence: Vec<FamilyEvidence> = votes
             .ranked
             .iter()
             .map(|&(class, vote)| {
-                let alignment = aligned_class.get(&class).map_or(0.0, |a| a.0);
-                (class, (vote + weight * alignment) / (1.0 + weight))
+                let members = aligned_class.get(&class).map_or(&[][..], Vec::as_slice);
+                let alignment = members.first().map_or(0.0, |m| m.0);
+                FamilyEvidence {
+                    class,
+                    vote,
+                    alignment,
+                    second_alignment: members.get(1).map_or(0.0, |m| m.0),
+                    aligned_members: members.len(),
+                    combined: (vote + weight * alignment) / (1.0 + weight),
+                    best_aligned: members.first().map(|m| m.1),
+                }
             })
             .collect();
-        ranked.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
-        // The nearest training example is the winner's best aligned sequence, or (when none of
-        // its sequences was aligned) its most similar hit.
-        let best_hit = ranked.first().and_then(|&(class, _)| match aligned_class.get(&class) {
-            Some(&(_, seq)) => self.best_hit_where(&rows, |row_seq| row_seq == seq),
-            None => self.best_hit_where(&rows, |row_seq| {
-                self.sequence_class[row_seq as usize] == Some(class as u32)
-            }),
-        });
-        FamilyScores {
-            n_query_residues: votes.n_query_residues,
-            ranked,
-            best_hit,
-        }
+        evidence.sort_by(|x, y| y.combined.total_cmp(&x.combined).then(x.class.cmp(&y.class)));
+        (votes, evidence)
     }
 
     /// The unit residue rows of stored sequence `seq`.

@@ -165,7 +165,7 @@ pub fn evaluate(
     test: &[Record],
     train_seconds: f64,
 ) -> Result<ResidueEvalReport, ResidueError> {
-    let searched = search_part(knn, embedder, test)?;
+    let searched = search_part_cached(knn, embedder, test)?;
     Ok(report(knn, &knn.params, &searched, train, test, train_seconds))
 }
 
@@ -197,6 +197,80 @@ pub fn search_part(knn: &ResidueKnn, embedder: &dyn Embedder, records: &[Record]
         embed_seconds,
         search_seconds: search_started.elapsed().as_secs_f64(),
     })
+}
+
+/// [`search_part`], reusing the hits saved by an earlier call with the same
+/// store, query records, query stride, `search_k` and index. They live in
+/// `queries/` beside the store (safetensors plus a JSON of the original timings),
+/// so that `evaluate`, the hybrid's tuning run and re-scoring under other
+/// settings search each part once. A stale or unreadable cache file is
+/// replaced, never trusted.
+pub fn search_part_cached(
+    knn: &ResidueKnn,
+    embedder: &dyn Embedder,
+    records: &[Record],
+) -> Result<Searched, ResidueError> {
+    use sha2::{Digest, Sha256};
+    let key = format!(
+        "{}|{}|qs{}|k{}|{:?}|ef{}",
+        knn.store.manifest.plan.key(),
+        super::store::data_digest(records),
+        knn.params.query_stride,
+        knn.params.search_k,
+        knn.params.index,
+        knn.params.hnsw_ef
+    );
+    let digest = hex::encode(Sha256::digest(key.as_bytes()));
+    let dir = knn.store.dir.parent().unwrap_or(Path::new(".")).join("queries");
+    let path = dir.join(format!("{}.safetensors", &digest[..16]));
+    let timings_path = path.with_extension("json");
+    match QueryHits::load(&path, &key) {
+        Ok(Some(hits)) if hits.ranges.len() == records.len() => {
+            let timings: SearchTimings = std::fs::read(&timings_path)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default();
+            tracing::info!("reusing the searched hits of {} queries in {}", records.len(), path.display());
+            return Ok(Searched {
+                query_residues: hits.positions.len(),
+                hits,
+                embed_seconds: timings.embed_seconds,
+                search_seconds: timings.search_seconds,
+            });
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("searching again: {e}"),
+    }
+    let searched = search_part(knn, embedder, records)?;
+    let saved = std::fs::create_dir_all(&dir)
+        .map_err(|e| ResidueError::Store {
+            path: dir.display().to_string(),
+            message: e.to_string(),
+        })
+        .and_then(|_| searched.hits.save(&path, &key))
+        .and_then(|_| {
+            let timings = SearchTimings {
+                embed_seconds: searched.embed_seconds,
+                search_seconds: searched.search_seconds,
+            };
+            crate::atomic::write_bytes_atomic(&timings_path, &serde_json::to_vec(&timings).expect("timings serialise"))
+                .map_err(|e| ResidueError::Store {
+                    path: timings_path.display().to_string(),
+                    message: e.to_string(),
+                })
+        });
+    // The search itself succeeded: a cache that cannot be written costs only a re-search.
+    if let Err(e) = saved {
+        tracing::warn!("cannot keep the searched hits: {e}");
+    }
+    Ok(searched)
+}
+
+/// How long the search of a cached [`Searched`] took when it ran.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+struct SearchTimings {
+    embed_seconds: f64,
+    search_seconds: f64,
 }
 
 /// Scores searched hits under `params` (its `score` and `min_score`) and measures the result.
@@ -445,7 +519,7 @@ pub fn evaluate_split(
         let started = Instant::now();
         let knn = search_params.fit(embedder, train, &vocab, store_root)?;
         let train_seconds = started.elapsed().as_secs_f64();
-        let searched = search_part(&knn, embedder, test)?;
+        let searched = search_part_cached(&knn, embedder, test)?;
         for j in group {
             reports[j] = Some(report(&knn, &params[j], &searched, train, test, train_seconds));
         }
