@@ -10,7 +10,7 @@ CLASSIFIERS ?= knn,knn-ensemble,mlp,mlp-ensemble
 # Residue-level retrieval (issue: beat the HMM baseline by transfer learning alone)
 # runs with NEAR residues; the simple vote is reported beside the tuned default.
 RESIDUE_MODELS ?= near
-RESIDUE_CLASSIFIERS ?= residue-knn-simple,residue-knn
+RESIDUE_CLASSIFIERS ?= residue-knn-simple,residue-knn,residue-knn-tuned,hybrid
 BASELINES ?= hmm,blast
 CACHE   ?= data/cache
 REPORTS ?= data/reports

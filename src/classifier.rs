@@ -17,6 +17,9 @@ use crate::classify::saved::{ClassifierKind, ClassifierParams, SavedClassifier};
 use crate::classify::{ClassifyError, Prediction};
 use crate::dataset::{DatasetError, Split};
 use crate::embedder::{Embedder, EmbedderSpec};
+use crate::baseline::BaselineOptions;
+use crate::fusion::run::FusionOptions;
+use crate::fusion::saved::LearnedClassifier;
 use crate::fusion::FeatureSet;
 use crate::io::vocab::LabelVocab;
 use crate::io::Record;
@@ -44,10 +47,8 @@ pub enum ClassifierError {
         #[source]
         source: ModelError,
     },
-    #[error(
-        "{0} is fit on the tune split and measured by `protfam evaluate --classifiers {0}`; it cannot be saved for `annotate` yet"
-    )]
-    EvaluateOnly(&'static str),
+    #[error(transparent)]
+    Learned(#[from] crate::fusion::run::FusionRunError),
     #[error(transparent)]
     Vector(#[from] ClassifyError),
     #[error(transparent)]
@@ -160,6 +161,7 @@ impl ClassifierPlan {
 pub enum TrainedClassifier {
     Vector(SavedClassifier),
     Residue(ResidueKnn),
+    Learned(LearnedClassifier),
 }
 
 /// Where a classifier trains and what it may reuse.
@@ -169,6 +171,10 @@ pub struct TrainContext<'a> {
     pub cache: &'a Cache,
     /// Root of residue stores (residue-knn).
     pub residue_store: &'a Path,
+    /// Cache of HMM databases (hybrid).
+    pub baseline_work_dir: &'a Path,
+    /// Split (under the same root) the learned classifiers are fit on.
+    pub tune_split: &'a str,
     /// Progress of embedding the training data.
     pub progress: indicatif::ProgressBar,
 }
@@ -195,13 +201,19 @@ impl TrainedClassifier {
                 knn.source = source;
                 Ok(TrainedClassifier::Residue(knn))
             }
-            ClassifierPlan::Learned(set) => Err(ClassifierError::EvaluateOnly(set.name())),
+            ClassifierPlan::Learned(set) => {
+                let mut opts = FusionOptions::new(ctx.residue_store, BaselineOptions::new(ctx.baseline_work_dir));
+                opts.tune_split = ctx.tune_split.to_string();
+                Ok(TrainedClassifier::Learned(LearnedClassifier::fit(*set, ctx.split, embedder, &opts)?))
+            }
         }
     }
 
     /// Loads the classifier saved in `dir`, whichever family it is.
     pub fn load(dir: &Path, device: &Device) -> Result<Self, ClassifierError> {
-        if ResidueKnn::is_saved_in(dir) {
+        if LearnedClassifier::is_saved_in(dir) {
+            Ok(TrainedClassifier::Learned(LearnedClassifier::load(dir, &BaselineOptions::default_work())?))
+        } else if ResidueKnn::is_saved_in(dir) {
             Ok(TrainedClassifier::Residue(ResidueKnn::load(dir)?))
         } else if dir.join(VECTOR_META_FILE).is_file() {
             Ok(TrainedClassifier::Vector(SavedClassifier::load(dir, device)?))
@@ -215,6 +227,7 @@ impl TrainedClassifier {
         match self {
             TrainedClassifier::Vector(c) => c.save(dir)?,
             TrainedClassifier::Residue(k) => k.save(dir)?,
+            TrainedClassifier::Learned(l) => l.save(dir)?,
         }
         Ok(())
     }
@@ -224,6 +237,7 @@ impl TrainedClassifier {
         match self {
             TrainedClassifier::Vector(c) => c.kind().name().to_string(),
             TrainedClassifier::Residue(k) => k.params.label(),
+            TrainedClassifier::Learned(l) => l.name().to_string(),
         }
     }
 
@@ -232,6 +246,7 @@ impl TrainedClassifier {
         match self {
             TrainedClassifier::Vector(c) => &c.meta.embedder,
             TrainedClassifier::Residue(k) => k.store.spec(),
+            TrainedClassifier::Learned(l) => l.knn().store.spec(),
         }
     }
 
@@ -239,6 +254,7 @@ impl TrainedClassifier {
         match self {
             TrainedClassifier::Vector(c) => &c.vocab,
             TrainedClassifier::Residue(k) => &k.vocab,
+            TrainedClassifier::Learned(l) => &l.knn().vocab,
         }
     }
 
@@ -247,6 +263,7 @@ impl TrainedClassifier {
         match self {
             TrainedClassifier::Vector(c) => c.train_ids.clone(),
             TrainedClassifier::Residue(k) => k.train_ids(),
+            TrainedClassifier::Learned(l) => l.knn().train_ids(),
         }
     }
 
@@ -254,7 +271,7 @@ impl TrainedClassifier {
     pub fn training_log(&self) -> &[crate::classify::saved::MemberLog] {
         match self {
             TrainedClassifier::Vector(c) => &c.meta.training_log,
-            TrainedClassifier::Residue(_) => &[],
+            TrainedClassifier::Residue(_) | TrainedClassifier::Learned(_) => &[],
         }
     }
 
@@ -263,6 +280,7 @@ impl TrainedClassifier {
         match self {
             TrainedClassifier::Vector(c) => &c.meta.training.digest,
             TrainedClassifier::Residue(k) => &k.store.manifest.plan.data_digest,
+            TrainedClassifier::Learned(l) => &l.knn().store.manifest.plan.data_digest,
         }
     }
 
@@ -271,6 +289,7 @@ impl TrainedClassifier {
         match self {
             TrainedClassifier::Vector(c) => &c.meta.training.source,
             TrainedClassifier::Residue(k) => &k.source,
+            TrainedClassifier::Learned(l) => &l.knn().source,
         }
     }
 
@@ -317,6 +336,16 @@ impl TrainedClassifier {
                     })
                     .collect())
             }
+            TrainedClassifier::Learned(l) => {
+                let predictions = l.predict(embedder, records, &BaselineOptions::default_work())?;
+                Ok(predictions
+                    .into_iter()
+                    .map(|p| Outcome {
+                        abstained: p.is_none().then(|| "no candidate family from residue-knn or the HMM".to_string()),
+                        prediction: p,
+                    })
+                    .collect())
+            }
         }
     }
 
@@ -331,6 +360,10 @@ impl TrainedClassifier {
         min_precision: f64,
         opts: &EmbedOptions,
     ) -> Result<Calibration, ClassifierError> {
+        if let TrainedClassifier::Learned(l) = self {
+            // Calibrated where it was fit: on its out-of-fold tune answers, not on dev.
+            return Ok(l.calibration(min_precision));
+        }
         let outcomes = self.predict_records(embedder, cache, dev, source, opts)?;
         let (ranked, truth): (Vec<Prediction>, Vec<Option<usize>>) = dev
             .iter()
@@ -422,6 +455,12 @@ pub fn split_of_source(source: &str) -> Option<(PathBuf, String)> {
 /// log, the residue store it references, and the calibration.
 pub fn describe(dir: &Path) -> Result<String, ClassifierError> {
     let mut s = String::new();
+    if LearnedClassifier::is_saved_in(dir) {
+        let learned = LearnedClassifier::load(dir, &BaselineOptions::default_work())?;
+        s.push_str(&learned.describe());
+        describe_calibration(&mut s, dir, &learned.knn().store.manifest.plan.data_digest)?;
+        return Ok(s);
+    }
     let training_digest = if ResidueKnn::is_saved_in(dir) {
         let saved = crate::residue::classifier::SavedResidueKnn::read(dir)?;
         // Its weights are the residue store: unusable (missing, damaged) is an error.
@@ -448,7 +487,14 @@ pub fn describe(dir: &Path) -> Result<String, ClassifierError> {
 
 /// The classifier directory's own JSON description (`classifier.json` or `residue-knn.json`).
 pub fn describe_json(dir: &Path) -> Result<String, ClassifierError> {
-    if ResidueKnn::is_saved_in(dir) {
+    if LearnedClassifier::is_saved_in(dir) {
+        let path = dir.join(crate::fusion::saved::SAVED_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| ResidueError::Store {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(text)
+    } else if ResidueKnn::is_saved_in(dir) {
         let saved = crate::residue::classifier::SavedResidueKnn::read(dir)?;
         Ok(serde_json::to_string_pretty(&saved).expect("saved form serialises"))
     } else if dir.join(VECTOR_META_FILE).is_file() {

@@ -420,6 +420,9 @@ fn run_learned(model: &str, source: &mut dyn VectorSource, keeper: &mut Keeper) 
             continue;
         }
         row.embedding = format!("{}{}", embedder.spec().name, if row.classifier == crate::fusion::HYBRID { "+hmm" } else { "" });
+        if let Some((_, rows)) = report.test_predictions.iter().find(|(m, _)| *m == row.classifier) {
+            write_predictions(&keeper.paths.predictions(&row.embedding, &row.classifier), rows)?;
+        }
         let key = format!("{}-{}", embedder.spec().key(), row.classifier);
         keeper.keep(&key, row)?;
     }

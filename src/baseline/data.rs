@@ -152,6 +152,7 @@ impl FamilyRows {
 pub struct TestSet {
     pub names: Vec<String>,
     pub sequences: Vec<String>,
+    /// True families (empty for [`TestSet::of_sequences`]).
     pub truth: Vec<Family>,
 }
 
@@ -170,8 +171,11 @@ impl TestSet {
             truth: Vec::new(),
         };
         for record in records {
-            set.truth
-                .push(record.family.clone().expect("Pfam CSV records carry a family"));
+            let family = record
+                .family
+                .clone()
+                .ok_or_else(|| BaselineError::Data(format!("{source}: test record {} has no family", record.id)))?;
+            set.truth.push(family);
             set.names.push(record.id.clone());
             set.sequences.push(record.sequence.clone());
         }
@@ -179,6 +183,16 @@ impl TestSet {
             return Err(BaselineError::Data(format!("{source}: no test records")));
         }
         Ok(set)
+    }
+
+    /// Query sequences to search, labelled or not (`truth` stays empty): what the
+    /// hybrid annotator hands HMMER.
+    pub fn of_sequences(records: &[Record]) -> TestSet {
+        TestSet {
+            names: records.iter().map(|r| r.id.clone()).collect(),
+            sequences: records.iter().map(|r| r.sequence.clone()).collect(),
+            truth: Vec::new(),
+        }
     }
 
     /// The test sequences as FASTA with ids `q<index>`, which every tool keeps verbatim.

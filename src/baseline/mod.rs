@@ -154,6 +154,11 @@ impl BaselineOptions {
     }
 
     /// The number of parallel workers actually used.
+    /// Options with the default work directory of `make` and the CLI (`data/baselines`).
+    pub fn default_work() -> Self {
+        BaselineOptions::new("data/baselines")
+    }
+
     pub fn thread_count(&self) -> usize {
         if self.threads > 0 {
             self.threads

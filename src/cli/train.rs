@@ -141,7 +141,9 @@ pub struct TrainArgs {
     #[arg(short = 'm', long)]
     pub model: String,
     /// Classifier: knn, knn-ensemble, mlp, mlp-ensemble, mlp-ensemble-full,
-    /// residue-knn or residue-knn-simple (residue-level retrieval; saves a reference to its residue store).
+    /// residue-knn or residue-knn-simple (residue-level retrieval; saves a reference to its residue store),
+    /// residue-knn-tuned or hybrid (residue-knn's evidence, with the HMM's for hybrid, combined by a
+    /// model fit on --tune-split; saves references to the residue store and HMM database).
     #[arg(long, default_value = "knn")]
     pub classifier: String,
     /// Output directory for the trained classifier.
@@ -164,6 +166,12 @@ pub struct TrainArgs {
     pub params: ClassifierArgs,
     #[command(flatten)]
     pub residue: ResidueKnnArgs,
+    /// Cache of HMM databases (hybrid).
+    #[arg(long, value_name = "DIR", default_value = "data/baselines")]
+    pub work_dir: PathBuf,
+    /// Split (under the same dataset root) residue-knn-tuned and hybrid are fit and calibrated on.
+    #[arg(long, default_value = "tune_split")]
+    pub tune_split: String,
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
@@ -178,8 +186,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         split: &split,
         cache: &cache,
         residue_store: &args.residue.residue_store,
+        baseline_work_dir: &args.work_dir,
+        tune_split: &args.tune_split,
         // The residue store shows its own progress; an idle second reporter would only log 0/0.
-        progress: if matches!(plan, ClassifierPlan::Residue(_)) {
+        progress: if matches!(plan, ClassifierPlan::Residue(_) | ClassifierPlan::Learned(_)) {
             protfam::progress::hidden()
         } else {
             protfam::progress::bar(0, "sequences")

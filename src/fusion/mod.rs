@@ -21,6 +21,7 @@
 //! answers the model was trained on. Nothing here ever sees a test part.
 
 pub mod run;
+pub mod saved;
 
 use serde::{Deserialize, Serialize};
 
@@ -332,12 +333,24 @@ impl FusionModel {
 
     /// The most probable candidate of `query` and its probability.
     pub fn predict(&self, query: &QueryEvidence) -> FusedPrediction {
-        let considered = query.considered(self.set);
-        if considered.is_empty() {
-            return FusedPrediction {
+        match self.probabilities(query).into_iter().next() {
+            Some((family, confidence)) => FusedPrediction {
+                family: Some(family),
+                confidence,
+            },
+            None => FusedPrediction {
                 family: None,
                 confidence: 0.0,
-            };
+            },
+        }
+    }
+
+    /// Every candidate of `query` with its probability, most probable first (ties keep
+    /// the candidates' order: residue-knn's, then the HMM's).
+    pub fn probabilities(&self, query: &QueryEvidence) -> Vec<(String, f64)> {
+        let considered = query.considered(self.set);
+        if considered.is_empty() {
+            return Vec::new();
         }
         let s: Vec<f64> = features(self.set, &considered)
             .iter()
@@ -351,12 +364,13 @@ impl FusionModel {
             })
             .collect();
         let lse = log_sum_exp(&s);
-        // Ties go to the earlier candidate (residue-knn's order, then the HMM's).
-        let best = (0..s.len()).fold(0, |b, i| if s[i] > s[b] { i } else { b });
-        FusedPrediction {
-            family: Some(considered[best].accession.clone()),
-            confidence: (s[best] - lse).exp(),
-        }
+        let mut ranked: Vec<(String, f64)> = considered
+            .iter()
+            .zip(&s)
+            .map(|(c, v)| (c.accession.clone(), (v - lse).exp()))
+            .collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1)); // stable: ties keep their order
+        ranked
     }
 }
 

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{cross_fit, cut_for_precision, Candidate, FeatureSet, FusedPrediction, FusionError, FusionModel};
 use super::{HmmEvidence, QueryEvidence, ResidueEvidence, CANDIDATES_PER_SOURCE};
+use crate::baseline::hmm::HmmerTools;
 use crate::baseline::{self, BaselineError, BaselineOptions, TestSet};
 use crate::dataset::{DatasetError, Split};
 use crate::embedder::Embedder;
@@ -25,7 +26,8 @@ use crate::io::vocab::LabelVocab;
 use crate::io::Record;
 use crate::metrics::{ReportRow, SizeBinError};
 use crate::residue::eval::search_part_cached;
-use crate::residue::{ResidueError, ResidueKnnParams};
+use crate::residue::classifier::QueryHits;
+use crate::residue::{ResidueError, ResidueKnn, ResidueKnnParams};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FusionRunError {
@@ -89,100 +91,128 @@ pub struct PartEvidence {
     pub seconds: f64,
 }
 
-/// Gathers the evidence of `parts` of `split` (training on its `train` part).
-pub fn gather(
-    split: &Split,
-    parts: &[(&str, &str)],
-    embedder: &dyn Embedder,
-    opts: &FusionOptions,
-) -> Result<Vec<PartEvidence>, FusionRunError> {
-    let train = split.records("train")?;
-    let vocab = LabelVocab::from_families(train.iter().filter_map(|r| r.family.as_ref()));
-    let knn = opts.residue.fit(embedder, &train, &vocab, &opts.store_root)?;
-    let (hmm_dir, tools, _) = baseline::hmm_database(split, &opts.baseline)?;
-    let mut train_sizes: BTreeMap<String, usize> = BTreeMap::new();
-    for r in train.iter() {
-        if let Some(f) = &r.family {
-            *train_sizes.entry(f.accession.clone()).or_default() += 1;
-        }
+/// The two sources of evidence, trained on one training part: its
+/// `residue-knn` and its HMM database.
+pub struct Sources {
+    pub knn: ResidueKnn,
+    /// The HMM database directory and the tools to search it (`None`: residue evidence only).
+    pub hmm: Option<(PathBuf, HmmerTools)>,
+    /// Training domains per family accession.
+    pub train_sizes: BTreeMap<String, usize>,
+}
+
+/// What a query's evidence says on its own: each source's answer and confidence.
+pub struct Answers {
+    /// `residue-knn`'s fixed-weight answer and score per query.
+    pub residue: Vec<(Option<String>, f64)>,
+    /// The HMM's best family and -log10 E-value (per comparison) per query.
+    pub hmm: Vec<(Option<String>, f64)>,
+}
+
+impl Sources {
+    /// Builds (or reopens) the residue store and HMM database of `split`'s training part.
+    pub fn fit(split: &Split, embedder: &dyn Embedder, opts: &FusionOptions) -> Result<Sources, FusionRunError> {
+        let train = split.records("train")?;
+        let vocab = LabelVocab::from_families(train.iter().filter_map(|r| r.family.as_ref()));
+        let mut knn = opts.residue.fit(embedder, &train, &vocab, &opts.store_root)?;
+        knn.source = split.part_label("train");
+        let (hmm_dir, hmm_tools, _) = baseline::hmm_database(split, &opts.baseline)?;
+        Ok(Sources::of(knn, Some((hmm_dir, hmm_tools))))
     }
-    let mut out = Vec::new();
-    for &(part, label) in parts {
-        let started = Instant::now();
-        let records: Vec<Record> = split.records(part)?.as_ref().clone();
-        tracing::info!("{label}: evidence of residue-knn and the HMM for {} queries", records.len());
-        let searched = search_part_cached(&knn, embedder, &records)?;
+
+    /// The sources of a trained `residue-knn` (family sizes from its store) and an optional HMM database.
+    pub fn of(knn: ResidueKnn, hmm: Option<(PathBuf, HmmerTools)>) -> Sources {
+        let mut train_sizes: BTreeMap<String, usize> = BTreeMap::new();
+        for s in &knn.store.sequences {
+            if let Some(f) = &s.family {
+                *train_sizes.entry(f.accession.clone()).or_default() += 1;
+            }
+        }
+        Sources { knn, hmm, train_sizes }
+    }
+
+    /// Every query's candidates: `residue-knn`'s best families (from `hits`, the
+    /// searched residues of `records`) and the HMM's, searched here.
+    pub fn evidence(
+        &self,
+        records: &[Record],
+        hits: &QueryHits,
+        opts: &BaselineOptions,
+    ) -> Result<(Vec<QueryEvidence>, Answers), FusionRunError> {
+        let params = &self.knn.params.score;
         let evidence: Vec<_> = {
             use rayon::prelude::*;
             (0..records.len())
                 .into_par_iter()
-                .map(|q| knn.family_evidence(&searched.hits, q, &opts.residue.score))
+                .map(|q| self.knn.family_evidence(hits, q, params))
                 .collect()
         };
-        let test = TestSet::from_records(&records, &split.part_label(part))?;
-        let hmm_hits = baseline::hmm::search_ranked(&hmm_dir, &test, &tools, &opts.baseline, CANDIDATES_PER_SOURCE)?;
+        let hmm_hits = match &self.hmm {
+            Some((dir, tools)) => {
+                baseline::hmm::search_ranked(dir, &TestSet::of_sequences(records), tools, opts, CANDIDATES_PER_SOURCE)?
+            }
+            None => vec![Vec::new(); records.len()],
+        };
         // hmmsearch's E-values count the whole query set as the database (`-Z`); divided by
         // its size they are per comparison, so parts of different sizes share one scale.
         let n_queries = records.len().max(1) as f64;
+        let size_of = |accession: &str| self.train_sizes.get(accession).copied().unwrap_or(0);
         let mut queries = Vec::with_capacity(records.len());
-        let (mut residue, mut hmm) = (Vec::new(), Vec::new());
+        let mut answers = Answers {
+            residue: Vec::new(),
+            hmm: Vec::new(),
+        };
         for ((record, (votes, families)), hits) in records.iter().zip(evidence).zip(hmm_hits) {
-            let mut candidates: Vec<Candidate> = Vec::new();
             // Without the alignment stage the votes are the whole evidence.
             let residue_evidence: Vec<(usize, ResidueEvidence)> = if families.is_empty() {
                 votes
                     .ranked
                     .iter()
                     .map(|&(class, vote)| {
-                        (
-                            class,
-                            ResidueEvidence {
-                                score: vote,
-                                vote,
-                                alignment: 0.0,
-                                second_alignment: 0.0,
-                                aligned_members: 0,
-                            },
-                        )
+                        let e = ResidueEvidence {
+                            score: vote,
+                            vote,
+                            alignment: 0.0,
+                            second_alignment: 0.0,
+                            aligned_members: 0,
+                        };
+                        (class, e)
                     })
                     .collect()
             } else {
                 families
                     .iter()
                     .map(|e| {
-                        (
-                            e.class,
-                            ResidueEvidence {
-                                score: e.combined,
-                                vote: e.vote,
-                                alignment: e.alignment,
-                                second_alignment: e.second_alignment,
-                                aligned_members: e.aligned_members,
-                            },
-                        )
+                        let r = ResidueEvidence {
+                            score: e.combined,
+                            vote: e.vote,
+                            alignment: e.alignment,
+                            second_alignment: e.second_alignment,
+                            aligned_members: e.aligned_members,
+                        };
+                        (e.class, r)
                     })
                     .collect()
             };
-            residue.push(
+            let accession = |class: usize| self.knn.vocab.family(class).accession.clone();
+            answers.residue.push(
                 residue_evidence
                     .first()
-                    .map(|(class, e)| (Some(knn.vocab.family(*class).accession.clone()), e.score as f64))
-                    .unwrap_or((None, 0.0)),
+                    .map_or((None, 0.0), |(class, e)| (Some(accession(*class)), e.score as f64)),
             );
-            for (class, e) in residue_evidence.into_iter().take(CANDIDATES_PER_SOURCE) {
-                let accession = knn.vocab.family(class).accession.clone();
-                candidates.push(Candidate {
-                    train_size: train_sizes.get(&accession).copied().unwrap_or(0),
-                    accession,
+            let mut candidates: Vec<Candidate> = residue_evidence
+                .into_iter()
+                .take(CANDIDATES_PER_SOURCE)
+                .map(|(class, e)| Candidate {
+                    train_size: size_of(&accession(class)),
+                    accession: accession(class),
                     residue: Some(e),
                     hmm: None,
-                });
-            }
-            hmm.push(
-                hits.first()
-                    .map(|h| (Some(h.accession.clone()), -(h.evalue / n_queries).max(1e-300).log10()))
-                    .unwrap_or((None, f64::NEG_INFINITY)),
-            );
+                })
+                .collect();
+            answers.hmm.push(hits.first().map_or((None, f64::NEG_INFINITY), |h| {
+                (Some(h.accession.clone()), -(h.evalue / n_queries).max(1e-300).log10())
+            }));
             for h in hits {
                 let evidence = HmmEvidence {
                     bits: h.score,
@@ -191,7 +221,7 @@ pub fn gather(
                 match candidates.iter_mut().find(|c| c.accession == h.accession) {
                     Some(c) => c.hmm = Some(evidence),
                     None => candidates.push(Candidate {
-                        train_size: train_sizes.get(&h.accession).copied().unwrap_or(0),
+                        train_size: size_of(&h.accession),
                         accession: h.accession,
                         residue: None,
                         hmm: Some(evidence),
@@ -204,12 +234,31 @@ pub fn gather(
                 candidates,
             });
         }
+        Ok((queries, answers))
+    }
+}
+
+/// Gathers the evidence of `parts` (`(part, label)`) of `split`, trained on its `train` part.
+pub fn gather(
+    split: &Split,
+    parts: &[(&str, &str)],
+    embedder: &dyn Embedder,
+    opts: &FusionOptions,
+) -> Result<Vec<PartEvidence>, FusionRunError> {
+    let sources = Sources::fit(split, embedder, opts)?;
+    let mut out = Vec::new();
+    for &(part, label) in parts {
+        let started = Instant::now();
+        let records: Vec<Record> = split.records(part)?.as_ref().clone();
+        tracing::info!("{label}: evidence of residue-knn and the HMM for {} queries", records.len());
+        let searched = search_part_cached(&sources.knn, embedder, &records)?;
+        let (queries, answers) = sources.evidence(&records, &searched.hits, &opts.baseline)?;
         out.push(PartEvidence {
             part: label.to_string(),
             queries,
-            residue,
-            hmm,
-            train_sizes: train_sizes.clone(),
+            residue: answers.residue,
+            hmm: answers.hmm,
+            train_sizes: sources.train_sizes.clone(),
             seconds: started.elapsed().as_secs_f64(),
         });
     }
@@ -252,6 +301,9 @@ pub struct FusionReport {
     /// Every part's per-query evidence (written beside the report as JSON lines).
     #[serde(skip)]
     pub evidence: Vec<(String, Vec<QueryEvidence>)>,
+    /// The learned classifiers' answers on the test part, per method (the predictions CSVs).
+    #[serde(skip)]
+    pub test_predictions: Vec<(String, Vec<crate::report::PredictionRow>)>,
 }
 
 /// Fits both learned classifiers on the tune split and measures every method on tune, dev and test.
@@ -297,6 +349,15 @@ pub fn run(split: &Split, embedder: &dyn Embedder, opts: &FusionOptions) -> Resu
     }
 
     let mut test_rows = Vec::new();
+    let mut test_predictions = Vec::new();
+    // Family ids by accession, for the predictions tables.
+    let family_ids: BTreeMap<String, String> = split
+        .records("train")?
+        .iter()
+        .chain(split.records("test")?.iter())
+        .filter_map(|r| r.family.as_ref())
+        .map(|f| (f.accession.clone(), f.family_id.clone()))
+        .collect();
     for (method, answers) in &methods {
         let correct = |p: &PartEvidence, a: &[(Option<String>, f64)]| -> Vec<(f64, bool)> {
             p.queries
@@ -347,6 +408,26 @@ pub fn run(split: &Split, embedder: &dyn Embedder, opts: &FusionOptions) -> Resu
             });
             if p.part == "test" && (method == super::RESIDUE_TUNED || method == super::HYBRID) {
                 test_rows.push(row);
+                let rows = p
+                    .queries
+                    .iter()
+                    .zip(a)
+                    .map(|(q, (family, confidence))| {
+                        let truth = q.truth.clone().unwrap_or_default();
+                        let predicted = family.clone().unwrap_or_default();
+                        crate::report::PredictionRow {
+                            id: q.id.clone(),
+                            true_family: family_ids.get(&truth).cloned().unwrap_or_default(),
+                            true_accession: truth,
+                            predicted: family_ids.get(&predicted).cloned().unwrap_or_default(),
+                            predicted_accession: predicted,
+                            score: *confidence as f32,
+                            nearest_id: String::new(),
+                            nearest_distance: None,
+                        }
+                    })
+                    .collect();
+                test_predictions.push((method.clone(), rows));
             }
         }
     }
@@ -357,6 +438,7 @@ pub fn run(split: &Split, embedder: &dyn Embedder, opts: &FusionOptions) -> Resu
         models,
         test_rows,
         evidence: parts.into_iter().map(|p| (p.part, p.queries)).collect(),
+        test_predictions,
     })
 }
 
