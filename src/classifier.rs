@@ -12,12 +12,12 @@ use std::path::{Path, PathBuf};
 use candle_core::Device;
 
 use crate::annotate::{self, AnnotateError, Calibration, Outcome};
+use crate::baseline::BaselineOptions;
 use crate::cache::Cache;
 use crate::classify::saved::{ClassifierKind, ClassifierParams, SavedClassifier};
 use crate::classify::{ClassifyError, Prediction};
 use crate::dataset::{DatasetError, Split};
 use crate::embedder::{Embedder, EmbedderSpec};
-use crate::baseline::BaselineOptions;
 use crate::fusion::run::FusionOptions;
 use crate::fusion::saved::LearnedClassifier;
 use crate::fusion::FeatureSet;
@@ -204,7 +204,9 @@ impl TrainedClassifier {
             ClassifierPlan::Learned(set) => {
                 let mut opts = FusionOptions::new(ctx.residue_store, BaselineOptions::new(ctx.baseline_work_dir));
                 opts.tune_split = ctx.tune_split.to_string();
-                Ok(TrainedClassifier::Learned(LearnedClassifier::fit(*set, ctx.split, embedder, &opts)?))
+                Ok(TrainedClassifier::Learned(LearnedClassifier::fit(
+                    *set, ctx.split, embedder, &opts,
+                )?))
             }
         }
     }
@@ -212,7 +214,10 @@ impl TrainedClassifier {
     /// Loads the classifier saved in `dir`, whichever family it is.
     pub fn load(dir: &Path, device: &Device) -> Result<Self, ClassifierError> {
         if LearnedClassifier::is_saved_in(dir) {
-            Ok(TrainedClassifier::Learned(LearnedClassifier::load(dir, &BaselineOptions::default_work())?))
+            Ok(TrainedClassifier::Learned(LearnedClassifier::load(
+                dir,
+                &BaselineOptions::default_work(),
+            )?))
         } else if ResidueKnn::is_saved_in(dir) {
             Ok(TrainedClassifier::Residue(ResidueKnn::load(dir)?))
         } else if dir.join(VECTOR_META_FILE).is_file() {
@@ -341,7 +346,9 @@ impl TrainedClassifier {
                 Ok(predictions
                     .into_iter()
                     .map(|p| Outcome {
-                        abstained: p.is_none().then(|| "no candidate family from residue-knn or the HMM".to_string()),
+                        abstained: p
+                            .is_none()
+                            .then(|| "no candidate family from residue-knn or the HMM".to_string()),
                         prediction: p,
                     })
                     .collect())

@@ -412,14 +412,25 @@ fn run_learned(model: &str, source: &mut dyn VectorSource, keeper: &mut Keeper) 
             lines.extend(serde_json::to_vec(q).expect("evidence serialises"));
             lines.push(b'\n');
         }
-        report::write_file(&keeper.paths.dir.join("learned-evidence").join(format!("{part}.jsonl")), &lines)?;
+        report::write_file(
+            &keeper.paths.dir.join("learned-evidence").join(format!("{part}.jsonl")),
+            &lines,
+        )?;
     }
     tracing::info!("learned classifiers: {}", keeper.paths.dir.join("learned.md").display());
     for mut row in report.test_rows {
         if !plan.learned.iter().any(|s| s.name() == row.classifier) {
             continue;
         }
-        row.embedding = format!("{}{}", embedder.spec().name, if row.classifier == crate::fusion::HYBRID { "+hmm" } else { "" });
+        row.embedding = format!(
+            "{}{}",
+            embedder.spec().name,
+            if row.classifier == crate::fusion::HYBRID {
+                "+hmm"
+            } else {
+                ""
+            }
+        );
         if let Some((_, rows)) = report.test_predictions.iter().find(|(m, _)| *m == row.classifier) {
             write_predictions(&keeper.paths.predictions(&row.embedding, &row.classifier), rows)?;
         }

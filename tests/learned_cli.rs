@@ -36,7 +36,10 @@ fn write_subset(data: &Path) -> usize {
         rows.map(|rows| rows.iter().filter(|r| r[4].len() <= 250).take(n).cloned().collect())
             .unwrap_or_default()
     };
-    let (tune_train, tune_test) = (rows_by_family("tune_split", "train"), rows_by_family("tune_split", "test"));
+    let (tune_train, tune_test) = (
+        rows_by_family("tune_split", "train"),
+        rows_by_family("tune_split", "test"),
+    );
     let (train, dev, test) = (
         rows_by_family("clustered_split", "train"),
         rows_by_family("clustered_split", "dev"),
@@ -126,7 +129,12 @@ fn learned_classifiers_fit_on_tune_and_report_beside_hmm_and_residue_knn() {
 
     // The Markdown report has the three parts, the size table and the calibration table.
     let md = std::fs::read_to_string(out.join("learned.md")).unwrap();
-    for needle in ["| method | tune | dev | test |", "Errors by training-family size", "Calibration", "| hybrid | 0.90 |"] {
+    for needle in [
+        "| method | tune | dev | test |",
+        "Errors by training-family size",
+        "Calibration",
+        "| hybrid | 0.90 |",
+    ] {
         assert!(md.contains(needle), "{needle:?} in learned.md:\n{md}");
     }
     // The per-query evidence is kept beside it, one JSON object per query.
@@ -135,10 +143,92 @@ fn learned_classifiers_fit_on_tune_and_report_beside_hmm_and_residue_knn() {
     let first: serde_json::Value = serde_json::from_str(evidence.lines().next().unwrap()).unwrap();
     assert!(first["candidates"].as_array().is_some_and(|c| !c.is_empty()));
 
+    // train + info + annotate: the saved hybrid answers the test queries as evaluate did.
+    let classifier = dir.path().join("hybrid");
+    let mut cmd = protfam();
+    cmd.args([
+        "train",
+        "--model",
+        "near",
+        "--classifier",
+        "hybrid",
+        "--split",
+        "clustered_split",
+    ])
+    .arg("--data")
+    .arg(&data)
+    .arg("--out")
+    .arg(&classifier)
+    .arg("--residue-store")
+    .arg(dir.path().join("residue"))
+    .arg("--work-dir")
+    .arg(dir.path().join("baselines"))
+    .arg("--cache")
+    .arg(dir.path().join("cache"));
+    let (_, stderr) = common::run_ok(&mut cmd, "train");
+    assert!(stderr.contains("abstention calibration:"), "{stderr}");
+    let (info, _) = common::run_ok(protfam().arg("info").arg(&classifier), "info");
+    for needle in [
+        "classifier: hybrid",
+        "HMM database:",
+        "weight hmm_bits:",
+        "abstention calibration:",
+    ] {
+        assert!(info.contains(needle), "{needle:?} in info:\n{info}");
+    }
+    let evaluated: BTreeMap<String, String> = csv::Reader::from_path(
+        out.join("predictions")
+            .join(format!("{}.csv", protfam::report::pair_stem("near+hmm", "hybrid"))),
+    )
+    .unwrap()
+    .deserialize::<BTreeMap<String, String>>()
+    .map(|r| {
+        let r = r.unwrap();
+        (r["id"].clone(), r["predicted_accession"].clone())
+    })
+    .collect();
+    let test_rows = common::split_records_in(&data, "clustered_split", "test");
+    assert_eq!(evaluated.len(), test_rows.len());
+    let fasta: String = test_rows.iter().map(|r| format!(">{}\n{}\n", &r[1], &r[4])).collect();
+    let input = dir.path().join("queries.fasta");
+    std::fs::write(&input, fasta).unwrap();
+    let tsv_path = dir.path().join("queries.tsv");
+    let mut cmd = protfam();
+    cmd.arg("annotate")
+        .arg("--classifier")
+        .arg(&classifier)
+        .arg(&input)
+        .arg("-o")
+        .arg(&tsv_path)
+        .arg("--cache")
+        .arg(dir.path().join("cache"));
+    common::run_ok(&mut cmd, "annotate");
+    let tsv = std::fs::read_to_string(&tsv_path).unwrap();
+    let lines: Vec<Vec<&str>> = tsv.lines().map(|l| l.split('\t').collect()).collect();
+    let col = |name: &str| lines[0].iter().position(|h| *h == name).unwrap();
+    let (id, acc) = (col("id"), col("family_accession"));
+    assert_eq!(lines.len(), test_rows.len() + 1);
+    for (line, row) in lines[1..].iter().zip(&test_rows) {
+        assert_eq!(line[id], &row[1], "input order");
+        assert_eq!(
+            line[acc], evaluated[&row[1]],
+            "{}: annotate and evaluate agree",
+            &row[1]
+        );
+    }
+
     // Without a tuning split the learned classifiers refuse with a clear message.
     std::fs::remove_dir_all(data.join("tune_split")).unwrap();
     let out = protfam()
-        .args(["evaluate", "--models", "near", "--residue-models", "near", "--classifiers", "hybrid"])
+        .args([
+            "evaluate",
+            "--models",
+            "near",
+            "--residue-models",
+            "near",
+            "--classifiers",
+            "hybrid",
+        ])
         .arg("--data")
         .arg(&data)
         .arg("--report-dir")

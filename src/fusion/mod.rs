@@ -150,7 +150,10 @@ pub fn features(set: FeatureSet, candidates: &[&Candidate]) -> Vec<Vec<f64>> {
             own
         }
     };
-    let best_residue = candidates.iter().map(|c| residue_score(c)).fold(f64::NEG_INFINITY, f64::max);
+    let best_residue = candidates
+        .iter()
+        .map(|c| residue_score(c))
+        .fold(f64::NEG_INFINITY, f64::max);
     let best_hmm = candidates
         .iter()
         .filter(|c| c.hmm.is_some())
@@ -182,7 +185,8 @@ pub fn features(set: FeatureSet, candidates: &[&Candidate]) -> Vec<Vec<f64>> {
                     f64::from(u8::from(c.hmm.is_some())),
                     bits,
                     // -log10 E, clipped: beyond 1e-30 every hit is certain, above 10 none is.
-                    c.hmm.map_or(0.0, |h| (-h.evalue.max(1e-300).log10()).clamp(-1.0, 30.0) / 10.0),
+                    c.hmm
+                        .map_or(0.0, |h| (-h.evalue.max(1e-300).log10()).clamp(-1.0, 30.0) / 10.0),
                     margin(i, &hmm_bits, &|c| c.hmm.is_some()),
                     f64::from(u8::from(c.hmm.is_some() && bits >= best_hmm)),
                     bits * log_size,
@@ -539,10 +543,7 @@ mod tests {
     fn hybrid_learns_to_follow_the_stronger_evidence() {
         let queries = synthetic(200);
         let model = FusionModel::fit(FeatureSet::Hybrid, &queries, 1.0).unwrap();
-        let right = queries
-            .iter()
-            .filter(|q| model.predict(q).family == q.truth)
-            .count();
+        let right = queries.iter().filter(|q| model.predict(q).family == q.truth).count();
         assert_eq!(right, 200);
         let p = model.predict(&queries[0]);
         assert!(p.confidence > 0.5 && p.confidence <= 1.0, "{p:?}");
@@ -552,10 +553,7 @@ mod tests {
     fn residue_model_discounts_large_families() {
         let queries = synthetic(200);
         let model = FusionModel::fit(FeatureSet::Residue, &queries, 1.0).unwrap();
-        let right = queries
-            .iter()
-            .filter(|q| model.predict(q).family == q.truth)
-            .count();
+        let right = queries.iter().filter(|q| model.predict(q).family == q.truth).count();
         // The fixed score is wrong on every query; the size feature fixes it.
         assert_eq!(right, 200);
     }
@@ -563,7 +561,9 @@ mod tests {
     #[test]
     fn fit_refuses_too_few_queries_and_bad_penalties() {
         let queries = synthetic(5);
-        let err = FusionModel::fit(FeatureSet::Hybrid, &queries, 1.0).unwrap_err().to_string();
+        let err = FusionModel::fit(FeatureSet::Hybrid, &queries, 1.0)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("only 5 labelled queries"), "{err}");
         assert!(FusionModel::fit(FeatureSet::Hybrid, &synthetic(100), 0.0).is_err());
     }
@@ -592,7 +592,10 @@ mod tests {
             for h in [-1e-3, 1e-3] {
                 let mut w = m.weights.clone();
                 w[j] += h;
-                assert!(penalised_loss(&groups, &w, 2.0) >= at_optimum - 1e-9, "weight {j} step {h}");
+                assert!(
+                    penalised_loss(&groups, &w, 2.0) >= at_optimum - 1e-9,
+                    "weight {j} step {h}"
+                );
             }
         }
         assert_eq!(m.fit_queries, 100);

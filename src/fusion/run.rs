@@ -25,8 +25,8 @@ use crate::embedder::Embedder;
 use crate::io::vocab::LabelVocab;
 use crate::io::Record;
 use crate::metrics::{ReportRow, SizeBinError};
-use crate::residue::eval::search_part_cached;
 use crate::residue::classifier::QueryHits;
+use crate::residue::eval::search_part_cached;
 use crate::residue::{ResidueError, ResidueKnn, ResidueKnnParams};
 
 #[derive(Debug, thiserror::Error)]
@@ -250,7 +250,10 @@ pub fn gather(
     for &(part, label) in parts {
         let started = Instant::now();
         let records: Vec<Record> = split.records(part)?.as_ref().clone();
-        tracing::info!("{label}: evidence of residue-knn and the HMM for {} queries", records.len());
+        tracing::info!(
+            "{label}: evidence of residue-knn and the HMM for {} queries",
+            records.len()
+        );
         let searched = search_part_cached(&sources.knn, embedder, &records)?;
         let (queries, answers) = sources.evidence(&records, &searched.hits, &opts.baseline)?;
         out.push(PartEvidence {

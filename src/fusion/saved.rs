@@ -172,8 +172,8 @@ impl LearnedClassifier {
     pub fn load(dir: &Path, baseline: &BaselineOptions) -> Result<LearnedClassifier, FusionRunError> {
         let path = dir.join(SAVED_FILE);
         let bytes = std::fs::read(&path).map_err(|e| store_error(&path, e))?;
-        let saved: SavedLearned =
-            serde_json::from_slice(&bytes).map_err(|e| store_error(&path, format!("not a saved learned classifier: {e}")))?;
+        let saved: SavedLearned = serde_json::from_slice(&bytes)
+            .map_err(|e| store_error(&path, format!("not a saved learned classifier: {e}")))?;
         let model = &saved.model;
         let d = model.feature_names.len();
         if saved.classifier != model.set.name()
@@ -181,7 +181,12 @@ impl LearnedClassifier {
             || model.mean.len() != d
             || model.scale.len() != d
             || model.weights.len() != d
-            || !model.weights.iter().chain(&model.mean).chain(&model.scale).all(|v| v.is_finite())
+            || !model
+                .weights
+                .iter()
+                .chain(&model.mean)
+                .chain(&model.scale)
+                .all(|v| v.is_finite())
             || model.scale.iter().any(|&s| s <= 0.0)
         {
             return Err(store_error(&path, "damaged model: its features, weights and scales do not match").into());
@@ -218,7 +223,12 @@ impl LearnedClassifier {
         );
         let _ = writeln!(s, "embedder: {}", knn.store.spec().name);
         let _ = writeln!(s, "trained on: {}", knn.source);
-        let _ = writeln!(s, "residue store: {} ({} rows)", knn.store.dir.display(), knn.store.n_rows());
+        let _ = writeln!(
+            s,
+            "residue store: {} ({} rows)",
+            knn.store.dir.display(),
+            knn.store.n_rows()
+        );
         if let Some((db, _)) = &self.sources.hmm {
             let _ = writeln!(s, "HMM database: {}", db.display());
         }

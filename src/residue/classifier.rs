@@ -735,7 +735,10 @@ impl ResidueKnn {
         let mut aligned_class: std::collections::HashMap<usize, Vec<(f32, u32)>> = std::collections::HashMap::new();
         for a in &aligned {
             if let Some(class) = self.sequence_class[a.sequence as usize] {
-                aligned_class.entry(class as usize).or_default().push((a.score, a.sequence));
+                aligned_class
+                    .entry(class as usize)
+                    .or_default()
+                    .push((a.score, a.sequence));
             }
         }
         for scores in aligned_class.values_mut() {

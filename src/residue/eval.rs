@@ -230,7 +230,11 @@ pub fn search_part_cached(
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok())
                 .unwrap_or_default();
-            tracing::info!("reusing the searched hits of {} queries in {}", records.len(), path.display());
+            tracing::info!(
+                "reusing the searched hits of {} queries in {}",
+                records.len(),
+                path.display()
+            );
             return Ok(Searched {
                 query_residues: hits.positions.len(),
                 hits,

@@ -26,7 +26,12 @@ pub fn data_root() -> PathBuf {
 
 /// Every CSV record of the bundled `<split>/<part>`, in shard order.
 pub fn split_records(split: &str, part: &str) -> Vec<csv::StringRecord> {
-    let dir = data_root().join(split).join(part);
+    split_records_in(&data_root(), split, part)
+}
+
+/// Every CSV record of `<root>/<split>/<part>`, in shard order.
+pub fn split_records_in(root: &std::path::Path, split: &str, part: &str) -> Vec<csv::StringRecord> {
+    let dir = root.join(split).join(part);
     let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
