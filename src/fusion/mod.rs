@@ -65,6 +65,9 @@ impl FeatureSet {
             "residue_score_x_log_size",
             "residue_alignment_x_log_size",
         ];
+        for k in self.enhanced_variants() {
+            names.extend(ENHANCED_NAMES[*k]);
+        }
         if self == FeatureSet::Hybrid {
             names.extend([
                 "hmm_present",
@@ -79,6 +82,23 @@ impl FeatureSet {
     }
 }
 
+impl FeatureSet {
+    /// Which signal-enhanced alignments ([`crate::residue::align::ENHANCED_VARIANTS`])
+    /// the set weighs: chosen on out-of-fold tune and dev errors (docs/learned.md).
+    fn enhanced_variants(self) -> &'static [usize] {
+        match self {
+            FeatureSet::Residue => &[1],
+            FeatureSet::Hybrid => &[0, 1],
+        }
+    }
+}
+
+/// Feature names of each enhanced alignment variant: score, margin, score x log size.
+const ENHANCED_NAMES: [[&str; 3]; 2] = [
+    ["enhanced1_alignment", "enhanced1_margin", "enhanced1_x_log_size"],
+    ["enhanced2_alignment", "enhanced2_margin", "enhanced2_x_log_size"],
+];
+
 /// `residue-knn`'s evidence for one candidate family.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ResidueEvidence {
@@ -88,6 +108,9 @@ pub struct ResidueEvidence {
     pub alignment: f32,
     pub second_alignment: f32,
     pub aligned_members: usize,
+    /// Best alignment on the signal-enhanced matrix (per enhanced variant).
+    #[serde(default)]
+    pub enhanced_alignment: [f32; 2],
 }
 
 /// The profile HMM's evidence for one candidate family.
@@ -179,6 +202,15 @@ pub fn features(set: FeatureSet, candidates: &[&Candidate]) -> Vec<Vec<f64>> {
                 score * log_size,
                 alignment * log_size,
             ];
+            for &k in set.enhanced_variants() {
+                let enhanced = |c: &Candidate| c.residue.map_or(0.0, |r| r.enhanced_alignment[k] as f64);
+                let value = enhanced(c);
+                row.extend([
+                    value,
+                    margin(i, &enhanced, &|c| c.residue.is_some()),
+                    value * log_size,
+                ]);
+            }
             if set == FeatureSet::Hybrid {
                 let bits = hmm_bits(c);
                 row.extend([
@@ -511,6 +543,7 @@ mod tests {
                 alignment: score,
                 second_alignment: 0.0,
                 aligned_members: 1,
+                enhanced_alignment: [0.0; 2],
             }),
             hmm: bits.map(|b| HmmEvidence {
                 bits: b,

@@ -175,6 +175,7 @@ impl Sources {
                             alignment: 0.0,
                             second_alignment: 0.0,
                             aligned_members: 0,
+                            enhanced_alignment: [0.0; 2],
                         };
                         (class, e)
                     })
@@ -189,6 +190,7 @@ impl Sources {
                             alignment: e.alignment,
                             second_alignment: e.second_alignment,
                             aligned_members: e.aligned_members,
+                            enhanced_alignment: e.enhanced_alignment,
                         };
                         (e.class, r)
                     })

@@ -232,6 +232,63 @@ pub struct Aligned {
     pub sequence: u32,
     /// Local alignment score divided by `query_rows * (1 - shift)`.
     pub score: f32,
+    /// The same alignment on the signal-enhanced matrix ([`enhance_signal`]) under
+    /// [`ENHANCED_VARIANTS`], each divided by `query_rows`.
+    pub enhanced: [f32; 2],
+}
+
+/// Match shift and gap costs (in z units) of the alignments on the
+/// signal-enhanced similarity matrix.
+pub const ENHANCED_VARIANTS: [AlignParams; 2] = [
+    AlignParams {
+        candidates: 1,
+        shift: 1.0,
+        gap_open: 2.0,
+        gap_extend: 0.2,
+        weight: 1.0,
+    },
+    AlignParams {
+        candidates: 1,
+        shift: 2.0,
+        gap_open: 4.0,
+        gap_extend: 0.4,
+        weight: 1.0,
+    },
+];
+
+/// EBA's signal enhancement (Pantolini et al. 2024): each similarity becomes
+/// the mean of its z-score within its row and within its column, so that a
+/// residue pair stands out only when it is exceptional for both residues. A
+/// query residue similar to everything (low-complexity, common motifs) no
+/// longer pays on every target, which is how chance hits of large families
+/// add up in the plain matrix.
+pub fn enhance_signal(sim: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let stats = |values: &mut dyn Iterator<Item = f32>, n: usize| {
+        let (mut sum, mut sq) = (0f64, 0f64);
+        for v in values {
+            sum += v as f64;
+            sq += (v as f64) * (v as f64);
+        }
+        let mean = sum / n.max(1) as f64;
+        let sd = (sq / n.max(1) as f64 - mean * mean).max(0.0).sqrt();
+        (mean as f32, if sd > 1e-6 { 1.0 / sd as f32 } else { 0.0 })
+    };
+    let row_stats: Vec<(f32, f32)> = (0..rows)
+        .map(|i| stats(&mut sim[i * cols..(i + 1) * cols].iter().copied(), cols))
+        .collect();
+    let col_stats: Vec<(f32, f32)> = (0..cols)
+        .map(|j| stats(&mut (0..rows).map(|i| sim[i * cols + j]), rows))
+        .collect();
+    let mut out = vec![0f32; rows * cols];
+    for i in 0..rows {
+        let (rm, ri) = row_stats[i];
+        for j in 0..cols {
+            let (cm, ci) = col_stats[j];
+            let v = sim[i * cols + j];
+            out[i * cols + j] = 0.5 * ((v - rm) * ri + (v - cm) * ci);
+        }
+    }
+    out
 }
 
 /// Aligns the query's unit residue rows (`query`, `query_rows x dim`) to each
@@ -253,9 +310,14 @@ pub fn align_candidates(
             let mut sim = vec![0f32; query_rows * cols];
             crate::gemm::matmul_abt(query_rows, cols, dim, query, &target, &mut sim);
             let raw = local_alignment_score(&sim, query_rows, cols, params);
+            let enhanced_sim = enhance_signal(&sim, query_rows, cols);
+            let enhanced = ENHANCED_VARIANTS.map(|p| {
+                local_alignment_score(&enhanced_sim, query_rows, cols, &p) / query_rows.max(1) as f32
+            });
             Aligned {
                 sequence,
                 score: if norm > 0.0 { raw / norm } else { 0.0 },
+                enhanced,
             }
         })
         .collect()
@@ -397,9 +459,23 @@ mod tests {
             aligned,
             vec![Aligned {
                 sequence: 0,
-                score: 0.0
+                score: 0.0,
+                enhanced: [0.0; 2],
             }]
         );
+    }
+
+    #[test]
+    fn signal_enhancement_z_scores_rows_and_columns() {
+        // A query residue similar to everything (row 0) gains nothing; the one
+        // exceptional pair (1, 2) stands out.
+        let sim = [0.9, 0.9, 0.9, 0.1, 0.2, 0.8];
+        let z = enhance_signal(&sim, 2, 3);
+        assert!(z[0].abs() < 1.01 && z[1].abs() < 1.01, "{z:?}");
+        let best = (0..6).max_by(|&a, &b| z[a].total_cmp(&z[b])).unwrap();
+        assert_eq!(best, 5, "{z:?}");
+        // A constant matrix has no signal at all.
+        assert!(enhance_signal(&[0.5; 6], 2, 3).iter().all(|&v| v == 0.0));
     }
 
     #[test]

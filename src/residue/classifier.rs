@@ -283,6 +283,9 @@ pub struct FamilyEvidence {
     pub second_alignment: f32,
     /// How many of its sequences were among the aligned candidates.
     pub aligned_members: usize,
+    /// Best alignment of its sequences on the signal-enhanced matrix, per
+    /// [`super::align::ENHANCED_VARIANTS`] (0 when none was aligned).
+    pub enhanced_alignment: [f32; 2],
     /// `(vote + weight x alignment) / (1 + weight)`: the fixed-weight score.
     pub combined: f32,
     /// Its best aligned training sequence.
@@ -733,12 +736,14 @@ impl ResidueKnn {
         );
         // Per family: its aligned sequences' scores, best first.
         let mut aligned_class: std::collections::HashMap<usize, Vec<(f32, u32)>> = std::collections::HashMap::new();
+        let mut enhanced_class: std::collections::HashMap<usize, [f32; 2]> = std::collections::HashMap::new();
         for a in &aligned {
             if let Some(class) = self.sequence_class[a.sequence as usize] {
-                aligned_class
-                    .entry(class as usize)
-                    .or_default()
-                    .push((a.score, a.sequence));
+                aligned_class.entry(class as usize).or_default().push((a.score, a.sequence));
+                let e = enhanced_class.entry(class as usize).or_insert([0.0; 2]);
+                for (best, v) in e.iter_mut().zip(a.enhanced) {
+                    *best = best.max(v);
+                }
             }
         }
         for scores in aligned_class.values_mut() {
@@ -757,6 +762,7 @@ impl ResidueKnn {
                     alignment,
                     second_alignment: members.get(1).map_or(0.0, |m| m.0),
                     aligned_members: members.len(),
+                    enhanced_alignment: enhanced_class.get(&class).copied().unwrap_or([0.0; 2]),
                     combined: (vote + weight * alignment) / (1.0 + weight),
                     best_aligned: members.first().map(|m| m.1),
                 }
