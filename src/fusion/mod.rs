@@ -205,11 +205,7 @@ pub fn features(set: FeatureSet, candidates: &[&Candidate]) -> Vec<Vec<f64>> {
             for &k in set.enhanced_variants() {
                 let enhanced = |c: &Candidate| c.residue.map_or(0.0, |r| r.enhanced_alignment[k] as f64);
                 let value = enhanced(c);
-                row.extend([
-                    value,
-                    margin(i, &enhanced, &|c| c.residue.is_some()),
-                    value * log_size,
-                ]);
+                row.extend([value, margin(i, &enhanced, &|c| c.residue.is_some()), value * log_size]);
             }
             if set == FeatureSet::Hybrid {
                 let bits = hmm_bits(c);
@@ -515,12 +511,14 @@ fn solve(mut a: Vec<Vec<f64>>, b: &[f64]) -> Option<Vec<f64>> {
         }
         a.swap(col, pivot);
         x.swap(col, pivot);
-        for row in col + 1..n {
-            let f = a[row][col] / a[col][col];
-            for k in col..n {
-                a[row][k] -= f * a[col][k];
+        let (upper, lower) = a.split_at_mut(col + 1);
+        let pivot_row = &upper[col];
+        for (offset, row) in lower.iter_mut().enumerate() {
+            let f = row[col] / pivot_row[col];
+            for (v, p) in row[col..].iter_mut().zip(&pivot_row[col..]) {
+                *v -= f * p;
             }
-            x[row] -= f * x[col];
+            x[col + 1 + offset] -= f * x[col];
         }
     }
     for col in (0..n).rev() {
@@ -615,8 +613,8 @@ mod tests {
         let mut groups = labelled_groups(FeatureSet::Residue, &queries);
         for (x, _) in &mut groups {
             for row in x.iter_mut() {
-                for j in 0..row.len() {
-                    row[j] = (row[j] - m.mean[j]) / m.scale[j];
+                for ((v, mean), scale) in row.iter_mut().zip(&m.mean).zip(&m.scale) {
+                    *v = (*v - mean) / scale;
                 }
             }
         }

@@ -77,15 +77,18 @@ impl FusionOptions {
     }
 }
 
+/// A query's answer (family, when any) and its confidence.
+pub type Answer = (Option<String>, f64);
+
 /// One part's evidence and the two sources' own answers.
 pub struct PartEvidence {
     /// `tune`, `dev` or `test`.
     pub part: String,
     pub queries: Vec<QueryEvidence>,
     /// `residue-knn`'s fixed-weight answer and score per query.
-    pub residue: Vec<(Option<String>, f64)>,
+    pub residue: Vec<Answer>,
     /// The HMM's best family and -log10 E-value per query.
-    pub hmm: Vec<(Option<String>, f64)>,
+    pub hmm: Vec<Answer>,
     /// Training domains per family accession (of this part's training set).
     pub train_sizes: BTreeMap<String, usize>,
     pub seconds: f64,
@@ -104,9 +107,9 @@ pub struct Sources {
 /// What a query's evidence says on its own: each source's answer and confidence.
 pub struct Answers {
     /// `residue-knn`'s fixed-weight answer and score per query.
-    pub residue: Vec<(Option<String>, f64)>,
+    pub residue: Vec<Answer>,
     /// The HMM's best family and -log10 E-value (per comparison) per query.
-    pub hmm: Vec<(Option<String>, f64)>,
+    pub hmm: Vec<Answer>,
 }
 
 impl Sources {
@@ -327,7 +330,7 @@ pub fn run(split: &Split, embedder: &dyn Embedder, opts: &FusionOptions) -> Resu
     let mut results = Vec::new();
     let mut models = Vec::new();
     // Per method: each part's answers (family, confidence).
-    let mut methods: Vec<(String, Vec<Vec<(Option<String>, f64)>>)> = vec![
+    let mut methods: Vec<(String, Vec<Vec<Answer>>)> = vec![
         ("hmm".into(), parts.iter().map(|p| p.hmm.clone()).collect()),
         (
             crate::residue::classifier::NAME.into(),
@@ -364,7 +367,7 @@ pub fn run(split: &Split, embedder: &dyn Embedder, opts: &FusionOptions) -> Resu
         .map(|f| (f.accession.clone(), f.family_id.clone()))
         .collect();
     for (method, answers) in &methods {
-        let correct = |p: &PartEvidence, a: &[(Option<String>, f64)]| -> Vec<(f64, bool)> {
+        let correct = |p: &PartEvidence, a: &[Answer]| -> Vec<(f64, bool)> {
             p.queries
                 .iter()
                 .zip(a)
@@ -507,7 +510,13 @@ impl FusionReport {
         for part in ["tune", "test"] {
             let bins: Vec<String> = self
                 .result("hmm", part)
-                .map(|r| r.by_family_size.iter().map(|b| b.bin.clone()).collect())
+                .map(|r| {
+                    r.by_family_size
+                        .iter()
+                        .filter(|b| b.n > 0)
+                        .map(|b| b.bin.clone())
+                        .collect()
+                })
                 .unwrap_or_default();
             let _ = writeln!(
                 s,

@@ -311,9 +311,8 @@ pub fn align_candidates(
             crate::gemm::matmul_abt(query_rows, cols, dim, query, &target, &mut sim);
             let raw = local_alignment_score(&sim, query_rows, cols, params);
             let enhanced_sim = enhance_signal(&sim, query_rows, cols);
-            let enhanced = ENHANCED_VARIANTS.map(|p| {
-                local_alignment_score(&enhanced_sim, query_rows, cols, &p) / query_rows.max(1) as f32
-            });
+            let enhanced = ENHANCED_VARIANTS
+                .map(|p| local_alignment_score(&enhanced_sim, query_rows, cols, &p) / query_rows.max(1) as f32);
             Aligned {
                 sequence,
                 score: if norm > 0.0 { raw / norm } else { 0.0 },
@@ -467,13 +466,18 @@ mod tests {
 
     #[test]
     fn signal_enhancement_z_scores_rows_and_columns() {
-        // A query residue similar to everything (row 0) gains nothing; the one
-        // exceptional pair (1, 2) stands out.
-        let sim = [0.9, 0.9, 0.9, 0.1, 0.2, 0.8];
-        let z = enhance_signal(&sim, 2, 3);
-        assert!(z[0].abs() < 1.01 && z[1].abs() < 1.01, "{z:?}");
-        let best = (0..6).max_by(|&a, &b| z[a].total_cmp(&z[b])).unwrap();
-        assert_eq!(best, 5, "{z:?}");
+        // Query residue 0 is similar to every target residue; the pair (2, 1) is less
+        // similar in raw cosine but exceptional for both of its residues: it must win.
+        let sim = [0.8, 0.8, 0.8, 0.1, 0.1, 0.1, 0.1, 0.7, 0.1];
+        let z = enhance_signal(&sim, 3, 3);
+        let argmax = |v: &[f32]| {
+            (0..v.len())
+                .max_by(|&a, &b| v[a].total_cmp(&v[b]).then(b.cmp(&a)))
+                .unwrap()
+        };
+        assert_eq!(argmax(&sim), 0);
+        assert_eq!(argmax(&z), 7, "{z:?}");
+        assert!((z[7] - 0.5 * (2f32.sqrt() + 0.539)).abs() < 0.01, "{z:?}");
         // A constant matrix has no signal at all.
         assert!(enhance_signal(&[0.5; 6], 2, 3).iter().all(|&v| v == 0.0));
     }

@@ -739,7 +739,10 @@ impl ResidueKnn {
         let mut enhanced_class: std::collections::HashMap<usize, [f32; 2]> = std::collections::HashMap::new();
         for a in &aligned {
             if let Some(class) = self.sequence_class[a.sequence as usize] {
-                aligned_class.entry(class as usize).or_default().push((a.score, a.sequence));
+                aligned_class
+                    .entry(class as usize)
+                    .or_default()
+                    .push((a.score, a.sequence));
                 let e = enhanced_class.entry(class as usize).or_insert([0.0; 2]);
                 for (best, v) in e.iter_mut().zip(a.enhanced) {
                     *best = best.max(v);
