@@ -110,6 +110,12 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<ExitCode> {
     println!("{}", report::markdown_table(&summary.rows));
     println!("{}", report::markdown_size_table(&summary.rows));
     let paths = ReportPaths::new(&plan.report_dir, &plan.split);
+    if !plan.learned.is_empty() {
+        // Tune, dev and test side by side, and the calibration table.
+        let learned = paths.dir.join("learned.md");
+        let text = std::fs::read_to_string(&learned).with_context(|| format!("reading {}", learned.display()))?;
+        println!("{text}");
+    }
     eprintln!(
         "report: {} (also .csv, .md); per-query predictions in {}",
         paths.json().display(),
