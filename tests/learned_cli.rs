@@ -74,6 +74,16 @@ fn learned_classifiers_fit_on_tune_and_report_beside_hmm_and_residue_knn() {
     let data = dir.path().join("data");
     let tune_queries = write_subset(&data);
     let reports = dir.path().join("reports");
+    let with_paths = |cmd: &mut Command| {
+        cmd.arg("--data")
+            .arg(&data)
+            .arg("--residue-store")
+            .arg(dir.path().join("residue"))
+            .arg("--work-dir")
+            .arg(dir.path().join("baselines"))
+            .arg("--cache")
+            .arg(dir.path().join("cache"));
+    };
     let mut cmd = protfam();
     cmd.args([
         "evaluate",
@@ -86,16 +96,9 @@ fn learned_classifiers_fit_on_tune_and_report_beside_hmm_and_residue_knn() {
         "--split",
         "clustered_split",
     ])
-    .arg("--data")
-    .arg(&data)
     .arg("--report-dir")
-    .arg(&reports)
-    .arg("--residue-store")
-    .arg(dir.path().join("residue"))
-    .arg("--work-dir")
-    .arg(dir.path().join("baselines"))
-    .arg("--cache")
-    .arg(dir.path().join("cache"));
+    .arg(&reports);
+    with_paths(&mut cmd);
     let (stdout, _) = common::run_ok(&mut cmd, "evaluate");
     for label in ["| near | residue-knn-tuned |", "| near+hmm | hybrid |"] {
         assert!(stdout.contains(label), "{label} row in the table:\n{stdout}");
@@ -155,16 +158,9 @@ fn learned_classifiers_fit_on_tune_and_report_beside_hmm_and_residue_knn() {
         "--split",
         "clustered_split",
     ])
-    .arg("--data")
-    .arg(&data)
     .arg("--out")
-    .arg(&classifier)
-    .arg("--residue-store")
-    .arg(dir.path().join("residue"))
-    .arg("--work-dir")
-    .arg(dir.path().join("baselines"))
-    .arg("--cache")
-    .arg(dir.path().join("cache"));
+    .arg(&classifier);
+    with_paths(&mut cmd);
     let (_, stderr) = common::run_ok(&mut cmd, "train");
     assert!(stderr.contains("abstention calibration:"), "{stderr}");
     let (info, _) = common::run_ok(protfam().arg("info").arg(&classifier), "info");
@@ -176,17 +172,10 @@ fn learned_classifiers_fit_on_tune_and_report_beside_hmm_and_residue_knn() {
     ] {
         assert!(info.contains(needle), "{needle:?} in info:\n{info}");
     }
-    let evaluated: BTreeMap<String, String> = csv::Reader::from_path(
-        out.join("predictions")
+    let evaluated = common::predicted_accessions(
+        &out.join("predictions")
             .join(format!("{}.csv", protfam::report::pair_stem("near+hmm", "hybrid"))),
-    )
-    .unwrap()
-    .deserialize::<BTreeMap<String, String>>()
-    .map(|r| {
-        let r = r.unwrap();
-        (r["id"].clone(), r["predicted_accession"].clone())
-    })
-    .collect();
+    );
     let test_rows = common::split_records_in(&data, "clustered_split", "test");
     assert_eq!(evaluated.len(), test_rows.len());
     let fasta: String = test_rows.iter().map(|r| format!(">{}\n{}\n", &r[1], &r[4])).collect();
@@ -219,26 +208,20 @@ fn learned_classifiers_fit_on_tune_and_report_beside_hmm_and_residue_knn() {
 
     // Without a tuning split the learned classifiers refuse with a clear message.
     std::fs::remove_dir_all(data.join("tune_split")).unwrap();
-    let out = protfam()
-        .args([
-            "evaluate",
-            "--models",
-            "near",
-            "--residue-models",
-            "near",
-            "--classifiers",
-            "hybrid",
-        ])
-        .arg("--data")
-        .arg(&data)
-        .arg("--report-dir")
-        .arg(&reports)
-        .arg("--residue-store")
-        .arg(dir.path().join("residue"))
-        .arg("--work-dir")
-        .arg(dir.path().join("baselines"))
-        .output()
-        .unwrap();
+    let mut cmd = protfam();
+    cmd.args([
+        "evaluate",
+        "--models",
+        "near",
+        "--residue-models",
+        "near",
+        "--classifiers",
+        "hybrid",
+    ])
+    .arg("--report-dir")
+    .arg(&reports);
+    with_paths(&mut cmd);
+    let out = cmd.output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("tune_split"), "{stderr}");
 }

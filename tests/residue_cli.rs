@@ -63,17 +63,6 @@ fn write_subset(data: &Path) -> Vec<csv::StringRecord> {
     test_rows
 }
 
-fn predictions(path: &Path) -> BTreeMap<String, String> {
-    csv::Reader::from_path(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .deserialize::<BTreeMap<String, String>>()
-        .map(|r| {
-            let r = r.unwrap();
-            (r["id"].clone(), r["predicted_accession"].clone())
-        })
-        .collect()
-}
-
 #[test]
 fn residue_knn_through_evaluate_compare_train_annotate_and_info() {
     let dir = tempfile::tempdir().unwrap();
@@ -127,7 +116,8 @@ fn residue_knn_through_evaluate_compare_train_annotate_and_info() {
         assert_eq!(r["n"].as_u64().unwrap() as usize, test_rows.len());
         assert!(!r["by_family_size"].as_array().unwrap().is_empty());
     }
-    let evaluated = predictions(&reports.join(SPLIT).join("predictions").join("near__residue-knn.csv"));
+    let evaluated =
+        common::predicted_accessions(&reports.join(SPLIT).join("predictions").join("near__residue-knn.csv"));
     assert_eq!(evaluated.len(), test_rows.len());
 
     // compare reuses every run evaluate recorded.

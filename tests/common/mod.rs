@@ -68,6 +68,18 @@ pub fn write_split_part<'a>(
     w.flush().unwrap();
 }
 
+/// `id -> predicted_accession` of a predictions CSV that `evaluate` writes.
+pub fn predicted_accessions(path: &std::path::Path) -> std::collections::BTreeMap<String, String> {
+    csv::Reader::from_path(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .deserialize::<std::collections::BTreeMap<String, String>>()
+        .map(|r| {
+            let r = r.unwrap();
+            (r["id"].clone(), r["predicted_accession"].clone())
+        })
+        .collect()
+}
+
 /// Runs a CLI command that must succeed; its stdout and stderr (stderr shown when it fails).
 pub fn run_ok(cmd: &mut assert_cmd::Command, what: &str) -> (String, String) {
     let out = cmd.output().unwrap();
