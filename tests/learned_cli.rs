@@ -206,6 +206,34 @@ fn learned_classifiers_fit_on_tune_and_report_beside_hmm_and_residue_knn() {
         );
     }
 
+    // A query with no searchable residue and no HMM hit gets a clear abstention row.
+    std::fs::write(&input, ">only_x\nXXXXXXXXXXXXXXXX\n").unwrap();
+    let mut cmd = protfam();
+    cmd.arg("annotate")
+        .arg("--classifier")
+        .arg(&classifier)
+        .arg(&input)
+        .arg("-o")
+        .arg(&tsv_path)
+        .arg("--cache")
+        .arg(dir.path().join("cache"));
+    common::run_ok(&mut cmd, "annotate of an X-only query");
+    let tsv = std::fs::read_to_string(&tsv_path).unwrap();
+    let row: Vec<&str> = tsv.lines().nth(1).unwrap().split('\t').collect();
+    assert_eq!(row[col("annotation")], "no confident family", "{row:?}");
+
+    // A damaged model (a weight dropped) is refused, naming the file, never used.
+    let saved = classifier.join("learned.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
+    json["model"]["weights"].as_array_mut().unwrap().pop();
+    std::fs::write(&saved, serde_json::to_vec(&json).unwrap()).unwrap();
+    let out = protfam().arg("info").arg(&classifier).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("learned.json") && stderr.contains("damaged"),
+        "{stderr}"
+    );
+
     // Without a tuning split the learned classifiers refuse with a clear message.
     std::fs::remove_dir_all(data.join("tune_split")).unwrap();
     let mut cmd = protfam();
