@@ -7,8 +7,9 @@ SPLIT   ?= clustered_split
 MODEL   ?= unirep1900
 MODELS  ?= $(MODEL),onehot
 CLASSIFIERS ?= knn,knn-ensemble,mlp,mlp-ensemble
-# Residue-level retrieval (issue: beat the HMM baseline by transfer learning alone)
-# runs with NEAR residues; the simple vote is reported beside the tuned default.
+# Residue-level retrieval runs with NEAR residues; the simple vote is reported beside
+# the tuned default, and residue-knn-tuned / hybrid (fit on tune_split, see
+# docs/learned.md) beside both, with their tune/dev/test table in learned.md.
 RESIDUE_MODELS ?= near
 RESIDUE_CLASSIFIERS ?= residue-knn-simple,residue-knn,residue-knn-tuned,hybrid
 BASELINES ?= hmm,blast

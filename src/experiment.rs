@@ -418,19 +418,10 @@ fn run_learned(model: &str, source: &mut dyn VectorSource, keeper: &mut Keeper) 
         )?;
     }
     tracing::info!("learned classifiers: {}", keeper.paths.dir.join("learned.md").display());
-    for mut row in report.test_rows {
+    for row in report.test_rows {
         if !plan.learned.iter().any(|s| s.name() == row.classifier) {
             continue;
         }
-        row.embedding = format!(
-            "{}{}",
-            embedder.spec().name,
-            if row.classifier == crate::fusion::HYBRID {
-                "+hmm"
-            } else {
-                ""
-            }
-        );
         if let Some((_, rows)) = report.test_predictions.iter().find(|(m, _)| *m == row.classifier) {
             write_predictions(&keeper.paths.predictions(&row.embedding, &row.classifier), rows)?;
         }

@@ -384,7 +384,7 @@ pub fn run(split: &Split, embedder: &dyn Embedder, opts: &FusionOptions) -> Resu
             let truth: Vec<String> = p.queries.iter().map(|q| q.truth.clone().unwrap_or_default()).collect();
             let predicted: Vec<Option<String>> = a.iter().map(|(f, _)| f.clone()).collect();
             let row = ReportRow::scored(
-                method_embedding(method),
+                &method_embedding(method, &embedder.spec().name),
                 method,
                 &truth,
                 &predicted,
@@ -450,12 +450,12 @@ pub fn run(split: &Split, embedder: &dyn Embedder, opts: &FusionOptions) -> Resu
     })
 }
 
-/// The embedding column of a method's report row.
-fn method_embedding(method: &str) -> &'static str {
+/// The embedding column of a method's report row (`<embedder>+hmm` for the hybrid).
+fn method_embedding(method: &str, embedder: &str) -> String {
     match method {
-        "hmm" => "none",
-        super::HYBRID => "near+hmm",
-        _ => "near",
+        "hmm" => "none".to_string(),
+        super::HYBRID => format!("{embedder}+hmm"),
+        _ => embedder.to_string(),
     }
 }
 
