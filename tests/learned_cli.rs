@@ -178,27 +178,33 @@ fn learned_classifiers_fit_on_tune_and_report_beside_hmm_and_residue_knn() {
     );
     let test_rows = common::split_records_in(&data, "clustered_split", "test");
     assert_eq!(evaluated.len(), test_rows.len());
+    // Annotates `fasta` with the saved hybrid; the output TSV as rows of fields, header first.
+    let annotate = |fasta: &str, what: &str| -> Vec<Vec<String>> {
+        let (input, tsv_path) = (dir.path().join("queries.fasta"), dir.path().join("queries.tsv"));
+        std::fs::write(&input, fasta).unwrap();
+        let mut cmd = protfam();
+        cmd.arg("annotate")
+            .arg("--classifier")
+            .arg(&classifier)
+            .arg(&input)
+            .arg("-o")
+            .arg(&tsv_path)
+            .arg("--cache")
+            .arg(dir.path().join("cache"));
+        common::run_ok(&mut cmd, what);
+        std::fs::read_to_string(&tsv_path)
+            .unwrap()
+            .lines()
+            .map(|l| l.split('\t').map(str::to_string).collect())
+            .collect()
+    };
     let fasta: String = test_rows.iter().map(|r| format!(">{}\n{}\n", &r[1], &r[4])).collect();
-    let input = dir.path().join("queries.fasta");
-    std::fs::write(&input, fasta).unwrap();
-    let tsv_path = dir.path().join("queries.tsv");
-    let mut cmd = protfam();
-    cmd.arg("annotate")
-        .arg("--classifier")
-        .arg(&classifier)
-        .arg(&input)
-        .arg("-o")
-        .arg(&tsv_path)
-        .arg("--cache")
-        .arg(dir.path().join("cache"));
-    common::run_ok(&mut cmd, "annotate");
-    let tsv = std::fs::read_to_string(&tsv_path).unwrap();
-    let lines: Vec<Vec<&str>> = tsv.lines().map(|l| l.split('\t').collect()).collect();
-    let col = |name: &str| lines[0].iter().position(|h| *h == name).unwrap();
+    let lines = annotate(&fasta, "annotate");
+    let col = |name: &str| lines[0].iter().position(|h| h == name).unwrap();
     let (id, acc) = (col("id"), col("family_accession"));
     assert_eq!(lines.len(), test_rows.len() + 1);
     for (line, row) in lines[1..].iter().zip(&test_rows) {
-        assert_eq!(line[id], &row[1], "input order");
+        assert_eq!(&line[id], &row[1], "input order");
         assert_eq!(
             line[acc], evaluated[&row[1]],
             "{}: annotate and evaluate agree",
@@ -207,20 +213,8 @@ fn learned_classifiers_fit_on_tune_and_report_beside_hmm_and_residue_knn() {
     }
 
     // A query with no searchable residue and no HMM hit gets a clear abstention row.
-    std::fs::write(&input, ">only_x\nXXXXXXXXXXXXXXXX\n").unwrap();
-    let mut cmd = protfam();
-    cmd.arg("annotate")
-        .arg("--classifier")
-        .arg(&classifier)
-        .arg(&input)
-        .arg("-o")
-        .arg(&tsv_path)
-        .arg("--cache")
-        .arg(dir.path().join("cache"));
-    common::run_ok(&mut cmd, "annotate of an X-only query");
-    let tsv = std::fs::read_to_string(&tsv_path).unwrap();
-    let row: Vec<&str> = tsv.lines().nth(1).unwrap().split('\t').collect();
-    assert_eq!(row[col("annotation")], "no confident family", "{row:?}");
+    let only_x = annotate(">only_x\nXXXXXXXXXXXXXXXX\n", "annotate of an X-only query");
+    assert_eq!(only_x[1][col("annotation")], "no confident family", "{only_x:?}");
 
     // A damaged model (a weight dropped) is refused, naming the file, never used.
     let saved = classifier.join("learned.json");
