@@ -147,7 +147,7 @@ impl Sources {
             use rayon::prelude::*;
             (0..records.len())
                 .into_par_iter()
-                .map(|q| self.knn.family_evidence(hits, q, params))
+                .map(|q| self.knn.family_evidence(hits, q, params, true))
                 .collect()
         };
         let hmm_hits = match &self.hmm {

@@ -233,8 +233,8 @@ pub struct Aligned {
     /// Local alignment score divided by `query_rows * (1 - shift)`.
     pub score: f32,
     /// The same alignment on the signal-enhanced matrix ([`enhance_signal`]) under
-    /// [`ENHANCED_VARIANTS`], each divided by `query_rows`.
-    pub enhanced: [f32; 2],
+    /// [`ENHANCED_VARIANTS`], each divided by `query_rows` (`None` unless asked for).
+    pub enhanced: Option<[f32; 2]>,
 }
 
 /// Match shift and gap costs (in z units) of the alignments on the
@@ -292,13 +292,16 @@ pub fn enhance_signal(sim: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 }
 
 /// Aligns the query's unit residue rows (`query`, `query_rows x dim`) to each
-/// candidate's unit rows (`target_rows(seq)`, row-major, `dim` wide).
+/// candidate's unit rows (`target_rows(seq)`, row-major, `dim` wide); with
+/// `enhanced`, also on the signal-enhanced matrix (three times the work, so only
+/// the learned classifiers that weigh it ask).
 pub fn align_candidates(
     query: &[f32],
     dim: usize,
     candidates: &[u32],
     target_rows: impl Fn(u32) -> Vec<f32>,
     params: &AlignParams,
+    enhanced: bool,
 ) -> Vec<Aligned> {
     let query_rows = query.len() / dim.max(1);
     let norm = query_rows as f32 * (1.0 - params.shift);
@@ -310,9 +313,11 @@ pub fn align_candidates(
             let mut sim = vec![0f32; query_rows * cols];
             crate::gemm::matmul_abt(query_rows, cols, dim, query, &target, &mut sim);
             let raw = local_alignment_score(&sim, query_rows, cols, params);
-            let enhanced_sim = enhance_signal(&sim, query_rows, cols);
-            let enhanced = ENHANCED_VARIANTS
-                .map(|p| local_alignment_score(&enhanced_sim, query_rows, cols, &p) / query_rows.max(1) as f32);
+            let enhanced = enhanced.then(|| {
+                let enhanced_sim = enhance_signal(&sim, query_rows, cols);
+                ENHANCED_VARIANTS
+                    .map(|p| local_alignment_score(&enhanced_sim, query_rows, cols, &p) / query_rows.max(1) as f32)
+            });
             Aligned {
                 sequence,
                 score: if norm > 0.0 { raw / norm } else { 0.0 },
@@ -453,13 +458,13 @@ mod tests {
     #[test]
     fn empty_sides_score_zero() {
         assert_eq!(local_alignment_score(&[], 0, 5, &params(0.3, 1.0, 0.1)), 0.0);
-        let aligned = align_candidates(&[], 4, &[0], |_| vec![1.0, 0.0, 0.0, 0.0], &params(0.3, 1.0, 0.1));
+        let aligned = align_candidates(&[], 4, &[0], |_| vec![1.0, 0.0, 0.0, 0.0], &params(0.3, 1.0, 0.1), true);
         assert_eq!(
             aligned,
             vec![Aligned {
                 sequence: 0,
                 score: 0.0,
-                enhanced: [0.0; 2],
+                enhanced: Some([0.0; 2]),
             }]
         );
     }

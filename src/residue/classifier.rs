@@ -284,7 +284,8 @@ pub struct FamilyEvidence {
     /// How many of its sequences were among the aligned candidates.
     pub aligned_members: usize,
     /// Best alignment of its sequences on the signal-enhanced matrix, per
-    /// [`super::align::ENHANCED_VARIANTS`] (0 when none was aligned).
+    /// [`super::align::ENHANCED_VARIANTS`] (0 when none was aligned or when
+    /// [`ResidueKnn::family_evidence`] was not asked for them).
     pub enhanced_alignment: [f32; 2],
     /// `(vote + weight x alignment) / (1 + weight)`: the fixed-weight score.
     pub combined: f32,
@@ -672,7 +673,7 @@ impl ResidueKnn {
     /// Family scores of one query's hits: each family's vote, plus (when the
     /// alignment stage is on) `weight` x its best alignment score, over `1 + weight`.
     pub fn family_scores(&self, hits: &QueryHits, query: usize, params: &ScoreParams) -> FamilyScores {
-        let (votes, evidence) = self.family_evidence(hits, query, params);
+        let (votes, evidence) = self.family_evidence(hits, query, params, false);
         if evidence.is_empty() {
             return votes;
         }
@@ -700,12 +701,14 @@ impl ResidueKnn {
 
     /// Every voted family's evidence for one query, best combined score first
     /// (empty when the alignment stage is off or nothing was voted: then the
-    /// returned votes are the whole answer). The votes come back too.
+    /// returned votes are the whole answer). The votes come back too. With
+    /// `enhanced`, the signal-enhanced alignments are computed as well.
     pub fn family_evidence(
         &self,
         hits: &QueryHits,
         query: usize,
         params: &ScoreParams,
+        enhanced: bool,
     ) -> (FamilyScores, Vec<FamilyEvidence>) {
         let (a, b) = hits.ranges[query];
         let rows = self.hit_rows(hits, query);
@@ -733,6 +736,7 @@ impl ResidueKnn {
             &candidates,
             |seq| self.sequence_rows(seq),
             &params.align,
+            enhanced,
         );
         // Per family: its aligned sequences' scores, best first.
         let mut aligned_class: std::collections::HashMap<usize, Vec<(f32, u32)>> = std::collections::HashMap::new();
@@ -744,7 +748,7 @@ impl ResidueKnn {
                     .or_default()
                     .push((a.score, a.sequence));
                 let e = enhanced_class.entry(class as usize).or_insert([0.0; 2]);
-                for (best, v) in e.iter_mut().zip(a.enhanced) {
+                for (best, v) in e.iter_mut().zip(a.enhanced.unwrap_or_default()) {
                     *best = best.max(v);
                 }
             }
