@@ -272,6 +272,31 @@ pub fn bins_seen(rows: &[ReportRow]) -> Vec<String> {
     bins
 }
 
+/// The lowest confidence cut whose answers (`(confidence, right)`) at or above it
+/// reach `precision`; only cuts between distinct confidences. `None` when no cut does.
+pub fn precision_cut(answers: &[(f64, bool)], precision: f64) -> Option<f64> {
+    let mut sorted: Vec<(f64, bool)> = answers.to_vec();
+    sorted.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut correct = 0usize;
+    let mut cut = None;
+    for (i, &(confidence, right)) in sorted.iter().enumerate() {
+        correct += usize::from(right);
+        let last_of_tie = sorted.get(i + 1).is_none_or(|n| n.0 < confidence);
+        if last_of_tie && correct as f64 >= precision * (i + 1) as f64 {
+            cut = Some(confidence);
+        }
+    }
+    cut
+}
+
+/// Coverage (share of all queries answered) and precision of the answers at or above `cut`.
+pub fn coverage_at(answers: &[(f64, bool)], cut: f64) -> (f64, f64) {
+    let kept: Vec<bool> = answers.iter().filter(|a| a.0 >= cut).map(|a| a.1).collect();
+    let coverage = kept.len() as f64 / answers.len().max(1) as f64;
+    let precision = kept.iter().filter(|&&r| r).count() as f64 / kept.len().max(1) as f64;
+    (coverage, precision)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,5 +312,15 @@ mod tests {
         assert!((m.precision - (2.0 * 1.0 + 0.5) / 4.0).abs() < 1e-12);
         assert!((m.recall - (2.0 * 0.5 + 1.0) / 4.0).abs() < 1e-12);
         assert!((m.f1 - (3.0 * 2.0 / 3.0) / 4.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn precision_cut_and_coverage() {
+        let answers = [(0.9, true), (0.8, true), (0.7, false), (0.6, true), (0.5, false)];
+        assert_eq!(precision_cut(&answers, 1.0), Some(0.8));
+        assert_eq!(precision_cut(&answers, 0.75), Some(0.6));
+        assert_eq!(precision_cut(&[(0.5, false)], 0.9), None);
+        let (coverage, precision) = coverage_at(&answers, 0.6);
+        assert!((coverage - 0.8).abs() < 1e-12 && (precision - 0.75).abs() < 1e-12);
     }
 }

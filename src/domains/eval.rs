@@ -173,16 +173,8 @@ pub fn label_calls(proteins: &[ProteinDomains], truth: &Truth) -> Vec<LabelledCa
 /// The lowest score cut at which the calls scoring at least the cut reach
 /// `min_precision` (only cuts between distinct scores). `None` when no cut does.
 pub fn cut_for_precision(labelled: &[LabelledCall], min_precision: f64) -> Option<f64> {
-    let mut correct = 0usize;
-    let mut best = None;
-    for (i, c) in labelled.iter().enumerate() {
-        correct += c.truth.is_some() as usize;
-        let next_differs = labelled.get(i + 1).is_none_or(|n| n.score < c.score);
-        if next_differs && correct as f64 >= min_precision * (i + 1) as f64 {
-            best = Some(c.score);
-        }
-    }
-    best
+    let answers: Vec<(f64, bool)> = labelled.iter().map(|c| (c.score, c.truth.is_some())).collect();
+    crate::metrics::precision_cut(&answers, min_precision)
 }
 
 /// Non-decreasing fit of P(correct | score): `(lowest score of the block, probability)`

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::{cross_fit, cut_for_precision, Candidate, FeatureSet, FusedPrediction, FusionError, FusionModel};
+use super::{cross_fit, Candidate, FeatureSet, FusedPrediction, FusionError, FusionModel};
 use super::{HmmEvidence, QueryEvidence, ResidueEvidence, CANDIDATES_PER_SOURCE};
 use crate::baseline::hmm::HmmerTools;
 use crate::baseline::{self, BaselineError, BaselineOptions, TestSet};
@@ -24,7 +24,7 @@ use crate::dataset::{DatasetError, Split};
 use crate::embedder::Embedder;
 use crate::io::vocab::LabelVocab;
 use crate::io::Record;
-use crate::metrics::{ReportRow, SizeBinError};
+use crate::metrics::{coverage_at, precision_cut, ReportRow, SizeBinError};
 use crate::residue::classifier::QueryHits;
 use crate::residue::eval::search_part_cached;
 use crate::residue::{ResidueError, ResidueKnn, ResidueKnnParams};
@@ -378,7 +378,7 @@ pub fn run(split: &Split, embedder: &dyn Embedder, opts: &FusionOptions) -> Resu
         let cuts: Vec<(f64, Option<f64>)> = opts
             .precisions
             .iter()
-            .map(|&target| (target, cut_for_precision(&tune_answers, target)))
+            .map(|&target| (target, precision_cut(&tune_answers, target)))
             .collect();
         for (p, a) in parts.iter().zip(answers) {
             let truth: Vec<String> = p.queries.iter().map(|q| q.truth.clone().unwrap_or_default()).collect();
@@ -396,7 +396,7 @@ pub fn run(split: &Split, embedder: &dyn Embedder, opts: &FusionOptions) -> Resu
             let coverage = cuts
                 .iter()
                 .map(|&(target, cut)| {
-                    let (coverage, precision) = cut.map_or((0.0, 0.0), |c| super::coverage_at(&scored, c));
+                    let (coverage, precision) = cut.map_or((0.0, 0.0), |c| coverage_at(&scored, c));
                     CoverageAt {
                         target_precision: target,
                         cut,

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::run::{FusionOptions, FusionRunError, Sources};
-use super::{cross_fit, cut_for_precision, FeatureSet, FusionModel};
+use super::{cross_fit, FeatureSet, FusionModel};
 use crate::annotate::{Calibration, Statistic};
 use crate::baseline::hmm::HmmerTools;
 use crate::baseline::BaselineOptions;
@@ -21,6 +21,7 @@ use crate::classify::Prediction;
 use crate::dataset::Split;
 use crate::embedder::Embedder;
 use crate::io::Record;
+use crate::metrics::{coverage_at, precision_cut};
 use crate::residue::{ResidueError, ResidueKnn};
 
 /// File of the saved form in a classifier directory.
@@ -100,8 +101,8 @@ impl LearnedClassifier {
 
     /// The abstention calibration for `min_precision`, from the out-of-fold tune answers.
     pub fn calibration(&self, min_precision: f64) -> Calibration {
-        let cut = cut_for_precision(&self.tune_answers, min_precision);
-        let (coverage, precision) = cut.map_or((0.0, 0.0), |c| super::coverage_at(&self.tune_answers, c));
+        let cut = precision_cut(&self.tune_answers, min_precision);
+        let (coverage, precision) = cut.map_or((0.0, 0.0), |c| coverage_at(&self.tune_answers, c));
         let right = self.tune_answers.iter().filter(|a| a.1).count();
         let accepted = cut.map_or(0, |c| self.tune_answers.iter().filter(|a| a.0 >= c).count());
         Calibration {
