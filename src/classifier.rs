@@ -143,7 +143,11 @@ impl std::str::FromStr for ClassifierName {
 pub enum ClassifierPlan {
     Vector(ClassifierParams),
     Residue(ResidueKnnParams),
-    Learned(FeatureSet),
+    /// A learned classifier and the `residue-knn` whose evidence it combines.
+    Learned {
+        set: FeatureSet,
+        residue: ResidueKnnParams,
+    },
 }
 
 impl ClassifierPlan {
@@ -152,7 +156,7 @@ impl ClassifierPlan {
         match self {
             ClassifierPlan::Vector(p) => p.label(),
             ClassifierPlan::Residue(p) => p.label(),
-            ClassifierPlan::Learned(set) => set.name().to_string(),
+            ClassifierPlan::Learned { set, .. } => set.name().to_string(),
         }
     }
 }
@@ -161,7 +165,8 @@ impl ClassifierPlan {
 pub enum TrainedClassifier {
     Vector(SavedClassifier),
     Residue(ResidueKnn),
-    Learned(LearnedClassifier),
+    /// Boxed: it holds a residue classifier plus its fitted model, far larger than the others.
+    Learned(Box<LearnedClassifier>),
 }
 
 /// Where a classifier trains and what it may reuse.
@@ -201,12 +206,13 @@ impl TrainedClassifier {
                 knn.source = source;
                 Ok(TrainedClassifier::Residue(knn))
             }
-            ClassifierPlan::Learned(set) => {
+            ClassifierPlan::Learned { set, residue } => {
                 let mut opts = FusionOptions::new(ctx.residue_store, BaselineOptions::new(ctx.baseline_work_dir));
                 opts.tune_split = ctx.tune_split.to_string();
-                Ok(TrainedClassifier::Learned(LearnedClassifier::fit(
+                opts.residue = residue.clone();
+                Ok(TrainedClassifier::Learned(Box::new(LearnedClassifier::fit(
                     *set, ctx.split, embedder, &opts,
-                )?))
+                )?)))
             }
         }
     }
@@ -214,10 +220,7 @@ impl TrainedClassifier {
     /// Loads the classifier saved in `dir`, whichever family it is.
     pub fn load(dir: &Path, device: &Device) -> Result<Self, ClassifierError> {
         if LearnedClassifier::is_saved_in(dir) {
-            Ok(TrainedClassifier::Learned(LearnedClassifier::load(
-                dir,
-                &BaselineOptions::default_work(),
-            )?))
+            Ok(TrainedClassifier::Learned(Box::new(LearnedClassifier::load(dir)?)))
         } else if ResidueKnn::is_saved_in(dir) {
             Ok(TrainedClassifier::Residue(ResidueKnn::load(dir)?))
         } else if dir.join(VECTOR_META_FILE).is_file() {
@@ -342,7 +345,7 @@ impl TrainedClassifier {
                     .collect())
             }
             TrainedClassifier::Learned(l) => {
-                let predictions = l.predict(embedder, records, &BaselineOptions::default_work())?;
+                let predictions = l.predict(embedder, records)?;
                 Ok(predictions
                     .into_iter()
                     .map(|p| Outcome {
@@ -463,7 +466,7 @@ pub fn split_of_source(source: &str) -> Option<(PathBuf, String)> {
 pub fn describe(dir: &Path) -> Result<String, ClassifierError> {
     let mut s = String::new();
     if LearnedClassifier::is_saved_in(dir) {
-        let learned = LearnedClassifier::load(dir, &BaselineOptions::default_work())?;
+        let learned = LearnedClassifier::load(dir)?;
         s.push_str(&learned.describe());
         describe_calibration(&mut s, dir, &learned.knn().store.manifest.plan.data_digest)?;
         return Ok(s);
@@ -496,10 +499,7 @@ pub fn describe(dir: &Path) -> Result<String, ClassifierError> {
 pub fn describe_json(dir: &Path) -> Result<String, ClassifierError> {
     if LearnedClassifier::is_saved_in(dir) {
         let path = dir.join(crate::fusion::saved::SAVED_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|e| ResidueError::Store {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
+        let text = std::fs::read_to_string(&path).map_err(ResidueError::io(&path))?;
         Ok(text)
     } else if ResidueKnn::is_saved_in(dir) {
         let saved = crate::residue::classifier::SavedResidueKnn::read(dir)?;

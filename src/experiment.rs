@@ -207,10 +207,11 @@ impl Plan {
         match classifier {
             ClassifierPlan::Vector(p) => self.classifiers.push(p),
             ClassifierPlan::Residue(p) => self.residue_classifiers.push(p),
-            ClassifierPlan::Learned(set) => {
+            ClassifierPlan::Learned { set, residue } => {
                 if !self.learned.contains(&set) {
                     self.learned.push(set)
                 }
+                self.learned_residue = residue;
             }
         }
     }

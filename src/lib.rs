@@ -33,3 +33,6 @@ pub mod shard;
 pub mod simd;
 pub mod suggest;
 pub mod vectors;
+
+/// A cause from a library below (safetensors, JSON, Candle), kept whole as an error's `source`.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

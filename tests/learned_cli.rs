@@ -82,24 +82,29 @@ fn learned_classifiers_fit_on_tune_and_report_beside_hmm_and_residue_knn() {
             .arg("--work-dir")
             .arg(dir.path().join("baselines"))
             .arg("--cache")
-            .arg(dir.path().join("cache"));
+            .arg(dir.path().join("cache"))
+            // Not the default: evaluate and train must both pass it to the residue-knn they combine.
+            .args(["--align-candidates", "30"]);
     };
-    let mut cmd = protfam();
-    cmd.args([
-        "evaluate",
-        "--models",
-        "near",
-        "--residue-models",
-        "near",
-        "--classifiers",
-        "residue-knn-tuned,hybrid",
-        "--split",
-        "clustered_split",
-    ])
-    .arg("--report-dir")
-    .arg(&reports);
-    with_paths(&mut cmd);
-    let (stdout, _) = common::run_ok(&mut cmd, "evaluate");
+    let evaluate = |classifiers: &str| {
+        let mut cmd = protfam();
+        cmd.args([
+            "evaluate",
+            "--models",
+            "near",
+            "--residue-models",
+            "near",
+            "--classifiers",
+            classifiers,
+            "--split",
+            "clustered_split",
+        ])
+        .arg("--report-dir")
+        .arg(&reports);
+        with_paths(&mut cmd);
+        cmd
+    };
+    let (stdout, _) = common::run_ok(&mut evaluate("residue-knn-tuned,hybrid"), "evaluate");
     for label in ["| near | residue-knn-tuned |", "| near+hmm | hybrid |"] {
         assert!(stdout.contains(label), "{label} row in the table:\n{stdout}");
     }
@@ -163,6 +168,13 @@ fn learned_classifiers_fit_on_tune_and_report_beside_hmm_and_residue_knn() {
     with_paths(&mut cmd);
     let (_, stderr) = common::run_ok(&mut cmd, "train");
     assert!(stderr.contains("abstention calibration:"), "{stderr}");
+    let residue_knn: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(classifier.join("residue").join("residue-knn.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        residue_knn["params"]["score"]["align"]["candidates"], 30,
+        "{residue_knn}"
+    );
     let (info, _) = common::run_ok(protfam().arg("info").arg(&classifier), "info");
     for needle in [
         "classifier: hybrid",
@@ -230,20 +242,7 @@ fn learned_classifiers_fit_on_tune_and_report_beside_hmm_and_residue_knn() {
 
     // Without a tuning split the learned classifiers refuse with a clear message.
     std::fs::remove_dir_all(data.join("tune_split")).unwrap();
-    let mut cmd = protfam();
-    cmd.args([
-        "evaluate",
-        "--models",
-        "near",
-        "--residue-models",
-        "near",
-        "--classifiers",
-        "hybrid",
-    ])
-    .arg("--report-dir")
-    .arg(&reports);
-    with_paths(&mut cmd);
-    let out = cmd.output().unwrap();
+    let out = evaluate("hybrid").output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("tune_split"), "{stderr}");
 }

@@ -100,11 +100,34 @@ fn near_residue_knn_on_a_bundled_subset() {
     // without the alignment stage.
     let saved = store_root.path().join("hits.safetensors");
     hits.save(&saved, "store-and-queries").unwrap();
-    assert!(QueryHits::load(&saved, "another-key").unwrap().is_none());
-    assert!(QueryHits::load(&store_root.path().join("missing"), "k")
+    let (n_queries, store_rows) = (test.len(), knn.store.n_rows());
+    assert!(QueryHits::load(&saved, "another-key", n_queries, store_rows)
         .unwrap()
         .is_none());
-    let loaded = QueryHits::load(&saved, "store-and-queries").unwrap().unwrap();
+    assert!(
+        QueryHits::load(&store_root.path().join("missing"), "k", n_queries, store_rows)
+            .unwrap()
+            .is_none()
+    );
+    // Hits for other queries, or for a smaller store, are refused rather than scored.
+    let wrong_count = QueryHits::load(&saved, "store-and-queries", n_queries + 1, store_rows).unwrap_err();
+    assert!(wrong_count.to_string().contains("query ranges"), "{wrong_count}");
+    let small_store = QueryHits::load(&saved, "store-and-queries", n_queries, 1).unwrap_err();
+    assert!(small_store.to_string().contains("outside the store"), "{small_store}");
+    // One flipped byte in the data section fails a checksum, naming the file.
+    let mut bytes = std::fs::read(&saved).unwrap();
+    let last = bytes.len() - 3;
+    bytes[last] ^= 0x40;
+    let damaged = store_root.path().join("damaged.safetensors");
+    std::fs::write(&damaged, &bytes).unwrap();
+    let err = QueryHits::load(&damaged, "store-and-queries", n_queries, store_rows).unwrap_err();
+    assert!(
+        err.to_string().contains("damaged.safetensors") && err.to_string().contains("checksum"),
+        "{err}"
+    );
+    let loaded = QueryHits::load(&saved, "store-and-queries", n_queries, store_rows)
+        .unwrap()
+        .unwrap();
     assert_eq!(loaded.table, hits.table);
     assert_eq!(
         (loaded.ranges.clone(), loaded.positions.clone()),
@@ -123,6 +146,25 @@ fn near_residue_knn_on_a_bundled_subset() {
         assert!((0.0..=1.0).contains(&a.score));
     }
     assert!(correct(&from_search) * 2 >= test.len());
+
+    // evaluate's hits cache: the second search is read back, and a damaged cache file is
+    // searched again (same hits), never scored.
+    let first = protfam::residue::eval::search_part_cached(&knn, embedder.as_ref(), &test).unwrap();
+    let cached: Vec<PathBuf> = std::fs::read_dir(store_root.path().join("queries"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    let again = protfam::residue::eval::search_part_cached(&knn, embedder.as_ref(), &test).unwrap();
+    assert_eq!(again.hits.table, first.hits.table);
+    let mut bytes = std::fs::read(&cached[0]).unwrap();
+    let last = bytes.len() - 5;
+    bytes[last] ^= 0x01;
+    std::fs::write(&cached[0], &bytes).unwrap();
+    let researched = protfam::residue::eval::search_part_cached(&knn, embedder.as_ref(), &test).unwrap();
+    assert_eq!(researched.hits.table, first.hits.table);
+    assert_eq!(researched.hits.data, first.hits.data);
 
     // The tuned default on a store with the same stride is the same store, reopened.
     let tuned = ResidueKnnParams::default();

@@ -153,11 +153,6 @@ impl BaselineOptions {
         }
     }
 
-    /// Options with the default work directory of `make` and the CLI (`data/baselines`).
-    pub fn default_work() -> Self {
-        BaselineOptions::new("data/baselines")
-    }
-
     /// The number of parallel workers actually used.
     pub fn thread_count(&self) -> usize {
         if self.threads > 0 {

@@ -288,13 +288,6 @@ pub fn training_digest(set: &VectorSet) -> String {
     hex::encode(h.finalize())
 }
 
-fn io_err(path: &Path, e: impl std::fmt::Display) -> ClassifyError {
-    ClassifyError::Io {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    }
-}
-
 impl SavedClassifier {
     /// Trains a classifier and wraps it with its metadata.
     pub fn train(
@@ -362,7 +355,7 @@ impl SavedClassifier {
 
     /// Writes the classifier directory (files are written under temporary names and renamed).
     pub fn save(&self, dir: &Path) -> Result<(), ClassifyError> {
-        std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+        std::fs::create_dir_all(dir).map_err(ClassifyError::io(dir))?;
         let mut tensors: HashMap<String, Tensor> = HashMap::new();
         let cpu = Device::Cpu;
         let put_mlp = |prefix: &str, m: &Mlp, tensors: &mut HashMap<String, Tensor>| -> Result<(), ClassifyError> {
@@ -416,13 +409,13 @@ impl SavedClassifier {
         self.vocab.save(&labels_path)?;
         let mut metadata = std::collections::BTreeMap::new();
         metadata.insert("format".to_string(), WEIGHTS_FORMAT.to_string());
-        let labels_bytes = std::fs::read(&labels_path).map_err(|e| io_err(&labels_path, e))?;
+        let labels_bytes = std::fs::read(&labels_path).map_err(ClassifyError::io(&labels_path))?;
         metadata.insert(format!("{FILE_CHECKSUM_PREFIX}labels.json"), sha256_hex(&labels_bytes));
         let ids_path = dir.join("train_ids.txt");
         if !self.train_ids.is_empty() {
             let mut text = self.train_ids.join("\n");
             text.push('\n');
-            crate::atomic::write_bytes_atomic(&ids_path, text.as_bytes()).map_err(|e| io_err(&ids_path, e))?;
+            crate::atomic::write_bytes_atomic(&ids_path, text.as_bytes()).map_err(ClassifyError::io(&ids_path))?;
             metadata.insert(
                 format!("{FILE_CHECKSUM_PREFIX}train_ids.txt"),
                 sha256_hex(text.as_bytes()),
@@ -437,37 +430,43 @@ impl SavedClassifier {
             data.push(match t.dtype() {
                 DType::F32 => TensorData::f32(name, shape, &t.flatten_all()?.to_vec1::<f32>()?),
                 DType::U32 => TensorData::u32(name, shape, &t.flatten_all()?.to_vec1::<u32>()?),
-                other => return Err(io_err(dir, format!("tensor {name}: unexpected dtype {other:?}"))),
+                other => {
+                    return Err(ClassifyError::invalid(
+                        dir,
+                        format!("tensor {name}: unexpected dtype {other:?}"),
+                    ))
+                }
             });
         }
         // Every tensor is 4-byte wide, so the name order keeps them aligned.
         let weights = dir.join("weights.safetensors");
-        write_shard(&weights, &data, &metadata).map_err(|e| io_err(&weights, e.message))?;
+        write_shard(&weights, &data, &metadata).map_err(ClassifyError::Shard)?;
         self.save_meta(dir)
     }
 
     /// Rewrites only `classifier.json` (e.g. after adding a calibration).
     pub fn save_meta(&self, dir: &Path) -> Result<(), ClassifyError> {
-        let json = serde_json::to_string_pretty(&self.meta).map_err(|e| io_err(dir, e))?;
+        let json = serde_json::to_string_pretty(&self.meta)
+            .map_err(ClassifyError::unreadable(dir, "serialising the classifier metadata"))?;
         let path = dir.join("classifier.json");
-        crate::atomic::write_bytes_atomic(&path, json.as_bytes()).map_err(|e| io_err(&path, e))
+        crate::atomic::write_bytes_atomic(&path, json.as_bytes()).map_err(ClassifyError::io(&path))
     }
 
     /// Reads only `classifier.json`.
     pub fn load_meta(dir: &Path) -> Result<ClassifierMeta, ClassifyError> {
         let path = dir.join("classifier.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| io_err(&path, e))?;
+        let text = std::fs::read_to_string(&path).map_err(ClassifyError::io(&path))?;
         let meta: ClassifierMeta =
-            serde_json::from_str(&text).map_err(|e| io_err(&path, format!("invalid JSON: {e}")))?;
+            serde_json::from_str(&text).map_err(ClassifyError::unreadable(&path, "invalid JSON"))?;
         if meta.format_version == 1 {
-            return Err(io_err(
+            return Err(ClassifyError::invalid(
                 &path,
                 "format version 1, written by a protfam without weight checksums; \
                  retrain it with `protfam train` (this protfam reads version 2)",
             ));
         }
         if meta.format_version != FORMAT_VERSION {
-            return Err(io_err(
+            return Err(ClassifyError::invalid(
                 &path,
                 format!(
                     "format version {} (this protfam reads {FORMAT_VERSION})",
@@ -476,7 +475,7 @@ impl SavedClassifier {
             ));
         }
         if meta.params.kind() != meta.classifier {
-            return Err(io_err(
+            return Err(ClassifyError::invalid(
                 &path,
                 format!("classifier {} does not match its parameters", meta.classifier),
             ));
@@ -501,7 +500,7 @@ impl SavedClassifier {
         let labels_path = dir.join("labels.json");
         let vocab = LabelVocab::load(&labels_path)?;
         if vocab.len() != meta.training.n_classes {
-            return Err(io_err(
+            return Err(ClassifyError::invalid(
                 &labels_path,
                 format!(
                     "{} families, classifier.json says {}",
@@ -511,10 +510,11 @@ impl SavedClassifier {
             ));
         }
         let weights_path = dir.join("weights.safetensors");
-        let tensors =
-            candle_core::safetensors::load(&weights_path, &Device::Cpu).map_err(|e| io_err(&weights_path, e))?;
+        let tensors = candle_core::safetensors::load(&weights_path, &Device::Cpu)
+            .map_err(ClassifyError::unreadable(&weights_path, "weights"))?;
         let get = |name: &str| tensor(&tensors, &weights_path, name);
-        let wrong = |name: &str, e: candle_core::Error| io_err(&weights_path, format!("tensor {name}: {e}"));
+        let wrong =
+            |name: &str, e: candle_core::Error| ClassifyError::unreadable(&weights_path, format!("tensor {name}"))(e);
         let (n, dim, n_classes) = (meta.training.n, meta.training.dim, meta.training.n_classes);
         let load_mlp = |prefix: &str, p: &MlpParams, log: Option<&MemberLog>| -> Result<Mlp, ClassifyError> {
             let mut layers = Vec::new();
@@ -526,7 +526,7 @@ impl SavedClassifier {
                 let w = get(&wn)?;
                 let b = get(&bn)?;
                 if w.dims() != [out, fan_in] || b.dims() != [out] {
-                    return Err(io_err(
+                    return Err(ClassifyError::invalid(
                         &weights_path,
                         format!("{wn} is {:?}, expected [{out}, {fan_in}]", w.dims()),
                     ));
@@ -542,7 +542,12 @@ impl SavedClassifier {
                     mean: m.to_vec1()?,
                     scale: s.to_vec1()?,
                 }),
-                _ if p.standardize => return Err(io_err(&weights_path, format!("missing tensor {prefix}scaler.mean"))),
+                _ if p.standardize => {
+                    return Err(ClassifyError::invalid(
+                        &weights_path,
+                        format!("missing tensor {prefix}scaler.mean"),
+                    ))
+                }
                 _ => None,
             };
             Ok(Mlp {
@@ -569,7 +574,9 @@ impl SavedClassifier {
                 for (row, &m) in member.iter().enumerate() {
                     parts
                         .get_mut(m as usize)
-                        .ok_or_else(|| io_err(&weights_path, format!("ensemble.member {m} >= {}", p.members)))?
+                        .ok_or_else(|| {
+                            ClassifyError::invalid(&weights_path, format!("ensemble.member {m} >= {}", p.members))
+                        })?
                         .push(row);
                 }
                 Model::KnnEnsemble(KnnEnsemble::from_parts(
@@ -600,10 +607,13 @@ impl SavedClassifier {
         };
         let ids_path = dir.join("train_ids.txt");
         let train_ids = if meta.classifier.is_neighbour_method() {
-            let text = std::fs::read_to_string(&ids_path).map_err(|e| io_err(&ids_path, e))?;
+            let text = std::fs::read_to_string(&ids_path).map_err(ClassifyError::io(&ids_path))?;
             let ids: Vec<String> = text.lines().map(str::to_string).collect();
             if ids.len() != n {
-                return Err(io_err(&ids_path, format!("{} ids, expected {n}", ids.len())));
+                return Err(ClassifyError::invalid(
+                    &ids_path,
+                    format!("{} ids, expected {n}", ids.len()),
+                ));
             }
             ids
         } else {
@@ -630,7 +640,7 @@ impl SavedClassifier {
 fn tensor<'a>(tensors: &'a HashMap<String, Tensor>, path: &Path, name: &str) -> Result<&'a Tensor, ClassifyError> {
     tensors
         .get(name)
-        .ok_or_else(|| io_err(path, format!("missing tensor {name}")))
+        .ok_or_else(|| ClassifyError::invalid(path, format!("missing tensor {name}")))
 }
 
 /// The kNN training vectors and labels of a weights file, shape-checked.
@@ -640,10 +650,10 @@ fn knn_data(
     n: usize,
     dim: usize,
 ) -> Result<(Vec<f32>, Vec<u32>), ClassifyError> {
-    let wrong = |name: &str, e: candle_core::Error| io_err(path, format!("tensor {name}: {e}"));
+    let wrong = |name: &str, e: candle_core::Error| ClassifyError::unreadable(path, format!("tensor {name}"))(e);
     let v = tensor(tensors, path, "train.vectors")?;
     if v.dims() != [n, dim] || v.dtype() != DType::F32 {
-        return Err(io_err(
+        return Err(ClassifyError::invalid(
             path,
             format!(
                 "train.vectors is {:?} {:?}, expected F32 [{n}, {dim}]",
@@ -660,7 +670,7 @@ fn knn_data(
         .to_vec1::<u32>()
         .map_err(|e| wrong("train.labels", e))?;
     if labels.len() != n {
-        return Err(io_err(
+        return Err(ClassifyError::invalid(
             path,
             format!("train.labels has {} rows, expected {n}", labels.len()),
         ));
@@ -673,16 +683,19 @@ fn knn_data(
 fn verify_weights(dir: &Path, neighbour_method: bool) -> Result<(), ClassifyError> {
     let weights = dir.join("weights.safetensors");
     if !weights.is_file() {
-        return Err(io_err(&weights, "missing (the classifier directory is incomplete)"));
+        return Err(ClassifyError::invalid(
+            &weights,
+            "missing (the classifier directory is incomplete)",
+        ));
     }
-    let file = ShardFile::open(&weights).map_err(|e| io_err(&weights, e.message))?;
+    let file = ShardFile::open(&weights).map_err(ClassifyError::Shard)?;
     if file.metadata().get("format").map(String::as_str) != Some(WEIGHTS_FORMAT) {
-        return Err(io_err(
+        return Err(ClassifyError::invalid(
             &weights,
             "no checksums (not written by this protfam's `train`): retrain the classifier",
         ));
     }
-    file.verify().map_err(|e| io_err(&weights, e.message))?;
+    file.verify().map_err(ClassifyError::Shard)?;
     let mut companions = vec!["labels.json"];
     if neighbour_method {
         companions.push("train_ids.txt");
@@ -692,11 +705,11 @@ fn verify_weights(dir: &Path, neighbour_method: bool) -> Result<(), ClassifyErro
         let expected = file
             .metadata()
             .get(&format!("{FILE_CHECKSUM_PREFIX}{name}"))
-            .ok_or_else(|| io_err(&weights, format!("no checksum of {name}")))?;
-        let bytes = std::fs::read(&path).map_err(|e| io_err(&path, e))?;
+            .ok_or_else(|| ClassifyError::invalid(&weights, format!("no checksum of {name}")))?;
+        let bytes = std::fs::read(&path).map_err(ClassifyError::io(&path))?;
         let actual = sha256_hex(&bytes);
         if &actual != expected {
-            return Err(io_err(
+            return Err(ClassifyError::invalid(
                 &path,
                 format!("checksum mismatch: stored {expected} in weights.safetensors, computed {actual} (file damaged or edited)"),
             ));

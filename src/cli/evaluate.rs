@@ -79,7 +79,6 @@ impl ExperimentArgs {
         plan.residue_models = self.residue.models(&self.models).to_vec();
         plan.residue_store = self.residue.residue_store.clone();
         plan.tune_split = self.tune_split.clone();
-        plan.learned_residue = self.residue.params()?;
         plan.baselines = protfam::baseline::parse_kinds(&self.baselines.join(","))?;
         plan.baseline_options = protfam::baseline::BaselineOptions::new(&self.work_dir);
         plan.source = split.part_label("train");

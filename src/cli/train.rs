@@ -131,7 +131,10 @@ pub fn classifier_plan(
     Ok(match name {
         ClassifierName::Vector(kind) => ClassifierPlan::Vector(params.params(kind, device)?),
         ClassifierName::Residue(variant) => ClassifierPlan::Residue(residue.params_for(variant)?),
-        ClassifierName::Learned(set) => ClassifierPlan::Learned(set),
+        ClassifierName::Learned(set) => ClassifierPlan::Learned {
+            set,
+            residue: residue.params()?,
+        },
     })
 }
 
@@ -189,7 +192,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         baseline_work_dir: &args.work_dir,
         tune_split: &args.tune_split,
         // The residue store shows its own progress; an idle second reporter would only log 0/0.
-        progress: if matches!(plan, ClassifierPlan::Residue(_) | ClassifierPlan::Learned(_)) {
+        progress: if matches!(plan, ClassifierPlan::Residue(_) | ClassifierPlan::Learned { .. }) {
             protfam::progress::hidden()
         } else {
             protfam::progress::bar(0, "sequences")

@@ -91,7 +91,14 @@ pub struct PartEvidence {
     pub hmm: Vec<Answer>,
     /// Training domains per family accession (of this part's training set).
     pub train_sizes: BTreeMap<String, usize>,
-    pub seconds: f64,
+    /// Fitting the sources this part was gathered with (residue store, HMM
+    /// database), shared by the parts of one [`gather`].
+    pub sources_seconds: f64,
+    /// Embedding and searching the part's residues when the search ran (a cached
+    /// search keeps the time it first took).
+    pub search_seconds: f64,
+    /// Scoring, aligning and HMM searches after the residue search.
+    pub evidence_seconds: f64,
 }
 
 /// The two sources of evidence, trained on one training part: its
@@ -250,16 +257,18 @@ pub fn gather(
     embedder: &dyn Embedder,
     opts: &FusionOptions,
 ) -> Result<Vec<PartEvidence>, FusionRunError> {
+    let started = Instant::now();
     let sources = Sources::fit(split, embedder, opts)?;
+    let sources_seconds = started.elapsed().as_secs_f64();
     let mut out = Vec::new();
     for &(part, label) in parts {
-        let started = Instant::now();
         let records: Vec<Record> = split.records(part)?.as_ref().clone();
         tracing::info!(
             "{label}: evidence of residue-knn and the HMM for {} queries",
             records.len()
         );
         let searched = search_part_cached(&sources.knn, embedder, &records)?;
+        let started = Instant::now();
         let (queries, answers) = sources.evidence(&records, &searched.hits, &opts.baseline)?;
         out.push(PartEvidence {
             part: label.to_string(),
@@ -267,10 +276,47 @@ pub fn gather(
             residue: answers.residue,
             hmm: answers.hmm,
             train_sizes: sources.train_sizes.clone(),
-            seconds: started.elapsed().as_secs_f64(),
+            sources_seconds,
+            search_seconds: searched.embed_seconds + searched.search_seconds,
+            evidence_seconds: started.elapsed().as_secs_f64(),
         });
     }
     Ok(out)
+}
+
+/// The tuning split named in `opts`, under `split`'s root; a clear error when it is not there.
+pub fn open_tune_split(split: &Split, opts: &FusionOptions) -> Result<Split, FusionRunError> {
+    let tune_dir = split.root().join(&opts.tune_split);
+    if !tune_dir.is_dir() {
+        return Err(FusionRunError::NoTuneSplit(tune_dir));
+    }
+    Ok(Split::open(split.root(), &opts.tune_split)?)
+}
+
+/// A learned model fit on the tune part's evidence, with the out-of-fold
+/// predictions of that part (what the abstention cuts are fit on).
+pub struct TuneFit {
+    pub model: FusionModel,
+    pub out_of_fold: Vec<FusedPrediction>,
+    pub seconds: f64,
+}
+
+/// Fits `set` on `tune` and cross-fits it for out-of-fold answers.
+pub fn fit_on_tune(set: FeatureSet, tune: &PartEvidence, opts: &FusionOptions) -> Result<TuneFit, FusionRunError> {
+    let started = Instant::now();
+    let model = FusionModel::fit(set, &tune.queries, opts.l2)?;
+    let out_of_fold = cross_fit(set, &tune.queries, opts.l2, opts.folds)?;
+    let seconds = started.elapsed().as_secs_f64();
+    tracing::info!(
+        "{}: fit on {} tune queries in {seconds:.1} s",
+        set.name(),
+        model.fit_queries
+    );
+    Ok(TuneFit {
+        model,
+        out_of_fold,
+        seconds,
+    })
 }
 
 /// Coverage at one target precision, with the cut fit on tune.
@@ -316,16 +362,18 @@ pub struct FusionReport {
 
 /// Fits both learned classifiers on the tune split and measures every method on tune, dev and test.
 pub fn run(split: &Split, embedder: &dyn Embedder, opts: &FusionOptions) -> Result<FusionReport, FusionRunError> {
-    let tune_dir = split.root().join(&opts.tune_split);
-    if !tune_dir.is_dir() {
-        return Err(FusionRunError::NoTuneSplit(tune_dir));
-    }
-    let tune_split = Split::open(split.root(), &opts.tune_split)?;
-    let started = Instant::now();
+    let tune_split = open_tune_split(split, opts)?;
     let mut parts = gather(&tune_split, &[("test", "tune")], embedder, opts)?;
     parts.extend(gather(split, &[("dev", "dev"), ("test", "test")], embedder, opts)?);
-    let gather_seconds = started.elapsed().as_secs_f64();
-    let tune = &parts[0];
+    let (tune, test) = (&parts[0], &parts[2]);
+    // Seconds of a row: a learned classifier trains on the tune evidence (its sources,
+    // search and scoring), its own fit and the sources it annotates with; it predicts
+    // with the test part's search and evidence. The sources' rows train on nothing here.
+    let predict_seconds = test.search_seconds + test.evidence_seconds;
+    let learned_train_seconds = |fit_seconds: f64| {
+        tune.sources_seconds + tune.search_seconds + tune.evidence_seconds + fit_seconds + test.sources_seconds
+    };
+    let mut row_seconds: BTreeMap<String, (f64, f64)> = BTreeMap::new();
 
     let mut results = Vec::new();
     let mut models = Vec::new();
@@ -338,17 +386,17 @@ pub fn run(split: &Split, embedder: &dyn Embedder, opts: &FusionOptions) -> Resu
         ),
     ];
     for set in [FeatureSet::Residue, FeatureSet::Hybrid] {
-        let fit_started = Instant::now();
-        let model = FusionModel::fit(set, &tune.queries, opts.l2)?;
-        let oof = cross_fit(set, &tune.queries, opts.l2, opts.folds)?;
-        tracing::info!(
-            "{}: fit on {} tune queries in {:.1} s",
-            set.name(),
-            model.fit_queries,
-            fit_started.elapsed().as_secs_f64()
+        let TuneFit {
+            model,
+            out_of_fold,
+            seconds,
+        } = fit_on_tune(set, tune, opts)?;
+        row_seconds.insert(
+            set.name().to_string(),
+            (learned_train_seconds(seconds), predict_seconds),
         );
         let as_answers = |p: Vec<FusedPrediction>| p.into_iter().map(|p| (p.family, p.confidence)).collect();
-        let mut answers = vec![as_answers(oof)];
+        let mut answers = vec![as_answers(out_of_fold)];
         for p in &parts[1..] {
             answers.push(as_answers(p.queries.iter().map(|q| model.predict(q)).collect()));
         }
@@ -383,14 +431,15 @@ pub fn run(split: &Split, embedder: &dyn Embedder, opts: &FusionOptions) -> Resu
         for (p, a) in parts.iter().zip(answers) {
             let truth: Vec<String> = p.queries.iter().map(|q| q.truth.clone().unwrap_or_default()).collect();
             let predicted: Vec<Option<String>> = a.iter().map(|(f, _)| f.clone()).collect();
+            let (train_seconds, predict_seconds) = row_seconds.get(method).copied().unwrap_or((0.0, predict_seconds));
             let row = ReportRow::scored(
                 &method_embedding(method, &embedder.spec().name),
                 method,
                 &truth,
                 &predicted,
                 &p.train_sizes,
-                0.0,
-                gather_seconds,
+                train_seconds,
+                predict_seconds,
             );
             let scored = correct(p, a);
             let coverage = cuts

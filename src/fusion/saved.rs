@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::run::{FusionOptions, FusionRunError, Sources};
-use super::{cross_fit, FeatureSet, FusionModel};
+use super::run::{FusionOptions, FusionRunError, Sources, TuneFit};
+use super::{FeatureSet, FusionModel};
 use crate::annotate::{Calibration, Statistic};
 use crate::baseline::hmm::HmmerTools;
 use crate::baseline::BaselineOptions;
@@ -35,6 +35,12 @@ struct SavedLearned {
     model: FusionModel,
     /// The HMM database directory (hybrid only).
     hmm_database: Option<PathBuf>,
+    /// How its HMM searches run: `hmmsearch --max`, and the HMMER programs'
+    /// directory when they were not on `PATH` at training.
+    #[serde(default)]
+    hmm_max: bool,
+    #[serde(default)]
+    hmm_tool_dir: Option<PathBuf>,
     /// The tune part the model was fit on.
     tune_source: String,
     tune_answers: Vec<(f64, bool)>,
@@ -47,13 +53,8 @@ pub struct LearnedClassifier {
     pub tune_source: String,
     /// Out-of-fold tune answers (confidence, right?), for the abstention cut.
     pub tune_answers: Vec<(f64, bool)>,
-}
-
-fn store_error(path: &Path, message: impl std::fmt::Display) -> ResidueError {
-    ResidueError::Store {
-        path: path.display().to_string(),
-        message: message.to_string(),
-    }
+    /// The options its HMM searches run with (the ones it was fit with).
+    pub hmm_search: BaselineOptions,
 }
 
 impl LearnedClassifier {
@@ -65,18 +66,13 @@ impl LearnedClassifier {
         embedder: &dyn Embedder,
         opts: &FusionOptions,
     ) -> Result<LearnedClassifier, FusionRunError> {
-        let tune_dir = split.root().join(&opts.tune_split);
-        if !tune_dir.is_dir() {
-            return Err(FusionRunError::NoTuneSplit(tune_dir));
-        }
-        let tune_split = Split::open(split.root(), &opts.tune_split)?;
+        let tune_split = super::run::open_tune_split(split, opts)?;
         let tune = super::run::gather(&tune_split, &[("test", "tune")], embedder, opts)?.remove(0);
-        let model = FusionModel::fit(set, &tune.queries, opts.l2)?;
-        let oof = cross_fit(set, &tune.queries, opts.l2, opts.folds)?;
+        let TuneFit { model, out_of_fold, .. } = super::run::fit_on_tune(set, &tune, opts)?;
         let tune_answers = tune
             .queries
             .iter()
-            .zip(&oof)
+            .zip(&out_of_fold)
             .map(|(q, p)| (p.confidence, p.family.is_some() && p.family == q.truth))
             .collect();
         let mut sources = Sources::fit(split, embedder, opts)?;
@@ -88,6 +84,7 @@ impl LearnedClassifier {
             sources,
             tune_source: tune_split.part_label("test"),
             tune_answers,
+            hmm_search: opts.baseline.clone(),
         })
     }
 
@@ -101,10 +98,17 @@ impl LearnedClassifier {
 
     /// The abstention calibration for `min_precision`, from the out-of-fold tune answers.
     pub fn calibration(&self, min_precision: f64) -> Calibration {
-        let cut = precision_cut(&self.tune_answers, min_precision);
-        let (coverage, precision) = cut.map_or((0.0, 0.0), |c| coverage_at(&self.tune_answers, c));
-        let right = self.tune_answers.iter().filter(|a| a.1).count();
-        let accepted = cut.map_or(0, |c| self.tune_answers.iter().filter(|a| a.0 >= c).count());
+        // Predictions carry their probability as f32, so the cut is fit on the same
+        // rounding: an answer exactly at the cut must not fall below it in `annotate`.
+        let answers: Vec<(f64, bool)> = self
+            .tune_answers
+            .iter()
+            .map(|&(confidence, right)| (confidence as f32 as f64, right))
+            .collect();
+        let cut = precision_cut(&answers, min_precision);
+        let (coverage, precision) = cut.map_or((0.0, 0.0), |c| coverage_at(&answers, c));
+        let right = answers.iter().filter(|a| a.1).count();
+        let accepted = cut.map_or(0, |c| answers.iter().filter(|a| a.0 >= c).count());
         Calibration {
             candidates: vec![crate::annotate::Candidate {
                 statistic: Statistic::Score,
@@ -118,8 +122,8 @@ impl LearnedClassifier {
             target_precision: min_precision,
             dev_precision: cut.map(|_| precision),
             dev_coverage: coverage,
-            dev_n: self.tune_answers.len(),
-            dev_accuracy: right as f64 / self.tune_answers.len().max(1) as f64,
+            dev_n: answers.len(),
+            dev_accuracy: right as f64 / answers.len().max(1) as f64,
             source: format!("{} (out of fold)", self.tune_source),
             training_digest: self.knn().store.manifest.plan.data_digest.clone(),
         }
@@ -131,10 +135,9 @@ impl LearnedClassifier {
         &self,
         embedder: &dyn Embedder,
         records: &[Record],
-        baseline: &BaselineOptions,
     ) -> Result<Vec<Option<Prediction>>, FusionRunError> {
         let hits = self.knn().search_records(embedder, records)?;
-        let (queries, _) = self.sources.evidence(records, &hits, baseline)?;
+        let (queries, _) = self.sources.evidence(records, &hits, &self.hmm_search)?;
         let vocab = &self.knn().vocab;
         Ok(queries
             .iter()
@@ -151,30 +154,32 @@ impl LearnedClassifier {
     }
 
     pub fn save(&self, dir: &Path) -> Result<(), ResidueError> {
-        std::fs::create_dir_all(dir).map_err(|e| store_error(dir, e))?;
+        std::fs::create_dir_all(dir).map_err(ResidueError::io(dir))?;
         self.knn().save(&dir.join(RESIDUE_DIR))?;
         let hmm_database = match &self.sources.hmm {
-            Some((d, _)) => Some(std::fs::canonicalize(d).map_err(|e| store_error(d, e))?),
+            Some((d, _)) => Some(std::fs::canonicalize(d).map_err(ResidueError::io(d))?),
             None => None,
         };
         let saved = SavedLearned {
             classifier: self.name().to_string(),
             model: self.model.clone(),
             hmm_database,
+            hmm_max: self.hmm_search.hmm_max,
+            hmm_tool_dir: self.hmm_search.tool_dir.clone(),
             tune_source: self.tune_source.clone(),
             tune_answers: self.tune_answers.clone(),
         };
         let path = dir.join(SAVED_FILE);
         let json = serde_json::to_vec_pretty(&saved).expect("saved form serialises");
-        crate::atomic::write_bytes_atomic(&path, &json).map_err(|e| store_error(&path, e))
+        crate::atomic::write_bytes_atomic(&path, &json).map_err(ResidueError::io(&path))
     }
 
     /// Loads a saved learned classifier; its residue store and HMM database must still exist.
-    pub fn load(dir: &Path, baseline: &BaselineOptions) -> Result<LearnedClassifier, FusionRunError> {
+    pub fn load(dir: &Path) -> Result<LearnedClassifier, FusionRunError> {
         let path = dir.join(SAVED_FILE);
-        let bytes = std::fs::read(&path).map_err(|e| store_error(&path, e))?;
+        let bytes = std::fs::read(&path).map_err(ResidueError::io(&path))?;
         let saved: SavedLearned = serde_json::from_slice(&bytes)
-            .map_err(|e| store_error(&path, format!("not a saved learned classifier: {e}")))?;
+            .map_err(ResidueError::unreadable(&path, "not a saved learned classifier"))?;
         let model = &saved.model;
         let d = model.feature_names.len();
         if saved.classifier != model.set.name()
@@ -190,24 +195,34 @@ impl LearnedClassifier {
                 .all(|v| v.is_finite())
             || model.scale.iter().any(|&s| s <= 0.0)
         {
-            return Err(store_error(&path, "damaged model: its features, weights and scales do not match").into());
+            return Err(
+                ResidueError::invalid(&path, "damaged model: its features, weights and scales do not match").into(),
+            );
         }
         let knn = ResidueKnn::load(&dir.join(RESIDUE_DIR))?;
         let hmm = match (&saved.hmm_database, model.set) {
             (Some(db), FeatureSet::Hybrid) => {
                 if !db.join(crate::baseline::hmm::DATABASE).is_file() {
-                    return Err(store_error(&path, format!("its HMM database {} is gone", db.display())).into());
+                    return Err(
+                        ResidueError::invalid(&path, format!("its HMM database {} is gone", db.display())).into(),
+                    );
                 }
-                Some((db.clone(), HmmerTools::find(baseline.tool_dir.as_deref())?))
+                Some((db.clone(), HmmerTools::find(saved.hmm_tool_dir.as_deref())?))
             }
-            (None, FeatureSet::Hybrid) => return Err(store_error(&path, "a hybrid without its HMM database").into()),
+            (None, FeatureSet::Hybrid) => {
+                return Err(ResidueError::invalid(&path, "a hybrid without its HMM database").into())
+            }
             _ => None,
         };
+        let mut hmm_search = BaselineOptions::new(saved.hmm_database.as_ref().and_then(|d| d.parent()).unwrap_or(dir));
+        hmm_search.hmm_max = saved.hmm_max;
+        hmm_search.tool_dir = saved.hmm_tool_dir;
         Ok(LearnedClassifier {
             model: saved.model,
             sources: Sources::of(knn, hmm),
             tune_source: saved.tune_source,
             tune_answers: saved.tune_answers,
+            hmm_search,
         })
     }
 
@@ -231,7 +246,12 @@ impl LearnedClassifier {
             knn.store.n_rows()
         );
         if let Some((db, _)) = &self.sources.hmm {
-            let _ = writeln!(s, "HMM database: {}", db.display());
+            let max = if self.hmm_search.hmm_max {
+                ", hmmsearch --max"
+            } else {
+                ""
+            };
+            let _ = writeln!(s, "HMM database: {}{max}", db.display());
         }
         let _ = writeln!(s, "families: {}", knn.vocab.len());
         for (name, w) in self.model.feature_names.iter().zip(&self.model.weights) {

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use super::align::{align_candidates, candidate_sequences};
 use super::score::{score_query, FamilyScores, ScoreParams, Targets};
@@ -440,7 +441,8 @@ impl QueryHits {
 
     /// Writes the searched hits to `path` (safetensors, atomically) under `key`, which names
     /// everything they depend on (store, query records, strides, `k`), so that tuning can
-    /// score new settings without searching again.
+    /// score new settings without searching again. Every tensor's SHA-256 goes into the
+    /// metadata, as in the store's shards.
     pub fn save(&self, path: &Path, key: &str) -> Result<(), ResidueError> {
         use safetensors::tensor::TensorView;
         use safetensors::Dtype;
@@ -457,81 +459,103 @@ impl QueryHits {
         );
         let n_rows = self.positions.len();
         let k = self.table.k;
-        let tensors: Vec<(&str, Result<TensorView<'_>, _>)> = vec![
-            (
-                "ranges",
-                TensorView::new(Dtype::U32, vec![self.ranges.len(), 2], &ranges_b),
-            ),
-            ("positions", TensorView::new(Dtype::U32, vec![n_rows], &positions_b)),
-            ("data", TensorView::new(Dtype::F32, vec![n_rows, self.dim], &data_b)),
-            ("hit_rows", TensorView::new(Dtype::U32, vec![n_rows, k], &rows_b)),
-            (
-                "hit_similarities",
-                TensorView::new(Dtype::F32, vec![n_rows, k], &sims_b),
-            ),
+        let tensors = [
+            ("ranges", Dtype::U32, vec![self.ranges.len(), 2], &ranges_b),
+            ("positions", Dtype::U32, vec![n_rows], &positions_b),
+            ("data", Dtype::F32, vec![n_rows, self.dim], &data_b),
+            ("hit_rows", Dtype::U32, vec![n_rows, k], &rows_b),
+            ("hit_similarities", Dtype::F32, vec![n_rows, k], &sims_b),
         ];
-        let err = |e: &dyn std::fmt::Display| ResidueError::Store {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        };
-        let tensors: Vec<(&str, TensorView<'_>)> = tensors
-            .into_iter()
-            .map(|(name, view)| view.map(|v| (name, v)).map_err(|e| err(&e)))
-            .collect::<Result<_, _>>()?;
-        let metadata = [("key".to_string(), key.to_string())].into_iter().collect();
-        let bytes = safetensors::serialize(tensors, Some(metadata)).map_err(|e| err(&e))?;
-        crate::atomic::write_atomic(path, |w| std::io::Write::write_all(w, &bytes)).map_err(|e| err(&e))
+        let mut metadata: std::collections::HashMap<String, String> =
+            [("key".to_string(), key.to_string())].into_iter().collect();
+        let mut views = Vec::with_capacity(tensors.len());
+        for (name, dtype, shape, bytes) in tensors {
+            metadata.insert(format!("sha256.{name}"), hex::encode(Sha256::digest(bytes)));
+            let view = TensorView::new(dtype, shape, bytes)
+                .map_err(ResidueError::unreadable(path, format!("tensor {name}")))?;
+            views.push((name, view));
+        }
+        let bytes = safetensors::serialize(views, Some(metadata))
+            .map_err(ResidueError::unreadable(path, "serialising hits"))?;
+        crate::atomic::write_atomic(path, |w| std::io::Write::write_all(w, &bytes)).map_err(ResidueError::io(path))
     }
 
-    /// Reads hits saved by [`QueryHits::save`]; `None` when the file is missing or was saved
-    /// under another key (stale), an error when it is unreadable.
-    pub fn load(path: &Path, key: &str) -> Result<Option<QueryHits>, ResidueError> {
+    /// Reads hits saved by [`QueryHits::save`] for `n_queries` queries searched
+    /// against a store of `store_rows` rows: `None` when the file is missing or was
+    /// saved under another key (stale); an error when it is unreadable, fails its
+    /// checksums or does not fit those counts, so that a damaged file can neither
+    /// panic scoring nor answer wrongly.
+    pub fn load(
+        path: &Path,
+        key: &str,
+        n_queries: usize,
+        store_rows: usize,
+    ) -> Result<Option<QueryHits>, ResidueError> {
         use safetensors::SafeTensors;
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => {
-                return Err(ResidueError::Store {
-                    path: path.display().to_string(),
-                    message: e.to_string(),
-                })
-            }
+            Err(e) => return Err(ResidueError::io(path)(e)),
         };
-        let err = |m: String| ResidueError::Store {
-            path: path.display().to_string(),
-            message: m,
-        };
-        let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| err(format!("not a hits file: {e}")))?;
-        if meta.metadata().as_ref().and_then(|m| m.get("key")).map(String::as_str) != Some(key) {
+        let (_, meta) =
+            SafeTensors::read_metadata(&bytes).map_err(ResidueError::unreadable(path, "not a hits file"))?;
+        let info = meta.metadata().clone().unwrap_or_default();
+        if info.get("key").map(String::as_str) != Some(key) {
             return Ok(None);
         }
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| err(format!("not a hits file: {e}")))?;
-        let get = |name: &str| st.tensor(name).map_err(|e| err(format!("tensor {name}: {e}")));
+        let st = SafeTensors::deserialize(&bytes).map_err(ResidueError::unreadable(path, "not a hits file"))?;
+        let get = |name: &str| {
+            let view = st
+                .tensor(name)
+                .map_err(ResidueError::unreadable(path, format!("tensor {name}")))?;
+            let expected = info.get(&format!("sha256.{name}"));
+            if expected.map(String::as_str) != Some(hex::encode(Sha256::digest(view.data())).as_str()) {
+                return Err(ResidueError::invalid(
+                    path,
+                    format!("tensor {name} fails its checksum (damaged hits file; it is searched again)"),
+                ));
+            }
+            Ok(view)
+        };
+        let bad = |what: &str| Err(ResidueError::invalid(path, format!("{what} (damaged hits file)")));
         let ranges_t = super::store::read_u32(&get("ranges")?);
+        let positions = super::store::read_u32(&get("positions")?);
         let data_view = get("data")?;
-        let dim = data_view.shape().get(1).copied().unwrap_or(0);
-        let k = get("hit_rows")?.shape().get(1).copied().unwrap_or(0);
-        let rows = super::store::read_u32(&get("hit_rows")?);
+        let rows_view = get("hit_rows")?;
+        let (n_rows, dim, k) = match (data_view.shape(), rows_view.shape()) {
+            ([n, d], [n2, k]) if *n == positions.len() && n2 == n => (*n, *d, *k),
+            _ => return bad("tensor shapes disagree"),
+        };
+        let data = super::store::read_f32(&data_view);
+        let rows = super::store::read_u32(&rows_view);
         let sims = super::store::read_f32(&get("hit_similarities")?);
-        if rows.len() != sims.len() {
-            return Err(err("hit rows and similarities differ in length".into()));
+        let ranges: Vec<(usize, usize)> = ranges_t
+            .chunks_exact(2)
+            .map(|c| (c[0] as usize, c[1] as usize))
+            .collect();
+        if ranges.len() != n_queries || ranges_t.len() != 2 * n_queries {
+            return bad(&format!("{} query ranges for {n_queries} queries", ranges.len()));
+        }
+        if ranges.iter().any(|&(a, b)| a > b || b > n_rows) || data.len() != n_rows * dim || sims.len() != rows.len() {
+            return bad("query ranges or tensor sizes out of bounds");
+        }
+        let hits: Vec<super::search::Hit> = rows
+            .into_iter()
+            .zip(sims)
+            .map(|(row, similarity)| super::search::Hit { row, similarity })
+            .collect();
+        if hits
+            .iter()
+            .any(|h| !h.is_empty() && (h.row as usize >= store_rows || !h.similarity.is_finite()))
+        {
+            return bad(&format!("a hit outside the store's {store_rows} rows"));
         }
         Ok(Some(QueryHits {
-            ranges: ranges_t
-                .chunks_exact(2)
-                .map(|c| (c[0] as usize, c[1] as usize))
-                .collect(),
-            positions: super::store::read_u32(&get("positions")?),
+            ranges,
+            positions,
             dim,
-            data: super::store::read_f32(&data_view),
-            table: HitTable {
-                k,
-                hits: rows
-                    .into_iter()
-                    .zip(sims)
-                    .map(|(row, similarity)| super::search::Hit { row, similarity })
-                    .collect(),
-            },
+            data,
+            table: HitTable { k, hits },
         }))
     }
 }
@@ -556,12 +580,8 @@ impl SavedResidueKnn {
     /// Reads `residue-knn.json` from a classifier directory.
     pub fn read(dir: &Path) -> Result<SavedResidueKnn, ResidueError> {
         let path = dir.join(SAVED_FILE);
-        let err = |e: &dyn std::fmt::Display| ResidueError::Store {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        };
-        let text = std::fs::read_to_string(&path).map_err(|e| err(&e))?;
-        serde_json::from_str(&text).map_err(|e| err(&e))
+        let text = std::fs::read_to_string(&path).map_err(ResidueError::io(&path))?;
+        serde_json::from_str(&text).map_err(ResidueError::unreadable(&path, "invalid JSON"))
     }
 }
 
@@ -843,12 +863,8 @@ impl ResidueKnn {
 
     /// Saves the classifier's settings, label vocabulary and a reference to its store into `dir`.
     pub fn save(&self, dir: &Path) -> Result<(), ResidueError> {
-        let err = |p: &Path, e: &dyn std::fmt::Display| ResidueError::Store {
-            path: p.display().to_string(),
-            message: e.to_string(),
-        };
-        std::fs::create_dir_all(dir).map_err(|e| err(dir, &e))?;
-        let store_dir = std::fs::canonicalize(&self.store.dir).map_err(|e| err(&self.store.dir, &e))?;
+        std::fs::create_dir_all(dir).map_err(ResidueError::io(dir))?;
+        let store_dir = std::fs::canonicalize(&self.store.dir).map_err(ResidueError::io(&self.store.dir))?;
         let saved = SavedResidueKnn {
             classifier: NAME.into(),
             params: self.params.clone(),
@@ -863,41 +879,42 @@ impl ResidueKnn {
         };
         let json = serde_json::to_vec_pretty(&saved).expect("saved form serialises");
         let path = dir.join(SAVED_FILE);
-        crate::atomic::write_atomic(&path, |w| std::io::Write::write_all(w, &json)).map_err(|e| err(&path, &e))?;
+        crate::atomic::write_atomic(&path, |w| std::io::Write::write_all(w, &json)).map_err(ResidueError::io(&path))?;
         let labels = dir.join("labels.json");
-        self.vocab.save(&labels).map_err(|e| err(&labels, &e))
+        Ok(self.vocab.save(&labels)?)
     }
 
     /// Loads a saved classifier; its store must still exist (same key and data digest).
     pub fn load(dir: &Path) -> Result<ResidueKnn, ResidueError> {
         let path = dir.join(SAVED_FILE);
-        let err = |p: &Path, e: &dyn std::fmt::Display| ResidueError::Store {
-            path: p.display().to_string(),
-            message: e.to_string(),
-        };
         let saved = SavedResidueKnn::read(dir)?;
         if saved.classifier != NAME {
-            return Err(err(
+            return Err(ResidueError::invalid(
                 &path,
-                &format!("not a {NAME} classifier but {:?}", saved.classifier),
+                format!("not a {NAME} classifier but {:?}", saved.classifier),
             ));
         }
-        let store = ResidueStore::open(&saved.store_dir)
-            .map_err(|e| err(&path, &format!("the referenced residue store is unusable: {e}")))?;
+        let store = ResidueStore::open(&saved.store_dir).map_err(ResidueError::unreadable(
+            &path,
+            "the referenced residue store is unusable",
+        ))?;
         if store.manifest.plan.key() != saved.store_key || store.manifest.plan.data_digest != saved.store_data_digest {
-            return Err(err(
+            return Err(ResidueError::invalid(
                 &path,
-                &format!(
+                format!(
                     "store {} is not the one this classifier was trained on",
                     saved.store_dir.display()
                 ),
             ));
         }
         if *store.spec() != saved.embedder {
-            return Err(err(&path, &"store embedder differs from the saved embedder"));
+            return Err(ResidueError::invalid(
+                &path,
+                "store embedder differs from the saved embedder",
+            ));
         }
         let labels = dir.join("labels.json");
-        let vocab = LabelVocab::load(&labels).map_err(|e| err(&labels, &e))?;
+        let vocab = LabelVocab::load(&labels)?;
         let mut knn = ResidueKnn::from_store(saved.params, store, vocab)?;
         knn.source = saved.source;
         Ok(knn)

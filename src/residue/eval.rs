@@ -224,8 +224,8 @@ pub fn search_part_cached(
     let dir = knn.store.dir.parent().unwrap_or(Path::new(".")).join("queries");
     let path = dir.join(format!("{}.safetensors", &digest[..16]));
     let timings_path = path.with_extension("json");
-    match QueryHits::load(&path, &key) {
-        Ok(Some(hits)) if hits.ranges.len() == records.len() => {
+    match QueryHits::load(&path, &key, records.len(), knn.store.n_rows()) {
+        Ok(Some(hits)) => {
             let timings: SearchTimings = std::fs::read(&timings_path)
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok())
@@ -247,10 +247,7 @@ pub fn search_part_cached(
     }
     let searched = search_part(knn, embedder, records)?;
     let saved = std::fs::create_dir_all(&dir)
-        .map_err(|e| ResidueError::Store {
-            path: dir.display().to_string(),
-            message: e.to_string(),
-        })
+        .map_err(ResidueError::io(&dir))
         .and_then(|_| searched.hits.save(&path, &key))
         .and_then(|_| {
             let timings = SearchTimings {
@@ -258,10 +255,7 @@ pub fn search_part_cached(
                 search_seconds: searched.search_seconds,
             };
             crate::atomic::write_bytes_atomic(&timings_path, &serde_json::to_vec(&timings).expect("timings serialise"))
-                .map_err(|e| ResidueError::Store {
-                    path: timings_path.display().to_string(),
-                    message: e.to_string(),
-                })
+                .map_err(ResidueError::io(&timings_path))
         });
     // The search itself succeeded: a cache that cannot be written costs only a re-search.
     if let Err(e) = saved {

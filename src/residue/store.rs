@@ -202,13 +202,6 @@ enum BuildScope {
     Merge,
 }
 
-fn io_err(path: &Path, e: impl std::fmt::Display) -> ResidueError {
-    ResidueError::Store {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    }
-}
-
 fn shard_name(i: usize) -> String {
     format!("shard-{i:05}.safetensors")
 }
@@ -249,9 +242,9 @@ struct ShardContents {
 /// written before they existed; its manifest's whole-file checksum then guards it).
 fn verify_tensors(path: &Path, bytes: &[u8]) -> Result<bool, ResidueError> {
     let tensors =
-        SafeTensors::deserialize(bytes).map_err(|e| io_err(path, format!("not a valid safetensors shard: {e}")))?;
+        SafeTensors::deserialize(bytes).map_err(ResidueError::unreadable(path, "not a valid safetensors shard"))?;
     let (_, metadata) =
-        SafeTensors::read_metadata(bytes).map_err(|e| io_err(path, format!("not a valid safetensors shard: {e}")))?;
+        SafeTensors::read_metadata(bytes).map_err(ResidueError::unreadable(path, "not a valid safetensors shard"))?;
     let info = metadata.metadata().clone().unwrap_or_default();
     if !info.keys().any(|k| k.starts_with(CHECKSUM_PREFIX)) {
         return Ok(false);
@@ -260,10 +253,10 @@ fn verify_tensors(path: &Path, bytes: &[u8]) -> Result<bool, ResidueError> {
         let key = format!("{CHECKSUM_PREFIX}{name}");
         let expected = info
             .get(&key)
-            .ok_or_else(|| io_err(path, format!("no checksum ({key}) for tensor {name}")))?;
+            .ok_or_else(|| ResidueError::invalid(path, format!("no checksum ({key}) for tensor {name}")))?;
         let actual = sha256_hex(view.data());
         if &actual != expected {
-            return Err(io_err(
+            return Err(ResidueError::invalid(
                 path,
                 format!("checksum mismatch in tensor {name}: stored {expected}, computed {actual} (shard damaged; delete the store directory to rebuild it)"),
             ));
@@ -274,18 +267,18 @@ fn verify_tensors(path: &Path, bytes: &[u8]) -> Result<bool, ResidueError> {
 
 fn parse_shard(path: &Path, bytes: &[u8]) -> Result<ShardContents, ResidueError> {
     let tensors =
-        SafeTensors::deserialize(bytes).map_err(|e| io_err(path, format!("not a valid safetensors shard: {e}")))?;
+        SafeTensors::deserialize(bytes).map_err(ResidueError::unreadable(path, "not a valid safetensors shard"))?;
     let (header_len, metadata) =
-        SafeTensors::read_metadata(bytes).map_err(|e| io_err(path, format!("not a valid safetensors shard: {e}")))?;
+        SafeTensors::read_metadata(bytes).map_err(ResidueError::unreadable(path, "not a valid safetensors shard"))?;
     let info = metadata.metadata().clone().unwrap_or_default();
     let get = |name: &str| {
         tensors
             .tensor(name)
-            .map_err(|e| io_err(path, format!("tensor {name}: {e}")))
+            .map_err(ResidueError::unreadable(path, format!("tensor {name}")))
     };
     let residues = get("residues")?;
     if residues.dtype() != Dtype::F16 || residues.shape().len() != 2 {
-        return Err(io_err(path, "tensor residues must be F16 rows x dim"));
+        return Err(ResidueError::invalid(path, "tensor residues must be F16 rows x dim"));
     }
     let (n_rows, dim) = (residues.shape()[0], residues.shape()[1]);
     let positions = read_u32(&get("positions")?);
@@ -293,10 +286,10 @@ fn parse_shard(path: &Path, bytes: &[u8]) -> Result<ShardContents, ResidueError>
     let rows_per_sequence = read_u32(&get("rows_per_sequence")?);
     let lengths = read_u32(&get("lengths")?);
     let ids: Vec<String> = serde_json::from_str(info.get("ids").map(String::as_str).unwrap_or("null"))
-        .map_err(|e| io_err(path, format!("metadata ids: {e}")))?;
+        .map_err(ResidueError::unreadable(path, "metadata ids"))?;
     let families: Vec<Option<Family>> =
         serde_json::from_str(info.get("families").map(String::as_str).unwrap_or("null"))
-            .map_err(|e| io_err(path, format!("metadata families: {e}")))?;
+            .map_err(ResidueError::unreadable(path, "metadata families"))?;
     let total: usize = rows_per_sequence.iter().map(|&r| r as usize).sum();
     if positions.len() != n_rows
         || inv_norms.len() != n_rows
@@ -305,13 +298,16 @@ fn parse_shard(path: &Path, bytes: &[u8]) -> Result<ShardContents, ResidueError>
         || families.len() != ids.len()
         || lengths.len() != ids.len()
     {
-        return Err(io_err(path, "inconsistent tensor sizes (truncated or corrupt shard)"));
+        return Err(ResidueError::invalid(
+            path,
+            "inconsistent tensor sizes (truncated or corrupt shard)",
+        ));
     }
     // The residues' data offset: header, then the tensor's own offset in the data section.
     let data_start = 8 + header_len;
     let tensor_info = metadata
         .info("residues")
-        .ok_or_else(|| io_err(path, "tensor residues missing"))?;
+        .ok_or_else(|| ResidueError::invalid(path, "tensor residues missing"))?;
     let residues_offset = data_start + tensor_info.data_offsets.0;
     Ok(ShardContents {
         ids,
@@ -326,8 +322,9 @@ fn parse_shard(path: &Path, bytes: &[u8]) -> Result<ShardContents, ResidueError>
     })
 }
 
-/// Embeds `records` and serialises one shard.
+/// Embeds `records` and serialises one shard, to be written to `path`.
 fn embed_shard(
+    path: &Path,
     embedder: &dyn Embedder,
     records: &[Record],
     stride: usize,
@@ -416,16 +413,13 @@ fn embed_shard(
     for (name, view) in &tensors {
         metadata.insert(format!("{CHECKSUM_PREFIX}{name}"), sha256_hex(view.data()));
     }
-    safetensors::serialize(tensors, Some(metadata)).map_err(|e| ResidueError::Store {
-        path: "<shard>".into(),
-        message: format!("serialising shard: {e}"),
-    })
+    safetensors::serialize(tensors, Some(metadata)).map_err(ResidueError::unreadable(path, "serialising the shard"))
 }
 
 fn sha256_file(path: &Path) -> Result<String, ResidueError> {
-    let mut file = File::open(path).map_err(|e| io_err(path, e))?;
+    let mut file = File::open(path).map_err(ResidueError::io(path))?;
     let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher).map_err(|e| io_err(path, e))?;
+    std::io::copy(&mut file, &mut hasher).map_err(ResidueError::io(path))?;
     Ok(hex::encode(hasher.finalize()))
 }
 
@@ -513,11 +507,11 @@ impl ResidueStore {
             stats.shards_reused = store.manifest.shards.len();
             return Ok((Some(store), stats));
         }
-        std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
-        crate::atomic::remove_stale_temp_files(&dir).map_err(|e| io_err(&dir, e))?;
+        std::fs::create_dir_all(&dir).map_err(ResidueError::io(&dir))?;
+        crate::atomic::remove_stale_temp_files(&dir).map_err(ResidueError::io(&dir))?;
         let plan_path = dir.join("plan.json");
         if plan_path.exists() {
-            let text = std::fs::read_to_string(&plan_path).map_err(|e| io_err(&plan_path, e))?;
+            let text = std::fs::read_to_string(&plan_path).map_err(ResidueError::io(&plan_path))?;
             match serde_json::from_str::<StorePlan>(&text) {
                 // Keep the earlier shard size so finished shards stay valid.
                 Ok(old)
@@ -526,12 +520,15 @@ impl ResidueStore {
                     plan.shard_sequences = old.shard_sequences
                 }
                 _ if scope == BuildScope::Merge => {
-                    return Err(io_err(&plan_path, "unreadable or foreign plan: nothing to merge"))
+                    return Err(ResidueError::invalid(
+                        &plan_path,
+                        "unreadable or foreign plan: nothing to merge",
+                    ))
                 }
                 _ => tracing::warn!("{}: unreadable or foreign plan, starting over", plan_path.display()),
             }
         } else if scope == BuildScope::Merge {
-            return Err(io_err(
+            return Err(ResidueError::invalid(
                 &plan_path,
                 "missing: no `--shard K/N` task has started this store",
             ));
@@ -539,7 +536,8 @@ impl ResidueStore {
         if scope != BuildScope::Merge {
             // Tasks of an array write the same plan; each write is atomic.
             let plan_json = serde_json::to_vec_pretty(&plan).expect("plan serialises");
-            crate::atomic::write_atomic(&plan_path, |w| w.write_all(&plan_json)).map_err(|e| io_err(&plan_path, e))?;
+            crate::atomic::write_atomic(&plan_path, |w| w.write_all(&plan_json))
+                .map_err(ResidueError::io(&plan_path))?;
         }
 
         let batch_tokens = config
@@ -579,8 +577,8 @@ impl ResidueStore {
                 unusable.push(format!("{}: missing", path.display()));
                 continue;
             }
-            let bytes = embed_shard(embedder, chunk, plan.stride, batch_tokens, &progress)?;
-            crate::atomic::write_atomic(&path, |w| w.write_all(&bytes)).map_err(|e| io_err(&path, e))?;
+            let bytes = embed_shard(&path, embedder, chunk, plan.stride, batch_tokens, &progress)?;
+            crate::atomic::write_atomic(&path, |w| w.write_all(&bytes)).map_err(ResidueError::io(&path))?;
             let n_rows = parse_shard(&path, &bytes)?.n_rows;
             stats.shards_written += 1;
             stats.sequences_embedded += chunk.len();
@@ -594,7 +592,7 @@ impl ResidueStore {
         }
         progress.finish_and_clear();
         if !unusable.is_empty() {
-            return Err(io_err(
+            return Err(ResidueError::invalid(
                 &dir,
                 format!(
                     "{} of {} store shard(s) missing or damaged, nothing merged (re-run the `residue build --shard K/N` task with K = shard index mod N): {}",
@@ -615,16 +613,20 @@ impl ResidueStore {
         let manifest = Manifest { plan, n_rows, shards };
         let manifest_path = dir.join("manifest.json");
         let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
-        crate::atomic::write_atomic(&manifest_path, |w| w.write_all(&json)).map_err(|e| io_err(&manifest_path, e))?;
+        crate::atomic::write_atomic(&manifest_path, |w| w.write_all(&json))
+            .map_err(ResidueError::io(&manifest_path))?;
         stats.seconds = started.elapsed().as_secs_f64();
         Ok((Some(ResidueStore::open(&dir)?), stats))
     }
 
     /// Checks that an existing shard is intact and holds exactly `records`; returns its row count.
     fn check_shard(path: &Path, records: &[Record]) -> Result<usize, ResidueError> {
-        let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
+        let bytes = std::fs::read(path).map_err(ResidueError::io(path))?;
         if !verify_tensors(path, &bytes)? {
-            return Err(io_err(path, "shard without checksums (from an older protfam)"));
+            return Err(ResidueError::invalid(
+                path,
+                "shard without checksums (from an older protfam)",
+            ));
         }
         let contents = parse_shard(path, &bytes)?;
         let same = contents.ids.len() == records.len()
@@ -635,7 +637,7 @@ impl ResidueStore {
                 .zip(records)
                 .all(|(&l, r)| l as usize == r.sequence.len());
         if !same {
-            return Err(io_err(path, "shard holds other sequences than planned"));
+            return Err(ResidueError::invalid(path, "shard holds other sequences than planned"));
         }
         Ok(contents.n_rows)
     }
@@ -644,11 +646,11 @@ impl ResidueStore {
     pub fn open(dir: &Path) -> Result<ResidueStore, ResidueError> {
         let manifest_path = dir.join("manifest.json");
         let text = std::fs::read_to_string(&manifest_path)
-            .map_err(|e| io_err(&manifest_path, format!("not a complete residue store: {e}")))?;
+            .map_err(ResidueError::unreadable(&manifest_path, "not a complete residue store"))?;
         let manifest: Manifest =
-            serde_json::from_str(&text).map_err(|e| io_err(&manifest_path, format!("invalid manifest: {e}")))?;
+            serde_json::from_str(&text).map_err(ResidueError::unreadable(&manifest_path, "invalid manifest"))?;
         if manifest.plan.format != FORMAT {
-            return Err(io_err(
+            return Err(ResidueError::invalid(
                 &manifest_path,
                 format!("unknown store format {:?}", manifest.plan.format),
             ));
@@ -659,11 +661,11 @@ impl ResidueStore {
             use rayon::prelude::*;
             manifest.shards.par_iter().try_for_each(|info| {
                 let path = dir.join(&info.file);
-                let file = File::open(&path).map_err(|e| io_err(&path, e))?;
+                let file = File::open(&path).map_err(ResidueError::io(&path))?;
                 // SAFETY: shards are never modified in place (only replaced by rename).
-                let mmap = unsafe { Mmap::map(&file) }.map_err(|e| io_err(&path, e))?;
+                let mmap = unsafe { Mmap::map(&file) }.map_err(ResidueError::io(&path))?;
                 if !verify_tensors(&path, &mmap)? && sha256_hex(&mmap) != info.sha256 {
-                    return Err(io_err(
+                    return Err(ResidueError::invalid(
                         &path,
                         "checksum mismatch with manifest.json: the shard was modified or corrupted \
                          (delete the store directory to rebuild it)",
@@ -683,12 +685,12 @@ impl ResidueStore {
         };
         for info in &manifest.shards {
             let path = dir.join(&info.file);
-            let file = File::open(&path).map_err(|e| io_err(&path, e))?;
+            let file = File::open(&path).map_err(ResidueError::io(&path))?;
             // SAFETY: shards are never modified in place (only replaced by rename), so the mapping stays valid.
-            let mmap = unsafe { Mmap::map(&file) }.map_err(|e| io_err(&path, e))?;
+            let mmap = unsafe { Mmap::map(&file) }.map_err(ResidueError::io(&path))?;
             let contents = parse_shard(&path, &mmap)?;
             if contents.n_rows != info.n_rows || contents.ids.len() != info.n_sequences || contents.dim != dim {
-                return Err(io_err(&path, "shard does not match the manifest"));
+                return Err(ResidueError::invalid(&path, "shard does not match the manifest"));
             }
             let first_row = store.row_position.len();
             let mut row = first_row;
@@ -720,7 +722,10 @@ impl ResidueStore {
             });
         }
         if store.sequences.len() != manifest.plan.n_sequences || store.row_position.len() != manifest.n_rows {
-            return Err(io_err(&manifest_path, "shards do not add up to the manifest's counts"));
+            return Err(ResidueError::invalid(
+                &manifest_path,
+                "shards do not add up to the manifest's counts",
+            ));
         }
         Ok(store)
     }
@@ -730,7 +735,10 @@ impl ResidueStore {
         for info in &self.manifest.shards {
             let path = self.dir.join(&info.file);
             if sha256_file(&path)? != info.sha256 {
-                return Err(io_err(&path, "checksum mismatch: the shard was modified or corrupted"));
+                return Err(ResidueError::invalid(
+                    &path,
+                    "checksum mismatch: the shard was modified or corrupted",
+                ));
             }
         }
         Ok(())

@@ -246,7 +246,9 @@ pub fn run(cmd: ResidueCommand) -> anyhow::Result<ExitCode> {
                 protfam::residue::store::data_digest(&dev)
             );
             let cached = match &hits_cache {
-                Some(path) => protfam::residue::classifier::QueryHits::load(path, &hits_key)?,
+                Some(path) => {
+                    protfam::residue::classifier::QueryHits::load(path, &hits_key, dev.len(), model.store.n_rows())?
+                }
                 None => None,
             };
             let hits = match cached {
