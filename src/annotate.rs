@@ -49,16 +49,26 @@ pub const INVALID_RECORD: &str = "invalid record";
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnnotateError {
-    #[error("{path}: {message}")]
-    Io { path: String, message: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a calibration: {source}")]
+    NotCalibration {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("calibration: {0}")]
     Calibration(String),
 }
 
-fn io_err(path: &Path, e: impl std::fmt::Display) -> AnnotateError {
+fn io_err(path: &Path, source: std::io::Error) -> AnnotateError {
     AnnotateError::Io {
-        path: path.display().to_string(),
-        message: e.to_string(),
+        path: path.to_path_buf(),
+        source,
     }
 }
 
@@ -185,7 +195,7 @@ impl Calibration {
         let text = std::fs::read_to_string(&path).map_err(|e| io_err(&path, e))?;
         serde_json::from_str(&text)
             .map(Some)
-            .map_err(|e| io_err(&path, format!("not a calibration: {e}")))
+            .map_err(|source| AnnotateError::NotCalibration { path, source })
     }
 }
 

@@ -6,6 +6,7 @@
 //! predict, calibrate and describe it without asking which family it is: that
 //! question is answered here, and only here.
 
+use crate::file_error::FileError;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -49,6 +50,8 @@ pub enum ClassifierError {
     },
     #[error(transparent)]
     Learned(#[from] crate::fusion::run::FusionRunError),
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error(transparent)]
     Vector(#[from] ClassifyError),
     #[error(transparent)]
@@ -499,7 +502,7 @@ pub fn describe(dir: &Path) -> Result<String, ClassifierError> {
 pub fn describe_json(dir: &Path) -> Result<String, ClassifierError> {
     if LearnedClassifier::is_saved_in(dir) {
         let path = dir.join(crate::fusion::saved::SAVED_FILE);
-        let text = std::fs::read_to_string(&path).map_err(ResidueError::io(&path))?;
+        let text = std::fs::read_to_string(&path).map_err(FileError::io(&path))?;
         Ok(text)
     } else if ResidueKnn::is_saved_in(dir) {
         let saved = crate::residue::classifier::SavedResidueKnn::read(dir)?;

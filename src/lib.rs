@@ -16,6 +16,7 @@ pub mod dataset;
 pub mod domains;
 pub mod embedder;
 pub mod experiment;
+pub mod file_error;
 #[doc(hidden)]
 pub mod fusion;
 pub mod fuzzing;

@@ -275,16 +275,21 @@ pub enum BaselineError {
     },
     #[error("{path}:{line}: {message}")]
     Parse { path: String, line: usize, message: String },
-    #[error("{path}: {message}")]
-    Io { path: String, message: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Options(String),
 }
 
-fn io_error(path: &Path, e: impl fmt::Display) -> BaselineError {
+/// The adapter every baseline file operation maps its `io::Error` through.
+pub(crate) fn io_error(path: &Path, source: std::io::Error) -> BaselineError {
     BaselineError::Io {
-        path: path.display().to_string(),
-        message: e.to_string(),
+        path: path.to_path_buf(),
+        source,
     }
 }
 

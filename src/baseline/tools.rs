@@ -98,13 +98,9 @@ impl Tool {
                 .collect::<Vec<_>>()
                 .join(" ")
         );
-        let io_err = |path: &Path, e: std::io::Error| BaselineError::Io {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        };
-        let stderr = File::create(log).map_err(|e| io_err(log, e))?;
+        let stderr = File::create(log).map_err(|e| super::io_error(log, e))?;
         let stdout = match stdout_to {
-            Some(path) => Stdio::from(File::create(path).map_err(|e| io_err(path, e))?),
+            Some(path) => Stdio::from(File::create(path).map_err(|e| super::io_error(path, e))?),
             None => Stdio::null(),
         };
         let mut child = Command::new(&self.path)

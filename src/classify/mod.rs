@@ -1,8 +1,6 @@
 //! Classifiers over per-protein vectors, behind linfa-style [`Fit`] / [`Predict`]
 //! traits: hyper-parameters are checked before fitting and every RNG is seeded.
 
-use std::path::{Path, PathBuf};
-
 use crate::io::vocab::LabelVocab;
 use crate::vectors::VectorSet;
 
@@ -52,58 +50,15 @@ pub enum ClassifyError {
     Data(String),
     #[error("{0}")]
     Candle(#[from] candle_core::Error),
-    /// A classifier file cannot be read or written.
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    /// A classifier file is there but does not hold what it must.
-    #[error("{}: {message}", path.display())]
-    Invalid { path: PathBuf, message: String },
-    /// A classifier file that a library below could not parse.
-    #[error("{}: {what}: {source}", path.display())]
-    Unreadable {
-        path: PathBuf,
-        what: String,
-        #[source]
-        source: crate::BoxError,
-    },
+    /// A classifier file.
+    #[error(transparent)]
+    File(#[from] crate::file_error::FileError),
     #[error(transparent)]
     Shard(#[from] crate::cache::shard::ShardError),
     #[error(transparent)]
     Vocab(#[from] crate::io::vocab::VocabError),
     #[error("the classifier was trained on vectors of embedder {expected}, but these come from {found}")]
     EmbedderMismatch { expected: String, found: String },
-}
-
-impl ClassifyError {
-    /// `map_err` adapter for an I/O error on `path`.
-    pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ClassifyError {
-        let path = path.to_path_buf();
-        move |source| ClassifyError::Io { path, source }
-    }
-
-    pub(crate) fn invalid(path: &Path, message: impl Into<String>) -> ClassifyError {
-        ClassifyError::Invalid {
-            path: path.to_path_buf(),
-            message: message.into(),
-        }
-    }
-
-    /// `map_err` adapter for a parse error of `path`, described by `what`.
-    pub(crate) fn unreadable<E: Into<crate::BoxError>>(
-        path: &Path,
-        what: impl Into<String>,
-    ) -> impl FnOnce(E) -> ClassifyError {
-        let (path, what) = (path.to_path_buf(), what.into());
-        move |source| ClassifyError::Unreadable {
-            path,
-            what,
-            source: source.into(),
-        }
-    }
 }
 
 /// Fitting: checked hyper-parameters plus labelled training vectors (and an

@@ -24,6 +24,7 @@
 //! bytes it was trained to, and derived state (kNN centring) is recomputed by the
 //! same code. Predicting with vectors of another embedder is an error.
 
+use crate::file_error::FileError;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -355,7 +356,7 @@ impl SavedClassifier {
 
     /// Writes the classifier directory (files are written under temporary names and renamed).
     pub fn save(&self, dir: &Path) -> Result<(), ClassifyError> {
-        std::fs::create_dir_all(dir).map_err(ClassifyError::io(dir))?;
+        std::fs::create_dir_all(dir).map_err(FileError::io(dir))?;
         let mut tensors: HashMap<String, Tensor> = HashMap::new();
         let cpu = Device::Cpu;
         let put_mlp = |prefix: &str, m: &Mlp, tensors: &mut HashMap<String, Tensor>| -> Result<(), ClassifyError> {
@@ -409,13 +410,13 @@ impl SavedClassifier {
         self.vocab.save(&labels_path)?;
         let mut metadata = std::collections::BTreeMap::new();
         metadata.insert("format".to_string(), WEIGHTS_FORMAT.to_string());
-        let labels_bytes = std::fs::read(&labels_path).map_err(ClassifyError::io(&labels_path))?;
+        let labels_bytes = std::fs::read(&labels_path).map_err(FileError::io(&labels_path))?;
         metadata.insert(format!("{FILE_CHECKSUM_PREFIX}labels.json"), sha256_hex(&labels_bytes));
         let ids_path = dir.join("train_ids.txt");
         if !self.train_ids.is_empty() {
             let mut text = self.train_ids.join("\n");
             text.push('\n');
-            crate::atomic::write_bytes_atomic(&ids_path, text.as_bytes()).map_err(ClassifyError::io(&ids_path))?;
+            crate::atomic::write_bytes_atomic(&ids_path, text.as_bytes()).map_err(FileError::io(&ids_path))?;
             metadata.insert(
                 format!("{FILE_CHECKSUM_PREFIX}train_ids.txt"),
                 sha256_hex(text.as_bytes()),
@@ -431,10 +432,7 @@ impl SavedClassifier {
                 DType::F32 => TensorData::f32(name, shape, &t.flatten_all()?.to_vec1::<f32>()?),
                 DType::U32 => TensorData::u32(name, shape, &t.flatten_all()?.to_vec1::<u32>()?),
                 other => {
-                    return Err(ClassifyError::invalid(
-                        dir,
-                        format!("tensor {name}: unexpected dtype {other:?}"),
-                    ))
+                    return Err(FileError::invalid(dir, format!("tensor {name}: unexpected dtype {other:?}")).into())
                 }
             });
         }
@@ -447,38 +445,41 @@ impl SavedClassifier {
     /// Rewrites only `classifier.json` (e.g. after adding a calibration).
     pub fn save_meta(&self, dir: &Path) -> Result<(), ClassifyError> {
         let json = serde_json::to_string_pretty(&self.meta)
-            .map_err(ClassifyError::unreadable(dir, "serialising the classifier metadata"))?;
+            .map_err(FileError::unreadable(dir, "serialising the classifier metadata"))?;
         let path = dir.join("classifier.json");
-        crate::atomic::write_bytes_atomic(&path, json.as_bytes()).map_err(ClassifyError::io(&path))
+        crate::atomic::write_bytes_atomic(&path, json.as_bytes()).map_err(FileError::io(&path))?;
+        Ok(())
     }
 
     /// Reads only `classifier.json`.
     pub fn load_meta(dir: &Path) -> Result<ClassifierMeta, ClassifyError> {
         let path = dir.join("classifier.json");
-        let text = std::fs::read_to_string(&path).map_err(ClassifyError::io(&path))?;
-        let meta: ClassifierMeta =
-            serde_json::from_str(&text).map_err(ClassifyError::unreadable(&path, "invalid JSON"))?;
+        let text = std::fs::read_to_string(&path).map_err(FileError::io(&path))?;
+        let meta: ClassifierMeta = serde_json::from_str(&text).map_err(FileError::unreadable(&path, "invalid JSON"))?;
         if meta.format_version == 1 {
-            return Err(ClassifyError::invalid(
+            return Err(FileError::invalid(
                 &path,
                 "format version 1, written by a protfam without weight checksums; \
                  retrain it with `protfam train` (this protfam reads version 2)",
-            ));
+            )
+            .into());
         }
         if meta.format_version != FORMAT_VERSION {
-            return Err(ClassifyError::invalid(
+            return Err(FileError::invalid(
                 &path,
                 format!(
                     "format version {} (this protfam reads {FORMAT_VERSION})",
                     meta.format_version
                 ),
-            ));
+            )
+            .into());
         }
         if meta.params.kind() != meta.classifier {
-            return Err(ClassifyError::invalid(
+            return Err(FileError::invalid(
                 &path,
                 format!("classifier {} does not match its parameters", meta.classifier),
-            ));
+            )
+            .into());
         }
         Ok(meta)
     }
@@ -500,21 +501,22 @@ impl SavedClassifier {
         let labels_path = dir.join("labels.json");
         let vocab = LabelVocab::load(&labels_path)?;
         if vocab.len() != meta.training.n_classes {
-            return Err(ClassifyError::invalid(
+            return Err(FileError::invalid(
                 &labels_path,
                 format!(
                     "{} families, classifier.json says {}",
                     vocab.len(),
                     meta.training.n_classes
                 ),
-            ));
+            )
+            .into());
         }
         let weights_path = dir.join("weights.safetensors");
         let tensors = candle_core::safetensors::load(&weights_path, &Device::Cpu)
-            .map_err(ClassifyError::unreadable(&weights_path, "weights"))?;
+            .map_err(FileError::unreadable(&weights_path, "weights"))?;
         let get = |name: &str| tensor(&tensors, &weights_path, name);
         let wrong =
-            |name: &str, e: candle_core::Error| ClassifyError::unreadable(&weights_path, format!("tensor {name}"))(e);
+            |name: &str, e: candle_core::Error| FileError::unreadable(&weights_path, format!("tensor {name}"))(e);
         let (n, dim, n_classes) = (meta.training.n, meta.training.dim, meta.training.n_classes);
         let load_mlp = |prefix: &str, p: &MlpParams, log: Option<&MemberLog>| -> Result<Mlp, ClassifyError> {
             let mut layers = Vec::new();
@@ -526,10 +528,11 @@ impl SavedClassifier {
                 let w = get(&wn)?;
                 let b = get(&bn)?;
                 if w.dims() != [out, fan_in] || b.dims() != [out] {
-                    return Err(ClassifyError::invalid(
+                    return Err(FileError::invalid(
                         &weights_path,
                         format!("{wn} is {:?}, expected [{out}, {fan_in}]", w.dims()),
-                    ));
+                    )
+                    .into());
                 }
                 layers.push((w.to_device(device)?, b.to_device(device)?));
                 fan_in = out;
@@ -543,10 +546,7 @@ impl SavedClassifier {
                     scale: s.to_vec1()?,
                 }),
                 _ if p.standardize => {
-                    return Err(ClassifyError::invalid(
-                        &weights_path,
-                        format!("missing tensor {prefix}scaler.mean"),
-                    ))
+                    return Err(FileError::invalid(&weights_path, format!("missing tensor {prefix}scaler.mean")).into())
                 }
                 _ => None,
             };
@@ -575,7 +575,7 @@ impl SavedClassifier {
                     parts
                         .get_mut(m as usize)
                         .ok_or_else(|| {
-                            ClassifyError::invalid(&weights_path, format!("ensemble.member {m} >= {}", p.members))
+                            FileError::invalid(&weights_path, format!("ensemble.member {m} >= {}", p.members))
                         })?
                         .push(row);
                 }
@@ -607,13 +607,10 @@ impl SavedClassifier {
         };
         let ids_path = dir.join("train_ids.txt");
         let train_ids = if meta.classifier.is_neighbour_method() {
-            let text = std::fs::read_to_string(&ids_path).map_err(ClassifyError::io(&ids_path))?;
+            let text = std::fs::read_to_string(&ids_path).map_err(FileError::io(&ids_path))?;
             let ids: Vec<String> = text.lines().map(str::to_string).collect();
             if ids.len() != n {
-                return Err(ClassifyError::invalid(
-                    &ids_path,
-                    format!("{} ids, expected {n}", ids.len()),
-                ));
+                return Err(FileError::invalid(&ids_path, format!("{} ids, expected {n}", ids.len())).into());
             }
             ids
         } else {
@@ -640,7 +637,7 @@ impl SavedClassifier {
 fn tensor<'a>(tensors: &'a HashMap<String, Tensor>, path: &Path, name: &str) -> Result<&'a Tensor, ClassifyError> {
     tensors
         .get(name)
-        .ok_or_else(|| ClassifyError::invalid(path, format!("missing tensor {name}")))
+        .ok_or_else(|| FileError::invalid(path, format!("missing tensor {name}")).into())
 }
 
 /// The kNN training vectors and labels of a weights file, shape-checked.
@@ -650,17 +647,18 @@ fn knn_data(
     n: usize,
     dim: usize,
 ) -> Result<(Vec<f32>, Vec<u32>), ClassifyError> {
-    let wrong = |name: &str, e: candle_core::Error| ClassifyError::unreadable(path, format!("tensor {name}"))(e);
+    let wrong = |name: &str, e: candle_core::Error| FileError::unreadable(path, format!("tensor {name}"))(e);
     let v = tensor(tensors, path, "train.vectors")?;
     if v.dims() != [n, dim] || v.dtype() != DType::F32 {
-        return Err(ClassifyError::invalid(
+        return Err(FileError::invalid(
             path,
             format!(
                 "train.vectors is {:?} {:?}, expected F32 [{n}, {dim}]",
                 v.dtype(),
                 v.dims()
             ),
-        ));
+        )
+        .into());
     }
     let data = v
         .flatten_all()
@@ -670,10 +668,7 @@ fn knn_data(
         .to_vec1::<u32>()
         .map_err(|e| wrong("train.labels", e))?;
     if labels.len() != n {
-        return Err(ClassifyError::invalid(
-            path,
-            format!("train.labels has {} rows, expected {n}", labels.len()),
-        ));
+        return Err(FileError::invalid(path, format!("train.labels has {} rows, expected {n}", labels.len())).into());
     }
     Ok((data, labels))
 }
@@ -683,17 +678,15 @@ fn knn_data(
 fn verify_weights(dir: &Path, neighbour_method: bool) -> Result<(), ClassifyError> {
     let weights = dir.join("weights.safetensors");
     if !weights.is_file() {
-        return Err(ClassifyError::invalid(
-            &weights,
-            "missing (the classifier directory is incomplete)",
-        ));
+        return Err(FileError::invalid(&weights, "missing (the classifier directory is incomplete)").into());
     }
     let file = ShardFile::open(&weights).map_err(ClassifyError::Shard)?;
     if file.metadata().get("format").map(String::as_str) != Some(WEIGHTS_FORMAT) {
-        return Err(ClassifyError::invalid(
+        return Err(FileError::invalid(
             &weights,
             "no checksums (not written by this protfam's `train`): retrain the classifier",
-        ));
+        )
+        .into());
     }
     file.verify().map_err(ClassifyError::Shard)?;
     let mut companions = vec!["labels.json"];
@@ -705,14 +698,14 @@ fn verify_weights(dir: &Path, neighbour_method: bool) -> Result<(), ClassifyErro
         let expected = file
             .metadata()
             .get(&format!("{FILE_CHECKSUM_PREFIX}{name}"))
-            .ok_or_else(|| ClassifyError::invalid(&weights, format!("no checksum of {name}")))?;
-        let bytes = std::fs::read(&path).map_err(ClassifyError::io(&path))?;
+            .ok_or_else(|| FileError::invalid(&weights, format!("no checksum of {name}")))?;
+        let bytes = std::fs::read(&path).map_err(FileError::io(&path))?;
         let actual = sha256_hex(&bytes);
         if &actual != expected {
-            return Err(ClassifyError::invalid(
+            return Err(FileError::invalid(
                 &path,
                 format!("checksum mismatch: stored {expected} in weights.safetensors, computed {actual} (file damaged or edited)"),
-            ));
+            ).into());
         }
     }
     Ok(())

@@ -17,7 +17,7 @@ use std::path::Path;
 use super::{resolve_overlaps, DomainCall, DomainError, ProteinDomains};
 use crate::baseline::search::{in_chunks, parse_table, test_index};
 use crate::baseline::tools::Tool;
-use crate::baseline::{BaselineError, BaselineOptions, TrainingSet};
+use crate::baseline::{io_error, BaselineError, BaselineOptions, TrainingSet};
 use crate::io::{Family, Record};
 
 /// Reporting thresholds: weak domains are kept (the cut is fitted later), hopeless ones not.
@@ -47,17 +47,13 @@ pub fn scan(
     let rows = in_chunks(opts, &indexed, "proteins", "hmmscan", |c, chunk| {
         let fasta = scratch.path().join(format!("chunk-{c:05}.fasta"));
         let tbl = scratch.path().join(format!("chunk-{c:05}.domtbl"));
-        let io = |path: &Path, e: std::io::Error| BaselineError::Io {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        };
-        let file = std::fs::File::create(&fasta).map_err(|e| io(&fasta, e))?;
+        let file = std::fs::File::create(&fasta).map_err(|e| io_error(&fasta, e))?;
         let mut out = BufWriter::new(file);
         for (i, record) in chunk {
             // Ids of any shape (spaces, `|`) never reach HMMER: proteins are `q<index>`.
-            writeln!(out, ">q{i}\n{}", record.sequence).map_err(|e| io(&fasta, e))?;
+            writeln!(out, ">q{i}\n{}", record.sequence).map_err(|e| io_error(&fasta, e))?;
         }
-        out.flush().map_err(|e| io(&fasta, e))?;
+        out.flush().map_err(|e| io_error(&fasta, e))?;
         drop(out);
         let mut args: Vec<String> = HMMSCAN_ARGS.iter().map(|s| s.to_string()).collect();
         args.extend([
@@ -68,7 +64,7 @@ pub fn scan(
         ]);
         args.extend([database.display().to_string(), fasta.display().to_string()]);
         hmmscan.run(&args, None, None, &scratch.path().join(format!("chunk-{c:05}.log")))?;
-        let file = std::fs::File::open(&tbl).map_err(|e| io(&tbl, e))?;
+        let file = std::fs::File::open(&tbl).map_err(|e| io_error(&tbl, e))?;
         parse_domtblout(BufReader::new(file), &tbl, &families, proteins.len())
     })?;
     let mut per_protein: Vec<Vec<DomainCall>> = vec![Vec::new(); proteins.len()];

@@ -41,6 +41,8 @@ pub enum FusionRunError {
     #[error(transparent)]
     Residue(#[from] ResidueError),
     #[error(transparent)]
+    File(#[from] crate::file_error::FileError),
+    #[error(transparent)]
     Baseline(#[from] BaselineError),
     #[error(transparent)]
     Dataset(#[from] DatasetError),

@@ -8,6 +8,7 @@
 //! path) and the `residue-knn` in `residue/` (which references its store by
 //! path, as a saved `residue-knn` does).
 
+use crate::file_error::FileError;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -154,10 +155,10 @@ impl LearnedClassifier {
     }
 
     pub fn save(&self, dir: &Path) -> Result<(), ResidueError> {
-        std::fs::create_dir_all(dir).map_err(ResidueError::io(dir))?;
+        std::fs::create_dir_all(dir).map_err(FileError::io(dir))?;
         self.knn().save(&dir.join(RESIDUE_DIR))?;
         let hmm_database = match &self.sources.hmm {
-            Some((d, _)) => Some(std::fs::canonicalize(d).map_err(ResidueError::io(d))?),
+            Some((d, _)) => Some(std::fs::canonicalize(d).map_err(FileError::io(d))?),
             None => None,
         };
         let saved = SavedLearned {
@@ -171,15 +172,16 @@ impl LearnedClassifier {
         };
         let path = dir.join(SAVED_FILE);
         let json = serde_json::to_vec_pretty(&saved).expect("saved form serialises");
-        crate::atomic::write_bytes_atomic(&path, &json).map_err(ResidueError::io(&path))
+        crate::atomic::write_bytes_atomic(&path, &json).map_err(FileError::io(&path))?;
+        Ok(())
     }
 
     /// Loads a saved learned classifier; its residue store and HMM database must still exist.
     pub fn load(dir: &Path) -> Result<LearnedClassifier, FusionRunError> {
         let path = dir.join(SAVED_FILE);
-        let bytes = std::fs::read(&path).map_err(ResidueError::io(&path))?;
-        let saved: SavedLearned = serde_json::from_slice(&bytes)
-            .map_err(ResidueError::unreadable(&path, "not a saved learned classifier"))?;
+        let bytes = std::fs::read(&path).map_err(FileError::io(&path))?;
+        let saved: SavedLearned =
+            serde_json::from_slice(&bytes).map_err(FileError::unreadable(&path, "not a saved learned classifier"))?;
         let model = &saved.model;
         let d = model.feature_names.len();
         if saved.classifier != model.set.name()
@@ -196,21 +198,19 @@ impl LearnedClassifier {
             || model.scale.iter().any(|&s| s <= 0.0)
         {
             return Err(
-                ResidueError::invalid(&path, "damaged model: its features, weights and scales do not match").into(),
+                FileError::invalid(&path, "damaged model: its features, weights and scales do not match").into(),
             );
         }
         let knn = ResidueKnn::load(&dir.join(RESIDUE_DIR))?;
         let hmm = match (&saved.hmm_database, model.set) {
             (Some(db), FeatureSet::Hybrid) => {
                 if !db.join(crate::baseline::hmm::DATABASE).is_file() {
-                    return Err(
-                        ResidueError::invalid(&path, format!("its HMM database {} is gone", db.display())).into(),
-                    );
+                    return Err(FileError::invalid(&path, format!("its HMM database {} is gone", db.display())).into());
                 }
                 Some((db.clone(), HmmerTools::find(saved.hmm_tool_dir.as_deref())?))
             }
             (None, FeatureSet::Hybrid) => {
-                return Err(ResidueError::invalid(&path, "a hybrid without its HMM database").into())
+                return Err(FileError::invalid(&path, "a hybrid without its HMM database").into())
             }
             _ => None,
         };

@@ -2,7 +2,7 @@
 //! training data and saved as JSON next to every trained model.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -11,12 +11,12 @@ use super::{Family, Record};
 #[derive(Debug, thiserror::Error)]
 pub enum VocabError {
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: invalid label vocabulary JSON: {source}")]
-    Json { path: String, source: serde_json::Error },
+    Json { path: PathBuf, source: serde_json::Error },
     #[error("{path}: family {family_id} appears with accessions {first} and {second}")]
     Inconsistent {
-        path: String,
+        path: PathBuf,
         family_id: String,
         first: String,
         second: String,
@@ -135,7 +135,7 @@ impl LabelVocab {
     }
 
     pub fn save(&self, path: &Path) -> Result<(), VocabError> {
-        let p = path.display().to_string();
+        let p = path.to_path_buf();
         let json = serde_json::to_string_pretty(self).map_err(|source| VocabError::Json {
             path: p.clone(),
             source,
@@ -144,7 +144,7 @@ impl LabelVocab {
     }
 
     pub fn load(path: &Path) -> Result<Self, VocabError> {
-        let p = path.display().to_string();
+        let p = path.to_path_buf();
         let text = std::fs::read_to_string(path).map_err(|source| VocabError::Io {
             path: p.clone(),
             source,

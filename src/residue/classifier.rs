@@ -14,6 +14,7 @@
 //! ([`ResiduePrediction::class`] is `None`, with the reason); so does one
 //! whose best family score is under `min_score` (abstention).
 
+use crate::file_error::FileError;
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
@@ -471,13 +472,14 @@ impl QueryHits {
         let mut views = Vec::with_capacity(tensors.len());
         for (name, dtype, shape, bytes) in tensors {
             metadata.insert(format!("sha256.{name}"), hex::encode(Sha256::digest(bytes)));
-            let view = TensorView::new(dtype, shape, bytes)
-                .map_err(ResidueError::unreadable(path, format!("tensor {name}")))?;
+            let view =
+                TensorView::new(dtype, shape, bytes).map_err(FileError::unreadable(path, format!("tensor {name}")))?;
             views.push((name, view));
         }
-        let bytes = safetensors::serialize(views, Some(metadata))
-            .map_err(ResidueError::unreadable(path, "serialising hits"))?;
-        crate::atomic::write_atomic(path, |w| std::io::Write::write_all(w, &bytes)).map_err(ResidueError::io(path))
+        let bytes =
+            safetensors::serialize(views, Some(metadata)).map_err(FileError::unreadable(path, "serialising hits"))?;
+        crate::atomic::write_atomic(path, |w| std::io::Write::write_all(w, &bytes)).map_err(FileError::io(path))?;
+        Ok(())
     }
 
     /// Reads hits saved by [`QueryHits::save`] for `n_queries` queries searched
@@ -495,29 +497,28 @@ impl QueryHits {
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(ResidueError::io(path)(e)),
+            Err(e) => return Err(FileError::io(path)(e).into()),
         };
-        let (_, meta) =
-            SafeTensors::read_metadata(&bytes).map_err(ResidueError::unreadable(path, "not a hits file"))?;
+        let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(FileError::unreadable(path, "not a hits file"))?;
         let info = meta.metadata().clone().unwrap_or_default();
         if info.get("key").map(String::as_str) != Some(key) {
             return Ok(None);
         }
-        let st = SafeTensors::deserialize(&bytes).map_err(ResidueError::unreadable(path, "not a hits file"))?;
+        let st = SafeTensors::deserialize(&bytes).map_err(FileError::unreadable(path, "not a hits file"))?;
         let get = |name: &str| {
             let view = st
                 .tensor(name)
-                .map_err(ResidueError::unreadable(path, format!("tensor {name}")))?;
+                .map_err(FileError::unreadable(path, format!("tensor {name}")))?;
             let expected = info.get(&format!("sha256.{name}"));
             if expected.map(String::as_str) != Some(hex::encode(Sha256::digest(view.data())).as_str()) {
-                return Err(ResidueError::invalid(
+                return Err(FileError::invalid(
                     path,
                     format!("tensor {name} fails its checksum (damaged hits file; it is searched again)"),
                 ));
             }
-            Ok(view)
+            Ok::<_, FileError>(view)
         };
-        let bad = |what: &str| Err(ResidueError::invalid(path, format!("{what} (damaged hits file)")));
+        let bad = |what: &str| Err(FileError::invalid(path, format!("{what} (damaged hits file)")).into());
         let ranges_t = super::store::read_u32(&get("ranges")?);
         let positions = super::store::read_u32(&get("positions")?);
         let data_view = get("data")?;
@@ -580,8 +581,8 @@ impl SavedResidueKnn {
     /// Reads `residue-knn.json` from a classifier directory.
     pub fn read(dir: &Path) -> Result<SavedResidueKnn, ResidueError> {
         let path = dir.join(SAVED_FILE);
-        let text = std::fs::read_to_string(&path).map_err(ResidueError::io(&path))?;
-        serde_json::from_str(&text).map_err(ResidueError::unreadable(&path, "invalid JSON"))
+        let text = std::fs::read_to_string(&path).map_err(FileError::io(&path))?;
+        Ok(serde_json::from_str(&text).map_err(FileError::unreadable(&path, "invalid JSON"))?)
     }
 }
 
@@ -863,8 +864,8 @@ impl ResidueKnn {
 
     /// Saves the classifier's settings, label vocabulary and a reference to its store into `dir`.
     pub fn save(&self, dir: &Path) -> Result<(), ResidueError> {
-        std::fs::create_dir_all(dir).map_err(ResidueError::io(dir))?;
-        let store_dir = std::fs::canonicalize(&self.store.dir).map_err(ResidueError::io(&self.store.dir))?;
+        std::fs::create_dir_all(dir).map_err(FileError::io(dir))?;
+        let store_dir = std::fs::canonicalize(&self.store.dir).map_err(FileError::io(&self.store.dir))?;
         let saved = SavedResidueKnn {
             classifier: NAME.into(),
             params: self.params.clone(),
@@ -879,7 +880,7 @@ impl ResidueKnn {
         };
         let json = serde_json::to_vec_pretty(&saved).expect("saved form serialises");
         let path = dir.join(SAVED_FILE);
-        crate::atomic::write_atomic(&path, |w| std::io::Write::write_all(w, &json)).map_err(ResidueError::io(&path))?;
+        crate::atomic::write_atomic(&path, |w| std::io::Write::write_all(w, &json)).map_err(FileError::io(&path))?;
         let labels = dir.join("labels.json");
         Ok(self.vocab.save(&labels)?)
     }
@@ -889,29 +890,24 @@ impl ResidueKnn {
         let path = dir.join(SAVED_FILE);
         let saved = SavedResidueKnn::read(dir)?;
         if saved.classifier != NAME {
-            return Err(ResidueError::invalid(
-                &path,
-                format!("not a {NAME} classifier but {:?}", saved.classifier),
-            ));
+            return Err(
+                FileError::invalid(&path, format!("not a {NAME} classifier but {:?}", saved.classifier)).into(),
+            );
         }
-        let store = ResidueStore::open(&saved.store_dir).map_err(ResidueError::unreadable(
-            &path,
-            "the referenced residue store is unusable",
-        ))?;
+        let store = ResidueStore::open(&saved.store_dir)
+            .map_err(FileError::unreadable(&path, "the referenced residue store is unusable"))?;
         if store.manifest.plan.key() != saved.store_key || store.manifest.plan.data_digest != saved.store_data_digest {
-            return Err(ResidueError::invalid(
+            return Err(FileError::invalid(
                 &path,
                 format!(
                     "store {} is not the one this classifier was trained on",
                     saved.store_dir.display()
                 ),
-            ));
+            )
+            .into());
         }
         if *store.spec() != saved.embedder {
-            return Err(ResidueError::invalid(
-                &path,
-                "store embedder differs from the saved embedder",
-            ));
+            return Err(FileError::invalid(&path, "store embedder differs from the saved embedder").into());
         }
         let labels = dir.join("labels.json");
         let vocab = LabelVocab::load(&labels)?;

@@ -4,6 +4,7 @@
 //! memory and store size; and a grid search of the scoring parameters on the
 //! dev part (the search runs once; only scoring is repeated per setting).
 
+use crate::file_error::FileError;
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
@@ -247,7 +248,7 @@ pub fn search_part_cached(
     }
     let searched = search_part(knn, embedder, records)?;
     let saved = std::fs::create_dir_all(&dir)
-        .map_err(ResidueError::io(&dir))
+        .map_err(|e| ResidueError::from(FileError::io(&dir)(e)))
         .and_then(|_| searched.hits.save(&path, &key))
         .and_then(|_| {
             let timings = SearchTimings {
@@ -255,7 +256,7 @@ pub fn search_part_cached(
                 search_seconds: searched.search_seconds,
             };
             crate::atomic::write_bytes_atomic(&timings_path, &serde_json::to_vec(&timings).expect("timings serialise"))
-                .map_err(ResidueError::io(&timings_path))
+                .map_err(|e| FileError::io(&timings_path)(e).into())
         });
     // The search itself succeeded: a cache that cannot be written costs only a re-search.
     if let Err(e) = saved {

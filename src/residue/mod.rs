@@ -21,34 +21,15 @@ pub use classifier::{IndexKind, ResidueKnn, ResidueKnnParams, ResiduePrediction}
 pub use score::{Aggregate, ScoreParams};
 pub use store::{ResidueStore, StoreConfig};
 
-use std::path::{Path, PathBuf};
-
-use crate::BoxError;
-
 /// Errors of the residue store, search and classifier. Every file error names
 /// the file and keeps its cause as the `source`.
 #[derive(Debug, thiserror::Error)]
 pub enum ResidueError {
     #[error("invalid residue-knn parameter: {0}")]
     InvalidParams(String),
-    /// A file of a store, a hits cache or a saved classifier cannot be read or written.
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    /// A file is there but does not hold what it must.
-    #[error("{}: {message}", path.display())]
-    Invalid { path: PathBuf, message: String },
-    /// A file that a library below could not parse, or that refers to something unusable.
-    #[error("{}: {what}: {source}", path.display())]
-    Unreadable {
-        path: PathBuf,
-        what: String,
-        #[source]
-        source: BoxError,
-    },
+    /// A file of a store, a hits cache or a saved classifier.
+    #[error(transparent)]
+    File(#[from] crate::file_error::FileError),
     #[error(transparent)]
     Vocab(#[from] crate::io::vocab::VocabError),
     #[error(transparent)]
@@ -57,32 +38,4 @@ pub enum ResidueError {
     Candle(#[from] candle_core::Error),
     #[error("{0}")]
     Data(String),
-}
-
-impl ResidueError {
-    /// `map_err` adapter for an I/O error on `path`.
-    pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ResidueError {
-        let path = path.to_path_buf();
-        move |source| ResidueError::Io { path, source }
-    }
-
-    pub(crate) fn invalid(path: &Path, message: impl Into<String>) -> ResidueError {
-        ResidueError::Invalid {
-            path: path.to_path_buf(),
-            message: message.into(),
-        }
-    }
-
-    /// `map_err` adapter for a parse error of `path`, described by `what`.
-    pub(crate) fn unreadable<E: Into<BoxError>>(
-        path: &Path,
-        what: impl Into<String>,
-    ) -> impl FnOnce(E) -> ResidueError {
-        let (path, what) = (path.to_path_buf(), what.into());
-        move |source| ResidueError::Unreadable {
-            path,
-            what,
-            source: source.into(),
-        }
-    }
 }

@@ -33,6 +33,7 @@
 //! acid letter: `X` and the other ambiguous letters carry no family signal of
 //! their own and would otherwise match each other across families.
 
+use crate::file_error::FileError;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
@@ -242,9 +243,9 @@ struct ShardContents {
 /// written before they existed; its manifest's whole-file checksum then guards it).
 fn verify_tensors(path: &Path, bytes: &[u8]) -> Result<bool, ResidueError> {
     let tensors =
-        SafeTensors::deserialize(bytes).map_err(ResidueError::unreadable(path, "not a valid safetensors shard"))?;
+        SafeTensors::deserialize(bytes).map_err(FileError::unreadable(path, "not a valid safetensors shard"))?;
     let (_, metadata) =
-        SafeTensors::read_metadata(bytes).map_err(ResidueError::unreadable(path, "not a valid safetensors shard"))?;
+        SafeTensors::read_metadata(bytes).map_err(FileError::unreadable(path, "not a valid safetensors shard"))?;
     let info = metadata.metadata().clone().unwrap_or_default();
     if !info.keys().any(|k| k.starts_with(CHECKSUM_PREFIX)) {
         return Ok(false);
@@ -253,13 +254,13 @@ fn verify_tensors(path: &Path, bytes: &[u8]) -> Result<bool, ResidueError> {
         let key = format!("{CHECKSUM_PREFIX}{name}");
         let expected = info
             .get(&key)
-            .ok_or_else(|| ResidueError::invalid(path, format!("no checksum ({key}) for tensor {name}")))?;
+            .ok_or_else(|| FileError::invalid(path, format!("no checksum ({key}) for tensor {name}")))?;
         let actual = sha256_hex(view.data());
         if &actual != expected {
-            return Err(ResidueError::invalid(
+            return Err(FileError::invalid(
                 path,
                 format!("checksum mismatch in tensor {name}: stored {expected}, computed {actual} (shard damaged; delete the store directory to rebuild it)"),
-            ));
+            ).into());
         }
     }
     Ok(true)
@@ -267,18 +268,18 @@ fn verify_tensors(path: &Path, bytes: &[u8]) -> Result<bool, ResidueError> {
 
 fn parse_shard(path: &Path, bytes: &[u8]) -> Result<ShardContents, ResidueError> {
     let tensors =
-        SafeTensors::deserialize(bytes).map_err(ResidueError::unreadable(path, "not a valid safetensors shard"))?;
+        SafeTensors::deserialize(bytes).map_err(FileError::unreadable(path, "not a valid safetensors shard"))?;
     let (header_len, metadata) =
-        SafeTensors::read_metadata(bytes).map_err(ResidueError::unreadable(path, "not a valid safetensors shard"))?;
+        SafeTensors::read_metadata(bytes).map_err(FileError::unreadable(path, "not a valid safetensors shard"))?;
     let info = metadata.metadata().clone().unwrap_or_default();
     let get = |name: &str| {
         tensors
             .tensor(name)
-            .map_err(ResidueError::unreadable(path, format!("tensor {name}")))
+            .map_err(FileError::unreadable(path, format!("tensor {name}")))
     };
     let residues = get("residues")?;
     if residues.dtype() != Dtype::F16 || residues.shape().len() != 2 {
-        return Err(ResidueError::invalid(path, "tensor residues must be F16 rows x dim"));
+        return Err(FileError::invalid(path, "tensor residues must be F16 rows x dim").into());
     }
     let (n_rows, dim) = (residues.shape()[0], residues.shape()[1]);
     let positions = read_u32(&get("positions")?);
@@ -286,10 +287,10 @@ fn parse_shard(path: &Path, bytes: &[u8]) -> Result<ShardContents, ResidueError>
     let rows_per_sequence = read_u32(&get("rows_per_sequence")?);
     let lengths = read_u32(&get("lengths")?);
     let ids: Vec<String> = serde_json::from_str(info.get("ids").map(String::as_str).unwrap_or("null"))
-        .map_err(ResidueError::unreadable(path, "metadata ids"))?;
+        .map_err(FileError::unreadable(path, "metadata ids"))?;
     let families: Vec<Option<Family>> =
         serde_json::from_str(info.get("families").map(String::as_str).unwrap_or("null"))
-            .map_err(ResidueError::unreadable(path, "metadata families"))?;
+            .map_err(FileError::unreadable(path, "metadata families"))?;
     let total: usize = rows_per_sequence.iter().map(|&r| r as usize).sum();
     if positions.len() != n_rows
         || inv_norms.len() != n_rows
@@ -298,16 +299,13 @@ fn parse_shard(path: &Path, bytes: &[u8]) -> Result<ShardContents, ResidueError>
         || families.len() != ids.len()
         || lengths.len() != ids.len()
     {
-        return Err(ResidueError::invalid(
-            path,
-            "inconsistent tensor sizes (truncated or corrupt shard)",
-        ));
+        return Err(FileError::invalid(path, "inconsistent tensor sizes (truncated or corrupt shard)").into());
     }
     // The residues' data offset: header, then the tensor's own offset in the data section.
     let data_start = 8 + header_len;
     let tensor_info = metadata
         .info("residues")
-        .ok_or_else(|| ResidueError::invalid(path, "tensor residues missing"))?;
+        .ok_or_else(|| FileError::invalid(path, "tensor residues missing"))?;
     let residues_offset = data_start + tensor_info.data_offsets.0;
     Ok(ShardContents {
         ids,
@@ -413,13 +411,16 @@ fn embed_shard(
     for (name, view) in &tensors {
         metadata.insert(format!("{CHECKSUM_PREFIX}{name}"), sha256_hex(view.data()));
     }
-    safetensors::serialize(tensors, Some(metadata)).map_err(ResidueError::unreadable(path, "serialising the shard"))
+    Ok(
+        safetensors::serialize(tensors, Some(metadata))
+            .map_err(FileError::unreadable(path, "serialising the shard"))?,
+    )
 }
 
 fn sha256_file(path: &Path) -> Result<String, ResidueError> {
-    let mut file = File::open(path).map_err(ResidueError::io(path))?;
+    let mut file = File::open(path).map_err(FileError::io(path))?;
     let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher).map_err(ResidueError::io(path))?;
+    std::io::copy(&mut file, &mut hasher).map_err(FileError::io(path))?;
     Ok(hex::encode(hasher.finalize()))
 }
 
@@ -507,11 +508,11 @@ impl ResidueStore {
             stats.shards_reused = store.manifest.shards.len();
             return Ok((Some(store), stats));
         }
-        std::fs::create_dir_all(&dir).map_err(ResidueError::io(&dir))?;
-        crate::atomic::remove_stale_temp_files(&dir).map_err(ResidueError::io(&dir))?;
+        std::fs::create_dir_all(&dir).map_err(FileError::io(&dir))?;
+        crate::atomic::remove_stale_temp_files(&dir).map_err(FileError::io(&dir))?;
         let plan_path = dir.join("plan.json");
         if plan_path.exists() {
-            let text = std::fs::read_to_string(&plan_path).map_err(ResidueError::io(&plan_path))?;
+            let text = std::fs::read_to_string(&plan_path).map_err(FileError::io(&plan_path))?;
             match serde_json::from_str::<StorePlan>(&text) {
                 // Keep the earlier shard size so finished shards stay valid.
                 Ok(old)
@@ -520,24 +521,17 @@ impl ResidueStore {
                     plan.shard_sequences = old.shard_sequences
                 }
                 _ if scope == BuildScope::Merge => {
-                    return Err(ResidueError::invalid(
-                        &plan_path,
-                        "unreadable or foreign plan: nothing to merge",
-                    ))
+                    return Err(FileError::invalid(&plan_path, "unreadable or foreign plan: nothing to merge").into())
                 }
                 _ => tracing::warn!("{}: unreadable or foreign plan, starting over", plan_path.display()),
             }
         } else if scope == BuildScope::Merge {
-            return Err(ResidueError::invalid(
-                &plan_path,
-                "missing: no `--shard K/N` task has started this store",
-            ));
+            return Err(FileError::invalid(&plan_path, "missing: no `--shard K/N` task has started this store").into());
         }
         if scope != BuildScope::Merge {
             // Tasks of an array write the same plan; each write is atomic.
             let plan_json = serde_json::to_vec_pretty(&plan).expect("plan serialises");
-            crate::atomic::write_atomic(&plan_path, |w| w.write_all(&plan_json))
-                .map_err(ResidueError::io(&plan_path))?;
+            crate::atomic::write_atomic(&plan_path, |w| w.write_all(&plan_json)).map_err(FileError::io(&plan_path))?;
         }
 
         let batch_tokens = config
@@ -578,7 +572,7 @@ impl ResidueStore {
                 continue;
             }
             let bytes = embed_shard(&path, embedder, chunk, plan.stride, batch_tokens, &progress)?;
-            crate::atomic::write_atomic(&path, |w| w.write_all(&bytes)).map_err(ResidueError::io(&path))?;
+            crate::atomic::write_atomic(&path, |w| w.write_all(&bytes)).map_err(FileError::io(&path))?;
             let n_rows = parse_shard(&path, &bytes)?.n_rows;
             stats.shards_written += 1;
             stats.sequences_embedded += chunk.len();
@@ -592,7 +586,7 @@ impl ResidueStore {
         }
         progress.finish_and_clear();
         if !unusable.is_empty() {
-            return Err(ResidueError::invalid(
+            return Err(FileError::invalid(
                 &dir,
                 format!(
                     "{} of {} store shard(s) missing or damaged, nothing merged (re-run the `residue build --shard K/N` task with K = shard index mod N): {}",
@@ -600,7 +594,7 @@ impl ResidueStore {
                     plan.n_shards(),
                     unusable.join("; ")
                 ),
-            ));
+            ).into());
         }
         stats.seconds = started.elapsed().as_secs_f64();
         if let BuildScope::Part(_) = scope {
@@ -613,20 +607,16 @@ impl ResidueStore {
         let manifest = Manifest { plan, n_rows, shards };
         let manifest_path = dir.join("manifest.json");
         let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
-        crate::atomic::write_atomic(&manifest_path, |w| w.write_all(&json))
-            .map_err(ResidueError::io(&manifest_path))?;
+        crate::atomic::write_atomic(&manifest_path, |w| w.write_all(&json)).map_err(FileError::io(&manifest_path))?;
         stats.seconds = started.elapsed().as_secs_f64();
         Ok((Some(ResidueStore::open(&dir)?), stats))
     }
 
     /// Checks that an existing shard is intact and holds exactly `records`; returns its row count.
     fn check_shard(path: &Path, records: &[Record]) -> Result<usize, ResidueError> {
-        let bytes = std::fs::read(path).map_err(ResidueError::io(path))?;
+        let bytes = std::fs::read(path).map_err(FileError::io(path))?;
         if !verify_tensors(path, &bytes)? {
-            return Err(ResidueError::invalid(
-                path,
-                "shard without checksums (from an older protfam)",
-            ));
+            return Err(FileError::invalid(path, "shard without checksums (from an older protfam)").into());
         }
         let contents = parse_shard(path, &bytes)?;
         let same = contents.ids.len() == records.len()
@@ -637,7 +627,7 @@ impl ResidueStore {
                 .zip(records)
                 .all(|(&l, r)| l as usize == r.sequence.len());
         if !same {
-            return Err(ResidueError::invalid(path, "shard holds other sequences than planned"));
+            return Err(FileError::invalid(path, "shard holds other sequences than planned").into());
         }
         Ok(contents.n_rows)
     }
@@ -646,14 +636,15 @@ impl ResidueStore {
     pub fn open(dir: &Path) -> Result<ResidueStore, ResidueError> {
         let manifest_path = dir.join("manifest.json");
         let text = std::fs::read_to_string(&manifest_path)
-            .map_err(ResidueError::unreadable(&manifest_path, "not a complete residue store"))?;
+            .map_err(FileError::unreadable(&manifest_path, "not a complete residue store"))?;
         let manifest: Manifest =
-            serde_json::from_str(&text).map_err(ResidueError::unreadable(&manifest_path, "invalid manifest"))?;
+            serde_json::from_str(&text).map_err(FileError::unreadable(&manifest_path, "invalid manifest"))?;
         if manifest.plan.format != FORMAT {
-            return Err(ResidueError::invalid(
+            return Err(FileError::invalid(
                 &manifest_path,
                 format!("unknown store format {:?}", manifest.plan.format),
-            ));
+            )
+            .into());
         }
         let dim = manifest.plan.spec.dim;
         // Every shard's checksums first (in parallel: this reads the whole store).
@@ -661,17 +652,18 @@ impl ResidueStore {
             use rayon::prelude::*;
             manifest.shards.par_iter().try_for_each(|info| {
                 let path = dir.join(&info.file);
-                let file = File::open(&path).map_err(ResidueError::io(&path))?;
+                let file = File::open(&path).map_err(FileError::io(&path))?;
                 // SAFETY: shards are never modified in place (only replaced by rename).
-                let mmap = unsafe { Mmap::map(&file) }.map_err(ResidueError::io(&path))?;
+                let mmap = unsafe { Mmap::map(&file) }.map_err(FileError::io(&path))?;
                 if !verify_tensors(&path, &mmap)? && sha256_hex(&mmap) != info.sha256 {
-                    return Err(ResidueError::invalid(
+                    return Err(FileError::invalid(
                         &path,
                         "checksum mismatch with manifest.json: the shard was modified or corrupted \
                          (delete the store directory to rebuild it)",
-                    ));
+                    )
+                    .into());
                 }
-                Ok(())
+                Ok::<_, ResidueError>(())
             })?;
         }
         let mut store = ResidueStore {
@@ -685,12 +677,12 @@ impl ResidueStore {
         };
         for info in &manifest.shards {
             let path = dir.join(&info.file);
-            let file = File::open(&path).map_err(ResidueError::io(&path))?;
+            let file = File::open(&path).map_err(FileError::io(&path))?;
             // SAFETY: shards are never modified in place (only replaced by rename), so the mapping stays valid.
-            let mmap = unsafe { Mmap::map(&file) }.map_err(ResidueError::io(&path))?;
+            let mmap = unsafe { Mmap::map(&file) }.map_err(FileError::io(&path))?;
             let contents = parse_shard(&path, &mmap)?;
             if contents.n_rows != info.n_rows || contents.ids.len() != info.n_sequences || contents.dim != dim {
-                return Err(ResidueError::invalid(&path, "shard does not match the manifest"));
+                return Err(FileError::invalid(&path, "shard does not match the manifest").into());
             }
             let first_row = store.row_position.len();
             let mut row = first_row;
@@ -722,10 +714,7 @@ impl ResidueStore {
             });
         }
         if store.sequences.len() != manifest.plan.n_sequences || store.row_position.len() != manifest.n_rows {
-            return Err(ResidueError::invalid(
-                &manifest_path,
-                "shards do not add up to the manifest's counts",
-            ));
+            return Err(FileError::invalid(&manifest_path, "shards do not add up to the manifest's counts").into());
         }
         Ok(store)
     }
@@ -735,10 +724,7 @@ impl ResidueStore {
         for info in &self.manifest.shards {
             let path = self.dir.join(&info.file);
             if sha256_file(&path)? != info.sha256 {
-                return Err(ResidueError::invalid(
-                    &path,
-                    "checksum mismatch: the shard was modified or corrupted",
-                ));
+                return Err(FileError::invalid(&path, "checksum mismatch: the shard was modified or corrupted").into());
             }
         }
         Ok(())
