@@ -194,6 +194,11 @@ impl ReportRow {
         row
     }
 
+    /// The 95% Wilson interval of [`Self::error_rate`].
+    pub fn error_interval(&self) -> (f64, f64) {
+        wilson_interval(self.errors, self.n)
+    }
+
     /// This row's error for training-family-size bin `label`, when it has that bin.
     pub fn size_bin(&self, label: &str) -> Option<&SizeBinError> {
         self.by_family_size.iter().find(|b| b.bin == label)
@@ -208,16 +213,18 @@ impl ReportRow {
         }
     }
 
-    /// The scalar fields as the `baseline` and `compare` tables show them, in
-    /// [`CSV_SCALAR_COLUMNS`] order: error rate in percent with two decimals,
-    /// precision / recall / F1 with four, seconds with one.
+    /// The scalar fields as the report tables show them, in [`CSV_SCALAR_COLUMNS`]
+    /// order (the interval in one cell): error rate in percent with two decimals and its
+    /// 95% interval with one, precision / recall / F1 with four, seconds with one.
     pub fn table_cells(&self) -> Vec<String> {
+        let (low, high) = self.error_interval();
         vec![
             self.embedding.clone(),
             self.classifier.clone(),
             self.n.to_string(),
             self.errors.to_string(),
             format!("{:.2}", 100.0 * self.error_rate),
+            format!("{:.1}-{:.1}", 100.0 * low, 100.0 * high),
             format!("{:.4}", self.precision),
             format!("{:.4}", self.recall),
             format!("{:.4}", self.f1),
@@ -235,6 +242,8 @@ impl ReportRow {
             self.n.to_string(),
             self.errors.to_string(),
             format!("{:.6}", self.error_rate),
+            format!("{:.6}", self.error_interval().0),
+            format!("{:.6}", self.error_interval().1),
             format!("{:.6}", self.precision),
             format!("{:.6}", self.recall),
             format!("{:.6}", self.f1),
@@ -244,14 +253,32 @@ impl ReportRow {
     }
 }
 
+/// The two-sided 95% normal quantile.
+const Z95: f64 = 1.959_963_984_540_054;
+
+/// The 95% Wilson score interval of a rate of `errors` in `n` (the whole of `[0, 1]` when
+/// `n` is 0). Unlike the normal approximation it stays inside `[0, 1]` and is honest near 0.
+pub fn wilson_interval(errors: usize, n: usize) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    let (n, p) = (n as f64, errors as f64 / n as f64);
+    let z2 = Z95 * Z95;
+    let centre = (p + z2 / (2.0 * n)) / (1.0 + z2 / n);
+    let half = Z95 / (1.0 + z2 / n) * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+    ((centre - half).max(0.0), (centre + half).min(1.0))
+}
+
 /// Header of the scalar columns of every CSV report (`evaluate`, `baseline`, `compare`);
 /// the size-bin columns that follow differ per report.
-pub const CSV_SCALAR_COLUMNS: [&str; 10] = [
+pub const CSV_SCALAR_COLUMNS: [&str; 12] = [
     "embedding",
     "classifier",
     "n",
     "errors",
     "error_rate",
+    "error_rate_ci_low",
+    "error_rate_ci_high",
     "precision",
     "recall",
     "f1",
@@ -300,6 +327,21 @@ pub fn coverage_at(answers: &[(f64, bool)], cut: f64) -> (f64, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wilson_matches_published_values() {
+        // Newcombe (1998), Statistics in Medicine 17:857, table I: 81/263 -> 0.2553-0.3662.
+        let (low, high) = wilson_interval(81, 263);
+        assert!(
+            (low - 0.2553).abs() < 5e-4 && (high - 0.3662).abs() < 5e-4,
+            "{low} {high}"
+        );
+        // 0 of 10 -> 0 to 0.2775 (same table).
+        let (low, high) = wilson_interval(0, 10);
+        assert_eq!(low, 0.0);
+        assert!((high - 0.2775).abs() < 5e-4, "{high}");
+        assert_eq!(wilson_interval(0, 0), (0.0, 1.0));
+    }
 
     #[test]
     fn matches_hand_computed_weighted_scores() {

@@ -50,6 +50,14 @@ fn compare_writes_tables_plots_and_html_and_reuses_runs() {
         "size breakdown:\n{stdout}"
     );
     assert!(stderr.contains("4 evaluation(s) run, 0 reused"), "{stderr}");
+    // The headline pairs the best two on their kept predictions (whose errors match the rows).
+    let headline = stdout.lines().next().unwrap_or_default();
+    assert!(
+        headline.starts_with("Lowest error: **onehot")
+            && headline.contains("McNemar's exact test on the 1248 test items both"),
+        "{stdout}"
+    );
+    assert!(headline.contains("clear winner"), "{headline}");
 
     let dir = tmp.path().join("reports/clustered_split/compare");
     for name in ["error_rate", "error_by_family_size"] {
@@ -66,6 +74,7 @@ fn compare_writes_tables_plots_and_html_and_reuses_runs() {
     }
     let html = std::fs::read_to_string(dir.join("comparison.html")).unwrap();
     assert_eq!(html.matches("<svg").count(), 2);
+    assert!(html.contains("McNemar's exact test on the 1248") && html.contains("<th>95% CI</th>"));
     assert!(html.contains("onehot32") && html.contains("Error rate by training-family size"));
     let rows: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(dir.join("comparison.json")).unwrap()).unwrap();

@@ -38,7 +38,9 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or_default(),
         plan.split
     );
-    let files = report::html::write_comparison(&out, &title, &summary.rows)?;
+    let kept = report::ReportPaths::new(&plan.report_dir, &plan.split);
+    let files = report::html::write_comparison(&out, &title, &summary.rows, |r| kept.kept_predictions(r))?;
+    println!("{}\n", kept.headline(&summary.rows));
     println!("{}", report::markdown_table(&summary.rows));
     println!(
         "Error rate (%) by training-family size\n\n{}",

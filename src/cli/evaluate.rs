@@ -106,9 +106,10 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<ExitCode> {
     let (split, mut plan) = args.experiment.plan()?;
     plan.save_classifiers = args.save_classifiers.clone();
     let summary = args.experiment.run(&split, &plan)?;
+    let paths = ReportPaths::new(&plan.report_dir, &plan.split);
+    println!("{}\n", paths.headline(&summary.rows));
     println!("{}", report::markdown_table(&summary.rows));
     println!("{}", report::markdown_size_table(&summary.rows));
-    let paths = ReportPaths::new(&plan.report_dir, &plan.split);
     if !plan.learned.is_empty() {
         // Tune, dev and test side by side, and the calibration table.
         let learned = paths.dir.join("learned.md");

@@ -8,9 +8,10 @@
 
 use std::path::{Path, PathBuf};
 
+use super::significance::Headline;
 use super::{
-    csv_table, json_rows, markdown_size_table, markdown_table, ranked, row_name, size_grid, write_file, ReportError,
-    ReportRow,
+    csv_table, json_rows, markdown_size_table, markdown_table, ranked, row_name, size_grid, write_file, PredictionRow,
+    ReportError, ReportRow,
 };
 use crate::plot;
 
@@ -47,6 +48,7 @@ fn inline_svg(svg: &str) -> &str {
 pub fn html_report(
     title: &str,
     rows: &[ReportRow],
+    headline: Option<&Headline>,
     bars_svg: &str,
     sizes_svg: &str,
     bars_png: &[u8],
@@ -57,7 +59,7 @@ pub fn html_report(
     let ranked = ranked(rows);
     let mut table = String::from(
         "<table><thead><tr><th>rank</th><th>embedding</th><th>classifier</th><th>n</th><th>errors</th>\
-         <th>error %</th><th>precision</th><th>recall</th><th>F1</th><th>train s</th><th>predict s</th></tr></thead><tbody>\n",
+         <th>error %</th><th>95% CI</th><th>precision</th><th>recall</th><th>F1</th><th>train s</th><th>predict s</th></tr></thead><tbody>\n",
     );
     for (i, r) in ranked.iter().enumerate() {
         let class = if i == 0 { " class=\"best\"" } else { "" };
@@ -85,16 +87,7 @@ pub fn html_report(
         sizes.push_str("</tr>\n");
     }
     sizes.push_str("</tbody></table>\n");
-    let best = ranked
-        .first()
-        .map(|r| {
-            format!(
-                "Best: <b>{}</b> with {:.2}% test errors.",
-                html_escape(&row_name(r)),
-                100.0 * r.error_rate
-            )
-        })
-        .unwrap_or_default();
+    let best = headline.map(|h| h.html(html_escape)).unwrap_or_default();
     format!(
         r#"<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
@@ -111,8 +104,10 @@ figure svg {{ max-width: 100%; height: auto; }}
 </style></head>
 <body>
 <h1>{title}</h1>
-<p>{best} Error rate = share of test domains whose predicted family is wrong (a missing prediction is an error);
-precision, recall and F1 are weighted by class support (scikit-learn's definitions).</p>
+<p>{best}</p>
+<p class="note">Error rate = share of test domains whose predicted family is wrong (a missing prediction is an error);
+the 95% CI is its Wilson interval over the test domains. McNemar's test pairs the two best methods on the same
+domains. Precision, recall and F1 are weighted by class support (scikit-learn's definitions).</p>
 <h2>Error rate per embedding and classifier</h2>
 <figure>{bars}<figcaption><a download="error_rate.png" href="data:image/png;base64,{bars_png}">PNG</a></figcaption></figure>
 {table}
@@ -132,8 +127,14 @@ precision, recall and F1 are weighted by class support (scikit-learn's definitio
     )
 }
 
-/// Writes the whole comparison into `dir` (created if missing).
-pub fn write_comparison(dir: &Path, title: &str, rows: &[ReportRow]) -> Result<ComparisonFiles, ReportError> {
+/// Writes the whole comparison into `dir` (created if missing); `predictions` gives a
+/// row's kept per-query predictions, which the headline's paired test needs.
+pub fn write_comparison(
+    dir: &Path,
+    title: &str,
+    rows: &[ReportRow],
+    predictions: impl Fn(&ReportRow) -> Option<Vec<PredictionRow>>,
+) -> Result<ComparisonFiles, ReportError> {
     if rows.is_empty() {
         return Err(ReportError::Empty);
     }
@@ -142,8 +143,10 @@ pub fn write_comparison(dir: &Path, title: &str, rows: &[ReportRow]) -> Result<C
     let csv = dir.join("comparison.csv");
     let json = dir.join("comparison.json");
     let html = dir.join("comparison.html");
+    let headline = Headline::of(rows, predictions);
     let md = format!(
-        "# {title}\n\n{}\n## Error rate (%) by training-family size\n\n{}",
+        "# {title}\n\n{}\n\n{}\n## Error rate (%) by training-family size\n\n{}",
+        headline.as_ref().map(Headline::markdown).unwrap_or_default(),
         markdown_table(rows),
         markdown_size_table(rows)
     );
@@ -162,6 +165,7 @@ pub fn write_comparison(dir: &Path, title: &str, rows: &[ReportRow]) -> Result<C
     let page = html_report(
         title,
         rows,
+        headline.as_ref(),
         &String::from_utf8_lossy(&read(&bars_svg)?),
         &String::from_utf8_lossy(&read(&sizes_svg)?),
         &read(&bars_png)?,
@@ -188,7 +192,7 @@ mod tests {
     #[test]
     fn writes_plots_tables_and_self_contained_html() {
         let dir = tempfile::tempdir().unwrap();
-        let files = write_comparison(dir.path(), "clustered_split", &rows()).unwrap();
+        let files = write_comparison(dir.path(), "clustered_split", &rows(), |_| None).unwrap();
         for png in [&files.bars_png, &files.sizes_png] {
             let bytes = std::fs::read(png).unwrap();
             assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "{}", png.display());
@@ -220,6 +224,11 @@ mod tests {
             "no external resources"
         );
         assert!(html.contains("<tr class=\"best\"><td>1</td><td>none</td><td>hmm</td>"));
+        // No predictions to pair: the headline says so and judges by the intervals.
+        assert!(
+            html.contains("Lowest error: <b>hmm</b>") && html.contains("No paired test"),
+            "{html}"
+        );
         let json: Vec<ReportRow> = serde_json::from_str(&std::fs::read_to_string(&files.json).unwrap()).unwrap();
         assert_eq!(json.len(), 5);
         assert!(std::fs::read_to_string(&files.markdown)
@@ -231,7 +240,7 @@ mod tests {
     fn no_rows_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         assert!(matches!(
-            write_comparison(dir.path(), "x", &[]),
+            write_comparison(dir.path(), "x", &[], |_| None),
             Err(ReportError::Empty)
         ));
     }

@@ -8,7 +8,9 @@
 //!   plots and the self-contained HTML page of a comparison;
 //! - [`write_predictions`] writes one line per test query in one format for every
 //!   method (id, truth, prediction, score, nearest training id and distance);
-//! - [`runs::RunCache`] keeps every evaluated row so a later run reuses it.
+//! - [`runs::RunCache`] keeps every evaluated row so a later run reuses it;
+//! - [`significance`] puts a 95% interval on every error rate and a paired test
+//!   between the best two rows into each report's headline.
 //!
 //! Every file goes through the crate's atomic writer (temporary file, fsync,
 //! rename, fsync of the directory): a crash never leaves half a report.
@@ -23,6 +25,7 @@ use crate::metrics::{CSV_SCALAR_COLUMNS, SIZE_BINS};
 
 pub mod html;
 pub mod runs;
+pub mod significance;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -155,6 +158,18 @@ impl ReportPaths {
             .join("predictions")
             .join(format!("{}.csv", pair_stem(embedding, classifier)))
     }
+
+    /// The predictions kept for `row` in this report directory, if any.
+    pub fn kept_predictions(&self, row: &ReportRow) -> Option<Vec<PredictionRow>> {
+        read_predictions(&self.predictions(&row.embedding, &row.classifier)).ok()
+    }
+
+    /// The Markdown headline of `rows` (see [`significance::Headline`]), paired on the kept predictions.
+    pub fn headline(&self, rows: &[ReportRow]) -> String {
+        significance::Headline::of(rows, |r| self.kept_predictions(r))
+            .map(|h| h.markdown())
+            .unwrap_or_default()
+    }
 }
 
 /// Reads a report JSON (a list of rows).
@@ -187,7 +202,13 @@ pub fn write_report(paths: &ReportPaths, new: &[ReportRow]) -> Result<Vec<Report
     write_file(&paths.csv(), csv_table(&rows).as_bytes())?;
     write_file(
         &paths.markdown(),
-        format!("{}\n{}", markdown_table(&rows), markdown_size_table(&rows)).as_bytes(),
+        format!(
+            "{}\n\n{}\n{}",
+            paths.headline(&rows),
+            markdown_table(&rows),
+            markdown_size_table(&rows)
+        )
+        .as_bytes(),
     )?;
     Ok(rows)
 }
@@ -215,8 +236,8 @@ pub fn ranked(rows: &[ReportRow]) -> Vec<ReportRow> {
 /// The Table-1-style Markdown table (rows best first, the best in bold).
 pub fn markdown_table(rows: &[ReportRow]) -> String {
     let mut out = String::from(
-        "| rank | embedding | classifier | n | errors | error % | precision | recall | F1 | train s | predict s |\n\
-         |---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| rank | embedding | classifier | n | errors | error % | 95% CI | precision | recall | F1 | train s | predict s |\n\
+         |---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for (i, r) in ranked(rows).iter().enumerate() {
         let mut cells = r.table_cells();
