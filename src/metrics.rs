@@ -194,6 +194,16 @@ impl ReportRow {
         row
     }
 
+    /// Name in tables and legends: `embedding + classifier`, or the classifier alone
+    /// for the baselines (embedding `none`).
+    pub fn name(&self) -> String {
+        if self.embedding == "none" || self.embedding.is_empty() {
+            self.classifier.clone()
+        } else {
+            format!("{} + {}", self.embedding, self.classifier)
+        }
+    }
+
     /// The 95% Wilson interval of [`Self::error_rate`].
     pub fn error_interval(&self) -> (f64, f64) {
         wilson_interval(self.errors, self.n)
@@ -285,6 +295,25 @@ pub const CSV_SCALAR_COLUMNS: [&str; 12] = [
     "train_seconds",
     "predict_seconds",
 ];
+
+/// The size bins a report shows, with their test n (the most any row has): `0`
+/// (families absent from training), then the paper's five, each only where some row
+/// has test items in it (an empty column or x position says nothing).
+pub fn shown_size_bins<'a>(rows: impl IntoIterator<Item = &'a ReportRow>) -> Vec<(String, usize)> {
+    let rows: Vec<&ReportRow> = rows.into_iter().collect();
+    std::iter::once("0")
+        .chain(SIZE_BINS.iter().map(|(_, _, label)| *label))
+        .filter_map(|bin| {
+            let n = rows
+                .iter()
+                .filter_map(|r| r.size_bin(bin))
+                .map(|b| b.n)
+                .max()
+                .unwrap_or(0);
+            (n > 0).then(|| (bin.to_string(), n))
+        })
+        .collect()
+}
 
 /// The size-bin labels that occur in `rows`, in first-seen order.
 pub fn bins_seen(rows: &[ReportRow]) -> Vec<String> {

@@ -1,8 +1,13 @@
-//! Comparison plots with `plotters`, written as SVG and PNG:
-//! - [`error_bars`]: error rate per embedding, one bar per classifier (grouped
-//!   bars; baselines form their own group);
-//! - [`error_by_size`]: error rate against the training-family size bin, one
-//!   line per embedding x classifier.
+//! Comparison plots with `plotters`, written as SVG and PNG, drawn for a paper:
+//! - [`error_bars`]: one horizontal bar per method with its 95% interval, methods
+//!   grouped by embedding (baselines are a group), coloured by group: no empty
+//!   slots, and every name and value has its own line;
+//! - [`error_by_size`]: error rate against the training-family size bin (each bin
+//!   labelled with its test n, empty bins left out), one line per method for the
+//!   best few, with 95% intervals.
+//!
+//! Colours are Okabe & Ito's colour-blind-safe set without its yellow, which is
+//! unreadable on white.
 //!
 //! PNG text needs a font file: DejaVu Sans (its licence allows redistribution;
 //! `assets/fonts/DejaVuSans-LICENSE.txt`) is compiled in and registered with
@@ -16,7 +21,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
-use crate::metrics::{ReportRow, SIZE_BINS};
+use crate::metrics::ReportRow;
 
 static FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
 const FAMILY: &str = "sans-serif";
@@ -30,24 +35,28 @@ pub enum PlotError {
     Empty(String),
 }
 
-/// Colour-blind-safe palette (Okabe & Ito), then plotters' own.
-const PALETTE: [RGBColor; 8] = [
+/// Colour-blind-safe palette (Okabe & Ito, without yellow).
+const PALETTE: [RGBColor; 7] = [
     RGBColor(0, 114, 178),
     RGBColor(230, 159, 0),
     RGBColor(0, 158, 115),
     RGBColor(204, 121, 167),
     RGBColor(86, 180, 233),
     RGBColor(213, 94, 0),
-    RGBColor(240, 228, 66),
     RGBColor(0, 0, 0),
 ];
 
+/// How many methods the family-size plot draws: one distinct colour each.
+pub const MAX_SIZE_LINES: usize = PALETTE.len();
+
+/// Colour `i`; past the palette, greys (only the bar chart's groups can get there).
 fn colour(i: usize) -> RGBColor {
-    if i < PALETTE.len() {
-        PALETTE[i]
-    } else {
-        let c = Palette99::pick(i).to_rgba();
-        RGBColor(c.0, c.1, c.2)
+    match PALETTE.get(i) {
+        Some(c) => *c,
+        None => {
+            let g = (90 + 30 * (i - PALETTE.len()) % 120) as u8;
+            RGBColor(g, g, g)
+        }
     }
 }
 
@@ -104,7 +113,6 @@ fn both(
     Ok((svg, png))
 }
 
-/// Group name of a row on the bar chart: its embedding, or `baselines` for HMM / BLAST.
 /// The x-axis label at `x` of a categorical axis: the name of category `x` where `x` is a whole
 /// category index, nothing between categories (the mesh asks for labels at fractional positions).
 fn category_tick(names: &[impl ToString], x: f64) -> String {
@@ -116,15 +124,16 @@ fn category_tick(names: &[impl ToString], x: f64) -> String {
     }
 }
 
-/// A y-axis label of an error-rate axis: whole percent, none above 100 (the headroom for labels).
+/// A label of an error-rate axis: whole percent, none above 100 (the headroom for value labels).
 fn percent_tick(y: f64) -> String {
-    if y <= 100.0 {
+    if y <= 100.0 + 1e-9 {
         format!("{y:.0}")
     } else {
         String::new()
     }
 }
 
+/// Group name of a row on the bar chart: its embedding, or `baselines` for HMM / BLAST.
 fn group_of(row: &ReportRow) -> String {
     if row.embedding == "none" || row.embedding.is_empty() {
         "baselines".to_string()
@@ -143,237 +152,309 @@ fn unique<T: PartialEq + Clone>(items: impl IntoIterator<Item = T>) -> Vec<T> {
     out
 }
 
-/// Grouped bar chart of error rate (%): one group per embedding, one bar per
-/// classifier, the value printed over each bar.
+/// One horizontal bar per row: error rate (%) with its 95% Wilson interval and
+/// value, rows grouped by embedding (groups in order of their best row, rows best
+/// first within a group) and coloured by group.
 pub fn error_bars(rows: &[ReportRow], dir: &Path, name: &str, title: &str) -> Result<(PathBuf, PathBuf), PlotError> {
     if rows.is_empty() {
         return Err(PlotError::Empty("no report rows for the error-rate chart".into()));
     }
-    let groups = unique(rows.iter().map(group_of));
-    let classifiers = unique(rows.iter().map(|r| r.classifier.clone()));
-    let top = rows.iter().map(|r| r.error_rate * 100.0).fold(0.0, f64::max);
-    // Headroom above the tallest bar for its value.
-    let y_max = ((top * 1.1 + 6.0) / 10.0).ceil() * 10.0;
-    let bar_width = 0.8 / classifiers.len() as f64;
-    // Wide enough for long model names under each group, plus the legend column.
-    let width = SIZE.0.max(180 * groups.len() as u32 + 200) + LEGEND_WIDTH;
+    let mut ordered: Vec<&ReportRow> = rows.iter().collect();
+    ordered.sort_by(|a, b| a.error_rate.total_cmp(&b.error_rate));
+    let groups = unique(ordered.iter().map(|r| group_of(r)));
+    ordered.sort_by_key(|r| groups.iter().position(|g| *g == group_of(r)));
+    let height = 130 + 30 * ordered.len() as u32;
     both(
         dir,
         name,
-        (width, legend_height(classifiers.len())),
-        |root| draw_bars(root, rows, &groups, &classifiers, bar_width, y_max, title),
-        |root| draw_bars(root, rows, &groups, &classifiers, bar_width, y_max, title),
+        (SIZE.0 + 100, height.max(500)),
+        |root| draw_bars(root, &ordered, &groups, title),
+        |root| draw_bars(root, &ordered, &groups, title),
     )
+}
+
+fn anchored(size: u32, h: plotters::style::text_anchor::HPos) -> TextStyle<'static> {
+    (FAMILY, size)
+        .into_font()
+        .color(&BLACK)
+        .pos(plotters::style::text_anchor::Pos::new(
+            h,
+            plotters::style::text_anchor::VPos::Center,
+        ))
 }
 
 fn draw_bars<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
-    rows: &[ReportRow],
+    rows: &[&ReportRow],
     groups: &[String],
-    classifiers: &[String],
-    bar_width: f64,
-    y_max: f64,
     title: &str,
 ) -> Result<(), String> {
     let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
     root.fill(&WHITE).map_err(e)?;
-    let (plot_area, legend_area) = root.split_horizontally(root.dim_in_pixel().0 as i32 - LEGEND_WIDTH as i32);
+    let (key_area, plot_area) = root.split_vertically(64);
+    let names: Vec<String> = rows.iter().map(|r| r.name()).collect();
+    let longest = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+    let n = rows.len();
+    let top = rows.iter().map(|r| 100.0 * r.error_interval().1).fold(0.0, f64::max);
+    // Room right of the longest whisker for its value.
+    let x_max = (((top + 9.0) / 10.0).ceil() * 10.0).min(110.0);
     let mut chart = ChartBuilder::on(&plot_area)
-        .caption(title, (FAMILY, 26))
-        .margin(16)
-        .x_label_area_size(50)
-        .y_label_area_size(70)
-        .build_cartesian_2d(-0.5f64..(groups.len() as f64 - 0.5), 0f64..y_max)
+        .margin_left(16)
+        .margin_right(24)
+        .margin_bottom(8)
+        .x_label_area_size(56)
+        .y_label_area_size((24 + 9 * longest as u32).min(420))
+        .build_cartesian_2d(0f64..x_max, -0.5f64..(n as f64 - 0.5))
         .map_err(e)?;
-    let group_names = groups.to_vec();
+    // Row i is drawn at y = n - 1 - i, so the first row is on top.
+    let y_names: Vec<String> = names.iter().rev().cloned().collect();
     chart
         .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(groups.len().max(2) * 4)
-        .x_label_formatter(&|x: &f64| category_tick(&group_names, *x))
-        .y_desc("test error rate (%)")
-        .y_label_formatter(&|y: &f64| percent_tick(*y))
+        .disable_y_mesh()
+        .y_labels(n.max(2) * 4)
+        .y_label_formatter(&|y: &f64| category_tick(&y_names, *y))
+        .x_labels(12)
+        .x_label_formatter(&|x: &f64| percent_tick(*x))
+        .x_desc("test error rate (%), with its 95% interval")
         .light_line_style(TRANSPARENT)
-        .x_desc("embedding")
-        .label_style((FAMILY, 17))
-        .axis_desc_style((FAMILY, 18))
+        .bold_line_style(RGBColor(225, 225, 225))
+        .label_style((FAMILY, 16))
+        .axis_desc_style((FAMILY, 17))
         .draw()
         .map_err(e)?;
-    for (ci, classifier) in classifiers.iter().enumerate() {
-        let colour = colour(ci);
-        let mut bars = Vec::new();
-        let mut labels = Vec::new();
-        for (gi, group) in groups.iter().enumerate() {
-            let Some(row) = rows
-                .iter()
-                .find(|r| &group_of(r) == group && &r.classifier == classifier)
-            else {
-                continue;
-            };
-            let x0 = gi as f64 - 0.4 + ci as f64 * bar_width;
-            let x1 = x0 + bar_width * 0.92;
-            let y = row.error_rate * 100.0;
-            bars.push(Rectangle::new([(x0, 0.0), (x1, y)], colour.filled()));
-            labels.push(Text::new(
-                format!("{y:.1}"),
-                ((x0 + x1) / 2.0, y + y_max * 0.01),
-                (FAMILY, 14)
-                    .into_font()
-                    .color(&BLACK)
-                    .pos(plotters::style::text_anchor::Pos::new(
-                        plotters::style::text_anchor::HPos::Center,
-                        plotters::style::text_anchor::VPos::Bottom,
-                    )),
-            ));
+    for (i, row) in rows.iter().enumerate() {
+        let y = (n - 1 - i) as f64;
+        let colour = colour(groups.iter().position(|g| *g == group_of(row)).unwrap_or(0));
+        let rate = 100.0 * row.error_rate;
+        let (low, high) = row.error_interval();
+        let (low, high) = (100.0 * low, 100.0 * high);
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(0.0, y - 0.36), (rate, y + 0.36)],
+                colour.mix(0.85).filled(),
+            )))
+            .map_err(e)?;
+        let whisker = ShapeStyle {
+            color: BLACK.to_rgba(),
+            filled: true,
+            stroke_width: 2,
+        };
+        for segment in [
+            vec![(low, y), (high, y)],
+            vec![(low, y - 0.18), (low, y + 0.18)],
+            vec![(high, y - 0.18), (high, y + 0.18)],
+        ] {
+            chart
+                .draw_series(std::iter::once(PathElement::new(segment, whisker)))
+                .map_err(e)?;
         }
-        chart.draw_series(bars).map_err(e)?;
-        chart.draw_series(labels).map_err(e)?;
+        chart
+            .draw_series(std::iter::once(Text::new(
+                format!("{rate:.1}"),
+                (high + x_max * 0.012, y),
+                anchored(15, plotters::style::text_anchor::HPos::Left),
+            )))
+            .map_err(e)?;
     }
-    let entries: Vec<(String, RGBColor)> = classifiers
-        .iter()
-        .enumerate()
-        .map(|(ci, c)| (c.clone(), colour(ci)))
-        .collect();
-    draw_legend(&legend_area, &entries, LegendMark::Box)
+    // Title and the group key in a strip above the chart: never over a bar.
+    key_area
+        .draw(&Text::new(
+            title.to_string(),
+            (16, 20),
+            anchored(22, plotters::style::text_anchor::HPos::Left),
+        ))
+        .map_err(e)?;
+    let mut x = 16;
+    for (gi, group) in groups.iter().enumerate() {
+        key_area
+            .draw(&Rectangle::new([(x, 42), (x + 14, 56)], colour(gi).mix(0.85).filled()))
+            .map_err(e)?;
+        key_area
+            .draw(&Text::new(
+                group.clone(),
+                (x + 20, 49),
+                anchored(15, plotters::style::text_anchor::HPos::Left),
+            ))
+            .map_err(e)?;
+        x += 40 + 9 * group.chars().count() as i32;
+    }
+    Ok(())
 }
 
-const LEGEND_WIDTH: u32 = 320;
-const LEGEND_TOP: i32 = 60;
-const LEGEND_STEP: i32 = 24;
+const LEGEND_TOP: i32 = 70;
+const LEGEND_STEP: i32 = 26;
 
-/// Image height: the chart's own, or taller when the legend needs it.
-fn legend_height(entries: usize) -> u32 {
-    SIZE.1.max((2 * LEGEND_TOP + LEGEND_STEP * entries as i32) as u32)
+/// Legend column width for labels of up to `longest` characters.
+fn legend_width(longest: usize) -> u32 {
+    (60 + 9 * longest as u32).clamp(160, 420)
 }
 
-#[derive(Clone, Copy)]
-enum LegendMark {
-    Box,
-    Line,
-}
-
-/// The legend in its own column right of the chart, so it never hides a bar,
-/// a line or a value label however many series there are.
+/// The legend in its own column right of the chart, so it never hides a line.
 fn draw_legend<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     entries: &[(String, RGBColor)],
-    mark: LegendMark,
 ) -> Result<(), String> {
     let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
     for (i, (label, colour)) in entries.iter().enumerate() {
         let y = LEGEND_TOP + i as i32 * LEGEND_STEP;
-        match mark {
-            LegendMark::Box => area
-                .draw(&Rectangle::new([(10, y - 7), (24, y + 7)], colour.filled()))
-                .map_err(e)?,
-            LegendMark::Line => area
-                .draw(&PathElement::new(
-                    vec![(4, y), (28, y)],
-                    ShapeStyle {
-                        color: colour.to_rgba(),
-                        filled: true,
-                        stroke_width: 3,
-                    },
-                ))
-                .map_err(e)?,
-        }
+        area.draw(&PathElement::new(
+            vec![(4, y), (28, y)],
+            ShapeStyle {
+                color: colour.to_rgba(),
+                filled: true,
+                stroke_width: 3,
+            },
+        ))
+        .map_err(e)?;
+        area.draw(&Circle::new((16, y), 4, colour.filled())).map_err(e)?;
         area.draw(&Text::new(
             label.clone(),
             (36, y),
-            (FAMILY, 15)
-                .into_font()
-                .color(&BLACK)
-                .pos(plotters::style::text_anchor::Pos::new(
-                    plotters::style::text_anchor::HPos::Left,
-                    plotters::style::text_anchor::VPos::Center,
-                )),
+            anchored(15, plotters::style::text_anchor::HPos::Left),
         ))
         .map_err(e)?;
     }
     Ok(())
 }
 
-/// Line chart of error rate (%) against the training-family size bin, one line
-/// per row; bins without test items are left out of a line.
+/// Error rate (%) against the training-family size bin for the best
+/// [`MAX_SIZE_LINES`] rows of `rows` (ranked best first, as reports pass them),
+/// one line each, with 95% intervals; every bin is labelled with its test n.
 pub fn error_by_size(rows: &[ReportRow], dir: &Path, name: &str, title: &str) -> Result<(PathBuf, PathBuf), PlotError> {
-    let rows: Vec<&ReportRow> = rows.iter().filter(|r| !r.by_family_size.is_empty()).collect();
+    let rows: Vec<&ReportRow> = rows
+        .iter()
+        .filter(|r| !r.by_family_size.is_empty())
+        .take(MAX_SIZE_LINES)
+        .collect();
     if rows.is_empty() {
         return Err(PlotError::Empty("no report row has a family-size breakdown".into()));
     }
+    let longest = rows.iter().map(|r| r.name().chars().count()).max().unwrap_or(0);
+    let legend = legend_width(longest);
     both(
         dir,
         name,
-        (SIZE.0 + LEGEND_WIDTH, legend_height(rows.len())),
-        |root| draw_lines(root, &rows, title),
-        |root| draw_lines(root, &rows, title),
+        (SIZE.0 + legend, SIZE.1),
+        |root| draw_lines(root, &rows, legend, title),
+        |root| draw_lines(root, &rows, legend, title),
     )
-}
-
-/// The family-size bins shown on the x axis: the paper's five.
-fn bin_labels() -> Vec<&'static str> {
-    SIZE_BINS.iter().map(|(_, _, label)| *label).collect()
 }
 
 fn draw_lines<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     rows: &[&ReportRow],
+    legend_width: u32,
     title: &str,
 ) -> Result<(), String> {
     let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
-    let bins = bin_labels();
+    let bins = crate::metrics::shown_size_bins(rows.iter().copied());
     root.fill(&WHITE).map_err(e)?;
-    let (plot_area, legend_area) = root.split_horizontally(root.dim_in_pixel().0 as i32 - LEGEND_WIDTH as i32);
+    let (plot_area, legend_area) = root.split_horizontally(root.dim_in_pixel().0 as i32 - legend_width as i32);
     let mut chart = ChartBuilder::on(&plot_area)
-        .caption(title, (FAMILY, 26))
+        .caption(title, (FAMILY, 22))
         .margin(16)
-        .x_label_area_size(50)
-        .y_label_area_size(70)
-        .build_cartesian_2d(-0.3f64..(bins.len() as f64 - 0.7), 0f64..105.0)
+        .x_label_area_size(56)
+        .y_label_area_size(64)
+        .build_cartesian_2d(-0.4f64..(bins.len() as f64 - 0.6), 0f64..100.0)
         .map_err(e)?;
-    let names = bins.clone();
+    let names: Vec<String> = bins.iter().map(|(bin, n)| format!("{bin} (n = {n})")).collect();
     chart
         .configure_mesh()
-        .x_labels(bins.len() * 4)
+        .x_labels(bins.len().max(2) * 4)
         .x_label_formatter(&|x: &f64| category_tick(&names, *x))
-        .x_desc("training examples of the true family")
-        .y_desc("test error rate (%)")
+        .y_labels(11)
+        .x_desc("training examples of the true family (n = test domains)")
+        .y_desc("test error rate (%), with its 95% interval")
         .y_label_formatter(&|y: &f64| percent_tick(*y))
         .light_line_style(TRANSPARENT)
-        .label_style((FAMILY, 17))
-        .axis_desc_style((FAMILY, 18))
+        .bold_line_style(RGBColor(225, 225, 225))
+        .label_style((FAMILY, 15))
+        .axis_desc_style((FAMILY, 16))
         .draw()
         .map_err(e)?;
+    let lines = rows.len() as f64;
     for (i, row) in rows.iter().enumerate() {
         let colour = colour(i);
-        let points: Vec<(f64, f64)> = bins
+        // Lines side by side within a bin, so the intervals do not hide each other.
+        let offset = (i as f64 - (lines - 1.0) / 2.0) * 0.05;
+        let points: Vec<(f64, f64, f64, f64)> = bins
             .iter()
             .enumerate()
-            .filter_map(|(x, label)| {
-                let bin = row.by_family_size.iter().find(|b| b.bin == *label)?;
-                (bin.n > 0).then_some((x as f64, bin.error_rate * 100.0))
+            .filter_map(|(x, (label, _))| {
+                let bin = row.size_bin(label).filter(|b| b.n > 0)?;
+                let (low, high) = crate::metrics::wilson_interval(bin.errors, bin.n);
+                Some((x as f64 + offset, 100.0 * bin.error_rate, 100.0 * low, 100.0 * high))
             })
             .collect();
         let style = ShapeStyle {
             color: colour.to_rgba(),
             filled: true,
-            stroke_width: 3,
+            stroke_width: 2,
         };
-        chart.draw_series(LineSeries::new(points.clone(), style)).map_err(e)?;
         chart
-            .draw_series(points.iter().map(|&p| Circle::new(p, 5, colour.filled())))
+            .draw_series(LineSeries::new(points.iter().map(|p| (p.0, p.1)), style))
+            .map_err(e)?;
+        chart
+            .draw_series(
+                points
+                    .iter()
+                    .map(|&(x, _, low, high)| PathElement::new(vec![(x, low), (x, high)], style)),
+            )
+            .map_err(e)?;
+        chart
+            .draw_series(
+                points
+                    .iter()
+                    .map(|&(x, y, _, _)| Circle::new((x, y), 4, colour.filled())),
+            )
             .map_err(e)?;
     }
-    let entries: Vec<(String, RGBColor)> = rows
-        .iter()
-        .enumerate()
-        .map(|(i, row)| {
-            let label = if group_of(row) == "baselines" {
-                row.classifier.clone()
-            } else {
-                format!("{} + {}", row.embedding, row.classifier)
-            };
-            (label, colour(i))
-        })
-        .collect();
-    draw_legend(&legend_area, &entries, LegendMark::Line)
+    let entries: Vec<(String, RGBColor)> = rows.iter().enumerate().map(|(i, r)| (r.name(), colour(i))).collect();
+    draw_legend(&legend_area, &entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::SizeBinError;
+
+    #[test]
+    fn bins_without_test_items_are_not_shown() {
+        let metrics = crate::metrics::Metrics {
+            n: 40,
+            errors: 4,
+            error_rate: 0.1,
+            precision: 0.0,
+            recall: 0.0,
+            f1: 0.0,
+        };
+        let mut row = ReportRow::new("near", "knn", metrics, 0.0, 0.0);
+        row.by_family_size = vec![
+            SizeBinError {
+                bin: "1".into(),
+                n: 0,
+                errors: 0,
+                error_rate: 0.0,
+            },
+            SizeBinError {
+                bin: "10-49".into(),
+                n: 40,
+                errors: 4,
+                error_rate: 0.1,
+            },
+        ];
+        assert_eq!(crate::metrics::shown_size_bins([&row]), vec![("10-49".to_string(), 40)]);
+    }
+
+    #[test]
+    fn the_palette_has_no_yellow_and_is_distinct() {
+        for (i, a) in PALETTE.iter().enumerate() {
+            // Yellow: red and green high, blue low.
+            assert!(!(a.0 > 200 && a.1 > 200 && a.2 < 100), "{a:?}");
+            for b in &PALETTE[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert_ne!(colour(PALETTE.len()), colour(PALETTE.len() + 1));
+    }
 }

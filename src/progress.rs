@@ -10,7 +10,7 @@ use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
+use indicatif::{HumanDuration, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle, TermLike};
 
 /// Seconds between two log lines when stderr is not a terminal
 /// (`$PROTFAM_PROGRESS_SECONDS`, default 30).
@@ -27,10 +27,9 @@ pub fn log_interval() -> Duration {
 pub fn bar(len: u64, unit: &str) -> ProgressBar {
     if std::io::stderr().is_terminal() {
         let bar = ProgressBar::new(len);
-        let template = format!(
-            "{{spinner}} [{{elapsed_precise}}] {{bar:40}} {{pos}}/{{len}} {unit} ({{per_sec}}, ETA {{eta}}) {{msg}}"
-        );
-        if let Ok(style) = ProgressStyle::with_template(&template) {
+        if let Some(style) = style(&format!(
+            "{{spinner}} [{{elapsed_precise}}] {{bar:40}} {{pos}}/{{len}} {unit} ({{rate}}, ETA {{eta_known}}) {{msg}}"
+        )) {
             bar.set_style(style);
         }
         bar
@@ -50,13 +49,45 @@ pub fn log_lines(len: u64, unit: &str, every: Duration) -> ProgressBar {
         Some(len),
         ProgressDrawTarget::term_like_with_hz(Box::new(LogLines::new(every, std::io::stderr())), 1),
     );
-    let template = format!("progress [{{elapsed_precise}}] {{msg}} {{pos}}/{{len}} {unit} ({{per_sec}}, ETA {{eta}})");
-    if let Ok(style) = ProgressStyle::with_template(&template) {
+    if let Some(style) = style(&format!(
+        "progress [{{elapsed_precise}}] {{pos}}/{{len}} {unit} ({{rate}}, ETA {{eta_known}}) {{msg}}"
+    )) {
         bar.set_style(style);
     }
     // Steps that advance rarely (one tool process, one long search) still log.
     bar.enable_steady_tick(Duration::from_secs(1));
     bar
+}
+
+/// Both forms' style: `{rate}` is items per second with one decimal (three
+/// significant digits at most; indicatif's `{per_sec}` prints four decimals),
+/// and `{eta_known}` is `?` until the first item is done (not indicatif's `0s`).
+fn style(template: &str) -> Option<ProgressStyle> {
+    let style = ProgressStyle::with_template(template).ok()?;
+    Some(
+        style
+            .with_key("rate", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = w.write_str(&rate(state.per_sec()));
+            })
+            .with_key("eta_known", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = if state.pos() == 0 {
+                    w.write_str("?")
+                } else {
+                    write!(w, "{:#}", HumanDuration(state.eta()))
+                };
+            }),
+    )
+}
+
+/// `"10.7/s"`, `"5577/s"`.
+fn rate(per_sec: f64) -> String {
+    if !per_sec.is_finite() {
+        "?/s".to_string()
+    } else if per_sec >= 100.0 {
+        format!("{per_sec:.0}/s")
+    } else {
+        format!("{per_sec:.1}/s")
+    }
 }
 
 /// A [`TermLike`] that writes at most one finished line per interval.
@@ -195,5 +226,22 @@ mod tests {
         let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
         assert!(text.contains("2/5 rows") || text.contains("5/5 rows"), "{text:?}");
         assert!(!text.contains('\u{1b}'), "{text:?}");
+    }
+
+    #[test]
+    fn log_lines_show_a_short_rate_and_no_eta_before_the_first_item() {
+        let sink = Sink::default();
+        let bar = ProgressBar::with_draw_target(
+            Some(100),
+            ProgressDrawTarget::term_like(Box::new(LogLines::new(Duration::ZERO, sink.clone()))),
+        );
+        bar.set_style(style("{pos}/{len} rows ({rate}, ETA {eta_known}) {msg}").unwrap());
+        bar.set_message("0 cached");
+        bar.tick();
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("0/100 rows (0.0/s, ETA ?) 0 cached"), "{text:?}");
+        assert_eq!(rate(10.728_1), "10.7/s");
+        assert_eq!(rate(5577.3), "5577/s");
+        assert_eq!(rate(f64::NAN), "?/s");
     }
 }

@@ -39,7 +39,13 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
         plan.split
     );
     let kept = report::ReportPaths::new(&plan.report_dir, &plan.split);
-    let files = report::html::write_comparison(&out, &title, &summary.rows, |r| kept.kept_predictions(r))?;
+    let provenance = report::html::Provenance::of_this_run(format!(
+        "{}, {} (content digest {})",
+        split.root().display(),
+        plan.split,
+        split.digest()?
+    ));
+    let files = report::html::write_comparison(&out, &title, &summary.rows, |r| kept.kept_predictions(r), &provenance)?;
     println!("{}\n", kept.headline(&summary.rows));
     println!("{}", report::markdown_table(&summary.rows));
     println!(

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::atomic::write_bytes_atomic;
 pub use crate::metrics::ReportRow;
-use crate::metrics::{CSV_SCALAR_COLUMNS, SIZE_BINS};
+use crate::metrics::{shown_size_bins, CSV_SCALAR_COLUMNS};
 
 pub mod html;
 pub mod runs;
@@ -213,22 +213,13 @@ pub fn write_report(paths: &ReportPaths, new: &[ReportRow]) -> Result<Vec<Report
     Ok(rows)
 }
 
-/// Name of a row in tables and legends.
-pub fn row_name(row: &ReportRow) -> String {
-    if row.embedding == "none" || row.embedding.is_empty() {
-        row.classifier.clone()
-    } else {
-        format!("{} + {}", row.embedding, row.classifier)
-    }
-}
-
 /// Rows best first (lowest error rate; ties by name), as the table shows them.
 pub fn ranked(rows: &[ReportRow]) -> Vec<ReportRow> {
     let mut rows = rows.to_vec();
     rows.sort_by(|a, b| {
         a.error_rate
             .total_cmp(&b.error_rate)
-            .then_with(|| row_name(a).cmp(&row_name(b)))
+            .then_with(|| a.name().cmp(&b.name()))
     });
     rows
 }
@@ -250,31 +241,17 @@ pub fn markdown_table(rows: &[ReportRow]) -> String {
     out
 }
 
-/// Size bins shown: `0` (families absent from training) when any row has it, then the paper's five.
+/// Size bins shown ([`shown_size_bins`]), by label.
 pub(crate) fn bins_of(rows: &[ReportRow]) -> Vec<String> {
-    let mut bins = Vec::new();
-    if rows
-        .iter()
-        .any(|r| r.by_family_size.iter().any(|b| b.bin == "0" && b.n > 0))
-    {
-        bins.push("0".to_string());
-    }
-    bins.extend(SIZE_BINS.iter().map(|(_, _, l)| l.to_string()));
-    bins
+    shown_size_bins(rows).into_iter().map(|(bin, _)| bin).collect()
 }
 
-/// The error-by-size grid of `ranked` rows: per bin of [`bins_of`], its label, its test n (the
-/// largest any row has) and one cell per row ([`ReportRow::size_bin_percent`]).
+/// The error-by-size grid of `ranked` rows: per bin of [`shown_size_bins`], its label, its
+/// test n and one cell per row ([`ReportRow::size_bin_percent`]).
 pub(crate) fn size_grid(ranked: &[ReportRow]) -> Vec<(String, usize, Vec<String>)> {
-    bins_of(ranked)
+    shown_size_bins(ranked)
         .into_iter()
-        .map(|bin| {
-            let n = ranked
-                .iter()
-                .filter_map(|r| r.size_bin(&bin))
-                .map(|b| b.n)
-                .max()
-                .unwrap_or(0);
+        .map(|(bin, n)| {
             let cells = ranked.iter().map(|r| r.size_bin_percent(&bin)).collect();
             (bin, n, cells)
         })
@@ -286,7 +263,7 @@ pub fn markdown_size_table(rows: &[ReportRow]) -> String {
     let rows = ranked(rows);
     let mut out = String::from("| training examples of the family | test n |");
     for r in &rows {
-        out.push_str(&format!(" {} |", row_name(r)));
+        out.push_str(&format!(" {} |", r.name()));
     }
     out.push_str("\n|---|---:|");
     out.push_str(&"---:|".repeat(rows.len()));
@@ -337,7 +314,7 @@ pub fn csv_table(rows: &[ReportRow]) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::metrics::SizeBinError;
+    use crate::metrics::{SizeBinError, SIZE_BINS};
 
     fn row(embedding: &str, classifier: &str, error_rate: f64, bins: &[(&str, usize, f64)]) -> ReportRow {
         let n = 100;
@@ -399,6 +376,12 @@ pub(crate) mod tests {
         assert!(sizes.lines().next().unwrap().contains("unirep1900 + mlp"));
         assert_eq!(sizes.lines().count(), 2 + SIZE_BINS.len());
         assert!(sizes.contains("| 1 | 10 | 27.0 |"), "{sizes}");
+        // A bin no row has test items in is left out.
+        let mut sparse = rows.clone();
+        for r in &mut sparse {
+            r.by_family_size.retain(|b| b.bin != "5-9");
+        }
+        assert_eq!(markdown_size_table(&sparse).lines().count(), 1 + SIZE_BINS.len());
         let csv = csv_table(&rows);
         assert_eq!(csv.lines().count(), 1 + rows.len());
         assert!(csv.lines().next().unwrap().ends_with("n_50+,error_rate_50+"));

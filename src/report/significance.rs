@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use super::{row_name, PredictionRow, ReportRow};
+use super::{PredictionRow, ReportRow};
 pub use crate::metrics::wilson_interval;
 
 /// Significance level of the headline's verdict.
@@ -118,9 +118,9 @@ impl Headline {
             }
         }
         Some(Headline {
-            best: row_name(&best_row),
+            best: best_row.name(),
             best_row,
-            runner_up: runner_up.map(|r| (row_name(&r), r)),
+            runner_up: runner_up.map(|r| (r.name(), r)),
             test,
             untested_because,
         })
@@ -199,13 +199,13 @@ fn paired_test(
     predictions: &impl Fn(&ReportRow) -> Option<Vec<PredictionRow>>,
 ) -> Result<McNemar, String> {
     let kept = |row: &ReportRow| -> Result<Vec<PredictionRow>, String> {
-        let rows = predictions(row).ok_or_else(|| format!("no predictions kept for {}", row_name(row)))?;
+        let rows = predictions(row).ok_or_else(|| format!("no predictions kept for {}", row.name()))?;
         let wrong = rows.iter().filter(|p| !is_right(p)).count();
         if rows.len() != row.n || wrong != row.errors {
             // A predictions file from another run than the row: pairing it would test the wrong thing.
             return Err(format!(
                 "the predictions of {} ({wrong} wrong of {}) are not those of its row ({} of {})",
-                row_name(row),
+                row.name(),
                 rows.len(),
                 row.errors,
                 row.n
@@ -214,7 +214,7 @@ fn paired_test(
         Ok(rows)
     };
     McNemar::paired(&kept(best)?, &kept(second)?)
-        .map_err(|why| format!("{} and {} cannot be paired: {why}", row_name(best), row_name(second)))
+        .map_err(|why| format!("{} and {} cannot be paired: {why}", best.name(), second.name()))
 }
 
 /// A row's 95% Wilson interval of its error rate.
