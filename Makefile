@@ -23,7 +23,7 @@ FUZZ_TARGETS := fasta stockholm pfam_csv cache_shard cache_dir classifier_dir np
 # cargo-fuzz wants a nightly compiler; RUSTC_BOOTSTRAP lets a stable one stand in.
 FUZZ_CARGO ?= $(shell rustup toolchain list 2>/dev/null | grep -q '^nightly' && echo 'cargo +nightly' || echo 'env RUSTC_BOOTSTRAP=1 cargo')
 
-.PHONY: domains slurm-test workflow-quick fuzz fuzz-build fuzz-ci test-slow fixtures baseline-check pfam32 all build test test-deps lint data models embed evaluate compare baselines bench clean-cache help
+.PHONY: readme-results domains slurm-test workflow-quick fuzz fuzz-build fuzz-ci test-slow fixtures baseline-check pfam32 all build test test-deps lint data models embed evaluate compare baselines bench clean-cache help
 
 all: build
 
@@ -119,6 +119,14 @@ baseline-check: test-deps
 compare: build models test-deps
 	$(PROTFAM) compare --data $(DATA) --split $(SPLIT) --models $(MODELS) --classifiers $(CLASSIFIERS),$(RESIDUE_CLASSIFIERS) \
 		--residue-models $(RESIDUE_MODELS) --baselines $(BASELINES) --cache $(CACHE) --report-dir $(REPORTS)
+
+# The README's results table, from the report `make evaluate` wrote (between the
+# `<!-- results` markers; the rest of the README is left as it is).
+readme-results: build
+	$(PROTFAM) report $(REPORTS)/$(SPLIT) --summary > README.results.tmp
+	awk -v block=README.results.tmp '/^<!-- \/results -->/ { skip = 0 } !skip { print } \
+		/^<!-- results:/ { while ((getline line < block) > 0) print line; skip = 1 }' README.md > README.md.tmp
+	mv README.md.tmp README.md && rm README.results.tmp
 
 # Domain annotation of whole proteins (full_length/ of the bundled data): residue-knn
 # on NEAR (trained once into DOMAIN_CLASSIFIER, its store under data/residue), calibrated

@@ -88,6 +88,19 @@ fn compare_writes_tables_plots_and_html_and_reuses_runs() {
         .unwrap()
         .contains("by training-family size"));
 
+    // `protfam report` renders the kept report again without running anything.
+    let summary = Command::cargo_bin("protfam")
+        .unwrap()
+        .arg("report")
+        .arg(tmp.path().join("reports/clustered_split"))
+        .arg("--summary")
+        .output()
+        .unwrap();
+    assert!(summary.status.success(), "{}", String::from_utf8_lossy(&summary.stderr));
+    let summary = String::from_utf8_lossy(&summary.stdout);
+    assert_eq!(summary.lines().next(), Some(headline), "{summary}");
+    assert_eq!(summary.matches(" of 1248 | ").count(), 4, "{summary}");
+
     // The second run recomputes nothing and gives the same table.
     let again = compare(tmp.path());
     let stderr = String::from_utf8_lossy(&again.stderr);

@@ -16,6 +16,7 @@ pub mod embed;
 pub mod evaluate;
 pub mod info;
 pub mod models;
+pub mod report;
 pub mod residue;
 pub mod train;
 
@@ -68,6 +69,8 @@ pub enum Command {
     Domains(domains::DomainsCommand),
     /// Show what a trained classifier directory holds.
     Info(info::InfoArgs),
+    /// Print a split's report again (headline with its paired test, tables) without running anything.
+    Report(report::ReportArgs),
 }
 
 /// Parses the process arguments and runs the chosen subcommand.
@@ -95,6 +98,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Compare(args) => compare::run(args),
         Command::Baseline(cmd) => baseline::run(cmd),
         Command::Info(args) => info::run(args),
+        Command::Report(args) => report::run(args),
         Command::Residue(cmd) => residue::run(cmd),
         Command::Domains(cmd) => domains::run(cmd),
     }

@@ -241,6 +241,26 @@ pub fn markdown_table(rows: &[ReportRow]) -> String {
     out
 }
 
+/// The short table of a README or a slide: rank, method, errors of n, error % and
+/// its 95% interval, best first.
+pub fn summary_table(rows: &[ReportRow]) -> String {
+    let mut out = String::from("| rank | method | errors | error % | 95% CI |\n|---:|---|---:|---:|---:|\n");
+    for (i, r) in ranked(rows).iter().enumerate() {
+        let (low, high) = r.error_interval();
+        out.push_str(&format!(
+            "| {} | {} | {} of {} | {:.2} | {:.1}-{:.1} |\n",
+            i + 1,
+            r.name(),
+            r.errors,
+            r.n,
+            100.0 * r.error_rate,
+            100.0 * low,
+            100.0 * high
+        ));
+    }
+    out
+}
+
 /// Size bins shown ([`shown_size_bins`]), by label.
 pub(crate) fn bins_of(rows: &[ReportRow]) -> Vec<String> {
     shown_size_bins(rows).into_iter().map(|(bin, _)| bin).collect()
