@@ -55,6 +55,7 @@ test-deps:
 # Release profile: the tests share the release build of the dependencies with
 # `make build`, `make evaluate` and `make bench`, so a clean clone compiles them once.
 test: test-deps models
+	python3 scripts/import_cycles.py src
 	$(CARGO) test --release --lib --bins --tests
 	$(CARGO) test --release --doc
 
@@ -82,6 +83,7 @@ fuzz-ci:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	python3 scripts/import_cycles.py src
 
 # The bundled dataset (same layout as the public Pfam seed splits).
 data:

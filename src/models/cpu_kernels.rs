@@ -230,6 +230,26 @@ fn softmax_rows(scores: &mut [f32], width: usize) {
     })
 }
 
+/// How the CPU path of a transformer multiplies by its projection weights (kept by
+/// the model, so that `models::esm` names no fast-path module).
+#[derive(Debug, Clone, Default)]
+pub enum Products {
+    /// f32 weights, read in place from the Candle tensors.
+    #[default]
+    F32,
+    /// bf16 weights packed once, one entry per block.
+    Bf16(Vec<PackedLayer>),
+}
+
+/// One block's projection weights, rounded to bf16 and packed.
+#[derive(Debug, Clone)]
+pub struct PackedLayer {
+    pub(crate) qkv: PackedRhs,
+    pub(crate) attention_output: PackedRhs,
+    pub(crate) intermediate: PackedRhs,
+    pub(crate) output: PackedRhs,
+}
+
 /// How heads lie in a row of a fused projection: `heads * head_dim` queries, then as many keys,
 /// then as many values, heads side by side as PyTorch's `view(..., heads, head_dim)` splits them.
 #[derive(Debug, Clone, Copy)]

@@ -57,7 +57,7 @@ use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
 use serde::Deserialize;
 
-use super::esm_cpu::Products;
+use super::cpu_kernels::Products;
 use super::hf_config;
 use super::weights::{self, Checkpoint};
 use super::window::{embed_windowed, WindowPolicy};

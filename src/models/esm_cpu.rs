@@ -24,44 +24,24 @@
 use candle_core::{DType, Tensor};
 use candle_nn::{LayerNorm, Linear};
 
-use super::cpu_kernels::{self, Heads};
+use super::cpu_kernels::{self, Heads, PackedLayer, Products};
 use super::esm::{
     EsmAttention, EsmEncoder, EsmIntermediate, EsmLayer, EsmModel, EsmOutput, EsmSelfAttention, EsmSelfOutput,
 };
 use crate::lowp::PackedRhs;
 
-/// How the CPU path multiplies by the projection weights.
-#[derive(Debug, Clone, Default)]
-pub enum Products {
-    /// f32 weights, read in place from the Candle tensors.
-    #[default]
-    F32,
-    /// bf16 weights packed once, one entry per block.
-    Bf16(Vec<PackedLayer>),
-}
-
-/// One block's projection weights, rounded to bf16 and packed.
-#[derive(Debug, Clone)]
-pub struct PackedLayer {
-    qkv: PackedRhs,
-    attention_output: PackedRhs,
-    intermediate: PackedRhs,
-    output: PackedRhs,
-}
-
-impl PackedLayer {
-    fn pack(layer: &EsmLayer) -> candle_core::Result<Self> {
-        let pack = |linear: &Linear| -> candle_core::Result<PackedRhs> {
-            let (n, k) = linear.weight().dims2()?;
-            Ok(PackedRhs::pack(&CpuF32::of(linear.weight())?, n, k))
-        };
-        Ok(PackedLayer {
-            qkv: pack(&layer.attention.self_attention.qkv)?,
-            attention_output: pack(&layer.attention.output.dense)?,
-            intermediate: pack(&layer.intermediate.dense)?,
-            output: pack(&layer.output.dense)?,
-        })
-    }
+/// One ESM block's four projections, rounded to bf16 and packed.
+fn pack_layer(layer: &EsmLayer) -> candle_core::Result<PackedLayer> {
+    let pack = |linear: &Linear| -> candle_core::Result<PackedRhs> {
+        let (n, k) = linear.weight().dims2()?;
+        Ok(PackedRhs::pack(&CpuF32::of(linear.weight())?, n, k))
+    };
+    Ok(PackedLayer {
+        qkv: pack(&layer.attention.self_attention.qkv)?,
+        attention_output: pack(&layer.attention.output.dense)?,
+        intermediate: pack(&layer.intermediate.dense)?,
+        output: pack(&layer.output.dense)?,
+    })
 }
 
 impl EsmModel {
@@ -75,7 +55,7 @@ impl EsmModel {
             .encoder
             .layers
             .iter()
-            .map(PackedLayer::pack)
+            .map(pack_layer)
             .collect::<candle_core::Result<_>>()?;
         self.products = Products::Bf16(layers);
         Ok(())
