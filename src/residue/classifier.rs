@@ -57,6 +57,15 @@ impl std::str::FromStr for IndexKind {
     }
 }
 
+impl std::fmt::Display for IndexKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            IndexKind::Exact => "exact",
+            IndexKind::Hnsw => "hnsw",
+        })
+    }
+}
+
 /// Hyper-parameters of `residue-knn`. Defaults were tuned on the dev part of
 /// the bundled clustered split with NEAR (docs/residue-knn.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -10,52 +10,38 @@ use protfam::residue::{Aggregate, IndexKind, ResidueKnnParams};
 #[derive(Debug, Clone, clap::Args)]
 #[command(next_help_heading = "residue-knn")]
 pub struct ResidueKnnArgs {
-    /// Keep every N-th training residue in the store.
-    #[arg(long)]
+    #[arg(long, help = with_default("Keep every N-th training residue in the store", residue_defaults().stride))]
     pub residue_stride: Option<usize>,
     /// Search every N-th query residue (default 1, or --residue-stride when that is given).
     #[arg(long)]
     pub residue_query_stride: Option<usize>,
-    /// Nearest training residues per query residue that vote.
-    #[arg(long)]
+    #[arg(long, help = with_default("Nearest training residues per query residue that vote", residue_defaults().score.top_k))]
     pub residue_top_k: Option<usize>,
-    /// Ignore hits below this cosine similarity.
-    #[arg(long)]
+    #[arg(long, help = with_default("Ignore hits below this cosine similarity", residue_defaults().score.min_similarity))]
     pub min_similarity: Option<f32>,
-    /// Strength of the diagonal-consistency bonus (0 = plain similarity vote).
-    #[arg(long)]
+    #[arg(long, help = with_default("Strength of the diagonal-consistency bonus (0 = plain similarity vote)", residue_defaults().score.diagonal_weight))]
     pub diagonal_weight: Option<f32>,
-    /// Offsets (query pos - target pos) within this many residues agree.
-    #[arg(long)]
+    #[arg(long, help = with_default("Offsets (query pos - target pos) within this many residues agree", residue_defaults().score.diagonal_band))]
     pub diagonal_band: Option<u32>,
-    /// Agreeing hits beyond this many add nothing more.
-    #[arg(long)]
+    #[arg(long, help = with_default("Agreeing hits beyond this many add nothing more", residue_defaults().score.diagonal_cap))]
     pub diagonal_cap: Option<u32>,
-    /// Pool votes per family or per best training sequence (family|sequence).
-    #[arg(long)]
+    #[arg(long, help = with_default("Pool votes per family or per best training sequence (family|sequence)", residue_defaults().score.aggregate))]
     pub residue_aggregate: Option<Aggregate>,
-    /// Training sequences per query aligned to it in the second stage (0 = vote scores only).
-    #[arg(long)]
+    #[arg(long, help = with_default("Training sequences per query aligned to it in the second stage (0 = vote scores only)", residue_defaults().score.align.candidates))]
     pub align_candidates: Option<usize>,
-    /// Alignment match score: cosine similarity minus this.
-    #[arg(long)]
+    #[arg(long, help = with_default("Alignment match score: cosine similarity minus this", residue_defaults().score.align.shift))]
     pub align_shift: Option<f32>,
-    /// Alignment cost of the first residue of a gap.
-    #[arg(long)]
+    #[arg(long, help = with_default("Alignment cost of the first residue of a gap", residue_defaults().score.align.gap_open))]
     pub align_gap_open: Option<f32>,
-    /// Alignment cost of each further residue of a gap.
-    #[arg(long)]
+    #[arg(long, help = with_default("Alignment cost of each further residue of a gap", residue_defaults().score.align.gap_extend))]
     pub align_gap_extend: Option<f32>,
-    /// Weight of the alignment score beside the vote score.
-    #[arg(long)]
+    #[arg(long, help = with_default("Weight of the alignment score beside the vote score", residue_defaults().score.align.weight))]
     pub align_weight: Option<f32>,
-    /// Predict no family when the best family score (share of the query explained) is below this.
-    #[arg(long)]
+    #[arg(long, help = with_default("Predict no family when the best family score (share of the query explained) is below this", residue_defaults().min_score))]
     pub residue_min_score: Option<f32>,
-    /// Exact blocked search or approximate HNSW (exact|hnsw).
-    #[arg(long)]
+    #[arg(long, help = with_default("Exact blocked search or approximate HNSW (exact|hnsw)", residue_defaults().index))]
     pub residue_index: Option<IndexKind>,
-    /// The simple vote: stride 2 both sides, top-1, no diagonal term (other flags still apply on top).
+    /// The simple vote (`residue-knn-simple`): stride 2 both sides, top-1, no diagonal term (other flags still apply on top).
     #[arg(long)]
     pub simple_vote: bool,
     /// Root directory of residue stores.
@@ -65,6 +51,17 @@ pub struct ResidueKnnArgs {
     /// with, comma separated (default: the same as --models).
     #[arg(long, value_delimiter = ',')]
     pub residue_models: Vec<String>,
+}
+
+/// The dev-tuned defaults the flags' help shows.
+fn residue_defaults() -> ResidueKnnParams {
+    ResidueKnnParams::default()
+}
+
+/// `text` with clap's `[default: value]` suffix: the flags are `Option`s (unset
+/// keeps the default, or the simple vote's), so clap cannot show the default itself.
+fn with_default(text: &str, value: impl std::fmt::Display) -> String {
+    format!("{text} [default: {value}]")
 }
 
 impl ResidueKnnArgs {
