@@ -228,6 +228,44 @@ fn classifier_templates() -> &'static [(ClassifierKind, PathBuf)] {
     .1
 }
 
+/// One seed input of a fuzz target: (target, seed name, bytes).
+pub type Seed = (&'static str, String, Vec<u8>);
+
+/// The seeds that need the library to make them, prefixed with the selector byte
+/// their target reads first: every classifier-directory file of the kNN, ensemble and
+/// MLP templates, and a real cache's `spec.json`, `index.json` and shard. The
+/// `fuzz_seeds` example writes them into the cargo-fuzz corpus; the smoke-fuzz test
+/// mutates them.
+pub fn library_seeds() -> Vec<Seed> {
+    let mut seeds = Vec::new();
+    let prefixed = |prefix: u8, bytes: &[u8]| {
+        let mut data = vec![prefix];
+        data.extend_from_slice(bytes);
+        data
+    };
+    for which in 0..12u8 {
+        let file = classifier_template_file(which);
+        seeds.push(("classifier_dir", format!("template-{which:02}"), prefixed(which, &file)));
+    }
+    let root = scratch();
+    let cache = Cache::new(root.path());
+    let shard = {
+        let mut model = cache.open_model(&spec()).expect("fresh cache");
+        model
+            .insert(sequence_hash("MKVL"), &[0.5, -1.0, 2.0, 0.0])
+            .expect("insert");
+        model.flush().expect("flush").expect("one vector pending")
+    };
+    let dir = cache.model_dir(&spec());
+    let read = |p: &Path| std::fs::read(p).expect("a file the cache just wrote");
+    seeds.push(("cache_dir", "spec".into(), prefixed(0, &read(&dir.join("spec.json")))));
+    seeds.push(("cache_dir", "index".into(), prefixed(1, &read(&dir.join("index.json")))));
+    let shard_bytes = read(&shard);
+    seeds.push(("cache_dir", "shard".into(), prefixed(2, &shard_bytes)));
+    seeds.push(("cache_shard", "shard.safetensors".into(), shard_bytes));
+    seeds
+}
+
 /// The template classifier file that `classifier_dir(&[which, ..])` replaces
 /// (for seed corpora: the unchanged file is the best seed).
 pub fn classifier_template_file(which: u8) -> Vec<u8> {
