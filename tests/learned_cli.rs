@@ -166,8 +166,9 @@ fn learned_classifiers_fit_on_tune_and_report_beside_hmm_and_residue_knn() {
     .arg("--out")
     .arg(&classifier);
     with_paths(&mut cmd);
-    let (_, stderr) = common::run_ok(&mut cmd, "train");
-    assert!(stderr.contains("abstention calibration:"), "{stderr}");
+    // What was made goes to stdout (progress and logs to stderr), as for `embed`.
+    let (stdout, _) = common::run_ok(&mut cmd, "train");
+    assert!(stdout.contains("abstention calibration:"), "{stdout}");
     let residue_knn: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(classifier.join("residue").join("residue-knn.json")).unwrap())
             .unwrap();

@@ -244,8 +244,8 @@ pub fn run_calibrate(args: CalibrateArgs) -> anyhow::Result<ExitCode> {
         classifier.calibrate_on_split(embedder.as_ref(), &args.cache.open(), &split, args.min_precision, &opts)?;
     opts.progress.finish_and_clear();
     let path = calibration.save(&args.classifier)?;
-    eprintln!("calibration: {}", calibration.describe());
-    eprintln!("saved to {}", path.display());
+    println!("calibration: {}", calibration.describe());
+    println!("saved to {}", path.display());
     Ok(ExitCode::SUCCESS)
 }
 

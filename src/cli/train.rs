@@ -205,7 +205,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     classifier
         .save(&args.output)
         .with_context(|| format!("saving to {}", args.output.display()))?;
-    eprintln!(
+    println!(
         "trained {} on {} {} training sequences ({} families) in {:.1} s; saved to {}",
         classifier.name(),
         split.records("train")?.len(),
@@ -224,11 +224,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
             .context("calibrating the abstention threshold on dev (pass --no-calibrate to skip)")?;
         opts.progress.finish_and_clear();
         calibration.save(&args.output)?;
-        eprintln!("abstention calibration: {}", calibration.describe());
+        println!("abstention calibration: {}", calibration.describe());
     }
     for (m, log) in classifier.training_log().iter().enumerate() {
         if let Some(last) = log.epochs.last() {
-            eprintln!(
+            println!(
                 "  member {m}: {} epochs, best epoch {} (dev error {})",
                 last.epoch,
                 log.best_epoch,
