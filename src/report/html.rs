@@ -3,7 +3,8 @@
 //!
 //! [`write_comparison`] writes into one directory:
 //! - `comparison.md`, `comparison.csv`, `comparison.json` (the rows, the shared report format);
-//! - `error_rate.svg` / `.png` (grouped bars) and `error_by_family_size.svg` / `.png` (lines);
+//! - `error_rate.svg` / `.png` (one bar per method with its 95% interval) and
+//!   `error_by_family_size.svg` / `.png` (lines for the best methods, with intervals);
 //! - `comparison.html`.
 
 use std::path::{Path, PathBuf};
