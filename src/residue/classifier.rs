@@ -373,6 +373,9 @@ impl QueryResidues {
         let mut order: Vec<usize> = (0..queries.len()).collect();
         order.sort_by_key(|&i| queries[i].sequence.len());
         let mut per_query: Vec<(Vec<u32>, Vec<f32>)> = vec![Default::default(); queries.len()];
+        // Embedding a few thousand queries takes minutes: the bar (or a log line every 30 s) says so.
+        let progress = crate::progress::bar(queries.len() as u64, "query sequences");
+        progress.set_message("embedding queries");
         let mut start = 0;
         while start < order.len() {
             let mut end = start;
@@ -411,8 +414,10 @@ impl QueryResidues {
                 normalise_rows(&mut rows, dim);
                 per_query[i] = (kept, rows);
             }
+            progress.inc((end - start) as u64);
             start = end;
         }
+        progress.finish_and_clear();
         for (positions, rows) in per_query {
             let first = out.positions.len();
             out.positions.extend(positions);
