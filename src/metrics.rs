@@ -209,6 +209,12 @@ impl ReportRow {
         wilson_interval(self.errors, self.n)
     }
 
+    /// The interval as report tables print it: percent with one decimal, `low-high`.
+    pub fn error_interval_cell(&self) -> String {
+        let (low, high) = self.error_interval();
+        format!("{:.1}-{:.1}", 100.0 * low, 100.0 * high)
+    }
+
     /// This row's error for training-family-size bin `label`, when it has that bin.
     pub fn size_bin(&self, label: &str) -> Option<&SizeBinError> {
         self.by_family_size.iter().find(|b| b.bin == label)
@@ -227,14 +233,13 @@ impl ReportRow {
     /// order (the interval in one cell): error rate in percent with two decimals and its
     /// 95% interval with one, precision / recall / F1 with four, seconds with one.
     pub fn table_cells(&self) -> Vec<String> {
-        let (low, high) = self.error_interval();
         vec![
             self.embedding.clone(),
             self.classifier.clone(),
             self.n.to_string(),
             self.errors.to_string(),
             format!("{:.2}", 100.0 * self.error_rate),
-            format!("{:.1}-{:.1}", 100.0 * low, 100.0 * high),
+            self.error_interval_cell(),
             format!("{:.4}", self.precision),
             format!("{:.4}", self.recall),
             format!("{:.4}", self.f1),
@@ -246,14 +251,15 @@ impl ReportRow {
     /// The scalar fields as CSV cells in [`CSV_SCALAR_COLUMNS`] order: rates with six
     /// decimals, seconds with three.
     pub fn csv_scalars(&self) -> Vec<String> {
+        let (low, high) = self.error_interval();
         vec![
             self.embedding.clone(),
             self.classifier.clone(),
             self.n.to_string(),
             self.errors.to_string(),
             format!("{:.6}", self.error_rate),
-            format!("{:.6}", self.error_interval().0),
-            format!("{:.6}", self.error_interval().1),
+            format!("{:.6}", low),
+            format!("{:.6}", high),
             format!("{:.6}", self.precision),
             format!("{:.6}", self.recall),
             format!("{:.6}", self.f1),

@@ -246,16 +246,14 @@ pub fn markdown_table(rows: &[ReportRow]) -> String {
 pub fn summary_table(rows: &[ReportRow]) -> String {
     let mut out = String::from("| rank | method | errors | error % | 95% CI |\n|---:|---|---:|---:|---:|\n");
     for (i, r) in ranked(rows).iter().enumerate() {
-        let (low, high) = r.error_interval();
         out.push_str(&format!(
-            "| {} | {} | {} of {} | {:.2} | {:.1}-{:.1} |\n",
+            "| {} | {} | {} of {} | {:.2} | {} |\n",
             i + 1,
             r.name(),
             r.errors,
             r.n,
             100.0 * r.error_rate,
-            100.0 * low,
-            100.0 * high
+            r.error_interval_cell()
         ));
     }
     out

@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 
 use super::{PredictionRow, ReportRow};
-pub use crate::metrics::wilson_interval;
 
 /// Significance level of the headline's verdict.
 pub const ALPHA: f64 = 0.05;
@@ -94,9 +93,8 @@ fn exact_two_sided(b: usize, c: usize) -> f64 {
 /// The report's one-paragraph verdict on its ranking.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Headline {
-    pub best: String,
-    pub best_row: ReportRow,
-    pub runner_up: Option<(String, ReportRow)>,
+    pub best: ReportRow,
+    pub runner_up: Option<ReportRow>,
     /// The paired test, when both rows' predictions could be paired.
     pub test: Option<McNemar>,
     /// Why there is no paired test, when there is a runner-up but no test.
@@ -108,19 +106,18 @@ impl Headline {
     /// predictions where they were kept. `None` when there are no rows.
     pub fn of(rows: &[ReportRow], predictions: impl Fn(&ReportRow) -> Option<Vec<PredictionRow>>) -> Option<Headline> {
         let ranked = super::ranked(rows);
-        let best_row = ranked.first()?.clone();
+        let best = ranked.first()?.clone();
         let runner_up = ranked.get(1).cloned();
         let (mut test, mut untested_because) = (None, None);
         if let Some(second) = &runner_up {
-            match paired_test(&best_row, second, &predictions) {
+            match paired_test(&best, second, &predictions) {
                 Ok(t) => test = Some(t),
                 Err(why) => untested_because = Some(why),
             }
         }
         Some(Headline {
-            best: best_row.name(),
-            best_row,
-            runner_up: runner_up.map(|r| (r.name(), r)),
+            best,
+            runner_up,
             test,
             untested_because,
         })
@@ -129,14 +126,10 @@ impl Headline {
     /// Whether the best row is better than the runner-up beyond chance: by the paired
     /// test where there is one, else by intervals that do not overlap. `None` with a single row.
     pub fn clear_winner(&self) -> Option<bool> {
-        let (_, second) = self.runner_up.as_ref()?;
+        let second = self.runner_up.as_ref()?;
         Some(match &self.test {
             Some(t) => t.first_only > t.second_only && t.p_value < ALPHA,
-            None => {
-                let (_, best_high) = interval(&self.best_row);
-                let (second_low, _) = interval(second);
-                best_high < second_low
-            }
+            None => self.best.error_interval().1 < second.error_interval().0,
         })
     }
 
@@ -144,16 +137,17 @@ impl Headline {
     fn text(&self, strong: impl Fn(&str) -> String) -> String {
         let mut out = format!(
             "Lowest error: {}, {}.",
-            strong(&self.best),
-            rate_with_interval(&self.best_row)
+            strong(&self.best.name()),
+            rate_with_interval(&self.best)
         );
-        let Some((second_name, second)) = &self.runner_up else {
+        let Some(second) = &self.runner_up else {
             out.push_str(" Only one method, so no comparison.");
             return out;
         };
+        let clear = self.clear_winner() == Some(true);
         out.push_str(&format!(
             " Runner-up: {}, {}.",
-            strong(second_name),
+            strong(&second.name()),
             rate_with_interval(second)
         ));
         match &self.test {
@@ -168,14 +162,10 @@ impl Headline {
             None => out.push_str(&format!(
                 " No paired test ({}); the 95% intervals {}.",
                 self.untested_because.as_deref().unwrap_or("no predictions"),
-                if self.clear_winner() == Some(true) {
-                    "do not overlap"
-                } else {
-                    "overlap"
-                }
+                if clear { "do not overlap" } else { "overlap" }
             )),
         }
-        out.push_str(if self.clear_winner() == Some(true) {
+        out.push_str(if clear {
             " The lowest error is a clear winner at the 5% level."
         } else {
             " No clear winner: the difference is within what the choice of test domains alone could give."
@@ -217,14 +207,9 @@ fn paired_test(
         .map_err(|why| format!("{} and {} cannot be paired: {why}", best.name(), second.name()))
 }
 
-/// A row's 95% Wilson interval of its error rate.
-pub fn interval(row: &ReportRow) -> (f64, f64) {
-    wilson_interval(row.errors, row.n)
-}
-
 /// `"18.83% errors (95% CI 16.77-21.08%, 235 of 1248)"`.
 pub fn rate_with_interval(row: &ReportRow) -> String {
-    let (low, high) = interval(row);
+    let (low, high) = row.error_interval();
     format!(
         "{:.2}% errors (95% CI {:.2}-{:.2}%, {} of {})",
         100.0 * row.error_rate,
@@ -306,7 +291,7 @@ mod tests {
             Some((0..1248).map(|i| prediction(i, i >= wrong)).collect::<Vec<_>>())
         };
         let headline = Headline::of(&rows, kept).unwrap();
-        assert_eq!(headline.best, "residue-knn");
+        assert_eq!(headline.best.name(), "residue-knn");
         assert_eq!(headline.clear_winner(), Some(false));
         let text = headline.markdown();
         assert!(text.contains("No clear winner"), "{text}");
