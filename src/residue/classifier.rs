@@ -19,7 +19,6 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::align::{align_candidates, candidate_sequences};
 use super::score::{score_query, FamilyScores, ScoreParams, Targets};
@@ -454,45 +453,25 @@ impl QueryHits {
         }
     }
 
-    /// Writes the searched hits to `path` (safetensors, atomically) under `key`, which names
-    /// everything they depend on (store, query records, strides, `k`), so that tuning can
-    /// score new settings without searching again. Every tensor's SHA-256 goes into the
-    /// metadata, as in the store's shards.
+    /// Writes the searched hits to `path` under `key`, which names everything they
+    /// depend on (store, query records, strides, `k`), so that tuning can score new
+    /// settings without searching again. A checksummed shard
+    /// ([`crate::cache::shard::write_shard`]: atomic, SHA-256 per tensor).
     pub fn save(&self, path: &Path, key: &str) -> Result<(), ResidueError> {
-        use safetensors::tensor::TensorView;
-        use safetensors::Dtype;
-        let f32_bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        use crate::cache::shard::{write_shard, TensorData};
         let ranges: Vec<u32> = self.ranges.iter().flat_map(|&(a, b)| [a as u32, b as u32]).collect();
         let hit_rows: Vec<u32> = self.table.hits.iter().map(|h| h.row).collect();
         let hit_sims: Vec<f32> = self.table.hits.iter().map(|h| h.similarity).collect();
-        let (ranges_b, positions_b, data_b, rows_b, sims_b) = (
-            super::store::u32_bytes(&ranges),
-            super::store::u32_bytes(&self.positions),
-            f32_bytes(&self.data),
-            super::store::u32_bytes(&hit_rows),
-            f32_bytes(&hit_sims),
-        );
-        let n_rows = self.positions.len();
-        let k = self.table.k;
+        let (n_rows, k) = (self.positions.len(), self.table.k);
         let tensors = [
-            ("ranges", Dtype::U32, vec![self.ranges.len(), 2], &ranges_b),
-            ("positions", Dtype::U32, vec![n_rows], &positions_b),
-            ("data", Dtype::F32, vec![n_rows, self.dim], &data_b),
-            ("hit_rows", Dtype::U32, vec![n_rows, k], &rows_b),
-            ("hit_similarities", Dtype::F32, vec![n_rows, k], &sims_b),
+            TensorData::u32("ranges", vec![self.ranges.len(), 2], &ranges),
+            TensorData::u32("positions", vec![n_rows], &self.positions),
+            TensorData::f32("data", vec![n_rows, self.dim], &self.data),
+            TensorData::u32("hit_rows", vec![n_rows, k], &hit_rows),
+            TensorData::f32("hit_similarities", vec![n_rows, k], &hit_sims),
         ];
-        let mut metadata: std::collections::HashMap<String, String> =
-            [("key".to_string(), key.to_string())].into_iter().collect();
-        let mut views = Vec::with_capacity(tensors.len());
-        for (name, dtype, shape, bytes) in tensors {
-            metadata.insert(format!("sha256.{name}"), hex::encode(Sha256::digest(bytes)));
-            let view =
-                TensorView::new(dtype, shape, bytes).map_err(FileError::unreadable(path, format!("tensor {name}")))?;
-            views.push((name, view));
-        }
-        let bytes =
-            safetensors::serialize(views, Some(metadata)).map_err(FileError::unreadable(path, "serialising hits"))?;
-        crate::atomic::write_atomic(path, |w| std::io::Write::write_all(w, &bytes)).map_err(FileError::io(path))?;
+        let metadata = [("key".to_string(), key.to_string())].into_iter().collect();
+        write_shard(path, &tensors, &metadata)?;
         Ok(())
     }
 
@@ -507,43 +486,42 @@ impl QueryHits {
         n_queries: usize,
         store_rows: usize,
     ) -> Result<Option<QueryHits>, ResidueError> {
-        use safetensors::SafeTensors;
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(FileError::io(path)(e).into()),
-        };
-        let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(FileError::unreadable(path, "not a hits file"))?;
-        let info = meta.metadata().clone().unwrap_or_default();
-        if info.get("key").map(String::as_str) != Some(key) {
+        use crate::cache::shard::ShardFile;
+        use safetensors::Dtype;
+        if !path.exists() {
             return Ok(None);
         }
-        let st = SafeTensors::deserialize(&bytes).map_err(FileError::unreadable(path, "not a hits file"))?;
-        let get = |name: &str| {
-            let view = st
-                .tensor(name)
-                .map_err(FileError::unreadable(path, format!("tensor {name}")))?;
-            let expected = info.get(&format!("sha256.{name}"));
-            if expected.map(String::as_str) != Some(hex::encode(Sha256::digest(view.data())).as_str()) {
-                return Err(FileError::invalid(
-                    path,
-                    format!("tensor {name} fails its checksum (damaged hits file; it is searched again)"),
-                ));
-            }
-            Ok::<_, FileError>(view)
+        let file = ShardFile::open(path)?;
+        if file.metadata().get("key").map(String::as_str) != Some(key) {
+            return Ok(None);
+        }
+        file.verify()?;
+        // Little-endian words of a tensor whose dtype ShardFile has checked.
+        let word = |c: &[u8]| [c[0], c[1], c[2], c[3]];
+        let u32s = |name: &str| -> Result<Vec<u32>, ResidueError> {
+            Ok(file
+                .bytes(name, Dtype::U32)?
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes(word(c)))
+                .collect())
+        };
+        let f32s = |name: &str| -> Result<Vec<f32>, ResidueError> {
+            Ok(file
+                .bytes(name, Dtype::F32)?
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(word(c)))
+                .collect())
         };
         let bad = |what: &str| Err(FileError::invalid(path, format!("{what} (damaged hits file)")).into());
-        let ranges_t = super::store::read_u32(&get("ranges")?);
-        let positions = super::store::read_u32(&get("positions")?);
-        let data_view = get("data")?;
-        let rows_view = get("hit_rows")?;
-        let (n_rows, dim, k) = match (data_view.shape(), rows_view.shape()) {
+        let ranges_t = u32s("ranges")?;
+        let positions = u32s("positions")?;
+        let (n_rows, dim, k) = match (file.shape("data")?, file.shape("hit_rows")?) {
             ([n, d], [n2, k]) if *n == positions.len() && n2 == n => (*n, *d, *k),
             _ => return bad("tensor shapes disagree"),
         };
-        let data = super::store::read_f32(&data_view);
-        let rows = super::store::read_u32(&rows_view);
-        let sims = super::store::read_f32(&get("hit_similarities")?);
+        let data = f32s("data")?;
+        let rows = u32s("hit_rows")?;
+        let sims = f32s("hit_similarities")?;
         let ranges: Vec<(usize, usize)> = ranges_t
             .chunks_exact(2)
             .map(|c| (c[0] as usize, c[1] as usize))

@@ -31,6 +31,8 @@ pub enum ResidueError {
     #[error(transparent)]
     File(#[from] crate::file_error::FileError),
     #[error(transparent)]
+    Shard(#[from] crate::cache::shard::ShardError),
+    #[error(transparent)]
     Vocab(#[from] crate::io::vocab::VocabError),
     #[error(transparent)]
     Embed(#[from] crate::embedder::EmbedError),
