@@ -11,13 +11,16 @@
 #   3. embeds the bundled clustered test part with NEAR in one process, then
 #      as `sbatch --array=0-3` (embed_array.sbatch) + cache_merge.sbatch with
 #      --dependency=afterok, and compares the exported vectors byte for byte;
-#   4. trains a 1-NN on NEAR vectors of a small sample of train/dev, annotates
+#   4. builds the NEAR residue store of the test part in one process, then as
+#      residue_build_array.sbatch + residue_merge.sbatch (afterok), and compares
+#      every file of the two stores byte for byte;
+#   5. trains a 1-NN on NEAR vectors of a small sample of train/dev, annotates
 #      the test part in one process, then as annotate_array.sbatch; one task is
 #      cancelled (scancel JOB_K) while it runs, the merge is shown to refuse
 #      naming the missing part, `sbatch --array=K` re-runs that task alone,
 #      annotate_merge.sbatch (afterok) merges, and the output is compared byte
 #      for byte with the single-process one;
-#   5. stops every daemon it started, by PID (trap on exit, also on failure or
+#   6. stops every daemon it started, by PID (trap on exit, also on failure or
 #      interrupt), and checks that none is left.
 #
 # Environment: DATA (dataset root), PROTFAM (binary; built if missing), KEEP=1 keeps the work dir.
@@ -250,7 +253,32 @@ grep -q " 0 embedded" "$W/logs/export-merged.log" \
 same_bytes "$W/single/test.npy" "$W/embed/test.npy" "embed vectors (npy)"
 same_bytes "$W/single/test.ids.tsv" "$W/embed/test.ids.tsv" "embed ids"
 
-# --- 4. annotate: one process vs a job array with one task killed -----------
+# --- 4. residue store: one process vs a job array + merge -------------------
+# 1,248 test domains in store shards of 128 sequences: 10 shards over the 4 tasks.
+store_args=(--model near --data "$DATA" --split clustered_split --part test --sequences-per-shard 128)
+log "residue store, one process: NEAR residues of clustered_split/test"
+"$PROTFAM" residue build "${store_args[@]}" --residue-store "$W/single/residue" --device cpu \
+  >"$W/logs/residue-single.log" 2>&1
+t0=$(date +%s)
+export STORE="$W/residue" PART=test RESIDUE_ARGS="--sequences-per-shard 128"
+residue_job=$(submit --array=0-$((SHARDS - 1)) "$CONTRIB/residue_build_array.sbatch")
+merge_job=$(submit --dependency=afterok:"$residue_job" --kill-on-invalid-dep=yes "$CONTRIB/residue_merge.sbatch")
+log "residue build array job $residue_job, merge job $merge_job (afterok)"
+wait_job "$residue_job"
+expect_completed "$residue_job"
+wait_job "$merge_job"
+expect_completed "$merge_job"
+log "residue build array + merge: $(($(date +%s) - t0)) s"
+single_store=$(find "$W/single/residue" -name manifest.json -printf '%h\n')
+merged_store=$(find "$STORE" -name manifest.json -printf '%h\n')
+[[ -n "$single_store" && -n "$merged_store" ]] || die "no complete store (single: ${single_store:-none}, merged: ${merged_store:-none})"
+[[ "$(basename "$single_store")" == "$(basename "$merged_store")" ]] || die "stores have different keys: $single_store, $merged_store"
+[[ "$(cd "$single_store" && ls)" == "$(cd "$merged_store" && ls)" ]] || die "stores hold different files"
+for f in "$single_store"/*; do
+  same_bytes "$f" "$merged_store/$(basename "$f")" "residue store $(basename "$f")"
+done
+
+# --- 5. annotate: one process vs a job array with one task killed -----------
 log "training a 1-NN on NEAR vectors of a sample of train and dev"
 mini="$W/mini/clustered_split"
 mkdir -p "$mini/train" "$mini/dev"
@@ -266,7 +294,7 @@ sample dev 4 >"$mini/dev/data-00000-of-00001"
 INPUT="$W/test.csv"
 awk 'FNR == 1 && NR != 1 { next } { print }' "$DATA/clustered_split/test"/data-* >"$INPUT"
 log "annotate, one process: $(($(wc -l <"$INPUT") - 1)) test domains"
-"$PROTFAM" annotate --classifier "$W/knn" --cache "$W/single/cache" --models-dir "$ROOT/models" --cpu \
+"$PROTFAM" annotate --classifier "$W/knn" --cache "$W/single/cache" --models-dir "$ROOT/models" --device cpu \
   --lenient -o "$W/single/annotations.tsv" "$INPUT" 2>"$W/logs/annotate-single.log"
 
 # Each task embeds its share again in its own cache, so the tasks do real work.

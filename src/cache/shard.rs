@@ -316,6 +316,30 @@ impl ShardFile {
         Ok(&self.map[e.start..e.end])
     }
 
+    /// Whether the file carries per-tensor checksums (files written before
+    /// protfam added them do not; their owner must guard them another way).
+    pub fn has_checksums(&self) -> bool {
+        self.metadata.keys().any(|k| k.starts_with(CHECKSUM_PREFIX))
+    }
+
+    /// Every value of a U32 tensor (row-major), after checking its dtype.
+    pub fn u32_values(&self, name: &str) -> Result<Vec<u32>, ShardError> {
+        Ok(self
+            .bytes(name, Dtype::U32)?
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    }
+
+    /// Every value of an F32 tensor (row-major), after checking its dtype.
+    pub fn f32_values(&self, name: &str) -> Result<Vec<f32>, ShardError> {
+        Ok(self
+            .bytes(name, Dtype::F32)?
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    }
+
     /// Row `row` of a 2-D f32 tensor, copied out.
     pub fn f32_row(&self, name: &str, row: usize) -> Result<Vec<f32>, ShardError> {
         let e = self.entry(name)?;

@@ -487,7 +487,6 @@ impl QueryHits {
         store_rows: usize,
     ) -> Result<Option<QueryHits>, ResidueError> {
         use crate::cache::shard::ShardFile;
-        use safetensors::Dtype;
         if !path.exists() {
             return Ok(None);
         }
@@ -496,22 +495,8 @@ impl QueryHits {
             return Ok(None);
         }
         file.verify()?;
-        // Little-endian words of a tensor whose dtype ShardFile has checked.
-        let word = |c: &[u8]| [c[0], c[1], c[2], c[3]];
-        let u32s = |name: &str| -> Result<Vec<u32>, ResidueError> {
-            Ok(file
-                .bytes(name, Dtype::U32)?
-                .chunks_exact(4)
-                .map(|c| u32::from_le_bytes(word(c)))
-                .collect())
-        };
-        let f32s = |name: &str| -> Result<Vec<f32>, ResidueError> {
-            Ok(file
-                .bytes(name, Dtype::F32)?
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(word(c)))
-                .collect())
-        };
+        let u32s = |name: &str| file.u32_values(name);
+        let f32s = |name: &str| file.f32_values(name);
         let bad = |what: &str| Err(FileError::invalid(path, format!("{what} (damaged hits file)")).into());
         let ranges_t = u32s("ranges")?;
         let positions = u32s("positions")?;

@@ -57,6 +57,10 @@ pub enum ResidueCommand {
         /// After the --shard tasks: check every store shard is there (embeds nothing) and write the manifest.
         #[arg(long)]
         merge: bool,
+        /// Input sequences per store shard: the unit of resumption and of a --shard task's work
+        /// (a store started with another value keeps its own).
+        #[arg(long, value_name = "N", default_value_t = protfam::residue::StoreConfig::default().shard_sequences)]
+        sequences_per_shard: usize,
     },
     /// Train on `train`, predict `test` (or --part), print and save the report.
     Evaluate {
@@ -153,13 +157,14 @@ pub fn run(cmd: ResidueCommand) -> anyhow::Result<ExitCode> {
             knn,
             shard,
             merge,
+            sequences_per_shard,
         } => {
             let params = knn.params()?;
             let embedder = split.load_embedder()?;
             let records = split.records(&part)?;
             let config = protfam::residue::StoreConfig {
                 stride: params.stride,
-                shard_sequences: params.shard_sequences,
+                shard_sequences: sequences_per_shard,
                 batch_tokens: None,
             };
             let root = &knn.residue_store;
