@@ -12,8 +12,10 @@
 #      as `sbatch --array=0-3` (embed_array.sbatch) + cache_merge.sbatch with
 #      --dependency=afterok, and compares the exported vectors byte for byte;
 #   4. builds the NEAR residue store of the test part in one process, then as
-#      residue_build_array.sbatch + residue_merge.sbatch (afterok), and compares
-#      every file of the two stores byte for byte;
+#      residue_build_array.sbatch + residue_merge.sbatch (afterok); one task is
+#      cancelled after its first store shard, the merge is shown to refuse
+#      naming the missing shard, the task's re-run keeps the finished shard, and
+#      every file of the two stores is compared byte for byte;
 #   5. trains a 1-NN on NEAR vectors of a small sample of train/dev, annotates
 #      the test part in one process, then as annotate_array.sbatch; one task is
 #      cancelled (scancel JOB_K) while it runs, the merge is shown to refuse
@@ -264,11 +266,50 @@ export STORE="$W/residue" PART=test RESIDUE_ARGS="--sequences-per-shard 128"
 residue_job=$(submit --array=0-$((SHARDS - 1)) "$CONTRIB/residue_build_array.sbatch")
 merge_job=$(submit --dependency=afterok:"$residue_job" --kill-on-invalid-dep=yes "$CONTRIB/residue_merge.sbatch")
 log "residue build array job $residue_job, merge job $merge_job (afterok)"
+# Task KILL builds store shards KILL and KILL + SHARDS: cancel it once the first is
+# written, so that its re-run must keep that shard and build only the second.
+KILL=2
+first_shard=$(printf 'shard-%05d.safetensors' $KILL)
+second_shard=$(printf 'shard-%05d.safetensors' $((KILL + SHARDS)))
+for ((i = 0; i < JOB_TIMEOUT * 10; i++)); do
+  compgen -G "$STORE/*/$first_shard" >/dev/null && break
+  sleep 0.1
+done
+compgen -G "$STORE/*/$first_shard" >/dev/null || die "residue task $KILL wrote no shard"
+[[ "$(job_states "${residue_job}_$KILL")" == RUNNING ]] || die "residue task $KILL: $(job_states "${residue_job}_$KILL"), expected RUNNING"
+scancel "${residue_job}_$KILL"
+log "cancelled residue task ${residue_job}_$KILL after it wrote $first_shard"
 wait_job "$residue_job"
-expect_completed "$residue_job"
+[[ "$(job_states "${residue_job}_$KILL")" == CANCELLED ]] || die "residue task $KILL was not cancelled"
+! compgen -G "$STORE/*/$second_shard" >/dev/null || die "residue task $KILL wrote $second_shard before it was cancelled"
+# Submitted with --kill-on-invalid-dep=yes, the merge is cancelled by Slurm unrun.
+for ((i = 0; i < 100; i++)); do
+  [[ "$(job_states "$merge_job")" == CANCELLED ]] && break
+  sleep 0.1
+done
+[[ "$(job_states "$merge_job")" == CANCELLED ]] \
+  || die "residue merge job $merge_job: $(job_states "$merge_job"), expected CANCELLED (--kill-on-invalid-dep=yes)"
+! compgen -G "$W/logs/*-merge-${merge_job}_*.log" >/dev/null || die "residue merge job $merge_job started"
+log "residue merge job $merge_job cancelled by Slurm unrun (--kill-on-invalid-dep=yes)"
+# Run by hand, the merge refuses, names the missing shard and writes no manifest.
+if "$PROTFAM" residue build "${store_args[@]}" --residue-store "$STORE" --merge --device cpu \
+  >"$W/logs/residue-merge-refused.log" 2>&1; then
+  die "residue build --merge ran with $second_shard missing"
+fi
+grep -q "$second_shard: missing" "$W/logs/residue-merge-refused.log" \
+  || die "residue merge refusal does not name $second_shard: $(cat "$W/logs/residue-merge-refused.log")"
+! compgen -G "$STORE/*/manifest.json" >/dev/null || die "the refused residue merge wrote a manifest"
+log "residue merge refused: $second_shard missing"
+rerun_job=$(submit --array=$KILL "$CONTRIB/residue_build_array.sbatch")
+merge_job=$(submit --dependency=afterok:"$rerun_job" --kill-on-invalid-dep=yes "$CONTRIB/residue_merge.sbatch")
+log "re-run of residue task $KILL alone: job $rerun_job (--array=$KILL), merge job $merge_job"
+wait_job "$rerun_job"
+expect_completed "$rerun_job"
+grep -q "1 store shards reused, 1 written" "$W"/logs/*-"${rerun_job}_$KILL".log \
+  || die "the re-run did not keep $first_shard: $(cat "$W"/logs/*-"${rerun_job}_$KILL".log)"
 wait_job "$merge_job"
 expect_completed "$merge_job"
-log "residue build array + merge: $(($(date +%s) - t0)) s"
+log "residue build array + kill + re-run + merge: $(($(date +%s) - t0)) s"
 single_store=$(find "$W/single/residue" -name manifest.json -printf '%h\n')
 merged_store=$(find "$STORE" -name manifest.json -printf '%h\n')
 [[ -n "$single_store" && -n "$merged_store" ]] || die "no complete store (single: ${single_store:-none}, merged: ${merged_store:-none})"
