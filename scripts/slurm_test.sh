@@ -22,7 +22,10 @@
 #      naming the missing part, `sbatch --array=K` re-runs that task alone,
 #      annotate_merge.sbatch (afterok) merges, and the output is compared byte
 #      for byte with the single-process one;
-#   6. stops every daemon it started, by PID (trap on exit, also on failure or
+#   6. runs the Snakemake workflow (workflow/config/quick.yaml) through its
+#      Slurm profile (workflow/profiles/slurm-snakemake7): every rule a Slurm
+#      job (SLURM_TEST_SNAKEMAKE=0 skips this step);
+#   7. stops every daemon it started, by PID (trap on exit, also on failure or
 #      interrupt), and checks that none is left.
 #
 # Environment: DATA (dataset root), PROTFAM (binary; built if missing), KEEP=1 keeps the work dir.
@@ -50,10 +53,10 @@ fi
 
 # --- 1. packages, binary, weights -------------------------------------------
 if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v sbatch >/dev/null \
-  || ! command -v munged >/dev/null; then
-  log "installing slurm-wlm and munge (apt)"
+  || ! command -v munged >/dev/null || ! command -v snakemake >/dev/null || ! command -v hmmbuild >/dev/null; then
+  log "installing slurm-wlm, munge, snakemake and hmmer (apt)"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge snakemake hmmer >/dev/null
 fi
 SLURMCTLD="$(command -v slurmctld)"
 SLURMD="$(command -v slurmd)"
@@ -388,4 +391,26 @@ wait_job "$merge_job"
 expect_completed "$merge_job"
 log "annotate array + kill + re-run + merge: $(($(date +%s) - t0)) s"
 same_bytes "$W/single/annotations.tsv" "$OUTPUT" "annotations (tsv)"
+
+# --- 6. the Snakemake workflow through its Slurm profile --------------------
+if [[ "${SLURM_TEST_SNAKEMAKE:-1}" == 1 ]]; then
+  log "Snakemake workflow (quick config) through workflow/profiles/slurm-snakemake7"
+  t0=$(date +%s)
+  jobs_before=$(squeue -h -t all -o %i 2>/dev/null | wc -l)
+  # Snakemake 7's Slurm executor asks sacct for the user's account (none here: no
+  # accounting database) and reads job states with scontrol.
+  USER="${USER:-$(id -un)}" timeout "$JOB_TIMEOUT" snakemake -s workflow/Snakefile \
+    --profile workflow/profiles/slurm-snakemake7 --configfile workflow/config/quick.yaml \
+    --config data="$DATA" protfam="$PROTFAM" models_dir="$ROOT/models" work="$W/snakemake" results="$W/snakemake-results" \
+      embed_mem_mb=1000 residue_mem_mb=1000 evaluate_mem_mb=2000 annotate_mem_mb=1000 \
+      embed_runtime_min=60 residue_runtime_min=60 evaluate_runtime_min=60 annotate_runtime_min=60 \
+    --default-resources mem_mb=1000 runtime=60 >"$W/logs/snakemake.log" 2>&1 \
+    || die "snakemake on Slurm failed: $(tail -n 20 "$W/logs/snakemake.log")"
+  grep -q "steps (100%) done" "$W/logs/snakemake.log" || die "snakemake did not finish every step"
+  jobs_run=$(($(squeue -h -t all -o %i | wc -l) - jobs_before))
+  ((jobs_run >= 10)) || die "snakemake ran only $jobs_run Slurm jobs"
+  [[ -s "$W/snakemake-results/annotations.tsv" ]] || die "the workflow wrote no annotations"
+  grep -q "residue-knn" "$W/snakemake-results/reports/clustered_split/evaluate.md" || die "the workflow's report lacks residue-knn"
+  log "Snakemake on Slurm: $jobs_run Slurm jobs, $(($(date +%s) - t0)) s; $(head -c 120 "$W/snakemake-results/reports/clustered_split/evaluate.md")..."
+fi
 log "all checks passed"

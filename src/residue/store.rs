@@ -853,6 +853,52 @@ mod tests {
         assert!(ResidueStore::build_or_open(dir.path(), &embedder, &recs, &config).is_err());
     }
 
+    /// Stores written before per-tensor checksums existed are guarded by the
+    /// manifest's whole-file SHA-256 instead: they open while intact and are an
+    /// error naming the shard once a byte changes.
+    #[test]
+    fn a_shard_without_checksums_is_checked_against_the_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let embedder = LetterEmbedder::new();
+        let recs = records();
+        let config = StoreConfig {
+            stride: 1,
+            shard_sequences: 4,
+            batch_tokens: None,
+        };
+        let (store, _) = ResidueStore::build_or_open(dir.path(), &embedder, &recs, &config).unwrap();
+        let (store_dir, rows) = (store.dir.clone(), store.rows_f32(0, store.shards[0].n_rows, false));
+        drop(store);
+        // Shard 0 as an older protfam wrote it: the same tensors, no sha256.* metadata.
+        let path = store_dir.join(shard_name(0));
+        let bytes = std::fs::read(&path).unwrap();
+        let tensors = SafeTensors::deserialize(&bytes).unwrap();
+        let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
+        let metadata: std::collections::HashMap<String, String> = meta
+            .metadata()
+            .clone()
+            .unwrap()
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with("sha256."))
+            .collect();
+        let legacy = safetensors::serialize(tensors.tensors(), Some(metadata)).unwrap();
+        std::fs::write(&path, &legacy).unwrap();
+        let manifest_path = store_dir.join("manifest.json");
+        let mut manifest: Manifest = serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+        manifest.shards[0].sha256 = sha256_file(&path).unwrap();
+        std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+        let store = ResidueStore::open(&store_dir).unwrap();
+        assert_eq!(store.rows_f32(0, store.shards[0].n_rows, false), rows);
+        drop(store);
+        let mut damaged = legacy;
+        let n = damaged.len();
+        damaged[n - 3] ^= 0x20;
+        std::fs::write(&path, &damaged).unwrap();
+        let err = ResidueStore::open(&store_dir).err().unwrap().to_string();
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(err.contains("checksum mismatch with manifest.json"), "{err}");
+    }
+
     #[test]
     fn parts_built_by_tasks_merge_into_the_same_store_bytes() {
         let embedder = LetterEmbedder::new();
