@@ -198,12 +198,13 @@ fn bench_knn(dir: &tempfile::TempDir, train: &VectorSet, test: &VectorSet, vocab
     );
     println!(
         "1-NN fit: protfam {fit_seconds:.3} s (projection dims {}, pruned search {}, {:.1} exact distances \
-         per query of {}), scikit-learn {sk_fit:.3} s; fit + predict: protfam {:.3} s, scikit-learn {:.3} s, \
+         per query of {}, {} queries handed to the blocked search), scikit-learn {sk_fit:.3} s; fit + predict: protfam {:.3} s, scikit-learn {:.3} s, \
          ratio {:.2}x",
         knn.params.proj_dim,
         stats.pruned,
         stats.exact_distances as f64 / test.len() as f64,
         train.len(),
+        stats.blocked_queries,
         fit_seconds + best,
         sk_fit + sk_seconds,
         (sk_fit + sk_seconds) / (fit_seconds + best)

@@ -11,11 +11,14 @@
 //! origin, so two things keep the answer exact:
 //! 1. both sides are centred on the training mean before the product (distances
 //!    do not change, norms and therefore rounding errors shrink);
-//! 2. every query keeps `k + CANDIDATE_SLACK` candidates whose distances are then
-//!    recomputed in f64 directly as `sum (q_i - t_i)^2`, and a rigorous bound on
-//!    the f32 error proves that no non-candidate can be closer than the k-th
-//!    neighbour; when the proof fails (near-ties at the candidate boundary) that
-//!    query is searched again exhaustively in f64.
+//! 2. a rigorous bound `e` on the f32 error of every pair turns each approximate
+//!    distance `a` into an interval `[a - e, a + e]` holding the exact one; a
+//!    query keeps every training vector whose lower end is at most the k-th
+//!    smallest upper end (so the true k nearest, and every vector tied with the
+//!    k-th, are always kept), and recomputes their distances in f64 directly as
+//!    `sum (q_i - t_i)^2`. Exact ties (one-hot vectors have integer distances)
+//!    cost a longer list, never an exhaustive search; only a list beyond
+//!    [`MAX_WINDOW`] gives up and searches that query exhaustively in f64.
 //!
 //! Any finite input is searched correctly: where the f32 products overflow (values
 //! near `f32::MAX`, whose squared norms or products exceed the f32 range) the
@@ -34,7 +37,10 @@
 //! bound exceeds the k-th exact distance. The answer is the same as the blocked
 //! search's (and brute force's), including ties; only the work differs. The
 //! projection is rebuilt deterministically (seeded) whenever a model is built,
-//! so saved models need not store it.
+//! so saved models need not store it. The pruned search first runs on a few
+//! queries: where the projection prunes little (sparse one-hot vectors), the
+//! remaining queries go to the blocked search, whose f32 products are far cheaper
+//! than the f64 distances pruning would compute.
 //!
 //! **Tie-breaking** (deterministic, documented for reproducibility):
 //! - neighbours at equal distance: the lower training index comes first;
@@ -50,8 +56,25 @@ use super::{check_finite, check_queries, class_indices, ClassifyError, ComputeDe
 use crate::io::vocab::LabelVocab;
 use crate::vectors::VectorSet;
 
-/// Extra candidates kept per query beyond `k`, rescored exactly in f64.
-pub const CANDIDATE_SLACK: usize = 8;
+/// Most candidates one query of the blocked search keeps for exact rescoring;
+/// beyond it the f32 bounds prove too little and the query is searched
+/// exhaustively in f64 (memory stays bounded whatever the data).
+const MAX_WINDOW: usize = 16_384;
+
+/// Training sets at least this large have the pruned search probed first: below
+/// it even a useless projection costs little. Not higher: the one-hot kNN
+/// ensemble's members hold ~1,600 vectors each, and there a projection that
+/// prunes nothing cost 6 s per member where the blocked search takes 0.6 s.
+const PROBE_MIN_TRAIN: usize = 256;
+
+/// Queries the pruned search tries before it decides whether pruning pays.
+const PROBE_QUERIES: usize = 8;
+
+/// The pruned search is kept while it computes fewer than `n / PRUNE_PAYS_BELOW`
+/// exact f64 distances per query: one exact distance costs about as much as
+/// `PRUNE_PAYS_BELOW` rows of the blocked search's f32 matrix product (measured on
+/// one-hot vectors, where the projection prunes almost nothing).
+const PRUNE_PAYS_BELOW: usize = 16;
 
 /// Candidates with the smallest bounds whose exact distances seed the pruned search's k-th distance.
 const SEED_CANDIDATES: usize = 4;
@@ -160,9 +183,8 @@ pub struct Knn {
     labels: Vec<u32>,
     /// Training mean subtracted before the f32 products.
     centre: Vec<f32>,
-    /// Squared norms of the centred training vectors (blocked search only; empty when pruning).
+    /// Squared norms of the centred training vectors (the blocked search's products).
     sq_norms: Vec<f32>,
-    max_norm: f64,
     /// Pruning projection of the centred training vectors, when pruning is used.
     projection: Option<Projection>,
 }
@@ -174,6 +196,9 @@ pub struct SearchStats {
     pub pruned: bool,
     /// Exact f64 distances computed by the pruned search (0 for the blocked one).
     pub exact_distances: usize,
+    /// Queries the pruned search handed to the blocked one because the
+    /// projection pruned too little on its first queries.
+    pub blocked_queries: usize,
 }
 
 impl Fit for KnnParams {
@@ -257,21 +282,16 @@ impl Knn {
         } else {
             None
         };
-        // Only the blocked full search needs the norms.
-        let sq_norms: Vec<f32> = if projection.is_some() {
-            Vec::new()
-        } else {
-            train
-                .par_chunks_exact(dim)
-                .map(|row| {
-                    row.iter()
-                        .zip(&centre)
-                        .map(|(&v, &c)| ((v - c) as f64).powi(2))
-                        .sum::<f64>() as f32
-                })
-                .collect()
-        };
-        let max_norm = sq_norms.iter().fold(0f64, |m, &s| m.max((s as f64).sqrt()));
+        // The blocked search needs them, and the pruned one hands it the queries it cannot prune.
+        let sq_norms: Vec<f32> = train
+            .par_chunks_exact(dim)
+            .map(|row| {
+                row.iter()
+                    .zip(&centre)
+                    .map(|(&v, &c)| ((v - c) as f64).powi(2))
+                    .sum::<f64>() as f32
+            })
+            .collect();
         Ok(Knn {
             params,
             n_classes,
@@ -280,7 +300,6 @@ impl Knn {
             labels,
             centre,
             sq_norms,
-            max_norm,
             projection,
         })
     }
@@ -327,56 +346,87 @@ impl Knn {
         check_queries(queries, self.dim)?;
         let k = k.max(1);
         match &self.projection {
-            Some(p) => Ok(self.search_pruned(p, &queries.data, queries.len(), k)),
+            Some(p) => self.search_pruned(p, &queries.data, queries.len(), k),
             None => Ok((self.search(&queries.data, queries.len(), k)?, SearchStats::default())),
         }
     }
 
     /// Exact search guided by projection bounds (module docs). Queries go in tiles
     /// so that the bound matrix stays within `query_block * train_block` values,
-    /// the memory the blocked search uses.
+    /// the memory the blocked search uses. On a large training set the first
+    /// [`PROBE_QUERIES`] queries decide whether pruning pays; if not, the rest go
+    /// to the blocked search (same answers, less time).
     fn search_pruned(
         &self,
         proj: &Projection,
         queries: &[f32],
         nq: usize,
         k: usize,
-    ) -> (Vec<Vec<Neighbour>>, SearchStats) {
+    ) -> Result<(Vec<Vec<Neighbour>>, SearchStats), ClassifyError> {
         let (d, n) = (self.dim, self.len());
         let k = k.min(n);
         let tile = (self.params.query_block.saturating_mul(self.params.train_block) / n).clamp(1, nq);
-        let mut bounds = vec![0f32; tile * n];
+        let probe = if n >= PROBE_MIN_TRAIN && nq > PROBE_QUERIES {
+            PROBE_QUERIES
+        } else {
+            0
+        };
+        let mut bounds = vec![0f32; tile.max(probe) * n];
         let mut out = Vec::with_capacity(nq);
-        let mut exact_distances = 0;
-        for start in (0..nq).step_by(tile) {
-            let len = tile.min(nq - start);
-            proj.lower_bounds(
-                &queries[start * d..(start + len) * d],
-                &self.centre,
-                &mut bounds[..len * n],
-            );
-            let found: Vec<(Vec<Neighbour>, usize)> = bounds[..len * n]
-                .par_chunks_exact(n)
-                .enumerate()
-                .map(|(i, row)| self.nearest_by_bounds(&queries[(start + i) * d..(start + i + 1) * d], row, k))
-                .collect();
-            for (nb, visited) in found {
-                exact_distances += visited;
-                out.push(nb);
+        let mut stats = SearchStats {
+            pruned: true,
+            ..SearchStats::default()
+        };
+        if probe > 0 {
+            stats.exact_distances += self.pruned_tile(proj, &queries[..probe * d], k, &mut bounds, &mut out);
+            if stats.exact_distances * PRUNE_PAYS_BELOW > probe * n {
+                tracing::debug!(
+                    mean_exact = stats.exact_distances as f64 / probe as f64,
+                    train = n,
+                    "kNN projection prunes too little; blocked search for the remaining queries"
+                );
+                out.extend(self.search(&queries[probe * d..], nq - probe, k)?);
+                stats.blocked_queries = nq - probe;
+                return Ok((out, stats));
             }
+        }
+        for start in (probe..nq).step_by(tile) {
+            let len = tile.min(nq - start);
+            stats.exact_distances +=
+                self.pruned_tile(proj, &queries[start * d..(start + len) * d], k, &mut bounds, &mut out);
         }
         tracing::debug!(
             queries = nq,
-            mean_exact = exact_distances as f64 / nq.max(1) as f64,
+            mean_exact = stats.exact_distances as f64 / nq.max(1) as f64,
             "kNN pruned search"
         );
-        (
-            out,
-            SearchStats {
-                pruned: true,
-                exact_distances,
-            },
-        )
+        Ok((out, stats))
+    }
+
+    /// Pruned search of a tile of queries (appended to `out`); returns the number
+    /// of exact distances it computed.
+    fn pruned_tile(
+        &self,
+        proj: &Projection,
+        queries: &[f32],
+        k: usize,
+        bounds: &mut [f32],
+        out: &mut Vec<Vec<Neighbour>>,
+    ) -> usize {
+        let (d, n) = (self.dim, self.len());
+        let len = queries.len() / d;
+        proj.lower_bounds(queries, &self.centre, &mut bounds[..len * n]);
+        let found: Vec<(Vec<Neighbour>, usize)> = bounds[..len * n]
+            .par_chunks_exact(n)
+            .zip(queries.par_chunks_exact(d))
+            .map(|(row, q)| self.nearest_by_bounds(q, row, k))
+            .collect();
+        let mut exact_distances = 0;
+        for (nb, visited) in found {
+            exact_distances += visited;
+            out.push(nb);
+        }
+        exact_distances
     }
 
     /// The `k` nearest training vectors of one query given a lower bound on its
@@ -435,7 +485,6 @@ impl Knn {
         let d = self.dim;
         let n = self.len();
         let k = k.min(n);
-        let keep = (k + CANDIDATE_SLACK).min(n);
         let device = &self.params.device.0;
 
         let mut centred = vec![0f32; nq * d];
@@ -460,7 +509,18 @@ impl Knn {
         }
         drop(centred);
 
-        let mut candidates: Vec<Candidates> = (0..nq).map(|_| Candidates::new(keep)).collect();
+        // Bound on |f32 approximate - exact| squared distance of one pair with centred
+        // norms |q| and |t|: the dot product of d terms (gamma_d), centring, norm
+        // rounding and the final additions, (d + 8) u (|q| + |t|)^2; the norms
+        // themselves are f32-rounded, hence the relative 1e-5 on top.
+        let err_factor = (d as f64 + 8.0) * f32::EPSILON as f64;
+        let q_norms: Vec<f64> = q_sq_norms.iter().map(|&s| (s as f64).sqrt() * (1.0 + 1e-5)).collect();
+        let t_norms_all: Vec<f64> = self
+            .sq_norms
+            .iter()
+            .map(|&s| (s as f64).sqrt() * (1.0 + 1e-5))
+            .collect();
+        let mut windows: Vec<Window> = (0..nq).map(|_| Window::new(k)).collect();
         let tb = self.params.train_block;
         let mut block = vec![0f32; tb.min(n) * d];
         for t_start in (0..n).step_by(tb) {
@@ -476,65 +536,55 @@ impl Knn {
                 });
             let train_t = Tensor::from_slice(&block[..t_len * d], (t_len, d), device)?;
             let train_tt = train_t.t()?;
-            let t_norms = &self.sq_norms[t_start..t_start + t_len];
+            let t_sq = &self.sq_norms[t_start..t_start + t_len];
+            let t_norms = &t_norms_all[t_start..t_start + t_len];
             for (q_start, q_len, q) in &q_blocks {
                 let dots: Vec<f32> = q.matmul(&train_tt)?.flatten_all()?.to_vec1()?;
-                candidates[*q_start..q_start + q_len]
+                windows[*q_start..q_start + q_len]
                     .par_iter_mut()
                     .enumerate()
-                    .for_each(|(i, cand)| {
+                    .for_each(|(i, window)| {
+                        if window.given_up() {
+                            return;
+                        }
                         let row = &dots[i * t_len..(i + 1) * t_len];
                         let qn = q_sq_norms[q_start + i];
-                        for (j, (&dot, &tn)) in row.iter().zip(t_norms).enumerate() {
+                        let qr = q_norms[q_start + i];
+                        for (j, ((&dot, &tn), &tr)) in row.iter().zip(t_sq).zip(t_norms).enumerate() {
                             let approx = qn + tn - 2.0 * dot;
                             if !approx.is_finite() {
                                 // Overflow (inf or NaN): this query's f32 ranking proves nothing.
-                                cand.overflowed = true;
-                            } else if approx < cand.worst() {
-                                cand.insert(approx, (t_start + j) as u32);
+                                window.overflowed = true;
+                                return;
                             }
+                            let err = err_factor * (qr + tr) * (qr + tr);
+                            window.offer(approx as f64, err, (t_start + j) as u32);
                         }
                     });
             }
         }
 
-        // Bound on |f32 approximate - exact| squared distance: the dot product of
-        // d terms (gamma_d), centring, norm rounding and the final additions.
-        let unit = f32::EPSILON as f64;
-        let err_factor = (d as f64 + 8.0) * unit;
-        let out: Vec<Vec<Neighbour>> = candidates
+        let out: Vec<Vec<Neighbour>> = windows
             .into_par_iter()
             .enumerate()
-            .map(|(qi, cand)| {
+            .map(|(qi, window)| {
                 let q = &queries[qi * d..(qi + 1) * d];
-                if cand.overflowed || cand.items.len() < k || !q_sq_norms[qi].is_finite() || !self.max_norm.is_finite()
-                {
-                    tracing::trace!(query = qi, "kNN f32 distances overflow; exhaustive f64 search");
+                if window.given_up() || !q_sq_norms[qi].is_finite() {
+                    tracing::trace!(
+                        query = qi,
+                        "kNN f32 distances overflow or prove too little; exhaustive f64 search"
+                    );
                     return self.exhaustive(q, k);
                 }
-                let mut exact: Vec<Neighbour> = cand
-                    .items
-                    .iter()
-                    .map(|&(_, idx)| Neighbour {
+                let mut exact: Vec<Neighbour> = window
+                    .candidates()
+                    .map(|idx| Neighbour {
                         index: idx as usize,
                         sq_distance: self.exact_sq_distance(q, idx as usize),
                     })
                     .collect();
                 sort_neighbours(&mut exact);
                 exact.truncate(k);
-                if cand.items.len() < n {
-                    let kth = exact[k - 1].sq_distance;
-                    let worst_kept = cand.items.last().map(|x| x.0 as f64).unwrap_or(f64::INFINITY);
-                    // A training vector of centred norm r is at least |r - |q|| away, so only
-                    // those with r <= |q| + sqrt(kth) can matter: that caps the norm in the bound.
-                    let qn = (q_sq_norms[qi] as f64).sqrt();
-                    let r_max = self.max_norm.min((qn + kth.sqrt()) * (1.0 + 1e-5));
-                    let bound = err_factor * (qn + r_max).powi(2);
-                    if worst_kept - bound <= kth {
-                        tracing::trace!(query = qi, "kNN candidate bound not proven; exhaustive f64 search");
-                        return self.exhaustive(q, k);
-                    }
-                }
                 exact
             })
             .collect();
@@ -628,8 +678,6 @@ fn sort_neighbours(v: &mut [Neighbour]) {
 struct Candidates {
     cap: usize,
     items: Vec<(f32, u32)>,
-    /// Some approximate distance was not finite: the list cannot be trusted.
-    overflowed: bool,
 }
 
 impl Candidates {
@@ -637,7 +685,6 @@ impl Candidates {
         Candidates {
             cap,
             items: Vec::with_capacity(cap + 1),
-            overflowed: false,
         }
     }
 
@@ -654,6 +701,93 @@ impl Candidates {
         let pos = self.items.partition_point(|x| x.0 <= d);
         self.items.insert(pos, (d, idx));
         self.items.truncate(self.cap);
+    }
+}
+
+/// False only when `lower` is provably beyond `limit`: a NaN keeps the vector.
+#[inline]
+fn may_be_within(lower: f64, limit: f64) -> bool {
+    lower.partial_cmp(&limit) != Some(std::cmp::Ordering::Greater)
+}
+
+/// The blocked search's per-query list (module docs, point 2): every training
+/// vector whose exact distance may be among the k smallest.
+struct Window {
+    k: usize,
+    /// The k smallest upper ends `a + e` seen so far, ascending.
+    uppers: Vec<f64>,
+    /// (lower end `a - e`, index) of every vector whose lower end was at most the
+    /// k-th upper end when it was offered.
+    items: Vec<(f64, u32)>,
+    /// Length at which `items` is next filtered against the (shrinking) k-th upper end.
+    filter_at: usize,
+    /// Some approximate distance was not finite: the list cannot be trusted.
+    overflowed: bool,
+    /// More than [`MAX_WINDOW`] candidates survived: the bounds prove too little.
+    too_wide: bool,
+}
+
+impl Window {
+    fn new(k: usize) -> Self {
+        Window {
+            k,
+            uppers: Vec::with_capacity(k + 1),
+            items: Vec::new(),
+            filter_at: 2 * k + 64,
+            overflowed: false,
+            too_wide: false,
+        }
+    }
+
+    /// The k-th smallest upper end so far: no vector with a larger lower end can
+    /// be among the k nearest.
+    #[inline]
+    fn limit(&self) -> f64 {
+        if self.uppers.len() < self.k {
+            f64::INFINITY
+        } else {
+            self.uppers[self.k - 1]
+        }
+    }
+
+    #[inline]
+    fn offer(&mut self, approx: f64, err: f64, index: u32) {
+        if self.too_wide {
+            return;
+        }
+        let limit = self.limit();
+        let (lower, upper) = (approx - err, approx + err);
+        if upper < limit {
+            let pos = self.uppers.partition_point(|&u| u <= upper);
+            self.uppers.insert(pos, upper);
+            self.uppers.truncate(self.k);
+        }
+        // A NaN error (never for finite approx and norms) would fail this test, so
+        // keep the vector unless its lower end is provably beyond the limit.
+        if may_be_within(lower, self.limit()) {
+            self.items.push((lower, index));
+            if self.items.len() >= self.filter_at {
+                let limit = self.limit();
+                self.items.retain(|&(l, _)| may_be_within(l, limit));
+                let cap = MAX_WINDOW.max(2 * self.k);
+                if self.items.len() > cap {
+                    self.too_wide = true;
+                    self.items = Vec::new();
+                }
+                // Never more than twice the cap in memory between filters.
+                self.filter_at = (2 * self.items.len()).max(2 * self.k + 64).min(2 * cap);
+            }
+        }
+    }
+
+    fn given_up(&self) -> bool {
+        self.overflowed || self.too_wide
+    }
+
+    /// Indices whose exact distances decide the k nearest.
+    fn candidates(&self) -> impl Iterator<Item = u32> + '_ {
+        let limit = self.limit();
+        self.items.iter().filter(move |&&(l, _)| may_be_within(l, limit)).map(|&(_, j)| j)
     }
 }
 
@@ -763,10 +897,9 @@ mod tests {
     }
 
     #[test]
-    fn unprovable_candidates_fall_back_to_exhaustive_search() {
-        // 40 identical training vectors: far more exact ties than candidates kept,
-        // so the bound cannot be proven and the exhaustive path must give the
-        // lowest indices.
+    fn many_exact_ties_keep_the_lowest_indices() {
+        // 40 identical training vectors, all tied with the k-th: every one stays in
+        // the window and the lowest indices win.
         let rows: Vec<Vec<f32>> = (0..40).map(|_| vec![0.5, 0.25, 3.0]).collect();
         let classes: Vec<usize> = (0..40).map(|i| (i * 7) % 10).collect();
         let (train, vocab) = labelled(&rows, &classes);
@@ -780,6 +913,110 @@ mod tests {
         let (q, _) = labelled(&[vec![0.0, 0.0, 0.0]], &[0]);
         let nb = knn.kneighbors(&q, 3).unwrap();
         assert_eq!(nb[0].iter().map(|n| n.index).collect::<Vec<_>>(), vec![0, 1, 2]);
+    }
+
+    /// Sparse 0/1 vectors (pooled one-hot embeddings look like this): integer
+    /// distances, so exact ties everywhere.
+    fn sparse_binary(rng: &mut rand_chacha::ChaCha8Rng, n: usize, dim: usize, ones: usize) -> Vec<Vec<f32>> {
+        (0..n)
+            .map(|_| {
+                let mut v = vec![0f32; dim];
+                for _ in 0..ones {
+                    v[rng.gen_range(0..dim)] = 1.0;
+                }
+                v
+            })
+            .collect()
+    }
+
+    #[test]
+    fn integer_distances_with_ties_match_brute_force() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(21);
+        let rows = sparse_binary(&mut rng, 400, 60, 6);
+        let classes: Vec<usize> = (0..400).map(|i| (i * 7) % 10).collect();
+        let (train, vocab) = labelled(&rows, &classes);
+        let queries = sparse_binary(&mut rng, 40, 60, 6);
+        let (qset, _) = labelled(&queries, &[0; 40]);
+        for k in [1, 5, 30] {
+            let knn = KnnParams {
+                k,
+                proj_dim: 0,
+                query_block: 9,
+                train_block: 37,
+                ..Default::default()
+            }
+            .fit(&train, None, &vocab)
+            .unwrap();
+            let got = knn.kneighbors(&qset, k).unwrap();
+            for (i, q) in queries.iter().enumerate() {
+                assert_eq!(
+                    got[i].iter().map(|n| n.index).collect::<Vec<_>>(),
+                    brute(&train, q, k),
+                    "k={k} query {i}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_window_wider_than_the_cap_is_searched_exhaustively() {
+        // More tied vectors than the window holds between filters: it gives up, the exhaustive
+        // f64 search answers, and the answer is still brute force's.
+        let n = 2 * MAX_WINDOW + 10;
+        let rows: Vec<Vec<f32>> = (0..n).map(|i| vec![1.0, if i == n - 1 { 0.5 } else { 2.0 }]).collect();
+        let classes: Vec<usize> = (0..n).map(|i| i % 10).collect();
+        let (train, vocab) = labelled(&rows, &classes);
+        let knn = KnnParams {
+            k: 3,
+            proj_dim: 0,
+            ..Default::default()
+        }
+        .fit(&train, None, &vocab)
+        .unwrap();
+        let (q, _) = labelled(&[vec![1.0, 0.0]], &[0]);
+        let nb = knn.kneighbors(&q, 3).unwrap();
+        assert_eq!(nb[0].iter().map(|n| n.index).collect::<Vec<_>>(), vec![n - 1, 0, 1]);
+        // That query's window did give up, and held no more than twice the cap on the way.
+        let mut window = Window::new(3);
+        for j in 0..n as u32 {
+            window.offer(4.0, 1e-3, j);
+            assert!(window.items.len() <= 2 * MAX_WINDOW);
+        }
+        assert!(window.given_up());
+    }
+
+    #[test]
+    fn a_projection_that_prunes_little_hands_the_queries_to_the_blocked_search() {
+        // Sparse binary vectors have no low-rank structure: the probe finds the
+        // projection prunes little and the remaining queries take the blocked path,
+        // with the same answers as brute force and as the search without pruning.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(22);
+        let (n, dim) = (PROBE_MIN_TRAIN + 100, 400);
+        let rows = sparse_binary(&mut rng, n, dim, 12);
+        let classes: Vec<usize> = (0..n).map(|i| (i * 3) % 10).collect();
+        let (train, vocab) = labelled(&rows, &classes);
+        let nq = PROBE_QUERIES + 12;
+        let queries = sparse_binary(&mut rng, nq, dim, 12);
+        let (qset, _) = labelled(&queries, &vec![0; nq]);
+        let k = 3;
+        let knn = pruned(k, 16).fit(&train, None, &vocab).unwrap();
+        let (got, stats) = knn.kneighbors_with_stats(&qset, k).unwrap();
+        assert!(stats.pruned);
+        assert_eq!(stats.blocked_queries, nq - PROBE_QUERIES, "{stats:?}");
+        for (i, q) in queries.iter().enumerate() {
+            assert_eq!(
+                got[i].iter().map(|n| n.index).collect::<Vec<_>>(),
+                brute(&train, q, k),
+                "query {i}"
+            );
+        }
+        let full = KnnParams {
+            proj_dim: 0,
+            ..pruned(k, 16)
+        }
+        .fit(&train, None, &vocab)
+        .unwrap();
+        assert_eq!(got, full.kneighbors(&qset, k).unwrap());
     }
 
     #[test]
