@@ -71,9 +71,10 @@ const PROBE_MIN_TRAIN: usize = 256;
 const PROBE_QUERIES: usize = 8;
 
 /// The pruned search is kept while it computes fewer than `n / PRUNE_PAYS_BELOW`
-/// exact f64 distances per query: one exact distance costs about as much as
-/// `PRUNE_PAYS_BELOW` rows of the blocked search's f32 matrix product (measured on
-/// one-hot vectors, where the projection prunes almost nothing).
+/// exact f64 distances per query: a rough estimate of what one exact distance costs
+/// in rows of the blocked search's f32 matrix product, not tuned. Both measured
+/// cases lie far from it: on one-hot vectors the pruned search computed 94% of all
+/// distances, on UniRep 1900 vectors 0.3% (43 of 16,114).
 const PRUNE_PAYS_BELOW: usize = 16;
 
 /// Candidates with the smallest bounds whose exact distances seed the pruned search's k-th distance.
@@ -787,7 +788,10 @@ impl Window {
     /// Indices whose exact distances decide the k nearest.
     fn candidates(&self) -> impl Iterator<Item = u32> + '_ {
         let limit = self.limit();
-        self.items.iter().filter(move |&&(l, _)| may_be_within(l, limit)).map(|&(_, j)| j)
+        self.items
+            .iter()
+            .filter(move |&&(l, _)| may_be_within(l, limit))
+            .map(|&(_, j)| j)
     }
 }
 
