@@ -121,6 +121,32 @@ where
     result
 }
 
+/// Takes an exclusive `flock` on `file`, held until the file is closed (or
+/// the process dies, however). With `wait` false, `Ok(false)` means another
+/// process holds it now. A file system without locks grants it (`Ok(true)`):
+/// there is then no coordination, and the guarded work is merely done twice.
+pub fn lock_exclusive(file: &File, wait: bool) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let flags = if wait {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_EX | libc::LOCK_NB
+    };
+    loop {
+        // SAFETY: flock on a file descriptor the caller owns; no memory is involved.
+        if unsafe { libc::flock(file.as_raw_fd(), flags) } == 0 {
+            return Ok(true);
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EWOULDBLOCK) if !wait => return Ok(false),
+            Some(libc::ENOLCK) | Some(libc::EOPNOTSUPP) => return Ok(true),
+            _ => return Err(e),
+        }
+    }
+}
+
 /// Renames `from` (a finished file or directory) onto `to` and syncs the
 /// directory of `to`, so the move survives a crash.
 pub fn rename_durable(from: &Path, to: &Path) -> io::Result<()> {

@@ -724,25 +724,10 @@ impl ModelCache {
             .write(true)
             .open(&path)
             .map_err(io_err(&path))?;
-        use std::os::fd::AsRawFd;
-        let flags = if wait {
-            libc::LOCK_EX
-        } else {
-            libc::LOCK_EX | libc::LOCK_NB
-        };
-        loop {
-            // SAFETY: flock on a file descriptor we own; no memory is involved.
-            if unsafe { libc::flock(file.as_raw_fd(), flags) } == 0 {
-                return Ok(Some(Claim { _file: file }));
-            }
-            let e = std::io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::EINTR) => continue,
-                Some(libc::EWOULDBLOCK) if !wait => return Ok(None),
-                // A file system without locks: no coordination, the work is merely done twice.
-                Some(libc::ENOLCK) | Some(libc::EOPNOTSUPP) => return Ok(Some(Claim { _file: file })),
-                _ => return Err(CacheError::Io { path, source: e }),
-            }
+        match crate::atomic::lock_exclusive(&file, wait) {
+            Ok(true) => Ok(Some(Claim { _file: file })),
+            Ok(false) => Ok(None),
+            Err(source) => Err(CacheError::Io { path, source }),
         }
     }
 

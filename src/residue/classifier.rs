@@ -21,6 +21,7 @@ use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
 use super::align::{align_candidates, candidate_sequences};
+use super::index::{IndexParams, ResidueIndex};
 use super::score::{score_query, FamilyScores, ScoreParams, Targets};
 use super::search::{exact_top_k, normalise_rows, ApproxIndex, ApproxOptions, HitTable, SearchOptions};
 use super::store::{kept_positions, ResidueStore, StoreConfig};
@@ -36,13 +37,16 @@ pub const NAME: &str = "residue-knn";
 /// File of the saved form in a classifier directory.
 pub const SAVED_FILE: &str = "residue-knn.json";
 
-/// Exact blocked search or an approximate HNSW index.
+/// Exact blocked search, or an approximate index: `usearch` (saved beside the
+/// store and memory-mapped, [`super::index`]) or `hnsw` (`instant-distance`,
+/// built in memory at load; kept for comparison).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum IndexKind {
     #[default]
     Exact,
     Hnsw,
+    Usearch,
 }
 
 impl std::str::FromStr for IndexKind {
@@ -51,7 +55,8 @@ impl std::str::FromStr for IndexKind {
         match s {
             "exact" => Ok(IndexKind::Exact),
             "hnsw" => Ok(IndexKind::Hnsw),
-            other => Err(format!("unknown index {other:?} (exact or hnsw)")),
+            "usearch" => Ok(IndexKind::Usearch),
+            other => Err(format!("unknown index {other:?} (exact, usearch or hnsw)")),
         }
     }
 }
@@ -61,6 +66,7 @@ impl std::fmt::Display for IndexKind {
         f.write_str(match self {
             IndexKind::Exact => "exact",
             IndexKind::Hnsw => "hnsw",
+            IndexKind::Usearch => "usearch",
         })
     }
 }
@@ -81,6 +87,9 @@ pub struct ResidueKnnParams {
     pub index: IndexKind,
     #[serde(default)]
     pub hnsw_ef: usize,
+    /// Graph and search parameters of the `usearch` index.
+    #[serde(default)]
+    pub usearch: IndexParams,
     /// Store rows per search block and query rows per tile (bounded memory).
     pub target_block: usize,
     pub query_block: usize,
@@ -120,6 +129,7 @@ impl Default for ResidueKnnParams {
             min_score: 0.0,
             index: IndexKind::Exact,
             hnsw_ef: 100,
+            usearch: IndexParams::default(),
             target_block: 8192,
             query_block: 512,
             query_chunk_rows: 262_144,
@@ -206,7 +216,8 @@ impl ResidueKnnParams {
             "score": self.score,
             "min_score": self.min_score,
             "index": self.index,
-            "hnsw_ef": if self.index == IndexKind::Exact { 0 } else { self.hnsw_ef },
+            "hnsw_ef": if self.index == IndexKind::Hnsw { self.hnsw_ef } else { 0 },
+            "usearch": if self.index == IndexKind::Usearch { Some(self.usearch) } else { None },
         });
         let digest = hex::encode(Sha256::digest(answers.to_string().as_bytes()));
         format!("{embedder_key}-{}", &digest[..12])
@@ -219,7 +230,8 @@ impl ResidueKnnParams {
             && self.score == other.score
             && self.min_score == other.min_score
             && self.index == other.index
-            && (self.index == IndexKind::Exact || self.hnsw_ef == other.hnsw_ef)
+            && (self.index != IndexKind::Hnsw || self.hnsw_ef == other.hnsw_ef)
+            && (self.index != IndexKind::Usearch || self.usearch == other.usearch)
     }
 
     pub fn validate(&self) -> Result<(), ResidueError> {
@@ -239,6 +251,9 @@ impl ResidueKnnParams {
         }
         if self.index == IndexKind::Hnsw && self.hnsw_ef == 0 {
             return bad("hnsw_ef must be at least 1");
+        }
+        if self.index == IndexKind::Usearch {
+            self.usearch.validate()?;
         }
         Ok(())
     }
@@ -570,6 +585,7 @@ pub struct ResidueKnn {
     pub vocab: LabelVocab,
     sequence_class: Vec<Option<u32>>,
     approx: Option<ApproxIndex>,
+    graph: Option<ResidueIndex>,
     pub device: Device,
     /// Where the training sequences came from (`<root>/<split>/train`; empty when unknown).
     pub source: String,
@@ -589,7 +605,6 @@ impl ResidueKnn {
             .map(|s| s.family.as_ref().and_then(|f| vocab.index_of(f)).map(|c| c as u32))
             .collect();
         let approx = match params.index {
-            IndexKind::Exact => None,
             IndexKind::Hnsw => Some(ApproxIndex::build(
                 &store,
                 &ApproxOptions {
@@ -598,6 +613,11 @@ impl ResidueKnn {
                     seed: 42,
                 },
             )),
+            _ => None,
+        };
+        let graph = match params.index {
+            IndexKind::Usearch => Some(ResidueIndex::open_or_build(&store, &params.usearch)?),
+            _ => None,
         };
         Ok(ResidueKnn {
             params,
@@ -605,14 +625,24 @@ impl ResidueKnn {
             vocab,
             sequence_class,
             approx,
+            graph,
             device: super::search::default_device(),
             source: String::new(),
         })
     }
 
-    /// Approximate memory of the HNSW index (0 for exact search).
-    pub fn approx_memory_bytes(&self) -> usize {
-        self.approx.as_ref().map_or(0, ApproxIndex::memory_bytes)
+    /// Bytes of the approximate index: in memory for `hnsw`, the mapped file for `usearch` (0 for exact search).
+    pub fn index_bytes(&self) -> u64 {
+        match (&self.approx, &self.graph) {
+            (Some(hnsw), _) => hnsw.memory_bytes() as u64,
+            (_, Some(graph)) => graph.disk_bytes(),
+            _ => 0,
+        }
+    }
+
+    /// The saved `usearch` index, when that is the search.
+    pub fn usearch_index(&self) -> Option<&ResidueIndex> {
+        self.graph.as_ref()
     }
 
     /// Checks that queries will be embedded by the embedder the store was built with.
@@ -645,9 +675,14 @@ impl ResidueKnn {
         let passes = queries.data.len().div_ceil(chunk.max(1)).max(1);
         let progress = crate::progress::bar((self.store.n_rows() * passes) as u64, "store rows");
         for part in queries.data.chunks(chunk.max(dim)) {
-            let hits = match &self.approx {
-                None => exact_top_k(part, dim, &self.store, k, &opts, &progress)?,
-                Some(index) => index.top_k(part, k),
+            let hits = match (&self.approx, &self.graph) {
+                (Some(index), _) => index.top_k(part, k),
+                (_, Some(graph)) => {
+                    let hits = graph.top_k(&self.store, part, k)?;
+                    progress.inc(self.store.n_rows() as u64);
+                    hits
+                }
+                _ => exact_top_k(part, dim, &self.store, k, &opts, &progress)?,
             };
             table.hits.extend(hits.hits);
         }

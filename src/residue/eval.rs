@@ -213,13 +213,18 @@ pub fn search_part_cached(
 ) -> Result<Searched, ResidueError> {
     use sha2::{Digest, Sha256};
     let key = format!(
-        "{}|{}|qs{}|k{}|{:?}|ef{}",
+        "{}|{}|qs{}|k{}|{:?}|ef{}{}",
         knn.store.manifest.plan.key(),
         super::store::data_digest(records),
         knn.params.query_stride,
         knn.params.search_k,
         knn.params.index,
-        knn.params.hnsw_ef
+        knn.params.hnsw_ef,
+        match knn.usearch_index() {
+            // The graph file's name holds its build parameters and the store digest.
+            Some(graph) => format!("|{:?}|{:?}", graph.path().file_name(), knn.params.usearch),
+            None => String::new(),
+        }
     );
     let digest = hex::encode(Sha256::digest(key.as_bytes()));
     let dir = knn.store.dir.parent().unwrap_or(Path::new(".")).join("queries");
@@ -293,10 +298,7 @@ pub fn report(
         predict_seconds,
     );
     row.by_family_size = size_bins(knn, train, test, &predictions);
-    let index_bytes = match params.index {
-        super::IndexKind::Exact => 0,
-        super::IndexKind::Hnsw => knn.approx_memory_bytes() as u64,
-    };
+    let index_bytes = knn.index_bytes();
     ResidueEvalReport {
         row,
         params: params.clone(),
@@ -509,6 +511,7 @@ pub fn evaluate_split(
                 && p.query_stride == params[i].query_stride
                 && p.index == params[i].index
                 && p.hnsw_ef == params[i].hnsw_ef
+                && p.usearch == params[i].usearch
         };
         let group: Vec<usize> = (i..params.len())
             .filter(|&j| reports[j].is_none() && shares(&params[j]))

@@ -12,6 +12,7 @@
 pub mod align;
 pub mod classifier;
 pub mod eval;
+pub mod index;
 pub mod score;
 pub mod search;
 pub mod store;

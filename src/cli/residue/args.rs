@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use protfam::classifier::ResidueVariant;
+use protfam::residue::index::Quantization;
 use protfam::residue::{Aggregate, IndexKind, ResidueKnnParams};
 
 /// Flags of the `residue-knn` classifier (defaults: the dev-tuned settings).
@@ -39,8 +40,18 @@ pub struct ResidueKnnArgs {
     pub align_weight: Option<f32>,
     #[arg(long, help = with_default("Predict no family when the best family score (share of the query explained) is below this", residue_defaults().min_score))]
     pub residue_min_score: Option<f32>,
-    #[arg(long, help = with_default("Exact blocked search or approximate HNSW (exact|hnsw)", residue_defaults().index))]
+    #[arg(long, help = with_default("Residue search: the usearch graph saved beside the store (memory-mapped, candidates rescored exactly), exact blocked search (the reference), or the in-memory instant-distance graph (usearch|exact|hnsw)", residue_defaults().index))]
     pub residue_index: Option<IndexKind>,
+    #[arg(long, help = with_default("How the usearch graph stores vectors (i8|bf16|f16|f32)", residue_defaults().usearch.quantization))]
+    pub index_quantization: Option<Quantization>,
+    #[arg(long, help = with_default("usearch graph links per node (HNSW M)", residue_defaults().usearch.connectivity))]
+    pub index_connectivity: Option<usize>,
+    #[arg(long, help = with_default("usearch candidate list length while building (ef_construction)", residue_defaults().usearch.expansion_add))]
+    pub index_ef_build: Option<usize>,
+    #[arg(long, help = with_default("usearch candidate list length while searching (ef)", residue_defaults().usearch.expansion_search))]
+    pub index_ef: Option<usize>,
+    #[arg(long, help = with_default("usearch hits per query residue rescored exactly", residue_defaults().usearch.candidates))]
+    pub index_candidates: Option<usize>,
     /// The simple vote (`residue-knn-simple`): stride 2 both sides, top-1, no diagonal term (other flags still apply on top).
     #[arg(long)]
     pub simple_vote: bool,
@@ -118,6 +129,21 @@ impl ResidueKnnArgs {
         }
         if let Some(v) = self.residue_index {
             p.index = v;
+        }
+        if let Some(v) = self.index_quantization {
+            p.usearch.quantization = v;
+        }
+        if let Some(v) = self.index_connectivity {
+            p.usearch.connectivity = v;
+        }
+        if let Some(v) = self.index_ef_build {
+            p.usearch.expansion_add = v;
+        }
+        if let Some(v) = self.index_ef {
+            p.usearch.expansion_search = v;
+        }
+        if let Some(v) = self.index_candidates {
+            p.usearch.candidates = v;
         }
         p.validate()?;
         Ok(p)

@@ -9,6 +9,7 @@ use std::time::Instant;
 use anyhow::Context;
 use protfam::embedder::Embedder;
 use protfam::residue::eval::{self, TuneGrid};
+use protfam::residue::index::{Quantization, ResidueIndex};
 use protfam::residue::search::{exact_top_k, recall_at_k, ApproxIndex, ApproxOptions, SearchOptions};
 use protfam::residue::{Aggregate, ResidueKnn, ResidueKnnParams, ScoreParams};
 
@@ -115,7 +116,10 @@ pub enum ResidueCommand {
         #[arg(long, value_delimiter = ',')]
         grid_align_weight: Vec<f32>,
     },
-    /// Recall@k of the HNSW index against exact search on a sample of test residues.
+    /// Recall of the approximate indexes against exact search on a sample of
+    /// test sequences: of the residue neighbours (recall@1, recall@k) and of
+    /// the final family (the share of queries whose predicted family is the
+    /// exact search's), with search time, build time and index size.
     Recall {
         #[command(flatten)]
         split: ResidueTarget,
@@ -124,11 +128,18 @@ pub enum ResidueCommand {
         /// Query sequences sampled from the test part.
         #[arg(long, default_value_t = 100)]
         queries: usize,
+        /// Neighbours compared per query residue (at least the classifier's search k is searched).
         #[arg(long, default_value_t = 10)]
         k: usize,
-        /// HNSW ef (construction and search), comma separated.
-        #[arg(long, default_value = "100", value_delimiter = ',')]
-        ef: Vec<usize>,
+        /// usearch quantisations to measure, comma separated (each graph is built once and saved).
+        #[arg(long, default_value = "i8,bf16,f16", value_delimiter = ',')]
+        quantizations: Vec<Quantization>,
+        /// usearch search list lengths (ef) to measure, comma separated.
+        #[arg(long, default_value = "32,64,128", value_delimiter = ',')]
+        efs: Vec<usize>,
+        /// instant-distance HNSW ef (construction and search) to measure, comma separated (none by default: it builds in memory, slowly).
+        #[arg(long, value_delimiter = ',')]
+        hnsw_ef: Vec<usize>,
     },
 }
 
@@ -328,7 +339,9 @@ pub fn run(cmd: ResidueCommand) -> anyhow::Result<ExitCode> {
             knn,
             queries,
             k,
-            ef,
+            quantizations,
+            efs,
+            hnsw_ef,
         } => {
             let params = knn.params()?;
             let (embedder, _train, model, _) = fit(&split, &knn, params.clone())?;
@@ -343,6 +356,21 @@ pub fn run(cmd: ResidueCommand) -> anyhow::Result<ExitCode> {
                 4096,
             )?;
             let store = &model.store;
+            let search_k = k.max(params.search_k);
+            let truth: Vec<Option<usize>> = sample
+                .iter()
+                .map(|r| r.family.as_ref().and_then(|f| model.vocab.index_of(f)))
+                .collect();
+            let families = |table: &protfam::residue::search::HitTable| -> Vec<Option<usize>> {
+                let hits = protfam::residue::classifier::QueryHits::new(residues.clone(), table.clone());
+                model
+                    .predict_hits(&hits, &params.score, params.min_score)
+                    .into_iter()
+                    .map(|p| p.class)
+                    .collect()
+            };
+            let errors =
+                |pred: &[Option<usize>]| pred.iter().zip(&truth).filter(|(p, t)| p.is_none() || p != t).count();
             let started = Instant::now();
             let opts = SearchOptions {
                 device: model.device.clone(),
@@ -352,19 +380,71 @@ pub fn run(cmd: ResidueCommand) -> anyhow::Result<ExitCode> {
                 &residues.data,
                 store.dim(),
                 store,
-                k,
+                search_k,
                 &opts,
                 &indicatif::ProgressBar::hidden(),
             )?;
             let exact_s = started.elapsed().as_secs_f64();
+            let exact_families = families(&exact);
+            let row_bytes = store.disk_bytes() as f64 / store.n_rows().max(1) as f64;
             println!(
-                "exact: {} query residues x {} store rows in {:.2}s ({:.0} residues/s)",
+                "{} query sequences ({} residues) against {} store rows ({:.0} MiB, {row_bytes:.0} bytes per row)",
+                sample.len(),
                 residues.n_rows(),
                 store.n_rows(),
-                exact_s,
-                residues.n_rows() as f64 / exact_s
+                mib(store.disk_bytes())
             );
-            for &e in &ef {
+            println!();
+            println!("| search | build s | search s | residues/s | recall@1 | recall@{k} | same family | errors | index MiB | bytes/row |");
+            println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+            println!(
+                "| exact | – | {exact_s:.2} | {:.0} | 1.0000 | 1.0000 | 1.0000 | {} | – | – |",
+                residues.n_rows() as f64 / exact_s.max(1e-9),
+                errors(&exact_families)
+            );
+            let report =
+                |name: String, build_s: f64, search_s: f64, table: &protfam::residue::search::HitTable, bytes: u64| {
+                    let approx_families = families(table);
+                    let same = approx_families
+                        .iter()
+                        .zip(&exact_families)
+                        .filter(|(a, b)| a == b)
+                        .count();
+                    println!(
+                    "| {name} | {build_s:.1} | {search_s:.2} | {:.0} | {:.4} | {:.4} | {:.4} | {} | {:.0} | {:.0} |",
+                    residues.n_rows() as f64 / search_s.max(1e-9),
+                    recall_at_k(&exact, table, 1),
+                    recall_at_k(&exact, table, k),
+                    same as f64 / sample.len().max(1) as f64,
+                    errors(&approx_families),
+                    mib(bytes),
+                    bytes as f64 / store.n_rows().max(1) as f64
+                );
+                };
+            for &quantization in &quantizations {
+                for &ef in &efs {
+                    let index_params = protfam::residue::index::IndexParams {
+                        quantization,
+                        expansion_search: ef,
+                        ..params.usearch
+                    };
+                    let index = ResidueIndex::open_or_build(store, &index_params)?;
+                    let started = Instant::now();
+                    let table = index.top_k(store, &residues.data, search_k)?;
+                    let search_s = started.elapsed().as_secs_f64();
+                    report(
+                        format!(
+                            "usearch {quantization} M={} ef={ef} rescore {}",
+                            index_params.connectivity, index_params.candidates
+                        ),
+                        index.build_seconds(),
+                        search_s,
+                        &table,
+                        index.disk_bytes(),
+                    );
+                }
+            }
+            for &e in &hnsw_ef {
                 let started = Instant::now();
                 let index = ApproxIndex::build(
                     store,
@@ -376,16 +456,14 @@ pub fn run(cmd: ResidueCommand) -> anyhow::Result<ExitCode> {
                 );
                 let build_s = started.elapsed().as_secs_f64();
                 let started = Instant::now();
-                let approx = index.top_k(&residues.data, k);
+                let table = index.top_k(&residues.data, search_k);
                 let search_s = started.elapsed().as_secs_f64();
-                println!(
-                    "hnsw ef={e}: build {:.1}s, search {:.2}s ({:.0} residues/s), recall@1 {:.4}, recall@{k} {:.4}, index ~{:.0} MiB",
+                report(
+                    format!("instant-distance hnsw ef={e} (in memory)"),
                     build_s,
                     search_s,
-                    residues.n_rows() as f64 / search_s.max(1e-9),
-                    recall_at_k(&exact, &approx, 1),
-                    recall_at_k(&exact, &approx, k),
-                    mib(index.memory_bytes() as u64)
+                    &table,
+                    index.memory_bytes() as u64,
                 );
             }
         }
