@@ -1,10 +1,12 @@
-//! Exact blocked search against naive brute force, HNSW recall, and the
+//! Exact blocked search against naive brute force, HNSW and usearch recall,
+//! the saved usearch index's reuse and repair, and the
 //! classifier's handling of short, X-only and empty queries, on small random
 //! data.
 
 use protfam::embedder::{EmbedError, Embedder, EmbedderSpec, Pooling, ResidueMatrix};
 use protfam::io::vocab::LabelVocab;
 use protfam::io::{Family, Record};
+use protfam::residue::index::{IndexParams, Quantization, ResidueIndex};
 use protfam::residue::search::{exact_top_k, normalise_rows, recall_at_k, ApproxIndex, ApproxOptions, SearchOptions};
 use protfam::residue::{ResidueKnnParams, ResidueStore, StoreConfig};
 use rand::{Rng, SeedableRng};
@@ -182,4 +184,92 @@ fn short_x_only_and_empty_queries_give_clear_answers() {
     // Queries from another embedder are refused.
     let other = RandomEncoder::new(8);
     assert!(loaded.predict(&other, &queries).is_err());
+}
+
+/// A store of random residues (stride 1) under `dir`.
+fn random_store(dir: &std::path::Path, dim: usize, sequences: usize, seed: u64) -> ResidueStore {
+    let config = StoreConfig {
+        stride: 1,
+        shard_sequences: 7,
+        batch_tokens: None,
+    };
+    ResidueStore::build_or_open(dir, &RandomEncoder::new(dim), &random_records(sequences, seed), &config)
+        .unwrap()
+        .0
+}
+
+#[test]
+fn usearch_index_finds_the_exact_neighbours_and_is_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = random_store(dir.path(), 16, 30, 11);
+    let params = IndexParams {
+        quantization: Quantization::F32,
+        ..Default::default()
+    };
+    let index = ResidueIndex::open_or_build(&store, &params).unwrap();
+    let mut queries = store.rows_f32(0, 50, false);
+    normalise_rows(&mut queries, 16);
+    let exact = exact_top_k(
+        &queries,
+        16,
+        &store,
+        5,
+        &SearchOptions::default(),
+        &indicatif::ProgressBar::hidden(),
+    )
+    .unwrap();
+    let approx = index.top_k(&store, &queries, 5).unwrap();
+    let recall = recall_at_k(&exact, &approx, 5);
+    assert!(recall > 0.98, "recall {recall}");
+    // Candidates are rescored exactly: the best hit and its similarity are the exact ones.
+    for i in 0..50 {
+        assert_eq!(approx.row(i)[0].row, exact.row(i)[0].row);
+        assert!((approx.row(i)[0].similarity - exact.row(i)[0].similarity).abs() < 1e-5);
+    }
+    let meta = std::fs::read_to_string(index.path().with_extension("json")).unwrap();
+    let path = index.path().to_path_buf();
+    drop(index);
+    let again = ResidueIndex::open_or_build(&store, &params).unwrap();
+    assert_eq!(again.path(), path);
+    assert_eq!(std::fs::read_to_string(path.with_extension("json")).unwrap(), meta);
+}
+
+#[test]
+fn a_damaged_usearch_index_is_rebuilt_not_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = random_store(dir.path(), 8, 20, 3);
+    let params = IndexParams::default();
+    let path = ResidueIndex::open_or_build(&store, &params)
+        .unwrap()
+        .path()
+        .to_path_buf();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid..mid + 64].iter_mut().for_each(|b| *b ^= 0x5a);
+    std::fs::write(&path, &bytes).unwrap();
+    let rebuilt = ResidueIndex::open_or_build(&store, &params).unwrap();
+    assert_ne!(std::fs::read(rebuilt.path()).unwrap(), bytes);
+    let mut queries = store.rows_f32(0, 10, false);
+    normalise_rows(&mut queries, 8);
+    let hits = rebuilt.top_k(&store, &queries, 3).unwrap();
+    assert_eq!(hits.row(0)[0].row, 0);
+}
+
+#[test]
+fn other_graph_parameters_get_their_own_usearch_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = random_store(dir.path(), 8, 5, 5);
+    let a = IndexParams::default();
+    let b = IndexParams {
+        quantization: Quantization::Bf16,
+        ..a
+    };
+    assert_ne!(ResidueIndex::stem(&store, &a), ResidueIndex::stem(&store, &b));
+    // Search-time parameters share the graph.
+    let c = IndexParams {
+        expansion_search: 200,
+        candidates: 64,
+        ..a
+    };
+    assert_eq!(ResidueIndex::stem(&store, &a), ResidueIndex::stem(&store, &c));
 }

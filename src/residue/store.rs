@@ -724,7 +724,7 @@ impl ResidueStore {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use crate::embedder::{EmbedError, Pooling};
     use safetensors::SafeTensors;
@@ -771,61 +771,6 @@ pub(crate) mod tests {
                 })
                 .collect())
         }
-    }
-
-    /// Seeded random `dim`-dimensional residue vectors (a function of the
-    /// sequence, the position and the seed), for search and index tests.
-    pub(crate) struct RandomEmbedder(EmbedderSpec, u64);
-
-    impl Embedder for RandomEmbedder {
-        fn spec(&self) -> &EmbedderSpec {
-            &self.0
-        }
-        fn embed_residues(&self, batch: &[&str]) -> Result<Vec<ResidueMatrix>, EmbedError> {
-            use rand::{Rng, SeedableRng};
-            Ok(batch
-                .iter()
-                .map(|s| {
-                    let digest = Sha256::digest(s.as_bytes());
-                    let seed = u64::from_le_bytes(digest[..8].try_into().unwrap()) ^ self.1;
-                    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-                    let dim = self.0.dim;
-                    ResidueMatrix {
-                        len: s.len(),
-                        dim,
-                        data: (0..s.len() * dim).map(|_| rng.gen_range(-1.0f32..1.0)).collect(),
-                    }
-                })
-                .collect())
-        }
-    }
-
-    /// A store of about `n_rows` random residues (stride 1, sequences of 20
-    /// standard residues) of dimension `dim`, built under `dir`.
-    pub(crate) fn random_store(dir: &Path, n_rows: usize, dim: usize, seed: u64) -> ResidueStore {
-        use rand::{Rng, SeedableRng};
-        let mut spec = LetterEmbedder::new().0;
-        spec.name = format!("random{seed}");
-        spec.dim = dim;
-        let embedder = RandomEmbedder(spec, seed);
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let letters = b"ACDEFGHIKLMNPQRSTVWY";
-        let records: Vec<Record> = (0..n_rows.div_ceil(20))
-            .map(|i| {
-                let seq: String = (0..20).map(|_| letters[rng.gen_range(0..20)] as char).collect();
-                let mut r = Record::new(format!("r{i}"), seq);
-                r.family = Some(Family::new(format!("F{}", i % 4), &format!("PF0000{}", i % 4)));
-                r
-            })
-            .collect();
-        let config = StoreConfig {
-            stride: 1,
-            shard_sequences: 8,
-            batch_tokens: Some(256),
-        };
-        ResidueStore::build_or_open(dir, &embedder, &records, &config)
-            .unwrap()
-            .0
     }
 
     fn records() -> Vec<Record> {
