@@ -38,7 +38,7 @@ help:
 	@echo "make compare    comparison report with plots"
 	@echo "make baselines  HMMER and BLAST baselines"
 	@echo "make domains    every domain of the bundled whole proteins, protfam beside hmmscan"
-	@echo "make bench      benchmarks against the peers (PyTorch, jax-unirep, scikit-learn)"
+	@echo "make bench      benchmarks against the peers (PyTorch, jax-unirep, scikit-learn, hmmscan)"
 	@echo "make fuzz       fuzz every reader and loader FUZZ_SECONDS (600) each"
 	@echo "make workflow   the Snakemake workflow: embed, evaluate, sharded annotate (workflow-quick: a sample, ~4 min)"
 	@echo "make slurm-test sharded embed + annotate through a real one-node Slurm (root; installs slurm-wlm, munge)"

@@ -7,7 +7,9 @@ use protfam::embedder::{EmbedError, Embedder, EmbedderSpec, Pooling, ResidueMatr
 use protfam::io::vocab::LabelVocab;
 use protfam::io::{Family, Record};
 use protfam::residue::index::{IndexParams, Quantization, ResidueIndex};
+use protfam::residue::ivf::{refine, IvfIndex, IvfParams};
 use protfam::residue::search::{exact_top_k, normalise_rows, recall_at_k, ApproxIndex, ApproxOptions, SearchOptions};
+use protfam::residue::shortlist::{shortlisted_top_k, SequenceMeans, ShortlistParams};
 use protfam::residue::{ResidueKnnParams, ResidueStore, StoreConfig};
 use rand::{Rng, SeedableRng};
 
@@ -272,4 +274,284 @@ fn other_graph_parameters_get_their_own_usearch_index() {
         ..a
     };
     assert_eq!(ResidueIndex::stem(&store, &a), ResidueIndex::stem(&store, &c));
+}
+
+/// Unit query rows of `sequences` with their row ranges, as the classifier holds them.
+fn query_rows(encoder: &RandomEncoder, sequences: &[&str]) -> (Vec<f32>, Vec<(usize, usize)>) {
+    let dim = encoder.spec().dim;
+    let mut data = Vec::new();
+    let mut ranges = Vec::new();
+    for m in encoder.embed_residues(sequences).unwrap() {
+        let first = data.len() / dim;
+        data.extend(m.data);
+        ranges.push((first, data.len() / dim));
+    }
+    normalise_rows(&mut data, dim);
+    (data, ranges)
+}
+
+#[test]
+fn a_shortlist_of_every_sequence_is_the_exact_search() {
+    let dim = 24;
+    let encoder = RandomEncoder::new(dim);
+    let dir = tempfile::tempdir().unwrap();
+    let store = random_store(dir.path(), dim, 60, 11);
+    let means = SequenceMeans::from_store(&store);
+    assert_eq!(means.n_sequences(), 60);
+    // A long query (several windows), an empty one and a short one.
+    let (queries, ranges) = query_rows(&encoder, &["MKVLAAGHKLRSTWQEDCYPNMKVLAAGHKLRSTWQ", "", "WWKLM"]);
+    let k = 5;
+    let exact = exact_top_k(
+        &queries,
+        dim,
+        &store,
+        k,
+        &SearchOptions::default(),
+        &indicatif::ProgressBar::hidden(),
+    )
+    .unwrap();
+    let params = ShortlistParams {
+        sequences: 60,
+        window: 8,
+    };
+    let listed = shortlisted_top_k(
+        &queries,
+        &ranges,
+        &store,
+        &means,
+        &params,
+        k,
+        &indicatif::ProgressBar::hidden(),
+    )
+    .unwrap();
+    assert_eq!(listed.n_queries(), exact.n_queries());
+    for i in 0..exact.n_queries() {
+        let (a, b) = (exact.row(i), listed.row(i));
+        assert_eq!(a.len(), k);
+        assert_eq!(
+            a.iter().map(|h| h.row).collect::<Vec<_>>(),
+            b.iter().map(|h| h.row).collect::<Vec<_>>(),
+            "query row {i}"
+        );
+        for (x, y) in a.iter().zip(b) {
+            assert!((x.similarity - y.similarity).abs() < 1e-5);
+        }
+    }
+    // More sequences than the store holds is the same search.
+    let more = ShortlistParams {
+        sequences: 1000,
+        window: 8,
+    };
+    let again = shortlisted_top_k(
+        &queries,
+        &ranges,
+        &store,
+        &means,
+        &more,
+        k,
+        &indicatif::ProgressBar::hidden(),
+    )
+    .unwrap();
+    assert_eq!(
+        again.hits.iter().map(|h| h.row).collect::<Vec<_>>(),
+        listed.hits.iter().map(|h| h.row).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_short_shortlist_searches_only_its_sequences_and_keeps_the_query_itself() {
+    let dim = 24;
+    let encoder = RandomEncoder::new(dim);
+    let dir = tempfile::tempdir().unwrap();
+    let train = random_records(60, 12);
+    let config = StoreConfig {
+        stride: 1,
+        shard_sequences: 7,
+        batch_tokens: None,
+    };
+    let (store, _) = ResidueStore::build_or_open(dir.path(), &encoder, &train, &config).unwrap();
+    let means = SequenceMeans::from_store(&store);
+    // Two stored sequences of equal length, embedded apart and searched as one query of two
+    // windows: each window's shortlist finds the sequence it came from.
+    let (a, b) = (0..train.len())
+        .flat_map(|i| (i + 1..train.len()).map(move |j| (i, j)))
+        .find(|&(i, j)| train[i].sequence.len() == train[j].sequence.len())
+        .expect("60 lengths in 5..60 repeat");
+    let (first, second) = (&train[a].sequence, &train[b].sequence);
+    let (queries, _) = query_rows(&encoder, &[first, second]);
+    let ranges = vec![(0, queries.len() / dim)];
+    let params = ShortlistParams {
+        sequences: 2,
+        window: first.len(),
+    };
+    let windows = protfam::residue::shortlist::windows(&ranges, params.window);
+    assert_eq!(windows.len(), 2);
+    let table = shortlisted_top_k(
+        &queries,
+        &ranges,
+        &store,
+        &means,
+        &params,
+        1,
+        &indicatif::ProgressBar::hidden(),
+    )
+    .unwrap();
+    let home = |row: u32| store.sequences[store.row_sequence[row as usize] as usize].id.clone();
+    let hits: Vec<String> = (0..table.n_queries()).map(|i| home(table.row(i)[0].row)).collect();
+    // The rows of each half hit their own sequence (their own stored rows, f16 rounding aside).
+    let own_first = hits[..first.len()].iter().filter(|s| **s == train[a].id).count();
+    let own_second = hits[first.len()..].iter().filter(|s| **s == train[b].id).count();
+    assert!(own_first * 10 >= first.len() * 7, "{own_first} of {}", first.len());
+    assert!(own_second * 10 >= second.len() * 7, "{own_second} of {}", second.len());
+    // Every hit lies in one of at most 2 sequences per window.
+    for &(start, end) in &windows {
+        let mut seen: Vec<String> = (start..end).map(|i| home(table.row(i)[0].row)).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert!(seen.len() <= 2, "window {start}..{end} hit sequences {seen:?}");
+    }
+    // Parameters and ranges are checked.
+    let bad = ShortlistParams {
+        sequences: 0,
+        window: 4,
+    };
+    assert!(shortlisted_top_k(
+        &queries,
+        &ranges,
+        &store,
+        &means,
+        &bad,
+        1,
+        &indicatif::ProgressBar::hidden()
+    )
+    .is_err());
+    let out_of_range = [(0usize, queries.len() / dim + 1)];
+    assert!(shortlisted_top_k(
+        &queries,
+        &out_of_range,
+        &store,
+        &means,
+        &params,
+        1,
+        &indicatif::ProgressBar::hidden()
+    )
+    .is_err());
+}
+
+#[test]
+fn an_ivf_index_probing_every_list_is_the_exact_search() {
+    let dim = 16;
+    let encoder = RandomEncoder::new(dim);
+    let dir = tempfile::tempdir().unwrap();
+    let store = random_store(dir.path(), dim, 60, 21);
+    let params = IvfParams {
+        lists: 16,
+        probes: 16,
+        sequences: 0,
+        window: 8,
+    };
+    let index = IvfIndex::open_or_build(&store, &params).unwrap();
+    assert_eq!(index.lists(), 16);
+    let (queries, ranges) = query_rows(&encoder, &["MKVLAAGHKLRSTWQEDCYPN", "WWKLM"]);
+    let k = 6;
+    let exact = exact_top_k(
+        &queries,
+        dim,
+        &store,
+        k,
+        &SearchOptions::default(),
+        &indicatif::ProgressBar::hidden(),
+    )
+    .unwrap();
+    let all_lists = index
+        .top_k(&store, &queries, k, &indicatif::ProgressBar::hidden())
+        .unwrap();
+    let rows = |t: &protfam::residue::search::HitTable| t.hits.iter().map(|h| h.row).collect::<Vec<_>>();
+    assert_eq!(rows(&all_lists), rows(&exact));
+    for (a, b) in all_lists.hits.iter().zip(&exact.hits) {
+        assert!((a.similarity - b.similarity).abs() < 1e-5);
+    }
+    // One probe finds less, but only exact similarities; the second stage (every row of the
+    // sequences the first stage hit most) finds more, and more with more sequences.
+    let narrow = index.with_probes(1);
+    let one = narrow
+        .top_k(&store, &queries, k, &indicatif::ProgressBar::hidden())
+        .unwrap();
+    assert!(recall_at_k(&exact, &one, k) < 1.0);
+    for i in 0..one.n_queries() {
+        for hit in one.row(i) {
+            let exact_sim: f32 = {
+                let row = store.rows_f32(hit.row as usize, hit.row as usize + 1, true);
+                row.iter()
+                    .zip(&queries[i * dim..(i + 1) * dim])
+                    .map(|(a, b)| a * b)
+                    .sum()
+            };
+            assert!((hit.similarity - exact_sim).abs() < 1e-5);
+        }
+    }
+    let refined = narrow
+        .top_k_refined(&store, &queries, &ranges, k, 60, 8, &indicatif::ProgressBar::hidden())
+        .unwrap();
+    let some = refine(&store, &queries, &ranges, one.clone(), 4, 8);
+    let (r_one, r_some, r_all) = (
+        recall_at_k(&exact, &one, k),
+        recall_at_k(&exact, &some, k),
+        recall_at_k(&exact, &refined, k),
+    );
+    assert!(
+        r_one < r_some && r_some <= r_all,
+        "recall {r_one} -> {r_some} -> {r_all}"
+    );
+    // No row appears twice in a query row's hits, and they stay best first.
+    for i in 0..refined.n_queries() {
+        let hits = refined.row(i);
+        assert!(hits.windows(2).all(|w| w[0].similarity >= w[1].similarity));
+        let mut seen: Vec<u32> = hits.iter().map(|h| h.row).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), hits.len());
+    }
+}
+
+#[test]
+fn an_ivf_index_is_reused_and_a_damaged_one_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = random_store(dir.path(), 8, 40, 22);
+    let params = IvfParams {
+        lists: 8,
+        ..IvfParams::default()
+    };
+    let path = IvfIndex::open_or_build(&store, &params).unwrap().path().to_path_buf();
+    let written = std::fs::read(&path).unwrap();
+    let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+    // Reopened, not rebuilt; search-time parameters share the file.
+    let again = IvfIndex::open_or_build(&store, &IvfParams { probes: 2, ..params }).unwrap();
+    assert_eq!(again.path(), path);
+    assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), modified);
+    // Other list counts get their own file.
+    assert_ne!(
+        IvfIndex::stem(&store, &params),
+        IvfIndex::stem(&store, &IvfParams { lists: 4, ..params })
+    );
+    // Damaged bytes are detected by the checksums and the index rebuilt the same (seeded).
+    let mut bytes = written.clone();
+    let end = bytes.len();
+    bytes[end - 16..].iter_mut().for_each(|b| *b ^= 0x5a);
+    std::fs::write(&path, &bytes).unwrap();
+    let rebuilt = IvfIndex::open_or_build(&store, &params).unwrap();
+    let now = std::fs::read(rebuilt.path()).unwrap();
+    assert_ne!(now, bytes);
+    // The build time in the metadata differs; the centroids and lists are the same.
+    let tensors = |b: &[u8]| {
+        let st = safetensors::SafeTensors::deserialize(b).unwrap();
+        (
+            st.tensor("centroids").unwrap().data().to_vec(),
+            st.tensor("assignment").unwrap().data().to_vec(),
+        )
+    };
+    assert_eq!(tensors(&now), tensors(&written));
+    // A truncated file is rebuilt too.
+    std::fs::write(&path, &written[..written.len() / 2]).unwrap();
+    assert!(IvfIndex::open_or_build(&store, &params).is_ok());
 }

@@ -213,7 +213,7 @@ pub fn search_part_cached(
 ) -> Result<Searched, ResidueError> {
     use sha2::{Digest, Sha256};
     let key = format!(
-        "{}|{}|qs{}|k{}|{:?}|ef{}{}",
+        "{}|{}|qs{}|k{}|{:?}|ef{}{}{}",
         knn.store.manifest.plan.key(),
         super::store::data_digest(records),
         knn.params.query_stride,
@@ -224,6 +224,11 @@ pub fn search_part_cached(
             // The graph file's name holds its build parameters and the store digest.
             Some(graph) => format!("|{:?}|{:?}", graph.path().file_name(), knn.params.usearch),
             None => String::new(),
+        },
+        match knn.params.index {
+            super::IndexKind::Shortlist => format!("|{:?}", knn.params.shortlist),
+            super::IndexKind::Ivf => format!("|{:?}", knn.params.ivf),
+            _ => String::new(),
         }
     );
     let digest = hex::encode(Sha256::digest(key.as_bytes()));

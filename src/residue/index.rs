@@ -164,8 +164,36 @@ pub struct ResidueIndex {
     path: PathBuf,
 }
 
+/// An index file set beside a store: opened by `open` when it is complete and
+/// current, else built once under an exclusive lock on `lock_path` (concurrent
+/// callers wait, then open what the first one built) and opened. `exists`
+/// says whether a (damaged or stale) earlier file is there, which the rebuild
+/// reports.
+pub(crate) fn open_or_build_locked<T>(
+    lock_path: &Path,
+    exists: impl Fn() -> bool,
+    open: impl Fn() -> Result<T, ResidueError>,
+    build: impl FnOnce() -> Result<(), ResidueError>,
+) -> Result<T, ResidueError> {
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(lock_path)
+        .map_err(FileError::io(lock_path))?;
+    crate::atomic::lock_exclusive(&lock, true).map_err(FileError::io(lock_path))?;
+    // Another process may have finished it while this one waited.
+    match open() {
+        Ok(index) => return Ok(index),
+        Err(e) if exists() => tracing::warn!("rebuilding the residue index: {e}"),
+        Err(_) => {}
+    }
+    build()?;
+    open()
+}
+
 /// SHA-256 over what defines a store's rows: its shards' checksums, row count, dimension and stride.
-fn store_digest(store: &ResidueStore) -> String {
+pub(crate) fn store_digest(store: &ResidueStore) -> String {
     let mut h = Sha256::new();
     h.update(format!("{} {} {}\n", store.n_rows(), store.dim(), store.stride()));
     for shard in &store.manifest.shards {
@@ -202,24 +230,12 @@ impl ResidueIndex {
         if let Ok(index) = Self::open(store, params, &graph, &meta_path) {
             return Ok(index);
         }
-        let lock_path = store.dir.join(format!("{stem}.lock"));
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(FileError::io(&lock_path))?;
-        crate::atomic::lock_exclusive(&lock, true).map_err(FileError::io(&lock_path))?;
-        // Another process may have finished it while this one waited.
-        match Self::open(store, params, &graph, &meta_path) {
-            Ok(index) => return Ok(index),
-            Err(e) if meta_path.exists() || graph.exists() => {
-                tracing::warn!("rebuilding the residue index: {e}");
-            }
-            Err(_) => {}
-        }
-        Self::build(store, params, &graph, &meta_path)?;
-        Self::open(store, params, &graph, &meta_path)
+        open_or_build_locked(
+            &store.dir.join(format!("{stem}.lock")),
+            || meta_path.exists() || graph.exists(),
+            || Self::open(store, params, &graph, &meta_path),
+            || Self::build(store, params, &graph, &meta_path),
+        )
     }
 
     fn open(
@@ -381,31 +397,38 @@ impl ResidueIndex {
         let n = queries.len() / dim;
         let mut table = HitTable::new(n, k);
         let wanted = self.params.candidates.max(k);
-        table.hits.par_chunks_mut(k).zip(queries.par_chunks(dim)).try_for_each(
-            |(slots, q)| -> Result<(), ResidueError> {
-                let found = self
-                    .index
-                    .search(q, wanted)
-                    .map_err(usearch_error(&self.path, "index search failed"))?;
-                let mut rescored: Vec<Hit> = found
-                    .keys
-                    .iter()
-                    .map(|&key| {
-                        let row = key as usize;
-                        let target = store.rows_f32(row, row + 1, true);
-                        Hit {
-                            row: row as u32,
-                            similarity: q.iter().zip(&target).map(|(a, b)| a * b).sum(),
-                        }
-                    })
-                    .collect();
-                rescored.sort_by(|a, b| b.similarity.total_cmp(&a.similarity).then(a.row.cmp(&b.row)));
-                for (slot, hit) in slots.iter_mut().zip(rescored) {
-                    *slot = hit;
-                }
-                Ok(())
-            },
-        )?;
+        table
+            .hits
+            .par_chunks_mut(k)
+            .zip(queries.par_chunks(dim))
+            .try_for_each_init(
+                // One candidate row buffer per worker, reused for every candidate.
+                || Vec::with_capacity(dim),
+                |target, (slots, q)| -> Result<(), ResidueError> {
+                    let found = self
+                        .index
+                        .search(q, wanted)
+                        .map_err(usearch_error(&self.path, "index search failed"))?;
+                    let mut rescored: Vec<Hit> = found
+                        .keys
+                        .iter()
+                        .map(|&key| {
+                            let row = key as usize;
+                            target.clear();
+                            store.extend_rows_f32(row, row + 1, true, target);
+                            Hit {
+                                row: row as u32,
+                                similarity: q.iter().zip(target.iter()).map(|(a, b)| a * b).sum(),
+                            }
+                        })
+                        .collect();
+                    rescored.sort_by(|a, b| b.similarity.total_cmp(&a.similarity).then(a.row.cmp(&b.row)));
+                    for (slot, hit) in slots.iter_mut().zip(rescored) {
+                        *slot = hit;
+                    }
+                    Ok(())
+                },
+            )?;
         Ok(table)
     }
 }

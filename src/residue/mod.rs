@@ -13,8 +13,10 @@ pub mod align;
 pub mod classifier;
 pub mod eval;
 pub mod index;
+pub mod ivf;
 pub mod score;
 pub mod search;
+pub mod shortlist;
 pub mod store;
 
 pub use align::AlignParams;

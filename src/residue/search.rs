@@ -22,7 +22,7 @@ pub struct Hit {
 }
 
 impl Hit {
-    const EMPTY: Hit = Hit {
+    pub const EMPTY: Hit = Hit {
         row: u32::MAX,
         similarity: f32::NEG_INFINITY,
     };
@@ -73,7 +73,7 @@ impl HitTable {
 
 /// Inserts a candidate into a best-first list of fixed length; ties keep the earlier (lower) row.
 #[inline]
-fn insert(slots: &mut [Hit], candidate: Hit) {
+pub(crate) fn insert(slots: &mut [Hit], candidate: Hit) {
     let k = slots.len();
     if candidate.similarity <= slots[k - 1].similarity {
         return;

@@ -698,28 +698,58 @@ impl ResidueStore {
 
     /// Rows `[start, end)` (within one shard) as f32, optionally scaled to unit length.
     pub fn rows_f32(&self, start: usize, end: usize, normalise: bool) -> Vec<f32> {
+        let mut out = Vec::with_capacity((end - start) * self.dim());
+        self.extend_rows_f32(start, end, normalise, &mut out);
+        out
+    }
+
+    /// Appends rows `[start, end)` (within one shard) to `out` as f32,
+    /// optionally scaled to unit length. The hot paths (the shortlist's
+    /// gather, the graph candidates' rescoring) call this once per sequence or
+    /// row, so the shard is found by bisection and `out` is reused.
+    pub fn extend_rows_f32(&self, start: usize, end: usize, normalise: bool, out: &mut Vec<f32>) {
+        if start == end {
+            return;
+        }
         let dim = self.dim();
-        let shard = self
-            .shards
-            .iter()
-            .find(|s| start >= s.first_row && end <= s.first_row + s.n_rows)
-            .expect("row range within one shard (use blocks())");
+        let shard = &self.shards[self.shards.partition_point(|s| s.first_row + s.n_rows <= start)];
+        assert!(
+            start >= shard.first_row && end <= shard.first_row + shard.n_rows,
+            "row range within one shard (use blocks())"
+        );
         let residues = shard
             .file
             .bytes("residues", Dtype::F16)
             .expect("dtype checked when the store was opened");
         let byte_start = (start - shard.first_row) * dim * 2;
         let bytes = &residues[byte_start..byte_start + (end - start) * dim * 2];
-        let mut out: Vec<f32> = bytes
-            .chunks_exact(2)
-            .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect();
+        let first = out.len();
+        out.resize(first + bytes.len() / 2, 0.0);
+        decode_f16_le(bytes, &mut out[first..]);
         if normalise {
-            for (row, &inv) in out.chunks_exact_mut(dim).zip(&self.inv_norms[start..end]) {
+            for (row, &inv) in out[first..].chunks_exact_mut(dim).zip(&self.inv_norms[start..end]) {
                 row.iter_mut().for_each(|v| *v *= inv);
             }
         }
-        out
+    }
+}
+
+/// Little-endian f16 bytes to f32: through `half`'s vectorised slice
+/// conversion (F16C where the CPU has it) when the bytes are aligned for
+/// `f16` on a little-endian host, element by element otherwise.
+fn decode_f16_le(bytes: &[u8], out: &mut [f32]) {
+    use half::slice::HalfFloatSliceExt;
+    debug_assert_eq!(bytes.len(), out.len() * 2);
+    if cfg!(target_endian = "little") && (bytes.as_ptr() as usize).is_multiple_of(std::mem::align_of::<f16>()) {
+        // SAFETY: `f16` is a transparent u16, every bit pattern is a valid value, the pointer is
+        // aligned (checked above) and the slice covers exactly `bytes`; the host is little-endian,
+        // the byte order the store is written in.
+        let halves = unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<f16>(), out.len()) };
+        halves.convert_to_f32_slice(out);
+    } else {
+        for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+            *o = f16::from_le_bytes([c[0], c[1]]).to_f32();
+        }
     }
 }
 

@@ -40,8 +40,20 @@ pub struct ResidueKnnArgs {
     pub align_weight: Option<f32>,
     #[arg(long, help = with_default("Predict no family when the best family score (share of the query explained) is below this", residue_defaults().min_score))]
     pub residue_min_score: Option<f32>,
-    #[arg(long, help = with_default("Residue search: the usearch graph saved beside the store (memory-mapped, candidates rescored exactly), exact blocked search (the reference), or the in-memory instant-distance graph (usearch|exact|hnsw)", residue_defaults().index))]
+    #[arg(long, help = with_default("Residue search: the IVF index saved beside the store (exact search of each residue's nearest k-means lists), exact search over the whole store (the reference), the usearch graph saved beside the store (memory-mapped, candidates rescored exactly), exact search over each query window's shortlist of training sequences, or the in-memory instant-distance graph (ivf|exact|usearch|shortlist|hnsw)", residue_defaults().index))]
     pub residue_index: Option<IndexKind>,
+    #[arg(long, help = with_default("Shortlist search: training sequences (nearest by mean residue vector) each query window is searched against", residue_defaults().shortlist.sequences))]
+    pub shortlist_sequences: Option<usize>,
+    #[arg(long, help = with_default("Shortlist search: query residues per window (longer queries get one shortlist per window)", residue_defaults().shortlist.window))]
+    pub shortlist_window: Option<usize>,
+    #[arg(long, help = with_default("IVF index: k-means lists over the stored residues (at most one per 16 rows)", residue_defaults().ivf.lists))]
+    pub ivf_lists: Option<usize>,
+    #[arg(long, help = with_default("IVF index: nearest lists searched exactly per query residue", residue_defaults().ivf.probes))]
+    pub ivf_probes: Option<usize>,
+    #[arg(long, help = with_default("IVF index, second stage: training sequences per query window (those its first-stage hits point to most) searched exactly (0 = none)", residue_defaults().ivf.sequences))]
+    pub ivf_sequences: Option<usize>,
+    #[arg(long, help = with_default("IVF index, second stage: query residues per window", residue_defaults().ivf.window))]
+    pub ivf_window: Option<usize>,
     #[arg(long, help = with_default("How the usearch graph stores vectors (i8|bf16|f16|f32)", residue_defaults().usearch.quantization))]
     pub index_quantization: Option<Quantization>,
     #[arg(long, help = with_default("usearch graph links per node (HNSW M)", residue_defaults().usearch.connectivity))]
@@ -129,6 +141,24 @@ impl ResidueKnnArgs {
         }
         if let Some(v) = self.residue_index {
             p.index = v;
+        }
+        if let Some(v) = self.shortlist_sequences {
+            p.shortlist.sequences = v;
+        }
+        if let Some(v) = self.shortlist_window {
+            p.shortlist.window = v;
+        }
+        if let Some(v) = self.ivf_lists {
+            p.ivf.lists = v;
+        }
+        if let Some(v) = self.ivf_probes {
+            p.ivf.probes = v;
+        }
+        if let Some(v) = self.ivf_sequences {
+            p.ivf.sequences = v;
+        }
+        if let Some(v) = self.ivf_window {
+            p.ivf.window = v;
         }
         if let Some(v) = self.index_quantization {
             p.usearch.quantization = v;

@@ -10,8 +10,10 @@ use anyhow::Context;
 use protfam::embedder::Embedder;
 use protfam::residue::eval::{self, TuneGrid};
 use protfam::residue::index::{Quantization, ResidueIndex};
-use protfam::residue::search::{exact_top_k, recall_at_k, ApproxIndex, ApproxOptions, SearchOptions};
-use protfam::residue::{Aggregate, ResidueKnn, ResidueKnnParams, ScoreParams};
+use protfam::residue::ivf::IvfIndex;
+use protfam::residue::search::{recall_at_k, ApproxIndex, ApproxOptions};
+use protfam::residue::shortlist::{shortlisted_top_k, SequenceMeans, ShortlistParams};
+use protfam::residue::{Aggregate, IndexKind, ResidueKnn, ResidueKnnParams, ResidueStore, ScoreParams};
 
 use super::context::{DataArgs, ModelArgs};
 
@@ -116,23 +118,39 @@ pub enum ResidueCommand {
         #[arg(long, value_delimiter = ',')]
         grid_align_weight: Vec<f32>,
     },
-    /// Recall of the approximate indexes against exact search on a sample of
-    /// test sequences: of the residue neighbours (recall@1, recall@k) and of
-    /// the final family (the share of queries whose predicted family is the
-    /// exact search's), with search time, build time and index size.
+    /// Recall of the shortlist and the approximate indexes against exact
+    /// search on a sample of one part's sequences: of the residue neighbours
+    /// (recall@1, recall@k) and of the final family (the share of queries
+    /// whose predicted family is the exact search's), with search time, build
+    /// time and index size.
     Recall {
         #[command(flatten)]
         split: ResidueTarget,
         #[command(flatten)]
         knn: ResidueKnnArgs,
-        /// Query sequences sampled from the test part.
+        /// Part the queries come from: choose settings on dev (or tune_split), confirm on test.
+        #[arg(long, default_value = "dev")]
+        part: String,
+        /// Query sequences sampled evenly from the part (0: all of them).
         #[arg(long, default_value_t = 100)]
         queries: usize,
         /// Neighbours compared per query residue (at least the classifier's search k is searched).
         #[arg(long, default_value_t = 10)]
         k: usize,
-        /// usearch quantisations to measure, comma separated (each graph is built once and saved).
-        #[arg(long, default_value = "i8,bf16,f16", value_delimiter = ',')]
+        /// IVF probes (nearest lists searched per query residue) to measure, comma separated (the index
+        /// with --ivf-lists lists is built once and saved).
+        #[arg(long, default_value = "16,32,64,128", value_delimiter = ',')]
+        probes: Vec<usize>,
+        /// IVF second-stage sizes (training sequences per query window searched exactly) to measure with
+        /// each probe count, comma separated.
+        #[arg(long, default_value = "0,128,256", value_delimiter = ',')]
+        refine: Vec<usize>,
+        /// Shortlist sizes (training sequences per query window) to measure, comma separated.
+        #[arg(long, value_delimiter = ',')]
+        shortlists: Vec<usize>,
+        /// usearch quantisations to measure, comma separated (i8, bf16, f16, f32; none by default: each graph
+        /// is built once and saved, which takes minutes per million rows).
+        #[arg(long, value_delimiter = ',')]
         quantizations: Vec<Quantization>,
         /// usearch search list lengths (ef) to measure, comma separated.
         #[arg(long, default_value = "32,64,128", value_delimiter = ',')]
@@ -337,26 +355,43 @@ pub fn run(cmd: ResidueCommand) -> anyhow::Result<ExitCode> {
         ResidueCommand::Recall {
             split,
             knn,
+            part,
             queries,
             k,
+            probes,
+            refine,
+            shortlists,
             quantizations,
             efs,
             hnsw_ef,
         } => {
             let params = knn.params()?;
             let (embedder, _train, model, _) = fit(&split, &knn, params.clone())?;
-            let test = split.records("test")?;
-            // Every n-th test sequence: a fixed, spread-out sample.
-            let step = (test.len() / queries.max(1)).max(1);
-            let sample: Vec<_> = test.iter().step_by(step).take(queries).cloned().collect();
-            let residues = protfam::residue::classifier::QueryResidues::embed(
-                embedder.as_ref(),
-                &sample,
-                params.query_stride,
-                4096,
-            )?;
+            let records = split.records(&part)?;
+            // Every n-th sequence: a fixed, spread-out sample.
+            let queries = if queries == 0 { records.len() } else { queries };
+            let step = (records.len() / queries.max(1)).max(1);
+            let sample: Vec<_> = records.iter().step_by(step).take(queries).cloned().collect();
             let store = &model.store;
             let search_k = k.max(params.search_k);
+            // The exact reference search runs once per sample: its hits are kept beside the store
+            // (as `evaluate` keeps them), so measuring other settings later costs only their search.
+            let exact_params = ResidueKnnParams {
+                index: IndexKind::Exact,
+                search_k,
+                ..params.clone()
+            };
+            let exact_knn = ResidueKnn::from_store(exact_params, ResidueStore::open(&store.dir)?, model.vocab.clone())?;
+            let searched = eval::search_part_cached(&exact_knn, embedder.as_ref(), &sample)?;
+            let exact_s = searched.search_seconds;
+            let exact = searched.hits.table.clone();
+            let residues = protfam::residue::classifier::QueryResidues {
+                dim: searched.hits.dim,
+                ranges: searched.hits.ranges.clone(),
+                positions: searched.hits.positions.clone(),
+                data: searched.hits.data.clone(),
+            };
+            drop(searched);
             let truth: Vec<Option<usize>> = sample
                 .iter()
                 .map(|r| r.family.as_ref().and_then(|f| model.vocab.index_of(f)))
@@ -371,20 +406,6 @@ pub fn run(cmd: ResidueCommand) -> anyhow::Result<ExitCode> {
             };
             let errors =
                 |pred: &[Option<usize>]| pred.iter().zip(&truth).filter(|(p, t)| p.is_none() || p != t).count();
-            let started = Instant::now();
-            let opts = SearchOptions {
-                device: model.device.clone(),
-                ..Default::default()
-            };
-            let exact = exact_top_k(
-                &residues.data,
-                store.dim(),
-                store,
-                search_k,
-                &opts,
-                &indicatif::ProgressBar::hidden(),
-            )?;
-            let exact_s = started.elapsed().as_secs_f64();
             let exact_families = families(&exact);
             let row_bytes = store.disk_bytes() as f64 / store.n_rows().max(1) as f64;
             println!(
@@ -421,6 +442,70 @@ pub fn run(cmd: ResidueCommand) -> anyhow::Result<ExitCode> {
                     bytes as f64 / store.n_rows().max(1) as f64
                 );
                 };
+            if !probes.is_empty() {
+                let index = IvfIndex::open_or_build(store, &params.ivf)?;
+                let build_s = index.build_seconds();
+                let mut index = Some(index);
+                for &p in &probes {
+                    let ivf = index.take().expect("kept between probes").with_probes(p);
+                    let started = Instant::now();
+                    let first = ivf.top_k(store, &residues.data, search_k, &indicatif::ProgressBar::hidden())?;
+                    let first_s = started.elapsed().as_secs_f64();
+                    for &sequences in &refine {
+                        let started = Instant::now();
+                        let table = protfam::residue::ivf::refine(
+                            store,
+                            &residues.data,
+                            &residues.ranges,
+                            first.clone(),
+                            sequences,
+                            params.ivf.window,
+                        );
+                        report(
+                            format!(
+                                "ivf {} lists, {p} probes ({:.0} rows per residue), then {sequences} sequences per {}-residue window",
+                                ivf.lists(),
+                                ivf.expected_rows_compared(),
+                                params.ivf.window
+                            ),
+                            build_s,
+                            first_s + started.elapsed().as_secs_f64(),
+                            &table,
+                            ivf.disk_bytes(),
+                        );
+                    }
+                    index = Some(ivf);
+                }
+            }
+            if !shortlists.is_empty() {
+                let started = Instant::now();
+                let means = SequenceMeans::from_store(store);
+                let means_s = started.elapsed().as_secs_f64();
+                for &sequences in &shortlists {
+                    let shortlist = ShortlistParams {
+                        sequences,
+                        ..params.shortlist
+                    };
+                    let started = Instant::now();
+                    let table = shortlisted_top_k(
+                        &residues.data,
+                        &residues.ranges,
+                        store,
+                        &means,
+                        &shortlist,
+                        search_k,
+                        &indicatif::ProgressBar::hidden(),
+                    )?;
+                    let search_s = started.elapsed().as_secs_f64();
+                    report(
+                        format!("shortlist {sequences} sequences, window {}", shortlist.window),
+                        means_s,
+                        search_s,
+                        &table,
+                        means.bytes() as u64,
+                    );
+                }
+            }
             for &quantization in &quantizations {
                 for &ef in &efs {
                     let index_params = protfam::residue::index::IndexParams {

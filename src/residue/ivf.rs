@@ -1,0 +1,518 @@
+//! The inverted-file (IVF) residue index: the store's rows clustered by
+//! spherical k-means into `lists` lists; a query row is compared with every
+//! list's centroid and searched exactly, but only against the rows of its
+//! `probes` nearest lists.
+//!
+//! This is FAISS's `IndexIVFFlat` (NEAR's own search is FAISS IVF-PQ) on
+//! the store's own f16 rows: the index holds only the centroids and each
+//! row's list, about 4 bytes per stored row, so it is built in about a
+//! minute where an HNSW graph over the same rows takes over ten, and every
+//! similarity that reaches scoring is the exact cosine. The cost per query
+//! row is `lists + probes x rows / lists` dot products instead of `rows`: it
+//! grows with the square root of the store when `lists` grows with it.
+//!
+//! Queries are searched list by list: each chunk of query rows is sorted
+//! into the lists they probe, and each list's rows are decoded once per
+//! chunk and multiplied with all the query rows that probe it (one matrix
+//! product per list), then the per-list top `k` are merged.
+//!
+//! The file, `index-ivf-c<lists>-<store digest>.safetensors` in the store's
+//! directory, is a checksummed safetensors file (centroids and row lists,
+//! with the store digest and parameters in its metadata), written to a
+//! temporary name and renamed, under an exclusive lock, so concurrent
+//! processes build it once and a killed build leaves nothing. A file whose
+//! checksums or metadata disagree with the store is rebuilt, never searched.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::index::{open_or_build_locked, store_digest};
+use super::search::{insert, Hit, HitTable};
+use super::shortlist::{check_ranges, search_listed_sequences, sequences_hit, windows};
+use super::store::ResidueStore;
+use super::ResidueError;
+use crate::cache::shard::{write_shard, ShardFile, TensorData};
+use crate::file_error::FileError;
+
+const FORMAT: &str = "protfam-ivf-index-1";
+/// k-means passes over the training sample (the assignment changes little after a few).
+const ITERATIONS: usize = 10;
+/// Training rows per list: FAISS warns below 39 and samples at most 256.
+const SAMPLE_PER_LIST: usize = 64;
+/// Fewest stored rows per list on average: a small store gets fewer lists.
+const MIN_ROWS_PER_LIST: usize = 16;
+const SEED: u64 = 42;
+/// Query rows sorted into lists together (bounds the per-list hits held before the merge).
+const CHUNK_ROWS: usize = 65_536;
+/// Rows multiplied with all centroids at once (bounds that similarity tile).
+const CENTROID_BLOCK: usize = 2048;
+
+/// List count and search width of the IVF index, and its second stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IvfParams {
+    /// k-means lists (at most one per 16 stored rows).
+    pub lists: usize,
+    /// Nearest lists searched per query row.
+    pub probes: usize,
+    /// Second stage: the training sequences that the first stage's hits of a
+    /// query window point to most, whose every row the window is then searched
+    /// against exactly (0: no second stage).
+    pub sequences: usize,
+    /// Query rows per window of the second stage.
+    pub window: usize,
+}
+
+impl Default for IvfParams {
+    fn default() -> Self {
+        IvfParams {
+            lists: 4096,
+            // Chosen on the dev part of the bundled clustered split with NEAR (`protfam residue recall`,
+            // docs/residue-knn.md): 98.4% of its queries get exact search's family, 38 errors against
+            // exact search's 40, at about 1/35 of exact search's comparisons.
+            probes: 32,
+            sequences: 256,
+            window: 128,
+        }
+    }
+}
+
+impl IvfParams {
+    pub fn validate(&self) -> Result<(), ResidueError> {
+        if self.lists == 0 || self.probes == 0 || self.window == 0 {
+            return Err(ResidueError::InvalidParams(format!(
+                "the IVF index needs at least 1 list, 1 probe and a window of 1 row (got {self:?})"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The lists a store of `n_rows` rows gets.
+    pub fn lists_for(&self, n_rows: usize) -> usize {
+        self.lists.min((n_rows / MIN_ROWS_PER_LIST).max(1))
+    }
+}
+
+/// A loaded IVF index over one store.
+pub struct IvfIndex {
+    path: PathBuf,
+    dim: usize,
+    lists: usize,
+    probes: usize,
+    /// `lists x dim`, unit length.
+    centroids: Vec<f32>,
+    /// Store rows grouped by list (ascending within a list); list `l` is `order[offsets[l]..offsets[l + 1]]`.
+    order: Vec<u32>,
+    offsets: Vec<usize>,
+    bytes: u64,
+    build_seconds: f64,
+}
+
+impl IvfIndex {
+    /// The file name stem of the index of `store` with `params`.
+    pub fn stem(store: &ResidueStore, params: &IvfParams) -> String {
+        format!(
+            "index-ivf-c{}-{}",
+            params.lists_for(store.n_rows()),
+            &store_digest(store)[..12]
+        )
+    }
+
+    /// Opens the saved index of `store`, or builds and saves it first (also when the saved one is
+    /// damaged or stale, with a warning saying why). Concurrent callers wait for the one that builds.
+    pub fn open_or_build(store: &ResidueStore, params: &IvfParams) -> Result<IvfIndex, ResidueError> {
+        params.validate()?;
+        if store.n_rows() == 0 {
+            return Err(ResidueError::Data(format!(
+                "residue store {} has no rows to index",
+                store.dir.display()
+            )));
+        }
+        let stem = Self::stem(store, params);
+        let path = store.dir.join(format!("{stem}.safetensors"));
+        if let Ok(index) = Self::open(store, params, &path) {
+            return Ok(index);
+        }
+        open_or_build_locked(
+            &store.dir.join(format!("{stem}.lock")),
+            || path.exists(),
+            || Self::open(store, params, &path),
+            || Self::build(store, params, &path),
+        )
+    }
+
+    fn open(store: &ResidueStore, params: &IvfParams, path: &Path) -> Result<IvfIndex, ResidueError> {
+        let file = ShardFile::open(path)?;
+        file.verify()?;
+        let lists = params.lists_for(store.n_rows());
+        let dim = store.dim();
+        let meta = file.metadata();
+        let expected = [
+            ("format", FORMAT.to_string()),
+            ("store_digest", store_digest(store)),
+            ("n_rows", store.n_rows().to_string()),
+            ("dim", dim.to_string()),
+            ("lists", lists.to_string()),
+        ];
+        for (key, value) in &expected {
+            if meta.get(*key) != Some(value) {
+                return Err(FileError::invalid(
+                    path,
+                    format!("the index was built from another store or with other parameters ({key})"),
+                )
+                .into());
+            }
+        }
+        if file.shape("centroids")? != [lists, dim] || file.shape("assignment")? != [store.n_rows()] {
+            return Err(FileError::invalid(path, "centroid or assignment tensor of the wrong shape").into());
+        }
+        let centroids = file.f32_values("centroids")?;
+        if centroids.iter().any(|v| !v.is_finite()) {
+            return Err(FileError::invalid(path, "a centroid holds a non-finite value").into());
+        }
+        let assignment = file.u32_values("assignment")?;
+        let mut offsets = vec![0usize; lists + 1];
+        for &list in &assignment {
+            if list as usize >= lists {
+                return Err(FileError::invalid(path, format!("a row is assigned to list {list} of {lists}")).into());
+            }
+            offsets[list as usize + 1] += 1;
+        }
+        for l in 0..lists {
+            offsets[l + 1] += offsets[l];
+        }
+        let mut next = offsets.clone();
+        let mut order = vec![0u32; assignment.len()];
+        for (row, &list) in assignment.iter().enumerate() {
+            order[next[list as usize]] = row as u32;
+            next[list as usize] += 1;
+        }
+        Ok(IvfIndex {
+            path: path.to_path_buf(),
+            dim,
+            lists,
+            probes: params.probes.min(lists),
+            centroids,
+            order,
+            offsets,
+            bytes: file.len_bytes(),
+            build_seconds: meta.get("build_seconds").and_then(|s| s.parse().ok()).unwrap_or(0.0),
+        })
+    }
+
+    /// Spherical k-means on a seeded sample of the store's unit rows, then every row assigned to
+    /// its nearest centroid.
+    fn build(store: &ResidueStore, params: &IvfParams, path: &Path) -> Result<(), ResidueError> {
+        let started = Instant::now();
+        let dim = store.dim();
+        let n_rows = store.n_rows();
+        let lists = params.lists_for(n_rows);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(SEED);
+        let n_sample = (lists * SAMPLE_PER_LIST).min(n_rows);
+        let mut picked = rand::seq::index::sample(&mut rng, n_rows, n_sample).into_vec();
+        // The first `lists` picks (a uniform random subset) seed the centroids.
+        let mut sample = Vec::with_capacity(n_sample * dim);
+        for &row in &picked {
+            store.extend_rows_f32(row, row + 1, true, &mut sample);
+        }
+        picked.clear();
+        let mut centroids = sample[..lists * dim].to_vec();
+        let progress = crate::progress::bar((ITERATIONS * n_sample + n_rows) as u64, "rows clustered");
+        progress.set_message("training the IVF lists");
+        for _ in 0..ITERATIONS {
+            let nearest = nearest_centroid(&sample, &centroids, dim);
+            let mut sums = vec![0.0f32; lists * dim];
+            let mut counts = vec![0usize; lists];
+            for (row, &list) in sample.chunks_exact(dim).zip(&nearest) {
+                let l = list as usize;
+                counts[l] += 1;
+                sums[l * dim..(l + 1) * dim]
+                    .iter_mut()
+                    .zip(row)
+                    .for_each(|(s, v)| *s += v);
+            }
+            for (l, sum) in sums.chunks_exact_mut(dim).enumerate() {
+                // An empty list restarts from a random sample row rather than staying dead.
+                if counts[l] == 0 || sum.iter().all(|v| *v == 0.0) {
+                    let r = rng.gen_range(0..n_sample);
+                    sum.copy_from_slice(&sample[r * dim..(r + 1) * dim]);
+                }
+            }
+            super::search::normalise_rows(&mut sums, dim);
+            centroids = sums;
+            progress.inc(n_sample as u64);
+        }
+        drop(sample);
+        let mut assignment = Vec::with_capacity(n_rows);
+        for (start, end) in store.blocks(CENTROID_BLOCK * 4) {
+            let rows = store.rows_f32(start, end, true);
+            assignment.extend(nearest_centroid(&rows, &centroids, dim));
+            progress.inc((end - start) as u64);
+        }
+        progress.finish_and_clear();
+        let build_seconds = started.elapsed().as_secs_f64();
+        let metadata: BTreeMap<String, String> = [
+            ("format", FORMAT.to_string()),
+            ("store_digest", store_digest(store)),
+            ("n_rows", n_rows.to_string()),
+            ("dim", dim.to_string()),
+            ("lists", lists.to_string()),
+            ("build_seconds", format!("{build_seconds:.3}")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let info = write_shard(
+            path,
+            &[
+                TensorData::f32("centroids", vec![lists, dim], &centroids),
+                TensorData::u32("assignment", vec![n_rows], &assignment),
+            ],
+            &metadata,
+        )?;
+        tracing::info!(
+            "built the IVF residue index {} ({n_rows} rows in {lists} lists, {:.1} MiB) in {build_seconds:.1}s",
+            path.display(),
+            info.bytes as f64 / (1024.0 * 1024.0),
+        );
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn lists(&self) -> usize {
+        self.lists
+    }
+
+    /// Bytes of the index file (the centroids and each row's list).
+    pub fn disk_bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    pub fn build_seconds(&self) -> f64 {
+        self.build_seconds
+    }
+
+    /// Mean stored rows a query row is compared with (its probed lists'
+    /// rows, lists weighted by their size as a query lands in them, plus the
+    /// centroids), for a `probes`-wide search: the cost beside exact search's
+    /// one comparison per stored row.
+    pub fn expected_rows_compared(&self) -> f64 {
+        let n = self.order.len().max(1) as f64;
+        let mean_list_as_landed: f64 = self
+            .offsets
+            .windows(2)
+            .map(|w| {
+                let size = (w[1] - w[0]) as f64;
+                size * size / n
+            })
+            .sum();
+        self.lists as f64 + self.probes as f64 * mean_list_as_landed
+    }
+
+    /// The same index searched `probes` lists wide.
+    pub fn with_probes(mut self, probes: usize) -> IvfIndex {
+        self.probes = probes.clamp(1, self.lists);
+        self
+    }
+
+    /// Exact top-`k` store rows by cosine among the rows of each unit query
+    /// row's `probes` nearest lists, best first.
+    pub fn top_k(
+        &self,
+        store: &ResidueStore,
+        queries: &[f32],
+        k: usize,
+        progress: &indicatif::ProgressBar,
+    ) -> Result<HitTable, ResidueError> {
+        let dim = self.dim;
+        if k == 0 || dim != store.dim() || !queries.len().is_multiple_of(dim.max(1)) {
+            return Err(ResidueError::InvalidParams(format!(
+                "top-k search needs k >= 1 and query rows of the store's dimension {} (got k={k})",
+                store.dim()
+            )));
+        }
+        let n = queries.len() / dim;
+        let mut table = HitTable::new(n, k);
+        for chunk_start in (0..n).step_by(CHUNK_ROWS) {
+            let chunk_end = (chunk_start + CHUNK_ROWS).min(n);
+            let chunk = &queries[chunk_start * dim..chunk_end * dim];
+            let probed = self.probed_lists(chunk);
+            // Invert: the chunk's rows that probe each list, in row order.
+            let mut starts = vec![0usize; self.lists + 1];
+            for &l in &probed {
+                starts[l as usize + 1] += 1;
+            }
+            for l in 0..self.lists {
+                starts[l + 1] += starts[l];
+            }
+            let mut next = starts.clone();
+            let mut members = vec![0u32; probed.len()];
+            for (i, &l) in probed.iter().enumerate() {
+                members[next[l as usize]] = (i / self.probes) as u32;
+                next[l as usize] += 1;
+            }
+            let per_list: Vec<(usize, Vec<Hit>)> = (0..self.lists)
+                .into_par_iter()
+                .filter(|&l| starts[l + 1] > starts[l] && self.offsets[l + 1] > self.offsets[l])
+                .map_init(
+                    || (Vec::new(), Vec::new(), Vec::new()),
+                    |(target, query_rows, sims), l| {
+                        let rows = &self.order[self.offsets[l]..self.offsets[l + 1]];
+                        let who = &members[starts[l]..starts[l + 1]];
+                        target.clear();
+                        for &row in rows {
+                            store.extend_rows_f32(row as usize, row as usize + 1, true, target);
+                        }
+                        query_rows.clear();
+                        for &q in who {
+                            query_rows.extend_from_slice(&chunk[q as usize * dim..(q as usize + 1) * dim]);
+                        }
+                        sims.clear();
+                        sims.resize(who.len() * rows.len(), 0.0);
+                        crate::gemm::matmul_abt(who.len(), rows.len(), dim, query_rows, target, sims);
+                        let mut best = vec![Hit::EMPTY; who.len() * k];
+                        for (slots, sim_row) in best.chunks_mut(k).zip(sims.chunks(rows.len())) {
+                            for (&s, &row) in sim_row.iter().zip(rows) {
+                                if s > slots[k - 1].similarity {
+                                    insert(slots, Hit { row, similarity: s });
+                                }
+                            }
+                        }
+                        (l, best)
+                    },
+                )
+                .collect();
+            for (l, best) in per_list {
+                for (&q, hits) in members[starts[l]..starts[l + 1]].iter().zip(best.chunks(k)) {
+                    let at = (chunk_start + q as usize) * k;
+                    let slots = &mut table.hits[at..at + k];
+                    for &hit in hits.iter().take_while(|h| !h.is_empty()) {
+                        if hit.similarity > slots[k - 1].similarity {
+                            insert(slots, hit);
+                        }
+                    }
+                }
+            }
+            progress.inc((chunk_end - chunk_start) as u64);
+        }
+        Ok(table)
+    }
+
+    /// [`Self::top_k`], then the second stage: each window of each query
+    /// range (`ranges`, ordered and disjoint) searched exactly against every
+    /// row of the `sequences` training sequences its first-stage hits point to
+    /// most, merged with the first stage's hits.
+    #[allow(clippy::too_many_arguments)]
+    pub fn top_k_refined(
+        &self,
+        store: &ResidueStore,
+        queries: &[f32],
+        ranges: &[(usize, usize)],
+        k: usize,
+        sequences: usize,
+        window: usize,
+        progress: &indicatif::ProgressBar,
+    ) -> Result<HitTable, ResidueError> {
+        check_ranges(ranges, queries.len() / self.dim.max(1))?;
+        let first = self.top_k(store, queries, k, progress)?;
+        Ok(refine(store, queries, ranges, first, sequences, window))
+    }
+
+    /// The `probes` nearest lists of every row of `chunk`, `probes` per row.
+    fn probed_lists(&self, chunk: &[f32]) -> Vec<u32> {
+        let dim = self.dim;
+        let probes = self.probes;
+        let mut out = Vec::with_capacity(chunk.len() / dim * probes);
+        for block in chunk.chunks(CENTROID_BLOCK * dim) {
+            let m = block.len() / dim;
+            let mut sims = vec![0.0f32; m * self.lists];
+            crate::gemm::matmul_abt(m, self.lists, dim, block, &self.centroids, &mut sims);
+            let lists: Vec<Vec<u32>> = sims
+                .par_chunks(self.lists)
+                .map(|row| {
+                    let mut order: Vec<u32> = (0..self.lists as u32).collect();
+                    if probes < order.len() {
+                        order.select_nth_unstable_by(probes - 1, |a, b| {
+                            row[*b as usize].total_cmp(&row[*a as usize]).then(a.cmp(b))
+                        });
+                        order.truncate(probes);
+                    }
+                    order
+                })
+                .collect();
+            out.extend(lists.into_iter().flatten());
+        }
+        out
+    }
+}
+
+/// The second stage of [`IvfIndex::top_k_refined`] on first-stage hits `first`
+/// (no-op when `sequences` is 0).
+pub fn refine(
+    store: &ResidueStore,
+    queries: &[f32],
+    ranges: &[(usize, usize)],
+    first: HitTable,
+    sequences: usize,
+    window: usize,
+) -> HitTable {
+    if sequences == 0 {
+        return first;
+    }
+    let windows = windows(ranges, window);
+    let lists = sequences_hit(&first, &windows, store, sequences);
+    let mut table = first;
+    search_listed_sequences(queries, &windows, &lists, store, &mut table);
+    table
+}
+
+/// The nearest centroid (largest dot product) of every unit row.
+fn nearest_centroid(rows: &[f32], centroids: &[f32], dim: usize) -> Vec<u32> {
+    let lists = centroids.len() / dim;
+    let mut out = Vec::with_capacity(rows.len() / dim);
+    for block in rows.chunks(CENTROID_BLOCK * dim) {
+        let m = block.len() / dim;
+        let mut sims = vec![0.0f32; m * lists];
+        crate::gemm::matmul_abt(m, lists, dim, block, centroids, &mut sims);
+        out.par_extend(sims.par_chunks(lists).map(|row| {
+            let mut best = 0usize;
+            for (j, &s) in row.iter().enumerate() {
+                if s > row[best] {
+                    best = j;
+                }
+            }
+            best as u32
+        }));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_are_checked_and_small_stores_get_fewer_lists() {
+        let p = IvfParams::default();
+        assert!(IvfParams { lists: 0, ..p }.validate().is_err());
+        assert!(IvfParams { probes: 0, ..p }.validate().is_err());
+        assert!(IvfParams { window: 0, ..p }.validate().is_err());
+        assert_eq!(p.lists_for(1_333_103), 4096);
+        assert_eq!(p.lists_for(1000), 62);
+        assert_eq!(p.lists_for(3), 1);
+    }
+
+    #[test]
+    fn nearest_centroid_is_the_largest_dot_product() {
+        let centroids = [1.0, 0.0, 0.0, 1.0, -1.0, 0.0];
+        let rows = [0.9, 0.1, 0.1, 0.9, -0.8, -0.2];
+        assert_eq!(nearest_centroid(&rows, &centroids, 2), vec![0, 1, 2]);
+    }
+}
