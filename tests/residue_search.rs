@@ -6,9 +6,13 @@
 use protfam::embedder::{EmbedError, Embedder, EmbedderSpec, Pooling, ResidueMatrix};
 use protfam::io::vocab::LabelVocab;
 use protfam::io::{Family, Record};
+use protfam::pipeline::WorkShard;
+use protfam::residue::eval::{merge_store_parts, part_hits_path, search_part, search_store_part};
 use protfam::residue::index::{IndexParams, Quantization, ResidueIndex};
 use protfam::residue::ivf::{refine, IvfIndex, IvfParams};
-use protfam::residue::search::{exact_top_k, normalise_rows, recall_at_k, ApproxIndex, ApproxOptions, SearchOptions};
+use protfam::residue::search::{
+    exact_top_k, exact_top_k_of_part, normalise_rows, recall_at_k, ApproxIndex, ApproxOptions, SearchOptions,
+};
 use protfam::residue::shortlist::{shortlisted_top_k, SequenceMeans, ShortlistParams};
 use protfam::residue::{ResidueKnnParams, ResidueStore, StoreConfig};
 use rand::{Rng, SeedableRng};
@@ -554,4 +558,68 @@ fn an_ivf_index_is_reused_and_a_damaged_one_rebuilt() {
     // A truncated file is rebuilt too.
     std::fs::write(&path, &written[..written.len() / 2]).unwrap();
     assert!(IvfIndex::open_or_build(&store, &params).is_ok());
+}
+
+#[test]
+fn a_search_split_over_store_parts_merges_into_the_one_part_search() {
+    let dim = 16;
+    let encoder = RandomEncoder::new(dim);
+    let dir = tempfile::tempdir().unwrap();
+    let train = random_records(50, 31);
+    let vocab = LabelVocab::from_families(train.iter().filter_map(|r| r.family.as_ref()));
+    let params = ResidueKnnParams {
+        stride: 1,
+        query_stride: 1,
+        shard_sequences: 6,
+        ..Default::default()
+    };
+    let knn = params.fit(&encoder, &train, &vocab, dir.path()).unwrap();
+    let queries = random_records(7, 32);
+    // The table level: parts of the store's shards, merged.
+    let (rows, _) = query_rows(
+        &encoder,
+        &queries.iter().map(|r| r.sequence.as_str()).collect::<Vec<_>>(),
+    );
+    let opts = SearchOptions::default();
+    let hidden = indicatif::ProgressBar::hidden();
+    let whole = exact_top_k(&rows, dim, &knn.store, 5, &opts, &hidden).unwrap();
+    let mut merged =
+        exact_top_k_of_part(&rows, dim, &knn.store, WorkShard::new(0, 3).unwrap(), 5, &opts, &hidden).unwrap();
+    assert_ne!(merged, whole, "one part alone misses rows");
+    for k in 1..3 {
+        let part =
+            exact_top_k_of_part(&rows, dim, &knn.store, WorkShard::new(k, 3).unwrap(), 5, &opts, &hidden).unwrap();
+        merged.merge(&part).unwrap();
+    }
+    assert_eq!(merged, whole);
+    // The task level: each task saves its part's hits; the merge scores like one search.
+    let hits_dir = dir.path().join("parts");
+    for k in 0..3 {
+        search_store_part(&knn, &encoder, &queries, WorkShard::new(k, 3).unwrap(), &hits_dir).unwrap();
+    }
+    let searched = merge_store_parts(&knn, &queries, 3, &hits_dir).unwrap();
+    let one = search_part(&knn, &encoder, &queries).unwrap();
+    assert_eq!(searched.hits.table, one.hits.table);
+    assert_eq!(
+        knn.predict_hits(&searched.hits, &knn.params.score, 0.0),
+        knn.predict_hits(&one.hits, &knn.params.score, 0.0)
+    );
+    // A missing part, or a part of another run, is refused, naming the file.
+    let missing = part_hits_path(&hits_dir, WorkShard::new(1, 3).unwrap());
+    std::fs::rename(&missing, dir.path().join("aside")).unwrap();
+    let err = merge_store_parts(&knn, &queries, 3, &hits_dir)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("hits-00001-of-00003"), "{err}");
+    search_store_part(&knn, &encoder, &queries[..3], WorkShard::new(1, 3).unwrap(), &hits_dir).unwrap();
+    assert!(merge_store_parts(&knn, &queries, 3, &hits_dir).is_err());
+    // An approximate index covers the whole store: no split search.
+    let ivf = ResidueKnnParams {
+        index: protfam::residue::IndexKind::Ivf,
+        ..knn.params.clone()
+    };
+    let ivf_knn =
+        protfam::residue::ResidueKnn::from_store(ivf, ResidueStore::open(&knn.store.dir).unwrap(), vocab).unwrap();
+    assert!(search_store_part(&ivf_knn, &encoder, &queries, WorkShard::new(0, 3).unwrap(), &hits_dir).is_err());
 }

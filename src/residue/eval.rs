@@ -18,6 +18,7 @@ use super::ResidueError;
 use crate::embedder::Embedder;
 use crate::io::{Family, Record};
 use crate::metrics::{error_by_family_size, score, Metrics, ReportRow, SizeBinError};
+use crate::pipeline::WorkShard;
 
 /// Peak resident memory of this process in bytes (Linux `VmHWM`; 0 elsewhere).
 pub fn peak_rss_bytes() -> u64 {
@@ -273,6 +274,128 @@ pub fn search_part_cached(
         tracing::warn!("cannot keep the searched hits: {e}");
     }
     Ok(searched)
+}
+
+/// The key a part's hits are saved under: the store, the query records, the query
+/// stride, `search_k` and the part, so that parts of another run are never merged.
+fn part_key(knn: &ResidueKnn, records: &[Record], part: WorkShard) -> String {
+    format!(
+        "store-part|{}|{}|qs{}|k{}|{}/{}",
+        knn.store.manifest.plan.key(),
+        super::store::data_digest(records),
+        knn.params.query_stride,
+        knn.params.search_k,
+        part.index,
+        part.count
+    )
+}
+
+/// The file of part `part`'s hits in `dir`.
+pub fn part_hits_path(dir: &Path, part: WorkShard) -> std::path::PathBuf {
+    dir.join(format!("hits-{:05}-of-{:05}.safetensors", part.index, part.count))
+}
+
+/// One task of a search split over the store: embeds `records` and searches
+/// them exactly against the store shards of `part` only, saving the hits to
+/// [`part_hits_path`] in `dir` (atomically; a rerun of a task replaces its file).
+/// Exact search only: an index covers the whole store.
+pub fn search_store_part(
+    knn: &ResidueKnn,
+    embedder: &dyn Embedder,
+    records: &[Record],
+    part: WorkShard,
+    dir: &Path,
+) -> Result<std::path::PathBuf, ResidueError> {
+    if knn.params.index != super::IndexKind::Exact {
+        return Err(ResidueError::InvalidParams(format!(
+            "a search split over store parts is exact (--residue-index exact), not {}",
+            knn.params.index
+        )));
+    }
+    knn.check_embedder(embedder.spec())?;
+    let residues = super::classifier::QueryResidues::embed(
+        embedder,
+        records,
+        knn.params.query_stride,
+        embedder.default_batch_tokens(),
+    )?;
+    let opts = super::search::SearchOptions {
+        device: knn.device.clone(),
+        target_block: knn.params.target_block,
+        query_block: knn.params.query_block,
+    };
+    let rows: usize = knn
+        .store
+        .blocks_of_part(opts.target_block, part)
+        .iter()
+        .map(|(a, b)| b - a)
+        .sum();
+    let progress = crate::progress::bar(rows as u64, "store rows");
+    let started = Instant::now();
+    let table = super::search::exact_top_k_of_part(
+        &residues.data,
+        residues.dim,
+        &knn.store,
+        part,
+        knn.params.search_k,
+        &opts,
+        &progress,
+    )?;
+    progress.finish_and_clear();
+    tracing::info!(
+        "searched {} query residues against the {rows} rows of store part {}/{} in {:.1}s",
+        residues.n_rows(),
+        part.index,
+        part.count,
+        started.elapsed().as_secs_f64()
+    );
+    std::fs::create_dir_all(dir).map_err(FileError::io(dir))?;
+    let path = part_hits_path(dir, part);
+    QueryHits::new(residues, table).save(&path, &part_key(knn, records, part))?;
+    Ok(path)
+}
+
+/// Merges the hits of all `parts` tasks of [`search_store_part`] from `dir`
+/// into the hits one search over the whole store gives. Refuses (naming the
+/// file) while a part is missing, damaged or from another run.
+pub fn merge_store_parts(
+    knn: &ResidueKnn,
+    records: &[Record],
+    parts: usize,
+    dir: &Path,
+) -> Result<Searched, ResidueError> {
+    let started = Instant::now();
+    let mut merged: Option<QueryHits> = None;
+    for index in 0..parts {
+        let part = WorkShard::new(index, parts).map_err(ResidueError::InvalidParams)?;
+        let path = part_hits_path(dir, part);
+        let hits = QueryHits::load(&path, &part_key(knn, records, part), records.len(), knn.store.n_rows())?
+            .ok_or_else(|| {
+                FileError::invalid(
+                    &path,
+                    format!(
+                        "part {index}/{parts} is missing or from another run (store, queries, query stride or \
+                         search k differ): rerun that task"
+                    ),
+                )
+            })?;
+        match &mut merged {
+            None => merged = Some(hits),
+            Some(all) => {
+                if all.ranges != hits.ranges || all.positions != hits.positions {
+                    return Err(FileError::invalid(&path, "its queries differ from part 0's").into());
+                }
+                all.table.merge(&hits.table)?;
+            }
+        }
+    }
+    let hits = merged.ok_or_else(|| ResidueError::InvalidParams("at least one store part is needed".into()))?;
+    Ok(Searched {
+        query_residues: hits.positions.len(),
+        hits,
+        embed_seconds: 0.0,
+        search_seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// How long the search of a cached [`Searched`] took when it ran.

@@ -59,6 +59,31 @@ impl HitTable {
         &slots[..n]
     }
 
+    /// Merges the hits of `other`, a table of the same queries and `k` searched
+    /// against other store rows (another part), keeping the best `k` of each
+    /// query row. Ties keep the lower row, as one search over all rows does.
+    pub fn merge(&mut self, other: &HitTable) -> Result<(), ResidueError> {
+        if other.k != self.k || other.hits.len() != self.hits.len() {
+            return Err(ResidueError::InvalidParams(format!(
+                "cannot merge hit tables of {} x {} and {} x {} hits",
+                self.n_queries(),
+                self.k,
+                other.n_queries(),
+                other.k
+            )));
+        }
+        let k = self.k.max(1);
+        for (slots, theirs) in self.hits.chunks_mut(k).zip(other.hits.chunks(k)) {
+            let mut all: Vec<Hit> = slots.iter().chain(theirs).copied().filter(|h| !h.is_empty()).collect();
+            all.sort_by(|a, b| b.similarity.total_cmp(&a.similarity).then(a.row.cmp(&b.row)));
+            all.dedup_by_key(|h| h.row);
+            for (i, slot) in slots.iter_mut().enumerate() {
+                *slot = all.get(i).copied().unwrap_or(Hit::EMPTY);
+            }
+        }
+        Ok(())
+    }
+
     /// Keeps only the best `k` of each row (for scoring with a smaller k than searched).
     pub fn truncate(&self, k: usize) -> HitTable {
         let k = k.min(self.k);
@@ -142,6 +167,23 @@ pub fn exact_top_k(
     opts: &SearchOptions,
     progress: &indicatif::ProgressBar,
 ) -> Result<HitTable, ResidueError> {
+    let all = crate::pipeline::WorkShard { index: 0, count: 1 };
+    exact_top_k_of_part(queries, dim, store, all, k, opts, progress)
+}
+
+/// [`exact_top_k`] over the rows of one part of the store's shards
+/// ([`ResidueStore::blocks_of_part`]): what one task of a job array searches.
+/// Merging the tables of all parts ([`HitTable::merge`]) gives the one-part
+/// search's table.
+pub fn exact_top_k_of_part(
+    queries: &[f32],
+    dim: usize,
+    store: &ResidueStore,
+    part: crate::pipeline::WorkShard,
+    k: usize,
+    opts: &SearchOptions,
+    progress: &indicatif::ProgressBar,
+) -> Result<HitTable, ResidueError> {
     if k == 0 || dim != store.dim() || !queries.len().is_multiple_of(dim.max(1)) {
         return Err(ResidueError::InvalidParams(format!(
             "top-k search needs k >= 1 and query rows of the store's dimension {} (got k={k}, dim={dim})",
@@ -158,7 +200,7 @@ pub fn exact_top_k(
         .chunks(qb * dim)
         .map(|c| Tensor::from_slice(c, (c.len() / dim, dim), &opts.device))
         .collect::<Result<_, _>>()?;
-    for (start, end) in store.blocks(opts.target_block) {
+    for (start, end) in store.blocks_of_part(opts.target_block, part) {
         let rows = store.rows_f32(start, end, true);
         let target = Tensor::from_vec(rows, (end - start, dim), &opts.device)?;
         let target_t = target.t()?;

@@ -684,8 +684,21 @@ impl ResidueStore {
 
     /// Row ranges `[start, end)` of at most `block` rows that never cross a shard.
     pub fn blocks(&self, block: usize) -> Vec<(usize, usize)> {
+        self.blocks_of_part(block, WorkShard { index: 0, count: 1 })
+    }
+
+    /// [`Self::blocks`] of the shards numbered `part.index` modulo `part.count`
+    /// only (the shards `build_part` with the same part embeds): the rows one
+    /// task of a searched-by-parts store covers, touching only its shards' pages.
+    pub fn blocks_of_part(&self, block: usize, part: WorkShard) -> Vec<(usize, usize)> {
         let mut out = Vec::new();
-        for s in &self.shards {
+        let mine = self
+            .shards
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % part.count.max(1) == part.index)
+            .map(|(_, s)| s);
+        for s in mine {
             let mut start = s.first_row;
             while start < s.first_row + s.n_rows {
                 let end = (start + block.max(1)).min(s.first_row + s.n_rows);

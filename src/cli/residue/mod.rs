@@ -82,6 +82,34 @@ pub enum ResidueCommand {
         /// Save the fitted classifier here.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Score the merged hits of the N tasks of `residue search --store-part K/N` (from
+        /// --hits-dir) instead of searching.
+        #[arg(long, value_name = "N")]
+        store_parts: Option<usize>,
+        /// Directory of the store-part hits (`residue search --hits-dir`).
+        #[arg(long, default_value = "data/residue/parts")]
+        hits_dir: PathBuf,
+    },
+    /// One task of a search split over the store (a job array, e.g. Slurm `--array=0-3` with
+    /// `--store-part $SLURM_ARRAY_TASK_ID/4`): searches --part exactly against store shards K mod N
+    /// only and saves its hits; `residue evaluate --store-parts N` merges and scores them, equal
+    /// to one search over the whole store.
+    Search {
+        #[command(flatten)]
+        split: ResidueTarget,
+        #[arg(long, default_value = "test")]
+        part: String,
+        #[command(flatten)]
+        knn: ResidueKnnArgs,
+        /// This task's part of the store's shards.
+        #[arg(long, value_name = "K/N")]
+        store_part: protfam::pipeline::WorkShard,
+        /// Only the first N query sequences (quick checks; give the same to evaluate).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Where the part's hits go (`hits-K-of-N.safetensors`).
+        #[arg(long, default_value = "data/residue/parts")]
+        hits_dir: PathBuf,
     },
     /// Grid-search the scoring parameters on the dev part (never test); prints the best settings.
     Tune {
@@ -233,6 +261,8 @@ pub fn run(cmd: ResidueCommand) -> anyhow::Result<ExitCode> {
             limit,
             report_dir,
             out,
+            store_parts,
+            hits_dir,
         } => {
             let params = knn.params()?;
             let (embedder, train, model, train_seconds) = fit(&split, &knn, params)?;
@@ -240,7 +270,14 @@ pub fn run(cmd: ResidueCommand) -> anyhow::Result<ExitCode> {
             if let Some(n) = limit {
                 test.truncate(n);
             }
-            let report = eval::evaluate(&model, embedder.as_ref(), &train, &test, train_seconds)?;
+            let report = match store_parts {
+                Some(parts) => {
+                    let searched = eval::merge_store_parts(&model, &test, parts, &hits_dir)?;
+                    eprintln!("merged the hits of {parts} store parts from {}", hits_dir.display());
+                    eval::report(&model, &model.params, &searched, &train, &test, train_seconds)
+                }
+                None => eval::evaluate(&model, embedder.as_ref(), &train, &test, train_seconds)?,
+            };
             print_report(&report, &split.data.split, &part);
             let path = report_dir.join(format!(
                 "residue-knn-{}-{}-{}.json",
@@ -253,6 +290,23 @@ pub fn run(cmd: ResidueCommand) -> anyhow::Result<ExitCode> {
             if let Some(dir) = out {
                 model.save(&dir)?;
             }
+        }
+        ResidueCommand::Search {
+            split,
+            part,
+            knn,
+            store_part,
+            limit,
+            hits_dir,
+        } => {
+            let params = knn.params()?;
+            let (embedder, _train, model, _) = fit(&split, &knn, params)?;
+            let mut records = split.records(&part)?;
+            if let Some(n) = limit {
+                records.truncate(n);
+            }
+            let path = eval::search_store_part(&model, embedder.as_ref(), &records, store_part, &hits_dir)?;
+            println!("{}", path.display());
         }
         ResidueCommand::Tune {
             split,
