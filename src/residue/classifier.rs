@@ -192,7 +192,13 @@ impl ResidueKnnParams {
         if self.stride != defaults.stride {
             label.push_str(&format!("-s{}", self.stride));
         }
-        if self.query_stride != self.stride {
+        // The query stride `--residue-stride` implies: the default's at the default stride, else the stride.
+        let implied_query_stride = if self.stride == defaults.stride {
+            defaults.query_stride
+        } else {
+            self.stride
+        };
+        if self.query_stride != implied_query_stride {
             label.push_str(&format!("-qs{}", self.query_stride));
         }
         if s.top_k != d.top_k {
@@ -1030,5 +1036,37 @@ impl ResidueKnn {
     /// Ids of the stored training sequences, indexed like [`ResiduePrediction::nearest`].
     pub fn train_ids(&self) -> Vec<String> {
         self.store.sequences.iter().map(|s| s.id.clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_name_what_differs_from_the_defaults() {
+        let d = ResidueKnnParams::default();
+        assert_eq!(d.label(), "residue-knn");
+        assert_eq!(ResidueKnnParams::simple_vote().label(), "residue-knn-simple");
+        let ivf = ResidueKnnParams {
+            index: IndexKind::Ivf,
+            ..d.clone()
+        };
+        assert_eq!(ivf.label(), "residue-knn-ivf");
+        let wider = ResidueKnnParams {
+            ivf: IvfParams { probes: 64, ..d.ivf },
+            ..ivf.clone()
+        };
+        assert_eq!(wider.label(), "residue-knn-ivf-c4096p64r256w128");
+        assert_ne!(wider.run_key("near"), ivf.run_key("near"));
+        // --residue-stride 4 sets both strides; only a query stride that differs from that shows.
+        let strided = ResidueKnnParams {
+            stride: 4,
+            query_stride: 4,
+            ..d.clone()
+        };
+        assert_eq!(strided.label(), "residue-knn-s4");
+        let query_strided = ResidueKnnParams { query_stride: 2, ..d };
+        assert_eq!(query_strided.label(), "residue-knn-qs2");
     }
 }
