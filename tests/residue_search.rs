@@ -227,11 +227,24 @@ fn usearch_index_finds_the_exact_neighbours_and_is_reused() {
     let approx = index.top_k(&store, &queries, 5).unwrap();
     let recall = recall_at_k(&exact, &approx, 5);
     assert!(recall > 0.98, "recall {recall}");
-    // Candidates are rescored exactly: the best hit and its similarity are the exact ones.
+    // Candidates are rescored exactly: every similarity is the exact one, and where the graph
+    // found the exact best row (not always: the graph is built by parallel inserts, so a node
+    // can end up poorly linked) it ranks first.
+    let mut best_found = 0;
     for i in 0..50 {
-        assert_eq!(approx.row(i)[0].row, exact.row(i)[0].row);
-        assert!((approx.row(i)[0].similarity - exact.row(i)[0].similarity).abs() < 1e-5);
+        for hit in approx.row(i) {
+            let row = store.rows_f32(hit.row as usize, hit.row as usize + 1, true);
+            let sim: f32 = row.iter().zip(&queries[i * 16..(i + 1) * 16]).map(|(a, b)| a * b).sum();
+            assert!((hit.similarity - sim).abs() < 1e-5);
+        }
+        if approx.row(i)[0].row == exact.row(i)[0].row {
+            best_found += 1;
+        }
     }
+    assert!(
+        best_found >= 48,
+        "the exact best row ranks first for {best_found} of 50 queries"
+    );
     let meta = std::fs::read_to_string(index.path().with_extension("json")).unwrap();
     let path = index.path().to_path_buf();
     drop(index);
@@ -280,6 +293,19 @@ fn other_graph_parameters_get_their_own_usearch_index() {
     assert_eq!(ResidueIndex::stem(&store, &a), ResidueIndex::stem(&store, &c));
 }
 
+/// The exact top-`k` of unit `queries`: the reference the other searches are held to.
+fn exact_search(queries: &[f32], dim: usize, store: &ResidueStore, k: usize) -> protfam::residue::search::HitTable {
+    exact_top_k(
+        queries,
+        dim,
+        store,
+        k,
+        &SearchOptions::default(),
+        &indicatif::ProgressBar::hidden(),
+    )
+    .unwrap()
+}
+
 /// Unit query rows of `sequences` with their row ranges, as the classifier holds them.
 fn query_rows(encoder: &RandomEncoder, sequences: &[&str]) -> (Vec<f32>, Vec<(usize, usize)>) {
     let dim = encoder.spec().dim;
@@ -305,15 +331,7 @@ fn a_shortlist_of_every_sequence_is_the_exact_search() {
     // A long query (several windows), an empty one and a short one.
     let (queries, ranges) = query_rows(&encoder, &["MKVLAAGHKLRSTWQEDCYPNMKVLAAGHKLRSTWQ", "", "WWKLM"]);
     let k = 5;
-    let exact = exact_top_k(
-        &queries,
-        dim,
-        &store,
-        k,
-        &SearchOptions::default(),
-        &indicatif::ProgressBar::hidden(),
-    )
-    .unwrap();
+    let exact = exact_search(&queries, dim, &store, k);
     let params = ShortlistParams {
         sequences: 60,
         window: 8,
@@ -367,13 +385,9 @@ fn a_short_shortlist_searches_only_its_sequences_and_keeps_the_query_itself() {
     let dim = 24;
     let encoder = RandomEncoder::new(dim);
     let dir = tempfile::tempdir().unwrap();
+    // The records random_store stores.
     let train = random_records(60, 12);
-    let config = StoreConfig {
-        stride: 1,
-        shard_sequences: 7,
-        batch_tokens: None,
-    };
-    let (store, _) = ResidueStore::build_or_open(dir.path(), &encoder, &train, &config).unwrap();
+    let store = random_store(dir.path(), dim, 60, 12);
     let means = SequenceMeans::from_store(&store);
     // Two stored sequences of equal length, embedded apart and searched as one query of two
     // windows: each window's shortlist finds the sequence it came from.
@@ -458,15 +472,7 @@ fn an_ivf_index_probing_every_list_is_the_exact_search() {
     assert_eq!(index.lists(), 16);
     let (queries, ranges) = query_rows(&encoder, &["MKVLAAGHKLRSTWQEDCYPN", "WWKLM"]);
     let k = 6;
-    let exact = exact_top_k(
-        &queries,
-        dim,
-        &store,
-        k,
-        &SearchOptions::default(),
-        &indicatif::ProgressBar::hidden(),
-    )
-    .unwrap();
+    let exact = exact_search(&queries, dim, &store, k);
     let all_lists = index
         .top_k(&store, &queries, k, &indicatif::ProgressBar::hidden())
         .unwrap();

@@ -181,14 +181,8 @@ pub struct Searched {
 
 /// Embeds and searches `records` with `knn`'s store, query stride and `search_k`.
 pub fn search_part(knn: &ResidueKnn, embedder: &dyn Embedder, records: &[Record]) -> Result<Searched, ResidueError> {
-    knn.check_embedder(embedder.spec())?;
     let started = Instant::now();
-    let residues = super::classifier::QueryResidues::embed(
-        embedder,
-        records,
-        knn.params.query_stride,
-        embedder.default_batch_tokens(),
-    )?;
+    let residues = embed_queries(knn, embedder, records)?;
     let embed_seconds = started.elapsed().as_secs_f64();
     let search_started = Instant::now();
     let table = knn.search(&residues)?;
@@ -199,6 +193,21 @@ pub fn search_part(knn: &ResidueKnn, embedder: &dyn Embedder, records: &[Record]
         embed_seconds,
         search_seconds: search_started.elapsed().as_secs_f64(),
     })
+}
+
+/// The query residues of `records` as `knn` searches them (its embedder, checked, and query stride).
+fn embed_queries(
+    knn: &ResidueKnn,
+    embedder: &dyn Embedder,
+    records: &[Record],
+) -> Result<super::classifier::QueryResidues, ResidueError> {
+    knn.check_embedder(embedder.spec())?;
+    super::classifier::QueryResidues::embed(
+        embedder,
+        records,
+        knn.params.query_stride,
+        embedder.default_batch_tokens(),
+    )
 }
 
 /// [`search_part`], reusing the hits saved by an earlier call with the same
@@ -312,13 +321,7 @@ pub fn search_store_part(
             knn.params.index
         )));
     }
-    knn.check_embedder(embedder.spec())?;
-    let residues = super::classifier::QueryResidues::embed(
-        embedder,
-        records,
-        knn.params.query_stride,
-        embedder.default_batch_tokens(),
-    )?;
+    let residues = embed_queries(knn, embedder, records)?;
     let opts = super::search::SearchOptions {
         device: knn.device.clone(),
         target_block: knn.params.target_block,

@@ -389,12 +389,7 @@ impl ResidueIndex {
     /// graph candidates, best first (ties keep the lower row).
     pub fn top_k(&self, store: &ResidueStore, queries: &[f32], k: usize) -> Result<HitTable, ResidueError> {
         let dim = store.dim();
-        if k == 0 || dim == 0 || !queries.len().is_multiple_of(dim) {
-            return Err(ResidueError::InvalidParams(format!(
-                "top-k search needs k >= 1 and query rows of the store's dimension {dim} (got k={k})"
-            )));
-        }
-        let n = queries.len() / dim;
+        let n = super::search::check_queries(queries, dim, store, k)?;
         let mut table = HitTable::new(n, k);
         let wanted = self.params.candidates.max(k);
         table

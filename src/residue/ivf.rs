@@ -32,7 +32,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::index::{open_or_build_locked, store_digest};
-use super::search::{insert, Hit, HitTable};
+use super::search::{check_queries, insert, Hit, HitTable};
 use super::shortlist::{check_ranges, search_listed_sequences, sequences_hit, windows};
 use super::store::ResidueStore;
 use super::ResidueError;
@@ -332,13 +332,7 @@ impl IvfIndex {
         progress: &indicatif::ProgressBar,
     ) -> Result<HitTable, ResidueError> {
         let dim = self.dim;
-        if k == 0 || dim != store.dim() || !queries.len().is_multiple_of(dim.max(1)) {
-            return Err(ResidueError::InvalidParams(format!(
-                "top-k search needs k >= 1 and query rows of the store's dimension {} (got k={k})",
-                store.dim()
-            )));
-        }
-        let n = queries.len() / dim;
+        let n = check_queries(queries, dim, store, k)?;
         let mut table = HitTable::new(n, k);
         for chunk_start in (0..n).step_by(CHUNK_ROWS) {
             let chunk_end = (chunk_start + CHUNK_ROWS).min(n);

@@ -157,6 +157,24 @@ impl SearchOptions {
     }
 }
 
+/// The number of query rows in `queries` (`dim` wide), after checking that
+/// `dim` is the store's and `k` at least 1: every search's first step.
+pub(crate) fn check_queries(
+    queries: &[f32],
+    dim: usize,
+    store: &ResidueStore,
+    k: usize,
+) -> Result<usize, ResidueError> {
+    if k == 0 || dim == 0 || dim != store.dim() || !queries.len().is_multiple_of(dim) {
+        return Err(ResidueError::InvalidParams(format!(
+            "top-k search needs k >= 1 and query rows of the store's dimension {} (got k={k}, dim={dim}, {} values)",
+            store.dim(),
+            queries.len()
+        )));
+    }
+    Ok(queries.len() / dim)
+}
+
 /// Exact top-`k` store rows by cosine for every row of `queries` (`n x dim`,
 /// already unit length: see [`normalise_rows`]).
 pub fn exact_top_k(
@@ -184,13 +202,7 @@ pub fn exact_top_k_of_part(
     opts: &SearchOptions,
     progress: &indicatif::ProgressBar,
 ) -> Result<HitTable, ResidueError> {
-    if k == 0 || dim != store.dim() || !queries.len().is_multiple_of(dim.max(1)) {
-        return Err(ResidueError::InvalidParams(format!(
-            "top-k search needs k >= 1 and query rows of the store's dimension {} (got k={k}, dim={dim})",
-            store.dim()
-        )));
-    }
-    let n = queries.len() / dim;
+    let n = check_queries(queries, dim, store, k)?;
     let mut table = HitTable::new(n, k);
     if n == 0 {
         return Ok(table);

@@ -183,12 +183,13 @@ pub fn shortlisted_top_k(
 ) -> Result<HitTable, ResidueError> {
     params.validate()?;
     let dim = store.dim();
-    if k == 0 || dim == 0 || !queries.len().is_multiple_of(dim) || means.dim != dim {
+    let n = super::search::check_queries(queries, dim, store, k)?;
+    if means.dim != dim {
         return Err(ResidueError::InvalidParams(format!(
-            "top-k search needs k >= 1 and query rows of the store's dimension {dim} (got k={k})"
+            "sequence means of dimension {} for a store of dimension {dim}",
+            means.dim
         )));
     }
-    let n = queries.len() / dim;
     check_ranges(ranges, n)?;
     let mut table = HitTable::new(n, k);
     let all = windows(ranges, params.window);

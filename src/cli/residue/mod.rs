@@ -42,6 +42,15 @@ impl ResidueTarget {
     pub fn records(&self, part: &str) -> anyhow::Result<Vec<protfam::io::Record>> {
         Ok(self.data.open()?.records(part)?.as_ref().clone())
     }
+
+    /// The first `limit` records of one part (all without a limit).
+    pub fn records_up_to(&self, part: &str, limit: Option<usize>) -> anyhow::Result<Vec<protfam::io::Record>> {
+        let mut records = self.records(part)?;
+        if let Some(n) = limit {
+            records.truncate(n);
+        }
+        Ok(records)
+    }
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -266,10 +275,7 @@ pub fn run(cmd: ResidueCommand) -> anyhow::Result<ExitCode> {
         } => {
             let params = knn.params()?;
             let (embedder, train, model, train_seconds) = fit(&split, &knn, params)?;
-            let mut test = split.records(&part)?;
-            if let Some(n) = limit {
-                test.truncate(n);
-            }
+            let test = split.records_up_to(&part, limit)?;
             let report = match store_parts {
                 Some(parts) => {
                     let searched = eval::merge_store_parts(&model, &test, parts, &hits_dir)?;
@@ -301,10 +307,7 @@ pub fn run(cmd: ResidueCommand) -> anyhow::Result<ExitCode> {
         } => {
             let params = knn.params()?;
             let (embedder, _train, model, _) = fit(&split, &knn, params)?;
-            let mut records = split.records(&part)?;
-            if let Some(n) = limit {
-                records.truncate(n);
-            }
+            let records = split.records_up_to(&part, limit)?;
             let path = eval::search_store_part(&model, embedder.as_ref(), &records, store_part, &hits_dir)?;
             println!("{}", path.display());
         }
