@@ -293,6 +293,26 @@ fn other_graph_parameters_get_their_own_usearch_index() {
     assert_eq!(ResidueIndex::stem(&store, &a), ResidueIndex::stem(&store, &c));
 }
 
+/// [`shortlisted_top_k`] without a progress bar.
+fn shortlisted(
+    queries: &[f32],
+    ranges: &[(usize, usize)],
+    store: &ResidueStore,
+    means: &SequenceMeans,
+    params: &ShortlistParams,
+    k: usize,
+) -> Result<protfam::residue::search::HitTable, protfam::residue::ResidueError> {
+    shortlisted_top_k(
+        queries,
+        ranges,
+        store,
+        means,
+        params,
+        k,
+        &indicatif::ProgressBar::hidden(),
+    )
+}
+
 /// The exact top-`k` of unit `queries`: the reference the other searches are held to.
 fn exact_search(queries: &[f32], dim: usize, store: &ResidueStore, k: usize) -> protfam::residue::search::HitTable {
     exact_top_k(
@@ -336,16 +356,7 @@ fn a_shortlist_of_every_sequence_is_the_exact_search() {
         sequences: 60,
         window: 8,
     };
-    let listed = shortlisted_top_k(
-        &queries,
-        &ranges,
-        &store,
-        &means,
-        &params,
-        k,
-        &indicatif::ProgressBar::hidden(),
-    )
-    .unwrap();
+    let listed = shortlisted(&queries, &ranges, &store, &means, &params, k).unwrap();
     assert_eq!(listed.n_queries(), exact.n_queries());
     for i in 0..exact.n_queries() {
         let (a, b) = (exact.row(i), listed.row(i));
@@ -364,16 +375,7 @@ fn a_shortlist_of_every_sequence_is_the_exact_search() {
         sequences: 1000,
         window: 8,
     };
-    let again = shortlisted_top_k(
-        &queries,
-        &ranges,
-        &store,
-        &means,
-        &more,
-        k,
-        &indicatif::ProgressBar::hidden(),
-    )
-    .unwrap();
+    let again = shortlisted(&queries, &ranges, &store, &means, &more, k).unwrap();
     assert_eq!(
         again.hits.iter().map(|h| h.row).collect::<Vec<_>>(),
         listed.hits.iter().map(|h| h.row).collect::<Vec<_>>()
@@ -404,16 +406,7 @@ fn a_short_shortlist_searches_only_its_sequences_and_keeps_the_query_itself() {
     };
     let windows = protfam::residue::shortlist::windows(&ranges, params.window);
     assert_eq!(windows.len(), 2);
-    let table = shortlisted_top_k(
-        &queries,
-        &ranges,
-        &store,
-        &means,
-        &params,
-        1,
-        &indicatif::ProgressBar::hidden(),
-    )
-    .unwrap();
+    let table = shortlisted(&queries, &ranges, &store, &means, &params, 1).unwrap();
     let home = |row: u32| store.sequences[store.row_sequence[row as usize] as usize].id.clone();
     let hits: Vec<String> = (0..table.n_queries()).map(|i| home(table.row(i)[0].row)).collect();
     // The rows of each half hit their own sequence (their own stored rows, f16 rounding aside).
@@ -433,27 +426,9 @@ fn a_short_shortlist_searches_only_its_sequences_and_keeps_the_query_itself() {
         sequences: 0,
         window: 4,
     };
-    assert!(shortlisted_top_k(
-        &queries,
-        &ranges,
-        &store,
-        &means,
-        &bad,
-        1,
-        &indicatif::ProgressBar::hidden()
-    )
-    .is_err());
+    assert!(shortlisted(&queries, &ranges, &store, &means, &bad, 1).is_err());
     let out_of_range = [(0usize, queries.len() / dim + 1)];
-    assert!(shortlisted_top_k(
-        &queries,
-        &out_of_range,
-        &store,
-        &means,
-        &params,
-        1,
-        &indicatif::ProgressBar::hidden()
-    )
-    .is_err());
+    assert!(shortlisted(&queries, &out_of_range, &store, &means, &params, 1).is_err());
 }
 
 #[test]

@@ -179,22 +179,10 @@ impl IvfIndex {
             return Err(FileError::invalid(path, "a centroid holds a non-finite value").into());
         }
         let assignment = file.u32_values("assignment")?;
-        let mut offsets = vec![0usize; lists + 1];
-        for &list in &assignment {
-            if list as usize >= lists {
-                return Err(FileError::invalid(path, format!("a row is assigned to list {list} of {lists}")).into());
-            }
-            offsets[list as usize + 1] += 1;
+        if let Some(&list) = assignment.iter().find(|&&l| l as usize >= lists) {
+            return Err(FileError::invalid(path, format!("a row is assigned to list {list} of {lists}")).into());
         }
-        for l in 0..lists {
-            offsets[l + 1] += offsets[l];
-        }
-        let mut next = offsets.clone();
-        let mut order = vec![0u32; assignment.len()];
-        for (row, &list) in assignment.iter().enumerate() {
-            order[next[list as usize]] = row as u32;
-            next[list as usize] += 1;
-        }
+        let (offsets, order) = group_by_list(&assignment, lists, 1);
         Ok(IvfIndex {
             path: path.to_path_buf(),
             dim,
@@ -341,21 +329,8 @@ impl IvfIndex {
         for chunk_start in (0..n).step_by(CHUNK_ROWS) {
             let chunk_end = (chunk_start + CHUNK_ROWS).min(n);
             let chunk = &queries[chunk_start * dim..chunk_end * dim];
-            let probed = self.probed_lists(chunk);
             // Invert: the chunk's rows that probe each list, in row order.
-            let mut starts = vec![0usize; self.lists + 1];
-            for &l in &probed {
-                starts[l as usize + 1] += 1;
-            }
-            for l in 0..self.lists {
-                starts[l + 1] += starts[l];
-            }
-            let mut next = starts.clone();
-            let mut members = vec![0u32; probed.len()];
-            for (i, &l) in probed.iter().enumerate() {
-                members[next[l as usize]] = (i / self.probes) as u32;
-                next[l as usize] += 1;
-            }
+            let (starts, members) = group_by_list(&self.probed_lists(chunk), self.lists, self.probes);
             let per_list: Vec<(usize, Vec<Hit>)> = (0..self.lists)
                 .into_par_iter()
                 .filter(|&l| starts[l + 1] > starts[l] && self.offsets[l + 1] > self.offsets[l])
@@ -471,6 +446,28 @@ pub fn refine(
     table
 }
 
+/// Groups the items of `lists_of` by list (a counting sort, stable):
+/// `lists_of[i]` is item `i`'s list, all below `lists`, and item `i` belongs to
+/// owner `i / per_owner` (a row with `per_owner` probed lists, or one row per
+/// item). Returns `offsets` (`lists + 1`) and the owners, so that list `l`'s
+/// owners are `owners[offsets[l]..offsets[l + 1]]`, in increasing order.
+fn group_by_list(lists_of: &[u32], lists: usize, per_owner: usize) -> (Vec<usize>, Vec<u32>) {
+    let mut offsets = vec![0usize; lists + 1];
+    for &l in lists_of {
+        offsets[l as usize + 1] += 1;
+    }
+    for l in 0..lists {
+        offsets[l + 1] += offsets[l];
+    }
+    let mut next = offsets.clone();
+    let mut owners = vec![0u32; lists_of.len()];
+    for (i, &l) in lists_of.iter().enumerate() {
+        owners[next[l as usize]] = (i / per_owner.max(1)) as u32;
+        next[l as usize] += 1;
+    }
+    (offsets, owners)
+}
+
 /// The nearest centroid (largest dot product) of every unit row.
 fn nearest_centroid(rows: &[f32], centroids: &[f32], dim: usize) -> Vec<u32> {
     let lists = centroids.len() / dim;
@@ -505,6 +502,16 @@ mod tests {
         assert_eq!(p.lists_for(1_333_103), 4096);
         assert_eq!(p.lists_for(1000), 62);
         assert_eq!(p.lists_for(3), 1);
+    }
+
+    #[test]
+    fn grouping_by_list_keeps_owners_in_order() {
+        // Three rows probing two lists each.
+        let (offsets, owners) = group_by_list(&[2, 0, 0, 1, 2, 1], 3, 2);
+        assert_eq!(offsets, vec![0, 2, 4, 6]);
+        assert_eq!(owners, vec![0, 1, 1, 2, 0, 2]);
+        let (offsets, rows) = group_by_list(&[1, 0, 1], 2, 1);
+        assert_eq!((offsets, rows), (vec![0, 1, 3], vec![1, 0, 2]));
     }
 
     #[test]

@@ -500,11 +500,10 @@ pub fn run(cmd: ResidueCommand) -> anyhow::Result<ExitCode> {
                 );
                 };
             if !probes.is_empty() {
-                let index = IvfIndex::open_or_build(store, &params.ivf)?;
-                let build_s = index.build_seconds();
-                let mut index = Some(index);
+                let mut ivf = IvfIndex::open_or_build(store, &params.ivf)?;
+                let build_s = ivf.build_seconds();
                 for &p in &probes {
-                    let ivf = index.take().expect("kept between probes").with_probes(p);
+                    ivf = ivf.with_probes(p);
                     let started = Instant::now();
                     let first = ivf.top_k(store, &residues.data, search_k, &indicatif::ProgressBar::hidden())?;
                     let first_s = started.elapsed().as_secs_f64();
@@ -531,7 +530,6 @@ pub fn run(cmd: ResidueCommand) -> anyhow::Result<ExitCode> {
                             ivf.disk_bytes(),
                         );
                     }
-                    index = Some(ivf);
                 }
             }
             if !shortlists.is_empty() {
