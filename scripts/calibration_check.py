@@ -63,7 +63,7 @@ def main():
 
     clf = work / f"{args.model}-{args.classifier}"
     subprocess.run([args.protfam, "train", "--data", str(copy), "--split", args.split, "--model", args.model,
-                    "--classifier", args.classifier, "--cache", args.cache, "--out", str(clf),
+                    "--classifier", args.classifier, "--cache", args.cache, "--output", str(clf),
                     "--min-precision", str(args.min_precision)], check=True)
     fasta = work / "test.fasta"
     name, seq = header.index("sequence_name"), header.index("sequence")

@@ -40,4 +40,4 @@ for split in "${SPLITS[@]}"; do
     done
   done
 done
-echo "done: $DEST (check with: protfam data stats $DEST --split clustered_split)" >&2
+echo "done: $DEST (check with: protfam data stats --data $DEST --split clustered_split)" >&2

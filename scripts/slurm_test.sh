@@ -238,7 +238,7 @@ log "embed, one process: NEAR on clustered_split/test"
 "$PROTFAM" embed --model near --data "$DATA" --split clustered_split --parts test --cache "$W/single/cache" \
   2>"$W/logs/embed-single.log"
 "$PROTFAM" cache export --model near --data "$DATA" --split clustered_split --parts test \
-  --cache "$W/single/cache" --out "$W/single/test" >"$W/logs/export-single.log" 2>&1
+  --cache "$W/single/cache" --output "$W/single/test" >"$W/logs/export-single.log" 2>&1
 
 t0=$(date +%s)
 export MODEL=near DATA SPLIT=clustered_split PARTS=test WORK="$W/embed" CACHE="$W/embed/merged"
@@ -252,7 +252,7 @@ expect_completed "$merge_job"
 log "embed array + merge: $(($(date +%s) - t0)) s"
 # Export from the merged cache with no weights at hand: it must find every vector there.
 "$PROTFAM" cache export --model near --data "$DATA" --split clustered_split --parts test \
-  --cache "$CACHE" --out "$W/embed/test" >"$W/logs/export-merged.log" 2>&1
+  --cache "$CACHE" --output "$W/embed/test" >"$W/logs/export-merged.log" 2>&1
 grep -q " 0 embedded" "$W/logs/export-merged.log" \
   || die "export from the merged cache embedded vectors: $(cat "$W/logs/export-merged.log")"
 same_bytes "$W/single/test.npy" "$W/embed/test.npy" "embed vectors (npy)"
@@ -333,7 +333,7 @@ sample() { # part step -> one CSV with the header and every step-th record
 sample train 32 >"$mini/train/data-00000-of-00001"
 sample dev 4 >"$mini/dev/data-00000-of-00001"
 "$PROTFAM" train --data "$W/mini" --split clustered_split --model near --classifier knn \
-  --cache "$W/single/cache" --models-dir "$ROOT/models" --out "$W/knn" --min-precision 0.5 \
+  --cache "$W/single/cache" --models-dir "$ROOT/models" --output "$W/knn" --min-precision 0.5 \
   2>"$W/logs/train.log"
 INPUT="$W/test.csv"
 awk 'FNR == 1 && NR != 1 { next } { print }' "$DATA/clustered_split/test"/data-* >"$INPUT"

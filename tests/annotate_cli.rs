@@ -92,7 +92,7 @@ fn fixture() -> &'static Fixture {
             .arg(&data)
             .arg("--cache")
             .arg(&cache)
-            .arg("--out")
+            .arg("--output")
             .arg(&classifier)
             .args(["--min-precision", &MIN_PRECISION.to_string()])
             .output()
@@ -205,7 +205,7 @@ fn rows_follow_input_order_and_match_evaluate() {
         .arg(&f.data)
         .arg("--cache")
         .arg(&f.cache)
-        .arg("--report-dir")
+        .arg("--output")
         .arg(&reports)
         .output()
         .unwrap();

@@ -54,7 +54,7 @@ fn fixture() -> &'static Fixture {
             .arg(&data)
             .arg("--cache")
             .arg(&cache)
-            .arg("--out")
+            .arg("--output")
             .arg(&classifier)
             .args(["--min-precision", "0.5"])
             .output()

@@ -203,7 +203,7 @@ fn cli_prints_the_table_and_writes_reports() {
         .arg(fixtures().join("tiny"))
         .arg("--work-dir")
         .arg(work.path().join("baselines"))
-        .arg("--report-dir")
+        .arg("--output")
         .arg(work.path().join("reports"))
         .output()
         .unwrap();

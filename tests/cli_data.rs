@@ -29,7 +29,7 @@ fn table_row(stdout: &str, part: &str) -> Vec<String> {
 #[test]
 fn stats_on_the_bundled_clustered_split() {
     let out = protfam()
-        .args(["data", "stats"])
+        .args(["data", "stats", "--data"])
         .arg(data_root())
         .args(["--split", "clustered_split"])
         .assert()
@@ -50,7 +50,7 @@ fn stats_on_the_bundled_clustered_split() {
 #[test]
 fn stats_json_on_the_random_split_is_consistent() {
     let out = protfam()
-        .args(["data", "stats", "--json", "--split", "random_split"])
+        .args(["data", "stats", "--json", "--split", "random_split", "--data"])
         .arg(data_root())
         .assert()
         .success();
@@ -75,7 +75,7 @@ fn stats_json_on_the_random_split_is_consistent() {
 fn stats_on_a_fixture_split_strict_then_lenient() {
     let root = fixture("mini");
     protfam()
-        .args(["data", "stats"])
+        .args(["data", "stats", "--data"])
         .arg(&root)
         .assert()
         .failure()
@@ -83,7 +83,7 @@ fn stats_on_a_fixture_split_strict_then_lenient() {
             "data-00001-of-00002:3 (record b2/1-4): invalid residue digit '1' at position 3",
         ));
     let out = protfam()
-        .args(["data", "stats", "--lenient", "--few-shot", "3"])
+        .args(["data", "stats", "--lenient", "--few-shot", "3", "--data"])
         .arg(&root)
         .assert()
         .success();
@@ -109,12 +109,18 @@ fn stats_on_a_fixture_split_strict_then_lenient() {
 #[test]
 fn stats_rejects_a_missing_root_or_split() {
     protfam()
-        .args(["data", "stats", "/nonexistent/protfam-data"])
+        .args(["data", "stats", "--data", "/nonexistent/protfam-data"])
         .assert()
         .failure()
         .stderr(predicate::str::contains("not a directory"));
+    // The old positional spelling still works for one release, with a warning.
     protfam()
-        .args(["data", "stats", "--split", "no_such_split"])
+        .args(["data", "stats", "/nonexistent/protfam-data"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("old spelling of `--data").and(predicate::str::contains("not a directory")));
+    protfam()
+        .args(["data", "stats", "--split", "no_such_split", "--data"])
         .arg(data_root())
         .assert()
         .failure()

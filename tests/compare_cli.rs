@@ -22,7 +22,7 @@ fn compare(tmp: &Path) -> std::process::Output {
             "--classifiers",
             "knn,knn-ensemble",
         ])
-        .arg("--report-dir")
+        .arg("--output")
         .arg(tmp.join("reports"))
         .arg("--cache")
         .arg(tmp.join("cache"))

@@ -274,18 +274,23 @@ fn bad_fasta_records_are_reported_and_the_rest_embedded_when_lenient() {
     let cache = tmp.path().join("cache");
     let out = tmp.path().join("out.safetensors");
 
+    // `--fasta` is the old spelling of `-i/--input`: still accepted, with a warning.
     let strict = embed("onehot", &cache, &["--fasta", fasta.to_str().unwrap()])
         .output()
         .unwrap();
     assert!(!strict.status.success());
     let stderr = String::from_utf8_lossy(&strict.stderr);
     assert!(stderr.contains("in.fa") && stderr.contains("bad_residue"), "{stderr}");
+    assert!(
+        stderr.contains("`--fasta` is the old spelling of `-i/--input`"),
+        "{stderr}"
+    );
 
     let lenient = run_ok(&mut embed(
         "onehot",
         &cache,
         &[
-            "--fasta",
+            "--input",
             fasta.to_str().unwrap(),
             "--lenient",
             "--output",
@@ -373,7 +378,7 @@ fn export_writes_npy_and_ids() {
         "export".into(),
         "--model".into(),
         "onehot128".into(),
-        "--out".into(),
+        "--output".into(),
     ];
     args.push(prefix.display().to_string());
     args.extend(split_args("dev"));

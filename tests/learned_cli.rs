@@ -99,7 +99,7 @@ fn learned_classifiers_fit_on_tune_and_report_beside_hmm_and_residue_knn() {
             "--split",
             "clustered_split",
         ])
-        .arg("--report-dir")
+        .arg("--output")
         .arg(&reports);
         with_paths(&mut cmd);
         cmd
@@ -163,7 +163,7 @@ fn learned_classifiers_fit_on_tune_and_report_beside_hmm_and_residue_knn() {
         "--split",
         "clustered_split",
     ])
-    .arg("--out")
+    .arg("--output")
     .arg(&classifier);
     with_paths(&mut cmd);
     // What was made goes to stdout (progress and logs to stderr), as for `embed`.

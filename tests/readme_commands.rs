@@ -1,7 +1,7 @@
 //! Every `protfam` command in the README's `sh` blocks is one the binary accepts as
 //! written: each is run through `sh` with `--help` appended, so clap parses every
-//! flag and value before it (an unknown flag, a renamed one or a bad value fails)
-//! without running the long job. `make` lines are left to CI (`make test`) and to
+//! flag and value before it (an unknown flag, a renamed one, an old spelling or a
+//! bad value fails) without running the long job. `make` lines are left to CI (`make test`) and to
 //! the quick start they describe.
 
 use std::path::Path;
@@ -65,6 +65,11 @@ fn every_readme_command_parses() {
             out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Usage: protfam"),
             "README command does not parse: {command}\n{}",
             String::from_utf8_lossy(&out.stderr)
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("old spelling"),
+            "README command uses an old spelling: {command}\n{stderr}"
         );
     }
 }

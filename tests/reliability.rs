@@ -82,7 +82,7 @@ fn train(data: &Path, cache: &Path, out: &Path, extra: &[&str]) -> Output {
         .arg(data)
         .arg("--cache")
         .arg(cache)
-        .arg("--out")
+        .arg("--output")
         .arg(out)
         .args(extra)
         .output()
@@ -264,7 +264,7 @@ fn csv_row_cut_inside_its_sequence_is_an_error_naming_shard_line_and_record() {
     );
     let err = assert_error(
         &protfam()
-            .args(["data", "stats", "--split", SPLIT])
+            .args(["data", "stats", "--split", SPLIT, "--data"])
             .arg(&data)
             .output()
             .unwrap(),
@@ -416,7 +416,7 @@ fn an_input_without_records_is_an_error_naming_the_file() {
     for input in [&empty, &empty_gz, &blank] {
         let err = assert_error(
             &protfam()
-                .args(["embed", "--model", MODEL, "--fasta"])
+                .args(["embed", "--model", MODEL, "--input"])
                 .arg(input)
                 .arg("-o")
                 .arg(&out_file)
@@ -453,7 +453,7 @@ fn mixed_shard_counts_name_the_odd_shard() {
     std::fs::write(part.join("data-00003-of-00007"), &text).unwrap();
     let err = assert_error(
         &protfam()
-            .args(["data", "stats", "--split", SPLIT])
+            .args(["data", "stats", "--split", SPLIT, "--data"])
             .arg(&data)
             .output()
             .unwrap(),
@@ -506,7 +506,7 @@ fn a_relative_data_path_is_recorded_absolute() {
             "--data",
             "small",
         ])
-        .args(["--cache", "cache", "--out", "knn"])
+        .args(["--cache", "cache", "--output", "knn"])
         .output()
         .unwrap();
     assert_ok(&out);
@@ -517,7 +517,7 @@ fn a_relative_data_path_is_recorded_absolute() {
     let err = assert_error(
         &protfam()
             .current_dir(dir.path())
-            .args(["data", "stats", "--split", SPLIT, "nowhere"])
+            .args(["data", "stats", "--split", SPLIT, "--data", "nowhere"])
             .output()
             .unwrap(),
     );
@@ -552,7 +552,7 @@ fn a_full_disk_names_the_output_and_leaves_no_partial_file() {
     let output = mnt.join("vectors.safetensors");
     let (input, _) = queries(dir.path());
     let out = protfam()
-        .args(["embed", "--model", "onehot", "--fasta"])
+        .args(["embed", "--model", "onehot", "--input"])
         .arg(&input)
         .arg("-o")
         .arg(&output)
@@ -571,7 +571,7 @@ fn a_full_disk_names_the_output_and_leaves_no_partial_file() {
     );
     // The cache (elsewhere) kept the work: the rerun embeds nothing.
     let out = protfam()
-        .args(["embed", "--model", "onehot", "--fasta"])
+        .args(["embed", "--model", "onehot", "--input"])
         .arg(&input)
         .arg("-o")
         .arg(dir.path().join("v.safetensors"))
@@ -633,7 +633,7 @@ fn nucleotides_bad_ids_huge_k_duplicates_and_backup_files() {
     let part = data.join(SPLIT).join("train");
     std::fs::copy(part.join("data-00000-of-00001"), part.join("data-00000-of-00001~")).unwrap();
     let out = protfam()
-        .args(["data", "stats", "--split", SPLIT])
+        .args(["data", "stats", "--split", SPLIT, "--data"])
         .arg(&data)
         .output()
         .unwrap();

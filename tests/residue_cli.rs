@@ -92,7 +92,7 @@ fn residue_knn_through_evaluate_compare_train_annotate_and_info() {
         "--classifiers",
         "knn,residue-knn-simple,residue-knn",
     ])
-    .arg("--report-dir")
+    .arg("--output")
     .arg(&reports);
     with_paths(&mut cmd);
     let (stdout, stderr) = common::run_ok(&mut cmd, "evaluate");
@@ -123,7 +123,7 @@ fn residue_knn_through_evaluate_compare_train_annotate_and_info() {
     // compare reuses every run evaluate recorded.
     let mut cmd = protfam();
     cmd.args(["compare", "--models", "near", "--classifiers", "knn,residue-knn"])
-        .arg("--report-dir")
+        .arg("--output")
         .arg(&reports);
     with_paths(&mut cmd);
     let (_, stderr) = common::run_ok(&mut cmd, "compare");
@@ -144,7 +144,7 @@ fn residue_knn_through_evaluate_compare_train_annotate_and_info() {
         "--min-precision",
         "0.8",
     ])
-    .arg("--out")
+    .arg("--output")
     .arg(&classifier);
     with_paths(&mut cmd);
     common::run_ok(&mut cmd, "train");

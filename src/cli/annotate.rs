@@ -33,7 +33,7 @@ pub enum OutputFormat {
 #[derive(Debug, clap::Args)]
 pub struct AnnotateArgs {
     /// Classifier directory written by `protfam train`.
-    #[arg(long, value_name = "DIR")]
+    #[arg(help_heading = "Input", long, value_name = "DIR")]
     pub classifier: PathBuf,
     /// Input sequences: FASTA (or Stockholm / Pfam CSV shard), plain or gzip; `-` reads standard input.
     #[arg(
@@ -43,34 +43,40 @@ pub struct AnnotateArgs {
     )]
     pub input: Option<PathBuf>,
     /// Input sequences (the same as the positional INPUT).
-    #[arg(short = 'i', long = "input", value_name = "FILE")]
+    #[arg(help_heading = "Input", short = 'i', long = "input", value_name = "FILE")]
     pub input_flag: Option<PathBuf>,
     /// Output file (default: standard output).
-    #[arg(short, long, value_name = "FILE")]
+    #[arg(help_heading = "Output", short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Tsv)]
+    #[arg(help_heading = "Output", long, value_enum, default_value_t = OutputFormat::Tsv)]
     pub format: OutputFormat,
     /// Families listed per sequence: the best plus this many minus one runners-up.
-    #[arg(long, default_value_t = 3)]
+    #[arg(help_heading = "Output", long, default_value_t = 3)]
     pub top_k: usize,
     /// Precision the abstention threshold is calibrated for. When it differs
     /// from the stored calibration's, the threshold is recalibrated on the dev
     /// part of the classifier's split (not saved; use `protfam calibrate` to store it).
-    #[arg(long)]
+    #[arg(help_heading = "Confidence", long)]
     pub min_precision: Option<f64>,
     /// Exit with status 0 even when some records were invalid (they are always reported and skipped).
-    #[arg(long)]
+    #[arg(help_heading = "Input", long)]
     pub lenient: bool,
     /// Annotate only share K of N of the records (record i belongs to share i mod N, K from 0):
     /// one task of a job array. Writes `part-K-of-N.jsonl` to --part-dir for `protfam annotate merge`.
-    #[arg(long, value_name = "K/N", requires = "part_dir", conflicts_with = "output")]
+    #[arg(
+        help_heading = "Job array",
+        long,
+        value_name = "K/N",
+        requires = "part_dir",
+        conflicts_with = "output"
+    )]
     pub shard: Option<WorkShard>,
     /// Directory the part of --shard is written to (shared by all tasks).
-    #[arg(long, requires = "shard")]
+    #[arg(help_heading = "Job array", long, requires = "shard")]
     pub part_dir: Option<PathBuf>,
     /// Residues per embedding batch (default: the model's own).
-    #[arg(long)]
+    #[arg(help_heading = "Model and device", long)]
     pub batch_tokens: Option<usize>,
     #[command(flatten)]
     pub cache: CacheArgs,
@@ -134,13 +140,13 @@ pub struct MergeArgs {
     /// The --part-dir of the tasks.
     pub part_dir: PathBuf,
     /// Output file (default: standard output).
-    #[arg(short, long)]
+    #[arg(help_heading = "Output", short, long)]
     pub output: Option<PathBuf>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Tsv)]
+    #[arg(help_heading = "Output", long, value_enum, default_value_t = OutputFormat::Tsv)]
     pub format: OutputFormat,
     /// Exit with status 0 even when some records were invalid.
-    #[arg(long)]
+    #[arg(help_heading = "Input", long)]
     pub lenient: bool,
 }
 
@@ -183,16 +189,16 @@ impl AnnotateArgs {
 #[derive(Debug, clap::Args)]
 pub struct CalibrateArgs {
     /// Classifier directory written by `protfam train`.
-    #[arg(long, value_name = "DIR")]
+    #[arg(help_heading = "Input", long, value_name = "DIR")]
     pub classifier: PathBuf,
     /// Dataset root holding `<split>/dev/` (default: the one the classifier was trained on).
-    #[arg(long, value_name = "DIR")]
+    #[arg(help_heading = "Data", long, value_name = "DIR")]
     pub data: Option<PathBuf>,
     /// Split directory name (default: the one the classifier was trained on).
-    #[arg(long)]
+    #[arg(help_heading = "Data", long)]
     pub split: Option<String>,
     /// Precision the threshold must reach on dev.
-    #[arg(long, default_value_t = 0.95)]
+    #[arg(help_heading = "Confidence", long, default_value_t = 0.95)]
     pub min_precision: f64,
     #[command(flatten)]
     pub cache: CacheArgs,

@@ -4,7 +4,7 @@
 //! ```text
 //! protfam cache stats --cache data/cache
 //! protfam cache merge cache-0 cache-1 cache-2 --into data/cache
-//! protfam cache export --model unirep1900 --data $DATA --split clustered_split --parts test --out data/export/test
+//! protfam cache export --model unirep1900 --data $DATA --split clustered_split --parts test --output data/export/test
 //! ```
 
 use std::io::Write;
@@ -23,16 +23,16 @@ pub enum CacheCommand {
     /// Vectors, dimension, shards and bytes per cached model.
     Stats {
         /// Embedding cache directory.
-        #[arg(long, default_value = cache::DEFAULT_DIR)]
+        #[arg(help_heading = "Embedding cache", long, default_value = cache::DEFAULT_DIR)]
         cache: PathBuf,
         /// Print JSON instead of a table.
-        #[arg(long)]
+        #[arg(help_heading = "Output", long)]
         json: bool,
     },
     /// Recompute every shard's checksums; damaged shards are moved to `corrupt/`.
     Verify {
         /// Embedding cache directory.
-        #[arg(long, default_value = cache::DEFAULT_DIR)]
+        #[arg(help_heading = "Embedding cache", long, default_value = cache::DEFAULT_DIR)]
         cache: PathBuf,
     },
     /// Copy the vectors of other caches (e.g. of `--shard K/N` workers) into one.
@@ -41,7 +41,7 @@ pub enum CacheCommand {
         #[arg(required = true)]
         sources: Vec<PathBuf>,
         /// Cache to add them to (created if missing).
-        #[arg(long)]
+        #[arg(help_heading = "Output", long)]
         into: PathBuf,
     },
     /// Write the vectors of a dataset or FASTA file to `<out>.npy` (f32, N x D,
@@ -49,22 +49,39 @@ pub enum CacheCommand {
     /// embedding whatever the cache lacks.
     Export {
         /// Model: a registry name or a model directory.
-        #[arg(short = 'm', long, default_value = "unirep1900")]
+        #[arg(help_heading = "Model and device", short = 'm', long, default_value = "unirep1900")]
         model: String,
         /// Root of a Pfam split dataset; defaults to $PROTFAM_DATA.
-        #[arg(long, conflicts_with = "fasta")]
+        #[arg(help_heading = "Input", long, conflicts_with = "fasta")]
         data: Option<PathBuf>,
         /// Split under --data.
-        #[arg(long, default_value = "clustered_split")]
+        #[arg(help_heading = "Input", long, default_value = "clustered_split")]
         split: String,
         /// Parts of the split, comma-separated.
-        #[arg(long, value_delimiter = ',', default_value = "train,dev,test")]
+        #[arg(
+            help_heading = "Input",
+            long,
+            value_delimiter = ',',
+            default_value = "train,dev,test"
+        )]
         parts: Vec<String>,
         /// FASTA file instead of a split (`-` for standard input).
-        #[arg(short = 'i', long = "input", alias = "fasta", value_name = "FILE")]
+        #[arg(
+            help_heading = "Input",
+            short = 'i',
+            long = "input",
+            alias = "fasta",
+            value_name = "FILE"
+        )]
         fasta: Option<PathBuf>,
         /// Output prefix.
-        #[arg(short = 'o', long = "output", alias = "out", value_name = "PREFIX")]
+        #[arg(
+            help_heading = "Output",
+            short = 'o',
+            long = "output",
+            alias = "out",
+            value_name = "PREFIX"
+        )]
         out: PathBuf,
         #[command(flatten)]
         common: EmbedCommon,

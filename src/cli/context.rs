@@ -93,6 +93,7 @@ impl ModelArgs {
 
 /// The embedding cache.
 #[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Embedding cache")]
 pub struct CacheArgs {
     /// Embedding cache directory (vectors already there are reused).
     #[arg(long, value_name = "DIR", default_value = protfam::cache::DEFAULT_DIR)]

@@ -20,6 +20,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use serde::Serialize;
 
+use super::context::DataArgs;
 use protfam::io::alphabet::{self, SkipReport};
 use protfam::io::input::{Format, SequenceReader};
 use protfam::io::pfam_csv::{self, PARTS};
@@ -40,16 +41,16 @@ pub struct CheckArgs {
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Input format; detected from the content when not given.
-    #[arg(long, value_enum)]
+    #[arg(help_heading = "Input", long, value_enum)]
     pub format: Option<Format>,
     /// Skip records with invalid residues, empty sequences or empty ids (counted and reported) instead of failing.
-    #[arg(long)]
+    #[arg(help_heading = "Input", long)]
     pub lenient: bool,
     /// Treat a repeated FASTA id as an invalid record instead of a warning.
-    #[arg(long)]
+    #[arg(help_heading = "Input", long)]
     pub reject_duplicates: bool,
     /// Print the summaries as JSON lines instead of text.
-    #[arg(long)]
+    #[arg(help_heading = "Output", long)]
     pub json: bool,
 }
 
@@ -105,22 +106,22 @@ pub fn check_file(
 /// Raw arguments of `protfam data stats`.
 #[derive(Debug, clap::Args)]
 pub struct StatsArgs {
-    /// Dataset root holding `random_split/` and/or `clustered_split/` (e.g. data/pfam35-uniprot20k).
-    pub root: PathBuf,
-    /// Split directory under ROOT to summarise (random_split or clustered_split).
-    #[arg(long, default_value = "clustered_split")]
-    pub split: String,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// The dataset root as a positional argument: the old spelling of --data.
+    #[arg(hide = true, conflicts_with = "data")]
+    pub root: Option<PathBuf>,
     /// Skip records with invalid residues or empty fields (counted and reported) instead of failing.
-    #[arg(long)]
+    #[arg(help_heading = "Input", long)]
     pub lenient: bool,
     /// How many of the largest families to list per part.
-    #[arg(long, default_value_t = 10)]
+    #[arg(help_heading = "Output", long, default_value_t = 10)]
     pub top: usize,
     /// Families with fewer training examples than this are counted as few-shot.
-    #[arg(long, default_value_t = 5)]
+    #[arg(help_heading = "Output", long, default_value_t = 5)]
     pub few_shot: usize,
     /// Print the statistics as JSON instead of tables.
-    #[arg(long)]
+    #[arg(help_heading = "Output", long)]
     pub json: bool,
 }
 
@@ -139,26 +140,32 @@ impl TryFrom<StatsArgs> for StatsConfig {
     type Error = anyhow::Error;
 
     fn try_from(args: StatsArgs) -> anyhow::Result<Self> {
-        if !args.root.is_dir() {
+        let root = match args.root {
+            Some(root) => {
+                tracing::warn!(
+                    "the positional dataset root is the old spelling of `--data {}`; it will be removed in the next release",
+                    root.display()
+                );
+                root
+            }
+            None => args.data.root()?,
+        };
+        if !root.is_dir() {
             bail!(
-                "dataset root {} is not a directory (run `make data` or pass the path to pfam35-uniprot20k)",
-                std::path::absolute(&args.root)
-                    .unwrap_or_else(|_| args.root.clone())
-                    .display()
+                "dataset root {} is not a directory (run `make data` or pass --data with the path to pfam35-uniprot20k)",
+                std::path::absolute(&root).unwrap_or_else(|_| root.clone()).display()
             );
         }
-        if args.split.is_empty() || args.split.contains(['/', '\\']) {
-            bail!(
-                "--split must be a split directory name such as clustered_split, not {:?}",
-                args.split
-            );
+        let split = args.data.split;
+        if split.is_empty() || split.contains(['/', '\\']) {
+            bail!("--split must be a split directory name such as clustered_split, not {split:?}");
         }
         if args.few_shot == 0 {
             bail!("--few-shot must be at least 1");
         }
         Ok(StatsConfig {
-            root: args.root,
-            split: args.split,
+            root,
+            split,
             lenient: args.lenient,
             top: args.top,
             few_shot: args.few_shot,

@@ -43,7 +43,7 @@ pub enum DomainsCommand {
 #[derive(Debug, clap::Args)]
 pub struct ScanArgs {
     /// A `residue-knn` classifier directory written by `protfam train`.
-    #[arg(long, value_name = "DIR")]
+    #[arg(help_heading = "Input", long, value_name = "DIR")]
     pub classifier: PathBuf,
     /// Whole proteins: FASTA (plain or gzip; `-` reads standard input).
     #[arg(
@@ -53,19 +53,19 @@ pub struct ScanArgs {
     )]
     pub input: Option<PathBuf>,
     /// The same as the positional INPUT.
-    #[arg(short = 'i', long = "input", value_name = "FILE")]
+    #[arg(help_heading = "Input", short = 'i', long = "input", value_name = "FILE")]
     pub input_flag: Option<PathBuf>,
     /// Output file (default: standard output).
-    #[arg(short, long, value_name = "FILE")]
+    #[arg(help_heading = "Output", short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// Output format: tsv, json or gff3.
-    #[arg(long, default_value = "tsv")]
+    #[arg(help_heading = "Output", long, default_value = "tsv")]
     pub format: DomainFormat,
     /// Also write the calls below the confidence cut (with `confident` false).
-    #[arg(long)]
+    #[arg(help_heading = "Output", long)]
     pub all_calls: bool,
     /// Skip invalid records (reported on stderr) instead of stopping.
-    #[arg(long)]
+    #[arg(help_heading = "Input", long)]
     pub lenient: bool,
     #[command(flatten)]
     pub models: ModelArgs,
@@ -96,13 +96,13 @@ impl FullLengthArgs {
 #[derive(Debug, clap::Args)]
 pub struct CalibrateArgs {
     /// A `residue-knn` classifier directory.
-    #[arg(long, value_name = "DIR")]
+    #[arg(help_heading = "Input", long, value_name = "DIR")]
     pub classifier: PathBuf,
     /// Precision the confident calls must reach on the dev proteins.
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(help_heading = "Confidence", long, default_value_t = 0.9)]
     pub min_precision: f64,
     /// Keep the scan settings as given instead of choosing shift and gap costs on dev.
-    #[arg(long)]
+    #[arg(help_heading = "Confidence", long)]
     pub no_tune: bool,
     #[command(flatten)]
     pub scan: ScanFlags,
@@ -141,16 +141,16 @@ impl ScanFlags {
 #[derive(Debug, clap::Args)]
 pub struct EvaluateArgs {
     /// A `residue-knn` classifier directory (calibrated first when it has no domain calibration).
-    #[arg(long, value_name = "DIR")]
+    #[arg(help_heading = "Input", long, value_name = "DIR")]
     pub classifier: PathBuf,
     /// Whole proteins to report on [default: <data>/full_length/test.fasta].
-    #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Input", long, value_name = "FILE")]
     pub test_fasta: Option<PathBuf>,
     /// Their domains [default: <data>/full_length/test_domains.tsv].
-    #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Input", long, value_name = "FILE")]
     pub test_truth: Option<PathBuf>,
     /// Precision of the dev-fitted cuts (protfam and hmmscan alike).
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(help_heading = "Confidence", long, default_value_t = 0.9)]
     pub min_precision: f64,
     #[command(flatten)]
     pub scan: ScanFlags,

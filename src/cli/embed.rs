@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! protfam embed --model unirep1900 --data ../shared/data/pfam35-uniprot20k --split clustered_split
-//! protfam embed --model onehot --fasta proteins.fa.gz --output proteins.safetensors
+//! protfam embed --model onehot --input proteins.fa.gz --output proteins.safetensors
 //! protfam embed --model unirep1900 --data $DATA --shard $SLURM_ARRAY_TASK_ID/8 --cache cache-$SLURM_ARRAY_TASK_ID
 //! ```
 //!
@@ -32,26 +32,37 @@ use protfam::vectors::VectorSet;
 #[derive(Debug, clap::Args)]
 pub struct EmbedArgs {
     /// Model: a registry name (`protfam models list`) or a model directory.
-    #[arg(short = 'm', long, default_value = "unirep1900")]
+    #[arg(help_heading = "Model and device", short = 'm', long, default_value = "unirep1900")]
     pub model: String,
     /// Root of a Pfam split dataset (`<root>/<split>/<part>/data-*`)
     /// [default: $PROTFAM_DATA, else the bundled pfam35-uniprot20k].
-    #[arg(long, value_name = "DIR", conflicts_with = "fasta")]
+    #[arg(help_heading = "Input", long, value_name = "DIR", conflicts_with = "fasta")]
     pub data: Option<PathBuf>,
     /// Split under --data.
-    #[arg(long, default_value = "clustered_split")]
+    #[arg(help_heading = "Input", long, default_value = "clustered_split")]
     pub split: String,
     /// Parts of the split, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "train,dev,test")]
+    #[arg(
+        help_heading = "Input",
+        long,
+        value_delimiter = ',',
+        default_value = "train,dev,test"
+    )]
     pub parts: Vec<String>,
     /// FASTA file to embed instead of a split (`-` reads standard input; gzip is recognised).
-    #[arg(short = 'i', long = "input", alias = "fasta", value_name = "FILE")]
+    #[arg(
+        help_heading = "Input",
+        short = 'i',
+        long = "input",
+        alias = "fasta",
+        value_name = "FILE"
+    )]
     pub fasta: Option<PathBuf>,
     /// Also write the vectors in input order to this safetensors file (tensor `embeddings`, metadata `ids`).
-    #[arg(long, short)]
+    #[arg(help_heading = "Output", long, short)]
     pub output: Option<PathBuf>,
     /// Also write the run summaries (one per part or file) as JSON to this file.
-    #[arg(long)]
+    #[arg(help_heading = "Output", long)]
     pub summary_json: Option<PathBuf>,
     #[command(flatten)]
     pub common: EmbedCommon,
@@ -63,24 +74,24 @@ pub struct EmbedCommon {
     #[command(flatten)]
     pub cache: CacheArgs,
     /// Residues per batch, padding included (default: the model's own).
-    #[arg(long)]
+    #[arg(help_heading = "Model and device", long)]
     pub batch_tokens: Option<usize>,
     /// Hidden layer to pool (negative counts from the end; default the last).
-    #[arg(long, allow_hyphen_values = true)]
+    #[arg(help_heading = "Model and device", long, allow_hyphen_values = true)]
     pub layer: Option<i64>,
     /// Skip and report unreadable or invalid records instead of stopping at the first.
-    #[arg(long)]
+    #[arg(help_heading = "Input", long)]
     pub lenient: bool,
     /// Embed only share K of N (K from 0), chosen by sequence hash: one worker of a job array.
-    #[arg(long, value_name = "K/N")]
+    #[arg(help_heading = "Job array", long, value_name = "K/N")]
     pub shard: Option<WorkShard>,
     #[command(flatten)]
     pub models: ModelArgs,
     /// Write new vectors to the cache every this many vectors...
-    #[arg(long, default_value_t = 4096)]
+    #[arg(help_heading = "Embedding cache", long, default_value_t = 4096)]
     pub flush_rows: usize,
     /// ...or this many seconds, whichever comes first.
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(help_heading = "Embedding cache", long, default_value_t = 30.0)]
     pub flush_seconds: f64,
 }
 
@@ -124,7 +135,7 @@ pub enum Input {
 }
 
 impl Input {
-    /// Resolves `--data/--split/--parts` or `--fasta` (with $PROTFAM_DATA as the default root).
+    /// Resolves `--data/--split/--parts` or `--input` (with $PROTFAM_DATA as the default root).
     pub fn from_args(data: Option<&Path>, split: &str, parts: &[String], fasta: Option<&Path>) -> anyhow::Result<Self> {
         if let Some(path) = fasta {
             return Ok(Input::Fasta(path.to_path_buf()));

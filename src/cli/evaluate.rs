@@ -21,23 +21,39 @@ use super::train::{classifier_plan, ClassifierArgs};
 #[derive(Debug, clap::Args)]
 pub struct ExperimentArgs {
     /// Embedding models, comma separated (registry names or model directories).
-    #[arg(short = 'm', long, value_delimiter = ',', default_value = "unirep1900,onehot")]
+    #[arg(
+        help_heading = "Methods",
+        short = 'm',
+        long,
+        value_delimiter = ',',
+        default_value = "unirep1900,onehot"
+    )]
     pub models: Vec<String>,
     /// Classifiers, comma separated: knn, knn-ensemble, mlp, mlp-ensemble, mlp-ensemble-full,
     /// residue-knn (residue-level retrieval, tuned defaults), residue-knn-simple (the simple vote),
     /// residue-knn-tuned (residue-knn's evidence combined by a model fit on --tune-split),
     /// hybrid (the same with the HMM baseline's evidence).
-    #[arg(long, value_delimiter = ',', default_value = "knn,knn-ensemble,mlp,mlp-ensemble")]
+    #[arg(
+        help_heading = "Methods",
+        long,
+        value_delimiter = ',',
+        default_value = "knn,knn-ensemble,mlp,mlp-ensemble"
+    )]
     pub classifiers: Vec<String>,
     /// Split (under the same dataset root) that residue-knn-tuned and hybrid are fit and
     /// calibrated on: built like the test part from the training part only.
-    #[arg(long, default_value = "tune_split")]
+    #[arg(help_heading = "Methods", long, default_value = "tune_split")]
     pub tune_split: String,
+    /// Embedding models the residue classifiers run with, comma separated
+    /// (default: the same as --models).
+    #[arg(help_heading = "Methods", long, value_delimiter = ',')]
+    pub residue_models: Vec<String>,
     /// Baselines to run on the same split and add to the report: hmm, blast.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(help_heading = "Methods", long, value_delimiter = ',')]
     pub baselines: Vec<String>,
     /// Cache of the baselines' HMM / BLAST databases.
     #[arg(
+        help_heading = "Output",
         long,
         value_name = "DIR",
         default_value = "data/baselines",
@@ -46,6 +62,7 @@ pub struct ExperimentArgs {
     pub work_dir: PathBuf,
     /// Report directory: `<dir>/<split>/evaluate.{json,csv,md}`, per-query predictions, the run cache.
     #[arg(
+        help_heading = "Output",
         short = 'o',
         long = "output",
         alias = "report-dir",
@@ -76,7 +93,11 @@ impl ExperimentArgs {
             plan.add_classifier(classifier_plan(name, &self.params, &self.residue, &device)?);
         }
         plan.models = self.models.clone();
-        plan.residue_models = self.residue.models(&self.models).to_vec();
+        plan.residue_models = if self.residue_models.is_empty() {
+            self.models.clone()
+        } else {
+            self.residue_models.clone()
+        };
         plan.residue_store = self.residue.residue_store.clone();
         plan.tune_split = self.tune_split.clone();
         plan.baselines = protfam::baseline::parse_kinds(&self.baselines.join(","))?;

@@ -12,7 +12,7 @@ pub struct InfoArgs {
     /// Classifier directory written by `protfam train` (or `evaluate --save-classifiers`).
     pub dir: PathBuf,
     /// Print the directory's own JSON description as it is.
-    #[arg(long)]
+    #[arg(help_heading = "Output", long)]
     pub json: bool,
 }
 

@@ -25,11 +25,11 @@ pub mod train;
 #[command(name = "protfam", version, about, long_about = None)]
 pub struct Cli {
     /// More log output (repeat for more); RUST_LOG overrides.
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, help_heading = "Global")]
     pub verbose: u8,
     /// Worker threads for every parallel step (embedding, search, training,
     /// baseline tool processes) [default: all cores; also $RAYON_NUM_THREADS].
-    #[arg(long, global = true, value_name = "N")]
+    #[arg(long, global = true, value_name = "N", help_heading = "Global")]
     pub threads: Option<usize>,
     #[command(subcommand)]
     pub command: Command,
@@ -73,10 +73,60 @@ pub enum Command {
     Report(report::ReportArgs),
 }
 
+/// Old flag spellings that clap still accepts (hidden aliases or hidden
+/// flags), each with the spelling that replaces it. They keep old scripts
+/// working for one release, with a warning, and are removed in the next.
+pub const OLD_SPELLINGS: &[(&str, &str)] = &[
+    ("--fasta", "-i/--input"),
+    ("--out", "-o/--output"),
+    ("--report-dir", "-o/--output"),
+    ("--baseline-work-dir", "--work-dir"),
+    ("--cpu", "--device cpu"),
+];
+
+/// The old spellings among `args` (a command line without the program name),
+/// in order, each with its replacement. Words after `--` are values, not flags.
+fn old_spellings_in<I, S>(args: I) -> Vec<(&'static str, &'static str)>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut found = Vec::new();
+    for arg in args {
+        let Some(arg) = arg.as_ref().to_str() else { continue };
+        if arg == "--" {
+            break;
+        }
+        let flag = arg.split_once('=').map_or(arg, |(flag, _)| flag);
+        found.extend(OLD_SPELLINGS.iter().copied().filter(|(old, _)| *old == flag));
+    }
+    found
+}
+
 /// Parses the process arguments and runs the chosen subcommand.
 pub fn run() -> anyhow::Result<ExitCode> {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let old = old_spellings_in(args.iter().skip(1));
+    let say = |(old, new): &(&str, &str)| {
+        format!(
+            "`{old}` is the old spelling of `{new}`; it still works in this release and will be removed in the next"
+        )
+    };
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            // `--help` and parse errors end here, before logging starts: a
+            // script's old spelling is still worth its word.
+            for spelling in &old {
+                eprintln!("warning: {}", say(spelling));
+            }
+            e.exit()
+        }
+    };
     init_logging(cli.verbose);
+    for spelling in &old {
+        tracing::warn!("{}", say(spelling));
+    }
     if let Some(n) = cli.threads {
         anyhow::ensure!(n > 0, "--threads must be at least 1");
         // Candle sizes its own pools from the variable; rayon's global pool is ours.
@@ -119,4 +169,77 @@ fn init_logging(verbose: u8) {
         .with_writer(std::io::stderr)
         .with_ansi(ansi)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every option of every subcommand, as `path --flag` for those `help` lists
+    /// under the generic "Options:" heading (only `--help` and `--version` belong there).
+    fn ungrouped_options(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+            if !arg.is_positional() && !builtin && !arg.is_hide_set() && arg.get_help_heading().is_none() {
+                out.push(format!("{path} --{}", arg.get_long().unwrap_or(arg.get_id().as_str())));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            ungrouped_options(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    /// Every arg of every subcommand, for looking up aliases and hidden flags.
+    fn all_args(cmd: &clap::Command, out: &mut Vec<clap::Arg>) {
+        out.extend(cmd.get_arguments().cloned());
+        for sub in cmd.get_subcommands() {
+            all_args(sub, out);
+        }
+    }
+
+    #[test]
+    fn every_old_spelling_is_still_accepted_and_hidden() {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut args = Vec::new();
+        all_args(&cmd, &mut args);
+        for (old, new) in OLD_SPELLINGS {
+            let name = old.trim_start_matches("--");
+            let accepted = args.iter().any(|a| {
+                a.get_all_aliases().unwrap_or_default().contains(&name)
+                    || (a.get_long() == Some(name) && a.is_hide_set())
+            });
+            assert!(
+                accepted,
+                "{old} (now {new}) is neither a hidden alias nor a hidden flag"
+            );
+            let visible = args
+                .iter()
+                .any(|a| a.get_visible_aliases().unwrap_or_default().contains(&name));
+            assert!(!visible, "{old} is listed in --help");
+        }
+    }
+
+    #[test]
+    fn old_spellings_are_found_with_or_without_a_value_and_never_after_a_double_dash() {
+        let line = ["evaluate", "--out=x", "--fasta", "a.fa", "--output", "y", "--", "--cpu"];
+        assert_eq!(
+            old_spellings_in(line),
+            vec![("--out", "-o/--output"), ("--fasta", "-i/--input")]
+        );
+        assert!(old_spellings_in(["train", "--outer", "--output", "d"]).is_empty());
+    }
+
+    #[test]
+    fn every_option_of_every_command_sits_under_a_named_help_section() {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut ungrouped = Vec::new();
+        ungrouped_options(&cmd, "protfam", &mut ungrouped);
+        assert!(
+            ungrouped.is_empty(),
+            "options under the generic heading: {ungrouped:#?}"
+        );
+    }
 }

@@ -20,7 +20,7 @@ pub enum ModelsCommand {
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
     /// Directory holding the models (one sub-directory per model).
-    #[arg(long, default_value = "models")]
+    #[arg(help_heading = "Model and device", long, default_value = "models")]
     pub models_dir: PathBuf,
 }
 
@@ -30,13 +30,13 @@ pub struct FetchArgs {
     #[arg(required = true)]
     pub names: Vec<String>,
     /// Directory holding the models (one sub-directory per model).
-    #[arg(long, default_value = "models")]
+    #[arg(help_heading = "Model and device", long, default_value = "models")]
     pub models_dir: PathBuf,
     /// Git revision (branch, tag or commit) of the Hugging Face repository.
-    #[arg(long, default_value = "main")]
+    #[arg(help_heading = "Model and device", long, default_value = "main")]
     pub revision: String,
     /// Download again even when a complete copy is present.
-    #[arg(long)]
+    #[arg(help_heading = "Model and device", long)]
     pub force: bool,
 }
 

@@ -15,7 +15,7 @@ pub struct ReportArgs {
     /// A split's report directory, e.g. `data/reports/clustered_split` (it holds `evaluate.json`).
     pub dir: PathBuf,
     /// Only the headline and a short table (method, errors, error %, 95% CI).
-    #[arg(long)]
+    #[arg(help_heading = "Output", long)]
     pub summary: bool,
 }
 

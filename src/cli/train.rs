@@ -141,23 +141,29 @@ pub fn classifier_plan(
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
     /// Embedding model (registry name or model directory).
-    #[arg(short = 'm', long)]
+    #[arg(help_heading = "Model and device", short = 'm', long)]
     pub model: String,
     /// Classifier: knn, knn-ensemble, mlp, mlp-ensemble, mlp-ensemble-full,
     /// residue-knn or residue-knn-simple (residue-level retrieval; saves a reference to its residue store),
     /// residue-knn-tuned or hybrid (residue-knn's evidence, with the HMM's for hybrid, combined by a
     /// model fit on --tune-split; saves references to the residue store and HMM database).
-    #[arg(long, default_value = "knn")]
+    #[arg(help_heading = "Classifier", long, default_value = "knn")]
     pub classifier: String,
     /// Output directory for the trained classifier.
-    #[arg(short = 'o', long = "output", alias = "out", value_name = "DIR")]
+    #[arg(
+        help_heading = "Output",
+        short = 'o',
+        long = "output",
+        alias = "out",
+        value_name = "DIR"
+    )]
     pub output: PathBuf,
     /// Precision the abstention threshold is calibrated for on dev (`protfam annotate` says
     /// `no confident family` below it); stored as `calibration.json` in the output directory.
-    #[arg(long, default_value_t = 0.95)]
+    #[arg(help_heading = "Classifier", long, default_value_t = 0.95)]
     pub min_precision: f64,
     /// Do not calibrate the abstention threshold after training.
-    #[arg(long)]
+    #[arg(help_heading = "Classifier", long)]
     pub no_calibrate: bool,
     #[command(flatten)]
     pub data: DataArgs,
@@ -170,10 +176,15 @@ pub struct TrainArgs {
     #[command(flatten)]
     pub residue: ResidueKnnArgs,
     /// Cache of HMM databases (hybrid).
-    #[arg(long, value_name = "DIR", default_value = "data/baselines")]
+    #[arg(
+        help_heading = "Classifier",
+        long,
+        value_name = "DIR",
+        default_value = "data/baselines"
+    )]
     pub work_dir: PathBuf,
     /// Split (under the same dataset root) residue-knn-tuned and hybrid are fit and calibrated on.
-    #[arg(long, default_value = "tune_split")]
+    #[arg(help_heading = "Classifier", long, default_value = "tune_split")]
     pub tune_split: String,
 }
 

@@ -70,10 +70,6 @@ pub struct ResidueKnnArgs {
     /// Root directory of residue stores.
     #[arg(long, default_value = "data/residue")]
     pub residue_store: PathBuf,
-    /// Embedding models the residue classifiers of `evaluate` / `compare` run
-    /// with, comma separated (default: the same as --models).
-    #[arg(long, value_delimiter = ',')]
-    pub residue_models: Vec<String>,
 }
 
 /// The dev-tuned defaults the flags' help shows.
@@ -181,15 +177,6 @@ impl ResidueKnnArgs {
 }
 
 impl ResidueKnnArgs {
-    /// The models residue classifiers run with: `--residue-models`, else `models`.
-    pub fn models<'a>(&'a self, models: &'a [String]) -> &'a [String] {
-        if self.residue_models.is_empty() {
-            models
-        } else {
-            &self.residue_models
-        }
-    }
-
     /// Parameters for a residue classifier name (`residue-knn-simple` starts from the simple vote).
     pub fn params_for(&self, variant: ResidueVariant) -> anyhow::Result<ResidueKnnParams> {
         let mut args = self.clone();

@@ -24,7 +24,7 @@ pub use args::ResidueKnnArgs;
 #[derive(Debug, Clone, clap::Args)]
 pub struct ResidueTarget {
     /// Embedding model (registry name or model directory).
-    #[arg(short = 'm', long, default_value = "near")]
+    #[arg(help_heading = "Model and device", short = 'm', long, default_value = "near")]
     pub model: String,
     #[command(flatten)]
     pub data: DataArgs,
@@ -86,11 +86,18 @@ pub enum ResidueCommand {
         #[arg(long)]
         limit: Option<usize>,
         /// Where the JSON report goes.
-        #[arg(long, default_value = "data/reports")]
+        #[arg(
+            help_heading = "Output",
+            short = 'o',
+            long = "output",
+            alias = "report-dir",
+            value_name = "DIR",
+            default_value = "data/reports"
+        )]
         report_dir: PathBuf,
-        /// Save the fitted classifier here.
-        #[arg(long)]
-        out: Option<PathBuf>,
+        /// Save the fitted classifier here (a directory `protfam annotate` reads).
+        #[arg(help_heading = "Output", long, alias = "out", value_name = "DIR")]
+        save_classifier: Option<PathBuf>,
         /// Score the merged hits of the N tasks of `residue search --store-part K/N` (from
         /// --hits-dir) instead of searching.
         #[arg(long, value_name = "N")]
@@ -130,7 +137,14 @@ pub enum ResidueCommand {
         #[arg(long, default_value_t = 10)]
         search_k: usize,
         /// JSON file for all tried settings.
-        #[arg(long, default_value = "data/reports/residue-tuning.json")]
+        #[arg(
+            help_heading = "Output",
+            short = 'o',
+            long = "output",
+            alias = "out",
+            value_name = "FILE",
+            default_value = "data/reports/residue-tuning.json"
+        )]
         out: PathBuf,
         /// Keep the searched dev hits in this file and reuse them when it matches (same store,
         /// dev part, strides and --search-k), so re-tuning skips the search.
@@ -269,7 +283,7 @@ pub fn run(cmd: ResidueCommand) -> anyhow::Result<ExitCode> {
             knn,
             limit,
             report_dir,
-            out,
+            save_classifier,
             store_parts,
             hits_dir,
         } => {
@@ -293,7 +307,7 @@ pub fn run(cmd: ResidueCommand) -> anyhow::Result<ExitCode> {
             ));
             protfam::report::write_file(&path, &serde_json::to_vec_pretty(&report)?)?;
             eprintln!("report written to {}", path.display());
-            if let Some(dir) = out {
+            if let Some(dir) = save_classifier {
                 model.save(&dir)?;
             }
         }
