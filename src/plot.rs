@@ -9,10 +9,12 @@
 //! Colours are Okabe & Ito's colour-blind-safe set without its yellow, which is
 //! unreadable on white.
 //!
-//! PNG text needs a font file: DejaVu Sans (its licence allows redistribution;
-//! `assets/fonts/DejaVuSans-LICENSE.txt`) is compiled in and registered with
-//! plotters once, so the pictures look the same on every machine. SVG text is
-//! left to the viewer's `sans-serif`.
+//! Each figure is drawn once, as SVG, and rendered to PNG by resvg at twice the
+//! SVG's size. Both need a font file: DejaVu Sans (its licence allows
+//! redistribution; `assets/fonts/DejaVuSans-LICENSE.txt`) is compiled in,
+//! registered with plotters once for the text layout and given to resvg for
+//! the rendering, so the pictures look the same on every machine. SVG text in
+//! a browser is left to the viewer's `sans-serif`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Once;
@@ -83,34 +85,58 @@ fn draw_err(path: &Path, e: impl std::fmt::Display) -> PlotError {
     }
 }
 
-/// Draws `draw` on an SVG and a PNG backend of the same size.
-fn both(
+/// PNG pixels per SVG unit: 2 makes the 1,000-unit-wide figures 2,000 pixels
+/// wide, sharp in print.
+const PNG_SCALE: f32 = 2.0;
+
+/// Draws a figure once, as SVG, and writes it with its PNG rendering beside it.
+fn write_figure(
     dir: &Path,
     name: &str,
     size: (u32, u32),
-    draw_svg: impl Fn(&DrawingArea<SVGBackend, Shift>) -> Result<(), String>,
-    draw_png: impl Fn(&DrawingArea<BitMapBackend, Shift>) -> Result<(), String>,
+    draw: impl Fn(&DrawingArea<SVGBackend, Shift>) -> Result<(), String>,
 ) -> Result<(PathBuf, PathBuf), PlotError> {
     register_font();
     std::fs::create_dir_all(dir).map_err(|e| draw_err(dir, e))?;
-    let (svg, png) = output_paths(dir, name);
-    // plotters writes a path itself: it draws into a temporary file that the
-    // crate's atomic writer syncs and renames (a plot is never half written).
-    let atomic = |target: &Path, draw: &dyn Fn(&Path) -> Result<(), String>| {
-        crate::atomic::write_atomic_via_path(target, |tmp| draw(tmp).map_err(std::io::Error::other))
-            .map_err(|e| draw_err(target, e))
-    };
-    atomic(&svg, &|tmp| {
-        let root = SVGBackend::new(tmp, size).into_drawing_area();
-        draw_svg(&root)?;
-        root.present().map_err(|e| e.to_string())
-    })?;
-    atomic(&png, &|tmp| {
-        let root = BitMapBackend::new(tmp, size).into_drawing_area();
-        draw_png(&root)?;
-        root.present().map_err(|e| e.to_string())
-    })?;
-    Ok((svg, png))
+    let (svg_path, png_path) = output_paths(dir, name);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        draw(&root).map_err(|e| draw_err(&svg_path, e))?;
+        root.present().map_err(|e| draw_err(&svg_path, e))?;
+    }
+    let png = rasterise(&svg).map_err(|e| draw_err(&png_path, e))?;
+    // Each file is written whole or not at all (crate::atomic).
+    crate::atomic::write_bytes_atomic(&svg_path, svg.as_bytes()).map_err(|e| draw_err(&svg_path, e))?;
+    crate::atomic::write_bytes_atomic(&png_path, &png).map_err(|e| draw_err(&png_path, e))?;
+    Ok((svg_path, png_path))
+}
+
+/// The PNG of an SVG drawn here, rendered by resvg at [`PNG_SCALE`] with the
+/// bundled font. The PNG is the SVG's own picture: plotters lays text out with
+/// the same font's advances and kerning, and resvg shapes it as a browser does
+/// (plotters' own bitmap text drops each glyph's side bearing, which spaced
+/// letter pairs oddly).
+fn rasterise(svg: &str) -> Result<Vec<u8>, String> {
+    use resvg::{tiny_skia, usvg};
+    let mut options = usvg::Options::default();
+    let fonts = options.fontdb_mut();
+    fonts.load_font_data(FONT.to_vec());
+    fonts.set_sans_serif_family("DejaVu Sans");
+    let tree = usvg::Tree::from_str(svg, &options).map_err(|e| e.to_string())?;
+    let size = tree
+        .size()
+        .to_int_size()
+        .scale_by(PNG_SCALE)
+        .ok_or("the figure is too large to render")?;
+    let mut pixmap = tiny_skia::Pixmap::new(size.width(), size.height()).ok_or("the figure is too large to render")?;
+    pixmap.fill(tiny_skia::Color::WHITE);
+    resvg::render(
+        &tree,
+        tiny_skia::Transform::from_scale(PNG_SCALE, PNG_SCALE),
+        &mut pixmap.as_mut(),
+    );
+    pixmap.encode_png().map_err(|e| e.to_string())
 }
 
 /// The x-axis label at `x` of a categorical axis: the name of category `x` where `x` is a whole
@@ -164,13 +190,9 @@ pub fn error_bars(rows: &[ReportRow], dir: &Path, name: &str, title: &str) -> Re
     let groups = unique(ordered.iter().map(|r| group_of(r)));
     ordered.sort_by_key(|r| groups.iter().position(|g| *g == group_of(r)));
     let height = 130 + 30 * ordered.len() as u32;
-    both(
-        dir,
-        name,
-        (SIZE.0 + 100, height.max(500)),
-        |root| draw_bars(root, &ordered, &groups, title),
-        |root| draw_bars(root, &ordered, &groups, title),
-    )
+    write_figure(dir, name, (SIZE.0 + 100, height.max(500)), |root| {
+        draw_bars(root, &ordered, &groups, title)
+    })
 }
 
 fn anchored(size: u32, h: plotters::style::text_anchor::HPos) -> TextStyle<'static> {
@@ -331,13 +353,9 @@ pub fn error_by_size(rows: &[ReportRow], dir: &Path, name: &str, title: &str) ->
     }
     let longest = rows.iter().map(|r| r.name().chars().count()).max().unwrap_or(0);
     let legend = legend_width(longest);
-    both(
-        dir,
-        name,
-        (SIZE.0 + legend, SIZE.1),
-        |root| draw_lines(root, &rows, legend, title),
-        |root| draw_lines(root, &rows, legend, title),
-    )
+    write_figure(dir, name, (SIZE.0 + legend, SIZE.1), |root| {
+        draw_lines(root, &rows, legend, title)
+    })
 }
 
 fn draw_lines<DB: DrawingBackend>(
@@ -444,6 +462,40 @@ mod tests {
             },
         ];
         assert_eq!(crate::metrics::shown_size_bins([&row]), vec![("10-49".to_string(), 40)]);
+    }
+
+    #[test]
+    fn the_png_is_the_svg_rendered_at_twice_its_size_with_text_where_the_layout_put_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "one-hot knn-ensemble";
+        let (x, y, size) = (40, 30, 40.0);
+        let (svg, png) = write_figure(dir.path(), "text", (900, 120), |root| {
+            let e = |e: DrawingAreaErrorKind<_>| e.to_string();
+            root.fill(&WHITE).map_err(e)?;
+            root.draw_text(text, &(FAMILY, size).into_font().color(&BLACK), (x, y))
+                .map_err(e)
+        })
+        .unwrap();
+        assert!(std::fs::read_to_string(&svg).unwrap().contains(text));
+        let pixmap = resvg::tiny_skia::Pixmap::decode_png(&std::fs::read(&png).unwrap()).unwrap();
+        assert_eq!((pixmap.width(), pixmap.height()), (1800, 240));
+        // Columns holding ink (dark pixels), in SVG units.
+        let inked: Vec<f32> = (0..pixmap.width())
+            .filter(|&px| (0..pixmap.height()).any(|py| pixmap.pixel(px, py).unwrap().red() < 128))
+            .map(|px| px as f32 / PNG_SCALE)
+            .collect();
+        let mut scratch = String::new();
+        let width = {
+            let root = SVGBackend::with_string(&mut scratch, (900, 120)).into_drawing_area();
+            root.estimate_text_size(text, &(FAMILY, size).into_font().color(&BLACK)).unwrap().0 as f32
+        };
+        let (first, last) = (inked[0], inked[inked.len() - 1]);
+        // The ink starts within a side bearing (a few units at 40 px) of the text's
+        // position and fills the layout box plotters estimated (SVG text is set
+        // at plotters' size / 1.24 em, a little narrower than that estimate).
+        assert!((first - x as f32).abs() < 5.0, "ink starts at {first}, text at {x}");
+        let end = x as f32 + width;
+        assert!(last < end + 5.0 && last - first > 0.85 * width, "ink {first}..{last}, layout {x}..{end}");
     }
 
     #[test]
