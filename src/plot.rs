@@ -487,7 +487,9 @@ mod tests {
         let mut scratch = String::new();
         let width = {
             let root = SVGBackend::with_string(&mut scratch, (900, 120)).into_drawing_area();
-            root.estimate_text_size(text, &(FAMILY, size).into_font().color(&BLACK)).unwrap().0 as f32
+            root.estimate_text_size(text, &(FAMILY, size).into_font().color(&BLACK))
+                .unwrap()
+                .0 as f32
         };
         let (first, last) = (inked[0], inked[inked.len() - 1]);
         // The ink starts within a side bearing (a few units at 40 px) of the text's
@@ -495,7 +497,10 @@ mod tests {
         // at plotters' size / 1.24 em, a little narrower than that estimate).
         assert!((first - x as f32).abs() < 5.0, "ink starts at {first}, text at {x}");
         let end = x as f32 + width;
-        assert!(last < end + 5.0 && last - first > 0.85 * width, "ink {first}..{last}, layout {x}..{end}");
+        assert!(
+            last < end + 5.0 && last - first > 0.85 * width,
+            "ink {first}..{last}, layout {x}..{end}"
+        );
     }
 
     #[test]

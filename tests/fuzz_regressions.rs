@@ -163,3 +163,45 @@ fn every_fuzz_target_survives_a_short_mutation_run() {
         );
     }
 }
+
+/// The `cargo fuzz` crate (`fuzz/`, built only by `make fuzz` with nightly
+/// flags) stays in step with the library without being compiled here: one
+/// target file per [`fuzzing::TARGETS`] name, each a one-line call of
+/// [`fuzzing::run`] with its own name, each declared once in `fuzz/Cargo.toml`,
+/// and no file or binary for a target the library does not have.
+#[test]
+fn the_fuzz_crate_wraps_every_library_target_and_nothing_else() {
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let manifest = std::fs::read_to_string(fuzz.join("Cargo.toml")).unwrap();
+    let mut files: Vec<String> = std::fs::read_dir(fuzz.join("fuzz_targets"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let mut expected: Vec<String> = fuzzing::TARGETS.iter().map(|t| format!("{t}.rs")).collect();
+    expected.sort();
+    assert_eq!(files, expected, "fuzz/fuzz_targets/ against protfam::fuzzing::TARGETS");
+    for target in fuzzing::TARGETS {
+        let source = std::fs::read_to_string(fuzz.join("fuzz_targets").join(format!("{target}.rs"))).unwrap();
+        let call = format!("fuzz_target!(|data: &[u8]| protfam::fuzzing::run(\"{target}\", data));");
+        assert!(
+            source.contains(&call),
+            "fuzz/fuzz_targets/{target}.rs does not call its own target:\n{source}"
+        );
+        let bin = format!("name = \"{target}\"\npath = \"fuzz_targets/{target}.rs\"");
+        assert_eq!(
+            manifest.matches(&bin).count(),
+            1,
+            "fuzz/Cargo.toml declares {target} once"
+        );
+    }
+    assert_eq!(
+        manifest.matches("[[bin]]").count(),
+        fuzzing::TARGETS.len(),
+        "fuzz/Cargo.toml binaries"
+    );
+    assert!(
+        manifest.contains("protfam = { path = \"..\" }"),
+        "the fuzz crate builds this checkout"
+    );
+}
