@@ -59,31 +59,31 @@ pub enum ResidueCommand {
     Build {
         #[command(flatten)]
         split: ResidueTarget,
-        #[arg(long, default_value = "train")]
+        #[arg(help_heading = "Data", long, default_value = "train")]
         part: String,
         #[command(flatten)]
         knn: ResidueKnnArgs,
         /// Build only store shards K mod N (one task of a job array; no manifest). Finish with --merge.
-        #[arg(long, value_name = "K/N", conflicts_with = "merge")]
+        #[arg(help_heading = "Job array", long, value_name = "K/N", conflicts_with = "merge")]
         shard: Option<protfam::pipeline::WorkShard>,
         /// After the --shard tasks: check every store shard is there (embeds nothing) and write the manifest.
-        #[arg(long)]
+        #[arg(help_heading = "Job array", long)]
         merge: bool,
         /// Input sequences per store shard: the unit of resumption and of a --shard task's work
         /// (a store started with another value keeps its own).
-        #[arg(long, value_name = "N", default_value_t = protfam::residue::StoreConfig::default().shard_sequences)]
+        #[arg(help_heading = "Residue store", long, value_name = "N", default_value_t = protfam::residue::StoreConfig::default().shard_sequences)]
         sequences_per_shard: usize,
     },
     /// Train on `train`, predict `test` (or --part), print and save the report.
     Evaluate {
         #[command(flatten)]
         split: ResidueTarget,
-        #[arg(long, default_value = "test")]
+        #[arg(help_heading = "Data", long, default_value = "test")]
         part: String,
         #[command(flatten)]
         knn: ResidueKnnArgs,
         /// Only the first N query sequences (quick checks).
-        #[arg(long)]
+        #[arg(help_heading = "Data", long)]
         limit: Option<usize>,
         /// Where the JSON report goes.
         #[arg(
@@ -100,10 +100,10 @@ pub enum ResidueCommand {
         save_classifier: Option<PathBuf>,
         /// Score the merged hits of the N tasks of `residue search --store-part K/N` (from
         /// --hits-dir) instead of searching.
-        #[arg(long, value_name = "N")]
+        #[arg(help_heading = "Job array", long, value_name = "N")]
         store_parts: Option<usize>,
         /// Directory of the store-part hits (`residue search --hits-dir`).
-        #[arg(long, default_value = "data/residue/parts")]
+        #[arg(help_heading = "Job array", long, default_value = "data/residue/parts")]
         hits_dir: PathBuf,
     },
     /// One task of a search split over the store (a job array, e.g. Slurm `--array=0-3` with
@@ -113,18 +113,18 @@ pub enum ResidueCommand {
     Search {
         #[command(flatten)]
         split: ResidueTarget,
-        #[arg(long, default_value = "test")]
+        #[arg(help_heading = "Data", long, default_value = "test")]
         part: String,
         #[command(flatten)]
         knn: ResidueKnnArgs,
         /// This task's part of the store's shards.
-        #[arg(long, value_name = "K/N")]
+        #[arg(help_heading = "Job array", long, value_name = "K/N")]
         store_part: protfam::pipeline::WorkShard,
         /// Only the first N query sequences (quick checks; give the same to evaluate).
-        #[arg(long)]
+        #[arg(help_heading = "Data", long)]
         limit: Option<usize>,
         /// Where the part's hits go (`hits-K-of-N.safetensors`).
-        #[arg(long, default_value = "data/residue/parts")]
+        #[arg(help_heading = "Job array", long, default_value = "data/residue/parts")]
         hits_dir: PathBuf,
     },
     /// Grid-search the scoring parameters on the dev part (never test); prints the best settings.
@@ -134,7 +134,7 @@ pub enum ResidueCommand {
         #[command(flatten)]
         knn: ResidueKnnArgs,
         /// Hits searched per residue (the largest top-k tried).
-        #[arg(long, default_value_t = 10)]
+        #[arg(help_heading = "Grid", long, default_value_t = 10)]
         search_k: usize,
         /// JSON file for all tried settings.
         #[arg(
@@ -148,25 +148,25 @@ pub enum ResidueCommand {
         out: PathBuf,
         /// Keep the searched dev hits in this file and reuse them when it matches (same store,
         /// dev part, strides and --search-k), so re-tuning skips the search.
-        #[arg(long)]
+        #[arg(help_heading = "Grid", long)]
         hits_cache: Option<PathBuf>,
         /// Only the alignment grid, on top of the vote settings given by the classifier flags.
-        #[arg(long)]
+        #[arg(help_heading = "Grid", long)]
         align_only: bool,
         /// Alignment grid: candidates per query.
-        #[arg(long, value_delimiter = ',')]
+        #[arg(help_heading = "Grid", long, value_delimiter = ',')]
         grid_align_candidates: Vec<usize>,
         /// Alignment grid: similarity shifts.
-        #[arg(long, value_delimiter = ',')]
+        #[arg(help_heading = "Grid", long, value_delimiter = ',')]
         grid_align_shift: Vec<f32>,
         /// Alignment grid: gap open costs.
-        #[arg(long, value_delimiter = ',')]
+        #[arg(help_heading = "Grid", long, value_delimiter = ',')]
         grid_align_gap_open: Vec<f32>,
         /// Alignment grid: gap extension costs.
-        #[arg(long, value_delimiter = ',')]
+        #[arg(help_heading = "Grid", long, value_delimiter = ',')]
         grid_align_gap_extend: Vec<f32>,
         /// Alignment grid: weights of the alignment score.
-        #[arg(long, value_delimiter = ',')]
+        #[arg(help_heading = "Grid", long, value_delimiter = ',')]
         grid_align_weight: Vec<f32>,
     },
     /// Recall of the shortlist and the approximate indexes against exact
@@ -180,34 +180,49 @@ pub enum ResidueCommand {
         #[command(flatten)]
         knn: ResidueKnnArgs,
         /// Part the queries come from: choose settings on dev (or tune_split), confirm on test.
-        #[arg(long, default_value = "dev")]
+        #[arg(help_heading = "Data", long, default_value = "dev")]
         part: String,
         /// Query sequences sampled evenly from the part (0: all of them).
-        #[arg(long, default_value_t = 100)]
+        #[arg(help_heading = "Data", long, default_value_t = 100)]
         queries: usize,
         /// Neighbours compared per query residue (at least the classifier's search k is searched).
-        #[arg(long, default_value_t = 10)]
+        #[arg(help_heading = "Indexes compared", long, default_value_t = 10)]
         k: usize,
         /// IVF probes (nearest lists searched per query residue) to measure, comma separated (the index
         /// with --ivf-lists lists is built once and saved).
-        #[arg(long, default_value = "16,32,64,128", value_delimiter = ',')]
+        #[arg(
+            help_heading = "Indexes compared",
+            long,
+            default_value = "16,32,64,128",
+            value_delimiter = ','
+        )]
         probes: Vec<usize>,
         /// IVF second-stage sizes (training sequences per query window searched exactly) to measure with
         /// each probe count, comma separated.
-        #[arg(long, default_value = "0,128,256", value_delimiter = ',')]
+        #[arg(
+            help_heading = "Indexes compared",
+            long,
+            default_value = "0,128,256",
+            value_delimiter = ','
+        )]
         refine: Vec<usize>,
         /// Shortlist sizes (training sequences per query window) to measure, comma separated.
-        #[arg(long, value_delimiter = ',')]
+        #[arg(help_heading = "Indexes compared", long, value_delimiter = ',')]
         shortlists: Vec<usize>,
         /// usearch quantisations to measure, comma separated (i8, bf16, f16, f32; none by default: each graph
         /// is built once and saved, which takes minutes per million rows).
-        #[arg(long, value_delimiter = ',')]
+        #[arg(help_heading = "Indexes compared", long, value_delimiter = ',')]
         quantizations: Vec<Quantization>,
         /// usearch search list lengths (ef) to measure, comma separated.
-        #[arg(long, default_value = "32,64,128", value_delimiter = ',')]
+        #[arg(
+            help_heading = "Indexes compared",
+            long,
+            default_value = "32,64,128",
+            value_delimiter = ','
+        )]
         efs: Vec<usize>,
         /// instant-distance HNSW ef (construction and search) to measure, comma separated (none by default: it builds in memory, slowly).
-        #[arg(long, value_delimiter = ',')]
+        #[arg(help_heading = "Indexes compared", long, value_delimiter = ',')]
         hnsw_ef: Vec<usize>,
     },
 }
