@@ -29,6 +29,7 @@ pub struct BaselineArgs {
     pub data: DataArgs,
     /// Where the JSON / CSV reports go.
     #[arg(
+        help_heading = "Output",
         short = 'o',
         long = "output",
         alias = "report-dir",
@@ -37,13 +38,13 @@ pub struct BaselineArgs {
     )]
     pub report_dir: PathBuf,
     /// Where the HMM / BLAST databases are cached (keyed by a digest of the training data).
-    #[arg(long, default_value = "data/baselines")]
+    #[arg(help_heading = "Output", long, default_value = "data/baselines")]
     pub work_dir: PathBuf,
     /// Directory holding hmmbuild/hmmpress/hmmsearch or makeblastdb/blastp (default: search PATH).
-    #[arg(long)]
+    #[arg(help_heading = "Baseline", long)]
     pub tool_dir: Option<PathBuf>,
     /// HMM: run hmmsearch with --max (no acceleration filters; much slower, every sequence gets a best profile).
-    #[arg(long)]
+    #[arg(help_heading = "Baseline", long)]
     pub max: bool,
 }
 

@@ -14,10 +14,10 @@ pub struct CompareArgs {
     #[command(flatten)]
     pub experiment: ExperimentArgs,
     /// Directory for the comparison files (default: `<report dir>/<split>/compare`).
-    #[arg(long, value_name = "DIR")]
+    #[arg(help_heading = "Output", long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Recompute every evaluation and baseline instead of reusing cached ones.
-    #[arg(long)]
+    #[arg(help_heading = "Methods", long)]
     pub rerun: bool,
 }
 

@@ -75,10 +75,10 @@ pub struct ScanArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct FullLengthArgs {
     /// Whole proteins to tune on [default: <data>/full_length/dev.fasta].
-    #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Input", long, value_name = "FILE")]
     pub dev_fasta: Option<PathBuf>,
     /// Their domains [default: <data>/full_length/dev_domains.tsv].
-    #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Input", long, value_name = "FILE")]
     pub dev_truth: Option<PathBuf>,
     #[command(flatten)]
     pub data: DataArgs,
@@ -155,13 +155,24 @@ pub struct EvaluateArgs {
     #[command(flatten)]
     pub scan: ScanFlags,
     /// Leave out the hmmscan baseline.
-    #[arg(long)]
+    #[arg(help_heading = "Baseline", long)]
     pub no_hmmer: bool,
     /// Where the HMM database is cached (shared with `protfam baseline`).
-    #[arg(long, value_name = "DIR", default_value = "data/baselines")]
+    #[arg(
+        help_heading = "Baseline",
+        long,
+        value_name = "DIR",
+        default_value = "data/baselines"
+    )]
     pub work_dir: PathBuf,
     /// Report directory (`domains.md`, `domains.json`, the calls of each method).
-    #[arg(short, long, value_name = "DIR", default_value = "data/reports/domains")]
+    #[arg(
+        help_heading = "Output",
+        short,
+        long,
+        value_name = "DIR",
+        default_value = "data/reports/domains"
+    )]
     pub output: PathBuf,
     #[command(flatten)]
     pub full_length: FullLengthArgs,

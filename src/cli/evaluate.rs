@@ -119,7 +119,7 @@ pub struct EvaluateArgs {
     #[command(flatten)]
     pub experiment: ExperimentArgs,
     /// Also save every trained pooled-vector classifier under this directory (`<split>/<embedding>__<classifier>/`).
-    #[arg(long, value_name = "DIR")]
+    #[arg(help_heading = "Output", long, value_name = "DIR")]
     pub save_classifiers: Option<PathBuf>,
 }
 

@@ -73,32 +73,53 @@ pub enum Command {
     Report(report::ReportArgs),
 }
 
-/// Old flag spellings that clap still accepts (hidden aliases or hidden
-/// flags), each with the spelling that replaces it. They keep old scripts
-/// working for one release, with a warning, and are removed in the next.
-pub const OLD_SPELLINGS: &[(&str, &str)] = &[
-    ("--fasta", "-i/--input"),
-    ("--out", "-o/--output"),
-    ("--report-dir", "-o/--output"),
-    ("--baseline-work-dir", "--work-dir"),
-    ("--cpu", "--device cpu"),
-];
+/// Hidden flags that are old spellings of a flag with a value, with that
+/// replacement. Every other old spelling is a hidden clap alias, and its
+/// replacement is the flag it aliases ([`old_spellings_in`]).
+const OLD_FLAGS: &[(&str, &str)] = &[("cpu", "--device cpu")];
 
-/// The old spellings among `args` (a command line without the program name),
-/// in order, each with its replacement. Words after `--` are values, not flags.
-fn old_spellings_in<I, S>(args: I) -> Vec<(&'static str, &'static str)>
+/// The old spellings (hidden aliases and [`OLD_FLAGS`]) among `args`, a command
+/// line without the program name, in order, each with the spelling that
+/// replaces it in the subcommand the line runs. They keep old scripts working
+/// for one release, with a warning, and are removed in the next. Words after
+/// `--` are values, not flags.
+fn old_spellings_in<I, S>(cli: &clap::Command, args: I) -> Vec<(String, String)>
 where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
+    let mut cmd = cli;
     let mut found = Vec::new();
     for arg in args {
         let Some(arg) = arg.as_ref().to_str() else { continue };
         if arg == "--" {
             break;
         }
-        let flag = arg.split_once('=').map_or(arg, |(flag, _)| flag);
-        found.extend(OLD_SPELLINGS.iter().copied().filter(|(old, _)| *old == flag));
+        let Some(flag) = arg.strip_prefix("--") else {
+            // A subcommand name takes the search one level down (a value that
+            // happens to spell one is harmless: only its flags are looked up).
+            if let Some(sub) = cmd.find_subcommand(arg) {
+                cmd = sub;
+            }
+            continue;
+        };
+        let name = flag.split_once('=').map_or(flag, |(name, _)| name);
+        for a in cmd.get_arguments() {
+            let aliased = a.get_all_aliases().unwrap_or_default().contains(&name)
+                && !a.get_visible_aliases().unwrap_or_default().contains(&name);
+            if aliased {
+                let long = a.get_long().unwrap_or(name);
+                let new = match a.get_short() {
+                    Some(short) => format!("-{short}/--{long}"),
+                    None => format!("--{long}"),
+                };
+                found.push((format!("--{name}"), new));
+            } else if a.get_long() == Some(name) && a.is_hide_set() {
+                if let Some((_, new)) = OLD_FLAGS.iter().find(|(old, _)| *old == name) {
+                    found.push((format!("--{name}"), new.to_string()));
+                }
+            }
+        }
     }
     found
 }
@@ -106,8 +127,10 @@ where
 /// Parses the process arguments and runs the chosen subcommand.
 pub fn run() -> anyhow::Result<ExitCode> {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let old = old_spellings_in(args.iter().skip(1));
-    let say = |(old, new): &(&str, &str)| {
+    let mut command = <Cli as clap::CommandFactory>::command();
+    command.build();
+    let old = old_spellings_in(&command, args.iter().skip(1));
+    let say = |(old, new): &(String, String)| {
         format!(
             "`{old}` is the old spelling of `{new}`; it still works in this release and will be removed in the next"
         )
@@ -190,45 +213,40 @@ mod tests {
         }
     }
 
-    /// Every arg of every subcommand, for looking up aliases and hidden flags.
-    fn all_args(cmd: &clap::Command, out: &mut Vec<clap::Arg>) {
-        out.extend(cmd.get_arguments().cloned());
-        for sub in cmd.get_subcommands() {
-            all_args(sub, out);
-        }
-    }
-
-    #[test]
-    fn every_old_spelling_is_still_accepted_and_hidden() {
+    /// The old spellings `line` (a command line after `protfam`) uses, with their replacements.
+    fn old_spellings(line: &str) -> Vec<(String, String)> {
         let mut cmd = Cli::command();
         cmd.build();
-        let mut args = Vec::new();
-        all_args(&cmd, &mut args);
-        for (old, new) in OLD_SPELLINGS {
-            let name = old.trim_start_matches("--");
-            let accepted = args.iter().any(|a| {
-                a.get_all_aliases().unwrap_or_default().contains(&name)
-                    || (a.get_long() == Some(name) && a.is_hide_set())
-            });
-            assert!(
-                accepted,
-                "{old} (now {new}) is neither a hidden alias nor a hidden flag"
-            );
-            let visible = args
-                .iter()
-                .any(|a| a.get_visible_aliases().unwrap_or_default().contains(&name));
-            assert!(!visible, "{old} is listed in --help");
-        }
+        old_spellings_in(&cmd, line.split_whitespace())
+    }
+
+    fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
+        expected.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
     }
 
     #[test]
-    fn old_spellings_are_found_with_or_without_a_value_and_never_after_a_double_dash() {
-        let line = ["evaluate", "--out=x", "--fasta", "a.fa", "--output", "y", "--", "--cpu"];
+    fn old_spellings_are_named_with_the_replacement_of_the_subcommand_they_are_used_in() {
         assert_eq!(
-            old_spellings_in(line),
-            vec![("--out", "-o/--output"), ("--fasta", "-i/--input")]
+            old_spellings("embed --fasta a.fa --out=x --cpu"),
+            pairs(&[("--fasta", "-i/--input"), ("--cpu", "--device cpu")]),
+            "embed has no --out alias: clap rejects it itself"
         );
-        assert!(old_spellings_in(["train", "--outer", "--output", "d"]).is_empty());
+        assert_eq!(
+            old_spellings("evaluate --report-dir r --baseline-work-dir w"),
+            pairs(&[("--report-dir", "-o/--output"), ("--baseline-work-dir", "--work-dir")])
+        );
+        assert_eq!(
+            old_spellings("residue evaluate --out clf --report-dir=r"),
+            pairs(&[("--out", "--save-classifier"), ("--report-dir", "-o/--output")])
+        );
+        assert_eq!(
+            old_spellings("cache export --out p"),
+            pairs(&[("--out", "-o/--output")])
+        );
+        // compare's --out is its own flag; words after `--` are not flags.
+        assert!(old_spellings("compare --out figures --output r").is_empty());
+        assert!(old_spellings("train --output d -- --out").is_empty());
+        assert!(old_spellings("train --outer --output d").is_empty());
     }
 
     #[test]
