@@ -595,12 +595,47 @@ fn a_search_split_over_store_parts_merges_into_the_one_part_search() {
     assert!(err.contains("hits-00001-of-00003"), "{err}");
     search_store_part(&knn, &encoder, &queries[..3], WorkShard::new(1, 3).unwrap(), &hits_dir).unwrap();
     assert!(merge_store_parts(&knn, &queries, 3, &hits_dir).is_err());
-    // An approximate index covers the whole store: no split search.
+    // With ivf, each part searches through an IVF index of its own rows, saved beside the
+    // store; one that probes every list is that part's exact search, so the merge is too.
     let ivf = ResidueKnnParams {
         index: protfam::residue::IndexKind::Ivf,
+        ivf: IvfParams {
+            lists: 4,
+            probes: 4,
+            sequences: 0,
+            window: 8,
+        },
         ..knn.params.clone()
     };
-    let ivf_knn =
-        protfam::residue::ResidueKnn::from_store(ivf, ResidueStore::open(&knn.store.dir).unwrap(), vocab).unwrap();
-    assert!(search_store_part(&ivf_knn, &encoder, &queries, WorkShard::new(0, 3).unwrap(), &hits_dir).is_err());
+    let ivf_knn = ivf.fit_for_store_parts(&encoder, &train, &vocab, dir.path()).unwrap();
+    assert!(ivf_knn.ivf_index().is_none(), "no whole-store index for a split search");
+    let residues = protfam::residue::classifier::QueryResidues::embed(&encoder, &queries, 1, 1024).unwrap();
+    let err = ivf_knn.search(&residues).err().unwrap().to_string();
+    assert!(err.contains("--store-part"), "{err}");
+    for k in 0..3 {
+        search_store_part(&ivf_knn, &encoder, &queries, WorkShard::new(k, 3).unwrap(), &hits_dir).unwrap();
+    }
+    let part_indexes = std::fs::read_dir(&knn.store.dir)
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name().to_string_lossy().into_owned();
+            name.starts_with("index-ivf-c4-p") && name.ends_with(".safetensors")
+        })
+        .count();
+    assert_eq!(part_indexes, 3, "one IVF index per part");
+    let merged = merge_store_parts(&ivf_knn, &queries, 3, &hits_dir).unwrap();
+    assert_eq!(merged.hits.table, one.hits.table);
+    // Exact-search parts are not merged into an ivf run (their key differs).
+    for k in 0..3 {
+        search_store_part(&knn, &encoder, &queries, WorkShard::new(k, 3).unwrap(), &hits_dir).unwrap();
+    }
+    assert!(merge_store_parts(&ivf_knn, &queries, 3, &hits_dir).is_err());
+    // Other indexes cover the whole store only.
+    let usearch = ResidueKnnParams {
+        index: protfam::residue::IndexKind::Usearch,
+        ..knn.params.clone()
+    };
+    assert!(usearch
+        .fit_for_store_parts(&encoder, &train, &vocab, dir.path())
+        .is_err());
 }

@@ -341,6 +341,34 @@ impl ResidueKnnParams {
         );
         ResidueKnn::from_store(self.clone(), store, vocab.clone())
     }
+
+    /// [`Self::fit`] for a search split over store parts (a task of `residue
+    /// search --store-part K/N`, or the merge of their hits): the store is
+    /// built or opened, but no whole-store index, which a store larger than
+    /// one machine would not fit; each part opens the IVF index of its own
+    /// rows ([`super::eval::search_store_part`]). Exact and ivf only.
+    pub fn fit_for_store_parts(
+        &self,
+        embedder: &dyn Embedder,
+        train: &[Record],
+        vocab: &LabelVocab,
+        store_root: &Path,
+    ) -> Result<ResidueKnn, ResidueError> {
+        if !matches!(self.index, IndexKind::Exact | IndexKind::Ivf) {
+            return Err(ResidueError::InvalidParams(format!(
+                "a search split over store parts is exact or ivf (--residue-index exact|ivf), not {}",
+                self.index
+            )));
+        }
+        let unindexed = ResidueKnnParams {
+            index: IndexKind::Exact,
+            ..self.clone()
+        };
+        let mut knn = unindexed.fit(embedder, train, vocab, store_root)?;
+        knn.params.index = self.index;
+        knn.parts_only = true;
+        Ok(knn)
+    }
 }
 
 /// One family's evidence for a query beyond its combined score: what the
@@ -637,6 +665,10 @@ pub struct ResidueKnn {
     // Boxed: the indexes are large and at most one is there.
     means: Option<Box<SequenceMeans>>,
     ivf: Option<Box<IvfIndex>>,
+    /// Opened for one task of a search split over store parts
+    /// ([`ResidueKnnParams::fit_for_store_parts`]): no whole-store index is
+    /// loaded, so [`Self::search`] refuses an indexed search.
+    parts_only: bool,
     pub device: Device,
     /// Where the training sequences came from (`<root>/<split>/train`; empty when unknown).
     pub source: String,
@@ -684,6 +716,7 @@ impl ResidueKnn {
             graph,
             means,
             ivf,
+            parts_only: false,
             device: super::search::default_device(),
             source: String::new(),
         })
@@ -732,6 +765,13 @@ impl ResidueKnn {
     pub fn search(&self, queries: &QueryResidues) -> Result<HitTable, ResidueError> {
         let dim = self.store.dim();
         let k = self.params.search_k;
+        if self.parts_only && self.params.index != IndexKind::Exact {
+            return Err(ResidueError::InvalidParams(format!(
+                "this residue-knn was opened for a search split over store parts, without its whole-store {} \
+                 index: search each part (`residue search --store-part K/N`)",
+                self.params.index
+            )));
+        }
         if let Some(ivf) = &self.ivf {
             let progress = crate::progress::bar(queries.n_rows() as u64, "query residues");
             let p = &self.params.ivf;

@@ -286,10 +286,15 @@ pub fn search_part_cached(
 }
 
 /// The key a part's hits are saved under: the store, the query records, the query
-/// stride, `search_k` and the part, so that parts of another run are never merged.
+/// stride, `search_k`, the index (exact, or ivf with its parameters) and the part,
+/// so that parts of another run are never merged.
 fn part_key(knn: &ResidueKnn, records: &[Record], part: WorkShard) -> String {
+    let index = match knn.params.index {
+        super::IndexKind::Ivf => format!("|ivf|{:?}", knn.params.ivf),
+        _ => String::new(),
+    };
     format!(
-        "store-part|{}|{}|qs{}|k{}|{}/{}",
+        "store-part|{}|{}|qs{}|k{}|{}/{}{index}",
         knn.store.manifest.plan.key(),
         super::store::data_digest(records),
         knn.params.query_stride,
@@ -305,9 +310,10 @@ pub fn part_hits_path(dir: &Path, part: WorkShard) -> std::path::PathBuf {
 }
 
 /// One task of a search split over the store: embeds `records` and searches
-/// them exactly against the store shards of `part` only, saving the hits to
+/// them against the store shards of `part` only, saving the hits to
 /// [`part_hits_path`] in `dir` (atomically; a rerun of a task replaces its file).
-/// Exact search only: an index covers the whole store.
+/// Exact search, or the IVF index of the part's own rows (both stages stay
+/// inside the part, so the merged parts are the union of per-part searches).
 pub fn search_store_part(
     knn: &ResidueKnn,
     embedder: &dyn Embedder,
@@ -315,12 +321,6 @@ pub fn search_store_part(
     part: WorkShard,
     dir: &Path,
 ) -> Result<std::path::PathBuf, ResidueError> {
-    if knn.params.index != super::IndexKind::Exact {
-        return Err(ResidueError::InvalidParams(format!(
-            "a search split over store parts is exact (--residue-index exact), not {}",
-            knn.params.index
-        )));
-    }
     let residues = embed_queries(knn, embedder, records)?;
     let opts = super::search::SearchOptions {
         device: knn.device.clone(),
@@ -333,23 +333,51 @@ pub fn search_store_part(
         .iter()
         .map(|(a, b)| b - a)
         .sum();
-    let progress = crate::progress::bar(rows as u64, "store rows");
     let started = Instant::now();
-    let table = super::search::exact_top_k_of_part(
-        &residues.data,
-        residues.dim,
-        &knn.store,
-        part,
-        knn.params.search_k,
-        &opts,
-        &progress,
-    )?;
-    progress.finish_and_clear();
+    let table = match knn.params.index {
+        super::IndexKind::Exact => {
+            let progress = crate::progress::bar(rows as u64, "store rows");
+            let table = super::search::exact_top_k_of_part(
+                &residues.data,
+                residues.dim,
+                &knn.store,
+                part,
+                knn.params.search_k,
+                &opts,
+                &progress,
+            )?;
+            progress.finish_and_clear();
+            table
+        }
+        // Each part has its own IVF index over its own rows (built once, beside the store).
+        super::IndexKind::Ivf => {
+            let p = &knn.params.ivf;
+            let index = super::ivf::IvfIndex::open_or_build_part(&knn.store, p, part)?;
+            let progress = crate::progress::bar(residues.n_rows() as u64, "query residues");
+            let table = index.top_k_refined(
+                &knn.store,
+                &residues.data,
+                &residues.ranges,
+                knn.params.search_k,
+                p.sequences,
+                p.window,
+                &progress,
+            )?;
+            progress.finish_and_clear();
+            table
+        }
+        other => {
+            return Err(ResidueError::InvalidParams(format!(
+                "a search split over store parts is exact or ivf (--residue-index exact|ivf), not {other}"
+            )))
+        }
+    };
     tracing::info!(
-        "searched {} query residues against the {rows} rows of store part {}/{} in {:.1}s",
+        "searched {} query residues against the {rows} rows of store part {}/{} ({}) in {:.1}s",
         residues.n_rows(),
         part.index,
         part.count,
+        knn.params.index,
         started.elapsed().as_secs_f64()
     );
     std::fs::create_dir_all(dir).map_err(FileError::io(dir))?;

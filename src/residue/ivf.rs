@@ -42,6 +42,7 @@ use super::store::ResidueStore;
 use super::ResidueError;
 use crate::cache::shard::{write_shard, ShardFile, TensorData};
 use crate::file_error::FileError;
+use crate::pipeline::WorkShard;
 
 const FORMAT: &str = "protfam-ivf-index-1";
 /// k-means passes over the training sample (the assignment changes little after a few).
@@ -116,12 +117,35 @@ pub struct IvfIndex {
     build_seconds: f64,
 }
 
+/// The whole store as one part.
+const WHOLE: WorkShard = WorkShard { index: 0, count: 1 };
+
+/// The store rows of `part` (the rows of shards `K mod N`, as the store-part
+/// search splits them), in store order.
+fn part_rows(store: &ResidueStore, part: WorkShard) -> Vec<u32> {
+    store
+        .blocks_of_part(1 << 30, part)
+        .into_iter()
+        .flat_map(|(start, end)| start as u32..end as u32)
+        .collect()
+}
+
 impl IvfIndex {
     /// The file name stem of the index of `store` with `params`.
     pub fn stem(store: &ResidueStore, params: &IvfParams) -> String {
+        Self::stem_of_part(store, params, WHOLE, store.n_rows())
+    }
+
+    /// The stem of part `part`'s index (`n_rows` rows): `-p<K>of<N>` marks a part.
+    fn stem_of_part(store: &ResidueStore, params: &IvfParams, part: WorkShard, n_rows: usize) -> String {
+        let of_part = if part.count > 1 {
+            format!("-p{}of{}", part.index, part.count)
+        } else {
+            String::new()
+        };
         format!(
-            "index-ivf-c{}-{}",
-            params.lists_for(store.n_rows()),
+            "index-ivf-c{}{of_part}-{}",
+            params.lists_for(n_rows),
             &store_digest(store)[..12]
         )
     }
@@ -129,39 +153,71 @@ impl IvfIndex {
     /// Opens the saved index of `store`, or builds and saves it first (also when the saved one is
     /// damaged or stale, with a warning saying why). Concurrent callers wait for the one that builds.
     pub fn open_or_build(store: &ResidueStore, params: &IvfParams) -> Result<IvfIndex, ResidueError> {
+        Self::open_or_build_part(store, params, WHOLE)
+    }
+
+    /// [`Self::open_or_build`] for the rows of one store part only (the
+    /// shards `K mod N` that `residue search --store-part K/N` searches): each
+    /// task of a split search keeps its own index, over its own rows, beside
+    /// the store.
+    pub fn open_or_build_part(
+        store: &ResidueStore,
+        params: &IvfParams,
+        part: WorkShard,
+    ) -> Result<IvfIndex, ResidueError> {
         params.validate()?;
-        if store.n_rows() == 0 {
+        let rows = part_rows(store, part);
+        if rows.is_empty() {
             return Err(ResidueError::Data(format!(
-                "residue store {} has no rows to index",
-                store.dir.display()
+                "residue store {} has no rows to index in part {}/{}",
+                store.dir.display(),
+                part.index,
+                part.count
             )));
         }
-        let stem = Self::stem(store, params);
+        let stem = Self::stem_of_part(store, params, part, rows.len());
         let path = store.dir.join(format!("{stem}.safetensors"));
-        if let Ok(index) = Self::open(store, params, &path) {
+        if let Ok(index) = Self::open(store, params, part, &rows, &path) {
             return Ok(index);
         }
         open_or_build_locked(
             &store.dir.join(format!("{stem}.lock")),
             || path.exists(),
-            || Self::open(store, params, &path),
-            || Self::build(store, params, &path),
+            || Self::open(store, params, part, &rows, &path),
+            || Self::build(store, params, part, &rows, &path),
         )
     }
 
-    fn open(store: &ResidueStore, params: &IvfParams, path: &Path) -> Result<IvfIndex, ResidueError> {
-        let file = ShardFile::open(path)?;
-        file.verify()?;
-        let lists = params.lists_for(store.n_rows());
-        let dim = store.dim();
-        let meta = file.metadata();
-        let expected = [
+    /// The metadata a part's index file holds (the whole store's has no `part`,
+    /// as before parts existed).
+    fn identity(store: &ResidueStore, part: WorkShard, n_rows: usize, lists: usize) -> Vec<(&'static str, String)> {
+        let mut identity = vec![
             ("format", FORMAT.to_string()),
             ("store_digest", store_digest(store)),
-            ("n_rows", store.n_rows().to_string()),
-            ("dim", dim.to_string()),
+            ("n_rows", n_rows.to_string()),
+            ("dim", store.dim().to_string()),
             ("lists", lists.to_string()),
         ];
+        if part.count > 1 {
+            identity.push(("part", format!("{}/{}", part.index, part.count)));
+        }
+        identity
+    }
+
+    fn open(
+        store: &ResidueStore,
+        params: &IvfParams,
+        part: WorkShard,
+        rows: &[u32],
+        path: &Path,
+    ) -> Result<IvfIndex, ResidueError> {
+        let file = ShardFile::open(path)?;
+        file.verify()?;
+        let n_rows = rows.len();
+        let lists = params.lists_for(n_rows);
+        let dim = store.dim();
+        let meta = file.metadata();
+        let expected = Self::identity(store, part, n_rows, lists);
         for (key, value) in &expected {
             if meta.get(*key) != Some(value) {
                 return Err(FileError::invalid(
@@ -171,7 +227,7 @@ impl IvfIndex {
                 .into());
             }
         }
-        if file.shape("centroids")? != [lists, dim] || file.shape("assignment")? != [store.n_rows()] {
+        if file.shape("centroids")? != [lists, dim] || file.shape("assignment")? != [n_rows] {
             return Err(FileError::invalid(path, "centroid or assignment tensor of the wrong shape").into());
         }
         let centroids = file.f32_values("centroids")?;
@@ -182,7 +238,11 @@ impl IvfIndex {
         if let Some(&list) = assignment.iter().find(|&&l| l as usize >= lists) {
             return Err(FileError::invalid(path, format!("a row is assigned to list {list} of {lists}")).into());
         }
-        let (offsets, order) = group_by_list(&assignment, lists, 1);
+        // Positions in the part's rows, then the store rows they are.
+        let (offsets, mut order) = group_by_list(&assignment, lists, 1);
+        for row in &mut order {
+            *row = rows[*row as usize];
+        }
         Ok(IvfIndex {
             path: path.to_path_buf(),
             dim,
@@ -196,19 +256,26 @@ impl IvfIndex {
         })
     }
 
-    /// Spherical k-means on a seeded sample of the store's unit rows, then every row assigned to
+    /// Spherical k-means on a seeded sample of the part's unit rows, then every row assigned to
     /// its nearest centroid.
-    fn build(store: &ResidueStore, params: &IvfParams, path: &Path) -> Result<(), ResidueError> {
+    fn build(
+        store: &ResidueStore,
+        params: &IvfParams,
+        part: WorkShard,
+        rows: &[u32],
+        path: &Path,
+    ) -> Result<(), ResidueError> {
         let started = Instant::now();
         let dim = store.dim();
-        let n_rows = store.n_rows();
+        let n_rows = rows.len();
         let lists = params.lists_for(n_rows);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(SEED);
         let n_sample = (lists * SAMPLE_PER_LIST).min(n_rows);
         let mut picked = rand::seq::index::sample(&mut rng, n_rows, n_sample).into_vec();
         // The first `lists` picks (a uniform random subset) seed the centroids.
         let mut sample = Vec::with_capacity(n_sample * dim);
-        for &row in &picked {
+        for &at in &picked {
+            let row = rows[at] as usize;
             store.extend_rows_f32(row, row + 1, true, &mut sample);
         }
         picked.clear();
@@ -240,24 +307,16 @@ impl IvfIndex {
         }
         drop(sample);
         let mut assignment = Vec::with_capacity(n_rows);
-        for (start, end) in store.blocks(CENTROID_BLOCK * 4) {
-            let rows = store.rows_f32(start, end, true);
-            assignment.extend(nearest_centroid(&rows, &centroids, dim));
+        for (start, end) in store.blocks_of_part(CENTROID_BLOCK * 4, part) {
+            let block = store.rows_f32(start, end, true);
+            assignment.extend(nearest_centroid(&block, &centroids, dim));
             progress.inc((end - start) as u64);
         }
         progress.finish_and_clear();
         let build_seconds = started.elapsed().as_secs_f64();
-        let metadata: BTreeMap<String, String> = [
-            ("format", FORMAT.to_string()),
-            ("store_digest", store_digest(store)),
-            ("n_rows", n_rows.to_string()),
-            ("dim", dim.to_string()),
-            ("lists", lists.to_string()),
-            ("build_seconds", format!("{build_seconds:.3}")),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+        let mut identity = Self::identity(store, part, n_rows, lists);
+        identity.push(("build_seconds", format!("{build_seconds:.3}")));
+        let metadata: BTreeMap<String, String> = identity.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
         let info = write_shard(
             path,
             &[

@@ -107,9 +107,10 @@ pub enum ResidueCommand {
         hits_dir: PathBuf,
     },
     /// One task of a search split over the store (a job array, e.g. Slurm `--array=0-3` with
-    /// `--store-part $SLURM_ARRAY_TASK_ID/4`): searches --part exactly against store shards K mod N
-    /// only and saves its hits; `residue evaluate --store-parts N` merges and scores them, equal
-    /// to one search over the whole store.
+    /// `--store-part $SLURM_ARRAY_TASK_ID/4`): searches --part against store shards K mod N only
+    /// (exactly, or with `--residue-index ivf` through an IVF index of those rows alone) and saves
+    /// its hits; `residue evaluate --store-parts N` merges and scores them (for exact search,
+    /// equal to one search over the whole store).
     Search {
         #[command(flatten)]
         split: ResidueTarget,
@@ -231,11 +232,26 @@ pub enum ResidueCommand {
 type Fitted = (Box<dyn Embedder>, Vec<protfam::io::Record>, ResidueKnn, f64);
 
 fn fit(split: &ResidueTarget, knn: &ResidueKnnArgs, params: ResidueKnnParams) -> anyhow::Result<Fitted> {
+    fit_as(split, knn, params, false)
+}
+
+/// [`fit`], or with `for_store_parts` the store only (no whole-store index:
+/// [`ResidueKnnParams::fit_for_store_parts`]).
+fn fit_as(
+    split: &ResidueTarget,
+    knn: &ResidueKnnArgs,
+    params: ResidueKnnParams,
+    for_store_parts: bool,
+) -> anyhow::Result<Fitted> {
     let embedder = split.load_embedder()?;
     let train = split.records("train")?;
     let vocab = protfam::io::vocab::LabelVocab::from_families(train.iter().filter_map(|r| r.family.as_ref()));
     let started = Instant::now();
-    let model = params.fit(embedder.as_ref(), &train, &vocab, &knn.residue_store)?;
+    let model = if for_store_parts {
+        params.fit_for_store_parts(embedder.as_ref(), &train, &vocab, &knn.residue_store)?
+    } else {
+        params.fit(embedder.as_ref(), &train, &vocab, &knn.residue_store)?
+    };
     Ok((embedder, train, model, started.elapsed().as_secs_f64()))
 }
 
@@ -303,7 +319,7 @@ pub fn run(cmd: ResidueCommand) -> anyhow::Result<ExitCode> {
             hits_dir,
         } => {
             let params = knn.params()?;
-            let (embedder, train, model, train_seconds) = fit(&split, &knn, params)?;
+            let (embedder, train, model, train_seconds) = fit_as(&split, &knn, params, store_parts.is_some())?;
             let test = split.records_up_to(&part, limit)?;
             let report = match store_parts {
                 Some(parts) => {
@@ -335,7 +351,7 @@ pub fn run(cmd: ResidueCommand) -> anyhow::Result<ExitCode> {
             hits_dir,
         } => {
             let params = knn.params()?;
-            let (embedder, _train, model, _) = fit(&split, &knn, params)?;
+            let (embedder, _train, model, _) = fit_as(&split, &knn, params, true)?;
             let records = split.records_up_to(&part, limit)?;
             let path = eval::search_store_part(&model, embedder.as_ref(), &records, store_part, &hits_dir)?;
             println!("{}", path.display());
