@@ -4,7 +4,9 @@
 //!   slots, and every name and value has its own line;
 //! - [`error_by_size`]: error rate against the training-family size bin (each bin
 //!   labelled with its test n, empty bins left out), one line per method for the
-//!   best few, with 95% intervals.
+//!   best few, with 95% intervals;
+//! - [`log_log_lines`]: lines on log-log axes (the residue search benchmark's
+//!   cost against store size).
 //!
 //! Colours are Okabe & Ito's colour-blind-safe set without its yellow, which is
 //! unreadable on white.
@@ -431,6 +433,86 @@ fn draw_lines<DB: DrawingBackend>(
     draw_legend(&legend_area, &entries)
 }
 
+/// One line of [`log_log_lines`]: a name and its `(x, y)` points (both positive).
+pub struct Series {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Lines on log-log axes (e.g. search cost per query residue against store
+/// rows, where a slope of 1 is linear growth), one colour each, points marked.
+pub fn log_log_lines(
+    series: &[Series],
+    (x_desc, y_desc): (&str, &str),
+    dir: &Path,
+    name: &str,
+    title: &str,
+) -> Result<(PathBuf, PathBuf), PlotError> {
+    let all: Vec<(f64, f64)> = series.iter().flat_map(|s| s.points.iter().copied()).collect();
+    if all.is_empty()
+        || all
+            .iter()
+            .any(|&(x, y)| !(x > 0.0 && y > 0.0 && x.is_finite() && y.is_finite()))
+    {
+        return Err(PlotError::Empty("a log-log plot needs positive, finite points".into()));
+    }
+    let span = |values: Vec<f64>| {
+        let low = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let high = values.iter().copied().fold(0.0, f64::max);
+        // Half a decade of room on each side, and never a zero-width axis.
+        (low / 2.0, (high * 2.0).max(low * 4.0))
+    };
+    let (x_range, y_range) = (
+        span(all.iter().map(|p| p.0).collect()),
+        span(all.iter().map(|p| p.1).collect()),
+    );
+    let longest = series.iter().map(|s| s.name.chars().count()).max().unwrap_or(0);
+    let legend = legend_width(longest);
+    write_figure(dir, name, (SIZE.0 + legend, SIZE.1), |root| {
+        let e = |e: DrawingAreaErrorKind<_>| e.to_string();
+        root.fill(&WHITE).map_err(e)?;
+        let (plot_area, legend_area) = root.split_horizontally(root.dim_in_pixel().0 as i32 - legend as i32);
+        let mut chart = ChartBuilder::on(&plot_area)
+            .caption(title, (FAMILY, 22))
+            .margin(16)
+            .x_label_area_size(56)
+            .y_label_area_size(80)
+            .build_cartesian_2d((x_range.0..x_range.1).log_scale(), (y_range.0..y_range.1).log_scale())
+            .map_err(e)?;
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_desc(y_desc)
+            .x_label_formatter(&|x: &f64| format!("{x:.3e}"))
+            .y_label_formatter(&|y: &f64| format!("{y:.3e}"))
+            .light_line_style(TRANSPARENT)
+            .bold_line_style(RGBColor(225, 225, 225))
+            .label_style((FAMILY, 15))
+            .axis_desc_style((FAMILY, 16))
+            .draw()
+            .map_err(e)?;
+        for (i, line) in series.iter().enumerate() {
+            let style = ShapeStyle {
+                color: colour(i).to_rgba(),
+                filled: true,
+                stroke_width: 2,
+            };
+            chart
+                .draw_series(LineSeries::new(line.points.iter().copied(), style))
+                .map_err(e)?;
+            chart
+                .draw_series(line.points.iter().map(|&p| Circle::new(p, 4, colour(i).filled())))
+                .map_err(e)?;
+        }
+        let entries: Vec<(String, RGBColor)> = series
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.clone(), colour(i)))
+            .collect();
+        draw_legend(&legend_area, &entries)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -501,6 +583,24 @@ mod tests {
             last < end + 5.0 && last - first > 0.85 * width,
             "ink {first}..{last}, layout {x}..{end}"
         );
+    }
+
+    #[test]
+    fn a_log_log_plot_is_written_and_refuses_points_it_cannot_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = |name: &str, points: Vec<(f64, f64)>| Series {
+            name: name.into(),
+            points,
+        };
+        let series = [
+            line("exact", vec![(1e5, 2.0), (1e6, 20.0)]),
+            line("ivf", vec![(1e5, 0.5), (1e6, 0.8)]),
+        ];
+        let (svg, png) = log_log_lines(&series, ("rows", "s"), dir.path(), "scaling", "cost").unwrap();
+        assert!(std::fs::read_to_string(svg).unwrap().contains("ivf"));
+        assert!(std::fs::metadata(png).unwrap().len() > 1000);
+        let bad = [line("exact", vec![(0.0, 1.0)])];
+        assert!(log_log_lines(&bad, ("rows", "s"), dir.path(), "bad", "cost").is_err());
     }
 
     #[test]
