@@ -433,6 +433,17 @@ fn draw_lines<DB: DrawingBackend>(
     draw_legend(&legend_area, &entries)
 }
 
+/// A log axis label: plain digits from 0.001 to 9,999 (`0.5`, `20`), else
+/// powers of ten (`2e5`).
+fn log_tick(v: f64) -> String {
+    if (1e-3..1e4).contains(&v) {
+        let text = format!("{v:.3}");
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        format!("{v:.0e}")
+    }
+}
+
 /// One line of [`log_log_lines`]: a name and its `(x, y)` points (both positive).
 pub struct Series {
     pub name: String,
@@ -483,8 +494,10 @@ pub fn log_log_lines(
             .configure_mesh()
             .x_desc(x_desc)
             .y_desc(y_desc)
-            .x_label_formatter(&|x: &f64| format!("{x:.3e}"))
-            .y_label_formatter(&|y: &f64| format!("{y:.3e}"))
+            .x_labels(6)
+            .y_labels(6)
+            .x_label_formatter(&|x: &f64| log_tick(*x))
+            .y_label_formatter(&|y: &f64| log_tick(*y))
             .light_line_style(TRANSPARENT)
             .bold_line_style(RGBColor(225, 225, 225))
             .label_style((FAMILY, 15))
@@ -582,6 +595,14 @@ mod tests {
         assert!(
             last < end + 5.0 && last - first > 0.85 * width,
             "ink {first}..{last}, layout {x}..{end}"
+        );
+    }
+
+    #[test]
+    fn log_ticks_are_short() {
+        assert_eq!(
+            [0.5, 2.0, 10.0, 1500.0, 2e5, 1.333e6].map(log_tick),
+            ["0.5", "2", "10", "1500", "2e5", "1e6"]
         );
     }
 
