@@ -20,10 +20,13 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/near.rs"]
+mod near;
 
 use std::path::Path;
 use std::time::Instant;
 
+use near::{env_usize, median, near_setup, Setup};
 use protfam::pipeline::WorkShard;
 use protfam::plot::{log_log_lines, Series};
 use protfam::residue::classifier::{QueryHits, QueryResidues};
@@ -36,15 +39,6 @@ use protfam::residue::{IndexKind, ResidueKnn, ResidueKnnParams};
 /// the bundled test part's query residues.
 const PFAM32_TRAIN_DOMAINS: f64 = 1.3e6;
 const PFAM32_TEST_RESIDUES_PER_BUNDLED: f64 = 17.0;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
-}
 
 /// One store size's measurements.
 struct Point {
@@ -60,29 +54,19 @@ struct Point {
 fn main() {
     let queries = env_usize("PROTFAM_BENCH_QUERIES", 100);
     let runs = env_usize("PROTFAM_BENCH_RUNS", 3).max(1);
-    let root = common::data_root();
-    let split = protfam::dataset::Split::open(&root, "clustered_split").expect("bundled dataset");
-    let models_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
-    let embedder = match protfam::models::load(
-        "near",
-        &protfam::models::LoadOptions {
-            models_dir,
-            ..Default::default()
-        },
-    ) {
-        Ok(e) => e,
-        Err(e) => {
-            println!("residue_scaling: skipped, NEAR is not installed ({e}); run `make models`");
-            return;
-        }
+    let Some(Setup {
+        root,
+        embedder,
+        train,
+        test,
+        sample,
+        vocab,
+        store_root,
+        ..
+    }) = near_setup("residue_scaling", queries.max(1))
+    else {
+        return;
     };
-    let train = split.records("train").expect("training part");
-    let test = split.records("test").expect("test part");
-    let n = queries.clamp(1, test.len());
-    let step = (test.len() / n).max(1);
-    let sample: Vec<_> = test.iter().step_by(step).take(n).cloned().collect();
-    let vocab = protfam::io::vocab::LabelVocab::from_families(train.iter().filter_map(|r| r.family.as_ref()));
-    let store_root = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/residue");
     let params = ResidueKnnParams {
         index: IndexKind::Exact,
         ..ResidueKnnParams::default()

@@ -19,23 +19,17 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/near.rs"]
+mod near;
 
 use std::path::Path;
 use std::time::Instant;
 
+use near::{env_usize, median, near_setup, Setup};
 use protfam::baseline::data::TestSet;
 use protfam::baseline::BaselineOptions;
 use protfam::residue::classifier::{QueryHits, QueryResidues};
 use protfam::residue::{IndexKind, ResidueKnn, ResidueKnnParams, ResidueStore};
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
-}
 
 /// Median seconds of `runs` calls of `f`, and the last call's result.
 fn timed<T>(runs: usize, mut f: impl FnMut() -> T) -> (f64, T) {
@@ -53,33 +47,19 @@ fn main() {
     let queries = env_usize("PROTFAM_BENCH_QUERIES", 300);
     let runs = env_usize("PROTFAM_BENCH_RUNS", 3);
     let exact_runs = env_usize("PROTFAM_BENCH_EXACT_RUNS", 1);
-    let root = common::data_root();
-    let split = protfam::dataset::Split::open(&root, "clustered_split").expect("bundled dataset");
-    let models_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
-    let embedder = match protfam::models::load(
-        "near",
-        &protfam::models::LoadOptions {
-            models_dir,
-            ..Default::default()
-        },
-    ) {
-        Ok(e) => e,
-        Err(e) => {
-            println!("residue_search: skipped, NEAR is not installed ({e}); run `make models`");
-            return;
-        }
+    let Some(Setup {
+        root,
+        split,
+        embedder,
+        train,
+        sample,
+        vocab,
+        store_root,
+        ..
+    }) = near_setup("residue_search", queries)
+    else {
+        return;
     };
-    let train = split.records("train").expect("training part");
-    let test = split.records("test").expect("test part");
-    let n = if queries == 0 {
-        test.len()
-    } else {
-        queries.min(test.len())
-    };
-    let step = (test.len() / n.max(1)).max(1);
-    let sample: Vec<_> = test.iter().step_by(step).take(n).cloned().collect();
-    let vocab = protfam::io::vocab::LabelVocab::from_families(train.iter().filter_map(|r| r.family.as_ref()));
-    let store_root = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/residue");
     let ivf_params = ResidueKnnParams {
         index: IndexKind::Ivf,
         ..ResidueKnnParams::default()
