@@ -22,8 +22,9 @@
 //!
 //! The file, `index-ivf-c<lists>-<store digest>.safetensors` in the store's
 //! directory (`-p<K>of<N>` before the digest for the index of one store part's
-//! rows, [`IvfIndex::open_or_build_part`]), is a checksummed safetensors file (centroids and row lists,
-//! with the store digest and parameters in its metadata), written to a
+//! rows, [`IvfIndex::open_or_build_part`]), is a checksummed safetensors file
+//! (centroids and row lists, with the store digest and parameters in its
+//! metadata), written to a
 //! temporary name and renamed, under an exclusive lock, so concurrent
 //! processes build it once and a killed build leaves nothing. A file whose
 //! checksums or metadata disagree with the store is rebuilt, never searched.
