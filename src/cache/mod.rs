@@ -18,6 +18,7 @@
 //!     shards/shard-<ms>-<host>-<pid>-<random>.safetensors
 //!     corrupt/                              damaged shards moved aside, never read
 //!     claims/<digest>.lock                  flock claims of concurrent writers (see below)
+//!     claims/index.lock                     flock held while index.json is listed and renamed
 //! ```
 //!
 //! Each shard is a standard safetensors file with two tensors:
@@ -934,15 +935,33 @@ impl ModelCache {
 
     /// Rewrites `index.json` atomically from the shards on disk.
     pub fn write_index(&self) -> Result<(), CacheError> {
-        let path = self.dir.join("index.json");
-        let json = self.index_json()?;
-        atomic::write_bytes_atomic(&path, &json).map_err(io_err(&path))
+        self.rewrite_index(false)
     }
 
     fn write_index_if_changed(&self) -> Result<(), CacheError> {
+        self.rewrite_index(true)
+    }
+
+    /// Lists the shards and renames the new `index.json` into place under an
+    /// exclusive `flock` on `claims/index.lock`. Without it, a writer that
+    /// listed the shards before another's newest shard appeared could rename
+    /// its stale index over the other's complete one. With it, whoever writes
+    /// last listed the shards after every shard written before it took the
+    /// lock, and every shard's writer rewrites the index after its rename.
+    fn rewrite_index(&self, only_if_changed: bool) -> Result<(), CacheError> {
+        let claims = self.dir.join("claims");
+        std::fs::create_dir_all(&claims).map_err(io_err(&claims))?;
+        let lock_path = claims.join("index.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
+        atomic::lock_exclusive(&lock, true).map_err(io_err(&lock_path))?;
         let path = self.dir.join("index.json");
         let json = self.index_json()?;
-        if std::fs::read(&path).ok().as_deref() == Some(&json[..]) {
+        if only_if_changed && std::fs::read(&path).ok().as_deref() == Some(&json[..]) {
             return Ok(());
         }
         atomic::write_bytes_atomic(&path, &json).map_err(io_err(&path))

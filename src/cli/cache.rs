@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use super::embed::{embed_input, EmbedCommon, Input};
+use super::embed::{embed_input, EmbedCommon, InputArgs};
 use protfam::cache::{self, atomic, Cache};
 use protfam::vectors::VectorSet;
 
@@ -51,29 +51,8 @@ pub enum CacheCommand {
         /// Model: a registry name or a model directory.
         #[arg(help_heading = "Model and device", short = 'm', long, default_value = "unirep1900")]
         model: String,
-        /// Root of a Pfam split dataset; defaults to $PROTFAM_DATA.
-        #[arg(help_heading = "Input", long, conflicts_with = "fasta")]
-        data: Option<PathBuf>,
-        /// Split under --data.
-        #[arg(help_heading = "Input", long, default_value = "clustered_split")]
-        split: String,
-        /// Parts of the split, comma-separated.
-        #[arg(
-            help_heading = "Input",
-            long,
-            value_delimiter = ',',
-            default_value = "train,dev,test"
-        )]
-        parts: Vec<String>,
-        /// FASTA file instead of a split (`-` for standard input).
-        #[arg(
-            help_heading = "Input",
-            short = 'i',
-            long = "input",
-            alias = "fasta",
-            value_name = "FILE"
-        )]
-        fasta: Option<PathBuf>,
+        #[command(flatten)]
+        input: InputArgs,
         /// Output prefix.
         #[arg(
             help_heading = "Output",
@@ -124,14 +103,11 @@ pub fn run(cmd: CacheCommand) -> anyhow::Result<ExitCode> {
         }
         CacheCommand::Export {
             model,
-            data,
-            split,
-            parts,
-            fasta,
+            input,
             out,
             common,
         } => {
-            let input = Input::from_args(data.as_deref(), &split, &parts, fasta.as_deref())?;
+            let input = input.resolve()?;
             input.check()?;
             let opts = common.pipeline_options()?;
             let embedder = common.load_model(&model)?;

@@ -34,6 +34,21 @@ pub struct EmbedArgs {
     /// Model: a registry name (`protfam models list`) or a model directory.
     #[arg(help_heading = "Model and device", short = 'm', long, default_value = "unirep1900")]
     pub model: String,
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Also write the vectors in input order to this safetensors file (tensor `embeddings`, metadata `ids`).
+    #[arg(help_heading = "Output", long, short)]
+    pub output: Option<PathBuf>,
+    /// Also write the run summaries (one per part or file) as JSON to this file.
+    #[arg(help_heading = "Output", long)]
+    pub summary_json: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: EmbedCommon,
+}
+
+/// What to embed: parts of a Pfam split, or a FASTA file (`embed`, `cache export`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct InputArgs {
     /// Root of a Pfam split dataset (`<root>/<split>/<part>/data-*`)
     /// [default: $PROTFAM_DATA, else the bundled pfam35-uniprot20k].
     #[arg(help_heading = "Input", long, value_name = "DIR", conflicts_with = "fasta")]
@@ -58,14 +73,26 @@ pub struct EmbedArgs {
         value_name = "FILE"
     )]
     pub fasta: Option<PathBuf>,
-    /// Also write the vectors in input order to this safetensors file (tensor `embeddings`, metadata `ids`).
-    #[arg(help_heading = "Output", long, short)]
-    pub output: Option<PathBuf>,
-    /// Also write the run summaries (one per part or file) as JSON to this file.
-    #[arg(help_heading = "Output", long)]
-    pub summary_json: Option<PathBuf>,
-    #[command(flatten)]
-    pub common: EmbedCommon,
+}
+
+impl InputArgs {
+    /// Resolves `--data/--split/--parts` or `--input` (with $PROTFAM_DATA as the default root).
+    pub fn resolve(&self) -> anyhow::Result<Input> {
+        if let Some(path) = &self.fasta {
+            return Ok(Input::Fasta(path.clone()));
+        }
+        let root = protfam::dataset::find_root(self.data.as_deref()).context("give --data DIR or --input FILE")?;
+        for part in &self.parts {
+            if !protfam::io::pfam_csv::PARTS.contains(&part.as_str()) {
+                bail!("unknown part {part:?}: use train, dev, test");
+            }
+        }
+        Ok(Input::Split {
+            root,
+            split: self.split.clone(),
+            parts: self.parts.clone(),
+        })
+    }
 }
 
 /// Options shared by every command that embeds (`embed`, `cache export`).
@@ -135,24 +162,6 @@ pub enum Input {
 }
 
 impl Input {
-    /// Resolves `--data/--split/--parts` or `--input` (with $PROTFAM_DATA as the default root).
-    pub fn from_args(data: Option<&Path>, split: &str, parts: &[String], fasta: Option<&Path>) -> anyhow::Result<Self> {
-        if let Some(path) = fasta {
-            return Ok(Input::Fasta(path.to_path_buf()));
-        }
-        let root = protfam::dataset::find_root(data).context("give --data DIR or --input FILE")?;
-        for part in parts {
-            if !protfam::io::pfam_csv::PARTS.contains(&part.as_str()) {
-                bail!("unknown part {part:?}: use train, dev, test");
-            }
-        }
-        Ok(Input::Split {
-            root,
-            split: split.to_string(),
-            parts: parts.to_vec(),
-        })
-    }
-
     /// Fails early (before a model is loaded) if a part or file does not exist.
     pub fn check(&self) -> anyhow::Result<()> {
         match self {
@@ -297,7 +306,7 @@ pub fn write_output(path: &Path, vectors: &VectorSet, embedder: &dyn Embedder) -
 }
 
 pub fn run(args: EmbedArgs) -> anyhow::Result<ExitCode> {
-    let input = Input::from_args(args.data.as_deref(), &args.split, &args.parts, args.fasta.as_deref())?;
+    let input = args.input.resolve()?;
     input.check()?;
     let opts = args.common.pipeline_options()?;
     let embedder = args.common.load_model(&args.model)?;

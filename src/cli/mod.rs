@@ -127,6 +127,7 @@ where
 /// Parses the process arguments and runs the chosen subcommand.
 pub fn run() -> anyhow::Result<ExitCode> {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // One clap command, built once, serves the old-spelling lookup and the parse.
     let mut command = <Cli as clap::CommandFactory>::command();
     command.build();
     let old = old_spellings_in(&command, args.iter().skip(1));
@@ -135,7 +136,10 @@ pub fn run() -> anyhow::Result<ExitCode> {
             "`{old}` is the old spelling of `{new}`; it still works in this release and will be removed in the next"
         )
     };
-    let cli = match Cli::try_parse_from(&args) {
+    let parsed = command
+        .try_get_matches_from_mut(&args)
+        .and_then(|matches| <Cli as clap::FromArgMatches>::from_arg_matches(&matches));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             // `--help` and parse errors end here, before logging starts: a

@@ -365,8 +365,8 @@ impl ResidueKnnParams {
             ..self.clone()
         };
         let mut knn = unindexed.fit(embedder, train, vocab, store_root)?;
+        // Still `ivf` for the parts and their hits' key; `search` refuses it as a whole.
         knn.params.index = self.index;
-        knn.parts_only = true;
         Ok(knn)
     }
 }
@@ -654,6 +654,30 @@ impl SavedResidueKnn {
     }
 }
 
+/// Both IVF stages for every query row of `queries`, with a progress bar
+/// over the query residues: a whole-store classifier's search, and one store
+/// part's ([`super::eval::search_store_part`]).
+pub(crate) fn ivf_search(
+    ivf: &IvfIndex,
+    store: &ResidueStore,
+    queries: &QueryResidues,
+    k: usize,
+    params: &IvfParams,
+) -> Result<HitTable, ResidueError> {
+    let progress = crate::progress::bar(queries.n_rows() as u64, "query residues");
+    let table = ivf.top_k_refined(
+        store,
+        &queries.data,
+        &queries.ranges,
+        k,
+        params.sequences,
+        params.window,
+        &progress,
+    )?;
+    progress.finish_and_clear();
+    Ok(table)
+}
+
 /// A fitted `residue-knn`.
 pub struct ResidueKnn {
     pub params: ResidueKnnParams,
@@ -665,10 +689,6 @@ pub struct ResidueKnn {
     // Boxed: the indexes are large and at most one is there.
     means: Option<Box<SequenceMeans>>,
     ivf: Option<Box<IvfIndex>>,
-    /// Opened for one task of a search split over store parts
-    /// ([`ResidueKnnParams::fit_for_store_parts`]): no whole-store index is
-    /// loaded, so [`Self::search`] refuses an indexed search.
-    parts_only: bool,
     pub device: Device,
     /// Where the training sequences came from (`<root>/<split>/train`; empty when unknown).
     pub source: String,
@@ -716,7 +736,6 @@ impl ResidueKnn {
             graph,
             means,
             ivf,
-            parts_only: false,
             device: super::search::default_device(),
             source: String::new(),
         })
@@ -765,27 +784,16 @@ impl ResidueKnn {
     pub fn search(&self, queries: &QueryResidues) -> Result<HitTable, ResidueError> {
         let dim = self.store.dim();
         let k = self.params.search_k;
-        if self.parts_only && self.params.index != IndexKind::Exact {
-            return Err(ResidueError::InvalidParams(format!(
-                "this residue-knn was opened for a search split over store parts, without its whole-store {} \
-                 index: search each part (`residue search --store-part K/N`)",
-                self.params.index
-            )));
-        }
-        if let Some(ivf) = &self.ivf {
-            let progress = crate::progress::bar(queries.n_rows() as u64, "query residues");
-            let p = &self.params.ivf;
-            let table = ivf.top_k_refined(
-                &self.store,
-                &queries.data,
-                &queries.ranges,
-                k,
-                p.sequences,
-                p.window,
-                &progress,
-            )?;
-            progress.finish_and_clear();
-            return Ok(table);
+        if self.params.index == IndexKind::Ivf {
+            // Only a classifier opened for a split search (fit_for_store_parts) lacks its index.
+            let ivf = self.ivf.as_deref().ok_or_else(|| {
+                ResidueError::InvalidParams(
+                    "this residue-knn was opened for a search split over store parts, without its whole-store \
+                     ivf index: search each part (`residue search --store-part K/N`)"
+                        .into(),
+                )
+            })?;
+            return ivf_search(ivf, &self.store, queries, k, &self.params.ivf);
         }
         if let Some(means) = &self.means {
             // Memory is bounded per window, not per pass: all queries go in one call.

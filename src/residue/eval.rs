@@ -351,20 +351,8 @@ pub fn search_store_part(
         }
         // Each part has its own IVF index over its own rows (built once, beside the store).
         super::IndexKind::Ivf => {
-            let p = &knn.params.ivf;
-            let index = super::ivf::IvfIndex::open_or_build_part(&knn.store, p, part)?;
-            let progress = crate::progress::bar(residues.n_rows() as u64, "query residues");
-            let table = index.top_k_refined(
-                &knn.store,
-                &residues.data,
-                &residues.ranges,
-                knn.params.search_k,
-                p.sequences,
-                p.window,
-                &progress,
-            )?;
-            progress.finish_and_clear();
-            table
+            let index = super::ivf::IvfIndex::open_or_build_part(&knn.store, &knn.params.ivf, part)?;
+            super::classifier::ivf_search(&index, &knn.store, &residues, knn.params.search_k, &knn.params.ivf)?
         }
         other => {
             return Err(ResidueError::InvalidParams(format!(
