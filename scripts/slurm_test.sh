@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make slurm-test`: the sharded embed and annotate of contrib/slurm/ through a
+# `make slurm-test`: the sharded embed, residue store, annotate and residue search of contrib/slurm/ through a
 # real one-node Slurm on this machine, compared byte for byte with
 # single-process runs, plus one array task killed mid-run and re-run alone.
 #
@@ -22,10 +22,16 @@
 #      naming the missing part, `sbatch --array=K` re-runs that task alone,
 #      annotate_merge.sbatch (afterok) merges, and the output is compared byte
 #      for byte with the single-process one;
-#   6. runs the Snakemake workflow (workflow/config/quick.yaml) through its
+#   6. builds the NEAR residue store of the train sample of step 5 and scores
+#      a sample of test against it with exact residue search in one process,
+#      then as residue_search_array.sbatch over store parts: the last task is
+#      left out, the merge is shown to refuse naming its hits file, the task
+#      runs alone (`--array=K`), residue_search_merge.sbatch (afterok) merges
+#      and scores, and the predictions are compared byte for byte;
+#   7. runs the Snakemake workflow (workflow/config/quick.yaml) through its
 #      Slurm profile (workflow/profiles/slurm-snakemake7): every rule a Slurm
 #      job (SLURM_TEST_SNAKEMAKE=0 skips this step);
-#   7. stops every daemon it started, by PID (trap on exit, also on failure or
+#   8. stops every daemon it started, by PID (trap on exit, also on failure or
 #      interrupt), and checks that none is left.
 #
 # Environment: DATA (dataset root), PROTFAM (binary; built if missing), KEEP=1 keeps the work dir.
@@ -392,7 +398,49 @@ expect_completed "$merge_job"
 log "annotate array + kill + re-run + merge: $(($(date +%s) - t0)) s"
 same_bytes "$W/single/annotations.tsv" "$OUTPUT" "annotations (tsv)"
 
-# --- 6. the Snakemake workflow through its Slurm profile --------------------
+# --- 6. residue search split over the store: one process vs a job array + merge
+# The store: NEAR residues of the train sample of step 5, in store shards of 32
+# sequences so each of the SHARDS search tasks gets several; the queries: every
+# 4th test domain. Exact search, so the merged top-k must equal one search.
+mkdir -p "$mini/test"
+sample test 4 >"$mini/test/data-00000-of-00001"
+search_store="$W/search/residue"
+search_args=(--model near --data "$W/mini" --split clustered_split --residue-store "$search_store" --device cpu)
+log "residue search, one process: $(($(wc -l <"$mini/test/data-00000-of-00001") - 1)) test domains against the store of $(($(wc -l <"$mini/train/data-00000-of-00001") - 1)) train domains"
+"$PROTFAM" residue build "${search_args[@]}" --part train --sequences-per-shard 32 >"$W/logs/search-store.log" 2>&1 \
+  || die "residue build for the search: $(tail -n 5 "$W/logs/search-store.log")"
+"$PROTFAM" residue evaluate "${search_args[@]}" --part test --residue-index exact --output "$W/single/search" \
+  >"$W/logs/search-single.log" 2>&1 || die "residue evaluate, one process: $(tail -n 5 "$W/logs/search-single.log")"
+with_search_env() { # command...: runs it with the settings of this step's sbatch scripts
+  STORE="$search_store" DATA="$W/mini" PART=test HITS="$W/search/hits" REPORTS="$W/search/reports" \
+    RESIDUE_ARGS="" SEARCH_ARGS="--residue-index exact" "$@"
+}
+# Tasks 0..SHARDS-2 only, as if the last had failed: the merge must refuse.
+t0=$(date +%s)
+search_job=$(with_search_env submit --array=0-$((SHARDS - 2)) "$CONTRIB/residue_search_array.sbatch")
+log "residue search array job $search_job (tasks 0-$((SHARDS - 2)))"
+wait_job "$search_job"
+expect_completed "$search_job"
+missing="hits-$(printf %05d $((SHARDS - 1)))-of-$(printf %05d $SHARDS).safetensors"
+if with_search_env bash "$CONTRIB/residue_search_merge.sbatch" >"$W/logs/search-merge-refused.log" 2>&1; then
+  die "residue search merge ran with $missing missing"
+fi
+grep -q "$missing" "$W/logs/search-merge-refused.log" \
+  || die "residue search merge refusal does not name $missing: $(cat "$W/logs/search-merge-refused.log")"
+! compgen -G "$W/search/reports/*" >/dev/null || die "the refused residue search merge wrote a report"
+log "residue search merge refused: $missing missing"
+rerun_job=$(with_search_env submit --array=$((SHARDS - 1)) "$CONTRIB/residue_search_array.sbatch")
+merge_job=$(with_search_env submit --dependency=afterok:"$rerun_job" --kill-on-invalid-dep=yes "$CONTRIB/residue_search_merge.sbatch")
+log "residue search task $((SHARDS - 1)) alone: job $rerun_job (--array=$((SHARDS - 1))), merge job $merge_job (afterok)"
+wait_job "$rerun_job"
+expect_completed "$rerun_job"
+wait_job "$merge_job"
+expect_completed "$merge_job"
+log "residue search array + refused merge + last task + merge: $(($(date +%s) - t0)) s"
+predictions=residue-knn-near-clustered_split-test.predictions.csv
+same_bytes "$W/single/search/$predictions" "$W/search/reports/$predictions" "residue search predictions"
+
+# --- 7. the Snakemake workflow through its Slurm profile --------------------
 if [[ "${SLURM_TEST_SNAKEMAKE:-1}" == 1 ]]; then
   log "Snakemake workflow (quick config) through workflow/profiles/slurm-snakemake7"
   t0=$(date +%s)

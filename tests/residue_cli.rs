@@ -199,3 +199,84 @@ fn residue_knn_through_evaluate_compare_train_annotate_and_info() {
     assert_eq!(one[id], "one_residue");
     assert!(!one[acc].is_empty(), "{one:?}");
 }
+
+/// `residue search --store-part K/N` (one task of a job array each) and
+/// `residue evaluate --store-parts N` give, with exact search, the very
+/// predictions CSV of one `residue evaluate`; the merge refuses, naming the
+/// file, while a task's hits are missing.
+#[test]
+fn a_search_split_over_store_parts_through_the_cli_writes_the_one_process_predictions() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let test_rows = write_subset(&data);
+    let (store, hits) = (dir.path().join("residue"), dir.path().join("hits"));
+    let residue = |sub: &str| {
+        let mut cmd = protfam();
+        cmd.args(["residue", sub, "--data"])
+            .arg(&data)
+            .args(["--split", SPLIT, "--device", "cpu", "--residue-store"])
+            .arg(&store);
+        cmd
+    };
+    // Store shards of 8 sequences, so each of the 3 parts holds several.
+    common::run_ok(
+        residue("build").args(["--part", "train", "--sequences-per-shard", "8"]),
+        "residue build",
+    );
+    let single = dir.path().join("single");
+    common::run_ok(
+        residue("evaluate")
+            .args(["--residue-index", "exact", "--output"])
+            .arg(&single),
+        "residue evaluate",
+    );
+    let search = |k: usize| {
+        let (stdout, _) = common::run_ok(
+            residue("search")
+                .args([
+                    "--residue-index",
+                    "exact",
+                    "--store-part",
+                    &format!("{k}/3"),
+                    "--hits-dir",
+                ])
+                .arg(&hits),
+            "residue search",
+        );
+        assert!(
+            stdout.contains(&format!("hits-{k:05}-of-00003.safetensors")),
+            "{stdout}"
+        );
+    };
+    let merge = |out: &Path| {
+        let mut cmd = residue("evaluate");
+        cmd.args(["--residue-index", "exact", "--store-parts", "3", "--hits-dir"])
+            .arg(&hits)
+            .arg("--output")
+            .arg(out);
+        cmd
+    };
+    search(0);
+    search(1);
+    let merged = dir.path().join("merged");
+    let refused = merge(&merged).output().unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("hits-00002-of-00003.safetensors"),
+        "the merge names the missing part:\n{stderr}"
+    );
+    assert!(!merged.exists(), "the refused merge wrote nothing");
+    search(2);
+    common::run_ok(&mut merge(&merged), "residue evaluate --store-parts");
+    let predictions = "residue-knn-near-clustered_split-test.predictions.csv";
+    let one = std::fs::read(single.join(predictions)).unwrap();
+    assert_eq!(
+        std::fs::read(merged.join(predictions)).unwrap(),
+        one,
+        "merged and one-process predictions"
+    );
+    assert_eq!(
+        common::predicted_accessions(&single.join(predictions)).len(),
+        test_rows.len()
+    );
+}

@@ -716,17 +716,24 @@ impl ModelCache {
         for hash in hashes {
             h.update(hash);
         }
+        let name = format!("{}.lock", &hex::encode(h.finalize())[..24]);
+        Ok(self.lock(&name, wait)?.map(|file| Claim { _file: file }))
+    }
+
+    /// An exclusive `flock` on `claims/<name>`, held while the returned file
+    /// is open; `None` when `wait` is false and another process holds it.
+    fn lock(&self, name: &str, wait: bool) -> Result<Option<std::fs::File>, CacheError> {
         let dir = self.dir.join("claims");
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        let path = dir.join(format!("{}.lock", &hex::encode(h.finalize())[..24]));
+        let path = dir.join(name);
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
             .map_err(io_err(&path))?;
-        match crate::atomic::lock_exclusive(&file, wait) {
-            Ok(true) => Ok(Some(Claim { _file: file })),
+        match atomic::lock_exclusive(&file, wait) {
+            Ok(true) => Ok(Some(file)),
             Ok(false) => Ok(None),
             Err(source) => Err(CacheError::Io { path, source }),
         }
@@ -949,16 +956,7 @@ impl ModelCache {
     /// last listed the shards after every shard written before it took the
     /// lock, and every shard's writer rewrites the index after its rename.
     fn rewrite_index(&self, only_if_changed: bool) -> Result<(), CacheError> {
-        let claims = self.dir.join("claims");
-        std::fs::create_dir_all(&claims).map_err(io_err(&claims))?;
-        let lock_path = claims.join("index.lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_err(&lock_path))?;
-        atomic::lock_exclusive(&lock, true).map_err(io_err(&lock_path))?;
+        let _lock = self.lock("index.lock", true)?;
         let path = self.dir.join("index.json");
         let json = self.index_json()?;
         if only_if_changed && std::fs::read(&path).ok().as_deref() == Some(&json[..]) {

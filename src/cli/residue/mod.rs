@@ -74,7 +74,8 @@ pub enum ResidueCommand {
         #[arg(help_heading = "Residue store", long, value_name = "N", default_value_t = protfam::residue::StoreConfig::default().shard_sequences)]
         sequences_per_shard: usize,
     },
-    /// Train on `train`, predict `test` (or --part), print and save the report.
+    /// Train on `train`, predict `test` (or --part), print and save the report (JSON) and the
+    /// per-query predictions (CSV) beside it.
     Evaluate {
         #[command(flatten)]
         split: ResidueTarget,
@@ -85,7 +86,7 @@ pub enum ResidueCommand {
         /// Only the first N query sequences (quick checks).
         #[arg(help_heading = "Data", long)]
         limit: Option<usize>,
-        /// Where the JSON report goes.
+        /// Where the JSON report and the predictions CSV go.
         #[arg(
             help_heading = "Output",
             short = 'o',
@@ -338,6 +339,10 @@ pub fn run(cmd: ResidueCommand) -> anyhow::Result<ExitCode> {
             ));
             protfam::report::write_file(&path, &serde_json::to_vec_pretty(&report)?)?;
             eprintln!("report written to {}", path.display());
+            // Per query, in the one predictions format of every method (`evaluate`'s predictions/).
+            let predictions = path.with_extension("predictions.csv");
+            protfam::report::write_predictions(&predictions, &report.predictions)?;
+            eprintln!("predictions written to {}", predictions.display());
             if let Some(dir) = save_classifier {
                 model.save(&dir)?;
             }
