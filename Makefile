@@ -23,7 +23,7 @@ FUZZ_TARGETS := fasta stockholm pfam_csv cache_shard cache_dir classifier_dir np
 # cargo-fuzz wants a nightly compiler; RUSTC_BOOTSTRAP lets a stable one stand in.
 FUZZ_CARGO ?= $(shell rustup toolchain list 2>/dev/null | grep -q '^nightly' && echo 'cargo +nightly' || echo 'env RUSTC_BOOTSTRAP=1 cargo')
 
-.PHONY: readme-results domains slurm-test workflow workflow-quick snakemake-deps fuzz fuzz-build fuzz-ci test-slow fixtures baseline-check pfam32 all build test test-deps lint data models embed evaluate compare baselines bench clean-cache help
+.PHONY: readme-results domains slurm-test workflow workflow-quick snakemake-deps fuzz fuzz-build fuzz-smoke test-slow fixtures baseline-check pfam32 all build test test-deps lint data models embed evaluate compare baselines bench clean-cache help
 
 all: build
 
@@ -59,6 +59,7 @@ test: test-deps models
 	python3 scripts/import_cycles.py src
 	$(CARGO) test --release --lib --bins --tests
 	$(CARGO) test --release --doc
+	$(MAKE) fuzz-smoke
 
 # Fuzzing (cargo-fuzz, libFuzzer): every reader and loader for FUZZ_SECONDS each,
 # from seed corpora built out of tests/data and the bundled split. Crashes land in
@@ -75,11 +76,24 @@ fuzz: fuzz-build
 			-max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -print_final_stats=1 || exit 1; \
 	done
 
-# Each target a few seconds, so the harness never rots. Not part of `make test`: the
-# instrumented nightly build of every dependency takes ~45 min on 2 cores, far over CI's
-# budget; `tests/fuzz_regressions.rs` replays the fuzz bodies on saved inputs in every run.
-fuzz-ci:
-	$(MAKE) fuzz FUZZ_SECONDS=4
+# Each target a few seconds, so the harness never rots: `make test` runs it. Coverage
+# instrumentation (the flags of `cargo fuzz -s none`) on this workspace's crates only
+# (scripts/fuzz_rustc.sh as RUSTC_WORKSPACE_WRAPPER), on the stable compiler, so the
+# release build of every dependency is reused: ~3 min to build on 2 cores where
+# `make fuzz`'s instrumented build of every crate takes ~45. A crash fails the run
+# and lands in fuzz/artifacts/<target>/. `tests/fuzz_regressions.rs` replays the
+# saved crashes in every test run.
+FUZZ_SMOKE_SECONDS ?= 3
+fuzz-smoke:
+	RUSTC_WORKSPACE_WRAPPER=$(CURDIR)/scripts/fuzz_rustc.sh $(CARGO) build --release -p protfam-fuzz
+	bash scripts/fuzz_seeds.sh $(DATA) >/dev/null
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/artifacts/$$t; \
+		target/release/$$t fuzz/corpus/$$t -max_total_time=$(FUZZ_SMOKE_SECONDS) -rss_limit_mb=4096 \
+			-artifact_prefix=fuzz/artifacts/$$t/ -print_final_stats=1 >fuzz/artifacts/$$t/smoke.log 2>&1 \
+			|| { tail -n 40 fuzz/artifacts/$$t/smoke.log; echo "fuzz-smoke: $$t failed (fuzz/artifacts/$$t/)"; exit 1; }; \
+		echo "fuzz-smoke $$t: $$(grep -o 'number_of_executed_units: *[0-9]*' fuzz/artifacts/$$t/smoke.log | grep -o '[0-9]*$$') runs in $(FUZZ_SMOKE_SECONDS) s, $$(grep -o 'new_units_added: *[0-9]*' fuzz/artifacts/$$t/smoke.log | grep -o '[0-9]*$$') new inputs, no crash"; \
+	done
 
 lint:
 	$(CARGO) fmt --all -- --check
