@@ -1,6 +1,6 @@
-//! Splitting `protfam annotate` over the tasks of a job array (Slurm
-//! `--array`, Kubernetes indexed jobs, GNU parallel) and merging their parts
-//! back into the output a single process would have written.
+//! Splitting `protfam annotate` and `protfam domains scan` over the tasks of a
+//! job array (Slurm `--array`, Kubernetes indexed jobs, GNU parallel) and
+//! merging their parts back into the output a single process would have written.
 //!
 //! Every task reads the whole input and keeps the records whose position
 //! (counted from 0 over every record, invalid ones included) is `K` modulo
@@ -15,9 +15,11 @@
 //! part is either complete or absent. Its first line is a [`PartHeader`]
 //! (which input, which settings, how many rows, the SHA-256 of the rest);
 //! every further line is one [`PartRow`]: the record's input position and its
-//! [`Annotation`]. Scores are `f32` and JSON round-trips them exactly, so
-//! [`merge_parts`] rebuilds the very rows of a single-process run and the
-//! caller writes them with the same writer, byte for byte.
+//! row, of a [`PartRowKind`] the header names (so a merge never takes another
+//! command's parts): an [`Annotation`], whose `f32` scores JSON round-trips
+//! exactly, or a protein's domain calls already formatted as the output will
+//! hold them. [`merge_parts`] thus rebuilds the very rows of a single-process
+//! run and the caller writes them with the same writer, byte for byte.
 //!
 //! The merge refuses to run while a part is missing, damaged (digest, row
 //! count, positions) or from another run (input, settings or `N` differ),
@@ -40,6 +42,7 @@
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -48,10 +51,22 @@ use crate::cache::atomic;
 use crate::io::Record;
 use crate::pipeline::WorkShard;
 
-/// `format` value of every part header.
-pub const PART_FORMAT: &str = "protfam-annotate-part";
 /// Version of the part layout; the merge refuses others.
 pub const PART_VERSION: u32 = 1;
+
+/// What one row of a part holds (one per input record).
+pub trait PartRowKind: Serialize + DeserializeOwned + Clone {
+    /// The `format` of this kind's part headers; a merge refuses any other.
+    const FORMAT: &'static str;
+}
+
+impl PartRowKind for Annotation {
+    const FORMAT: &'static str = "protfam-annotate-part";
+}
+
+impl PartRowKind for crate::domains::output::FormattedProtein {
+    const FORMAT: &'static str = "protfam-domains-part";
+}
 
 /// Why parts could not be written or merged. Every variant names the file or directory.
 #[derive(Debug, thiserror::Error)]
@@ -176,7 +191,7 @@ fn hex(bytes: &[u8]) -> String {
 /// First line of a part file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PartHeader {
-    /// Always [`PART_FORMAT`].
+    /// [`PartRowKind::FORMAT`] of its rows.
     pub format: String,
     /// Always [`PART_VERSION`].
     pub version: u32,
@@ -203,10 +218,10 @@ pub struct PartHeader {
 
 /// One row line of a part file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PartRow {
+pub struct PartRow<T> {
     /// Position of the record in the whole input.
     pub ordinal: u64,
-    pub row: Annotation,
+    pub row: T,
 }
 
 /// File name of part `K` of `N`.
@@ -236,11 +251,11 @@ pub struct PartContext<'a> {
 
 /// Writes this task's part into `dir` (created if missing), atomically, and returns its path.
 /// `rows` are the annotations of the task's items, in order (one per `placement.ordinals`).
-pub fn write_part(
+pub fn write_part<T: PartRowKind>(
     dir: &Path,
     context: &PartContext<'_>,
     placement: &Placement,
-    rows: &[Annotation],
+    rows: &[T],
 ) -> Result<PathBuf, ShardError> {
     if rows.len() != placement.ordinals.len() {
         // A caller bug, but never write a part the merge would have to reject.
@@ -261,7 +276,7 @@ pub fn write_part(
         body.push(b'\n');
     }
     let header = PartHeader {
-        format: PART_FORMAT.to_string(),
+        format: T::FORMAT.to_string(),
         version: PART_VERSION,
         index: context.shard.index,
         count: context.shard.count,
@@ -287,8 +302,8 @@ pub fn write_part(
 
 /// The merged rows of all parts, in input order.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Merged {
-    pub rows: Vec<Annotation>,
+pub struct Merged<T> {
+    pub rows: Vec<T>,
     /// Tasks the input was split over.
     pub parts: usize,
     /// The header of part 0 (input, digest, settings, duplicate ids).
@@ -296,7 +311,7 @@ pub struct Merged {
 }
 
 /// Reads and checks one part file.
-pub fn read_part(path: &Path) -> Result<(PartHeader, Vec<PartRow>), ShardError> {
+pub fn read_part<T: PartRowKind>(path: &Path) -> Result<(PartHeader, Vec<PartRow<T>>), ShardError> {
     let file = std::fs::File::open(path).map_err(|e| ShardError::io(path, e))?;
     let mut reader = std::io::BufReader::new(file);
     let mut header_line = String::new();
@@ -308,12 +323,14 @@ pub fn read_part(path: &Path) -> Result<(PartHeader, Vec<PartRow>), ShardError> 
     }
     let header: PartHeader =
         serde_json::from_str(header_line.trim_end()).map_err(|e| ShardError::damaged(path, format!("header: {e}")))?;
-    if header.format != PART_FORMAT || header.version != PART_VERSION {
+    if header.format != T::FORMAT || header.version != PART_VERSION {
         return Err(ShardError::damaged(
             path,
             format!(
-                "header says {:?} version {}, expected {PART_FORMAT:?} version {PART_VERSION}",
-                header.format, header.version
+                "header says {:?} version {}, expected {:?} version {PART_VERSION}",
+                header.format,
+                header.version,
+                T::FORMAT
             ),
         ));
     }
@@ -334,7 +351,7 @@ pub fn read_part(path: &Path) -> Result<(PartHeader, Vec<PartRow>), ShardError> 
     }
     let mut rows = Vec::with_capacity(header.rows);
     for (n, line) in body.split_inclusive(|&b| b == b'\n').enumerate() {
-        let row: PartRow = serde_json::from_slice(&line[..line.len() - 1])
+        let row: PartRow<T> = serde_json::from_slice(&line[..line.len() - 1])
             .map_err(|e| ShardError::damaged(path, format!("row line {}: {e}", n + 2)))?;
         rows.push(row);
     }
@@ -352,7 +369,7 @@ pub fn read_part(path: &Path) -> Result<(PartHeader, Vec<PartRow>), ShardError> 
 /// Refuses (naming the files) when any part of `0..N` is missing, when a part
 /// is damaged, when parts of different `N` are present, or when parts read
 /// a different input or ran with different settings.
-pub fn merge_parts(dir: &Path) -> Result<Merged, ShardError> {
+pub fn merge_parts<T: PartRowKind>(dir: &Path) -> Result<Merged<T>, ShardError> {
     let entries = std::fs::read_dir(dir).map_err(|e| ShardError::io(dir, e))?;
     let mut found: Vec<(usize, usize, PathBuf)> = Vec::new();
     for entry in entries {
@@ -397,9 +414,9 @@ pub fn merge_parts(dir: &Path) -> Result<Merged, ShardError> {
     }
 
     let mut first: Option<(PartHeader, PathBuf)> = None;
-    let mut rows: Vec<Option<Annotation>> = Vec::new();
+    let mut rows: Vec<Option<T>> = Vec::new();
     for (k, _, path) in &found {
-        let (header, part_rows) = read_part(path)?;
+        let (header, part_rows) = read_part::<T>(path)?;
         if header.index != *k || header.count != count {
             return Err(ShardError::damaged(
                 path,

@@ -233,6 +233,65 @@ fn domains_calibrate_evaluate_and_scan_whole_proteins() {
     let expected: Vec<&str> = test.iter().map(|(id, _)| id.as_str()).collect();
     assert_eq!(firsts, expected, "input order, every protein present");
 
+    // The same scan as 3 job-array tasks (`--shard K/3 --part-dir`) and `domains merge`: the
+    // very bytes of one scan, in each format; the merge refuses while a part is missing.
+    for format in ["json", "gff3"] {
+        let single = dir.path().join(format!("single.{format}"));
+        let out = scan(
+            &["--all-calls", "--format", format, "-o", single.to_str().unwrap()],
+            &input,
+        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let parts = dir.path().join(format!("parts-{format}"));
+        let task = |k: usize| {
+            let shard = format!("{k}/3");
+            let out = scan(
+                &[
+                    "--all-calls",
+                    "--format",
+                    format,
+                    "--shard",
+                    &shard,
+                    "--part-dir",
+                    parts.to_str().unwrap(),
+                ],
+                &input,
+            );
+            assert!(
+                out.status.success(),
+                "task {k}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let merge = |output: &Path| {
+            protfam()
+                .args(["domains", "merge"])
+                .arg(&parts)
+                .arg("-o")
+                .arg(output)
+                .output()
+                .unwrap()
+        };
+        task(0);
+        task(1);
+        let merged = dir.path().join(format!("merged.{format}"));
+        let refused = merge(&merged);
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            !refused.status.success() && stderr.contains("part-00002-of-00003.jsonl"),
+            "the merge names the missing part:\n{stderr}"
+        );
+        assert!(!merged.exists());
+        task(2);
+        let out = merge(&merged);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            std::fs::read_to_string(&merged).unwrap(),
+            std::fs::read_to_string(&single).unwrap(),
+            "{format}: merged parts and one scan"
+        );
+    }
+
     // Hard inputs: ten training domains end to end, 35,000 residues, only X, then an empty record.
     let mut ten = String::new();
     let mut bounds = Vec::new();

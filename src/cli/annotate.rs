@@ -62,8 +62,23 @@ pub struct AnnotateArgs {
     /// Exit with status 0 even when some records were invalid (they are always reported and skipped).
     #[arg(help_heading = "Input", long)]
     pub lenient: bool,
-    /// Annotate only share K of N of the records (record i belongs to share i mod N, K from 0):
-    /// one task of a job array. Writes `part-K-of-N.jsonl` to --part-dir for `protfam annotate merge`.
+    #[command(flatten)]
+    pub parts: PartArgs,
+    /// Residues per embedding batch (default: the model's own).
+    #[arg(help_heading = "Model and device", long)]
+    pub batch_tokens: Option<usize>,
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    #[command(flatten)]
+    pub models: ModelArgs,
+}
+
+/// One task of a job array over the input records (`annotate`, `domains scan`):
+/// its share and where its part goes, for the `merge` subcommand.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PartArgs {
+    /// Only share K of N of the records (record i belongs to share i mod N, K from 0): one task
+    /// of a job array. Writes `part-K-of-N.jsonl` to --part-dir for the `merge` subcommand.
     #[arg(
         help_heading = "Job array",
         long,
@@ -73,15 +88,8 @@ pub struct AnnotateArgs {
     )]
     pub shard: Option<WorkShard>,
     /// Directory the part of --shard is written to (shared by all tasks).
-    #[arg(help_heading = "Job array", long, requires = "shard")]
+    #[arg(help_heading = "Job array", long, value_name = "DIR", requires = "shard")]
     pub part_dir: Option<PathBuf>,
-    /// Residues per embedding batch (default: the model's own).
-    #[arg(help_heading = "Model and device", long)]
-    pub batch_tokens: Option<usize>,
-    #[command(flatten)]
-    pub cache: CacheArgs,
-    #[command(flatten)]
-    pub models: ModelArgs,
 }
 
 /// `protfam annotate [ARGS] INPUT` or `protfam annotate merge PART_DIR`.
@@ -389,7 +397,7 @@ pub fn run(args: AnnotateArgs) -> anyhow::Result<ExitCode> {
         ),
     }
 
-    let input = read_input(input_path)?.select(args.shard);
+    let input = read_input(input_path)?.select(args.parts.shard);
     report_input_problems(&input);
     let opts = embed_options(args.batch_tokens, input.records.len() as u64);
     let outcomes = classifier.predict_records(embedder.as_ref(), &cache, &input.records, &input.name, &opts)?;
@@ -422,7 +430,7 @@ fn finish(
     settings: serde_json::Value,
     started: Instant,
 ) -> anyhow::Result<ExitCode> {
-    if let (Some(shard), Some(dir), Some(placement)) = (args.shard, &args.part_dir, &input.placement) {
+    if let (Some(shard), Some(dir), Some(placement)) = (args.parts.shard, &args.parts.part_dir, &input.placement) {
         let context = PartContext {
             shard,
             input: &input.name,

@@ -2,7 +2,10 @@
 //!
 //! - `domains scan --classifier DIR INPUT`: calls with envelopes, scores and
 //!   calibrated confidence as TSV, JSON or GFF3 (streamed in input order; a
-//!   file output appears atomically when complete).
+//!   file output appears atomically when complete). With `--shard K/N
+//!   --part-dir DIR` one task of a job array: proteins K, K+N, ... into its part.
+//! - `domains merge PART_DIR`: the parts of the N tasks, in input order, byte
+//!   for byte the output of one `domains scan` (see [`protfam::shard`]).
 //! - `domains calibrate --classifier DIR`: chooses the scan settings and the
 //!   score cut for a target precision on the dev proteins of the bundled
 //!   `full_length/` set (or any FASTA + truth TSV) and stores them with the classifier.
@@ -17,23 +20,28 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
+use protfam::annotate::InputItem;
 use protfam::baseline::BaselineOptions;
 use protfam::classifier::load_embedder_for;
 use protfam::domains::eval::{recall_at_precision, DomainCalibration, DomainMetrics, Truth};
-use protfam::domains::output::{DomainFormat, DomainWriter};
+use protfam::domains::output::{DomainFormat, DomainWriter, FormattedProtein};
 use protfam::domains::scan::{DomainScanner, ScanParams, SearchedProtein};
 use protfam::domains::{hmmer, ProteinDomains};
 use protfam::embedder::Embedder;
 use protfam::io::input::SequenceReader;
 use protfam::io::{alphabet, Record};
 use protfam::residue::ResidueKnn;
+use protfam::shard::{PartContext, RecordSelection};
 
+use super::annotate::PartArgs;
 use super::context::{DataArgs, ModelArgs};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum DomainsCommand {
     /// Call every domain of whole proteins (TSV, JSON or GFF3).
     Scan(ScanArgs),
+    /// Merge the parts of `domains scan --shard K/N` tasks into the output one scan writes.
+    Merge(MergeArgs),
     /// Fit the scan settings and the confidence cut on dev proteins; stored with the classifier.
     Calibrate(CalibrateArgs),
     /// Score the test proteins beside hmmscan and write the report.
@@ -68,7 +76,19 @@ pub struct ScanArgs {
     #[arg(help_heading = "Input", long)]
     pub lenient: bool,
     #[command(flatten)]
+    pub parts: PartArgs,
+    #[command(flatten)]
     pub models: ModelArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MergeArgs {
+    /// The --part-dir of the `domains scan --shard` tasks.
+    #[arg(value_name = "PART_DIR")]
+    pub part_dir: PathBuf,
+    /// Output file (default: standard output); the format is the tasks' --format.
+    #[arg(help_heading = "Output", short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 /// Where the tuning (dev) and test proteins are.
@@ -183,6 +203,7 @@ pub struct EvaluateArgs {
 pub fn run(cmd: DomainsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         DomainsCommand::Scan(args) => run_scan(args),
+        DomainsCommand::Merge(args) => run_merge(args),
         DomainsCommand::Calibrate(args) => run_calibrate(args).map(|_| ExitCode::SUCCESS),
         DomainsCommand::Evaluate(args) => run_evaluate(args),
     }
@@ -299,11 +320,57 @@ fn run_scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
             ScanParams::default()
         }
     };
-    let records = read_proteins(input, args.lenient)?;
+    let mut records = read_proteins(input, args.lenient)?;
     let scanner = DomainScanner::new(&knn, embedder.as_ref())?;
+    if let (Some(shard), Some(dir)) = (args.parts.shard, &args.parts.part_dir) {
+        // Positions count the proteins read (invalid ones skipped with --lenient alike in every task).
+        let items = records
+            .iter()
+            .map(|r| InputItem::Valid {
+                id: r.id.clone(),
+                length: r.sequence.len(),
+                note: String::new(),
+            })
+            .collect();
+        let selection = RecordSelection::select(items, std::mem::take(&mut records), shard);
+        let formatter = DomainWriter::new(std::io::sink(), args.format, args.all_calls)?;
+        let mut rows = Vec::with_capacity(selection.records.len());
+        if !selection.records.is_empty() {
+            scan_records(&scanner, &selection.records, &params, calibration.as_ref(), |batch| {
+                rows.extend(batch.iter().map(|p| FormattedProtein {
+                    text: formatter.format_protein(p),
+                    confident: p.confident().count(),
+                }));
+                Ok(())
+            })?;
+        }
+        let context = PartContext {
+            shard,
+            input: &input.display().to_string(),
+            duplicate_ids: 0,
+            settings: serde_json::json!({
+                "classifier": std::fs::canonicalize(&args.classifier).unwrap_or_else(|_| args.classifier.clone()),
+                // The store's directory name holds its embedder, stride and training-data digest.
+                "store": knn.store.dir.file_name().map(|n| n.to_string_lossy().into_owned()),
+                "calibration": calibration.as_ref().map(|c| serde_json::to_value(c).unwrap_or_default()),
+                "params": serde_json::to_value(&params).unwrap_or_default(),
+                "format": args.format.name(),
+                "all_calls": args.all_calls,
+                "lenient": args.lenient,
+                "protfam": env!("CARGO_PKG_VERSION"),
+            }),
+        };
+        let path = protfam::shard::write_part(dir, &context, &selection.placement, &rows)?;
+        eprintln!(
+            "part {shard}: {} of {} proteins -> {}",
+            rows.len(),
+            selection.placement.input_records,
+            path.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let (mut confident, mut proteins_with) = (0usize, 0usize);
-    let mut write_all = |out: &mut dyn Write| -> anyhow::Result<()> {
-        let mut writer = DomainWriter::new(out, args.format, args.all_calls)?;
+    write_output(args.output.as_deref(), args.format, args.all_calls, |writer| {
         scan_records(&scanner, &records, &params, calibration.as_ref(), |batch| {
             for p in batch {
                 let n = p.confident().count();
@@ -312,11 +379,57 @@ fn run_scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
                 writer.write(p)?;
             }
             Ok(())
-        })?;
+        })
+    })?;
+    eprintln!(
+        "{confident} confident domains on {proteins_with} of {} proteins",
+        records.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `domains merge`: the tasks' proteins in input order, written as one `domains scan` writes them.
+fn run_merge(args: MergeArgs) -> anyhow::Result<ExitCode> {
+    let merged = protfam::shard::merge_parts::<FormattedProtein>(&args.part_dir)?;
+    let settings = &merged.header.settings;
+    let format: DomainFormat = settings["format"]
+        .as_str()
+        .unwrap_or_default()
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("{}: {e}", args.part_dir.display()))?;
+    let all_calls = settings["all_calls"].as_bool().unwrap_or(false);
+    write_output(args.output.as_deref(), format, all_calls, |writer| {
+        for p in &merged.rows {
+            writer.write_formatted(p)?;
+        }
+        Ok(())
+    })?;
+    let confident: usize = merged.rows.iter().map(|p| p.confident).sum();
+    let proteins_with = merged.rows.iter().filter(|p| p.confident > 0).count();
+    eprintln!(
+        "merged {} parts of {}: {confident} confident domains on {proteins_with} of {} proteins",
+        merged.parts,
+        merged.header.input,
+        merged.rows.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes domain calls through `fill` to `output` (atomically: the file appears when
+/// complete) or to standard output.
+fn write_output(
+    output: Option<&Path>,
+    format: DomainFormat,
+    all_calls: bool,
+    mut fill: impl FnMut(&mut DomainWriter<&mut dyn Write>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut write_all = |out: &mut dyn Write| -> anyhow::Result<()> {
+        let mut writer = DomainWriter::new(out, format, all_calls)?;
+        fill(&mut writer)?;
         writer.finish()?;
         Ok(())
     };
-    match &args.output {
+    match output {
         Some(path) => protfam::atomic::write_atomic_via_path(path, |tmp| -> anyhow::Result<()> {
             let file = std::fs::File::create(tmp).with_context(|| format!("creating {}", tmp.display()))?;
             let mut out = std::io::BufWriter::new(file);
@@ -327,11 +440,7 @@ fn run_scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("writing {}", path.display()))?,
         None => write_all(&mut std::io::stdout().lock())?,
     }
-    eprintln!(
-        "{confident} confident domains on {proteins_with} of {} proteins",
-        records.len()
-    );
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// The scan settings tried on dev: the match-score shift and the gap costs move the

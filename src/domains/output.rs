@@ -32,7 +32,27 @@ impl std::str::FromStr for DomainFormat {
     }
 }
 
+impl DomainFormat {
+    /// The name `--format` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            DomainFormat::Tsv => "tsv",
+            DomainFormat::Json => "json",
+            DomainFormat::Gff3 => "gff3",
+        }
+    }
+}
+
 pub const TSV_HEADER: &str = "sequence_id\tstart\tend\tfamily_accession\tfamily_id\tbest_match\tmatch_start\tmatch_end\tmatch_length\tscore\tevalue\tconfidence\tconfident\tsequence_length\tnote";
+
+/// One protein's calls as a [`DomainWriter`] writes them (JSON's separator
+/// aside), with its count of confident calls: the row of a `domains scan
+/// --shard` part, so that the merge writes the very bytes of one process.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FormattedProtein {
+    pub text: String,
+    pub confident: usize,
+}
 
 /// Writes proteins one at a time; [`Self::finish`] closes the document.
 pub struct DomainWriter<W: Write> {
@@ -71,12 +91,38 @@ impl<W: Write> DomainWriter<W> {
     }
 
     pub fn write(&mut self, p: &ProteinDomains) -> std::io::Result<()> {
+        let text = self.format_protein(p);
+        self.write_formatted(&FormattedProtein {
+            text,
+            confident: p.confident().count(),
+        })
+    }
+
+    /// Writes one protein formatted by [`Self::format_protein`] of a writer with
+    /// the same format and `all_calls` (a `domains scan --shard` part's row).
+    pub fn write_formatted(&mut self, p: &FormattedProtein) -> std::io::Result<()> {
+        if self.format == DomainFormat::Json {
+            write!(self.out, "{}", if self.written == 0 { "\n" } else { ",\n" })?;
+        }
+        self.out.write_all(p.text.as_bytes())?;
+        self.written += 1;
+        Ok(())
+    }
+
+    /// The bytes [`Self::write`] adds for `p`, less the separator JSON puts between proteins.
+    pub fn format_protein(&self, p: &ProteinDomains) -> String {
+        let mut out = Vec::new();
+        self.format_into(&mut out, p).expect("writing to a Vec cannot fail");
+        String::from_utf8(out).expect("formatted from strings")
+    }
+
+    fn format_into(&self, out: &mut Vec<u8>, p: &ProteinDomains) -> std::io::Result<()> {
         let calls = self.shown(p);
         match self.format {
             DomainFormat::Tsv => {
                 if calls.is_empty() {
                     writeln!(
-                        self.out,
+                        out,
                         "{}\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\tfalse\t{}\t{}",
                         p.sequence_id,
                         p.length,
@@ -85,7 +131,7 @@ impl<W: Write> DomainWriter<W> {
                 }
                 for c in calls {
                     writeln!(
-                        self.out,
+                        out,
                         "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{:.2}\t{}\t{}\t{}\t{}\t",
                         p.sequence_id,
                         c.start,
@@ -132,12 +178,11 @@ impl<W: Write> DomainWriter<W> {
                     "domains": calls,
                     "note": note,
                 });
-                let sep = if self.written == 0 { "\n" } else { ",\n" };
-                write!(self.out, "{sep}{value}")?;
+                write!(out, "{value}")?;
             }
             DomainFormat::Gff3 => {
                 let seqid = gff_escape(&p.sequence_id, false);
-                writeln!(self.out, "##sequence-region {seqid} 1 {}", p.length.max(1))?;
+                writeln!(out, "##sequence-region {seqid} 1 {}", p.length.max(1))?;
                 for (i, c) in calls.iter().enumerate() {
                     let mut attributes = format!(
                         "ID={}.d{};Name={};Dbxref=Pfam:{};best_match={};match_span={}-{}/{};confident={}",
@@ -158,17 +203,16 @@ impl<W: Write> DomainWriter<W> {
                         attributes.push_str(&format!(";evalue={e:.2e}"));
                     }
                     writeln!(
-                        self.out,
+                        out,
                         "{seqid}\tprotfam\tprotein_domain\t{}\t{}\t{:.2}\t.\t.\t{attributes}",
                         c.start, c.end, c.score
                     )?;
                 }
                 if calls.is_empty() {
-                    writeln!(self.out, "# {seqid}: {}", Self::empty_note(p))?;
+                    writeln!(out, "# {seqid}: {}", Self::empty_note(p))?;
                 }
             }
         }
-        self.written += 1;
         Ok(())
     }
 
