@@ -165,7 +165,8 @@ slurm-test: build models
 	bash scripts/slurm_test.sh
 
 # The Snakemake workflow (workflow/Snakefile) on this machine: `workflow` is
-# make embed + make evaluate + a sharded annotate (~70 min on 2 cores),
+# make embed + make evaluate + a sharded annotate (1 h 56 min measured from a
+# clean clone on 2 cores shared with other jobs; see the README),
 # `workflow-quick` the same steps on a sample of the bundled split (~4 min).
 SNAKEMAKE = snakemake -s workflow/Snakefile --cores $(shell nproc) --config data="$(DATA)"
 snakemake-deps:
