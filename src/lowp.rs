@@ -256,7 +256,8 @@ pub fn matmul_abt(a: &[f32], m: usize, b: &PackedRhs, out: &mut [f32], accumulat
 }
 
 /// [`matmul_abt`] with row strides: row `i` of `a` starts at `i * a_stride`, row `i` of `out` at
-/// `i * out_stride` (for operands that are column ranges of wider matrices).
+/// `i * out_stride` (for operands that are column ranges of wider matrices). Rows of `a` may
+/// overlap (`a_stride < k`): then row `i` is the window of `k` values from `i * a_stride`.
 pub fn matmul_abt_strided(
     (a, a_stride): (&[f32], usize),
     m: usize,
@@ -299,7 +300,9 @@ fn product(
     terms: Terms,
 ) {
     let (n, k) = (b.n, b.k);
-    assert!(a_stride >= k && out_stride >= n, "row strides shorter than rows");
+    // Rows of `a` may overlap (a stride under `k`: sliding windows, as NEAR's convolutions use);
+    // rows of `out` are written, so they may not.
+    assert!(out_stride >= n, "out's row stride is shorter than its rows");
     if m == 0 || n == 0 {
         return;
     }
@@ -927,6 +930,23 @@ mod tests {
                 );
                 assert!(out[i * out_stride + n..(i + 1) * out_stride].iter().all(|&v| v == -7.0));
             }
+        }
+    }
+
+    #[test]
+    fn overlapping_rows_of_a_are_sliding_windows() {
+        // Row i = a[3i .. 3i + k]: a convolution's windows over rows of 3 channels.
+        let (m, n, k, stride) = (30, 17, 21, 3);
+        let a = random((m - 1) * stride + k, 8);
+        let b = random(n * k, 9);
+        let windows: Vec<f32> = (0..m).flat_map(|i| a[i * stride..i * stride + k].to_vec()).collect();
+        for level in levels() {
+            let packed = PackedRhs::pack_at(&b, n, k, level);
+            let mut want = vec![0f32; m * n];
+            matmul_abt(&windows, m, &packed, &mut want, false);
+            let mut out = vec![0f32; m * n];
+            matmul_abt_strided((&a, stride), m, &packed, (&mut out, n), false);
+            assert_eq!(out, want, "{level:?}");
         }
     }
 

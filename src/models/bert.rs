@@ -14,10 +14,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Module, Tensor};
-use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
+use candle_nn::{Embedding, LayerNorm, VarBuilder};
 use serde::Deserialize;
 
 use super::hf_config;
+use super::projection::Projection;
 use super::prottrans::{map_rare_residue, Encoder, Layout, PaddedEncoder};
 use super::t5::Activation;
 use super::{LoadOptions, ModelError};
@@ -80,11 +81,8 @@ impl Config {
     }
 }
 
-fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> candle_core::Result<Linear> {
-    Ok(Linear::new(
-        vb.get((out_dim, in_dim), "weight")?,
-        Some(vb.get(out_dim, "bias")?),
-    ))
+fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> candle_core::Result<Projection> {
+    Projection::load(in_dim, out_dim, true, vb)
 }
 
 fn layer_norm(size: usize, eps: f64, vb: VarBuilder) -> candle_core::Result<LayerNorm> {
@@ -133,9 +131,9 @@ impl BertEmbeddings {
 /// Query/key/value projections and scaled dot-product attention.
 #[derive(Debug, Clone)]
 pub struct BertSelfAttention {
-    query: Linear,
-    key: Linear,
-    value: Linear,
+    query: Projection,
+    key: Projection,
+    value: Projection,
     num_attention_heads: usize,
     attention_head_size: usize,
 }
@@ -184,7 +182,7 @@ impl BertSelfAttention {
 /// Attention output projection, residual and LayerNorm.
 #[derive(Debug, Clone)]
 pub struct BertSelfOutput {
-    dense: Linear,
+    dense: Projection,
     layer_norm: LayerNorm,
 }
 
@@ -224,7 +222,7 @@ impl BertAttention {
 /// Feed-forward up-projection and activation.
 #[derive(Debug, Clone)]
 pub struct BertIntermediate {
-    dense: Linear,
+    dense: Projection,
     act: Activation,
 }
 
@@ -249,7 +247,7 @@ impl Module for BertIntermediate {
 /// Feed-forward down-projection, residual and LayerNorm.
 #[derive(Debug, Clone)]
 pub struct BertOutput {
-    dense: Linear,
+    dense: Projection,
     layer_norm: LayerNorm,
 }
 
@@ -281,6 +279,18 @@ impl BertLayer {
             intermediate: BertIntermediate::load(vb.pp("intermediate"), cfg)?,
             output: BertOutput::load(vb.pp("output"), cfg)?,
         })
+    }
+
+    fn projections_mut(&mut self) -> Vec<&mut Projection> {
+        let query_key_value = &mut self.attention.self_attention;
+        vec![
+            &mut query_key_value.query,
+            &mut query_key_value.key,
+            &mut query_key_value.value,
+            &mut self.attention.output.dense,
+            &mut self.intermediate.dense,
+            &mut self.output.dense,
+        ]
     }
 
     pub fn forward(&self, xs: &Tensor, key_bias: &Tensor) -> candle_core::Result<Tensor> {
@@ -327,6 +337,15 @@ impl BertModel {
             embeddings: BertEmbeddings::load(vb.pp("embeddings"), cfg)?,
             encoder: BertEncoder::load(vb.pp("encoder"), cfg)?,
         })
+    }
+
+    /// Rounds and packs every projection weight for bf16 products on the CPU
+    /// ([`crate::models::projection`]); LayerNorm, attention and the residual stream stay f32.
+    pub fn use_bf16_products(&mut self) -> candle_core::Result<()> {
+        for projection in self.encoder.layer.iter_mut().flat_map(BertLayer::projections_mut) {
+            projection.use_bf16_products()?;
+        }
+        Ok(())
     }
 
     /// Hidden state `state` as HF's `output_hidden_states` numbers them (0 =
@@ -534,6 +553,10 @@ pub fn load_prot_bert(dir: &Path, name: &str, opts: &LoadOptions) -> Result<Prot
 impl PaddedEncoder for BertModel {
     fn hidden_state(&self, input_ids: &Tensor, key_bias: &Tensor, state: usize) -> candle_core::Result<Tensor> {
         self.forward(input_ids, key_bias, state)
+    }
+
+    fn use_bf16_products(&mut self) -> candle_core::Result<()> {
+        BertModel::use_bf16_products(self)
     }
 }
 

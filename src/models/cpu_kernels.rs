@@ -17,6 +17,7 @@
 //! Matrices are row-major `&[f32]`; `Linear` weights keep PyTorch's `[out, in]`
 //! layout (GEMM reads them transposed through strides, no copy).
 
+use candle_core::Tensor;
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
@@ -405,6 +406,44 @@ pub fn scale_and_rotate(
                 }
             }
         });
+}
+
+/// A contiguous f32 CPU tensor's elements, borrowed (no copy) while the view lives.
+pub(crate) struct CpuF32<'a> {
+    storage: candle_core::StorageRef<'a>,
+    range: std::ops::Range<usize>,
+}
+
+impl<'a> CpuF32<'a> {
+    pub(crate) fn of(tensor: &'a Tensor) -> candle_core::Result<Self> {
+        let (storage, layout) = tensor.storage_and_layout();
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("the CPU kernels need a contiguous tensor");
+        };
+        match &*storage {
+            candle_core::Storage::Cpu(cpu) => {
+                cpu.as_slice::<f32>()?;
+            }
+            _ => candle_core::bail!("the CPU kernels need a tensor on the CPU"),
+        }
+        Ok(CpuF32 {
+            storage,
+            range: start..end,
+        })
+    }
+}
+
+impl std::ops::Deref for CpuF32<'_> {
+    type Target = [f32];
+
+    fn deref(&self) -> &[f32] {
+        match &*self.storage {
+            candle_core::Storage::Cpu(cpu) => {
+                &cpu.as_slice::<f32>().expect("f32 checked in CpuF32::of")[self.range.clone()]
+            }
+            _ => unreachable!("CPU storage checked in CpuF32::of"),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@
 use candle_core::{DType, Tensor};
 use candle_nn::{LayerNorm, Linear};
 
-use super::cpu_kernels::{self, Heads, PackedLayer, Products};
+use super::cpu_kernels::{self, CpuF32, Heads, PackedLayer, Products};
 use super::esm::{
     EsmAttention, EsmEncoder, EsmIntermediate, EsmLayer, EsmModel, EsmOutput, EsmSelfAttention, EsmSelfOutput,
 };
@@ -300,44 +300,6 @@ fn output_forward(
     out: &mut [f32],
 ) -> candle_core::Result<()> {
     linear(&output.dense, packed, hidden, Some(input), out)
-}
-
-/// A contiguous f32 CPU tensor's elements, borrowed (no copy) while the view lives.
-struct CpuF32<'a> {
-    storage: candle_core::StorageRef<'a>,
-    range: std::ops::Range<usize>,
-}
-
-impl<'a> CpuF32<'a> {
-    fn of(tensor: &'a Tensor) -> candle_core::Result<Self> {
-        let (storage, layout) = tensor.storage_and_layout();
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("the ESM CPU kernels need contiguous weights");
-        };
-        match &*storage {
-            candle_core::Storage::Cpu(cpu) => {
-                cpu.as_slice::<f32>()?;
-            }
-            _ => candle_core::bail!("the ESM CPU kernels need weights on the CPU"),
-        }
-        Ok(CpuF32 {
-            storage,
-            range: start..end,
-        })
-    }
-}
-
-impl std::ops::Deref for CpuF32<'_> {
-    type Target = [f32];
-
-    fn deref(&self) -> &[f32] {
-        match &*self.storage {
-            candle_core::Storage::Cpu(cpu) => {
-                &cpu.as_slice::<f32>().expect("f32 checked in CpuF32::of")[self.range.clone()]
-            }
-            _ => unreachable!("CPU storage checked in CpuF32::of"),
-        }
-    }
 }
 
 /// A `Linear` on `x`, through its packed bf16 weight when there is one.

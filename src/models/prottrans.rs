@@ -80,6 +80,9 @@ pub(crate) trait PaddedEncoder {
     /// for `input_ids` `(batch, len)`; `key_bias` is `(batch, len)` f32, 0 on real tokens and -inf
     /// on padding.
     fn hidden_state(&self, input_ids: &Tensor, key_bias: &Tensor, state: usize) -> candle_core::Result<Tensor>;
+
+    /// Switches every projection to bf16 products on the CPU ([`super::projection`]).
+    fn use_bf16_products(&mut self) -> candle_core::Result<()>;
 }
 
 /// What a loader knows about its architecture once `config.json` is checked.
@@ -113,11 +116,17 @@ impl<M: PaddedEncoder> Encoder<M> {
         vocab_source: &str,
         build: impl FnOnce(&Checkpoint, VarBuilder<'static>) -> candle_core::Result<M>,
     ) -> Result<Self, ModelError> {
-        super::refuse_cpu_bf16(name, opts)?;
         let config_path = dir.join("config.json");
         let state = hf_config::hidden_state_index(opts.layer, layout.num_layers + 1, &config_path)?;
         let ckpt = Checkpoint::open(dir)?;
-        let model = build(&ckpt, ckpt.var_builder(opts.dtype, &opts.device)).map_err(|err| ckpt.explain(err))?;
+        // bf16 on the CPU: an f32 model whose projections multiply in bf16 (super::projection);
+        // Candle's own bf16 CPU ops would run the norms and the residual stream in bf16 too.
+        let bf16_cpu = opts.device.is_cpu() && opts.dtype == DType::BF16;
+        let load_dtype = if bf16_cpu { DType::F32 } else { opts.dtype };
+        let mut model = build(&ckpt, ckpt.var_builder(load_dtype, &opts.device)).map_err(|err| ckpt.explain(err))?;
+        if bf16_cpu {
+            model.use_bf16_products().map_err(|err| ckpt.explain(err))?;
+        }
         let spec = EmbedderSpec {
             name: name.to_string(),
             architecture: layout.architecture.into(),

@@ -19,10 +19,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Module, Tensor, D};
-use candle_nn::{Embedding, Linear, VarBuilder};
+use candle_nn::{Embedding, VarBuilder};
 use serde::Deserialize;
 
 use super::hf_config;
+use super::projection::Projection;
 use super::prottrans::{map_rare_residue, Encoder, Layout, PaddedEncoder};
 use super::{LoadOptions, ModelError};
 use crate::embedder::{EmbedError, Embedder, EmbedderSpec, ResidueMatrix};
@@ -166,15 +167,15 @@ impl Module for T5LayerNorm {
     }
 }
 
-fn linear_no_bias(in_dim: usize, out_dim: usize, vb: VarBuilder) -> candle_core::Result<Linear> {
-    Ok(Linear::new(vb.get((out_dim, in_dim), "weight")?, None))
+fn linear_no_bias(in_dim: usize, out_dim: usize, vb: VarBuilder) -> candle_core::Result<Projection> {
+    Projection::load(in_dim, out_dim, false, vb)
 }
 
 /// `wi` -> activation -> `wo`.
 #[derive(Debug, Clone)]
 pub struct T5DenseActDense {
-    wi: Linear,
-    wo: Linear,
+    wi: Projection,
+    wo: Projection,
     act: Activation,
 }
 
@@ -188,6 +189,12 @@ impl T5DenseActDense {
     }
 }
 
+impl T5DenseActDense {
+    fn projections_mut(&mut self) -> Vec<&mut Projection> {
+        vec![&mut self.wi, &mut self.wo]
+    }
+}
+
 impl Module for T5DenseActDense {
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
         self.wo.forward(&self.act.forward(&self.wi.forward(xs)?)?)
@@ -197,9 +204,9 @@ impl Module for T5DenseActDense {
 /// `act(wi_0 x) * wi_1 x` -> `wo` (T5 v1.1 style).
 #[derive(Debug, Clone)]
 pub struct T5DenseGatedActDense {
-    wi_0: Linear,
-    wi_1: Linear,
-    wo: Linear,
+    wi_0: Projection,
+    wi_1: Projection,
+    wo: Projection,
     act: Activation,
 }
 
@@ -211,6 +218,12 @@ impl T5DenseGatedActDense {
             wo: linear_no_bias(cfg.d_ff, cfg.d_model, vb.pp("wo"))?,
             act: activation(cfg)?,
         })
+    }
+}
+
+impl T5DenseGatedActDense {
+    fn projections_mut(&mut self) -> Vec<&mut Projection> {
+        vec![&mut self.wi_0, &mut self.wi_1, &mut self.wo]
     }
 }
 
@@ -257,6 +270,15 @@ impl T5LayerFF {
     }
 }
 
+impl T5LayerFF {
+    fn projections_mut(&mut self) -> Vec<&mut Projection> {
+        match &mut self.dense_relu_dense {
+            DenseReluDense::Plain(m) => m.projections_mut(),
+            DenseReluDense::Gated(m) => m.projections_mut(),
+        }
+    }
+}
+
 impl Module for T5LayerFF {
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
         let normed = self.layer_norm.forward(xs)?;
@@ -291,10 +313,10 @@ pub fn relative_position_bucket(relative_position: i64, num_buckets: usize, max_
 /// Multi-head self-attention; the first layer owns the relative position bias.
 #[derive(Debug, Clone)]
 pub struct T5Attention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    o: Linear,
+    q: Projection,
+    k: Projection,
+    v: Projection,
+    o: Projection,
     n_heads: usize,
     d_kv: usize,
     relative_attention_bias: Option<Embedding>,
@@ -324,6 +346,10 @@ impl T5Attention {
             relative_attention_num_buckets: cfg.relative_attention_num_buckets,
             relative_attention_max_distance: cfg.relative_attention_max_distance,
         })
+    }
+
+    fn projections_mut(&mut self) -> Vec<&mut Projection> {
+        vec![&mut self.q, &mut self.k, &mut self.v, &mut self.o]
     }
 
     /// Relative position bias `(1, heads, len, len)` in f32.
@@ -420,6 +446,12 @@ impl T5Block {
         })
     }
 
+    fn projections_mut(&mut self) -> Vec<&mut Projection> {
+        let mut projections = self.self_attention.self_attention.projections_mut();
+        projections.extend(self.ff.projections_mut());
+        projections
+    }
+
     pub fn forward(&self, xs: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
         let xs = clamp_f16(self.self_attention.forward(xs, bias)?)?;
         clamp_f16(self.ff.forward(&xs)?)
@@ -498,6 +530,15 @@ impl T5EncoderModel {
             encoder: T5Stack::load(vb.pp("encoder"), cfg)?,
             num_layers: cfg.num_layers,
         })
+    }
+
+    /// Rounds and packs every projection weight for bf16 products on the CPU
+    /// ([`crate::models::projection`]); the norms, attention and residual stream stay f32.
+    pub fn use_bf16_products(&mut self) -> candle_core::Result<()> {
+        for projection in self.encoder.block.iter_mut().flat_map(T5Block::projections_mut) {
+            projection.use_bf16_products()?;
+        }
+        Ok(())
     }
 
     /// Hidden state `state` (see [`T5Stack::forward`]) for `input_ids` `(batch, len)`.
@@ -850,6 +891,10 @@ pub fn load_prot_t5(dir: &Path, name: &str, opts: &LoadOptions) -> Result<ProtT5
 impl PaddedEncoder for T5EncoderModel {
     fn hidden_state(&self, input_ids: &Tensor, key_bias: &Tensor, state: usize) -> candle_core::Result<Tensor> {
         self.forward(input_ids, key_bias, state)
+    }
+
+    fn use_bf16_products(&mut self) -> candle_core::Result<()> {
+        T5EncoderModel::use_bf16_products(self)
     }
 }
 

