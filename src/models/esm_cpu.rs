@@ -19,7 +19,9 @@
 //! made the old `--dtype bf16` vectors differ from f32 by up to ~1: an 8-bit
 //! mantissa cannot hold a residual stream summed over 12+ blocks, nor
 //! LayerNorm's mean and variance.) Attention's two products stay f32: per head
-//! they are small (`tokens x 20-64`), and they are a few percent of the work.
+//! they are small (`tokens x 20-64`), and as bf16 products (tried) they were
+//! slower, the head depth and width padded to the kernels' 32 and each head's
+//! keys and values packed per sequence.
 
 use candle_core::{DType, Tensor};
 use candle_nn::{LayerNorm, Linear};
