@@ -216,6 +216,41 @@ fn esm_flops(residues: usize, hidden: usize, intermediate: usize, layers: usize)
     layers as f64 * (t * 2.0 * (4.0 * h * h + 2.0 * h * i) + 2.0 * 2.0 * t * t * h)
 }
 
+/// protfam and PyTorch on one random-weight model: the peer `script` (with `peer_args`) builds
+/// it, writes it to `model_dir` and times its f32 run, then its autocast bf16 run; `protfam`
+/// (model directory, dtype) then embeds with the very same weights in f32 and bf16. Returns
+/// protfam f32, protfam bf16, PyTorch f32, PyTorch bf16; `dim` is the pooled vectors' width.
+fn against_pytorch(
+    work: &Path,
+    script: &str,
+    dim: usize,
+    peer_args: &[String],
+    model_dir: &Path,
+    protfam: impl Fn(&str, &str) -> ModeRun,
+) -> [ModeRun; 4] {
+    let tag = script.trim_end_matches(".py");
+    let peer = |dtype: &str| -> ModeRun {
+        let pooled = work.join(format!("{tag}-{dtype}.f32"));
+        let mut args = peer_args.to_vec();
+        args.extend(["--save-pooled".to_string(), pooled.display().to_string()]);
+        if dtype == "bf16" {
+            args.push("--bf16".to_string());
+        } else {
+            args.extend(["--save-model".to_string(), model_dir.display().to_string()]);
+        }
+        run_peer(script, &args).map(|m| (m, peer_pooled(&pooled, dim).ok()))
+    };
+    let (torch_f32, torch_bf16) = (peer("f32"), peer("bf16"));
+    let model = model_dir.to_str().expect("utf-8 path");
+    let ours = |dtype: &str| -> ModeRun {
+        if !model_dir.join("config.json").is_file() {
+            return Err("the peer did not write the model (torch + transformers missing?)".to_string());
+        }
+        protfam(model, dtype)
+    };
+    [ours("f32"), ours("bf16"), torch_f32, torch_bf16]
+}
+
 /// FLOPs of a T5 encoder over `residues` residues (plus `</s>`): q, k, v, o and the two
 /// feed-forward products of every block, and attention's two products.
 fn t5_flops(residues: usize, d_model: usize, inner: usize, d_ff: usize, layers: usize) -> f64 {
@@ -343,7 +378,8 @@ fn main() {
     let sequences: Vec<&str> = records.iter().map(|r| r.sequence.as_str()).collect();
     // protfam in both precisions on `model` (a registry name or directory), each with a fresh cache.
     let ours = |model: &str, dtype: &str, sequences: &[&str], fasta: &Path| -> ModeRun {
-        let cache = work.join(format!("cache-{}-{dtype}", model.replace('/', "_")));
+        let name = Path::new(model).file_name().and_then(|n| n.to_str()).unwrap_or(model);
+        let cache = work.join(format!("cache-{name}-{dtype}"));
         let m = run_protfam_dtype(model, dtype, fasta, &cache, &work)?;
         Ok((m, cached_pooled(&cache, sequences).ok()))
     };
@@ -351,27 +387,10 @@ fn main() {
     if wanted.contains(&"esm") {
         let model_dir = work.join("esm2_t12_35M_random");
         let flops: f64 = sequences.iter().map(|s| esm_flops(s.len(), 480, 1920, 12)).sum();
-        let peer = |bf16: bool| -> ModeRun {
-            let mut args = n_arg.clone();
-            let pooled = work.join(if bf16 { "esm-peer-bf16.f32" } else { "esm-peer-f32.f32" });
-            args.extend(["--save-pooled".to_string(), pooled.display().to_string()]);
-            if bf16 {
-                args.push("--bf16".to_string());
-            } else {
-                args.extend(["--save-model".to_string(), model_dir.display().to_string()]);
-            }
-            run_peer("esm_peer.py", &args).map(|m| (m, peer_pooled(&pooled, 480).ok()))
-        };
-        let (torch_f32, torch_bf16) = (peer(false), peer(true));
-        let model = model_dir.to_str().expect("utf-8 path");
-        let written = model_dir.join("config.json").is_file();
-        let protfam = |dtype| -> ModeRun {
-            if !written {
-                return Err("the peer did not write the model (torch + transformers missing?)".to_string());
-            }
-            ours(model, dtype, &sequences, &fasta)
-        };
-        let (protfam_f32, protfam_bf16) = (protfam("f32"), protfam("bf16"));
+        let [protfam_f32, protfam_bf16, torch_f32, torch_bf16] =
+            against_pytorch(&work, "esm_peer.py", 480, &n_arg, &model_dir, |model, dtype| {
+                ours(model, dtype, &sequences, &fasta)
+            });
         print_modes(
             &format!(
                 "esm2_t12_35M-shaped (same random weights), {} domains, {:.1} GFLOP in all ({:.1} MFLOP/residue)",
@@ -402,35 +421,18 @@ fn main() {
             .iter()
             .map(|s| t5_flops(s.len(), 1024, 4096, 16384, layers))
             .sum();
-        let peer = |bf16: bool| -> ModeRun {
-            let pooled = work.join(if bf16 { "t5-peer-bf16.f32" } else { "t5-peer-f32.f32" });
-            let mut args = vec![
-                "--n".to_string(),
-                t5_n.to_string(),
-                "--data".to_string(),
-                root.display().to_string(),
-                "--layers".to_string(),
-                layers.to_string(),
-                "--save-pooled".to_string(),
-                pooled.display().to_string(),
-            ];
-            if bf16 {
-                args.push("--bf16".to_string());
-            } else {
-                args.extend(["--save-model".to_string(), model_dir.display().to_string()]);
-            }
-            run_peer("t5_peer.py", &args).map(|m| (m, peer_pooled(&pooled, 1024).ok()))
-        };
-        let (torch_f32, torch_bf16) = (peer(false), peer(true));
-        let model = model_dir.to_str().expect("utf-8 path");
-        let written = model_dir.join("config.json").is_file();
-        let protfam = |dtype| -> ModeRun {
-            if !written {
-                return Err("the peer did not write the model (torch + transformers missing?)".to_string());
-            }
-            ours(model, dtype, t5_sequences, &t5_fasta)
-        };
-        let (protfam_f32, protfam_bf16) = (protfam("f32"), protfam("bf16"));
+        let peer_args = [
+            "--n".to_string(),
+            t5_n.to_string(),
+            "--data".to_string(),
+            root.display().to_string(),
+            "--layers".to_string(),
+            layers.to_string(),
+        ];
+        let [protfam_f32, protfam_bf16, torch_f32, torch_bf16] =
+            against_pytorch(&work, "t5_peer.py", 1024, &peer_args, &model_dir, |model, dtype| {
+                ours(model, dtype, t5_sequences, &t5_fasta)
+            });
         print_modes(
             &format!(
                 "ProtT5-XL-shaped blocks ({layers} of 24, same random weights), {t5_n} domains, {t5_residues} residues, \

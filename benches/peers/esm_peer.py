@@ -19,10 +19,9 @@ residues/s and peak RSS.
 Usage: python3 benches/peers/esm_peer.py [--n 500] [--save-model DIR] [--threads 2] [--bf16]
        [--save-pooled FILE]
 """
-import argparse
-import time
 
-from _common import data_root, load_sequences, report
+from _common import (data_root, embed_timed, length_sorted_batches, load_sequences, report, save_pooled,
+                     torch_peer_arguments)
 
 T12_35M = dict(
     vocab_size=33,
@@ -66,33 +65,8 @@ def save_model(model, directory: str):
     (out / "vocab.txt").write_text("\n".join(ESM_VOCAB) + "\n")
 
 
-def batches(seqs, toks_per_batch):
-    """fair-esm's get_batch_indices: sort by length, fill up to toks_per_batch padded tokens."""
-    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
-    out, buf, max_len = [], [], 0
-    for i in order:
-        size = len(seqs[i]) + 2  # <cls> ... <eos>
-        if buf and max(size, max_len) * (len(buf) + 1) > toks_per_batch:
-            out.append(buf)
-            buf, max_len = [], 0
-        max_len = max(max_len, size)
-        buf.append(i)
-    if buf:
-        out.append(buf)
-    return out
-
-
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=500)
-    ap.add_argument("--data", default=None)
-    ap.add_argument("--split", default="clustered_split")
-    ap.add_argument("--toks-per-batch", type=int, default=4096)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--save-model", default=None)
-    ap.add_argument("--bf16", action="store_true", help="torch.autocast(cpu, bfloat16)")
-    ap.add_argument("--save-pooled", default=None)
+    ap = torch_peer_arguments(500)
     args = ap.parse_args()
     seqs = load_sequences(data_root(args.data), args.n, args.split)
 
@@ -114,23 +88,11 @@ def main():
             mask[row, : len(toks)] = 1
         return ids, mask
 
-    import contextlib
-
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if args.bf16 else contextlib.nullcontext()
-    with torch.inference_mode(), autocast:
-        ids, mask = encode([0])
-        model(input_ids=ids, attention_mask=mask)  # warm-up
-        start = time.perf_counter()
-        pooled = [None] * len(seqs)
-        for batch in batches(seqs, args.toks_per_batch):
-            ids, mask = encode(batch)
-            hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state
-            for row, i in enumerate(batch):
-                pooled[i] = hidden[row, 1 : len(seqs[i]) + 1].float().mean(0)
-        seconds = time.perf_counter() - start
+    batches = length_sorted_batches(seqs, args.toks_per_batch, 2)  # <cls> ... <eos>
+    pooled, seconds = embed_timed(model, seqs, batches, encode, 1, args.bf16)
     assert all(p is not None and p.shape == (480,) for p in pooled)
     if args.save_pooled:
-        torch.stack(pooled).to(torch.float32).contiguous().numpy().astype("<f4").tofile(args.save_pooled)
+        save_pooled(pooled, args.save_pooled)
     mode = "autocast bf16" if args.bf16 else "f32"
     report(f"transformers EsmModel, PyTorch CPU {mode} (esm2_t12_35M random)", seqs, seconds,
            threads=args.threads, toks_per_batch=args.toks_per_batch, torch=torch.__version__, mode=mode)

@@ -18,13 +18,11 @@ N x 1024, in input order. Prints one JSON line: residues/s and peak RSS.
 Usage: python3 benches/peers/t5_peer.py [--n 24] [--layers 4] [--save-model DIR] [--bf16]
        [--save-pooled FILE] [--threads 2]
 """
-import argparse
-import contextlib
 import json
-import time
 from pathlib import Path
 
-from _common import data_root, load_sequences, report
+from _common import (data_root, embed_timed, length_sorted_batches, load_sequences, report, save_pooled,
+                     torch_peer_arguments)
 
 # ProtT5's SentencePiece pieces in id order (before the 100 <extra_id_*> sentinels).
 PIECES = ["<pad>", "</s>", "<unk>"] + ["\u2581" + c for c in "ALGVSREDTIPKFQNYMHWCXBOUZ"]
@@ -38,17 +36,8 @@ def xl_shaped_config(layers: int) -> dict:
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=24)
-    ap.add_argument("--data", default=None)
-    ap.add_argument("--split", default="clustered_split")
+    ap = torch_peer_arguments(24)
     ap.add_argument("--layers", type=int, default=4)
-    ap.add_argument("--toks-per-batch", type=int, default=4096)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--save-model", default=None)
-    ap.add_argument("--bf16", action="store_true", help="torch.autocast(cpu, bfloat16)")
-    ap.add_argument("--save-pooled", default=None)
     args = ap.parse_args()
     seqs = load_sequences(data_root(args.data), args.n, args.split)
 
@@ -80,30 +69,10 @@ def main():
             mask[row, : len(toks)] = 1
         return ids, mask
 
-    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
-    batches, buf = [], []
-    for i in order:
-        if buf and (len(seqs[i]) + 1) * (len(buf) + 1) > args.toks_per_batch:
-            batches.append(buf)
-            buf = []
-        buf.append(i)
-    if buf:
-        batches.append(buf)
-
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if args.bf16 else contextlib.nullcontext()
-    with torch.inference_mode(), autocast:
-        ids, mask = encode([0])
-        model(input_ids=ids, attention_mask=mask)  # warm-up
-        start = time.perf_counter()
-        pooled = [None] * len(seqs)
-        for batch in batches:
-            ids, mask = encode(batch)
-            hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state
-            for row, i in enumerate(batch):
-                pooled[i] = hidden[row, : len(seqs[i])].float().mean(0)
-        seconds = time.perf_counter() - start
+    batches = length_sorted_batches(seqs, args.toks_per_batch, 1)  # residues, then </s>
+    pooled, seconds = embed_timed(model, seqs, batches, encode, 0, args.bf16)
     if args.save_pooled:
-        torch.stack(pooled).to(torch.float32).contiguous().numpy().astype("<f4").tofile(args.save_pooled)
+        save_pooled(pooled, args.save_pooled)
     mode = "autocast bf16" if args.bf16 else "f32"
     report(f"transformers T5EncoderModel, PyTorch CPU {mode} (ProtT5-XL-shaped, {args.layers} blocks, random)",
            seqs, seconds, threads=args.threads, toks_per_batch=args.toks_per_batch, torch=torch.__version__, mode=mode)

@@ -129,6 +129,17 @@ mod tests {
         Projection::load(in_dim, out_dim, bias, vb).unwrap()
     }
 
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
     /// `xs` (3 x 5 x 70) with values that are not bf16-exact.
     fn input() -> Tensor {
         let values: Vec<f32> = (0..3 * 5 * 70).map(|i| ((i * 53 % 97) as f32 - 48.0) / 29.3).collect();
@@ -160,14 +171,7 @@ mod tests {
             assert!(bf16.uses_bf16_products());
             let got = bf16.forward(&input()).unwrap();
             assert_eq!(got.dims(), &[3, 5, 40]);
-            let diff = (got - reference)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let diff = max_abs_diff(&got, &reference);
             assert!(
                 diff < 1e-4,
                 "bias {bias}: max |diff| {diff} at level {}",
@@ -180,14 +184,7 @@ mod tests {
     fn f32_forward_is_candles_linear() {
         let p = projection(true);
         let linear = Linear::new(p.weight().clone(), p.linear.bias().cloned());
-        let diff = (p.forward(&input()).unwrap() - linear.forward(&input()).unwrap())
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = max_abs_diff(&p.forward(&input()).unwrap(), &linear.forward(&input()).unwrap());
         assert_eq!(diff, 0.0);
     }
 
