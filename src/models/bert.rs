@@ -494,6 +494,10 @@ impl Embedder for ProtBertEmbedder {
         // Row 0 is [CLS]; residues follow; [SEP] and padding are dropped.
         self.encoder.embed(&ids, self.vocab.pad_id, &lengths, 1)
     }
+
+    fn default_batch_tokens(&self) -> usize {
+        self.encoder.default_batch_tokens()
+    }
 }
 
 /// Loads a BERT directory (HF layout: `config.json`, weights, optional

@@ -158,6 +158,19 @@ impl<M: PaddedEncoder> Encoder<M> {
         &self.spec
     }
 
+    /// Residues per batch: small on the CPU, where Candle materialises each batch's
+    /// `[batch, heads, len, len]` attention scores and the wide feed-forward activations as
+    /// fresh tensors (page faults and memory traffic), so that ProtT5-XL-shaped blocks embedded
+    /// 1.8-2.1x faster in batches of 256 residues than of 2,048 (f32 and bf16, measured on
+    /// 12 test domains); larger on CUDA.
+    pub fn default_batch_tokens(&self) -> usize {
+        if self.device.is_cpu() {
+            256
+        } else {
+            2048
+        }
+    }
+
     /// Embeds a batch of token ids padded with `pad_id`: sequence `i` has `lengths[i]` residues,
     /// which start after `offset` leading special tokens.
     pub fn embed(

@@ -853,8 +853,7 @@ impl Embedder for ProtT5Embedder {
     }
 
     fn default_batch_tokens(&self) -> usize {
-        // Attention is quadratic and the XL feed-forward is wide: keep CPU batches moderate.
-        2048
+        self.encoder.default_batch_tokens()
     }
 }
 
