@@ -293,6 +293,9 @@ pub fn load_vectors(
     opts: &EmbedOptions,
 ) -> Result<VectorSet, PipelineError> {
     let records = split.records(part)?;
+    // The part's size is known here (the bar's creator could not know it): progress lines then
+    // say how far along, not `n/0`.
+    opts.progress.set_length(records.len() as u64);
     let source = split.part_label(part);
     let (vectors, summary) = embed_to_vectors(embedder, records.iter().cloned().map(Ok), &source, cache, opts)?;
     tracing::info!("{source} with {}: {summary}", embedder.spec().name);
