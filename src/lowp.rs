@@ -373,35 +373,21 @@ fn round_rows(a: &[f32], a_stride: usize, m: usize, k: usize, kp: usize, scratch
         });
 }
 
-/// One 16-row block of [`round_rows`]: `rows` (shorter rows padded with zeros) into its tiles.
-/// A function of its own with the target feature (not a [`vectorised`] closure, which LLVM left
-/// un-inlined and so scalar here): the rounding then runs 16 lanes wide.
-fn round_block(rows: &[&[f32]; TILE], tiles: &mut [u16]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has the feature the function is compiled for.
-        return unsafe { round_block_avx512(rows, tiles) };
-    }
-    round_block_portable(rows, tiles)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn round_block_avx512(rows: &[&[f32]; TILE], tiles: &mut [u16]) {
-    round_block_portable(rows, tiles)
-}
-
-#[inline(always)]
-fn round_block_portable(rows: &[&[f32]; TILE], tiles: &mut [u16]) {
-    for (r, row) in rows.iter().enumerate() {
-        for (kb, tile) in tiles.chunks_exact_mut(PANEL_BLOCK).enumerate() {
-            let dst = &mut tile[r * K_BLOCK..(r + 1) * K_BLOCK];
-            let start = (kb * K_BLOCK).min(row.len());
-            let src = &row[start..(start + K_BLOCK).min(row.len())];
-            for (d, &s) in dst.iter_mut().zip(src) {
-                *d = bf16_bits(s);
+crate::simd::multiversion! {
+    /// One 16-row block of [`round_rows`]: `rows` (shorter rows padded with zeros) into its
+    /// tiles. A function of its own (a [`vectorised`] closure here was left un-inlined, so
+    /// scalar): the rounding runs 16 lanes wide.
+    fn round_block(rows: &[&[f32]; TILE], tiles: &mut [u16]) {
+        for (r, row) in rows.iter().enumerate() {
+            for (kb, tile) in tiles.chunks_exact_mut(PANEL_BLOCK).enumerate() {
+                let dst = &mut tile[r * K_BLOCK..(r + 1) * K_BLOCK];
+                let start = (kb * K_BLOCK).min(row.len());
+                let src = &row[start..(start + K_BLOCK).min(row.len())];
+                for (d, &s) in dst.iter_mut().zip(src) {
+                    *d = bf16_bits(s);
+                }
+                dst[src.len()..].fill(0);
             }
-            dst[src.len()..].fill(0);
         }
     }
 }

@@ -222,42 +222,14 @@ fn softmax(row: &mut [f32]) {
     }
 }
 
-/// Row-wise softmax over `scores` (`[rows, width]`).
-///
-/// Not through [`vectorised`]: that compiles its closure for AVX-512 only where LLVM inlines the
-/// closure, and this one (two passes and [`exp`] per row) it did not, so the rows ran scalar with
-/// a libm `floorf` call per score (a third of the bf16 ESM path's time). A function of its own
-/// with the target feature is compiled for it whatever is inlined.
-fn softmax_rows(scores: &mut [f32], width: usize) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has the feature the function is compiled for.
-        return unsafe { softmax_rows_avx512(scores, width) };
-    }
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: as above.
-        return unsafe { softmax_rows_avx2(scores, width) };
-    }
-    softmax_rows_portable(scores, width)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn softmax_rows_avx512(scores: &mut [f32], width: usize) {
-    softmax_rows_portable(scores, width)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn softmax_rows_avx2(scores: &mut [f32], width: usize) {
-    softmax_rows_portable(scores, width)
-}
-
-#[inline(always)]
-fn softmax_rows_portable(scores: &mut [f32], width: usize) {
-    for row in scores.chunks_exact_mut(width) {
-        softmax(row);
+crate::simd::multiversion! {
+    /// Row-wise softmax over `scores` (`[rows, width]`). A function of its own (not a
+    /// [`vectorised`] closure, which LLVM left un-inlined here, so that the rows ran scalar with a
+    /// libm `floorf` call per score: a third of the bf16 ESM path's time).
+    fn softmax_rows(scores: &mut [f32], width: usize) {
+        for row in scores.chunks_exact_mut(width) {
+            softmax(row);
+        }
     }
 }
 
