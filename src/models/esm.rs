@@ -939,16 +939,14 @@ pub fn load_esm(dir: &Path, name: &str, opts: &LoadOptions) -> Result<EsmEmbedde
 
     // bf16 on the CPU: an f32 model whose projections multiply in bf16 (crate::models::esm_cpu);
     // elsewhere the dtype is Candle's.
-    let bf16_cpu = opts.device.is_cpu() && opts.dtype == DType::BF16;
-    let load_dtype = if bf16_cpu { DType::F32 } else { opts.dtype };
-    let vb = ckpt.var_builder(load_dtype, &opts.device);
+    let vb = ckpt.var_builder(opts.weights_dtype(), &opts.device);
     let vb = if prefix.is_empty() { vb } else { vb.pp("esm") };
     let weights_err = |e: candle_core::Error| ModelError::File {
         path: files.first().cloned().unwrap_or_else(|| dir.to_path_buf()),
         message: format!("loading ESM weights: {e}"),
     };
     let mut model = EsmModel::load(vb, &cfg).map_err(weights_err)?;
-    if bf16_cpu {
+    if opts.bf16_cpu_products() {
         model.use_bf16_products().map_err(weights_err)?;
     }
 

@@ -71,6 +71,24 @@ impl Default for LoadOptions {
     }
 }
 
+impl LoadOptions {
+    /// `--dtype bf16` on the CPU: every embedder then loads in f32 and multiplies in bf16
+    /// ([`crate::lowp`]), keeping norms, sums and the residual stream in f32 (Candle's own bf16
+    /// CPU ops would run those in bf16 too, visibly off f32).
+    pub fn bf16_cpu_products(&self) -> bool {
+        self.device.is_cpu() && self.dtype == DType::BF16
+    }
+
+    /// The dtype weights load in: f32 for [`Self::bf16_cpu_products`], else the dtype asked for.
+    pub fn weights_dtype(&self) -> DType {
+        if self.bf16_cpu_products() {
+            DType::F32
+        } else {
+            self.dtype
+        }
+    }
+}
+
 /// ` (did you mean "X"?)` for the registry name nearest to a mistyped one.
 fn did_you_mean(name: &str) -> String {
     let names: Vec<&str> = registry::REGISTRY.iter().map(|e| e.name).collect();

@@ -318,9 +318,8 @@ impl Near {
         }
         let weights = NpzWeights::open(&path)?;
         // bf16 on the CPU: an f32 model whose convolutions multiply in bf16
-        // (NearResNet::use_bf16_products); Candle's bf16 CPU ops would keep the residual stream in bf16.
-        let bf16_cpu = opts.device.is_cpu() && opts.dtype == DType::BF16;
-        let load_dtype = if bf16_cpu { DType::F32 } else { opts.dtype };
+        // (NearResNet::use_bf16_products).
+        let load_dtype = opts.weights_dtype();
         let config = NearConfig::default();
         let device = opts.device.clone();
         // The VarBuilder only checks the shapes it is asked for; check the names we
@@ -345,7 +344,7 @@ impl Near {
         }
         let vb = VarBuilder::from_tensors(tensors, load_dtype, &device);
         let mut model = NearResNet::load(vb, &config)?;
-        if bf16_cpu {
+        if opts.bf16_cpu_products() {
             model.use_bf16_products()?;
         }
         let spec = EmbedderSpec {

@@ -119,12 +119,10 @@ impl<M: PaddedEncoder> Encoder<M> {
         let config_path = dir.join("config.json");
         let state = hf_config::hidden_state_index(opts.layer, layout.num_layers + 1, &config_path)?;
         let ckpt = Checkpoint::open(dir)?;
-        // bf16 on the CPU: an f32 model whose projections multiply in bf16 (super::projection);
-        // Candle's own bf16 CPU ops would run the norms and the residual stream in bf16 too.
-        let bf16_cpu = opts.device.is_cpu() && opts.dtype == DType::BF16;
-        let load_dtype = if bf16_cpu { DType::F32 } else { opts.dtype };
-        let mut model = build(&ckpt, ckpt.var_builder(load_dtype, &opts.device)).map_err(|err| ckpt.explain(err))?;
-        if bf16_cpu {
+        // bf16 on the CPU: an f32 model whose projections multiply in bf16 (super::projection).
+        let vb = ckpt.var_builder(opts.weights_dtype(), &opts.device);
+        let mut model = build(&ckpt, vb).map_err(|err| ckpt.explain(err))?;
+        if opts.bf16_cpu_products() {
             model.use_bf16_products().map_err(|err| ckpt.explain(err))?;
         }
         let spec = EmbedderSpec {

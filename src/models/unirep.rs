@@ -485,7 +485,7 @@ impl UniRep {
         };
         // bf16 on the CPU: f32 states, bf16 products (the first layer's 26-row input table stays
         // exact f32: it is computed once). Any other device or dtype runs f32 on the CPU.
-        let bf16 = opts.dtype == candle_core::DType::BF16 && opts.device.is_cpu();
+        let bf16 = opts.bf16_cpu_products();
         if bf16 {
             cells.iter_mut().for_each(MlstmCell::use_bf16_products);
         } else if opts.dtype != candle_core::DType::F32 || !opts.device.is_cpu() {
