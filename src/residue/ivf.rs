@@ -31,6 +31,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
@@ -38,9 +39,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::index::{open_or_build_locked, store_digest};
-use super::search::{check_queries, insert, Hit, HitTable};
+use super::search::{check_queries, insert, insert_row_hits, Hit, HitTable};
 use super::shortlist::{check_ranges, search_listed_sequences, sequences_hit, windows};
-use super::store::ResidueStore;
+use super::store::{scratch, ResidueStore};
 use super::ResidueError;
 use crate::cache::shard::{write_shard, ShardFile, TensorData};
 use crate::file_error::FileError;
@@ -392,6 +393,13 @@ impl IvfIndex {
             let chunk = &queries[chunk_start * dim..chunk_end * dim];
             // Invert: the chunk's rows that probe each list, in row order.
             let (starts, members) = group_by_list(&self.probed_lists(chunk), self.lists, self.probes);
+            // Each chunk row's best k-th similarity in any list searched so far: no row below it
+            // can reach the row's final top k (that list alone holds k rows at or above it), so a
+            // list's search starts from it instead of from nothing. That skips most insertions
+            // into the per-list top k; the table is the same whatever order the lists run in.
+            let floors: Vec<AtomicU32> = (chunk_start..chunk_end)
+                .map(|_| AtomicU32::new(f32::NEG_INFINITY.to_bits()))
+                .collect();
             let per_list: Vec<(usize, Vec<Hit>)> = (0..self.lists)
                 .into_par_iter()
                 .filter(|&l| starts[l + 1] > starts[l] && self.offsets[l + 1] > self.offsets[l])
@@ -400,24 +408,25 @@ impl IvfIndex {
                     |(target, query_rows, sims), l| {
                         let rows = &self.order[self.offsets[l]..self.offsets[l + 1]];
                         let who = &members[starts[l]..starts[l + 1]];
-                        target.clear();
-                        for &row in rows {
-                            store.extend_rows_f32(row as usize, row as usize + 1, true, target);
+                        let target = scratch(target, rows.len() * dim);
+                        store.listed_rows_into(rows, target);
+                        let query_rows = scratch(query_rows, who.len() * dim);
+                        for (dst, &q) in query_rows.chunks_exact_mut(dim).zip(who) {
+                            dst.copy_from_slice(&chunk[q as usize * dim..(q as usize + 1) * dim]);
                         }
-                        query_rows.clear();
-                        for &q in who {
-                            query_rows.extend_from_slice(&chunk[q as usize * dim..(q as usize + 1) * dim]);
-                        }
-                        sims.clear();
-                        sims.resize(who.len() * rows.len(), 0.0);
+                        let sims = scratch(sims, who.len() * rows.len());
                         crate::gemm::matmul_abt(who.len(), rows.len(), dim, query_rows, target, sims);
                         let mut best = vec![Hit::EMPTY; who.len() * k];
-                        for (slots, sim_row) in best.chunks_mut(k).zip(sims.chunks(rows.len())) {
-                            for (&s, &row) in sim_row.iter().zip(rows) {
-                                if s > slots[k - 1].similarity {
-                                    insert(slots, Hit { row, similarity: s });
-                                }
-                            }
+                        for ((slots, sim_row), &q) in best.chunks_mut(k).zip(sims.chunks(rows.len())).zip(who) {
+                            let floor = &floors[q as usize];
+                            // Empty slots just below the floor: a row at the floor still enters.
+                            let start = f32::from_bits(floor.load(Ordering::Relaxed)).next_down();
+                            slots.fill(Hit {
+                                similarity: start,
+                                ..Hit::EMPTY
+                            });
+                            insert_row_hits(slots, sim_row, rows, false);
+                            raise_floor(floor, slots[k - 1]);
                         }
                         (l, best)
                     },
@@ -464,9 +473,11 @@ impl IvfIndex {
         let dim = self.dim;
         let probes = self.probes;
         let mut out = Vec::with_capacity(chunk.len() / dim * probes);
+        // One similarity tile for all blocks (a fresh 32 MiB per block is paid in page faults).
+        let mut sims = Vec::new();
         for block in chunk.chunks(CENTROID_BLOCK * dim) {
             let m = block.len() / dim;
-            let mut sims = vec![0.0f32; m * self.lists];
+            sims.resize(m * self.lists, 0.0f32);
             crate::gemm::matmul_abt(m, self.lists, dim, block, &self.centroids, &mut sims);
             let lists: Vec<Vec<u32>> = sims
                 .par_chunks(self.lists)
@@ -505,6 +516,21 @@ pub fn refine(
     let mut table = first;
     search_listed_sequences(queries, &windows, &lists, store, &mut table);
     table
+}
+
+/// Raises a row's floor (f32 bits) to the similarity of `kth`, its k-th hit
+/// in one list, unless that slot is empty or the floor is higher already.
+fn raise_floor(floor: &AtomicU32, kth: Hit) {
+    if kth.is_empty() {
+        return;
+    }
+    let mut current = floor.load(Ordering::Relaxed);
+    while kth.similarity > f32::from_bits(current) {
+        match floor.compare_exchange_weak(current, kth.similarity.to_bits(), Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return,
+            Err(seen) => current = seen,
+        }
+    }
 }
 
 /// Groups the items of `lists_of` by list (a counting sort, stable):

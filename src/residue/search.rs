@@ -111,6 +111,38 @@ pub(crate) fn insert(slots: &mut [Hit], candidate: Hit) {
     slots[i] = candidate;
 }
 
+/// Store-row similarities scanned per test of "does any beat the k-th?".
+const SCAN_LANES: usize = 16;
+
+crate::simd::multiversion! {
+    /// Inserts into `slots` (best first) each of one query row's similarities
+    /// `sims` to store rows `rows` that beats the current k-th, in order, skipping
+    /// a row the slots already hold when `dedup` is set: what testing every value
+    /// against the k-th does, but each run of 16 values is first tested as a whole
+    /// (one vector compare), since after the first few hits almost none beats it.
+    pub(crate) fn insert_row_hits(slots: &mut [Hit], sims: &[f32], rows: &[u32], dedup: bool) {
+        debug_assert_eq!(sims.len(), rows.len());
+        let k = slots.len();
+        for (run, run_rows) in sims.chunks(SCAN_LANES).zip(rows.chunks(SCAN_LANES)) {
+            // The k-th only rises while the run is inserted, so a run with no value above it
+            // now holds no hit.
+            let floor = slots[k - 1].similarity;
+            let mut any_above = false;
+            for &s in run {
+                any_above |= s > floor;
+            }
+            if !any_above {
+                continue;
+            }
+            for (&s, &row) in run.iter().zip(run_rows) {
+                if s > slots[k - 1].similarity && !(dedup && slots.iter().any(|h| h.row == row)) {
+                    insert(slots, Hit { row, similarity: s });
+                }
+            }
+        }
+    }
+}
+
 /// L2-normalises each `dim`-long row in place (zero rows stay zero).
 pub fn normalise_rows(data: &mut [f32], dim: usize) {
     for row in data.chunks_exact_mut(dim) {
@@ -356,6 +388,35 @@ pub fn recall_at_k(exact: &HitTable, approx: &HitTable, k: usize) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn row_hits_are_inserted_as_one_value_at_a_time_would() {
+        let k = 5;
+        for dedup in [false, true] {
+            for n in [0usize, 1, 15, 16, 17, 40, 333] {
+                let sims: Vec<f32> = (0..n).map(|i| ((i * 7919 % 101) as f32 * 0.013).sin()).collect();
+                let rows: Vec<u32> = (0..n as u32).map(|r| r % 50).collect();
+                let held = [Hit {
+                    row: 3,
+                    similarity: 0.5,
+                }];
+                let mut want = vec![Hit::EMPTY; k];
+                let mut got = vec![Hit::EMPTY; k];
+                for slots in [&mut want, &mut got] {
+                    for &h in &held {
+                        insert(slots, h);
+                    }
+                }
+                for (&s, &row) in sims.iter().zip(&rows) {
+                    if s > want[k - 1].similarity && !(dedup && want.iter().any(|h| h.row == row)) {
+                        insert(&mut want, Hit { row, similarity: s });
+                    }
+                }
+                insert_row_hits(&mut got, &sims, &rows, dedup);
+                assert_eq!(got, want, "n {n}, dedup {dedup}");
+            }
+        }
+    }
 
     #[test]
     fn insert_keeps_best_first_and_earlier_ties() {

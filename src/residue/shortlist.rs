@@ -23,8 +23,8 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::search::{insert, normalise_rows, Hit, HitTable};
-use super::store::ResidueStore;
+use super::search::{insert_row_hits, normalise_rows, HitTable};
+use super::store::{scratch, ResidueStore};
 use super::ResidueError;
 
 /// Shortlist size and window length of the pre-filter.
@@ -249,27 +249,33 @@ pub(crate) fn search_listed_sequences(
     jobs.into_par_iter().for_each_init(
         || (Vec::new(), Vec::new(), Vec::new()),
         |(target, target_rows, sims), (start, end, list, slots)| {
-            target.clear();
             target_rows.clear();
             for &s in list.iter() {
                 let seq = &store.sequences[s as usize];
-                store.extend_rows_f32(seq.first_row, seq.first_row + seq.n_rows, true, target);
                 target_rows.extend(seq.first_row as u32..(seq.first_row + seq.n_rows) as u32);
             }
             let width = target_rows.len();
             if width == 0 {
                 return;
             }
+            let target = scratch(target, width * dim);
+            let mut at = 0;
+            for &s in list.iter() {
+                let seq = &store.sequences[s as usize];
+                let len = seq.n_rows * dim;
+                store.rows_into(
+                    seq.first_row,
+                    seq.first_row + seq.n_rows,
+                    true,
+                    &mut target[at..at + len],
+                );
+                at += len;
+            }
             let rows = end - start;
-            sims.clear();
-            sims.resize(rows * width, 0.0);
+            let sims = scratch(sims, rows * width);
             crate::gemm::matmul_abt(rows, width, dim, &queries[start * dim..end * dim], target, sims);
             for (best, row) in slots.chunks_mut(k).zip(sims.chunks(width)) {
-                for (&s, &r) in row.iter().zip(target_rows.iter()) {
-                    if s > best[k - 1].similarity && !best.iter().any(|h| h.row == r) {
-                        insert(best, Hit { row: r, similarity: s });
-                    }
-                }
+                insert_row_hits(best, row, target_rows, true);
             }
         },
     );
