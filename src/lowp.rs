@@ -217,6 +217,57 @@ impl PackedRhs {
         }
     }
 
+    /// An empty packing, for [`Self::pack_f16_rows_into`] to fill (and refill: its buffers are
+    /// kept between calls).
+    pub fn empty() -> Self {
+        PackedRhs {
+            n: 0,
+            k: 0,
+            level: Level::detected(),
+            wide: Vec::new(),
+            vnni: Vec::new(),
+        }
+    }
+
+    /// Packs `rows` for the detected level in place of what this packing held, reusing its
+    /// buffers: `n` rows of `k` values, each given as little-endian f16 bytes with the factor it
+    /// is multiplied by before rounding (a residue store's rows and their inverse norms, so that
+    /// the products are cosines). On the bf16 levels with `k` a multiple of 32 each row goes
+    /// from f16 to its packed panel in one pass, 16 values at a time (the residue search packs
+    /// every row it compares, so this is its gather); otherwise through f32 and [`Self::pack_at`].
+    pub fn pack_f16_rows_into(&mut self, rows: &[(&[u8], f32)], k: usize) {
+        let n = rows.len();
+        for (bytes, _) in rows {
+            assert_eq!(bytes.len(), 2 * k, "an f16 row is not k values long");
+        }
+        let level = Level::detected();
+        #[cfg(all(target_arch = "x86_64", target_endian = "little"))]
+        if level != Level::F32 && k.is_multiple_of(K_BLOCK) {
+            let k_blocks = k / K_BLOCK;
+            let panel_len = k_blocks * PANEL_BLOCK;
+            // Every value of every panel is written below (padding columns as zeros), so what
+            // an earlier packing left in the buffer needs no clearing.
+            self.vnni.resize(n.next_multiple_of(BLOCK) * k, 0);
+            self.wide.clear();
+            for (panel, out) in self.vnni.chunks_exact_mut(panel_len).enumerate() {
+                let panel_rows = &rows[(panel * TILE).min(n)..((panel + 1) * TILE).min(n)];
+                // SAFETY: a level above F32 means the CPU has AVX512-BF16 (`Level::detected`);
+                // every row holds `k_blocks * 32` values (asserted above) and `out` one panel.
+                unsafe { avx512::pack_f16_panel(panel_rows, k_blocks, out) };
+            }
+            (self.n, self.k, self.level) = (n, k, level);
+            return;
+        }
+        let mut wide = std::mem::take(&mut self.wide);
+        wide.resize(n * k, 0.0);
+        for (dst, (bytes, scale)) in wide.chunks_exact_mut(k.max(1)).zip(rows) {
+            for (d, c) in dst.iter_mut().zip(bytes.chunks_exact(2)) {
+                *d = half::f16::from_le_bytes([c[0], c[1]]).to_f32() * scale;
+            }
+        }
+        *self = Self::pack_at(&wide, n, k, level);
+    }
+
     /// Rows of `b` (columns of the product).
     pub fn n(&self) -> usize {
         self.n
@@ -333,25 +384,60 @@ fn product(
     match b.level {
         Level::F32 => wide_product(a, a_stride, m, b, out, out_stride, accumulate),
         Level::Avx512Bf16 | Level::Amx => {
-            let mut scratch = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
-            let kp = k.next_multiple_of(K_BLOCK);
-            round_rows(a, a_stride, m, k, kp, &mut scratch);
-            tiled_product(&scratch, kp, m, b, (out, out_stride), accumulate, terms);
-            // A nested call (from a task this thread stole meanwhile) found the slot empty and
-            // used its own buffer; keep the larger.
-            SCRATCH.with(|s| {
-                let mut slot = s.borrow_mut();
-                if slot.len() < scratch.len() {
-                    *slot = scratch;
-                }
-            });
+            let row = |i: usize| &a[i * a_stride..i * a_stride + k];
+            rounded_product(row, m, b, (out, out_stride), accumulate, terms);
         }
     }
 }
 
-/// Rounds `a` into `scratch` in tiles: for each block of 16 rows, `kp / 32` tiles of 16 rows x 32
-/// bf16 (1 KiB, what one tile load reads, contiguous), rows padded to [`BLOCK`], zeros outside.
-fn round_rows(a: &[f32], a_stride: usize, m: usize, k: usize, kp: usize, scratch: &mut Vec<u16>) {
+/// `out = round(a) · round(b)ᵀ` with the `m` rows of `a` given one by one (rows gathered from
+/// elsewhere, each `b.k()` long; `out` m x n, contiguous): on the bf16 levels they are rounded
+/// straight into the product's tiles, with no gathered copy of them.
+pub fn matmul_abt_rows(a_rows: &[&[f32]], b: &PackedRhs, out: &mut [f32]) {
+    let (m, n, k) = (a_rows.len(), b.n, b.k);
+    assert!(a_rows.iter().all(|row| row.len() == k), "a row of a is not k long");
+    assert!(out.len() >= m * n, "out is not m x n");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        out[..m * n].fill(0.0);
+        return;
+    }
+    match b.level {
+        Level::F32 => wide_product(&a_rows.concat(), k, m, b, out, n, false),
+        Level::Avx512Bf16 | Level::Amx => rounded_product(|i| a_rows[i], m, b, (out, n), false, Terms::default()),
+    }
+}
+
+/// The bf16 levels' product: the rows of `a` (`row(i)`, `b.k` long) rounded into this thread's
+/// scratch tiles, then [`tiled_product`].
+fn rounded_product<'a>(
+    row: impl Fn(usize) -> &'a [f32] + Sync,
+    m: usize,
+    b: &PackedRhs,
+    (out, out_stride): (&mut [f32], usize),
+    accumulate: bool,
+    terms: Terms,
+) {
+    let mut scratch = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    let kp = b.k.next_multiple_of(K_BLOCK);
+    round_rows(row, m, kp, &mut scratch);
+    tiled_product(&scratch, kp, m, b, (out, out_stride), accumulate, terms);
+    // A nested call (from a task this thread stole meanwhile) found the slot empty and used its
+    // own buffer; keep the larger.
+    SCRATCH.with(|s| {
+        let mut slot = s.borrow_mut();
+        if slot.len() < scratch.len() {
+            *slot = scratch;
+        }
+    });
+}
+
+/// Rounds the `m` rows of `a` (`row(i)`) into `scratch` in tiles: for each block of 16 rows,
+/// `kp / 32` tiles of 16 rows x 32 bf16 (1 KiB, what one tile load reads, contiguous), rows
+/// padded to [`BLOCK`], zeros outside.
+fn round_rows<'a>(row: impl Fn(usize) -> &'a [f32] + Sync, m: usize, kp: usize, scratch: &mut Vec<u16>) {
     let mp = m.next_multiple_of(BLOCK);
     if scratch.len() < mp * kp {
         scratch.resize(mp * kp, 0);
@@ -364,7 +450,7 @@ fn round_rows(a: &[f32], a_stride: usize, m: usize, k: usize, kp: usize, scratch
             let rows: [&[f32]; TILE] = std::array::from_fn(|r| {
                 let i = block * TILE + r;
                 if i < m {
-                    &a[i * a_stride..i * a_stride + k]
+                    row(i)
                 } else {
                     &[][..]
                 }
@@ -564,17 +650,18 @@ fn tiled_product(
 /// and residual terms, onto what `out` holds when `accumulate`.
 ///
 /// # Safety
-/// `block` must describe writable memory, and its terms readable memory of the same shape.
+/// `block` must describe writable memory, and its terms readable memory of the same shape;
+/// `tmp` must hold the block's valid rows x columns, initialised (the rest is not read).
 #[cfg(target_arch = "x86_64")]
 // Inlined so that it is compiled with the calling kernel's target features (AVX-512 in
 // `avx512::block`), with its branches taken once per row, not once per value.
 #[inline(always)]
-unsafe fn write_block(tmp: &[f32; BLOCK * BLOCK], block: &OutBlock, accumulate: bool) {
+unsafe fn write_block(tmp: *const f32, block: &OutBlock, accumulate: bool) {
     let cols = block.cols;
     let bias = (!block.bias.is_null()).then(|| std::slice::from_raw_parts(block.bias, cols));
     for r in 0..block.rows {
         let dst = std::slice::from_raw_parts_mut(block.ptr.add(r * block.stride), cols);
-        let src = &tmp[r * BLOCK..r * BLOCK + cols];
+        let src = std::slice::from_raw_parts(tmp.add(r * BLOCK), cols);
         let residual =
             (!block.residual.is_null()).then(|| std::slice::from_raw_parts(block.residual.add(r * block.stride), cols));
         match (bias, residual, accumulate) {
@@ -733,7 +820,7 @@ mod amx {
             tile_store!("2", t.add(TILE * BLOCK), BLOCK * 4);
             tile_store!("3", t.add(TILE * BLOCK + TILE), BLOCK * 4);
             // What was loaded from `out` is in the tiles already.
-            write_block(&tmp, &block, accumulate && !full);
+            write_block(tmp.as_ptr(), &block, accumulate && !full);
         }
     }
 }
@@ -751,6 +838,74 @@ mod avx512 {
     /// Rows per register block: 8 rows x 2 panels = 16 accumulators of the 32 registers.
     const ROWS: usize = 8;
 
+    /// Packs one panel (up to 16 rows; missing ones are zero columns) of [`super::PackedRhs`]
+    /// from f16 rows and their factors. For each 32-value step: each row's values are widened,
+    /// scaled and rounded to 16 bf16 pairs (`vcvtne2ps2bf16`, to nearest even), one register
+    /// per row; the 16 x 16 pairs are transposed in registers, so that each register holds one
+    /// pair of all 16 rows, which is one 64-byte row of the panel block.
+    ///
+    /// # Safety
+    /// The CPU has AVX512-BF16; each row holds at least `k_blocks * 32` f16 values and `out` is
+    /// `k_blocks * 512` long.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub(super) unsafe fn pack_f16_panel(rows: &[(&[u8], f32)], k_blocks: usize, out: &mut [u16]) {
+        debug_assert!(rows.len() <= TILE && out.len() == k_blocks * PANEL_BLOCK);
+        let mut pairs = [_mm512_setzero_si512(); TILE];
+        for kb in 0..k_blocks {
+            for (column, slot) in pairs.iter_mut().enumerate() {
+                *slot = match rows.get(column) {
+                    Some(&(bytes, scale)) => {
+                        let factor = _mm512_set1_ps(scale);
+                        let at = bytes.as_ptr().add(kb * K_BLOCK * 2);
+                        let lo = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256(at as *const __m256i)), factor);
+                        let hi = _mm512_mul_ps(
+                            _mm512_cvtph_ps(_mm256_loadu_si256(at.add(TILE * 2) as *const __m256i)),
+                            factor,
+                        );
+                        std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(hi, lo))
+                    }
+                    None => _mm512_setzero_si512(),
+                };
+            }
+            let block = out.as_mut_ptr().add(kb * PANEL_BLOCK);
+            for (p, row) in transpose_16x16(&pairs).iter().enumerate() {
+                _mm512_storeu_si512(block.add(p * 2 * TILE) as *mut __m512i, *row);
+            }
+        }
+    }
+
+    /// The 16 x 16 transpose of 32-bit elements: element `j` of input `i` becomes element `i`
+    /// of output `j`. Pairs of inputs are interleaved by 32 then 64 bits (each 128-bit lane then
+    /// holds one column of four rows), and the lanes are gathered in two 128-bit shuffles.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn transpose_16x16(r: &[__m512i; TILE]) -> [__m512i; TILE] {
+        let mut a = [_mm512_setzero_si512(); TILE];
+        for i in 0..TILE / 2 {
+            a[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+            a[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+        }
+        // b[4g + c], lane L: column 4L + c of rows 4g..4g + 4.
+        let mut b = [_mm512_setzero_si512(); TILE];
+        for g in 0..TILE / 4 {
+            b[4 * g] = _mm512_unpacklo_epi64(a[4 * g], a[4 * g + 2]);
+            b[4 * g + 1] = _mm512_unpackhi_epi64(a[4 * g], a[4 * g + 2]);
+            b[4 * g + 2] = _mm512_unpacklo_epi64(a[4 * g + 1], a[4 * g + 3]);
+            b[4 * g + 3] = _mm512_unpackhi_epi64(a[4 * g + 1], a[4 * g + 3]);
+        }
+        let mut out = [_mm512_setzero_si512(); TILE];
+        for c in 0..4 {
+            let (p, q, r, s) = (b[c], b[4 + c], b[8 + c], b[12 + c]);
+            let low = (_mm512_shuffle_i32x4::<0x44>(p, q), _mm512_shuffle_i32x4::<0x44>(r, s));
+            let high = (_mm512_shuffle_i32x4::<0xee>(p, q), _mm512_shuffle_i32x4::<0xee>(r, s));
+            out[c] = _mm512_shuffle_i32x4::<0x88>(low.0, low.1);
+            out[4 + c] = _mm512_shuffle_i32x4::<0xdd>(low.0, low.1);
+            out[8 + c] = _mm512_shuffle_i32x4::<0x88>(high.0, high.1);
+            out[12 + c] = _mm512_shuffle_i32x4::<0xdd>(high.0, high.1);
+        }
+        out
+    }
+
     /// One 32 x 32 block, as [`super::amx::block`].
     ///
     /// # Safety
@@ -763,12 +918,20 @@ mod avx512 {
             tile_stride,
             k_count,
         } = operands;
-        // Every value is stored below before `write_block` reads it; not zeroing it saves a 4 KiB
-        // memset per block (a few percent of a 480-deep product).
+        // A whole block written over (no terms, nothing to add onto) goes straight to `out`;
+        // others through `tmp`. Every value is stored below before `write_block` reads it; not
+        // zeroing `tmp` saves a 4 KiB memset per block (a few percent of a 480-deep product).
         let mut tmp = std::mem::MaybeUninit::<[f32; BLOCK * BLOCK]>::uninit();
-        let out = tmp.as_mut_ptr() as *mut f32;
+        let direct = block.rows == BLOCK && block.cols == BLOCK && !accumulate && !block.has_terms();
+        let (out, out_stride) = if direct {
+            (block.ptr, block.stride)
+        } else {
+            (tmp.as_mut_ptr() as *mut f32, BLOCK)
+        };
         let panel1 = panel.add(tile_stride);
-        for r0 in (0..BLOCK).step_by(ROWS) {
+        // Row groups past the block's valid rows (padding of a short `a`) are not computed:
+        // `write_block` reads only the valid rows of `tmp`.
+        for r0 in (0..block.rows.next_multiple_of(ROWS)).step_by(ROWS) {
             // The 8 rows lie in one 16-row block of `a`.
             let rows = a.add((r0 / TILE) * tile_stride + (r0 % TILE) * K_BLOCK);
             let mut acc = [[_mm512_setzero_ps(); 2]; ROWS];
@@ -790,12 +953,15 @@ mod avx512 {
                 }
             }
             for (r, acc) in acc.iter().enumerate() {
-                _mm512_storeu_ps(out.add((r0 + r) * BLOCK), acc[0]);
-                _mm512_storeu_ps(out.add((r0 + r) * BLOCK + TILE), acc[1]);
+                _mm512_storeu_ps(out.add((r0 + r) * out_stride), acc[0]);
+                _mm512_storeu_ps(out.add((r0 + r) * out_stride + TILE), acc[1]);
             }
         }
-        // SAFETY: the loop above stored all BLOCK rows of BLOCK values.
-        write_block(tmp.assume_init_ref(), &block, accumulate);
+        if !direct {
+            // SAFETY: the loop above stored the block's valid rows (at least), all BLOCK values
+            // of each, and `write_block` reads no others.
+            write_block(out, &block, accumulate);
+        }
     }
 }
 
@@ -994,6 +1160,54 @@ mod tests {
                     scale += (a[i * k + l] as f64 * b[j * k + l] as f64).abs();
                 }
                 assert!((out[i * n + j] as f64 - exact).abs() <= scale / 256.0);
+            }
+        }
+    }
+
+    #[test]
+    fn f16_rows_pack_like_their_scaled_f32_values_at_every_size_and_on_reuse() {
+        let mut reused = PackedRhs::empty();
+        // Larger, then smaller packings into one buffer: nothing of the earlier one may show.
+        for (n, k) in [(40, 256), (1, 32), (17, 64), (15, 256), (33, 40), (3, 7)] {
+            let values = random(n * k, n as u64);
+            let bytes: Vec<Vec<u8>> = values
+                .chunks(k)
+                .map(|row| row.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect())
+                .collect();
+            let scales: Vec<f32> = (0..n).map(|j| 0.5 + j as f32 / 7.0).collect();
+            let rows: Vec<(&[u8], f32)> = bytes.iter().map(|b| b.as_slice()).zip(scales.iter().copied()).collect();
+            let scaled: Vec<f32> = values
+                .chunks(k)
+                .zip(&scales)
+                .flat_map(|(row, &s)| row.iter().map(move |&v| half::f16::from_f32(v).to_f32() * s))
+                .collect();
+            let want_packed = PackedRhs::pack(&scaled, n, k);
+            reused.pack_f16_rows_into(&rows, k);
+            assert_eq!((reused.n(), reused.k(), reused.level()), (n, k, want_packed.level()));
+            let m = 21;
+            let a = random(m * k, 99);
+            let (mut want, mut got) = (vec![0f32; m * n], vec![f32::NAN; m * n]);
+            matmul_abt(&a, m, &want_packed, &mut want, false);
+            matmul_abt(&a, m, &reused, &mut got, false);
+            assert_eq!(got, want, "{n} x {k}");
+        }
+    }
+
+    #[test]
+    fn gathered_rows_multiply_like_their_contiguous_copy() {
+        let (n, k) = (37, 70);
+        let b = random(n * k, 21);
+        let pool = random(50 * k, 22);
+        let picks = [3usize, 49, 0, 3, 17, 28, 41, 5, 9, 33, 12, 44, 1, 2, 30, 31, 8, 19];
+        for level in levels() {
+            let packed = PackedRhs::pack_at(&b, n, k, level);
+            for m in [0, 1, 16, picks.len()] {
+                let rows: Vec<&[f32]> = picks[..m].iter().map(|&i| &pool[i * k..(i + 1) * k]).collect();
+                let mut want = vec![0f32; m * n];
+                matmul_abt(&rows.concat(), m, &packed, &mut want, false);
+                let mut got = vec![f32::NAN; m * n];
+                matmul_abt_rows(&rows, &packed, &mut got);
+                assert_eq!(got, want, "{level:?}, {m} rows");
             }
         }
     }

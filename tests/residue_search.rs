@@ -9,7 +9,7 @@ use protfam::io::{Family, Record};
 use protfam::pipeline::WorkShard;
 use protfam::residue::eval::{merge_store_parts, part_hits_path, search_part, search_store_part};
 use protfam::residue::index::{IndexParams, Quantization, ResidueIndex};
-use protfam::residue::ivf::{refine, IvfIndex, IvfParams};
+use protfam::residue::ivf::{refine, IvfIndex, IvfParams, Products};
 use protfam::residue::search::{
     exact_top_k, exact_top_k_of_part, normalise_rows, recall_at_k, ApproxIndex, ApproxOptions, SearchOptions,
 };
@@ -437,11 +437,13 @@ fn an_ivf_index_probing_every_list_is_the_exact_search() {
     let encoder = RandomEncoder::new(dim);
     let dir = tempfile::tempdir().unwrap();
     let store = random_store(dir.path(), dim, 60, 21);
+    // In f32 products the IVF search's similarities are exact search's (bf16 below).
     let params = IvfParams {
         lists: 16,
         probes: 16,
         sequences: 0,
         window: 8,
+        products: Products::F32,
     };
     let index = IvfIndex::open_or_build(&store, &params).unwrap();
     assert_eq!(index.lists(), 16);
@@ -478,7 +480,7 @@ fn an_ivf_index_probing_every_list_is_the_exact_search() {
     let refined = narrow
         .top_k_refined(&store, &queries, &ranges, k, 60, 8, &indicatif::ProgressBar::hidden())
         .unwrap();
-    let some = refine(&store, &queries, &ranges, one.clone(), 4, 8);
+    let some = refine(&store, &queries, &ranges, one.clone(), 4, 8, Products::F32);
     let (r_one, r_some, r_all) = (
         recall_at_k(&exact, &one, k),
         recall_at_k(&exact, &some, k),
@@ -497,6 +499,49 @@ fn an_ivf_index_probing_every_list_is_the_exact_search() {
         seen.dedup();
         assert_eq!(seen.len(), hits.len());
     }
+    // bf16 products (the default): every list probed finds nearly exact search's rows, each
+    // similarity within bf16 rounding (2^-8 of the sum of |products|, at most 2^-8 for unit rows)
+    // of its exact cosine; the second stage too.
+    let bf16 = IvfIndex::open_or_build(
+        &store,
+        &IvfParams {
+            products: Products::Bf16,
+            ..params
+        },
+    )
+    .unwrap();
+    let close = |table: &protfam::residue::search::HitTable| {
+        for i in 0..table.n_queries() {
+            for hit in table.row(i) {
+                let row = store.rows_f32(hit.row as usize, hit.row as usize + 1, true);
+                let exact_sim: f32 = row
+                    .iter()
+                    .zip(&queries[i * dim..(i + 1) * dim])
+                    .map(|(a, b)| a * b)
+                    .sum();
+                assert!(
+                    (hit.similarity - exact_sim).abs() <= 1.0 / 256.0,
+                    "{} vs {exact_sim}",
+                    hit.similarity
+                );
+            }
+        }
+    };
+    let bf16_all = bf16
+        .top_k(&store, &queries, k, &indicatif::ProgressBar::hidden())
+        .unwrap();
+    close(&bf16_all);
+    assert!(recall_at_k(&exact, &bf16_all, k) >= 0.9);
+    let bf16_refined = bf16
+        .with_probes(1)
+        .top_k_refined(&store, &queries, &ranges, k, 60, 8, &indicatif::ProgressBar::hidden())
+        .unwrap();
+    close(&bf16_refined);
+    let (f32_recall, bf16_recall) = (recall_at_k(&exact, &refined, k), recall_at_k(&exact, &bf16_refined, k));
+    assert!(
+        bf16_recall >= f32_recall - 0.1,
+        "recall of f32 {f32_recall}, of bf16 {bf16_recall}"
+    );
 }
 
 #[test]
@@ -604,6 +649,7 @@ fn a_search_split_over_store_parts_merges_into_the_one_part_search() {
             probes: 4,
             sequences: 0,
             window: 8,
+            products: Products::F32,
         },
         ..knn.params.clone()
     };

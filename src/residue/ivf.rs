@@ -40,11 +40,13 @@ use serde::{Deserialize, Serialize};
 
 use super::index::{open_or_build_locked, store_digest};
 use super::search::{check_queries, insert, insert_row_hits, Hit, HitTable};
-use super::shortlist::{check_ranges, search_listed_sequences, sequences_hit, windows};
-use super::store::{scratch, ResidueStore};
+pub use super::shortlist::Products;
+use super::shortlist::{check_ranges, search_listed_sequences, sequences_hit, windows, RowProducts};
+use super::store::ResidueStore;
 use super::ResidueError;
 use crate::cache::shard::{write_shard, ShardFile, TensorData};
 use crate::file_error::FileError;
+use crate::lowp::PackedRhs;
 use crate::pipeline::WorkShard;
 
 const FORMAT: &str = "protfam-ivf-index-1";
@@ -73,6 +75,11 @@ pub struct IvfParams {
     pub sequences: usize,
     /// Query rows per window of the second stage.
     pub window: usize,
+    /// Arithmetic of the similarity products of both stages (and of the
+    /// choice of lists); absent in classifiers saved before it existed, which
+    /// then search with the default.
+    #[serde(default)]
+    pub products: Products,
 }
 
 impl Default for IvfParams {
@@ -85,6 +92,7 @@ impl Default for IvfParams {
             probes: 32,
             sequences: 256,
             window: 128,
+            products: Products::Bf16,
         }
     }
 }
@@ -113,6 +121,9 @@ pub struct IvfIndex {
     probes: usize,
     /// `lists x dim`, unit length.
     centroids: Vec<f32>,
+    /// The same, packed for bf16 products.
+    packed_centroids: PackedRhs,
+    products: Products,
     /// Store rows grouped by list (ascending within a list); list `l` is `order[offsets[l]..offsets[l + 1]]`.
     order: Vec<u32>,
     offsets: Vec<usize>,
@@ -251,7 +262,9 @@ impl IvfIndex {
             dim,
             lists,
             probes: params.probes.min(lists),
+            packed_centroids: PackedRhs::pack(&centroids, lists, dim),
             centroids,
+            products: params.products,
             order,
             offsets,
             bytes: file.len_bytes(),
@@ -404,18 +417,13 @@ impl IvfIndex {
                 .into_par_iter()
                 .filter(|&l| starts[l + 1] > starts[l] && self.offsets[l + 1] > self.offsets[l])
                 .map_init(
-                    || (Vec::new(), Vec::new(), Vec::new()),
-                    |(target, query_rows, sims), l| {
+                    || (RowProducts::new(self.products), Vec::new()),
+                    |(products, query_rows), l| {
                         let rows = &self.order[self.offsets[l]..self.offsets[l + 1]];
                         let who = &members[starts[l]..starts[l + 1]];
-                        let target = scratch(target, rows.len() * dim);
-                        store.listed_rows_into(rows, target);
-                        let query_rows = scratch(query_rows, who.len() * dim);
-                        for (dst, &q) in query_rows.chunks_exact_mut(dim).zip(who) {
-                            dst.copy_from_slice(&chunk[q as usize * dim..(q as usize + 1) * dim]);
-                        }
-                        let sims = scratch(sims, who.len() * rows.len());
-                        crate::gemm::matmul_abt(who.len(), rows.len(), dim, query_rows, target, sims);
+                        query_rows.clear();
+                        query_rows.extend(who.iter().map(|&q| &chunk[q as usize * dim..(q as usize + 1) * dim]));
+                        let sims = products.similarities(store, rows, query_rows);
                         let mut best = vec![Hit::EMPTY; who.len() * k];
                         for ((slots, sim_row), &q) in best.chunks_mut(k).zip(sims.chunks(rows.len())).zip(who) {
                             let floor = &floors[q as usize];
@@ -465,7 +473,7 @@ impl IvfIndex {
     ) -> Result<HitTable, ResidueError> {
         check_ranges(ranges, queries.len() / self.dim.max(1))?;
         let first = self.top_k(store, queries, k, progress)?;
-        Ok(refine(store, queries, ranges, first, sequences, window))
+        Ok(refine(store, queries, ranges, first, sequences, window, self.products))
     }
 
     /// The `probes` nearest lists of every row of `chunk`, `probes` per row.
@@ -475,22 +483,25 @@ impl IvfIndex {
         let mut out = Vec::with_capacity(chunk.len() / dim * probes);
         // One similarity tile for all blocks (a fresh 32 MiB per block is paid in page faults).
         let mut sims = Vec::new();
+        let list_ids: Vec<u32> = (0..self.lists as u32).collect();
         for block in chunk.chunks(CENTROID_BLOCK * dim) {
             let m = block.len() / dim;
             sims.resize(m * self.lists, 0.0f32);
-            crate::gemm::matmul_abt(m, self.lists, dim, block, &self.centroids, &mut sims);
+            match self.products {
+                Products::Bf16 => crate::lowp::matmul_abt(block, m, &self.packed_centroids, &mut sims, false),
+                Products::F32 => crate::gemm::matmul_abt(m, self.lists, dim, block, &self.centroids, &mut sims),
+            }
+            // The `probes` most similar lists, ties to the lower list, as a top-k of hits.
             let lists: Vec<Vec<u32>> = sims
                 .par_chunks(self.lists)
-                .map(|row| {
-                    let mut order: Vec<u32> = (0..self.lists as u32).collect();
-                    if probes < order.len() {
-                        order.select_nth_unstable_by(probes - 1, |a, b| {
-                            row[*b as usize].total_cmp(&row[*a as usize]).then(a.cmp(b))
-                        });
-                        order.truncate(probes);
-                    }
-                    order
-                })
+                .map_init(
+                    || vec![Hit::EMPTY; probes],
+                    |slots, row| {
+                        slots.fill(Hit::EMPTY);
+                        insert_row_hits(slots, row, &list_ids, false);
+                        slots.iter().filter(|h| !h.is_empty()).map(|h| h.row).collect()
+                    },
+                )
                 .collect();
             out.extend(lists.into_iter().flatten());
         }
@@ -507,6 +518,7 @@ pub fn refine(
     first: HitTable,
     sequences: usize,
     window: usize,
+    products: Products,
 ) -> HitTable {
     if sequences == 0 {
         return first;
@@ -514,7 +526,7 @@ pub fn refine(
     let windows = windows(ranges, window);
     let lists = sequences_hit(&first, &windows, store, sequences);
     let mut table = first;
-    search_listed_sequences(queries, &windows, &lists, store, &mut table);
+    search_listed_sequences(queries, &windows, &lists, store, &mut table, products);
     table
 }
 

@@ -764,13 +764,28 @@ impl ResidueStore {
     /// scaled to unit length, as f32: the gather of an IVF list's rows, which
     /// lie scattered over the store.
     pub fn listed_rows_into(&self, rows: &[u32], out: &mut [f32]) {
-        let dim = self.dim();
-        assert_eq!(out.len(), rows.len() * dim, "output is not the rows' length");
-        // The shard of the previous row and its residue bytes: the lookup is skipped while the
-        // rows stay in it.
-        let mut current: Option<(usize, usize, &[u8])> = None;
-        for (&row, dst) in rows.iter().zip(out.chunks_exact_mut(dim)) {
-            let row = row as usize;
+        assert_eq!(out.len(), rows.len() * self.dim(), "output is not the rows' length");
+        let listed = self.f16_rows(rows.iter().map(|&r| r as usize));
+        for ((bytes, inv), dst) in listed.zip(out.chunks_exact_mut(self.dim())) {
+            decode_f16_scaled(bytes, dst, inv);
+        }
+    }
+
+    /// Appends, for each listed row, its f16 bytes and its inverse norm (the
+    /// factor that scales it to unit length): what
+    /// [`crate::lowp::PackedRhs::pack_f16_rows_into`] packs for bf16
+    /// products, with no f32 copy of the rows.
+    pub fn push_f16_rows<'s>(&'s self, rows: impl IntoIterator<Item = usize>, out: &mut Vec<(&'s [u8], f32)>) {
+        out.extend(self.f16_rows(rows));
+    }
+
+    /// The f16 bytes and inverse norm of each listed row. Consecutive rows of
+    /// one shard are the cheap case: the shard lookup is skipped while the
+    /// rows stay in the previous row's shard.
+    fn f16_rows<'s>(&'s self, rows: impl IntoIterator<Item = usize>) -> impl Iterator<Item = (&'s [u8], f32)> {
+        let row_bytes = self.dim() * 2;
+        let mut current: Option<(usize, usize, &'s [u8])> = None;
+        rows.into_iter().map(move |row| {
             let (shard_first, _, bytes) = match current {
                 Some(c @ (shard_first, n_rows, _)) if row >= shard_first && row < shard_first + n_rows => c,
                 _ => {
@@ -782,9 +797,9 @@ impl ResidueStore {
                     *current.insert((shard.first_row, shard.n_rows, bytes))
                 }
             };
-            let at = (row - shard_first) * dim * 2;
-            decode_f16_scaled(&bytes[at..at + dim * 2], dst, self.inv_norms[row]);
-        }
+            let at = (row - shard_first) * row_bytes;
+            (&bytes[at..at + row_bytes], self.inv_norms[row])
+        })
     }
 }
 

@@ -54,6 +54,8 @@ pub struct ResidueKnnArgs {
     pub ivf_sequences: Option<usize>,
     #[arg(long, help = with_default("IVF index, second stage: query residues per window", residue_defaults().ivf.window))]
     pub ivf_window: Option<usize>,
+    #[arg(long, help = with_default("IVF index: arithmetic of the similarity products of both stages: bf16 operands with f32 sums (about 2x faster) or f32 (bf16|f32)", residue_defaults().ivf.products))]
+    pub ivf_products: Option<protfam::residue::ivf::Products>,
     #[arg(long, help = with_default("How the usearch graph stores vectors (i8|bf16|f16|f32)", residue_defaults().usearch.quantization))]
     pub index_quantization: Option<Quantization>,
     #[arg(long, help = with_default("usearch graph links per node (HNSW M)", residue_defaults().usearch.connectivity))]
@@ -155,6 +157,9 @@ impl ResidueKnnArgs {
         }
         if let Some(v) = self.ivf_window {
             p.ivf.window = v;
+        }
+        if let Some(v) = self.ivf_products {
+            p.ivf.products = v;
         }
         if let Some(v) = self.index_quantization {
             p.usearch.quantization = v;

@@ -566,13 +566,15 @@ pub fn run(cmd: ResidueCommand) -> anyhow::Result<ExitCode> {
                             first.clone(),
                             sequences,
                             params.ivf.window,
+                            params.ivf.products,
                         );
                         report(
                             format!(
-                                "ivf {} lists, {p} probes ({:.0} rows per residue), then {sequences} sequences per {}-residue window",
+                                "ivf {} lists, {p} probes ({:.0} rows per residue), then {sequences} sequences per {}-residue window, {} products",
                                 ivf.lists(),
                                 ivf.expected_rows_compared(),
-                                params.ivf.window
+                                params.ivf.window,
+                                params.ivf.products
                             ),
                             build_s,
                             first_s + started.elapsed().as_secs_f64(),
