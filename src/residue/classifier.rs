@@ -239,6 +239,9 @@ impl ResidueKnnParams {
         if self.index == IndexKind::Ivf && self.ivf != defaults.ivf {
             let p = &self.ivf;
             label.push_str(&format!("-c{}p{}r{}w{}", p.lists, p.probes, p.sequences, p.window));
+            if p.products != defaults.ivf.products {
+                label.push_str(&format!("-{}", p.products));
+            }
         }
         label
     }
