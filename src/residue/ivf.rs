@@ -9,14 +9,16 @@
 //! the store's own f16 rows: the index holds only the centroids and each
 //! row's list, about 7 bytes per stored row. On NEAR's 1.33M-row store it
 //! builds in about 90 s, where a usearch graph took 736 s
-//! (docs/residue-knn.md). Every similarity that reaches scoring is the exact
-//! cosine. The cost per query row is `lists + probes x rows / lists` dot
+//! (docs/residue-knn.md). Every row looked at gets its full cosine, in bf16
+//! products with f32 sums by default ([`Products`], on [`crate::lowp`]'s
+//! kernels: within 2^-8 of the exact cosine, about twice as fast as f32), or
+//! in f32. The cost per query row is `lists + probes x rows / lists` dot
 //! products instead of `rows` (plus the second stage's, which depends on
 //! the sequences searched, not on the store): it grows with the square root
 //! of the store when `lists` grows with it.
 //!
 //! Queries are searched list by list: each chunk of query rows is sorted
-//! into the lists they probe, and each list's rows are decoded once per
+//! into the lists they probe, and each list's rows are packed once per
 //! chunk and multiplied with all the query rows that probe it (one matrix
 //! product per list), then the per-list top `k` are merged.
 //!
