@@ -593,10 +593,12 @@ fn a_search_split_over_store_parts_merges_into_the_one_part_search() {
     let dir = tempfile::tempdir().unwrap();
     let train = random_records(50, 31);
     let vocab = LabelVocab::from_families(train.iter().filter_map(|r| r.family.as_ref()));
+    // Exact search: its split is the one that must equal the whole (ivf parts below).
     let params = ResidueKnnParams {
         stride: 1,
         query_stride: 1,
         shard_sequences: 6,
+        index: protfam::residue::IndexKind::Exact,
         ..Default::default()
     };
     let knn = params.fit(&encoder, &train, &vocab, dir.path()).unwrap();
