@@ -735,15 +735,11 @@ impl ResidueStore {
         if start == end {
             return;
         }
-        let shard = &self.shards[self.shards.partition_point(|s| s.first_row + s.n_rows <= start)];
+        let (shard, residues) = self.shard_of(start);
         assert!(
             start >= shard.first_row && end <= shard.first_row + shard.n_rows,
             "row range within one shard (use blocks())"
         );
-        let residues = shard
-            .file
-            .bytes("residues", Dtype::F16)
-            .expect("dtype checked when the store was opened");
         let byte_start = (start - shard.first_row) * dim * 2;
         let bytes = &residues[byte_start..byte_start + (end - start) * dim * 2];
         if normalise {
@@ -789,17 +785,24 @@ impl ResidueStore {
             let (shard_first, _, bytes) = match current {
                 Some(c @ (shard_first, n_rows, _)) if row >= shard_first && row < shard_first + n_rows => c,
                 _ => {
-                    let shard = &self.shards[self.shards.partition_point(|s| s.first_row + s.n_rows <= row)];
-                    let bytes = shard
-                        .file
-                        .bytes("residues", Dtype::F16)
-                        .expect("dtype checked when the store was opened");
+                    let (shard, bytes) = self.shard_of(row);
                     *current.insert((shard.first_row, shard.n_rows, bytes))
                 }
             };
             let at = (row - shard_first) * row_bytes;
             (&bytes[at..at + row_bytes], self.inv_norms[row])
         })
+    }
+
+    /// The shard holding store row `row` (below [`Self::n_rows`]) and its
+    /// residue bytes (f16, little-endian, row-major).
+    fn shard_of(&self, row: usize) -> (&ShardMap, &[u8]) {
+        let shard = &self.shards[self.shards.partition_point(|s| s.first_row + s.n_rows <= row)];
+        let bytes = shard
+            .file
+            .bytes("residues", Dtype::F16)
+            .expect("dtype checked when the store was opened");
+        (shard, bytes)
     }
 }
 
